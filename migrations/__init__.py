@@ -1,0 +1,1 @@
+"""Alembic migrations for the snapfim schema (``scanner.storage.tables``)."""

@@ -1,0 +1,81 @@
+"""The coverage report of a scan: what was found, scanned, skipped or unreadable, and why."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+MAX_LISTED_ERRORS = 200
+
+
+@dataclass(slots=True)
+class VolumeReport:
+    """One volume of the disk and what became of it."""
+
+    volume: str
+    offset: int
+    length: int
+    description: str
+    filesystem: str | None = None
+    status: str = "skipped"      # scanned | skipped | failed
+    reason: str | None = None
+    mountpoint: str | None = None
+    uuid: str | None = None
+    label: str | None = None
+
+
+@dataclass(slots=True)
+class Coverage:
+    """Per-scan coverage: volumes, mounts, counts and unreadable paths."""
+
+    source: str
+    disk_size: int
+    partition_table: str
+    volumes: list[VolumeReport] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)  # path -> reason
+    entities: int = 0
+    files_hashed: int = 0
+    bytes_hashed: int = 0
+    policies: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        """``partial`` when anything that should have been read was not, else ``succeeded``."""
+        if self.unreadable or any(v.status == "failed" for v in self.volumes):
+            return "partial"
+        return "succeeded"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form, with the unreadable list capped (the count is kept)."""
+        data = asdict(self)
+        items = sorted(self.unreadable.items())
+        data["unreadable"] = dict(items[:MAX_LISTED_ERRORS])
+        data["unreadable_count"] = len(items)
+        data["status"] = self.status
+        return data
+
+    def summary_lines(self) -> list[str]:
+        """Human-readable lines for the CLI."""
+        lines = [f"disk: {self.source} ({_size(self.disk_size)}, partition table: "
+                 f"{self.partition_table})"]
+        for v in self.volumes:
+            what = v.filesystem or "?"
+            where = f" mounted at {v.mountpoint}" if v.mountpoint else ""
+            why = f" — {v.reason}" if v.reason else ""
+            lines.append(f"  {v.volume}: {what}, {_size(v.length)}, {v.status}{where}{why}")
+        lines.extend(f"  note: {n}" for n in self.notes)
+        for path, reason in sorted(self.unreadable.items())[:20]:
+            lines.append(f"  unreadable: {path}: {reason}")
+        if len(self.unreadable) > 20:
+            lines.append(f"  ... and {len(self.unreadable) - 20} more unreadable paths")
+        return lines
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"

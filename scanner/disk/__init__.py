@@ -1,0 +1,1 @@
+"""The disk layer: volumes on a block source, filesystems on volumes, and a path walker."""

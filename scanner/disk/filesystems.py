@@ -1,0 +1,118 @@
+"""Detect and open the filesystem of a volume: pytsk3 first, then named refusals.
+
+A second backend (XFS via libfsxfs) plugs in here; the walker and collectors only see the
+:class:`~scanner.disk.nodes.Filesystem` protocol.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytsk3
+
+from scanner.disk.identity import read_identity
+from scanner.disk.nodes import Filesystem, Node
+from scanner.disk.tsk_fs import TskFilesystem
+from scanner.disk.volumes import Volume
+from scanner.errors import CorruptFilesystem, SourceReadError, UnsupportedFilesystem
+from scanner.sources.base import BlockSource
+from scanner.sources.fileobj import SourceFile
+
+# (offset, magic, name, encrypted)
+_SIGNATURES: list[tuple[int, bytes, str, bool]] = [
+    (0, b"XFSB", "xfs", False),
+    (0x10040, b"_BHRfS_M", "btrfs", False),
+    (0, b"LUKS\xba\xbe", "luks", True),
+    (3, b"-FVE-FS-", "bitlocker", True),
+    (512, b"LABELONE", "lvm2", False),
+    (4086, b"SWAPSPACE2", "swap", False),
+    (0, b"hsqs", "squashfs", False),
+    (0x400, b"\x10\x20\xf5\xf2", "f2fs", False),
+]
+
+
+def sniff(source: BlockSource) -> tuple[str, bool] | None:
+    """Name a volume's content by signature when pytsk3 cannot open it: (name, encrypted)."""
+    for offset, magic, name, encrypted in _SIGNATURES:
+        try:
+            if source.read_at(offset, len(magic)) == magic:
+                return name, encrypted
+        except SourceReadError:
+            continue
+    return None
+
+
+class ExtFilesystem(TskFilesystem):
+    """ext2/3/4 through pytsk3, with extended attributes from libfsext (pyfsext)."""
+
+    def __init__(self, img: pytsk3.Img_Info, volume_source: BlockSource, offset: int) -> None:
+        super().__init__(img, offset, read_identity(volume_source, "ext"))
+        self._volume_source = volume_source
+        self._ext: Any = None
+
+    def _ext_volume(self) -> Any:
+        if self._ext is None:
+            import pyfsext
+
+            volume = pyfsext.volume()
+            try:
+                volume.open_file_object(SourceFile(self._volume_source))
+            except OSError as exc:
+                raise CorruptFilesystem(f"libfsext cannot open the volume: {exc}") from exc
+            self._ext = volume
+        return self._ext
+
+    def xattrs(self, node: Node) -> dict[str, bytes]:
+        """Extended attributes (incl. POSIX ACLs and ``security.capability``) by full name."""
+        try:
+            entry = self._ext_volume().get_file_entry_by_inode(node.inode)
+            result: dict[str, bytes] = {}
+            for attr in entry.extended_attributes:
+                result[attr.name] = attr.read_buffer(attr.size) if attr.size else b""
+            return result
+        except OSError as exc:
+            raise SourceReadError(f"cannot read extended attributes of inode {node.inode}: "
+                                  f"{exc}") from exc
+
+    def close(self) -> None:
+        """Close the libfsext volume too."""
+        if self._ext is not None:
+            self._ext.close()
+            self._ext = None
+        super().close()
+
+
+def open_filesystem(img: pytsk3.Img_Info, volume: Volume, volume_source: BlockSource) -> Filesystem:
+    """Open the filesystem on a volume.
+
+    Raises :class:`UnsupportedFilesystem` (with the format's name, and whether it is
+    encrypted) or :class:`CorruptFilesystem` (unreadable, or cut short by a truncated image).
+    """
+    try:
+        fs: TskFilesystem = TskFilesystem(img, volume.offset, read_identity(volume_source, "none"))
+    except CorruptFilesystem as exc:
+        sniffed = sniff(volume_source)
+        if sniffed is not None:
+            name, encrypted = sniffed
+            what = "encrypted volume" if encrypted else "filesystem"
+            raise UnsupportedFilesystem(f"{name}: {what} not supported yet") from exc
+        if _all_zero(volume_source):
+            raise UnsupportedFilesystem("empty (all zeros)") from exc
+        raise CorruptFilesystem(f"no recognisable filesystem ({exc})") from exc
+    if fs.fs_type.startswith("ext"):
+        fs.close()
+        fs = ExtFilesystem(img, volume_source, volume.offset)
+    else:
+        fs.identity = read_identity(volume_source, fs.fs_type)
+    claimed = fs.block_count * fs.block_size
+    if fs.fs_type.startswith("ext") and claimed > volume_source.size:
+        raise CorruptFilesystem(f"{fs.fs_type} is truncated: it spans {claimed} bytes but only "
+                                f"{volume_source.size} are present")
+    return fs
+
+
+def _all_zero(source: BlockSource) -> bool:
+    try:
+        return not any(source.read_at(0, 65536))
+    except SourceReadError:
+        return False

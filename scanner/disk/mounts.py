@@ -1,0 +1,85 @@
+"""Which volume is mounted where: /etc/fstab of the root filesystem, matched by UUID or label.
+
+Pure: parsing and planning take text and identities, and return a plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scanner.disk.nodes import FsIdentity
+from scanner.paths import normalize
+
+# Filesystem types that never live on this disk's volumes.
+_NOT_ON_DISK = {"swap", "tmpfs", "proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2",
+                "nfs", "nfs4", "cifs", "smb3", "fuse", "fuse.sshfs", "securityfs", "debugfs",
+                "efivarfs", "hugetlbfs", "mqueue", "binfmt_misc", "autofs", "overlay", "none"}
+
+
+@dataclass(frozen=True, slots=True)
+class FstabEntry:
+    """One line of /etc/fstab that names a block device."""
+
+    spec: str
+    mountpoint: str
+    fstype: str
+
+
+@dataclass(frozen=True, slots=True)
+class MountPlan:
+    """Mount points matched to volumes, and those whose device is not found on this disk."""
+
+    mounts: dict[str, str]    # mountpoint -> volume label
+    missing: dict[str, str]   # mountpoint -> reason
+
+
+def parse_fstab(text: str) -> list[FstabEntry]:
+    """Entries of an fstab that could be a volume of this disk (no swap, pseudo or network fs)."""
+    entries = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        spec, mountpoint, fstype = fields[0], _unescape(fields[1]), fields[2]
+        if fstype in _NOT_ON_DISK or not mountpoint.startswith("/"):
+            continue
+        if "bind" in (fields[3].split(",") if len(fields) > 3 else []):
+            continue
+        entries.append(FstabEntry(spec, normalize(mountpoint), fstype))
+    return entries
+
+
+def _unescape(field: str) -> str:
+    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
+
+
+def _spec_key(spec: str) -> tuple[str, str] | None:
+    for prefix, kind in (("UUID=", "uuid"), ("LABEL=", "label"),
+                         ("/dev/disk/by-uuid/", "uuid"), ("/dev/disk/by-label/", "label")):
+        if spec.startswith(prefix):
+            return kind, spec[len(prefix):].strip('"')
+    return None
+
+
+def plan_mounts(entries: list[FstabEntry], identities: dict[str, FsIdentity],
+                root_volume: str) -> MountPlan:
+    """Match fstab entries (other than ``/``) to volumes by filesystem UUID or label."""
+    mounts: dict[str, str] = {}
+    missing: dict[str, str] = {}
+    for entry in entries:
+        if entry.mountpoint == "/":
+            continue
+        key = _spec_key(entry.spec)
+        if key is None:
+            missing[entry.mountpoint] = f"{entry.spec}: device names cannot be matched offline"
+            continue
+        kind, value = key
+        match = [label for label, ident in identities.items() if label != root_volume and (
+            (kind == "uuid" and ident.uuid and ident.uuid.lower() == value.lower())
+            or (kind == "label" and ident.label == value))]
+        if match:
+            mounts[entry.mountpoint] = match[0]
+        else:
+            missing[entry.mountpoint] = f"{entry.spec} is not a readable volume of this disk"
+    return MountPlan(mounts, missing)

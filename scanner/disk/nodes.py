@@ -1,0 +1,107 @@
+"""What every filesystem backend hands to the walker: one directory entry's metadata."""
+
+from __future__ import annotations
+
+import stat
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+from collections.abc import Iterator
+
+
+class FileKind(StrEnum):
+    """File types, named as ``ls -l`` users think of them."""
+
+    FILE = "file"
+    DIRECTORY = "directory"
+    SYMLINK = "symlink"
+    CHAR_DEVICE = "char_device"
+    BLOCK_DEVICE = "block_device"
+    FIFO = "fifo"
+    SOCKET = "socket"
+    OTHER = "other"
+
+
+KIND_MODE_BITS: dict[FileKind, int] = {
+    FileKind.FILE: stat.S_IFREG,
+    FileKind.DIRECTORY: stat.S_IFDIR,
+    FileKind.SYMLINK: stat.S_IFLNK,
+    FileKind.CHAR_DEVICE: stat.S_IFCHR,
+    FileKind.BLOCK_DEVICE: stat.S_IFBLK,
+    FileKind.FIFO: stat.S_IFIFO,
+    FileKind.SOCKET: stat.S_IFSOCK,
+    FileKind.OTHER: 0,
+}
+
+
+@dataclass(slots=True)
+class Node:
+    """Metadata of one allocated directory entry, as a filesystem backend reads it.
+
+    ``mode`` holds permission and set-id bits only (no type bits); times are integer
+    nanoseconds since the epoch, ``None`` where the filesystem has no such time.
+    ``handle`` is the backend's own reference (an inode number for pytsk3).
+    """
+
+    name: str
+    inode: int
+    kind: FileKind
+    size: int
+    mode: int
+    uid: int
+    gid: int
+    nlink: int
+    mtime: int | None
+    ctime: int | None
+    crtime: int | None
+    atime: int | None
+    link: str | None = None
+    handle: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class FsIdentity:
+    """How /etc/fstab may name a filesystem."""
+
+    uuid: str | None = None
+    label: str | None = None
+
+
+class Filesystem(Protocol):
+    """One opened filesystem. Backends: pytsk3 (ext, FAT, exFAT, NTFS); XFS later.
+
+    Methods raise :class:`~scanner.errors.CorruptFilesystem` or
+    :class:`~scanner.errors.SourceReadError` when structures cannot be read.
+    """
+
+    fs_type: str
+    case_sensitive: bool
+    identity: FsIdentity
+
+    def root(self) -> Node:
+        """The root directory."""
+        ...
+
+    def children(self, directory: Node) -> Iterator[Node]:
+        """Allocated entries of a directory (no ``.``/``..``, no virtual or deleted entries)."""
+        ...
+
+    def read_link(self, node: Node) -> str:
+        """Target of a symbolic link."""
+        ...
+
+    def iter_content(self, node: Node, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """The file's data, in chunks (sparse regions read as zeros)."""
+        ...
+
+    def node_by_inode(self, inode: int) -> Node:
+        """Re-find a node by inode number (used by hashing workers)."""
+        ...
+
+    def xattrs(self, node: Node) -> dict[str, bytes]:
+        """Extended attributes by full name (``security.capability``); empty if none or unsupported."""
+        ...
+
+    def close(self) -> None:
+        """Release the filesystem."""
+        ...

@@ -1,0 +1,244 @@
+"""Policy-driven walk of mounted filesystems.
+
+Paths are resolved inside the image, never on the host: symlinks in intermediate components
+are followed from the image's root (absolute targets) or the link's directory (relative
+ones), across mount points, with a hop limit. The last component is not followed, except
+that a directory entity that is a symlink (``/bin -> usr/bin`` on merged-/usr systems) is
+recorded as the symlink *and* its target tree is walked. Entities are always named by their
+resolved (canonical) path, so ``/bin/login`` and ``/usr/bin/login`` are one entity,
+``/usr/bin/login``, covered by both policy entries.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from scanner.disk.nodes import FileKind, Filesystem, Node
+from scanner.errors import CorruptFilesystem, SourceReadError
+from scanner.paths import join
+from scanner.policy import ExcludeMatcher, PolicyEntity, segment_regex
+
+MAX_SYMLINK_HOPS = 40
+
+
+@dataclass(slots=True)
+class Mount:
+    """A filesystem mounted at an absolute path of the machine's tree."""
+
+    mountpoint: str
+    fs: Filesystem
+    volume: str
+
+
+@dataclass(slots=True)
+class WalkRoot:
+    """Where one policy entity reaches: a canonical path and how deep below it."""
+
+    path: str
+    depth: int | None
+    policy: str
+    excludes: ExcludeMatcher
+
+
+@dataclass(slots=True)
+class Found:
+    """A node the walk found, with the mount it lives on."""
+
+    node: Node
+    mount: Mount
+
+
+@dataclass
+class WalkResult:
+    """Everything the walk saw: nodes by canonical path, roots, and what it could not read."""
+
+    found: dict[str, Found] = field(default_factory=dict)
+    roots: list[WalkRoot] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)  # path -> reason
+
+    def roots_by_path(self) -> dict[str, list[WalkRoot]]:
+        """The walk roots indexed by their canonical path (for :func:`assign_policies`)."""
+        index: dict[str, list[WalkRoot]] = {}
+        for root in self.roots:
+            index.setdefault(root.path, []).append(root)
+        return index
+
+
+def assign_policies(path: str, roots_by_path: dict[str, list[WalkRoot]]) -> tuple[str, ...]:
+    """Policies covering ``path``, given the walk roots indexed by their path."""
+    names: list[str] = []
+    ancestor = path
+    levels = 0
+    while True:
+        for root in roots_by_path.get(ancestor, ()):
+            if (root.depth is None or levels <= root.depth) and not root.excludes.excluded(path) \
+                    and root.policy not in names:
+                names.append(root.policy)
+        if ancestor == "/":
+            break
+        ancestor = posixpath.dirname(ancestor)
+        levels += 1
+    return tuple(sorted(names))
+
+
+class Walker:
+    """Resolves policy entities against mounted filesystems and walks their trees."""
+
+    def __init__(self, mounts: list[Mount]) -> None:
+        if not any(m.mountpoint == "/" for m in mounts):
+            raise ValueError("a root mount is required")
+        self._mounts = {m.mountpoint: m for m in mounts}
+        self._listings: dict[tuple[int, int], dict[str, Node]] = {}
+        self._visited: dict[str, int | None] = {}
+        self.result = WalkResult()
+
+    # -- public ---------------------------------------------------------------------------
+    def walk_entity(self, entity: PolicyEntity) -> None:
+        """Find everything one Linux-path entity covers and add it to :attr:`result`."""
+        excludes = ExcludeMatcher(entity.excludes, entity.case_sensitive)
+        if entity.is_pattern:
+            parent, pattern = posixpath.split(entity.path)
+            resolved = self.resolve(parent, follow_last=True)
+            if resolved is None or resolved[1].kind is not FileKind.DIRECTORY:
+                return
+            dir_path, dir_node, mount = resolved
+            regex = segment_regex(pattern, entity.case_sensitive)
+            try:
+                children = list(self._listing(dir_node, mount).values())
+            except (CorruptFilesystem, SourceReadError) as exc:
+                self.result.unreadable[dir_path] = str(exc)
+                return
+            for child in children:
+                if regex.match(child.name):
+                    self._add_root(join(dir_path, child.name), child, mount, entity, excludes)
+            return
+        resolved = self.resolve(entity.path, follow_last=False)
+        if resolved is None:
+            return
+        path, node, mount = resolved
+        self._add_root(path, node, mount, entity, excludes)
+        if node.kind is FileKind.SYMLINK and entity.depth != 0:
+            target = self.resolve(path, follow_last=True)
+            if target is not None and target[1].kind is FileKind.DIRECTORY:
+                self._add_root(*target, entity, excludes)
+
+    # -- resolution -----------------------------------------------------------------------
+    def _mount_at(self, path: str) -> Mount | None:
+        return self._mounts.get(path)
+
+    def _root(self) -> tuple[str, Node, Mount]:
+        mount = self._mounts["/"]
+        return "/", mount.fs.root(), mount
+
+    def _listing(self, directory: Node, mount: Mount) -> dict[str, Node]:
+        key = (id(mount), directory.inode)
+        listing = self._listings.get(key)
+        if listing is None:
+            fold = not mount.fs.case_sensitive
+            listing = {(c.name.casefold() if fold else c.name): c
+                       for c in mount.fs.children(directory)}
+            self._listings[key] = listing
+        return listing
+
+    def _child(self, directory: Node, mount: Mount, name: str) -> Node | None:
+        listing = self._listing(directory, mount)
+        return listing.get(name.casefold() if not mount.fs.case_sensitive else name)
+
+    def resolve(self, path: str, *, follow_last: bool) -> tuple[str, Node, Mount] | None:
+        """Resolve an absolute path inside the image; None when it does not exist."""
+        stack = [self._root()]
+        parts = [p for p in path.split("/") if p]
+        hops = 0
+        while parts:
+            name = parts.pop(0)
+            cur_path, cur_node, cur_mount = stack[-1]
+            if name == ".":
+                continue
+            if name == "..":
+                if len(stack) > 1:
+                    stack.pop()
+                continue
+            if cur_node.kind is not FileKind.DIRECTORY:
+                return None
+            child_path = join(cur_path, name)
+            sub = self._mount_at(child_path)
+            try:
+                child = self._child(cur_node, cur_mount, name)
+            except (CorruptFilesystem, SourceReadError) as exc:
+                self.result.unreadable[cur_path] = str(exc)
+                return None
+            if sub is not None:
+                child_node, child_mount = sub.fs.root(), sub
+                child_node.name = name
+            elif child is None:
+                return None
+            else:
+                child_node, child_mount = child, cur_mount
+                child_path = join(cur_path, child.name)  # the on-disk spelling
+            if child_node.kind is FileKind.SYMLINK and (parts or follow_last):
+                hops += 1
+                if hops > MAX_SYMLINK_HOPS:
+                    self.result.unreadable[child_path] = "too many levels of symbolic links"
+                    return None
+                try:
+                    target = child_mount.fs.read_link(child_node)
+                except (CorruptFilesystem, SourceReadError) as exc:
+                    self.result.unreadable[child_path] = str(exc)
+                    return None
+                if target.startswith("/"):
+                    stack = [self._root()]
+                parts = [p for p in target.split("/") if p] + parts
+                continue
+            stack.append((child_path, child_node, child_mount))
+        return stack[-1]
+
+    # -- walking --------------------------------------------------------------------------
+    def _add_root(self, path: str, node: Node, mount: Mount, entity: PolicyEntity,
+                  excludes: ExcludeMatcher) -> None:
+        if excludes.excluded(path):
+            return
+        self.result.roots.append(WalkRoot(path, entity.depth, entity.name, excludes))
+        self.result.found.setdefault(path, Found(node, mount))
+        if node.kind is FileKind.DIRECTORY and entity.depth != 0:
+            self._walk_tree(path, node, mount, entity.depth, excludes)
+
+    def _walk_tree(self, path: str, node: Node, mount: Mount, depth: int | None,
+                   excludes: ExcludeMatcher) -> None:
+        stack: list[tuple[str, Node, Mount, int | None]] = [(path, node, mount, depth)]
+        while stack:
+            dir_path, dir_node, dir_mount, budget = stack.pop()
+            if not self._claim(dir_path, budget):
+                continue
+            child_budget = None if budget is None else budget - 1
+            try:
+                for child_path, child, child_mount in self._children(dir_path, dir_node, dir_mount):
+                    if excludes.excluded(child_path):
+                        continue
+                    self.result.found.setdefault(child_path, Found(child, child_mount))
+                    if child.kind is FileKind.DIRECTORY and child_budget != 0:
+                        stack.append((child_path, child, child_mount, child_budget))
+            except (CorruptFilesystem, SourceReadError) as exc:
+                self.result.unreadable[dir_path] = str(exc)
+
+    def _claim(self, path: str, budget: int | None) -> bool:
+        """Mark a directory as walked with this depth budget; False if already walked deeper."""
+        if path in self._visited:
+            seen = self._visited[path]
+            if seen is None or (budget is not None and budget <= seen):
+                return False
+        self._visited[path] = budget
+        return True
+
+    def _children(self, dir_path: str, dir_node: Node,
+                  mount: Mount) -> Iterator[tuple[str, Node, Mount]]:
+        for child in mount.fs.children(dir_node):
+            child_path = join(dir_path, child.name)
+            sub = self._mount_at(child_path)
+            if sub is not None and sub is not mount:
+                root = sub.fs.root()
+                root.name = child.name
+                yield child_path, root, sub
+            else:
+                yield child_path, child, mount

@@ -1,0 +1,1 @@
+"""Output formats for change events (JSON lines in ConfigurationChange vocabulary; OCSF later)."""

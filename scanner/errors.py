@@ -1,0 +1,80 @@
+"""The one exception tree of snapfim, by layer.
+
+Third-party errors (pytsk3 ``IOError``, SQLAlchemy, botocore, azure) are translated into this
+tree at the boundary where they occur, with ``raise ... from``. The CLI prints ``str(error)``
+of any :class:`SnapfimError` as one line; anything else is a bug.
+
+::
+
+    SnapfimError
+    ├── ConfigError                 bad settings or arguments
+    ├── SourceError                 block sources (image files, cloud snapshots)
+    │   ├── SourceNotFound
+    │   └── SourceReadError         a read failed or returned short (truncated image)
+    ├── DiskError                   volume system / filesystem layer
+    │   ├── NoFilesystemError       nothing scannable on the disk
+    │   ├── UnsupportedFilesystem
+    │   └── CorruptFilesystem       superblock or structures unreadable, truncated volume
+    ├── PolicyError                 invalid monitored entity or pattern
+    ├── StorageError                database layer
+    │   └── NotFound                 a named machine / scan / entity does not exist
+    └── TransientError (mixin)      marks what a retry can fix (throttling, broker or DB away)
+"""
+
+from __future__ import annotations
+
+
+class SnapfimError(Exception):
+    """Base of every error snapfim raises on purpose."""
+
+
+class TransientError(SnapfimError):
+    """A failure that retrying later may fix (throttling, a database or broker briefly away)."""
+
+
+class ConfigError(SnapfimError):
+    """Settings or command-line arguments that cannot work."""
+
+
+class SourceError(SnapfimError):
+    """A block source cannot be opened or read."""
+
+
+class SourceNotFound(SourceError):
+    """The image file, snapshot or blob does not exist."""
+
+
+class SourceReadError(SourceError):
+    """A read failed, or returned fewer bytes than the source claims to hold."""
+
+
+class DiskError(SnapfimError):
+    """The volume system or a filesystem on the disk cannot be used."""
+
+
+class NoFilesystemError(DiskError):
+    """No volume of the disk holds a filesystem snapfim can scan."""
+
+
+class UnsupportedFilesystem(DiskError):
+    """A filesystem type snapfim does not read (yet)."""
+
+
+class CorruptFilesystem(DiskError):
+    """A filesystem whose structures are damaged or cut short."""
+
+
+class PolicyError(SnapfimError):
+    """An invalid monitored entity, path or pattern."""
+
+
+class StorageError(SnapfimError):
+    """The database refused or failed an operation."""
+
+
+class TransientStorageError(StorageError, TransientError):
+    """The database was unreachable or the transaction lost a race; retry."""
+
+
+class NotFound(StorageError):
+    """A named machine, scan or policy entity does not exist."""

@@ -1,0 +1,240 @@
+"""Source -> volumes -> filesystems -> mounts -> walk -> entities. No database here.
+
+Each layer detects, then opens; per-volume and per-path failures become coverage entries
+(``unreadable`` paths keep their previous state downstream), and the scan only fails as a
+whole when no filesystem at all can be read.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from scanner.collectors.files import file_entity
+from scanner.collectors.hashing import (
+    HashJob,
+    VolumeRef,
+    can_parallelize,
+    hash_in_process,
+    hash_parallel,
+)
+from scanner.coverage import Coverage, VolumeReport
+from scanner.disk.filesystems import open_filesystem
+from scanner.disk.mounts import parse_fstab, plan_mounts
+from scanner.disk.nodes import FileKind, Filesystem
+from scanner.disk.tsk_image import open_image
+from scanner.disk.volumes import discover_volumes
+from scanner.disk.walker import Found, Mount, Walker, assign_policies
+from scanner.entities import FileEntity
+from scanner.errors import (
+    CorruptFilesystem,
+    DiskError,
+    NoFilesystemError,
+    SourceReadError,
+    UnsupportedFilesystem,
+)
+from scanner.policy import EntityKind, PolicyEntity, active
+from scanner.sources.base import BlockSource, SliceSource
+
+
+class ScanProgress(Protocol):
+    """Where a long scan reports progress (the CLI draws a bar; others ignore it)."""
+
+    def phase(self, name: str, total: int | None) -> None:
+        """A new phase starts; ``total`` in its own units, when known."""
+
+    def advance(self, amount: int) -> None:
+        """Progress within the current phase."""
+
+
+class _NoProgress:
+    def phase(self, name: str, total: int | None) -> None:
+        pass
+
+    def advance(self, amount: int) -> None:
+        pass
+
+
+@dataclass(slots=True)
+class ScanOptions:
+    """Knobs of one scan."""
+
+    hash_workers: int = field(default_factory=lambda: min(os.cpu_count() or 1, 4))
+    progress: ScanProgress | None = None
+
+
+@dataclass(slots=True)
+class ScanOutcome:
+    """What a scan of one disk found: entities by path, plus the coverage report."""
+
+    entities: dict[str, FileEntity]
+    coverage: Coverage
+    os_family: str = "linux"
+
+    @property
+    def unreadable(self) -> dict[str, str]:
+        """Paths whose state is unknown this time (their previous state must be kept)."""
+        return self.coverage.unreadable
+
+
+@dataclass(slots=True)
+class _Opened:
+    label: str
+    fs: Filesystem
+    ref: VolumeRef
+    report: VolumeReport
+
+
+def scan_source(source: BlockSource, policy: list[PolicyEntity],
+                options: ScanOptions | None = None, name: str | None = None) -> ScanOutcome:
+    """Scan one disk: every readable volume, the Linux entities of ``policy``."""
+    options = options or ScanOptions()
+    progress = options.progress or _NoProgress()
+    img = open_image(source)
+    table, volumes = discover_volumes(img, source.size)
+    coverage = Coverage(source=name or str(source.locator.get("path", source.locator)),
+                        disk_size=source.size, partition_table=table)
+    opened: list[_Opened] = []
+    for volume in volumes:
+        report = VolumeReport(volume.label, volume.offset, volume.length, volume.description)
+        coverage.volumes.append(report)
+        if volume.offset + volume.length > source.size:
+            report.status, report.reason = "failed", (
+                f"truncated: the partition ends at {volume.offset + volume.length} but the "
+                f"disk has {source.size} bytes")
+            continue
+        vsource = SliceSource(source, volume.offset, volume.length)
+        try:
+            fs = open_filesystem(img, volume, vsource)
+        except UnsupportedFilesystem as exc:
+            report.filesystem, report.reason = str(exc).split(":", 1)[0], str(exc)
+            continue
+        except (CorruptFilesystem, SourceReadError) as exc:
+            report.status, report.reason = "failed", str(exc)
+            continue
+        report.filesystem, report.uuid, report.label = fs.fs_type, fs.identity.uuid, fs.identity.label
+        ref = VolumeRef(source.locator, volume.offset, volume.length)
+        opened.append(_Opened(volume.label, fs, ref, report))
+    if not opened:
+        raise NoFilesystemError(_nothing_readable(coverage))
+    try:
+        mounts = _mount(opened, coverage)
+        entities = _collect(mounts, opened, policy, coverage, options, progress)
+    finally:
+        for item in opened:
+            item.fs.close()
+    coverage.entities = len(entities)
+    return ScanOutcome(entities, coverage)
+
+
+def _nothing_readable(coverage: Coverage) -> str:
+    reasons = "; ".join(f"{v.volume}: {v.reason or 'no filesystem'}" for v in coverage.volumes)
+    if coverage.partition_table == "none":
+        return f"{coverage.source}: no readable filesystem ({reasons})"
+    return f"{coverage.source}: no readable filesystem on any volume ({reasons})"
+
+
+def _has_dir(fs: Filesystem, name: str) -> bool:
+    try:
+        return any(c.name == name and c.kind is FileKind.DIRECTORY for c in fs.children(fs.root()))
+    except DiskError:
+        return False
+
+
+def _mount(opened: list[_Opened], coverage: Coverage) -> list[Mount]:
+    """Pick the root filesystem, then mount the others where its /etc/fstab says."""
+    roots = [o for o in opened if _has_dir(o.fs, "etc")]
+    root = roots[0] if roots else opened[0]
+    if not roots:
+        coverage.notes.append(f"no Linux root filesystem (no /etc) found; {root.label} "
+                              f"({root.fs.fs_type}) is scanned as /")
+    elif len(roots) > 1:
+        coverage.notes.append("several volumes hold /etc; " + root.label + " is used as /")
+    root.report.mountpoint = "/"
+    mounts = [Mount("/", root.fs, root.label)]
+    fstab_text = _read_fstab(mounts)
+    by_label = {o.label: o for o in opened}
+    plan = plan_mounts(parse_fstab(fstab_text), {o.label: o.fs.identity for o in opened},
+                       root.label) if fstab_text else None
+    if plan is not None:
+        for mountpoint, label in sorted(plan.mounts.items()):
+            item = by_label[label]
+            item.report.mountpoint = mountpoint
+            mounts.append(Mount(mountpoint, item.fs, label))
+        for mountpoint, reason in plan.missing.items():
+            coverage.unreadable[mountpoint] = f"not scanned: {reason}"
+    for item in opened:
+        if item.report.mountpoint is not None:
+            item.report.status = "scanned"
+        else:
+            item.report.reason = "not mounted by the root filesystem's /etc/fstab"
+    return mounts
+
+
+def _read_fstab(mounts: list[Mount]) -> str:
+    walker = Walker(mounts)
+    found = walker.resolve("/etc/fstab", follow_last=True)
+    if found is None or found[1].kind is not FileKind.FILE or found[1].size > 1 << 20:
+        return ""
+    try:
+        data = b"".join(found[2].fs.iter_content(found[1]))
+    except (DiskError, SourceReadError):
+        return ""
+    return data.decode("utf-8", "replace")
+
+
+def _collect(mounts: list[Mount], opened: list[_Opened], policy: list[PolicyEntity],
+             coverage: Coverage, options: ScanOptions,
+             progress: ScanProgress) -> dict[str, FileEntity]:
+    walker = Walker(mounts)
+    linux = active(policy, EntityKind.LINUX_FILE)
+    coverage.policies = [e.name for e in linux]
+    progress.phase("walking", len(linux))
+    for entity in linux:
+        walker.walk_entity(entity)
+        progress.advance(1)
+    result = walker.result
+    coverage.unreadable.update(result.unreadable)
+    roots = result.roots_by_path()
+    entities: dict[str, FileEntity] = {}
+    jobs: dict[tuple[str, int], HashJob] = {}
+    for path, found in result.found.items():
+        try:
+            entity = file_entity(path, found, assign_policies(path, roots))
+        except (DiskError, SourceReadError) as exc:
+            coverage.unreadable[path] = str(exc)
+            continue
+        entities[path] = entity
+        if found.node.kind is FileKind.FILE:
+            key = (found.mount.volume, found.node.inode)
+            jobs.setdefault(key, HashJob(found.mount.volume, found.node.inode, found.node.size))
+    _hash(entities, result.found, jobs, opened, coverage, options, progress)
+    return dict(sorted(entities.items()))
+
+
+def _hash(entities: dict[str, FileEntity], found: dict[str, Found], jobs: dict[tuple[str, int], HashJob],
+          opened: list[_Opened], coverage: Coverage, options: ScanOptions,
+          progress: ScanProgress) -> None:
+    job_list = list(jobs.values())
+    total = sum(j.size for j in job_list)
+    progress.phase("hashing", total)
+    refs = {o.label: o.ref for o in opened}
+    advance: Callable[[int], None] = progress.advance
+    if can_parallelize(job_list, refs, options.hash_workers):
+        results = hash_parallel(job_list, refs, options.hash_workers, advance)
+    else:
+        results = hash_in_process(job_list, {o.label: o.fs for o in opened}, advance)
+    coverage.files_hashed = len(job_list)
+    coverage.bytes_hashed = total
+    for path, entity in list(entities.items()):
+        if entity.type != FileKind.FILE.value:
+            continue
+        f = found[path]
+        digest, error = results[(f.mount.volume, f.node.inode)]
+        if error is not None:
+            coverage.unreadable[path] = error
+            del entities[path]
+        else:
+            entity.sha256 = digest

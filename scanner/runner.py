@@ -1,0 +1,52 @@
+"""One scan, end to end: read the disk (no transaction open), then diff and commit atomically."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from scanner.diff import diff_files
+from scanner.pipeline import ScanOptions, ScanOutcome, scan_source
+from scanner.sources.base import BlockSource
+from scanner.storage.policies import ensure_recommended, load_policy
+from scanner.storage.repository import Repository, ScanRecord
+
+
+def run_scan(repo: Repository, source: BlockSource, machine_name: str,
+             options: ScanOptions | None = None, source_name: str | None = None,
+             account_id: int | None = None) -> ScanRecord:
+    """Scan ``source`` as the next state of ``machine_name`` and record the changes.
+
+    Reading errors that leave nothing scannable raise before anything is written; per-volume
+    and per-path failures make a ``partial`` scan whose unreadable paths keep their state.
+    """
+    started = datetime.now(UTC)
+    with repo.transaction() as conn:
+        ensure_recommended(conn)
+        policy = load_policy(conn)
+    outcome = scan_source(source, policy, options, name=source_name)
+    return commit_outcome(repo, outcome, machine_name, started, source.locator, account_id)
+
+
+def commit_outcome(repo: Repository, outcome: ScanOutcome, machine_name: str,
+                   started: datetime, locator: dict[str, object],
+                   account_id: int | None = None) -> ScanRecord:
+    """Diff a scan outcome against the machine's state and commit it in one transaction."""
+    finished = datetime.now(UTC)
+    with repo.transaction() as conn:
+        machine_id = repo.machine_id(conn, machine_name, create=True,
+                                     os_family=outcome.os_family, account_id=account_id)
+        repo.lock_machine(conn, machine_id)
+        previous = repo.previous_scan(conn, machine_id)
+        state = repo.load_file_state(conn, machine_id)
+        diff = diff_files(state, outcome.entities,
+                          previous_policies=previous.policies if previous else None,
+                          current_policies=outcome.coverage.policies,
+                          unreadable=list(outcome.unreadable))
+        scan_id = repo.commit_scan(
+            conn, machine_id, diff=diff, previous=previous, started_at=started,
+            finished_at=finished, status=outcome.coverage.status, source=dict(locator),
+            coverage=outcome.coverage.to_dict(), policies=outcome.coverage.policies,
+            entities=len(outcome.entities))
+    return ScanRecord(id=scan_id, machine=machine_name, status=outcome.coverage.status,
+                      baseline=diff.baseline, entities=len(outcome.entities),
+                      events=diff.events, **diff.counts())

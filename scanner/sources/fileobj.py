@@ -1,0 +1,56 @@
+"""A read-only, seekable file object over a block source (for libyal bindings like pyfsext)."""
+
+from __future__ import annotations
+
+import io
+
+from scanner.sources.base import BlockSource
+
+
+class SourceFile(io.RawIOBase):
+    """``read``/``seek``/``tell``/``get_size`` over a block source; never writes."""
+
+    def __init__(self, source: BlockSource) -> None:
+        super().__init__()
+        self._source = source
+        self._pos = 0
+
+    def readable(self) -> bool:
+        """Always readable."""
+        return True
+
+    def seekable(self) -> bool:
+        """Always seekable."""
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        """Read from the current position."""
+        if size is None or size < 0:
+            size = self._source.size - self._pos
+        data = self._source.read_at(self._pos, size)
+        self._pos += len(data)
+        return data
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        """Read into a buffer (io protocol)."""
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Move the position."""
+        if whence == io.SEEK_SET:
+            self._pos = offset
+        elif whence == io.SEEK_CUR:
+            self._pos += offset
+        elif whence == io.SEEK_END:
+            self._pos = self._source.size + offset
+        return self._pos
+
+    def tell(self) -> int:
+        """Current position."""
+        return self._pos
+
+    def get_size(self) -> int:
+        """Total size (libyal asks for it)."""
+        return self._source.size

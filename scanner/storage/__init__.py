@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy tables, the engine and migrations, and the scan repository."""

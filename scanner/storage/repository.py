@@ -1,0 +1,243 @@
+"""Reads and writes of machines, scans, file state and change events (bulk, set-at-a-time).
+
+One scan commits in one transaction: the scan row, its state rows and its change events land
+together or not at all. SQLAlchemy and driver errors are translated into
+:class:`~scanner.errors.StorageError` here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+
+from scanner.diff import ChangeEvent, FileDiff
+from scanner.entities import FILE_RECORDED_FIELDS, FileEntity
+from scanner.errors import NotFound, StorageError, TransientStorageError
+from scanner.storage.tables import account, change_event, file_state, machine, scan
+
+LOCAL_ACCOUNT = "local"
+_CHUNK = 500
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """Attach UTC to the naive datetimes SQLite returns."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class PreviousScan:
+    """The last completed scan of a machine: what the diff needs from it."""
+
+    id: int
+    finished_at: datetime
+    policies: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ScanRecord:
+    """A committed scan, as the CLI reports it."""
+
+    id: int
+    machine: str
+    status: str
+    baseline: bool
+    entities: int
+    added: int
+    removed: int
+    modified: int
+    events: list[ChangeEvent]
+
+
+class Repository:
+    """Database access for scans and their results."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A connection in a transaction; errors are translated into our tree."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise TransientStorageError(f"database unavailable: {exc.orig}") from exc
+        except IntegrityError as exc:
+            raise StorageError(f"conflicting write: {exc.orig}") from exc
+        except SQLAlchemyError as exc:
+            raise StorageError(f"database error: {exc}") from exc
+
+    # -- accounts and machines --------------------------------------------------------------
+    def account_id(self, conn: Connection, name: str = LOCAL_ACCOUNT, cloud: str = "local") -> int:
+        """Id of an account, created on first use (the built-in ``local`` one)."""
+        found = conn.execute(select(account.c.id).where(account.c.name == name)).scalar()
+        if found is not None:
+            return int(found)
+        return int(conn.execute(insert(account).values(name=name, cloud=cloud, config={},
+                                                       enabled=True)).inserted_primary_key[0])
+
+    def machine_id(self, conn: Connection, name: str, *, create: bool = False,
+                   os_family: str | None = None, account_id: int | None = None) -> int:
+        """Id of a machine by name (unique across accounts unless ``account_id`` is given)."""
+        query = select(machine.c.id).where(machine.c.name == name)
+        if account_id is not None:
+            query = query.where(machine.c.account_id == account_id)
+        rows = conn.execute(query).scalars().all()
+        if len(rows) > 1:
+            raise StorageError(f"machine name {name!r} exists in several accounts")
+        if rows:
+            return int(rows[0])
+        if not create:
+            raise NotFound(f"no machine named {name!r}")
+        acct = account_id if account_id is not None else self.account_id(conn)
+        return int(conn.execute(insert(machine).values(
+            account_id=acct, name=name, os=os_family)).inserted_primary_key[0])
+
+    def lock_machine(self, conn: Connection, machine_id: int) -> None:
+        """Serialise scans of one machine (row lock on PostgreSQL; SQLite locks the file)."""
+        conn.execute(select(machine.c.id).where(machine.c.id == machine_id).with_for_update())
+
+    def delete_machine(self, name: str) -> bool:
+        """Remove a machine with its scans, state and events; False if it did not exist."""
+        with self.transaction() as conn:
+            try:
+                mid = self.machine_id(conn, name)
+            except NotFound:
+                return False
+            for table in (change_event, file_state, scan):
+                conn.execute(delete(table).where(table.c.machine_id == mid))
+            conn.execute(delete(machine).where(machine.c.id == mid))
+        return True
+
+    # -- state ------------------------------------------------------------------------------
+    def previous_scan(self, conn: Connection, machine_id: int) -> PreviousScan | None:
+        """The machine's last completed (succeeded or partial) scan."""
+        row = conn.execute(
+            select(scan.c.id, scan.c.finished_at, scan.c.policies)
+            .where(scan.c.machine_id == machine_id, scan.c.status.in_(("succeeded", "partial")))
+            .order_by(scan.c.id.desc()).limit(1)).first()
+        if row is None:
+            return None
+        return PreviousScan(int(row.id), utc(row.finished_at) or datetime.now(UTC),
+                            tuple(row.policies or ()))
+
+    def load_file_state(self, conn: Connection, machine_id: int) -> dict[str, FileEntity]:
+        """The machine's current known file state, by path."""
+        cols = [file_state.c.path, *(file_state.c[f] for f in FILE_RECORDED_FIELDS),
+                file_state.c.policies]
+        result: dict[str, FileEntity] = {}
+        for row in conn.execute(select(*cols).where(file_state.c.machine_id == machine_id)):
+            data = row._asdict()
+            data["policies"] = tuple(data["policies"] or ())
+            data["xattrs"] = data["xattrs"] or {}
+            result[data["path"]] = FileEntity(**data)
+        return result
+
+    # -- committing a scan ------------------------------------------------------------------
+    def commit_scan(self, conn: Connection, machine_id: int, *, diff: FileDiff,
+                    previous: PreviousScan | None, started_at: datetime, finished_at: datetime,
+                    status: str, source: dict[str, Any], coverage: dict[str, Any],
+                    policies: list[str], entities: int) -> int:
+        """Write the scan row, state changes and events in the caller's transaction."""
+        scan_id = int(conn.execute(insert(scan).values(
+            machine_id=machine_id, status=status, started_at=started_at,
+            finished_at=finished_at, source=source, baseline=diff.baseline, entities=entities,
+            policies=policies, coverage=coverage, **diff.counts())).inserted_primary_key[0])
+        if diff.baseline:
+            conn.execute(delete(file_state).where(file_state.c.machine_id == machine_id))
+        else:
+            stale = [e.path for e in diff.upserts] + diff.deletes
+            for start in range(0, len(stale), _CHUNK):
+                conn.execute(delete(file_state).where(
+                    file_state.c.machine_id == machine_id,
+                    file_state.c.path.in_(stale[start:start + _CHUNK])))
+        if diff.upserts:
+            conn.execute(insert(file_state), [_state_row(machine_id, scan_id, e)
+                                              for e in diff.upserts])
+        if diff.events:
+            window_start = previous.finished_at if previous else None
+            conn.execute(insert(change_event), [
+                {"machine_id": machine_id, "scan_id": scan_id,
+                 "previous_scan_id": previous.id if previous else None,
+                 "detected_at": finished_at, "window_start": window_start,
+                 "window_end": finished_at, "entity_type": e.entity_type,
+                 "category": e.category, "path": e.path, "value_name": None,
+                 "fields_changed": list(e.fields_changed), "previous": e.previous,
+                 "current": e.current, "policies": list(e.policies)}
+                for e in diff.events])
+        conn.execute(update(machine).where(machine.c.id == machine_id)
+                     .values(last_scan_id=scan_id))
+        return scan_id
+
+    # -- queries ----------------------------------------------------------------------------
+    def changes(self, *, machine_name: str | None = None, since: datetime | None = None,
+                category: str | None = None, entity_type: str | None = None,
+                scan_id: int | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Change events, oldest first, with the machine's name."""
+        query = (select(change_event, machine.c.name.label("machine"))
+                 .join(machine, machine.c.id == change_event.c.machine_id))
+        if machine_name is not None:
+            query = query.where(machine.c.name == machine_name)
+        if since is not None:
+            query = query.where(change_event.c.detected_at >= since)
+        if category is not None:
+            query = query.where(change_event.c.category == category)
+        if entity_type is not None:
+            query = query.where(change_event.c.entity_type == entity_type)
+        if scan_id is not None:
+            query = query.where(change_event.c.scan_id == scan_id)
+        query = query.order_by(change_event.c.id)
+        if limit is not None:
+            query = query.order_by(None).order_by(change_event.c.id.desc()).limit(limit)
+        with self.transaction() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        if limit is not None:
+            rows.reverse()
+        for row in rows:
+            for key in ("detected_at", "window_start", "window_end"):
+                row[key] = utc(row[key])
+        return rows
+
+    def scans(self, machine_name: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Recent scans, newest first, with the machine's name."""
+        query = (select(scan, machine.c.name.label("machine"))
+                 .join(machine, machine.c.id == scan.c.machine_id))
+        if machine_name is not None:
+            query = query.where(machine.c.name == machine_name)
+        query = query.order_by(scan.c.id.desc()).limit(limit)
+        with self.transaction() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        for row in rows:
+            row["started_at"], row["finished_at"] = utc(row["started_at"]), utc(row["finished_at"])
+        return rows
+
+    def machines(self) -> list[dict[str, Any]]:
+        """All machines with their account, OS, scan count and last scan time."""
+        last = (select(scan.c.machine_id, func.count().label("scans"),
+                       func.max(scan.c.finished_at).label("last_scan"))
+                .group_by(scan.c.machine_id).subquery())
+        query = (select(machine.c.name, machine.c.os, account.c.name.label("account"),
+                        func.coalesce(last.c.scans, 0).label("scans"), last.c.last_scan)
+                 .join(account, account.c.id == machine.c.account_id)
+                 .outerjoin(last, last.c.machine_id == machine.c.id)
+                 .order_by(machine.c.name))
+        with self.transaction() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        for row in rows:
+            row["last_scan"] = utc(row["last_scan"])
+        return rows
+
+
+def _state_row(machine_id: int, scan_id: int, entity: FileEntity) -> dict[str, Any]:
+    row = entity.values()
+    row.update(machine_id=machine_id, scan_id=scan_id, path=entity.path,
+               policies=list(entity.policies))
+    return row

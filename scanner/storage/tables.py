@@ -1,0 +1,139 @@
+"""The schema (SQLAlchemy Core). Alembic migrations in ``migrations/`` create and upgrade it.
+
+Times of scans and events are timezone-aware; file times are integer nanoseconds.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+Id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER keys only
+Stamp = DateTime(timezone=True)
+
+account = Table(
+    "account", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("cloud", String(16), nullable=False),          # local | aws | azure
+    Column("config", Json, nullable=False, default=dict),  # ids, regions, role refs: never secrets
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_at", Stamp, nullable=False, server_default=func.now()),
+)
+
+machine = Table(
+    "machine", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", ForeignKey("account.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(300), nullable=False),
+    Column("os", String(16)),
+    Column("resource_id", Text),
+    Column("created_at", Stamp, nullable=False, server_default=func.now()),
+    Column("last_scan_id", BigInteger),
+    UniqueConstraint("account_id", "name"),
+)
+
+scan = Table(
+    "scan", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("machine_id", ForeignKey("machine.id", ondelete="CASCADE"), nullable=False),
+    Column("status", String(16), nullable=False),          # running | succeeded | partial | failed
+    Column("started_at", Stamp, nullable=False),
+    Column("finished_at", Stamp),
+    Column("source", Json),
+    Column("baseline", Boolean, nullable=False, default=False),
+    Column("entities", Integer, nullable=False, default=0),
+    Column("added", Integer, nullable=False, default=0),
+    Column("removed", Integer, nullable=False, default=0),
+    Column("modified", Integer, nullable=False, default=0),
+    Column("policies", Json),                               # active entity names
+    Column("coverage", Json),
+    Column("error", Text),
+    Index(None, "machine_id", "started_at"),
+)
+
+policy_entity = Table(
+    "policy_entity", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", ForeignKey("account.id", ondelete="CASCADE")),  # NULL: global
+    Column("name", String(500), nullable=False),
+    Column("kind", String(24), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("depth", Integer),
+    Column("excludes", Json, nullable=False, default=list),
+    Column("value_names", Json, nullable=False, default=list),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("source", String(16), nullable=False),
+    Column("created_at", Stamp, nullable=False, server_default=func.now()),
+)
+# One name per scope; NULL (global) counts as one scope on every database.
+Index("uq_policy_entity_scope_name", func.coalesce(policy_entity.c.account_id, 0),
+      policy_entity.c.name, unique=True)
+
+file_state = Table(
+    "file_state", metadata,
+    Column("machine_id", ForeignKey("machine.id", ondelete="CASCADE"), primary_key=True),
+    Column("path", Text, primary_key=True),
+    Column("type", String(16), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("mode", Integer, nullable=False),
+    Column("uid", BigInteger, nullable=False),
+    Column("gid", BigInteger, nullable=False),
+    Column("mtime", BigInteger),
+    Column("ctime", BigInteger),
+    Column("crtime", BigInteger),
+    Column("atime", BigInteger),
+    Column("inode", BigInteger, nullable=False),
+    Column("nlink", Integer, nullable=False),
+    Column("link_target", Text),
+    Column("sha256", String(64)),
+    Column("acl", Text),
+    Column("capability", Text),
+    Column("xattrs", Json, nullable=False, default=dict),
+    Column("policies", Json, nullable=False, default=list),
+    Column("scan_id", BigInteger, nullable=False),
+)
+
+change_event = Table(
+    "change_event", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("machine_id", ForeignKey("machine.id", ondelete="CASCADE"), nullable=False),
+    Column("scan_id", ForeignKey("scan.id", ondelete="CASCADE"), nullable=False),
+    Column("previous_scan_id", BigInteger),
+    Column("detected_at", Stamp, nullable=False),
+    Column("window_start", Stamp),
+    Column("window_end", Stamp, nullable=False),
+    Column("entity_type", String(16), nullable=False),     # file | registry
+    Column("category", String(16), nullable=False),        # added | removed | modified
+    Column("path", Text, nullable=False),
+    Column("value_name", Text),
+    Column("fields_changed", Json, nullable=False, default=list),
+    Column("previous", Json),
+    Column("current", Json),
+    Column("policies", Json, nullable=False, default=list),
+    Index(None, "machine_id", "detected_at"),
+    Index(None, "scan_id"),
+)
