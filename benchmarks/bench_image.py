@@ -1240,17 +1240,18 @@ def build_bench_image(
         if tree.exists():
             if not marker and any(tree.iterdir()):
                 raise RuntimeError(f"{tree} exists but has no {MARKER_NAME}; refusing to delete it")
-            say(f"removing stale tree {tree}")
             shutil.rmtree(tree)
+            say(f"removed stale tree {tree} ({time.monotonic() - t0:.1f}s)")
         image.unlink(missing_ok=True)
         (workdir / MARKER_NAME).unlink(missing_ok=True)
         marker = {"params": params}
         _save_marker(workdir, marker)  # claims the tree dir for later cleanup
         say(f"generating tree: {entries} entries, {_fmt_bytes(data_bytes)} -> {tree}")
+        t_gen = time.monotonic()
         plan = _plan(entries, seed)
         scale = _assign_sizes(plan, data_bytes)
         _write_tree(plan, tree, seed)
-        gen_s = time.monotonic() - t0
+        gen_s = time.monotonic() - t_gen
         marker["tree"] = _tree_stats(plan) | {
             "bulk_scale": round(scale, 4),
             "generate_s": round(gen_s, 2),

@@ -50,6 +50,7 @@ _FILES: dict[str, tuple[str, int]] = {
 _SYMLINKS = {"bin": "usr/bin", "sbin": "usr/sbin", "usr/bin/sh": "bash"}
 
 # debugfs commands that turn "before" into "after" (paths inside the image).
+_ATTACK_TIME = "20261120031415"  # when the "attacker" worked (UTC), so the demo is repeatable
 _ATTACK = """\
 write {payload} /etc/cron.hourly/backdoor
 sif /etc/cron.hourly/backdoor mode 0100755
@@ -63,7 +64,11 @@ symlink /usr/bin/sh /tmp/.x/sh
 rm /etc/sysctl.conf
 write {sysctl} /etc/sysctl.conf
 write {syslog} /var/log/syslog
-"""
+""" + "".join(f"sif {path} {field} {_ATTACK_TIME}\n"
+              for path in ("/etc/cron.hourly/backdoor", "/etc/ssh/sshd_config", "/usr/bin/sh",
+                           "/etc/sysctl.conf")
+              for field in ("mtime", "ctime", "crtime", "atime")) + (
+    f"sif /usr/bin/find ctime {_ATTACK_TIME}\n")
 
 
 def _run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[bytes]:

@@ -163,6 +163,8 @@ def make_entity(path: str, *, kind: EntityKind | None = None, name: str | None =
 def infer_kind(path: str) -> EntityKind:
     """``/...`` is a Linux file, ``HKLM\\...`` a registry key, ``C:\\`` or ``%var%`` a Windows file."""
     stripped = path.strip()
+    if not stripped:
+        raise PolicyError("empty path")
     if stripped.startswith("/"):
         return EntityKind.LINUX_FILE
     if stripped.upper().split("\\", 1)[0] in ("HKLM", "HKEY_LOCAL_MACHINE", "HKU", "HKEY_USERS"):

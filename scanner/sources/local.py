@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,6 @@ class LocalFileSource:
             self._fd = os.open(self.path, os.O_RDONLY)
         except FileNotFoundError as exc:
             raise SourceNotFound(f"{self.path}: no such file") from exc
-        except IsADirectoryError as exc:
-            raise SourceError(f"{self.path}: is a directory, not a disk image") from exc
         except OSError as exc:
             raise SourceError(f"{self.path}: cannot open: {exc.strerror}") from exc
         try:
@@ -46,7 +45,10 @@ class LocalFileSource:
             raise
 
     def _probe(self) -> tuple[int, str]:
-        size = os.fstat(self._fd).st_size
+        info = os.fstat(self._fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise SourceError(f"{self.path}: is a directory, not a disk image")
+        size = os.lseek(self._fd, 0, os.SEEK_END) if stat.S_ISBLK(info.st_mode) else info.st_size
         if size == 0:
             raise SourceError(f"{self.path}: empty file, not a disk image")
         head = os.pread(self._fd, 8, 0)
