@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -59,7 +60,9 @@ def changed_fields(previous: FileEntity, current: FileEntity) -> tuple[str, ...]
                  and not (both_dirs and f in DIRECTORY_QUIET_FIELDS))
 
 
+_record_key = operator.attrgetter(*FILE_RECORDED_FIELDS, "policies")
+
+
 def same_record(previous: FileEntity, current: FileEntity) -> bool:
     """True when nothing recorded differs (compared fields, atime and covering policies)."""
-    return all(getattr(previous, f) == getattr(current, f) for f in FILE_RECORDED_FIELDS) \
-        and previous.policies == current.policies
+    return bool(_record_key(previous) == _record_key(current))

@@ -9,10 +9,10 @@ backslash ``\\\\``, so that distinct names never collide and every path is stora
 from __future__ import annotations
 
 import posixpath
+import re
 
 
-def _needs_escape(text: str) -> bool:
-    return any(ch == "\\" or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
+_NEEDS_ESCAPE = re.compile(r"[\x00-\x1f\x7f\\]")
 
 
 def decode_name(raw: bytes) -> str:
@@ -21,7 +21,7 @@ def decode_name(raw: bytes) -> str:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return _escape_bytes(raw)
-    if not _needs_escape(text):
+    if not _NEEDS_ESCAPE.search(text):
         return text
     return _escape_bytes(raw)
 

@@ -8,17 +8,16 @@ whole when no filesystem at all can be read.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from scanner.collectors.files import file_entity
 from scanner.collectors.hashing import (
     HashJob,
+    ParallelHasher,
     VolumeRef,
     can_parallelize,
     hash_in_process,
-    hash_parallel,
 )
 from scanner.coverage import Coverage, VolumeReport
 from scanner.disk.filesystems import open_filesystem
@@ -26,7 +25,7 @@ from scanner.disk.mounts import parse_fstab, plan_mounts
 from scanner.disk.nodes import FileKind, Filesystem
 from scanner.disk.tsk_image import open_image
 from scanner.disk.volumes import discover_volumes
-from scanner.disk.walker import Found, Mount, Walker, assign_policies
+from scanner.disk.walker import Mount, Walker
 from scanner.entities import FileEntity
 from scanner.errors import (
     CorruptFilesystem,
@@ -61,7 +60,7 @@ class _NoProgress:
 class ScanOptions:
     """Knobs of one scan."""
 
-    hash_workers: int = field(default_factory=lambda: min(os.cpu_count() or 1, 4))
+    hash_workers: int = field(default_factory=lambda: min(os.cpu_count() or 1, 4))  # incl. this one
     progress: ScanProgress | None = None
 
 
@@ -197,44 +196,42 @@ def _collect(mounts: list[Mount], opened: list[_Opened], policy: list[PolicyEnti
         progress.advance(1)
     result = walker.result
     coverage.unreadable.update(result.unreadable)
-    roots = result.roots_by_path()
-    entities: dict[str, FileEntity] = {}
+    policies_of = result.policy_assigner()
     jobs: dict[tuple[str, int], HashJob] = {}
-    for path, found in result.found.items():
-        try:
-            entity = file_entity(path, found, assign_policies(path, roots))
-        except (DiskError, SourceReadError) as exc:
-            coverage.unreadable[path] = str(exc)
-            continue
-        entities[path] = entity
+    for found in result.found.values():
         if found.node.kind is FileKind.FILE:
             key = (found.mount.volume, found.node.inode)
             jobs.setdefault(key, HashJob(found.mount.volume, found.node.inode, found.node.size))
-    _hash(entities, result.found, jobs, opened, coverage, options, progress)
-    return dict(sorted(entities.items()))
-
-
-def _hash(entities: dict[str, FileEntity], found: dict[str, Found], jobs: dict[tuple[str, int], HashJob],
-          opened: list[_Opened], coverage: Coverage, options: ScanOptions,
-          progress: ScanProgress) -> None:
     job_list = list(jobs.values())
-    total = sum(j.size for j in job_list)
-    progress.phase("hashing", total)
     refs = {o.label: o.ref for o in opened}
-    advance: Callable[[int], None] = progress.advance
-    if can_parallelize(job_list, refs, options.hash_workers):
-        results = hash_parallel(job_list, refs, options.hash_workers, advance)
+    hasher = ParallelHasher(refs, options.hash_workers - 1) \
+        if can_parallelize(job_list, refs, options.hash_workers) else None
+    if hasher is not None:
+        hasher.start(job_list)  # workers hash while this process builds the entities
+    entities: dict[str, FileEntity] = {}
+    progress.phase("reading", len(result.found))
+    for path, found in result.found.items():
+        try:
+            entities[path] = file_entity(path, found, policies_of(path))
+        except (DiskError, SourceReadError) as exc:
+            coverage.unreadable[path] = str(exc)
+        progress.advance(1)
+    progress.phase("hashing", sum(j.size for j in job_list))
+    filesystems = {o.label: o.fs for o in opened}
+    if hasher is not None:
+        results = hasher.results(filesystems, progress.advance)
     else:
-        results = hash_in_process(job_list, {o.label: o.fs for o in opened}, advance)
+        results = hash_in_process(job_list, filesystems, progress.advance)
     coverage.files_hashed = len(job_list)
-    coverage.bytes_hashed = total
+    coverage.bytes_hashed = sum(j.size for j in job_list)
     for path, entity in list(entities.items()):
         if entity.type != FileKind.FILE.value:
             continue
-        f = found[path]
+        f = result.found[path]
         digest, error = results[(f.mount.volume, f.node.inode)]
         if error is not None:
             coverage.unreadable[path] = error
             del entities[path]
         else:
             entity.sha256 = digest
+    return dict(sorted(entities.items()))

@@ -76,7 +76,8 @@ def _hash_one(fs: Filesystem, job: HashJob) -> HashResult:
 
 
 def can_parallelize(jobs: list[HashJob], refs: dict[str, VolumeRef], workers: int) -> bool:
-    """True when spreading the jobs over processes is possible and worth it."""
+    """True when spreading the jobs over ``workers`` processes (the caller being one of
+    them) is possible and worth it."""
     if workers < 2 or multiprocessing.current_process().daemon:
         return False
     if sum(j.size for j in jobs) < PARALLEL_MIN_BYTES:
@@ -91,24 +92,46 @@ def _root_kind(locator: dict[str, Any]) -> str:
     return str(locator.get("kind"))
 
 
-def hash_parallel(jobs: list[HashJob], refs: dict[str, VolumeRef], workers: int,
-                  progress: Progress | None = None) -> dict[tuple[str, int], HashResult]:
-    """Hash jobs in ``workers`` processes; results keyed by (volume, inode)."""
-    batches = _batches(jobs)
-    results: dict[tuple[str, int], HashResult] = {}
-    ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                             initargs=(refs,)) as pool:
-        pending: set[Future[list[tuple[HashJob, HashResult]]]] = {
-            pool.submit(_worker_hash, batch) for batch in batches}
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                for job, result in future.result():
-                    results[(job.volume, job.inode)] = result
-                    if progress:
-                        progress(job.size)
-    return results
+class ParallelHasher:
+    """Hashes in worker processes while the caller goes on, then helps with what is left.
+
+    ``start`` queues batches and returns at once; ``results`` lets the calling process
+    steal the batches no worker has started yet (from the back of the queue, while the
+    workers go on from the front), so ``workers`` processes plus the caller share the work.
+    """
+
+    def __init__(self, refs: dict[str, VolumeRef], workers: int) -> None:
+        ctx = multiprocessing.get_context("fork")
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                         initializer=_worker_init, initargs=(refs,))
+        self._queued: list[tuple[Future[list[tuple[HashJob, HashResult]]], list[HashJob]]] = []
+
+    def start(self, jobs: list[HashJob]) -> None:
+        """Queue the jobs; returns at once."""
+        self._queued += [(self._pool.submit(_worker_hash, batch), batch)
+                         for batch in _batches(jobs)]
+
+    def results(self, filesystems: dict[str, Filesystem],
+                progress: Progress | None = None) -> dict[tuple[str, int], HashResult]:
+        """Wait for every queued job, hashing unstarted ones here; keyed by (volume, inode)."""
+        results: dict[tuple[str, int], HashResult] = {}
+        try:
+            for future, batch in reversed(self._queued):
+                if not future.cancel():
+                    break
+                results.update(hash_in_process(batch, filesystems, progress))
+            pending = {f for f, _ in self._queued if not f.cancelled()}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    for job, result in future.result():
+                        results[(job.volume, job.inode)] = result
+                        if progress:
+                            progress(job.size)
+        finally:
+            self._queued = []
+            self._pool.shutdown(cancel_futures=True)
+        return results
 
 
 def _batches(jobs: list[HashJob]) -> list[list[HashJob]]:

@@ -58,29 +58,61 @@ class WalkResult:
     roots: list[WalkRoot] = field(default_factory=list)
     unreadable: dict[str, str] = field(default_factory=dict)  # path -> reason
 
-    def roots_by_path(self) -> dict[str, list[WalkRoot]]:
-        """The walk roots indexed by their canonical path (for :func:`assign_policies`)."""
-        index: dict[str, list[WalkRoot]] = {}
-        for root in self.roots:
-            index.setdefault(root.path, []).append(root)
-        return index
+    def policy_assigner(self) -> PolicyAssigner:
+        """A function from a found path to the names of the entities covering it."""
+        return PolicyAssigner(self.roots)
 
 
-def assign_policies(path: str, roots_by_path: dict[str, list[WalkRoot]]) -> tuple[str, ...]:
-    """Policies covering ``path``, given the walk roots indexed by their path."""
-    names: list[str] = []
-    ancestor = path
-    levels = 0
-    while True:
-        for root in roots_by_path.get(ancestor, ()):
-            if (root.depth is None or levels <= root.depth) and not root.excludes.excluded(path) \
-                    and root.policy not in names:
-                names.append(root.policy)
-        if ancestor == "/":
-            break
-        ancestor = posixpath.dirname(ancestor)
-        levels += 1
-    return tuple(sorted(names))
+class PolicyAssigner:
+    """Names the policy entities covering each path (depth and excludes honoured).
+
+    Root chains are memoised per directory, so a walk of 100k entries costs one dict
+    lookup and a short filter per path.
+    """
+
+    def __init__(self, roots: list[WalkRoot]) -> None:
+        self._by_path: dict[str, list[WalkRoot]] = {}
+        for root in roots:
+            self._by_path.setdefault(root.path, []).append(root)
+        self._chains: dict[str, list[tuple[WalkRoot, int]]] = {}
+        self._interned: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._children_of: dict[str, tuple[tuple[str, ...], list[WalkRoot]]] = {}
+
+    def _chain(self, directory: str) -> list[tuple[WalkRoot, int]]:
+        """Roots at or above ``directory`` that can still reach below it, with its level."""
+        chain = self._chains.get(directory)
+        if chain is None:
+            above = [] if directory == "/" else self._chain(posixpath.dirname(directory))
+            chain = [(root, level + 1) for root, level in above
+                     if root.depth is None or level + 1 < root.depth]
+            chain += [(root, 0) for root in self._by_path.get(directory, ())
+                      if root.depth != 0]
+            self._chains[directory] = chain
+        return chain
+
+    def _below(self, directory: str) -> tuple[tuple[str, ...], list[WalkRoot]]:
+        """For children of ``directory``: names that always cover them, and roots with excludes."""
+        cached = self._children_of.get(directory)
+        if cached is None:
+            chain = self._chain(directory)
+            plain = self._intern({root.policy for root, _ in chain if not root.excludes.patterns})
+            cached = (plain, [root for root, _ in chain if root.excludes.patterns])
+            self._children_of[directory] = cached
+        return cached
+
+    def _intern(self, names: set[str]) -> tuple[str, ...]:
+        key = tuple(sorted(names))
+        return self._interned.setdefault(key, key)
+
+    def __call__(self, path: str) -> tuple[str, ...]:
+        plain, filtered = self._below(posixpath.dirname(path))
+        own = self._by_path.get(path)
+        if not own and not filtered:
+            return plain
+        names = set(plain)
+        names.update(root.policy for root in filtered if not root.excludes.excluded(path))
+        names.update(root.policy for root in own or () if not root.excludes.excluded(path))
+        return self._intern(names)
 
 
 class Walker:

@@ -45,6 +45,16 @@ class SliceSource:
         self._length = length
 
     @property
+    def parent(self) -> BlockSource:
+        """The source this slice views."""
+        return self._parent
+
+    @property
+    def offset(self) -> int:
+        """Where the slice starts in its parent."""
+        return self._offset
+
+    @property
     def size(self) -> int:
         """Length of the slice."""
         return self._length

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import os
 
-from scanner.sources.base import BlockSource
+from scanner.errors import SourceReadError
+from scanner.sources.base import BlockSource, SliceSource
+from scanner.sources.local import LocalFileSource
 
 
 class SourceFile(io.RawIOBase):
@@ -14,6 +17,17 @@ class SourceFile(io.RawIOBase):
         super().__init__()
         self._source = source
         self._pos = 0
+        self._size = source.size
+        # Fast path: a local file (or a slice of one) is read with pread directly, which
+        # matters because libyal readers issue one small read per inode.
+        self._fd = -1
+        self._base = 0
+        inner: BlockSource = source
+        while isinstance(inner, SliceSource):
+            self._base += inner.offset
+            inner = inner.parent
+        if isinstance(inner, LocalFileSource):
+            self._fd = inner.fileno()
 
     def readable(self) -> bool:
         """Always readable."""
@@ -26,8 +40,15 @@ class SourceFile(io.RawIOBase):
     def read(self, size: int = -1) -> bytes:
         """Read from the current position."""
         if size is None or size < 0:
-            size = self._source.size - self._pos
-        data = self._source.read_at(self._pos, size)
+            size = self._size - self._pos
+        if self._fd >= 0:
+            size = max(0, min(size, self._size - self._pos))
+            try:
+                data = os.pread(self._fd, size, self._base + self._pos)
+            except OSError as exc:
+                raise SourceReadError(f"read at {self._pos} failed: {exc.strerror}") from exc
+        else:
+            data = self._source.read_at(self._pos, size)
         self._pos += len(data)
         return data
 
@@ -44,7 +65,7 @@ class SourceFile(io.RawIOBase):
         elif whence == io.SEEK_CUR:
             self._pos += offset
         elif whence == io.SEEK_END:
-            self._pos = self._source.size + offset
+            self._pos = self._size + offset
         return self._pos
 
     def tell(self) -> int:
@@ -53,4 +74,4 @@ class SourceFile(io.RawIOBase):
 
     def get_size(self) -> int:
         """Total size (libyal asks for it)."""
-        return self._source.size
+        return self._size

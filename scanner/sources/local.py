@@ -89,6 +89,10 @@ class LocalFileSource:
             raise SourceReadError(f"{self.path}: short read at {offset} (image changed?)")
         return data
 
+    def fileno(self) -> int:
+        """The open file descriptor (for readers that can ``pread`` it directly)."""
+        return self._fd
+
     def close(self) -> None:
         """Close the file descriptor."""
         if self._fd >= 0:

@@ -1,0 +1,64 @@
+"""Shared fixtures: a fresh SQLite-backed repository and a one-call scan of an image."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from scanner.entities import FileEntity
+from scanner.pipeline import ScanOptions
+from scanner.runner import run_scan
+from scanner.sources.local import open_local
+from scanner.storage.db import make_engine, upgrade
+from scanner.storage.repository import Repository, ScanRecord
+
+MACHINE = "web-01"
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty SQLite database at the head revision, migrated once per session (~0.2 s)."""
+    path = tmp_path_factory.mktemp("schema") / "template.sqlite"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()  # the last connection checkpoints and removes the WAL
+    assert not Path(f"{path}-wal").exists()
+    return path
+
+
+@pytest.fixture
+def repo(tmp_path: Path, migrated_sqlite: Path) -> Iterator[Repository]:
+    """An empty, migrated SQLite database in the test's tmp_path (a copy of the template;
+    the recommended policy is not seeded yet: the first scan, or ``ensure_recommended``,
+    does it)."""
+    path = tmp_path / "db.sqlite"
+    shutil.copyfile(migrated_sqlite, path)
+    engine = make_engine(f"sqlite:///{path}")
+    yield Repository(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def scan(repo: Repository) -> Callable[[os.PathLike[str] | str], ScanRecord]:
+    """``scan(image)``: scan a local image as the next state of machine ``web-01``."""
+
+    def _scan(image: os.PathLike[str] | str) -> ScanRecord:
+        with open_local(image) as source:
+            return run_scan(repo, source, MACHINE, ScanOptions(hash_workers=1))
+
+    return _scan
+
+
+@pytest.fixture
+def file_state(repo: Repository) -> Callable[[], dict[str, FileEntity]]:
+    """``file_state()``: the file state recorded for ``web-01`` by its last scan."""
+
+    def _state() -> dict[str, FileEntity]:
+        with repo.transaction() as conn:
+            return repo.load_file_state(conn, repo.machine_id(conn, MACHINE))
+
+    return _state

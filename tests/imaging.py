@@ -1,0 +1,350 @@
+"""Build and change real disk images for tests, without mounting anything.
+
+Everything here shells out to e2fsprogs (``mkfs.ext4 -d``, ``debugfs``, ``e2fsck``) and writes
+image bytes directly; nothing needs root, loop devices or a mount. Images are built on the fly
+in a test's ``tmp_path`` (a 32 MiB ext4 image takes ~20 ms), never committed.
+
+Typical use::
+
+    root = linux_tree(tmp_path / "src")
+    image = build_ext4(root, tmp_path / "disk.img")
+    pin_times(image, tree_paths(root), BASE_TIME)      # deterministic timestamps
+    debugfs(image, "set_current_time @1800000000", "sif /usr/bin/login mode 0100600")
+    overwrite_in_place(image, "/usr/bin/login", b"...")  # content change, metadata untouched
+    assert e2fsck_ok(image)
+
+Facts worth knowing (e2fsprogs 1.47.0):
+
+- ``mkfs.ext4 -d`` keeps modes, owners, symlinks, hard links, xattrs and mtime/atime of the
+  source tree, but the inode ctime is the *host* file's ctime (seconds) and crtime is the mkfs
+  time: use :func:`pin_times` to make a base image deterministic.
+- ``debugfs`` reports most errors on stderr and still exits 0: :func:`debugfs` treats any
+  stderr line other than its version banner as a failure.
+- ``sif`` (set_inode_field) changes exactly the field named, never ctime. ``ln`` adds a
+  directory entry without touching the link count and ``unlink`` removes one without
+  decrementing it. New inodes (``write``, ``symlink``, ``mkdir``) get the ``set_current_time``
+  time for all four timestamps, and ``write`` copies the host file's mode (owner 0:0).
+- ``ea_set -f FILE`` converts a ``system.posix_acl_*`` value given in the VFS (v2) encoding to
+  the ext4 on-disk (v1) encoding, like the kernel does.
+- Images at an offset (a partition of a disk image) are addressed as ``image?offset=N`` by the
+  e2fsprogs tools; every helper here takes ``offset``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import subprocess
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+# Timestamps given to every inode of a base image by ``linux_image`` (seconds since the epoch).
+BASE_TIME = 1_700_000_000  # 2023-11-14 22:13:20 UTC
+
+_DEBUGFS_BANNER = re.compile(r"^debugfs \d+\.\d+")
+
+
+class ImagingError(RuntimeError):
+    """A tool failed; the message carries its command line and output."""
+
+
+def run(*cmd: str | os.PathLike[str]) -> str:
+    """Run a command, return its stdout; raise :class:`ImagingError` with stderr on failure."""
+    args = [os.fspath(c) for c in cmd]
+    proc = subprocess.run(args, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ImagingError(f"{' '.join(args)} exited {proc.returncode}:\n"
+                           f"{proc.stderr}{proc.stdout}")
+    return proc.stdout
+
+
+def _target(image: str | os.PathLike[str], offset: int) -> str:
+    """How e2fsprogs names a filesystem that starts ``offset`` bytes into ``image``."""
+    return f"{os.fspath(image)}?offset={offset}" if offset else os.fspath(image)
+
+
+def copy_image(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
+    """Copy an image keeping it sparse: only the data extents are copied (SEEK_DATA /
+    SEEK_HOLE), so a mostly empty 32 MiB image copies in about a millisecond."""
+    dst = Path(dst)
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        size = os.fstat(fin.fileno()).st_size
+        pos = 0
+        while pos < size:
+            try:
+                start = os.lseek(fin.fileno(), pos, os.SEEK_DATA)
+            except OSError:  # ENXIO: only a hole is left
+                break
+            end = os.lseek(fin.fileno(), start, os.SEEK_HOLE)
+            fin.seek(start)
+            fout.seek(start)
+            remaining = end - start
+            while remaining:
+                chunk = fin.read(min(remaining, 1 << 20))
+                fout.write(chunk)
+                remaining -= len(chunk)
+            pos = end
+        fout.truncate(size)
+    return dst
+
+
+# -- ext4 -------------------------------------------------------------------------------------
+
+def build_ext4(src_dir: str | os.PathLike[str], image: str | os.PathLike[str],
+               size_mb: int = 32, offset: int = 0) -> Path:
+    """Create an ext4 filesystem of ``size_mb`` MiB holding a copy of ``src_dir``.
+
+    The image file is created (or grown, never shrunk) to hold ``offset + size_mb`` MiB, so a
+    filesystem can be written into a partition of an existing disk image. Root of the new
+    filesystem is owned by 0:0; inodes are 256 bytes (room for in-inode xattrs and crtime).
+    """
+    image = Path(image)
+    needed = offset + size_mb * 1024 * 1024
+    with image.open("ab") as fh:
+        if fh.tell() < needed:
+            fh.truncate(needed)
+    extended = "root_owner=0:0" + (f",offset={offset}" if offset else "")
+    run("mkfs.ext4", "-q", "-F", "-d", src_dir, "-E", extended, "-I", "256", image,
+        f"{size_mb * 1024}k")
+    return image
+
+
+def debugfs(image: str | os.PathLike[str], *commands: str, offset: int = 0,
+            write: bool = True) -> str:
+    """Run debugfs commands (one script, one process) on an image; return stdout.
+
+    Raises :class:`ImagingError` when debugfs exits non-zero *or* prints anything on stderr
+    besides its banner (it reports "File not found", "invalid field specifier" and the like on
+    stderr and still exits 0).
+    """
+    with tempfile.NamedTemporaryFile("w", suffix=".debugfs", delete=False) as fh:
+        fh.write("\n".join(commands) + "\n")
+        script = fh.name
+    try:
+        args = ["debugfs", *(["-w"] if write else []), "-f", script, _target(image, offset)]
+        proc = subprocess.run(args, capture_output=True, text=True)
+    finally:
+        os.unlink(script)
+    errors = [line for line in proc.stderr.splitlines()
+              if line.strip() and not _DEBUGFS_BANNER.match(line)]
+    if proc.returncode != 0 or errors:
+        raise ImagingError(f"debugfs failed on {image} (exit {proc.returncode}):\n"
+                           + "\n".join(errors) + "\nscript:\n" + "\n".join(commands))
+    return proc.stdout
+
+
+def e2fsck_ok(image: str | os.PathLike[str], offset: int = 0) -> bool:
+    """True when ``e2fsck -fn`` finds the filesystem clean.
+
+    Raises :class:`ImagingError` with e2fsck's report otherwise, so ``assert e2fsck_ok(img)``
+    fails with the reason rather than a bare False.
+    """
+    proc = subprocess.run(["e2fsck", "-fn", _target(image, offset)], capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        raise ImagingError(f"e2fsck -fn {image}: exit {proc.returncode}\n"
+                           f"{proc.stdout}{proc.stderr}")
+    return True
+
+
+def block_size(image: str | os.PathLike[str], offset: int = 0) -> int:
+    """The filesystem's block size, from its superblock (``debugfs stats``)."""
+    out = debugfs(image, "stats", offset=offset, write=False)
+    match = re.search(r"^Block size:\s+(\d+)", out, re.MULTILINE)
+    if match is None:
+        raise ImagingError(f"no block size in debugfs stats of {image}")
+    return int(match.group(1))
+
+
+def inode_info(image: str | os.PathLike[str], path: str, offset: int = 0) -> dict[str, int]:
+    """A few fields of ``debugfs stat PATH`` (the path itself, a symlink is not followed):
+    ``inode``, ``mode`` (with type bits), ``uid``, ``gid``, ``size``, ``links``, and the four
+    timestamps in seconds (``atime``, ``mtime``, ``ctime``, ``crtime``)."""
+    out = debugfs(image, f'stat "{path}"', offset=offset, write=False)
+    info: dict[str, int] = {}
+    patterns = {
+        "inode": r"^Inode:\s+(\d+)", "mode": r"Mode:\s+(\d+)", "uid": r"User:\s+(\d+)",
+        "gid": r"Group:\s+(\d+)", "size": r"Size:\s+(\d+)", "links": r"^Links:\s+(\d+)",
+        **{t: rf"^\s*{t}:\s+0x([0-9a-f]+)" for t in ("atime", "mtime", "ctime", "crtime")},
+    }
+    for key, pattern in patterns.items():
+        match = re.search(pattern, out, re.MULTILINE)
+        if match is None:
+            raise ImagingError(f"debugfs stat {path}: no {key} in\n{out}")
+        base = 16 if key.endswith("time") else 8 if key == "mode" else 10
+        info[key] = int(match.group(1), base)
+    return info
+
+
+def data_blocks(image: str | os.PathLike[str], path: str, count: int,
+                offset: int = 0) -> list[int]:
+    """Physical block numbers of logical blocks ``0 .. count-1`` of a file (``bmap``)."""
+    out = debugfs(image, *(f'bmap "{path}" {n}' for n in range(count)), offset=offset,
+                  write=False)
+    blocks = [int(line) for line in out.splitlines() if line.strip().isdigit()]
+    if len(blocks) != count or 0 in blocks:
+        raise ImagingError(f"{path}: expected {count} mapped blocks, bmap said {out!r}")
+    return blocks
+
+
+def overwrite_in_place(image: str | os.PathLike[str], path: str, data: bytes,
+                       offset: int = 0) -> None:
+    """Replace a file's content with ``data`` of the same size, touching no metadata.
+
+    The bytes are written straight into the file's data blocks in the image, so size, mode,
+    owners, inode, extents and all four timestamps stay as they were: what a timestomping
+    attacker (``touch -r``) leaves behind, minus the ctime the kernel would have moved.
+    """
+    info = inode_info(image, path, offset)
+    if len(data) != info["size"]:
+        raise ValueError(f"{path}: {len(data)} bytes given, the file holds {info['size']}")
+    bs = block_size(image, offset)
+    count = -(-len(data) // bs)
+    blocks = data_blocks(image, path, count, offset)
+    with open(image, "r+b") as fh:
+        for n, block in enumerate(blocks):
+            fh.seek(offset + block * bs)
+            fh.write(data[n * bs:(n + 1) * bs])
+
+
+def pin_times(image: str | os.PathLike[str], paths: Iterable[str], when: int,
+              offset: int = 0) -> None:
+    """Set atime, mtime, ctime and crtime (nanoseconds 0) of each path to ``when`` seconds."""
+    commands = [f'sif "{p}" {field} @{when}' for p in paths
+                for field in ("atime", "mtime", "ctime", "crtime")]
+    if commands:
+        debugfs(image, *commands, offset=offset)
+
+
+def pin_owners(image: str | os.PathLike[str], paths: Iterable[str], uid: int = 0, gid: int = 0,
+               offset: int = 0) -> None:
+    """Give each path to ``uid:gid`` (``mkfs -d`` copies the source files' owners, which are
+    the invoking user's unless the tests run as root)."""
+    commands = [f'sif "{p}" {field} {value}' for p in paths
+                for field, value in (("uid", uid), ("gid", gid))]
+    if commands:
+        debugfs(image, *commands, offset=offset)
+
+
+def set_xattr(image: str | os.PathLike[str], path: str, name: str, value: bytes,
+              offset: int = 0) -> None:
+    """Set one extended attribute (``ea_set -f``); no timestamp changes. ``system.posix_acl_*``
+    values are given in the VFS encoding (see :func:`acl_xattr`); debugfs stores them in the
+    ext4 form."""
+    with tempfile.NamedTemporaryFile("wb", suffix=".xattr", delete=False) as fh:
+        fh.write(value)
+        value_file = fh.name
+    try:
+        debugfs(image, f'ea_set -f {value_file} "{path}" {name}', offset=offset)
+    finally:
+        os.unlink(value_file)
+
+
+# -- xattr values -----------------------------------------------------------------------------
+
+_ACL_TAGS = {("user", False): 0x01, ("user", True): 0x02, ("group", False): 0x04,
+             ("group", True): 0x08, ("mask", False): 0x10, ("other", False): 0x20}
+_ACL_UNDEFINED_ID = 0xFFFFFFFF
+
+
+def acl_xattr(text: str) -> bytes:
+    """The VFS (v2) ``system.posix_acl_access`` value for a ``getfacl -c -n`` style short text
+    such as ``user::rw-,user:1000:r--,group::r--,mask::r--,other::r--`` (entries must already
+    be in canonical order, as setfacl stores them)."""
+    out = struct.pack("<I", 2)
+    for entry in text.split(","):
+        tag, qualifier, perms = entry.split(":")
+        perm = sum(bit for ch, bit in zip(perms, (4, 2, 1), strict=True) if ch != "-")
+        code = _ACL_TAGS[(tag, bool(qualifier))]
+        out += struct.pack("<HHI", code, perm, int(qualifier) if qualifier else _ACL_UNDEFINED_ID)
+    return out
+
+
+def capability_xattr(permitted: Iterable[int], effective: bool = True) -> bytes:
+    """A revision-2 ``security.capability`` value (what ``setcap CAPS=p[e]`` writes) for the
+    capability numbers in ``permitted`` (e.g. 13 = cap_net_raw, 10 = cap_net_bind_service)."""
+    mask = 0
+    for cap in permitted:
+        mask |= 1 << cap
+    magic = 0x02000000 | (1 if effective else 0)
+    return struct.pack("<IIIII", magic, mask & 0xFFFFFFFF, 0, mask >> 32, 0)
+
+
+# -- source trees -----------------------------------------------------------------------------
+
+def _write(root: Path, rel: str, data: bytes, mode: int = 0o644) -> None:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    path.chmod(mode)
+
+
+def linux_tree(root: str | os.PathLike[str]) -> Path:
+    """Write a small merged-/usr Linux-like tree under ``root`` and return it.
+
+    Layout (modes as on a real system; file content is ``b"<path>\\n"`` unless noted)::
+
+        bin -> usr/bin, sbin -> usr/sbin, lib -> usr/lib
+        etc/a.conf  etc/ld.so.conf  etc/sub/b.conf  etc/crontab  etc/passwd
+        etc/init.d/ssh (0755)  etc/cron.daily/logrotate (0755)
+        usr/bin/{login,ls,ping,tool,dash} (0755)  usr/bin/passwd (04755)
+        usr/bin/sh -> dash
+        usr/bin/gzip, usr/bin/gunzip: one inode, two names (0755)
+        usr/sbin/{sshd,useradd} (0755)  usr/lib/libc.so.6
+        boot/vmlinuz-6.1 (0600, 3000 bytes: spans several 1 KiB blocks)  boot/grub/grub.cfg
+        var/log/syslog  home/u/notes                   (not monitored by default)
+        srv/app/run.sh  srv/app/lib/deep.py  srv/app/cache/c.bin  (for custom entities)
+
+    No ``etc/fstab``: the image is its own root. Owners are the caller's (see
+    :func:`pin_owners`).
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    files = {
+        "etc/a.conf": 0o644, "etc/ld.so.conf": 0o644, "etc/sub/b.conf": 0o644,
+        "etc/crontab": 0o644, "etc/passwd": 0o644,
+        "etc/init.d/ssh": 0o755, "etc/cron.daily/logrotate": 0o755,
+        "usr/bin/login": 0o755, "usr/bin/ls": 0o755, "usr/bin/ping": 0o755,
+        "usr/bin/tool": 0o755, "usr/bin/dash": 0o755, "usr/bin/passwd": 0o4755,
+        "usr/bin/gzip": 0o755,
+        "usr/sbin/sshd": 0o755, "usr/sbin/useradd": 0o755, "usr/lib/libc.so.6": 0o644,
+        "boot/grub/grub.cfg": 0o644,
+        "var/log/syslog": 0o640, "home/u/notes": 0o644,
+        "srv/app/run.sh": 0o755, "srv/app/lib/deep.py": 0o644, "srv/app/cache/c.bin": 0o644,
+    }
+    for rel, mode in files.items():
+        _write(root, rel, f"/{rel}\n".encode(), mode)
+    _write(root, "boot/vmlinuz-6.1", bytes(range(256)) * 11 + b"\x00" * 184, 0o600)
+    os.link(root / "usr/bin/gzip", root / "usr/bin/gunzip")
+    for link, target in (("bin", "usr/bin"), ("sbin", "usr/sbin"), ("lib", "usr/lib"),
+                         ("usr/bin/sh", "dash")):
+        os.symlink(target, root / link)
+    return root
+
+
+def tree_paths(root: str | os.PathLike[str]) -> Iterator[str]:
+    """Every path of a source tree as an absolute path inside the image (``/`` first)."""
+    root = Path(root)
+    yield "/"
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in sorted(dirnames) + sorted(filenames):
+            yield "/" + (Path(dirpath) / name).relative_to(root).as_posix()
+
+
+def linux_image(workdir: str | os.PathLike[str], name: str = "base.img") -> Path:
+    """Build the :func:`linux_tree` image in ``workdir``: everything owned by 0:0, every
+    timestamp pinned to :data:`BASE_TIME`, ``/usr/bin/tool`` carrying the POSIX ACL
+    :data:`BASE_TOOL_ACL`. The result is the same whoever runs it, whenever."""
+    workdir = Path(workdir)
+    root = linux_tree(workdir / "src")
+    image = build_ext4(root, workdir / name)
+    set_xattr(image, "/usr/bin/tool", "system.posix_acl_access", acl_xattr(BASE_TOOL_ACL))
+    paths = list(tree_paths(root))
+    pin_owners(image, paths)
+    pin_times(image, paths, BASE_TIME)
+    return image
+
+
+BASE_TOOL_ACL = "user::rwx,user:1000:r-x,group::r-x,mask::r-x,other::r-x"
