@@ -46,8 +46,7 @@ class _BarProgress:
     """A rich progress bar on stderr, for terminals only."""
 
     def __init__(self) -> None:
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                                   TimeElapsedColumn)
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
         self._progress = Progress(TextColumn("{task.description:>8}"), BarColumn(),
                                   DownloadColumn(), TimeElapsedColumn(), console=err,

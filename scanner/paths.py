@@ -11,7 +11,6 @@ from __future__ import annotations
 import posixpath
 import re
 
-
 _NEEDS_ESCAPE = re.compile(r"[\x00-\x1f\x7f\\]")
 
 

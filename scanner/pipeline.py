@@ -12,20 +12,14 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from scanner.collectors.files import file_entity
-from scanner.collectors.hashing import (
-    HashJob,
-    ParallelHasher,
-    VolumeRef,
-    can_parallelize,
-    hash_in_process,
-)
+from scanner.collectors.hashing import Hasher, HashJob, VolumeRef
 from scanner.coverage import Coverage, VolumeReport
 from scanner.disk.filesystems import open_filesystem
 from scanner.disk.mounts import parse_fstab, plan_mounts
 from scanner.disk.nodes import FileKind, Filesystem
 from scanner.disk.tsk_image import open_image
 from scanner.disk.volumes import discover_volumes
-from scanner.disk.walker import Mount, Walker
+from scanner.disk.walker import Found, Mount, Walker
 from scanner.entities import FileEntity
 from scanner.errors import (
     CorruptFilesystem,
@@ -187,7 +181,13 @@ def _read_fstab(mounts: list[Mount]) -> str:
 def _collect(mounts: list[Mount], opened: list[_Opened], policy: list[PolicyEntity],
              coverage: Coverage, options: ScanOptions,
              progress: ScanProgress) -> dict[str, FileEntity]:
-    walker = Walker(mounts)
+    hasher = Hasher({o.label: o.ref for o in opened}, options.hash_workers)
+
+    def on_found(path: str, found: Found) -> None:
+        if found.node.kind is FileKind.FILE:  # hashing starts while the walk goes on
+            hasher.feed(HashJob(found.mount.volume, found.node.inode, found.node.size))
+
+    walker = Walker(mounts, on_found)
     linux = active(policy, EntityKind.LINUX_FILE)
     coverage.policies = [e.name for e in linux]
     progress.phase("walking", len(linux))
@@ -197,17 +197,7 @@ def _collect(mounts: list[Mount], opened: list[_Opened], policy: list[PolicyEnti
     result = walker.result
     coverage.unreadable.update(result.unreadable)
     policies_of = result.policy_assigner()
-    jobs: dict[tuple[str, int], HashJob] = {}
-    for found in result.found.values():
-        if found.node.kind is FileKind.FILE:
-            key = (found.mount.volume, found.node.inode)
-            jobs.setdefault(key, HashJob(found.mount.volume, found.node.inode, found.node.size))
-    job_list = list(jobs.values())
-    refs = {o.label: o.ref for o in opened}
-    hasher = ParallelHasher(refs, options.hash_workers - 1) \
-        if can_parallelize(job_list, refs, options.hash_workers) else None
-    if hasher is not None:
-        hasher.start(job_list)  # workers hash while this process builds the entities
+    hasher.start()  # workers hash while this process reads metadata and xattrs
     entities: dict[str, FileEntity] = {}
     progress.phase("reading", len(result.found))
     for path, found in result.found.items():
@@ -216,19 +206,14 @@ def _collect(mounts: list[Mount], opened: list[_Opened], policy: list[PolicyEnti
         except (DiskError, SourceReadError) as exc:
             coverage.unreadable[path] = str(exc)
         progress.advance(1)
-    progress.phase("hashing", sum(j.size for j in job_list))
-    filesystems = {o.label: o.fs for o in opened}
-    if hasher is not None:
-        results = hasher.results(filesystems, progress.advance)
-    else:
-        results = hash_in_process(job_list, filesystems, progress.advance)
-    coverage.files_hashed = len(job_list)
-    coverage.bytes_hashed = sum(j.size for j in job_list)
+    progress.phase("hashing", hasher.bytes)
+    hashes = hasher.results({o.label: o.fs for o in opened}, progress.advance)
+    coverage.files_hashed, coverage.bytes_hashed = hasher.files, hasher.bytes
     for path, entity in list(entities.items()):
         if entity.type != FileKind.FILE.value:
             continue
-        f = result.found[path]
-        digest, error = results[(f.mount.volume, f.node.inode)]
+        found = result.found[path]
+        digest, error = hashes[(found.mount.volume, found.node.inode)]
         if error is not None:
             coverage.unreadable[path] = error
             del entities[path]

@@ -12,9 +12,8 @@ import hashlib
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from scanner.disk.nodes import FileKind, Filesystem, Node
 from scanner.errors import SnapfimError
@@ -25,8 +24,7 @@ BATCH_FILES = 2048
 CHUNK = 1 << 20
 
 
-@dataclass(frozen=True, slots=True)
-class HashJob:
+class HashJob(NamedTuple):
     """One inode to hash: which volume (by key), inode number and size."""
 
     volume: str
@@ -75,62 +73,101 @@ def _hash_one(fs: Filesystem, job: HashJob) -> HashResult:
         return None, str(exc)
 
 
-def can_parallelize(jobs: list[HashJob], refs: dict[str, VolumeRef], workers: int) -> bool:
-    """True when spreading the jobs over ``workers`` processes (the caller being one of
-    them) is possible and worth it."""
-    if workers < 2 or multiprocessing.current_process().daemon:
-        return False
-    if sum(j.size for j in jobs) < PARALLEL_MIN_BYTES:
-        return False
-    reopenable = {"local", "slice"}
-    return all(_root_kind(ref.disk_locator) in reopenable for ref in refs.values())
-
-
 def _root_kind(locator: dict[str, Any]) -> str:
     while locator.get("kind") == "slice":
         locator = locator["parent"]
     return str(locator.get("kind"))
 
 
-class ParallelHasher:
-    """Hashes in worker processes while the caller goes on, then helps with what is left.
+class Hasher:
+    """Collects hash jobs during the walk; hashes them over ``workers`` processes.
 
-    ``start`` queues batches and returns at once; ``results`` lets the calling process
-    steal the batches no worker has started yet (from the back of the queue, while the
-    workers go on from the front), so ``workers`` processes plus the caller share the work.
+    :meth:`feed` records each inode once, however many paths link to it. :meth:`start`
+    forks ``workers - 1`` processes that inherit the job list (nothing is pickled on the way
+    in) and pull batches through a shared counter while the caller goes on with other work;
+    :meth:`results` makes the caller pull batches from the same counter, then collects the
+    workers' digests. A worker that dies leaves its batches to the caller. Small totals,
+    sources another process cannot reopen, and daemon processes (Celery prefork children)
+    hash in-process. The parent runs no helper threads, so its own work is not slowed.
     """
 
     def __init__(self, refs: dict[str, VolumeRef], workers: int) -> None:
-        ctx = multiprocessing.get_context("fork")
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                         initializer=_worker_init, initargs=(refs,))
-        self._queued: list[tuple[Future[list[tuple[HashJob, HashResult]]], list[HashJob]]] = []
+        self._refs = refs
+        self._workers = workers - 1
+        reopenable = all(_root_kind(r.disk_locator) in ("local", "slice") for r in refs.values())
+        self._parallel = (self._workers > 0 and reopenable
+                          and not multiprocessing.current_process().daemon)
+        self._seen: set[tuple[str, int]] = set()
+        self._jobs: list[HashJob] = []
+        self._batches: list[list[HashJob]] = []
+        self._counter: Any = None
+        self._procs: list[tuple[Any, Any]] = []  # (process, receiving end of its pipe)
+        self.files = 0
+        self.bytes = 0
 
-    def start(self, jobs: list[HashJob]) -> None:
-        """Queue the jobs; returns at once."""
-        self._queued += [(self._pool.submit(_worker_hash, batch), batch)
-                         for batch in _batches(jobs)]
+    def feed(self, job: HashJob) -> None:
+        """Add one file (ignored when its inode was fed already)."""
+        key = (job.volume, job.inode)
+        if key not in self._seen:
+            self._seen.add(key)
+            self._jobs.append(job)
+            self.files += 1
+            self.bytes += job.size
+
+    def start(self) -> None:
+        """Start the worker processes when that is possible and worth it; returns at once."""
+        self._batches = _batches(self._jobs)
+        if not self._parallel or self.bytes < PARALLEL_MIN_BYTES or len(self._batches) < 2:
+            return
+        ctx = multiprocessing.get_context("fork")
+        self._counter = ctx.Value("l", 0)
+        for _ in range(min(self._workers, len(self._batches) - 1)):
+            receiver, sender = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_worker_main, daemon=True,
+                               args=(self._refs, self._batches, self._counter, sender))
+            proc.start()
+            sender.close()
+            self._procs.append((proc, receiver))
+
+    def _claim(self) -> int:
+        if self._counter is None:
+            return -1
+        with self._counter.get_lock():
+            index = int(self._counter.value)
+            self._counter.value = index + 1
+        return index
 
     def results(self, filesystems: dict[str, Filesystem],
                 progress: Progress | None = None) -> dict[tuple[str, int], HashResult]:
-        """Wait for every queued job, hashing unstarted ones here; keyed by (volume, inode)."""
+        """Finish hashing (helping the workers); results keyed by (volume, inode)."""
+        if not self._batches:
+            self._batches = _batches(self._jobs)
         results: dict[tuple[str, int], HashResult] = {}
-        try:
-            for future, batch in reversed(self._queued):
-                if not future.cancel():
-                    break
+        done: set[int] = set()
+        if self._counter is None:
+            for index, batch in enumerate(self._batches):
                 results.update(hash_in_process(batch, filesystems, progress))
-            pending = {f for f, _ in self._queued if not f.cancelled()}
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    for job, result in future.result():
+            return results
+        while (index := self._claim()) < len(self._batches):
+            results.update(hash_in_process(self._batches[index], filesystems, progress))
+            done.add(index)
+        for proc, receiver in self._procs:
+            try:
+                for index, batch_results in receiver.recv():
+                    done.add(index)
+                    for job, result in zip(self._batches[index], batch_results, strict=True):
                         results[(job.volume, job.inode)] = result
                         if progress:
                             progress(job.size)
-        finally:
-            self._queued = []
-            self._pool.shutdown(cancel_futures=True)
+            except (EOFError, OSError):
+                pass  # the worker died; its batches are redone below
+            finally:
+                receiver.close()
+                proc.join()
+        for index, batch in enumerate(self._batches):
+            if index not in done:
+                results.update(hash_in_process(batch, filesystems, progress))
+        self._procs, self._counter = [], None
         return results
 
 
@@ -150,19 +187,26 @@ def _batches(jobs: list[HashJob]) -> list[list[HashJob]]:
 
 
 # -- worker process side ---------------------------------------------------------------------
-_worker_refs: dict[str, VolumeRef] = {}
-_worker_fs: dict[str, Filesystem] = {}
-
-
-def _worker_init(refs: dict[str, VolumeRef]) -> None:
-    global _worker_refs
-    _worker_refs = refs
-    _worker_fs.clear()
+def _worker_main(refs: dict[str, VolumeRef], batches: list[list[HashJob]], counter: Any,
+                 sender: Any) -> None:
+    """Pull batches through the shared counter, hash them, send back (index, results)."""
     os.environ["TZ"] = "UTC"
+    filesystems: dict[str, Filesystem] = {}
+    out: list[tuple[int, list[HashResult]]] = []
+    while True:
+        with counter.get_lock():
+            index = int(counter.value)
+            counter.value = index + 1
+        if index >= len(batches):
+            break
+        out.append((index, [_hash_in_worker(refs, filesystems, job) for job in batches[index]]))
+    sender.send(out)
+    sender.close()
 
 
-def _worker_filesystem(volume: str) -> Filesystem:
-    fs = _worker_fs.get(volume)
+def _hash_in_worker(refs: dict[str, VolumeRef], filesystems: dict[str, Filesystem],
+                    job: HashJob) -> HashResult:
+    fs = filesystems.get(job.volume)
     if fs is None:
         from scanner.disk.filesystems import open_filesystem
         from scanner.disk.tsk_image import open_image
@@ -170,22 +214,12 @@ def _worker_filesystem(volume: str) -> Filesystem:
         from scanner.sources.base import SliceSource
         from scanner.sources.locators import open_locator
 
-        ref = _worker_refs[volume]
-        disk = open_locator(ref.disk_locator)
-        img = open_image(disk)
-        vol = Volume(0, ref.offset, ref.length, "", "worker")
-        fs = open_filesystem(img, vol, SliceSource(disk, ref.offset, ref.length))
-        _worker_fs[volume] = fs
-    return fs
-
-
-def _worker_hash(batch: list[HashJob]) -> list[tuple[HashJob, HashResult]]:
-    out = []
-    for job in batch:
+        ref = refs[job.volume]
         try:
-            fs = _worker_filesystem(job.volume)
+            disk = open_locator(ref.disk_locator)
+            fs = open_filesystem(open_image(disk), Volume(0, ref.offset, ref.length, "", "worker"),
+                                 SliceSource(disk, ref.offset, ref.length))
         except SnapfimError as exc:
-            out.append((job, (None, str(exc))))
-            continue
-        out.append((job, _hash_one(fs, job)))
-    return out
+            return None, str(exc)
+        filesystems[job.volume] = fs
+    return _hash_one(fs, job)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
-from collections.abc import Iterator
 
 
 class FileKind(StrEnum):

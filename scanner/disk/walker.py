@@ -12,7 +12,7 @@ resolved (canonical) path, so ``/bin/login`` and ``/usr/bin/login`` are one enti
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from scanner.disk.nodes import FileKind, Filesystem, Node
@@ -118,9 +118,12 @@ class PolicyAssigner:
 class Walker:
     """Resolves policy entities against mounted filesystems and walks their trees."""
 
-    def __init__(self, mounts: list[Mount]) -> None:
+    def __init__(self, mounts: list[Mount],
+                 on_found: Callable[[str, Found], None] | None = None) -> None:
+        """``on_found`` is called once per newly found path, as the walk goes."""
         if not any(m.mountpoint == "/" for m in mounts):
             raise ValueError("a root mount is required")
+        self._on_found = on_found
         self._mounts = {m.mountpoint: m for m in mounts}
         self._listings: dict[tuple[int, int], dict[str, Node]] = {}
         self._visited: dict[str, int | None] = {}
@@ -232,7 +235,7 @@ class Walker:
         if excludes.excluded(path):
             return
         self.result.roots.append(WalkRoot(path, entity.depth, entity.name, excludes))
-        self.result.found.setdefault(path, Found(node, mount))
+        self._record(path, node, mount)
         if node.kind is FileKind.DIRECTORY and entity.depth != 0:
             self._walk_tree(path, node, mount, entity.depth, excludes)
 
@@ -248,11 +251,17 @@ class Walker:
                 for child_path, child, child_mount in self._children(dir_path, dir_node, dir_mount):
                     if excludes.excluded(child_path):
                         continue
-                    self.result.found.setdefault(child_path, Found(child, child_mount))
+                    self._record(child_path, child, child_mount)
                     if child.kind is FileKind.DIRECTORY and child_budget != 0:
                         stack.append((child_path, child, child_mount, child_budget))
             except (CorruptFilesystem, SourceReadError) as exc:
                 self.result.unreadable[dir_path] = str(exc)
+
+    def _record(self, path: str, node: Node, mount: Mount) -> None:
+        if path not in self.result.found:
+            found = self.result.found[path] = Found(node, mount)
+            if self._on_found is not None:
+                self._on_found(path, found)
 
     def _claim(self, path: str, budget: int | None) -> bool:
         """Mark a directory as walked with this depth budget; False if already walked deeper."""

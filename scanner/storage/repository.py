@@ -7,18 +7,21 @@ together or not at all. SQLAlchemy and driver errors are translated into
 
 from __future__ import annotations
 
+import json
+import operator
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, Text, cast, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from scanner.diff import ChangeEvent, FileDiff
 from scanner.entities import FILE_RECORDED_FIELDS, FileEntity
 from scanner.errors import NotFound, StorageError, TransientStorageError
+from scanner.storage.bulk import bulk_insert
 from scanner.storage.tables import account, change_event, file_state, machine, scan
 
 LOCAL_ACCOUNT = "local"
@@ -131,14 +134,21 @@ class Repository:
 
     def load_file_state(self, conn: Connection, machine_id: int) -> dict[str, FileEntity]:
         """The machine's current known file state, by path."""
-        cols = [file_state.c.path, *(file_state.c[f] for f in FILE_RECORDED_FIELDS),
-                file_state.c.policies]
+        plain = [f for f in FILE_RECORDED_FIELDS if f != "xattrs"]
+        query = select(file_state.c.path, *(file_state.c[f] for f in plain),
+                       cast(file_state.c.xattrs, Text), cast(file_state.c.policies, Text)
+                       ).where(file_state.c.machine_id == machine_id)
+        decoded: dict[str, tuple[str, ...]] = {}
         result: dict[str, FileEntity] = {}
-        for row in conn.execute(select(*cols).where(file_state.c.machine_id == machine_id)):
-            data = row._asdict()
-            data["policies"] = tuple(data["policies"] or ())
-            data["xattrs"] = data["xattrs"] or {}
-            result[data["path"]] = FileEntity(**data)
+        for row in conn.execute(query):
+            path, *values, xattrs, policies = row
+            entity = FileEntity(path, **dict(zip(plain, values, strict=True)))
+            entity.xattrs = {} if xattrs in (None, "{}") else json.loads(xattrs)
+            names = decoded.get(policies)
+            if names is None:
+                names = decoded[policies] = tuple(json.loads(policies or "[]"))
+            entity.policies = names
+            result[path] = entity
         return result
 
     # -- committing a scan ------------------------------------------------------------------
@@ -160,8 +170,9 @@ class Repository:
                     file_state.c.machine_id == machine_id,
                     file_state.c.path.in_(stale[start:start + _CHUNK])))
         if diff.upserts:
-            conn.execute(insert(file_state), [_state_row(machine_id, scan_id, e)
-                                              for e in diff.upserts])
+            bulk_insert(conn, file_state, _STATE_COLUMNS,
+                        ((machine_id, scan_id, e.path, *_state_values(e), list(e.policies))
+                         for e in diff.upserts))
         if diff.events:
             window_start = previous.finished_at if previous else None
             conn.execute(insert(change_event), [
@@ -236,8 +247,5 @@ class Repository:
         return rows
 
 
-def _state_row(machine_id: int, scan_id: int, entity: FileEntity) -> dict[str, Any]:
-    row = entity.values()
-    row.update(machine_id=machine_id, scan_id=scan_id, path=entity.path,
-               policies=list(entity.policies))
-    return row
+_STATE_COLUMNS = ("machine_id", "scan_id", "path", *FILE_RECORDED_FIELDS, "policies")
+_state_values = operator.attrgetter(*FILE_RECORDED_FIELDS)

@@ -1,0 +1,49 @@
+"""Bulk row movement that bypasses per-row ORM/Core overhead: COPY on PostgreSQL,
+``executemany`` on the raw driver elsewhere. JSON columns travel as canonical text."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import JSON, Connection, Table
+
+
+def json_text(value: Any) -> str:
+    """Canonical JSON text (sorted keys, no spaces), so equal values are equal strings."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _is_json(table: Table, column: str) -> bool:
+    col_type = table.c[column].type
+    return isinstance(col_type, JSON) or isinstance(getattr(col_type, "impl", None), JSON) or \
+        "JSON" in type(col_type).__name__.upper()
+
+
+def bulk_insert(conn: Connection, table: Table, columns: Sequence[str],
+                rows: Iterable[Sequence[Any]]) -> None:
+    """Insert rows (tuples in ``columns`` order) in the caller's transaction."""
+    json_cols = [i for i, c in enumerate(columns) if _is_json(table, c)]
+
+    def encoded() -> Iterable[tuple[Any, ...]]:
+        for row in rows:
+            if json_cols:
+                row = list(row)
+                for i in json_cols:
+                    row[i] = json_text(row[i])
+            yield tuple(row)
+
+    names = ", ".join(columns)
+    if conn.dialect.name == "postgresql":
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        with raw.cursor() as cursor, \
+                cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:  # type: ignore[attr-defined]
+            for row in encoded():
+                copy.write_row(row)
+        return
+    marks = ", ".join("?" if conn.dialect.paramstyle == "qmark" else "%s" for _ in columns)
+    batch = list(encoded())
+    if batch:
+        conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", batch)
