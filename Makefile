@@ -8,6 +8,8 @@ demo: setup
 	snapfim demo
 
 test: setup
+	ruff check scanner workers migrations tests benchmarks
+	mypy
 	python3 -m pytest -q
 
 lint:

@@ -201,7 +201,8 @@ def machines() -> None:
 @app.command()
 def scans(
     machine: Annotated[str | None, typer.Option("--machine", "-m")] = None,
-    coverage: Annotated[bool, typer.Option("--coverage", help="Show each scan's coverage.")] = False,
+    coverage: Annotated[bool, typer.Option("--coverage",
+                                           help="Show each scan's coverage.")] = False,
     limit: Annotated[int, typer.Option()] = 20,
 ) -> None:
     """List recent scans with status, counts and (optionally) coverage reports."""
@@ -247,7 +248,8 @@ def policy_show(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
 def policy_add(
     path: Annotated[str, typer.Argument(help="/path, /dir/*.conf, C:\\path or HKLM\\key")],
     name: Annotated[str | None, typer.Option(help="Entity name (default: the path).")] = None,
-    depth: Annotated[int | None, typer.Option(help="Levels below a directory (default: all).")] = None,
+    depth: Annotated[int | None,
+                     typer.Option(help="Levels below a directory (default: all).")] = None,
     exclude: Annotated[list[str] | None, typer.Option(help="Path pattern to leave out.")] = None,
 ) -> None:
     """Monitor a custom path (a directory monitors its tree)."""

@@ -1,4 +1,5 @@
-"""`snapfim demo`: two small, real ext4 disk images of a Linux server, before and after an intrusion.
+"""`snapfim demo`: two small, real ext4 disk images of a Linux server, before and after an
+intrusion.
 
 The "before" image is built from a generated tree with ``mkfs.ext4 -d`` inside a GPT disk
 (a 1 MiB gap, one Linux partition); the "after" image is a copy changed in place with
@@ -76,7 +77,7 @@ def _run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[bytes
         raise ConfigError(f"{argv[0]} not found: install e2fsprogs and gdisk (apt-get install "
                           "e2fsprogs gdisk)")
     try:
-        return subprocess.run(argv, check=True, capture_output=True, **kwargs)  # type: ignore[call-overload, no-any-return]
+        return subprocess.run(argv, check=True, capture_output=True, **kwargs)  # type: ignore[call-overload]
     except subprocess.CalledProcessError as exc:
         detail = exc.stderr.decode(errors="replace").strip().splitlines()
         raise ConfigError(f"{' '.join(argv[:2])} failed: {detail[-1] if detail else exc}") from exc

@@ -107,7 +107,8 @@ def scan_source(source: BlockSource, policy: list[PolicyEntity],
         except (CorruptFilesystem, SourceReadError) as exc:
             report.status, report.reason = "failed", str(exc)
             continue
-        report.filesystem, report.uuid, report.label = fs.fs_type, fs.identity.uuid, fs.identity.label
+        report.filesystem = fs.fs_type
+        report.uuid, report.label = fs.identity.uuid, fs.identity.label
         ref = VolumeRef(source.locator, volume.offset, volume.length)
         opened.append(_Opened(volume.label, fs, ref, report))
     if not opened:
@@ -209,8 +210,8 @@ def _collect(mounts: list[Mount], opened: list[_Opened], policy: list[PolicyEnti
     progress.phase("hashing", hasher.bytes)
     hashes = hasher.results({o.label: o.fs for o in opened}, progress.advance)
     coverage.files_hashed, coverage.bytes_hashed = hasher.files, hasher.bytes
-    for path, entity in list(entities.items()):
-        if entity.type != FileKind.FILE.value:
+    for path, file in list(entities.items()):
+        if file.type != FileKind.FILE.value:
             continue
         found = result.found[path]
         digest, error = hashes[(found.mount.volume, found.node.inode)]
@@ -218,5 +219,5 @@ def _collect(mounts: list[Mount], opened: list[_Opened], policy: list[PolicyEnti
             coverage.unreadable[path] = error
             del entities[path]
         else:
-            entity.sha256 = digest
+            file.sha256 = digest
     return dict(sorted(entities.items()))

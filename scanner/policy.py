@@ -161,7 +161,7 @@ def make_entity(path: str, *, kind: EntityKind | None = None, name: str | None =
 
 
 def infer_kind(path: str) -> EntityKind:
-    """``/...`` is a Linux file, ``HKLM\\...`` a registry key, ``C:\\`` or ``%var%`` a Windows file."""
+    """Kind from the path: ``/...`` Linux file, ``HKLM\\...`` registry key, else Windows file."""
     stripped = path.strip()
     if not stripped:
         raise PolicyError("empty path")

@@ -145,7 +145,7 @@ class Hasher:
         results: dict[tuple[str, int], HashResult] = {}
         done: set[int] = set()
         if self._counter is None:
-            for index, batch in enumerate(self._batches):
+            for batch in self._batches:
                 results.update(hash_in_process(batch, filesystems, progress))
             return results
         while (index := self._claim()) < len(self._batches):

@@ -27,7 +27,8 @@ def read_identity(source: BlockSource, fs_type: str) -> FsIdentity:
             boot = source.read_at(0, 512)
             at = 0x43 if fs_type == "fat32" else 0x27
             serial = int.from_bytes(boot[at : at + 4], "little")
-            return FsIdentity(f"{serial >> 16:04X}-{serial & 0xFFFF:04X}", _text(boot[at + 4 : at + 15]))
+            label = _text(boot[at + 4 : at + 15])
+            return FsIdentity(f"{serial >> 16:04X}-{serial & 0xFFFF:04X}", label)
         elif fs_type == "xfs":
             sb = source.read_at(0, 512)
             return FsIdentity(str(uuid.UUID(bytes=sb[0x20:0x30])), _text(sb[0x6C:0x78]))

@@ -99,7 +99,7 @@ class Filesystem(Protocol):
         ...
 
     def xattrs(self, node: Node) -> dict[str, bytes]:
-        """Extended attributes by full name (``security.capability``); empty if none or unsupported."""
+        """Extended attributes by full name (``security.capability``); empty if unsupported."""
         ...
 
     def close(self) -> None:

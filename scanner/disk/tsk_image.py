@@ -9,7 +9,7 @@ from scanner.sources.base import BlockSource
 from scanner.sources.local import LocalFileSource
 
 
-class SourceImgInfo(pytsk3.Img_Info):  # type: ignore[misc]
+class SourceImgInfo(pytsk3.Img_Info):
     """Serves TSK's reads from a block source (the dfvfs adapter pattern).
 
     Errors raised here reach TSK as a failed read and come back to us as ``IOError``

@@ -46,7 +46,8 @@ def discover_volumes(img: pytsk3.Img_Info, disk_size: int) -> tuple[str, list[Vo
     for part in vs:
         if not part.flags & pytsk3.TSK_VS_PART_FLAG_ALLOC:
             continue
-        desc = part.desc.decode("utf-8", "replace") if isinstance(part.desc, bytes) else str(part.desc)
+        raw = part.desc
+        desc = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
         volumes.append(Volume(len(volumes) + 1, part.start * block_size, part.len * block_size,
                               desc, table))
     if not volumes:

@@ -36,10 +36,8 @@ def bulk_insert(conn: Connection, table: Table, columns: Sequence[str],
 
     names = ", ".join(columns)
     if conn.dialect.name == "postgresql":
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        with raw.cursor() as cursor, \
-                cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:  # type: ignore[attr-defined]
+        raw: Any = conn.connection.dbapi_connection  # a psycopg 3 connection
+        with raw.cursor() as cursor, cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
             for row in encoded():
                 copy.write_row(row)
         return

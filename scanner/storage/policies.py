@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, delete, func, insert, select, update
 
 from scanner.errors import NotFound, PolicyError
 from scanner.policy import EntityKind, EntitySource, PolicyEntity, recommended_entities
 from scanner.storage.tables import policy_entity
 
 
-def _scope(account_id: int | None):  # type: ignore[no-untyped-def]
+def _scope(account_id: int | None) -> ColumnElement[bool]:
     return func.coalesce(policy_entity.c.account_id, 0) == (account_id or 0)
 
 
@@ -43,7 +43,8 @@ def add_entity(conn: Connection, entity: PolicyEntity, account_id: int | None = 
 
 def set_enabled(conn: Connection, name: str, enabled: bool, account_id: int | None = None) -> None:
     """Enable or disable an entity by name, keeping its definition."""
-    done = conn.execute(update(policy_entity).where(_scope(account_id), policy_entity.c.name == name)
+    done = conn.execute(update(policy_entity)
+                        .where(_scope(account_id), policy_entity.c.name == name)
                         .values(enabled=enabled))
     if done.rowcount == 0:
         raise NotFound(f"no monitored entity named {name!r} (see `snapfim policy show`)")

@@ -84,8 +84,8 @@ class Repository:
         found = conn.execute(select(account.c.id).where(account.c.name == name)).scalar()
         if found is not None:
             return int(found)
-        return int(conn.execute(insert(account).values(name=name, cloud=cloud, config={},
-                                                       enabled=True)).inserted_primary_key[0])
+        return _new_id(conn.execute(insert(account).values(name=name, cloud=cloud, config={},
+                                                       enabled=True)))
 
     def machine_id(self, conn: Connection, name: str, *, create: bool = False,
                    os_family: str | None = None, account_id: int | None = None) -> int:
@@ -101,8 +101,8 @@ class Repository:
         if not create:
             raise NotFound(f"no machine named {name!r}")
         acct = account_id if account_id is not None else self.account_id(conn)
-        return int(conn.execute(insert(machine).values(
-            account_id=acct, name=name, os=os_family)).inserted_primary_key[0])
+        return _new_id(conn.execute(insert(machine).values(
+            account_id=acct, name=name, os=os_family)))
 
     def lock_machine(self, conn: Connection, machine_id: int) -> None:
         """Serialise scans of one machine (row lock on PostgreSQL; SQLite locks the file)."""
@@ -157,10 +157,10 @@ class Repository:
                     status: str, source: dict[str, Any], coverage: dict[str, Any],
                     policies: list[str], entities: int) -> int:
         """Write the scan row, state changes and events in the caller's transaction."""
-        scan_id = int(conn.execute(insert(scan).values(
+        scan_id = _new_id(conn.execute(insert(scan).values(
             machine_id=machine_id, status=status, started_at=started_at,
             finished_at=finished_at, source=source, baseline=diff.baseline, entities=entities,
-            policies=policies, coverage=coverage, **diff.counts())).inserted_primary_key[0])
+            policies=policies, coverage=coverage, **diff.counts())))
         if diff.baseline:
             conn.execute(delete(file_state).where(file_state.c.machine_id == machine_id))
         else:
@@ -249,3 +249,10 @@ class Repository:
 
 _STATE_COLUMNS = ("machine_id", "scan_id", "path", *FILE_RECORDED_FIELDS, "policies")
 _state_values = operator.attrgetter(*FILE_RECORDED_FIELDS)
+
+
+def _new_id(result: Any) -> int:
+    """The primary key an INSERT produced."""
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
