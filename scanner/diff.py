@@ -55,44 +55,69 @@ class FileDiff:
                 for c in ("added", "removed", "modified")}
 
 
+class DiffRules:
+    """The per-path decisions, shared by the in-memory diff and the set-based SQL diff."""
+
+    def __init__(self, out: FileDiff, previous_policies: Collection[str],
+                 current_policies: Collection[str], unreadable: Collection[str] = ()) -> None:
+        self.out = out
+        self._was_active = set(previous_policies)
+        self._is_active = set(current_policies)
+        self._unreadable = tuple(unreadable)
+
+    def new_path(self, cur: FileEntity) -> None:
+        """A path present now only: added, or quiet new coverage."""
+        self.out.upserts.append(cur)
+        if self._was_active.intersection(cur.policies):
+            self.out.events.append(ChangeEvent("file", "added", cur.path, (), None, cur.values(),
+                                               cur.policies))
+        else:
+            self.out.quiet_added += 1
+
+    def both(self, prev: FileEntity, cur: FileEntity) -> None:
+        """A path present before and now: modified when a compared field differs."""
+        if same_record(prev, cur):
+            return
+        self.out.upserts.append(cur)
+        fields = changed_fields(prev, cur)
+        if fields:
+            self.out.events.append(ChangeEvent("file", "modified", cur.path, fields,
+                                               prev.values(), cur.values(), cur.policies))
+
+    def gone_path(self, prev: FileEntity) -> None:
+        """A path present before only: kept when unreadable, else removed or quietly dropped."""
+        if any(is_within(prev.path, u) for u in self._unreadable):
+            self.out.kept_unreadable += 1
+            return
+        self.out.deletes.append(prev.path)
+        if self._is_active.intersection(prev.policies):
+            self.out.events.append(ChangeEvent("file", "removed", prev.path, (), prev.values(),
+                                               None, prev.policies))
+        else:
+            self.out.quiet_dropped += 1
+
+    def finish(self) -> FileDiff:
+        """Events in path order."""
+        self.out.events.sort(key=lambda e: (e.path, e.category))
+        return self.out
+
+
 def diff_files(previous: Mapping[str, FileEntity], current: Mapping[str, FileEntity], *,
                previous_policies: Collection[str] | None, current_policies: Collection[str],
                unreadable: Collection[str] = ()) -> FileDiff:
-    """Compare states; ``previous_policies`` is None on a machine's first scan."""
+    """Compare states in memory; ``previous_policies`` is None on a machine's first scan."""
     out = FileDiff(baseline=previous_policies is None)
     if previous_policies is None:
         out.upserts = list(current.values())
         return out
-    was_active = set(previous_policies)
-    is_active = set(current_policies)
+    rules = DiffRules(out, previous_policies, current_policies, unreadable)
     for path, cur in current.items():
         prev = previous.get(path)
         if prev is None:
-            out.upserts.append(cur)
-            if was_active.intersection(cur.policies):
-                out.events.append(ChangeEvent("file", "added", path, (), None, cur.values(),
-                                              cur.policies))
-            else:
-                out.quiet_added += 1
-            continue
-        if same_record(prev, cur):
-            continue
-        out.upserts.append(cur)
-        fields = changed_fields(prev, cur)
-        if fields:
-            out.events.append(ChangeEvent("file", "modified", path, fields, prev.values(),
-                                          cur.values(), cur.policies))
-    for path, prev in previous.items():
-        if path in current:
-            continue
-        if any(is_within(path, u) for u in unreadable):
-            out.kept_unreadable += 1
-            continue
-        out.deletes.append(path)
-        if is_active.intersection(prev.policies):
-            out.events.append(ChangeEvent("file", "removed", path, (), prev.values(), None,
-                                          prev.policies))
+            rules.new_path(cur)
         else:
-            out.quiet_dropped += 1
-    out.events.sort(key=lambda e: (e.path, e.category))
-    return out
+            rules.both(prev, cur)
+    for path, prev in previous.items():
+        if path not in current:
+            rules.gone_path(prev)
+    return rules.finish()

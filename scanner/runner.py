@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from scanner.diff import diff_files
 from scanner.pipeline import ScanOptions, ScanOutcome, scan_source
 from scanner.sources.base import BlockSource
 from scanner.storage.policies import ensure_recommended, load_policy
@@ -37,16 +36,11 @@ def commit_outcome(repo: Repository, outcome: ScanOutcome, machine_name: str,
                                      os_family=outcome.os_family, account_id=account_id)
         repo.lock_machine(conn, machine_id)
         previous = repo.previous_scan(conn, machine_id)
-        state = repo.load_file_state(conn, machine_id)
-        diff = diff_files(state, outcome.entities,
-                          previous_policies=previous.policies if previous else None,
-                          current_policies=outcome.coverage.policies,
-                          unreadable=list(outcome.unreadable))
-        scan_id = repo.commit_scan(
-            conn, machine_id, diff=diff, previous=previous, started_at=started,
+        scan_id, diff = repo.commit_scan(
+            conn, machine_id, entities=outcome.entities.values(),
+            unreadable=list(outcome.unreadable), previous=previous, started_at=started,
             finished_at=finished, status=outcome.coverage.status, source=dict(locator),
-            coverage=outcome.coverage.to_dict(), policies=outcome.coverage.policies,
-            entities=len(outcome.entities))
+            coverage=outcome.coverage.to_dict(), policies=outcome.coverage.policies)
     return ScanRecord(id=scan_id, machine=machine_name, status=outcome.coverage.status,
                       baseline=diff.baseline, entities=len(outcome.entities),
                       events=diff.events, **diff.counts())

@@ -32,12 +32,14 @@ Facts worth knowing (e2fsprogs 1.47.0):
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import struct
 import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 # Timestamps given to every inode of a base image by ``linux_image`` (seconds since the epoch).
@@ -348,3 +350,326 @@ def linux_image(workdir: str | os.PathLike[str], name: str = "base.img") -> Path
 
 
 BASE_TOOL_ACL = "user::rwx,user:1000:r-x,group::r-x,mask::r-x,other::r-x"
+
+
+# -- partitioned disks, other filesystems, VHD ------------------------------------------------
+#
+# Facts (sgdisk 1.0.9, sfdisk 2.38, mtools 4.0.32, exfatprogs 1.2.0, mkntfs 2022.10.3,
+# mkfs.xfs 6.1.0; checked when these helpers were written):
+#
+# - ``e2fsprogs`` tools address a filesystem inside a disk image as ``disk?offset=N``, so ext4
+#   partitions are built, changed (debugfs) and checked (e2fsck) in place; the other mkfs tools
+#   build a separate image that :func:`embed` copies into the partition's byte range.
+# - mtools writes FAT times in the *local* time of the mcopy process; :func:`build_vfat` runs it
+#   with ``TZ=UTC`` so a host mtime comes back as the same UTC instant when read with TZ=UTC.
+# - exfatprogs has no tool to put files in an exFAT image without mounting: :func:`build_exfat`
+#   writes the directory entry sets, allocation bitmap bits and data clusters itself (contiguous
+#   clusters, ``NoFatChain``), and ``fsck.exfat -n`` accepts the result.
+# - mkfs.xfs 6.1 refuses filesystems under 300 MiB; a sparse 300 MiB partition costs nothing.
+
+MIB = 1024 * 1024
+SECTOR = 512
+
+
+def _run_env(*cmd: str | os.PathLike[str], env: dict[str, str] | None = None,
+             stdin: str | None = None) -> str:
+    """:func:`run` with extra environment variables and optional standard input."""
+    args = [os.fspath(c) for c in cmd]
+    proc = subprocess.run(args, capture_output=True, text=True, input=stdin,
+                          env={**os.environ, **(env or {})})
+    if proc.returncode != 0:
+        raise ImagingError(f"{' '.join(args)} exited {proc.returncode}:\n"
+                           f"{proc.stderr}{proc.stdout}")
+    return proc.stdout
+
+
+def gpt_disk(image: str | os.PathLike[str], sizes_mb: list[int],
+             types: list[str] | None = None) -> list[int]:
+    """Create a GPT disk image with partitions of ``sizes_mb`` MiB, in order, the first at
+    1 MiB, each 1 MiB aligned (``types``: sgdisk type codes, default 8300 Linux); return their
+    byte offsets. The file is sparse: 1 MiB before the partitions and 1 MiB after them for the
+    GPT headers."""
+    image = Path(image)
+    types = types or ["8300"] * len(sizes_mb)
+    with image.open("wb") as fh:
+        fh.truncate((2 + sum(sizes_mb)) * MIB)
+    args: list[str] = ["sgdisk", "-o"]
+    offsets, start = [], 2048
+    for number, (size, code) in enumerate(zip(sizes_mb, types, strict=True), start=1):
+        args += ["-n", f"{number}:{start}:+{size}M", "-t", f"{number}:{code}"]
+        offsets.append(start * SECTOR)
+        start += size * MIB // SECTOR
+    run(*args, image)
+    return offsets
+
+
+def mbr_disk(image: str | os.PathLike[str], size_mb: int, script: str) -> dict[int, int]:
+    """Create an MBR disk image of ``size_mb`` MiB partitioned by an ``sfdisk`` script; return
+    the byte offset of each partition by its number (logical partitions are 5, 6, ...)."""
+    image = Path(image)
+    with image.open("wb") as fh:
+        fh.truncate(size_mb * MIB)
+    _run_env("sfdisk", "--no-reread", "--no-tell-kernel", "-q", image,
+             stdin="label: dos\n" + script)
+    table = json.loads(run("sfdisk", "-J", image))["partitiontable"]
+    sector = int(table.get("sectorsize", SECTOR))
+    return {int(re.search(r"(\d+)$", p["node"]).group(1)): int(p["start"]) * sector  # type: ignore[union-attr]
+            for p in table["partitions"]}
+
+
+def embed(disk: str | os.PathLike[str], offset: int, fs_image: str | os.PathLike[str]) -> None:
+    """Copy a separately built filesystem image into a disk image at ``offset`` (like ``dd
+    conv=notrunc seek=...``), data extents only so a sparse source stays cheap."""
+    with open(fs_image, "rb") as fin, open(disk, "r+b") as fout:
+        size = os.fstat(fin.fileno()).st_size
+        pos = 0
+        while pos < size:
+            try:
+                start = os.lseek(fin.fileno(), pos, os.SEEK_DATA)
+            except OSError:  # ENXIO: only a hole is left
+                break
+            end = os.lseek(fin.fileno(), start, os.SEEK_HOLE)
+            fin.seek(start)
+            fout.seek(offset + start)
+            remaining = end - start
+            while remaining:
+                chunk = fin.read(min(remaining, 1 << 20))
+                fout.write(chunk)
+                remaining -= len(chunk)
+            pos = end
+
+
+def write_at(image: str | os.PathLike[str], offset: int, data: bytes) -> bytes:
+    """Overwrite ``len(data)`` bytes of an image at ``offset``; return the bytes replaced."""
+    with open(image, "r+b") as fh:
+        fh.seek(offset)
+        old = fh.read(len(data))
+        fh.seek(offset)
+        fh.write(data)
+    return old
+
+
+def build_ext4_volume(src_dir: str | os.PathLike[str], image: str | os.PathLike[str], *,
+                      size_mb: int, offset: int = 0, uuid: str | None = None,
+                      when: int = BASE_TIME) -> Path:
+    """An ext4 filesystem holding ``src_dir`` (in a partition at ``offset`` of an existing disk
+    image, or a new bare image), with a chosen UUID (``mkfs.ext4 -U``), every path owned by 0:0
+    and every timestamp pinned to ``when``: the same result whoever builds it, whenever."""
+    image = Path(image)
+    if not image.exists():
+        with image.open("wb") as fh:
+            fh.truncate(offset + size_mb * MIB)
+    extended = "root_owner=0:0" + (f",offset={offset}" if offset else "")
+    run("mkfs.ext4", "-q", "-F", "-d", src_dir, "-E", extended, "-I", "256",
+        *(["-U", uuid] if uuid else []), image, f"{size_mb * 1024}k")
+    paths = list(tree_paths(src_dir))
+    pin_owners(image, paths, offset=offset)
+    pin_times(image, paths, when, offset=offset)
+    return image
+
+
+def build_vfat(src_dir: str | os.PathLike[str] | None, image: str | os.PathLike[str], *,
+               size_mb: int = 16, volume_id: str = "ABCD-1234", fat_bits: int = 16,
+               label: str | None = None) -> Path:
+    """A FAT image (``mkfs.vfat -F fat_bits``) with serial ``volume_id`` (as ``blkid`` and fstab
+    write it, ``XXXX-XXXX``) holding a copy of ``src_dir`` with its mtimes (``mcopy -s -m``,
+    run with TZ=UTC so the stored local times are the UTC ones)."""
+    image = Path(image)
+    if image.exists():
+        image.unlink()
+    with image.open("wb") as fh:
+        fh.truncate(size_mb * MIB)
+    run("mkfs.vfat", "-F", str(fat_bits), "-i", volume_id.replace("-", ""),
+        *(["-n", label] if label else []), image)
+    if src_dir is not None:
+        entries = sorted(Path(src_dir).iterdir())
+        if entries:
+            _run_env("mcopy", "-s", "-p", "-m", "-i", image, *entries, "::/",
+                     env={"MTOOLS_SKIP_CHECK": "1", "TZ": "UTC"})
+    return image
+
+
+def build_ntfs(image: str | os.PathLike[str], files: dict[str, bytes], *,
+               size_mb: int = 16) -> Path:
+    """An NTFS image (``mkntfs -F -Q -q``) with ``files`` (name -> content) in its root
+    directory (``ntfscp``, which copies into existing directories only)."""
+    image = Path(image)
+    with image.open("wb") as fh:
+        fh.truncate(size_mb * MIB)
+    run("mkntfs", "-F", "-Q", "-q", image)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in files.items():
+            host = Path(tmp) / "payload"
+            host.write_bytes(data)
+            run("ntfscp", image, host, f"/{name}")
+    return image
+
+
+def build_xfs(image: str | os.PathLike[str], *, size_mb: int = 300,
+              uuid: str | None = None) -> Path:
+    """An empty XFS image (sparse; mkfs.xfs 6.1 wants 300 MiB at least)."""
+    image = Path(image)
+    with image.open("wb") as fh:
+        fh.truncate(size_mb * MIB)
+    run("mkfs.xfs", "-q", "-f", *(["-m", f"uuid={uuid}"] if uuid else []), image)
+    return image
+
+
+# exFAT, written by hand -------------------------------------------------------------------------
+
+def _exfat_time(when: int) -> int:
+    """An exFAT (DOS-style, 2 s resolution) timestamp of ``when`` seconds, UTC."""
+    t = datetime.fromtimestamp(when, UTC)
+    return ((t.year - 1980) << 25 | t.month << 21 | t.day << 16 | t.hour << 11 | t.minute << 5
+            | t.second // 2)
+
+
+def _exfat_checksum(data: bytes, skip: tuple[int, ...] = ()) -> int:
+    value = 0
+    for i, byte in enumerate(data):
+        if i not in skip:
+            value = (((value << 15) | (value >> 1)) + byte) & 0xFFFF
+    return value
+
+
+def _exfat_entry_set(name: str, *, directory: bool, first_cluster: int, length: int,
+                     when: int) -> bytes:
+    """File + Stream Extension + File Name entries for one file or directory."""
+    utf16 = name.encode("utf-16-le")
+    chars = len(utf16) // 2
+    if chars > 255:
+        raise ValueError(f"exFAT name too long: {name!r}")
+    name_entries = -(-chars // 15)
+    stamp = _exfat_time(when)
+    # File directory entry (0x85): attributes, the three times (UTC offsets flagged valid, +0)
+    file_entry = struct.pack("<BBHHHIIIBBBBB7x", 0x85, 1 + name_entries, 0,
+                             0x10 if directory else 0x20, 0, stamp, stamp, stamp, 0, 0,
+                             0x80, 0x80, 0x80)
+    name_hash = _exfat_checksum(name.upper().encode("utf-16-le"))  # ASCII up-casing suffices
+    flags = 0x03 if length else 0x00  # AllocationPossible | NoFatChain
+    stream = struct.pack("<BBBBHHQ4xIQ", 0xC0, flags, 0, chars, name_hash, 0, length,
+                         first_cluster if length else 0, length)
+    names = b""
+    for i in range(name_entries):
+        part = utf16[i * 30:(i + 1) * 30].ljust(30, b"\0")
+        names += struct.pack("<BB", 0xC1, 0) + part
+    entries = bytearray(file_entry + stream + names)
+    struct.pack_into("<H", entries, 2, _exfat_checksum(bytes(entries), skip=(2, 3)))
+    return bytes(entries)
+
+
+def build_exfat(image: str | os.PathLike[str], tree: dict[str, object], *, size_mb: int = 16,
+                label: str = "EXF", when: int = BASE_TIME) -> Path:
+    """An exFAT image (``mkfs.exfat``) holding ``tree`` (name -> bytes for a file, or a nested
+    dict for a directory) with every timestamp ``when``; nothing is mounted: entry sets,
+    allocation bitmap bits and contiguous data clusters are written directly."""
+    image = Path(image)
+    with image.open("wb") as fh:
+        fh.truncate(size_mb * MIB)
+    run("mkfs.exfat", "-L", label, image)
+    with image.open("r+b") as fh:
+        boot = fh.read(512)
+        fat_offset, fat_length, heap, clusters, root = struct.unpack_from("<IIIII", boot, 0x50)
+        sector = 1 << boot[0x6C]
+        csize = sector << boot[0x6D]
+
+        def cluster_at(n: int) -> int:
+            return heap * sector + (n - 2) * csize
+
+        fh.seek(cluster_at(root))
+        root_dir = fh.read(csize)
+        bitmap_cluster = bitmap_length = None
+        free_slot = None
+        for at in range(0, csize, 32):
+            kind = root_dir[at]
+            if kind == 0x81:
+                bitmap_cluster, bitmap_length = struct.unpack_from("<IQ", root_dir, at + 20)
+            if kind == 0x00:
+                free_slot = at
+                break
+        assert bitmap_cluster is not None and free_slot is not None
+        fh.seek(cluster_at(bitmap_cluster))
+        bitmap = bytearray(fh.read(bitmap_length))
+        next_free = next(i for i in range(clusters) if not bitmap[i // 8] >> (i % 8) & 1) + 2
+
+        def allocate(data: bytes) -> int:
+            nonlocal next_free
+            count = -(-len(data) // csize)
+            if not count:
+                return 0
+            first = next_free
+            for n in range(first, first + count):
+                bitmap[(n - 2) // 8] |= 1 << ((n - 2) % 8)
+            next_free += count
+            fh.seek(cluster_at(first))
+            fh.write(data)
+            return first
+
+        def write_dir(entries: dict[str, object]) -> bytes:
+            out = b""
+            for name, value in entries.items():
+                if isinstance(value, dict):
+                    body = write_dir(value).ljust(csize, b"\0")
+                    out += _exfat_entry_set(name, directory=True, first_cluster=allocate(body),
+                                            length=len(body), when=when)
+                else:
+                    assert isinstance(value, bytes)
+                    out += _exfat_entry_set(name, directory=False,
+                                            first_cluster=allocate(value), length=len(value),
+                                            when=when)
+            return out
+
+        listing = write_dir(tree)
+        if free_slot + len(listing) > csize:
+            raise ValueError("exFAT root listing larger than one cluster")
+        fh.seek(cluster_at(root) + free_slot)
+        fh.write(listing)
+        fh.seek(cluster_at(bitmap_cluster))
+        fh.write(bitmap)
+    return image
+
+
+# VHD ----------------------------------------------------------------------------------------
+
+VHD_FIXED, VHD_DYNAMIC = 2, 3
+
+
+def vhd_footer(disk_size: int, disk_type: int = VHD_FIXED) -> bytes:
+    """A 512-byte VHD footer (big-endian fields, ones'-complement checksum) for a disk of
+    ``disk_size`` bytes; ``disk_type`` 2 = fixed, 3 = dynamic."""
+    sectors = disk_size // SECTOR
+    cylinders, heads, per_track = min(sectors // (16 * 63), 65535), 16, 63  # geometry: CHS-ish
+    footer = bytearray(struct.pack(
+        ">8sIIQI4sI4sQQHBBII16sB",
+        b"conectix", 2, 0x00010000,
+        0xFFFFFFFFFFFFFFFF if disk_type == VHD_FIXED else SECTOR,  # data offset
+        0, b"snap", 0x00010000, b"Wi2k", disk_size, disk_size, cylinders, heads, per_track,
+        disk_type, 0, bytes(range(16)), 0))
+    footer = footer.ljust(512, b"\0")
+    struct.pack_into(">I", footer, 64, ~sum(footer) & 0xFFFFFFFF)
+    return bytes(footer)
+
+
+def append_vhd_footer(image: str | os.PathLike[str], disk_type: int = VHD_FIXED) -> Path:
+    """Turn a raw image into a fixed VHD (the raw bytes plus a footer), in place."""
+    image = Path(image)
+    size = image.stat().st_size
+    with image.open("ab") as fh:
+        fh.write(vhd_footer(size, disk_type))
+    return image
+
+
+def dynamic_vhd(image: str | os.PathLike[str], disk_size: int) -> Path:
+    """A minimal dynamic VHD of an all-zero disk: footer copy, ``cxsparse`` header, an empty
+    block allocation table, footer."""
+    image = Path(image)
+    footer = vhd_footer(disk_size, VHD_DYNAMIC)
+    block = 2 * MIB
+    entries = -(-disk_size // block)
+    bat_offset = 512 + 1024
+    header = bytearray(struct.pack(">8sQQIII", b"cxsparse", 0xFFFFFFFFFFFFFFFF, bat_offset,
+                                   0x00010000, entries, block).ljust(1024, b"\0"))
+    struct.pack_into(">I", header, 36, ~sum(header) & 0xFFFFFFFF)
+    bat = (b"\xff" * 4 * entries).ljust(-(-4 * entries // 512) * 512, b"\xff")
+    image.write_bytes(footer + bytes(header) + bat + footer)
+    return image

@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import JSON, Connection, Table
+
+
+_BATCH = 10_000
 
 
 def json_text(value: Any) -> str:
@@ -42,6 +46,7 @@ def bulk_insert(conn: Connection, table: Table, columns: Sequence[str],
                 copy.write_row(row)
         return
     marks = ", ".join("?" if conn.dialect.paramstyle == "qmark" else "%s" for _ in columns)
-    batch = list(encoded())
-    if batch:
-        conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", batch)
+    sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"
+    rows_iter = iter(encoded())
+    while batch := list(itertools.islice(rows_iter, _BATCH)):
+        conn.exec_driver_sql(sql, batch)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import operator
-from collections.abc import Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +22,7 @@ from scanner.diff import ChangeEvent, FileDiff
 from scanner.entities import FILE_RECORDED_FIELDS, FileEntity
 from scanner.errors import NotFound, StorageError, TransientStorageError
 from scanner.storage.bulk import bulk_insert
+from scanner.storage.sqldiff import diff_into_state
 from scanner.storage.tables import account, change_event, file_state, machine, scan
 
 LOCAL_ACCOUNT = "local"
@@ -152,41 +153,34 @@ class Repository:
         return result
 
     # -- committing a scan ------------------------------------------------------------------
-    def commit_scan(self, conn: Connection, machine_id: int, *, diff: FileDiff,
+    def commit_scan(self, conn: Connection, machine_id: int, *,
+                    entities: Iterable[FileEntity], unreadable: Collection[str],
                     previous: PreviousScan | None, started_at: datetime, finished_at: datetime,
                     status: str, source: dict[str, Any], coverage: dict[str, Any],
-                    policies: list[str], entities: int) -> int:
-        """Write the scan row, state changes and events in the caller's transaction."""
-        scan_id = _new_id(conn.execute(insert(scan).values(
-            machine_id=machine_id, status=status, started_at=started_at,
-            finished_at=finished_at, source=source, baseline=diff.baseline, entities=entities,
-            policies=policies, coverage=coverage, **diff.counts())))
-        if diff.baseline:
-            conn.execute(delete(file_state).where(file_state.c.machine_id == machine_id))
-        else:
-            stale = [e.path for e in diff.upserts] + diff.deletes
-            for start in range(0, len(stale), _CHUNK):
-                conn.execute(delete(file_state).where(
-                    file_state.c.machine_id == machine_id,
-                    file_state.c.path.in_(stale[start:start + _CHUNK])))
-        if diff.upserts:
-            bulk_insert(conn, file_state, _STATE_COLUMNS,
-                        ((machine_id, scan_id, e.path, *_state_values(e), list(e.policies))
-                         for e in diff.upserts))
+                    policies: list[str], scan_id: int | None = None) -> tuple[int, FileDiff]:
+        """Diff the scan's entities against the state and write everything, in the caller's
+        transaction: the scan row (created, or the fleet's row updated), the state, the events.
+        """
+        if scan_id is None:
+            scan_id = _new_id(conn.execute(insert(scan).values(
+                machine_id=machine_id, status="running", started_at=started_at, source=source)))
+        diff, total = diff_into_state(
+            conn, machine_id, scan_id, entities,
+            previous_policies=previous.policies if previous else None,
+            current_policies=policies, unreadable=unreadable)
         if diff.events:
             window_start = previous.finished_at if previous else None
-            conn.execute(insert(change_event), [
-                {"machine_id": machine_id, "scan_id": scan_id,
-                 "previous_scan_id": previous.id if previous else None,
-                 "detected_at": finished_at, "window_start": window_start,
-                 "window_end": finished_at, "entity_type": e.entity_type,
-                 "category": e.category, "path": e.path, "value_name": None,
-                 "fields_changed": list(e.fields_changed), "previous": e.previous,
-                 "current": e.current, "policies": list(e.policies)}
-                for e in diff.events])
+            bulk_insert(conn, change_event, _EVENT_COLUMNS, (
+                (machine_id, scan_id, previous.id if previous else None, finished_at,
+                 window_start, finished_at, e.entity_type, e.category, e.path, None,
+                 list(e.fields_changed), e.previous, e.current, list(e.policies))
+                for e in diff.events))
+        conn.execute(update(scan).where(scan.c.id == scan_id).values(
+            status=status, finished_at=finished_at, source=source, baseline=diff.baseline,
+            entities=total, policies=policies, coverage=coverage, error=None, **diff.counts()))
         conn.execute(update(machine).where(machine.c.id == machine_id)
                      .values(last_scan_id=scan_id))
-        return scan_id
+        return scan_id, diff
 
     # -- queries ----------------------------------------------------------------------------
     def changes(self, *, machine_name: str | None = None, since: datetime | None = None,
@@ -247,8 +241,9 @@ class Repository:
         return rows
 
 
-_STATE_COLUMNS = ("machine_id", "scan_id", "path", *FILE_RECORDED_FIELDS, "policies")
-_state_values = operator.attrgetter(*FILE_RECORDED_FIELDS)
+_EVENT_COLUMNS = ("machine_id", "scan_id", "previous_scan_id", "detected_at", "window_start",
+                  "window_end", "entity_type", "category", "path", "value_name",
+                  "fields_changed", "previous", "current", "policies")
 
 
 def _new_id(result: Any) -> int:

@@ -42,6 +42,8 @@ account = Table(
     Column("config", Json, nullable=False, default=dict),  # ids, regions, role refs: never secrets
     Column("enabled", Boolean, nullable=False, default=True),
     Column("created_at", Stamp, nullable=False, server_default=func.now()),
+    Column("last_discovered_at", Stamp),
+    Column("discovery_error", Text),
 )
 
 machine = Table(
@@ -51,16 +53,34 @@ machine = Table(
     Column("name", String(300), nullable=False),
     Column("os", String(16)),
     Column("resource_id", Text),
+    Column("region", String(64)),
+    Column("state", String(24)),                           # running | stopped | ... as the cloud says
+    Column("tags", Json),
+    Column("present", Boolean, nullable=False, default=True),  # still seen by discovery
     Column("created_at", Stamp, nullable=False, server_default=func.now()),
+    Column("last_seen_at", Stamp),
     Column("last_scan_id", BigInteger),
     UniqueConstraint("account_id", "name"),
+)
+
+disk = Table(
+    "disk", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("machine_id", ForeignKey("machine.id", ondelete="CASCADE"), nullable=False),
+    Column("resource_id", Text, nullable=False),           # cloud volume / disk id, or image path
+    Column("device", String(64)),
+    Column("size_bytes", BigInteger),
+    Column("present", Boolean, nullable=False, default=True),
+    Column("created_at", Stamp, nullable=False, server_default=func.now()),
+    UniqueConstraint("machine_id", "resource_id"),
 )
 
 scan = Table(
     "scan", metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("machine_id", ForeignKey("machine.id", ondelete="CASCADE"), nullable=False),
-    Column("status", String(16), nullable=False),          # running | succeeded | partial | failed
+    Column("status", String(16), nullable=False),
+    # snapshotting | queued | running | succeeded | partial | failed
     Column("started_at", Stamp, nullable=False),
     Column("finished_at", Stamp),
     Column("source", Json),
@@ -72,7 +92,31 @@ scan = Table(
     Column("policies", Json),                               # active entity names
     Column("coverage", Json),
     Column("error", Text),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("emitted_at", Stamp),
     Index(None, "machine_id", "started_at"),
+)
+ACTIVE_SCAN_STATES = ("snapshotting", "queued", "running")
+# Never two scans of one machine at once: one active scan row per machine, enforced here.
+Index("uq_scan_active_machine", scan.c.machine_id, unique=True,
+      sqlite_where=scan.c.status.in_(ACTIVE_SCAN_STATES),
+      postgresql_where=scan.c.status.in_(ACTIVE_SCAN_STATES))
+
+snapshot = Table(
+    "snapshot", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("scan_id", ForeignKey("scan.id", ondelete="CASCADE"), nullable=False),
+    Column("disk_id", ForeignKey("disk.id", ondelete="CASCADE"), nullable=False),
+    Column("parent_id", BigInteger),                        # previous snapshot of the disk
+    Column("cloud_id", Text),                               # provider's snapshot id
+    # requested | pending | ready | scanning | scanned | deleted | failed
+    Column("state", String(16), nullable=False),
+    Column("locator", Json),                                # JSON-able block source locator
+    Column("error", Text),
+    Column("created_at", Stamp, nullable=False, server_default=func.now()),
+    Column("ready_at", Stamp),
+    Column("deleted_at", Stamp),
+    UniqueConstraint("scan_id", "disk_id"),
 )
 
 policy_entity = Table(
