@@ -10,7 +10,6 @@ from typing import Any
 
 from sqlalchemy import JSON, Connection, Table
 
-
 _BATCH = 10_000
 
 

@@ -8,7 +8,6 @@ together or not at all. SQLAlchemy and driver errors are translated into
 from __future__ import annotations
 
 import json
-import operator
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass

@@ -54,7 +54,7 @@ machine = Table(
     Column("os", String(16)),
     Column("resource_id", Text),
     Column("region", String(64)),
-    Column("state", String(24)),                           # running | stopped | ... as the cloud says
+    Column("state", String(24)),                           # as the cloud says (running, ...)
     Column("tags", Json),
     Column("present", Boolean, nullable=False, default=True),  # still seen by discovery
     Column("created_at", Stamp, nullable=False, server_default=func.now()),
