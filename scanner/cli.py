@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from scanner import cli_fleet
 from scanner.emitters.records import change_lines, event_record
 from scanner.errors import ConfigError, SnapfimError
 from scanner.settings import Settings
@@ -27,12 +28,18 @@ policy_app = typer.Typer(no_args_is_help=True, help="Show and edit the monitored
 db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
 app.add_typer(policy_app, name="policy")
 app.add_typer(db_app, name="db")
+app.add_typer(cli_fleet.account_app, name="account")
+app.command()(cli_fleet.summary)
+app.command("cycle")(cli_fleet.run_cycle)
+app.command()(cli_fleet.worker)
+app.command()(cli_fleet.beat)
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def _repo(settings: Settings | None = None) -> Any:
+def open_repository(settings: Settings | None = None) -> Any:
+    """The repository on the configured database, its schema brought up to date."""
     from scanner.storage.db import make_engine, upgrade
     from scanner.storage.repository import Repository
 
@@ -107,7 +114,7 @@ def scan(
     from scanner.sources.local import open_local
 
     settings = Settings.from_env()
-    repo = _repo(settings)
+    repo = open_repository(settings)
     with open_local(image) as source:
         if sys.stderr.isatty() and not as_json:
             with _BarProgress() as bar:
@@ -171,7 +178,7 @@ def changes(
         raise ConfigError(f"--category {category!r}: use added, removed or modified")
     if entity_type is not None and entity_type not in ("file", "registry"):
         raise ConfigError(f"--type {entity_type!r}: use file or registry")
-    repo = _repo()
+    repo = open_repository()
     rows = repo.changes(machine_name=machine, since=parse_since(since) if since else None,
                         category=category, entity_type=entity_type, scan_id=scan_id,
                         limit=limit)
@@ -188,7 +195,7 @@ def changes(
 @app.command()
 def machines() -> None:
     """List machines with their last scan."""
-    rows = _repo().machines()
+    rows = open_repository().machines()
     table = Table(box=None, pad_edge=False)
     for column in ("machine", "account", "os", "scans", "last scan"):
         table.add_column(column)
@@ -206,7 +213,7 @@ def scans(
     limit: Annotated[int, typer.Option()] = 20,
 ) -> None:
     """List recent scans with status, counts and (optionally) coverage reports."""
-    for row in _repo().scans(machine, limit):
+    for row in open_repository().scans(machine, limit):
         kind = "baseline" if row["baseline"] else (
             f"+{row['added']} -{row['removed']} ~{row['modified']}")
         started = row["started_at"].strftime("%Y-%m-%d %H:%M:%S")
@@ -219,15 +226,28 @@ def scans(
 
 
 # -- policy -----------------------------------------------------------------------------------
-@policy_app.command("show")
-def policy_show(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Show the monitored entities (recommended and custom), enabled or not."""
-    from scanner.storage.policies import ensure_recommended, load_policy
+AccountOption = Annotated[str | None, typer.Option(
+    "--account", help="An onboarded account's policy (default: the one `snapfim scan` uses).")]
 
-    repo = _repo()
+
+def _scope(conn: Any, account: str | None) -> int | None:
+    from scanner.storage.fleet import get_account
+    from scanner.storage.policies import ensure_recommended
+
+    account_id = None if account is None else get_account(conn, account).id
+    ensure_recommended(conn, account_id)
+    return account_id
+
+
+@policy_app.command("show")
+def policy_show(as_json: Annotated[bool, typer.Option("--json")] = False,
+                account: AccountOption = None) -> None:
+    """Show the monitored entities (recommended and custom), enabled or not."""
+    from scanner.storage.policies import load_policy
+
+    repo = open_repository()
     with repo.transaction() as conn:
-        ensure_recommended(conn)
-        entities = load_policy(conn)
+        entities = load_policy(conn, _scope(conn, account))
     if as_json:
         out.print_json(json.dumps([{
             "name": e.name, "kind": e.kind.value, "path": e.path, "depth": e.depth,
@@ -251,49 +271,48 @@ def policy_add(
     depth: Annotated[int | None,
                      typer.Option(help="Levels below a directory (default: all).")] = None,
     exclude: Annotated[list[str] | None, typer.Option(help="Path pattern to leave out.")] = None,
+    account: AccountOption = None,
 ) -> None:
     """Monitor a custom path (a directory monitors its tree)."""
     from scanner.policy import make_entity
-    from scanner.storage.policies import add_entity, ensure_recommended
+    from scanner.storage.policies import add_entity
 
     entity = make_entity(path, name=name, depth=depth, excludes=tuple(exclude or ()))
-    repo = _repo()
+    repo = open_repository()
     with repo.transaction() as conn:
-        ensure_recommended(conn)
-        add_entity(conn, entity)
+        add_entity(conn, entity, _scope(conn, account))
     out.print(f"added {entity.name} ({entity.kind.value}: {entity.path})", markup=False)
 
 
-def _set_enabled(name: str, enabled: bool) -> None:
-    from scanner.storage.policies import ensure_recommended, set_enabled
+def _set_enabled(name: str, enabled: bool, account: str | None) -> None:
+    from scanner.storage.policies import set_enabled
 
-    repo = _repo()
+    repo = open_repository()
     with repo.transaction() as conn:
-        ensure_recommended(conn)
-        set_enabled(conn, name, enabled)
+        set_enabled(conn, name, enabled, _scope(conn, account))
     out.print(f"{'enabled' if enabled else 'disabled'} {name}", markup=False)
 
 
 @policy_app.command("disable")
-def policy_disable(name: str) -> None:
+def policy_disable(name: str, account: AccountOption = None) -> None:
     """Stop monitoring an entity, keeping its definition."""
-    _set_enabled(name, False)
+    _set_enabled(name, False, account)
 
 
 @policy_app.command("enable")
-def policy_enable(name: str) -> None:
+def policy_enable(name: str, account: AccountOption = None) -> None:
     """Monitor a disabled entity again."""
-    _set_enabled(name, True)
+    _set_enabled(name, True, account)
 
 
 @policy_app.command("remove")
-def policy_remove(name: str) -> None:
+def policy_remove(name: str, account: AccountOption = None) -> None:
     """Delete a custom entity (recommended ones can only be disabled)."""
     from scanner.storage.policies import remove_entity
 
-    repo = _repo()
+    repo = open_repository()
     with repo.transaction() as conn:
-        remove_entity(conn, name)
+        remove_entity(conn, name, _scope(conn, account))
     out.print(f"removed {name}", markup=False)
 
 
@@ -310,7 +329,7 @@ def demo(
     workdir = workdir or settings.data_dir / "demo"
     out.print(f"building demo disk images in {workdir} ...", markup=False)
     before, after = build_demo_images(workdir)
-    repo = _repo(settings)
+    repo = open_repository(settings)
     if repo.delete_machine(machine):
         out.print(f"(forgot the previous {machine} scans)", markup=False)
     for image in (before, after):
@@ -324,7 +343,7 @@ def demo(
 def db_upgrade() -> None:
     """Create or upgrade the database schema (done automatically by every command)."""
     settings = Settings.from_env()
-    _repo(settings)
+    open_repository(settings)
     out.print(f"schema up to date: {settings.database_url}", markup=False)
 
 

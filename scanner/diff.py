@@ -17,7 +17,7 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from scanner.entities import FileEntity, changed_fields, same_record
@@ -64,6 +64,7 @@ class DiffRules:
         self._was_active = set(previous_policies)
         self._is_active = set(current_policies)
         self._unreadable = tuple(unreadable)
+        self._unreadable_set = frozenset(unreadable)
 
     def new_path(self, cur: FileEntity) -> None:
         """A path present now only: added, or quiet new coverage."""
@@ -75,7 +76,11 @@ class DiffRules:
             self.out.quiet_added += 1
 
     def both(self, prev: FileEntity, cur: FileEntity) -> None:
-        """A path present before and now: modified when a compared field differs."""
+        """A path present before and now: modified when a compared field differs. A file
+        whose content could not be read this time keeps its previous hash (its metadata is
+        still compared)."""
+        if cur.sha256 is None and cur.path in self._unreadable_set and cur.type == prev.type:
+            cur = replace(cur, sha256=prev.sha256)
         if same_record(prev, cur):
             return
         self.out.upserts.append(cur)

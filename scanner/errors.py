@@ -57,7 +57,11 @@ class NoFilesystemError(DiskError):
 
 
 class UnsupportedFilesystem(DiskError):
-    """A filesystem type snapfim does not read (yet)."""
+    """A filesystem type snapfim does not read (yet); ``name`` says which."""
+
+    def __init__(self, message: str, name: str = "unknown") -> None:
+        super().__init__(message)
+        self.name = name
 
 
 class CorruptFilesystem(DiskError):

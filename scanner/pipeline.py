@@ -16,7 +16,8 @@ from scanner.collectors.hashing import Hasher, HashJob, VolumeRef
 from scanner.coverage import Coverage, VolumeReport
 from scanner.disk.filesystems import open_filesystem
 from scanner.disk.mounts import parse_fstab, plan_mounts
-from scanner.disk.nodes import FileKind, Filesystem
+from scanner.disk.identity import read_identity
+from scanner.disk.nodes import FileKind, Filesystem, FsIdentity
 from scanner.disk.tsk_image import open_image
 from scanner.disk.volumes import discover_volumes
 from scanner.disk.walker import Found, Mount, Walker
@@ -102,7 +103,9 @@ def scan_source(source: BlockSource, policy: list[PolicyEntity],
         try:
             fs = open_filesystem(img, volume, vsource)
         except UnsupportedFilesystem as exc:
-            report.filesystem, report.reason = str(exc).split(":", 1)[0], str(exc)
+            report.filesystem, report.reason = exc.name, str(exc)
+            identity = read_identity(vsource, exc.name)
+            report.uuid, report.label = identity.uuid, identity.label
             continue
         except (CorruptFilesystem, SourceReadError) as exc:
             report.status, report.reason = "failed", str(exc)
@@ -114,8 +117,8 @@ def scan_source(source: BlockSource, policy: list[PolicyEntity],
     if not opened:
         raise NoFilesystemError(_nothing_readable(coverage))
     try:
-        mounts = _mount(opened, coverage)
-        entities = _collect(mounts, opened, policy, coverage, options, progress)
+        mounts, blocked = _mount(opened, coverage)
+        entities = _collect(mounts, blocked, opened, policy, coverage, options, progress)
     finally:
         for item in opened:
             item.fs.close()
@@ -137,7 +140,7 @@ def _has_dir(fs: Filesystem, name: str) -> bool:
         return False
 
 
-def _mount(opened: list[_Opened], coverage: Coverage) -> list[Mount]:
+def _mount(opened: list[_Opened], coverage: Coverage) -> tuple[list[Mount], dict[str, str]]:
     """Pick the root filesystem, then mount the others where its /etc/fstab says."""
     roots = [o for o in opened if _has_dir(o.fs, "etc")]
     root = roots[0] if roots else opened[0]
@@ -150,21 +153,28 @@ def _mount(opened: list[_Opened], coverage: Coverage) -> list[Mount]:
     mounts = [Mount("/", root.fs, root.label)]
     fstab_text = _read_fstab(mounts)
     by_label = {o.label: o for o in opened}
-    plan = plan_mounts(parse_fstab(fstab_text), {o.label: o.fs.identity for o in opened},
-                       root.label) if fstab_text else None
+    identities = {r.volume: FsIdentity(r.uuid, r.label) for r in coverage.volumes if r.uuid}
+    plan = plan_mounts(parse_fstab(fstab_text), identities, root.label) if fstab_text else None
+    blocked: dict[str, str] = {}
     if plan is not None:
+        reports = {r.volume: r for r in coverage.volumes}
         for mountpoint, label in sorted(plan.mounts.items()):
-            item = by_label[label]
+            item = by_label.get(label)
+            if item is None:  # fstab names a volume we found but cannot read
+                reports[label].mountpoint = mountpoint
+                blocked[mountpoint] = f"not scanned: {label}: {reports[label].reason}"
+                continue
             item.report.mountpoint = mountpoint
             mounts.append(Mount(mountpoint, item.fs, label))
         for mountpoint, reason in plan.missing.items():
-            coverage.unreadable[mountpoint] = f"not scanned: {reason}"
+            blocked[mountpoint] = f"not scanned: {reason}"
+            coverage.notes.append(f"fstab mount point {mountpoint} not scanned: {reason}")
     for item in opened:
         if item.report.mountpoint is not None:
             item.report.status = "scanned"
         else:
             item.report.reason = "not mounted by the root filesystem's /etc/fstab"
-    return mounts
+    return mounts, blocked
 
 
 def _read_fstab(mounts: list[Mount]) -> str:
@@ -179,7 +189,8 @@ def _read_fstab(mounts: list[Mount]) -> str:
     return data.decode("utf-8", "replace")
 
 
-def _collect(mounts: list[Mount], opened: list[_Opened], policy: list[PolicyEntity],
+def _collect(mounts: list[Mount], blocked: dict[str, str], opened: list[_Opened],
+             policy: list[PolicyEntity],
              coverage: Coverage, options: ScanOptions,
              progress: ScanProgress) -> dict[str, FileEntity]:
     hasher = Hasher({o.label: o.ref for o in opened}, options.hash_workers)
@@ -188,7 +199,7 @@ def _collect(mounts: list[Mount], opened: list[_Opened], policy: list[PolicyEnti
         if found.node.kind is FileKind.FILE:  # hashing starts while the walk goes on
             hasher.feed(HashJob(found.mount.volume, found.node.inode, found.node.size))
 
-    walker = Walker(mounts, on_found)
+    walker = Walker(mounts, on_found, blocked)
     linux = active(policy, EntityKind.LINUX_FILE)
     coverage.policies = [e.name for e in linux]
     progress.phase("walking", len(linux))
@@ -215,9 +226,7 @@ def _collect(mounts: list[Mount], opened: list[_Opened], policy: list[PolicyEnti
             continue
         found = result.found[path]
         digest, error = hashes[(found.mount.volume, found.node.inode)]
-        if error is not None:
+        if error is not None:  # metadata known, content not: the diff keeps the old hash
             coverage.unreadable[path] = error
-            del entities[path]
-        else:
-            file.sha256 = digest
+        file.sha256 = digest
     return dict(sorted(entities.items()))

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from scanner.entities import FileEntity
 from scanner.pipeline import ScanOptions
@@ -17,6 +19,8 @@ from scanner.storage.db import make_engine, upgrade
 from scanner.storage.repository import Repository, ScanRecord
 
 MACHINE = "web-01"
+PG_ADMIN_URL = os.environ.get("SNAPFIM_TEST_PG_URL",
+                              "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
 @pytest.fixture(scope="session")
@@ -62,3 +66,18 @@ def file_state(repo: Repository) -> Callable[[], dict[str, FileEntity]]:
             return repo.load_file_state(conn, repo.machine_id(conn, MACHINE))
 
     return _state
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """URL of a new, empty PostgreSQL database, dropped afterwards."""
+    name = f"snapfim_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -41,6 +41,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 # Timestamps given to every inode of a base image by ``linux_image`` (seconds since the epoch).
 BASE_TIME = 1_700_000_000  # 2023-11-14 22:13:20 UTC
@@ -354,7 +355,7 @@ BASE_TOOL_ACL = "user::rwx,user:1000:r-x,group::r-x,mask::r-x,other::r-x"
 
 # -- partitioned disks, other filesystems, VHD ------------------------------------------------
 #
-# Facts (sgdisk 1.0.9, sfdisk 2.38, mtools 4.0.32, exfatprogs 1.2.0, mkntfs 2022.10.3,
+# Facts (sfdisk 2.38, mtools 4.0.32, exfatprogs 1.2.0, mkntfs 2022.10.3,
 # mkfs.xfs 6.1.0; checked when these helpers were written):
 #
 # - ``e2fsprogs`` tools address a filesystem inside a disk image as ``disk?offset=N``, so ext4
@@ -383,24 +384,45 @@ def _run_env(*cmd: str | os.PathLike[str], env: dict[str, str] | None = None,
     return proc.stdout
 
 
+def _partition(image: Path, script: str) -> dict[str, Any]:
+    """Write a partition table with ``sfdisk`` and return ``sfdisk -J``'s view of it.
+
+    sfdisk fsyncs the image (about 250 ms on a VM disk) and sgdisk also sleeps a second, so
+    the table is written to a sparse scratch copy on tmpfs (/dev/shm) and its written extents
+    (the tables only) are copied into the image.
+    """
+    size = image.stat().st_size
+    shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    with tempfile.TemporaryDirectory(dir=shm) as tmp:
+        scratch = Path(tmp) / "table.img"
+        with scratch.open("wb") as fh:
+            fh.truncate(size)
+        _run_env("sfdisk", "--no-reread", "--no-tell-kernel", "-q", scratch, stdin=script)
+        table: dict[str, Any] = json.loads(run("sfdisk", "-J", scratch))["partitiontable"]
+        embed(image, 0, scratch)
+    return table
+
+
 def gpt_disk(image: str | os.PathLike[str], sizes_mb: list[int],
-             types: list[str] | None = None) -> list[int]:
+             types: list[str] | None = None, names: list[str] | None = None) -> list[int]:
     """Create a GPT disk image with partitions of ``sizes_mb`` MiB, in order, the first at
-    1 MiB, each 1 MiB aligned (``types``: sgdisk type codes, default 8300 Linux); return their
-    byte offsets. The file is sparse: 1 MiB before the partitions and 1 MiB after them for the
-    GPT headers."""
+    1 MiB, each 1 MiB aligned (``types``: sfdisk type aliases such as ``linux``, ``uefi``,
+    ``swap``, or type GUIDs, default ``linux``; ``names``: GPT partition names, which TSK gives
+    as the description); return their byte offsets. The file is sparse: 1 MiB before the
+    partitions and 1 MiB after them for the GPT headers; the disk GUID is fixed."""
     image = Path(image)
-    types = types or ["8300"] * len(sizes_mb)
+    types = types or ["linux"] * len(sizes_mb)
     with image.open("wb") as fh:
         fh.truncate((2 + sum(sizes_mb)) * MIB)
-    args: list[str] = ["sgdisk", "-o"]
-    offsets, start = [], 2048
-    for number, (size, code) in enumerate(zip(sizes_mb, types, strict=True), start=1):
-        args += ["-n", f"{number}:{start}:+{size}M", "-t", f"{number}:{code}"]
-        offsets.append(start * SECTOR)
+    lines = ["label: gpt", "label-id: 5EED0000-0000-4000-8000-00000000D15C"]
+    start = 2048
+    for number, (size, kind) in enumerate(zip(sizes_mb, types, strict=True), start=1):
+        name = f', name="{names[number - 1]}"' if names else ""
+        lines.append(f"start={start}, size={size}MiB, type={kind}{name}")
         start += size * MIB // SECTOR
-    run(*args, image)
-    return offsets
+    table = _partition(image, "\n".join(lines) + "\n")
+    sector = int(table.get("sectorsize", SECTOR))
+    return [int(p["start"]) * sector for p in table["partitions"]]
 
 
 def mbr_disk(image: str | os.PathLike[str], size_mb: int, script: str) -> dict[int, int]:
@@ -409,9 +431,7 @@ def mbr_disk(image: str | os.PathLike[str], size_mb: int, script: str) -> dict[i
     image = Path(image)
     with image.open("wb") as fh:
         fh.truncate(size_mb * MIB)
-    _run_env("sfdisk", "--no-reread", "--no-tell-kernel", "-q", image,
-             stdin="label: dos\n" + script)
-    table = json.loads(run("sfdisk", "-J", image))["partitiontable"]
+    table = _partition(image, "label: dos\n" + script)
     sector = int(table.get("sectorsize", SECTOR))
     return {int(re.search(r"(\d+)$", p["node"]).group(1)): int(p["start"]) * sector  # type: ignore[union-attr]
             for p in table["partitions"]}
@@ -567,8 +587,8 @@ def build_exfat(image: str | os.PathLike[str], tree: dict[str, object], *, size_
     with image.open("wb") as fh:
         fh.truncate(size_mb * MIB)
     run("mkfs.exfat", "-L", label, image)
-    with image.open("r+b") as fh:
-        boot = fh.read(512)
+    with image.open("r+b") as disk:
+        boot = disk.read(512)
         fat_offset, fat_length, heap, clusters, root = struct.unpack_from("<IIIII", boot, 0x50)
         sector = 1 << boot[0x6C]
         csize = sector << boot[0x6D]
@@ -576,8 +596,8 @@ def build_exfat(image: str | os.PathLike[str], tree: dict[str, object], *, size_
         def cluster_at(n: int) -> int:
             return heap * sector + (n - 2) * csize
 
-        fh.seek(cluster_at(root))
-        root_dir = fh.read(csize)
+        disk.seek(cluster_at(root))
+        root_dir = disk.read(csize)
         bitmap_cluster = bitmap_length = None
         free_slot = None
         for at in range(0, csize, 32):
@@ -588,8 +608,8 @@ def build_exfat(image: str | os.PathLike[str], tree: dict[str, object], *, size_
                 free_slot = at
                 break
         assert bitmap_cluster is not None and free_slot is not None
-        fh.seek(cluster_at(bitmap_cluster))
-        bitmap = bytearray(fh.read(bitmap_length))
+        disk.seek(cluster_at(bitmap_cluster))
+        bitmap = bytearray(disk.read(bitmap_length))
         next_free = next(i for i in range(clusters) if not bitmap[i // 8] >> (i % 8) & 1) + 2
 
         def allocate(data: bytes) -> int:
@@ -601,8 +621,8 @@ def build_exfat(image: str | os.PathLike[str], tree: dict[str, object], *, size_
             for n in range(first, first + count):
                 bitmap[(n - 2) // 8] |= 1 << ((n - 2) % 8)
             next_free += count
-            fh.seek(cluster_at(first))
-            fh.write(data)
+            disk.seek(cluster_at(first))
+            disk.write(data)
             return first
 
         def write_dir(entries: dict[str, object]) -> bytes:
@@ -622,10 +642,10 @@ def build_exfat(image: str | os.PathLike[str], tree: dict[str, object], *, size_
         listing = write_dir(tree)
         if free_slot + len(listing) > csize:
             raise ValueError("exFAT root listing larger than one cluster")
-        fh.seek(cluster_at(root) + free_slot)
-        fh.write(listing)
-        fh.seek(cluster_at(bitmap_cluster))
-        fh.write(bitmap)
+        disk.seek(cluster_at(root) + free_slot)
+        disk.write(listing)
+        disk.seek(cluster_at(bitmap_cluster))
+        disk.write(bitmap)
     return image
 
 
@@ -673,3 +693,81 @@ def dynamic_vhd(image: str | os.PathLike[str], disk_size: int) -> Path:
     bat = (b"\xff" * 4 * entries).ljust(-(-4 * entries // 512) * 512, b"\xff")
     image.write_bytes(footer + bytes(header) + bat + footer)
     return image
+
+
+def build_swap(image: str | os.PathLike[str], *, size_mb: int = 8,
+               uuid: str | None = None) -> Path:
+    """A Linux swap area (``mkswap``; its ``SWAPSPACE2`` signature ends the first 4 KiB)."""
+    image = Path(image)
+    with image.open("wb") as fh:
+        fh.truncate(size_mb * MIB)
+    run("mkswap", *(["-U", uuid] if uuid else []), image)
+    return image
+
+
+# A Linux machine whose /boot is a partition of its own ------------------------------------------
+
+ROOT_UUID = "7a0c1c5e-0d1f-4c2b-9a3e-5b6c7d8e9f01"
+BOOT_UUID = "0b0e0b0e-1111-4222-8333-444455556666"
+VMLINUZ = b"\x7fKERNEL" + bytes(range(256)) * 12 + b"\xee" * 121  # 3200 bytes, 4 blocks of 1 KiB
+GRUB_CFG = b"set timeout=5\nmenuentry 'Debian' { linux /vmlinuz root=UUID=" + \
+    ROOT_UUID.encode() + b" }\n"
+
+
+def root_tree(root: str | os.PathLike[str], fstab: str, *,
+              mountpoints: Iterable[str] = ("boot",)) -> Path:
+    """:func:`linux_tree` with ``etc/fstab`` = ``fstab`` and each of ``mountpoints`` an empty
+    directory (what a root filesystem holds under its mount points)."""
+    root = linux_tree(root)
+    for mountpoint in mountpoints:
+        target = root / mountpoint
+        if target.exists():
+            for dirpath, dirnames, filenames in os.walk(target, topdown=False):
+                for name in filenames:
+                    os.unlink(os.path.join(dirpath, name))
+                for name in dirnames:
+                    os.rmdir(os.path.join(dirpath, name))
+        target.mkdir(parents=True, exist_ok=True)
+    _write(root, "etc/fstab", fstab.encode())
+    return root
+
+
+def boot_tree(root: str | os.PathLike[str]) -> Path:
+    """The content of a separate /boot filesystem: ``vmlinuz`` (0600) and ``grub/grub.cfg``."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    _write(root, "vmlinuz", VMLINUZ, 0o600)
+    _write(root, "grub/grub.cfg", GRUB_CFG)
+    return root
+
+
+def boot_fstab(boot_spec: str = f"UUID={BOOT_UUID}") -> str:
+    """An /etc/fstab mounting the root by UUID and /boot by ``boot_spec``, plus lines the
+    scanner must ignore (swap, tmpfs, proc)."""
+    return (f"# /etc/fstab: static file system information.\n"
+            f"UUID={ROOT_UUID} /     ext4 errors=remount-ro 0 1\n"
+            f"{boot_spec} /boot ext4 defaults 0 2\n"
+            f"/swapfile none swap sw 0 0\n"
+            f"tmpfs /tmp tmpfs defaults 0 0\n"
+            f"proc /proc proc defaults 0 0\n")
+
+
+ROOT_MB, BOOT_MB = 24, 16
+
+
+def linux_gpt_disk(workdir: str | os.PathLike[str],
+                   name: str = "disk.img") -> tuple[Path, int, int]:
+    """A GPT disk: p1 the ext4 root (:func:`root_tree`, fstab from :func:`boot_fstab`), p2 an
+    ext4 /boot (:func:`boot_tree`, UUID :data:`BOOT_UUID`); everything 0:0 at :data:`BASE_TIME`.
+    Returns the image and the byte offsets of p1 and p2. The source trees are written once per
+    workdir; each call builds a new image from them (same content, new GPT GUIDs)."""
+    workdir = Path(workdir)
+    image = workdir / name
+    root_src, boot_src = workdir / "root-src", workdir / "boot-src"
+    if not root_src.exists():
+        root_tree(root_src, boot_fstab())
+        boot_tree(boot_src)
+    root_off, boot_off = gpt_disk(image, [ROOT_MB, BOOT_MB], names=["root", "boot"])
+    build_ext4_volume(root_src, image, size_mb=ROOT_MB, offset=root_off, uuid=ROOT_UUID)
+    build_ext4_volume(boot_src, image, size_mb=BOOT_MB, offset=boot_off, uuid=BOOT_UUID)
+    return image, root_off, boot_off

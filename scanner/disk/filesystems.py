@@ -95,9 +95,11 @@ def open_filesystem(img: pytsk3.Img_Info, volume: Volume, volume_source: BlockSo
         if sniffed is not None:
             name, encrypted = sniffed
             what = "encrypted volume" if encrypted else "filesystem"
-            raise UnsupportedFilesystem(f"{name}: {what} not supported yet") from exc
+            if name == "swap":
+                raise UnsupportedFilesystem("swap: swap space, nothing to scan", name) from exc
+            raise UnsupportedFilesystem(f"{name}: {what} not supported yet", name) from exc
         if _all_zero(volume_source):
-            raise UnsupportedFilesystem("empty (all zeros)") from exc
+            raise UnsupportedFilesystem("empty: all zeros, no filesystem", "empty") from exc
         raise CorruptFilesystem(f"no recognisable filesystem ({exc})") from exc
     if fs.fs_type.startswith("ext"):
         fs.close()

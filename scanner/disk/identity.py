@@ -29,6 +29,10 @@ def read_identity(source: BlockSource, fs_type: str) -> FsIdentity:
             serial = int.from_bytes(boot[at : at + 4], "little")
             label = _text(boot[at + 4 : at + 15])
             return FsIdentity(f"{serial >> 16:04X}-{serial & 0xFFFF:04X}", label)
+        elif fs_type == "exfat":
+            boot = source.read_at(0, 512)
+            serial = int.from_bytes(boot[0x64:0x68], "little")
+            return FsIdentity(f"{serial >> 16:04X}-{serial & 0xFFFF:04X}", None)
         elif fs_type == "xfs":
             sb = source.read_at(0, 512)
             return FsIdentity(str(uuid.UUID(bytes=sb[0x20:0x30])), _text(sb[0x6C:0x78]))

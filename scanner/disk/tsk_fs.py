@@ -43,6 +43,7 @@ _FS_TYPE_NAMES = {
     pytsk3.TSK_FS_TYPE_NTFS: "ntfs",
 }
 _FAT_LABEL_SUFFIX = b"(Volume Label Entry)"
+_EXFAT_METADATA = {b"$ALLOC_BITMAP", b"$UPCASE_TABLE"}  # TSK shows them as regular files
 
 
 def ensure_utc() -> None:
@@ -71,6 +72,7 @@ class TskFilesystem:
             raise CorruptFilesystem(_tsk_message(exc)) from exc
         self.fs_type = _FS_TYPE_NAMES.get(self._fs.info.ftype, f"tsk-{int(self._fs.info.ftype)}")
         self.is_ntfs = self.fs_type == "ntfs"
+        self.is_ext = self.fs_type.startswith("ext")
         self.is_fat = self.fs_type.startswith("fat") or self.fs_type == "exfat"
         self.case_sensitive = not (self.is_ntfs or self.is_fat)
         self.identity = identity
@@ -91,10 +93,19 @@ class TskFilesystem:
             raise CorruptFilesystem(f"cannot list directory (inode {directory.inode}): "
                                     f"{_tsk_message(exc)}") from exc
         at_root = directory.inode == self._root_inum
+        saw_dot = False
         for entry in entries:
+            name = entry.info.name
+            if name is not None and name.name == b".":
+                saw_dot = True
             node = self._node(entry, at_root)
             if node is not None:
                 yield node
+        if self.is_ext and not saw_dot:
+            # Every ext directory starts with "."; pytsk3 lists a garbage block as empty
+            # without an error, which must not turn the directory's files into "removed".
+            raise CorruptFilesystem(f"directory (inode {directory.inode}) has no valid entries "
+                                    "(damaged directory block)")
 
     def read_link(self, node: Node) -> str:
         """Symlink target (``meta.link``, or the data for long extent-mapped ext4 links)."""
@@ -161,6 +172,8 @@ class TskFilesystem:
             return None
         if self.is_ntfs and at_root and raw.startswith(b"$"):
             return None  # NTFS metadata files ($MFT, $Secure, ...)
+        if self.fs_type == "exfat" and at_root and raw in _EXFAT_METADATA:
+            return None
         return self._from_meta(decode_name(raw), meta)
 
     def _from_meta(self, name: str, meta: Any) -> Node | None:

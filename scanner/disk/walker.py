@@ -119,11 +119,16 @@ class Walker:
     """Resolves policy entities against mounted filesystems and walks their trees."""
 
     def __init__(self, mounts: list[Mount],
-                 on_found: Callable[[str, Found], None] | None = None) -> None:
-        """``on_found`` is called once per newly found path, as the walk goes."""
+                 on_found: Callable[[str, Found], None] | None = None,
+                 blocked: dict[str, str] | None = None) -> None:
+        """``on_found`` is called once per newly found path, as the walk goes. ``blocked``
+        maps mount points whose volume cannot be read to the reason: the walk never looks at
+        what lies below them on the parent filesystem, and records them unreadable when a
+        policy reaches them."""
         if not any(m.mountpoint == "/" for m in mounts):
             raise ValueError("a root mount is required")
         self._on_found = on_found
+        self._blocked = dict(blocked or {})
         self._mounts = {m.mountpoint: m for m in mounts}
         self._listings: dict[tuple[int, int], dict[str, Node]] = {}
         self._visited: dict[str, int | None] = {}
@@ -198,6 +203,9 @@ class Walker:
             if cur_node.kind is not FileKind.DIRECTORY:
                 return None
             child_path = join(cur_path, name)
+            if child_path in self._blocked:
+                self.result.unreadable[child_path] = self._blocked[child_path]
+                return None
             sub = self._mount_at(child_path)
             try:
                 child = self._child(cur_node, cur_mount, name)
@@ -234,6 +242,9 @@ class Walker:
                   excludes: ExcludeMatcher) -> None:
         if excludes.excluded(path):
             return
+        if path in self._blocked:
+            self.result.unreadable[path] = self._blocked[path]
+            return
         self.result.roots.append(WalkRoot(path, entity.depth, entity.name, excludes))
         self._record(path, node, mount)
         if node.kind is FileKind.DIRECTORY and entity.depth != 0:
@@ -250,6 +261,9 @@ class Walker:
             try:
                 for child_path, child, child_mount in self._children(dir_path, dir_node, dir_mount):
                     if excludes.excluded(child_path):
+                        continue
+                    if child_path in self._blocked:
+                        self.result.unreadable[child_path] = self._blocked[child_path]
                         continue
                     self._record(child_path, child, child_mount)
                     if child.kind is FileKind.DIRECTORY and child_budget != 0:

@@ -223,6 +223,16 @@ class Repository:
             row["started_at"], row["finished_at"] = utc(row["started_at"]), utc(row["finished_at"])
         return rows
 
+    def scan_row(self, scan_id: int) -> dict[str, Any]:
+        """One scan with its machine's name."""
+        query = (select(scan, machine.c.name.label("machine"))
+                 .join(machine, machine.c.id == scan.c.machine_id).where(scan.c.id == scan_id))
+        with self.transaction() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            raise NotFound(f"no scan with id {scan_id}")
+        return dict(row._mapping)
+
     def machines(self) -> list[dict[str, Any]]:
         """All machines with their account, OS, scan count and last scan time."""
         last = (select(scan.c.machine_id, func.count().label("scans"),

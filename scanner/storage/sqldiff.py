@@ -25,6 +25,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    update,
 )
 
 from scanner.diff import DiffRules, FileDiff
@@ -83,6 +84,11 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
         stage.drop(conn)
         return FileDiff(baseline=True), total
 
+    if unreadable:  # files whose content could not be read keep their previous hash
+        conn.execute(update(stage).where(
+            stage.c.sha256.is_(None), stage.c.path.in_(list(unreadable)),
+            exists().where(mine, state.c.type == stage.c.type)
+        ).values(sha256=select(state.c.sha256).where(mine).scalar_subquery()))
     rules = DiffRules(FileDiff(), previous_policies, current_policies, unreadable)
     differs = or_(*(state.c[c].is_distinct_from(stage.c[c]) for c in _STAGE_COLUMNS[1:]))
     prefixed = [state.c[c].label("prev_" + c) for c in _STAGE_COLUMNS]

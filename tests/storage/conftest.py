@@ -1,35 +1,14 @@
-"""Database fixtures: a fresh SQLite file and a fresh PostgreSQL database per test."""
+"""Storage tests run on both databases: a fresh SQLite file, a fresh PostgreSQL database."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from scanner.storage.db import make_engine, upgrade
 from scanner.storage.repository import Repository
-
-PG_ADMIN_URL = os.environ.get("SNAPFIM_TEST_PG_URL",
-                              "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """URL of a new, empty PostgreSQL database, dropped afterwards."""
-    name = f"snapfim_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -133,3 +133,14 @@ def test_applying_a_diff_reproduces_the_current_state(before: dict[str, int],
     assert {e.path for e in result.events if e.category == "removed"} == set(before) - set(after)
     assert {e.path for e in result.events if e.category == "modified"} == {
         p for p in set(before) & set(after) if before[p] != after[p]}
+
+
+def test_unreadable_content_keeps_the_hash_but_metadata_changes_report() -> None:
+    before = entity("/usr/bin/ls", policies=("/usr/bin",))
+    after = entity("/usr/bin/ls", mode=0o4755, sha256=None, policies=("/usr/bin",))
+    result = diff_files({before.path: before}, {after.path: after}, previous_policies=POLICIES,
+                        current_policies=POLICIES, unreadable=["/usr/bin/ls"])
+    [event] = result.events
+    assert (event.category, event.fields_changed) == ("modified", ("mode",))
+    assert event.current["sha256"] == "aa" * 32  # type: ignore[index]
+    assert result.upserts[0].sha256 == "aa" * 32

@@ -1,0 +1,94 @@
+"""The local provider: a directory of disk images, one machine per image file.
+
+It is a real provider, not a test double: the image file is the machine's disk and its
+content at snapshot time is the snapshot. A snapshot is the file's identity (inode, size,
+mtime); reading checks that identity, so an image replaced mid-cycle is never scanned as
+the snapshot it is not (the next cycle picks it up).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from scanner.cloud.provider import DiskInfo, MachineInfo, SnapshotInfo
+from scanner.errors import ConfigError, SourceError, SourceNotFound
+from scanner.sources.base import BlockSource
+from scanner.sources.local import LocalFileSource
+
+IMAGE_SUFFIXES = (".img", ".raw", ".vhd", ".disk")
+
+
+class SnapshotGone(SourceError):
+    """The image changed or disappeared after its snapshot was taken."""
+
+
+def _fingerprint(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_ino, st.st_size, st.st_mtime_ns]
+
+
+class LocalProvider:
+    """Machines are the image files of one directory (machine name = file stem)."""
+
+    def __init__(self, images: str | os.PathLike[str]) -> None:
+        self.directory = Path(images)
+
+    def discover(self) -> list[MachineInfo]:
+        """Every regular image file of the directory, sorted by name."""
+        if not self.directory.is_dir():
+            raise ConfigError(f"{self.directory}: image directory not found")
+        machines = []
+        for path in sorted(self.directory.iterdir()):
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+                disk = DiskInfo(str(path.resolve()), "image", path.stat().st_size)
+                machines.append(MachineInfo(str(path.resolve()), path.stem, (disk,),
+                                            state="image"))
+        return machines
+
+    def create_snapshot(self, machine: MachineInfo, disk: DiskInfo,
+                        tags: dict[str, str]) -> SnapshotInfo:
+        """Record the image's identity now; ready at once."""
+        path = Path(disk.resource_id)
+        try:
+            fingerprint = _fingerprint(path)
+        except FileNotFoundError as exc:
+            raise SourceNotFound(f"{path}: image disappeared") from exc
+        cloud_id = f"{path}@{fingerprint[2]}"
+        return SnapshotInfo(cloud_id, "ready",
+                            {"kind": "local", "path": str(path), "fingerprint": fingerprint})
+
+    def refresh(self, snapshot: SnapshotInfo) -> SnapshotInfo:
+        """Local snapshots are ready from the start."""
+        return snapshot
+
+    def open_source(self, locator: dict[str, Any]) -> BlockSource:
+        """Open the image, refusing it when it is no longer the snapshotted content."""
+        path = Path(locator["path"])
+        source = LocalFileSource(path)
+        try:
+            self.check(locator)
+        except BaseException:
+            source.close()
+            raise
+        return source
+
+    def check(self, locator: dict[str, Any]) -> None:
+        """Raise :class:`SnapshotGone` when the image changed since the snapshot."""
+        path = Path(locator["path"])
+        try:
+            current = _fingerprint(path)
+        except FileNotFoundError as exc:
+            raise SnapshotGone(f"{path}: image disappeared after its snapshot") from exc
+        if current != list(locator["fingerprint"]):
+            raise SnapshotGone(f"{path}: image changed after its snapshot was taken; "
+                               "the next cycle scans the new content")
+
+    def delete_snapshot(self, snapshot: SnapshotInfo) -> None:
+        """Nothing to delete: the snapshot is a record, not a copy."""
+
+    def sweep(self, older_than: datetime) -> list[str]:
+        """Nothing is ever left behind."""
+        return []

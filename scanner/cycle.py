@@ -1,0 +1,270 @@
+"""The fleet's scan cycle, one step per function: plan -> snapshot -> wait -> scan ->
+(commit) -> emit -> clean up, plus discovery and sweeps.
+
+Each step takes database ids, reads what it needs from the database, does its work and records
+the outcome; the Celery tasks in ``workers/`` only call these and chain them. Every step is
+idempotent: running it twice (a redelivered task) changes nothing the first run did not.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from scanner.cloud.provider import DiskInfo, MachineInfo, Provider, SnapshotInfo, provider_for
+from scanner.diff import FileDiff
+from scanner.emitters.sinks import emit_events
+from scanner.errors import NotFound, SnapfimError, TransientError
+from scanner.lifecycle import SCAN_DONE
+from scanner.pipeline import ScanOptions, scan_source
+from scanner.schedule import due_machines
+from scanner.storage import fleet
+from scanner.storage.policies import load_policy
+from scanner.storage.repository import Repository, utc
+from scanner.storage.tables import account, machine, scan
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class FleetSettings:
+    """Knobs of the fleet service (see :class:`scanner.settings.Settings`)."""
+
+    cadence: timedelta = timedelta(hours=24)
+    discovery_interval: timedelta = timedelta(minutes=30)
+    max_new_scans: int = 100           # per planning round
+    keep_snapshots: int = 1            # per disk, as parents for incremental scans
+    stale_after: timedelta = timedelta(hours=6)
+    hash_workers: int = 1
+    jsonl_path: str | None = None
+    output_format: str = "configchange"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _provider(acct: Any) -> Provider:
+    return provider_for(acct.cloud, dict(acct.config or {}))
+
+
+# -- discovery and planning -------------------------------------------------------------------
+def discover(repo: Repository, account_id: int) -> int:
+    """Discover an account's machines and disks; returns how many are present."""
+    with repo.transaction() as conn:
+        acct = conn.execute(account.select().where(account.c.id == account_id)).first()
+    if acct is None:
+        raise NotFound(f"no account with id {account_id}")
+    now = _now()
+    try:
+        found = _provider(acct).discover()
+    except TransientError:
+        raise
+    except SnapfimError as exc:
+        with repo.transaction() as conn:
+            fleet.record_discovery(conn, account_id, now, str(exc))
+        log.warning("discovery of account %s failed: %s", acct.name, exc)
+        return 0
+    with repo.transaction() as conn:
+        fleet.sync_machines(conn, account_id, found, now)
+        fleet.record_discovery(conn, account_id, now)
+    return len(found)
+
+
+def accounts_to_discover(repo: Repository, settings: FleetSettings) -> list[int]:
+    """Enabled, onboarded accounts whose discovery is older than the discovery interval
+    (the built-in account of `snapfim scan` machines has no provider and is skipped)."""
+    now = _now()
+    with repo.transaction() as conn:
+        accounts = fleet.list_accounts(conn)
+    return [a.id for a in accounts
+            if a.enabled and (a.cloud != "local" or "images" in a.config)
+            and (a.last_discovered_at is None
+                 or (utc(a.last_discovered_at) or now) <= now - settings.discovery_interval)]
+
+
+def plan(repo: Repository, settings: FleetSettings) -> list[int]:
+    """Open a scan cycle for every due machine; returns the new scan ids."""
+    now = _now()
+    with repo.transaction() as conn:
+        due = due_machines(fleet.schedules(conn), now, settings.cadence, settings.max_new_scans)
+        opened = [fleet.open_cycle(conn, int(m.key), now) for m in due]
+    return [scan_id for scan_id in opened if scan_id is not None]
+
+
+# -- snapshots --------------------------------------------------------------------------------
+def _cycle(conn: Any, scan_id: int) -> tuple[Any, Any, list[Any], Any]:
+    row = fleet.lock_scan(conn, scan_id)
+    mach, disks = fleet.machine_info(conn, row.machine_id)
+    acct = conn.execute(account.select().where(account.c.id == mach.account_id)).first()
+    return row, mach, disks, acct
+
+
+def _machine_info(mach: Any, disks: list[Any]) -> MachineInfo:
+    return MachineInfo(mach.resource_id, mach.name,
+                       tuple(DiskInfo(d.resource_id, d.device, d.size_bytes) for d in disks),
+                       mach.os, mach.region, mach.state, dict(mach.tags or {}))
+
+
+def take_snapshots(repo: Repository, scan_id: int) -> bool:
+    """Start a snapshot of every disk of the scan's machine; False if the scan is not
+    snapshotting any more (already handled by an earlier delivery)."""
+    with repo.transaction() as conn:
+        row, mach, disks, acct = _cycle(conn, scan_id)
+        existing = {s.disk_id for s in fleet.snapshots_of(conn, scan_id)}
+    if row.status != "snapshotting":
+        return False
+    if not disks:
+        fail(repo, scan_id, "the machine has no disks")
+        return False
+    provider = _provider(acct)
+    info = _machine_info(mach, disks)
+    for d, disk_info in zip(disks, info.disks, strict=True):
+        if d.id in existing:
+            continue
+        try:
+            snap = provider.create_snapshot(info, disk_info, {"snapfim:scan": str(scan_id)})
+        except TransientError:
+            raise
+        except SnapfimError as exc:
+            snap = SnapshotInfo("", "failed", {}, str(exc))
+        with repo.transaction() as conn:
+            fleet.add_snapshot(conn, scan_id, d.id, snap, _now())
+    return True
+
+
+def poll_snapshots(repo: Repository, scan_id: int) -> str:
+    """Refresh pending snapshots: ``ready`` (scan queued), ``waiting`` or ``failed``."""
+    with repo.transaction() as conn:
+        row, _mach, _disks, acct = _cycle(conn, scan_id)
+        snaps = fleet.snapshots_of(conn, scan_id)
+    if row.status == "queued":
+        return "ready"
+    if row.status != "snapshotting":
+        return row.status
+    provider = _provider(acct)
+    states = []
+    for snap in snaps:
+        info = SnapshotInfo(snap.cloud_id or "", snap.state, dict(snap.locator or {}), snap.error)
+        if snap.state in ("requested", "pending"):
+            info = provider.refresh(info)
+            with repo.transaction() as conn:
+                fleet.set_snapshot_state(conn, snap.id, info.state, error=info.error, now=_now())
+        states.append((info.state, info.error))
+    failed = [e or "snapshot failed" for s, e in states if s == "failed"]
+    if failed:
+        fail(repo, scan_id, "; ".join(failed))
+        return "failed"
+    if all(s == "ready" for s, _ in states):
+        with repo.transaction() as conn:
+            fleet.set_scan_status(conn, scan_id, "queued")
+        return "ready"
+    return "waiting"
+
+
+# -- the scan ---------------------------------------------------------------------------------
+def scan_cycle(repo: Repository, scan_id: int, settings: FleetSettings) -> FileDiff | None:
+    """Read the snapshots, diff and commit atomically. None when there was nothing to do
+    (the scan was committed or failed by an earlier delivery of the same task)."""
+    with repo.transaction() as conn:
+        row, mach, _disks, acct = _cycle(conn, scan_id)
+        if row.status in SCAN_DONE:
+            return None
+        fleet.set_scan_status(conn, scan_id, "running", count_attempt=True)
+        snaps = fleet.snapshots_of(conn, scan_id)
+        policy = load_policy(conn, mach.account_id)
+        for snap in snaps:
+            fleet.set_snapshot_state(conn, snap.id, "scanning")
+    if len(snaps) != 1:
+        fail(repo, scan_id, f"{len(snaps)} disks: multi-disk machines are scanned once the "
+                            "cloud providers arrive; local machines have one image")
+        return None
+    provider = _provider(acct)
+    locator = dict(snaps[0].locator or {})
+    started = _now()
+    try:
+        source = provider.open_source(locator)
+        try:
+            outcome = scan_source(source, policy, ScanOptions(settings.hash_workers),
+                                  name=mach.name)
+        finally:
+            source.close()
+        check = getattr(provider, "check", None)
+        if check is not None:
+            check(locator)  # the image must still be the snapshot it was
+    except TransientError:
+        raise
+    except SnapfimError as exc:
+        fail(repo, scan_id, str(exc))
+        return None
+    with repo.transaction() as conn:
+        row = fleet.lock_scan(conn, scan_id)
+        if row.status in SCAN_DONE:  # another delivery committed meanwhile
+            return None
+        previous = repo.previous_scan(conn, mach.id)
+        _scan_id, diff = repo.commit_scan(
+            conn, mach.id, entities=outcome.entities.values(),
+            unreadable=list(outcome.unreadable), previous=previous, started_at=started,
+            finished_at=_now(), status=outcome.coverage.status, source=locator,
+            coverage=outcome.coverage.to_dict(), policies=outcome.coverage.policies,
+            scan_id=scan_id)
+        conn.execute(machine.update().where(machine.c.id == mach.id)
+                     .values(os=outcome.os_family))
+        for snap in snaps:
+            fleet.set_snapshot_state(conn, snap.id, "scanned")
+    return diff
+
+
+def fail(repo: Repository, scan_id: int, reason: str) -> None:
+    """Record a failed scan with its reason (its machine's state is untouched)."""
+    with repo.transaction() as conn:
+        row = fleet.lock_scan(conn, scan_id)
+        if row.status in SCAN_DONE:
+            return
+        fleet.set_scan_status(conn, scan_id, "failed", error=reason, finished_at=_now())
+        for snap in fleet.snapshots_of(conn, scan_id):
+            if snap.state not in ("failed", "deleted", "scanned"):
+                fleet.set_snapshot_state(conn, snap.id, "failed")
+    log.warning("scan %s failed: %s", scan_id, reason)
+
+
+# -- after the scan ---------------------------------------------------------------------------
+def emit(repo: Repository, scan_id: int, settings: FleetSettings) -> int:
+    """Send a committed scan's events to the configured sinks, once; returns how many."""
+    rows = repo.changes(scan_id=scan_id)
+    with repo.transaction() as conn:
+        row = fleet.lock_scan(conn, scan_id)
+        if row.emitted_at is not None or row.status not in ("succeeded", "partial"):
+            return 0
+        sent = emit_events(rows, jsonl_path=settings.jsonl_path, fmt=settings.output_format)
+        conn.execute(scan.update().where(scan.c.id == scan_id).values(emitted_at=_now()))
+    return sent
+
+
+def cleanup(repo: Repository, scan_id: int, settings: FleetSettings) -> int:
+    """Delete the machine's snapshots beyond the newest ``keep_snapshots`` per disk."""
+    with repo.transaction() as conn:
+        row = conn.execute(scan.select().where(scan.c.id == scan_id)).first()
+        if row is None:
+            return 0
+        mach, _disks = fleet.machine_info(conn, row.machine_id)
+        acct = conn.execute(account.select().where(account.c.id == mach.account_id)).first()
+        expired = fleet.expired_snapshots(conn, mach.id, settings.keep_snapshots)
+    provider = _provider(acct)
+    for snap in expired:
+        provider.delete_snapshot(SnapshotInfo(snap.cloud_id or "", snap.state,
+                                              dict(snap.locator or {})))
+        with repo.transaction() as conn:
+            fleet.set_snapshot_state(conn, snap.id, "deleted", now=_now())
+    return len(expired)
+
+
+def sweep(repo: Repository, settings: FleetSettings) -> list[int]:
+    """Fail scans stuck in flight for too long (their tasks were lost); returns their ids."""
+    with repo.transaction() as conn:
+        stuck = fleet.stale_scans(conn, _now() - settings.stale_after)
+    for scan_id in stuck:
+        fail(repo, scan_id, f"no progress for {settings.stale_after}; swept")
+    return stuck

@@ -1,0 +1,253 @@
+"""Fleet state in the database: accounts, discovered machines and disks, scan cycles and
+their snapshots. The database, not the broker, is the source of truth for scan state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, exists, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from scanner.cloud.provider import MachineInfo, SnapshotInfo
+from scanner.errors import NotFound, StorageError
+from scanner.lifecycle import SCAN_ACTIVE, check_scan, check_snapshot
+from scanner.schedule import MachineSchedule
+from scanner.storage.policies import ensure_recommended
+from scanner.storage.repository import utc
+from scanner.storage.tables import account, disk, machine, scan, snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRow:
+    """An onboarded account."""
+
+    id: int
+    name: str
+    cloud: str
+    config: dict[str, Any]
+    enabled: bool
+    last_discovered_at: datetime | None
+    discovery_error: str | None
+
+
+def _account(row: Any) -> AccountRow:
+    return AccountRow(row.id, row.name, row.cloud, dict(row.config or {}), bool(row.enabled),
+                      row.last_discovered_at, row.discovery_error)
+
+
+# -- accounts ---------------------------------------------------------------------------------
+def add_account(conn: Connection, name: str, cloud: str, config: dict[str, Any]) -> int:
+    """Onboard an account and seed its policy with the recommended entities."""
+    if conn.execute(select(account.c.id).where(account.c.name == name)).first() is not None:
+        raise StorageError(f"an account named {name!r} exists already")
+    result = conn.execute(insert(account).values(name=name, cloud=cloud, config=config,
+                                                 enabled=True))
+    key = result.inserted_primary_key
+    assert key is not None
+    account_id = int(key[0])
+    ensure_recommended(conn, account_id)
+    return account_id
+
+
+def get_account(conn: Connection, name: str) -> AccountRow:
+    """An account by name."""
+    row = conn.execute(select(account).where(account.c.name == name)).first()
+    if row is None:
+        raise NotFound(f"no account named {name!r} (see `snapfim account list`)")
+    return _account(row)
+
+
+def list_accounts(conn: Connection) -> list[AccountRow]:
+    """All accounts, by name."""
+    return [_account(r) for r in conn.execute(select(account).order_by(account.c.name))]
+
+
+def set_account_enabled(conn: Connection, name: str, enabled: bool) -> None:
+    """Enable or disable an account (a disabled one is neither discovered nor scanned)."""
+    if conn.execute(update(account).where(account.c.name == name)
+                    .values(enabled=enabled)).rowcount == 0:
+        raise NotFound(f"no account named {name!r}")
+
+
+def remove_account(conn: Connection, name: str) -> None:
+    """Delete an account with its machines, scans, state and events."""
+    acct = get_account(conn, name)
+    conn.execute(delete(account).where(account.c.id == acct.id))
+
+
+def record_discovery(conn: Connection, account_id: int, now: datetime,
+                     error: str | None = None) -> None:
+    """Remember when discovery last ran for an account, and how it ended."""
+    conn.execute(update(account).where(account.c.id == account_id)
+                 .values(last_discovered_at=now, discovery_error=error))
+
+
+# -- machines and disks -----------------------------------------------------------------------
+def sync_machines(conn: Connection, account_id: int, found: list[MachineInfo],
+                  now: datetime) -> None:
+    """Upsert discovered machines and disks; machines no longer seen are marked absent."""
+    existing = {r.resource_id: r.id for r in conn.execute(
+        select(machine.c.id, machine.c.resource_id).where(machine.c.account_id == account_id))}
+    seen: set[int] = set()
+    for info in found:
+        values = {"name": info.name, "os": info.os, "region": info.region, "state": info.state,
+                  "tags": info.tags, "present": True, "last_seen_at": now}
+        machine_id = existing.get(info.resource_id)
+        if machine_id is None:
+            result = conn.execute(insert(machine).values(account_id=account_id,
+                                                         resource_id=info.resource_id, **values))
+            key = result.inserted_primary_key
+            assert key is not None
+            machine_id = int(key[0])
+        else:
+            conn.execute(update(machine).where(machine.c.id == machine_id).values(**values))
+        seen.add(machine_id)
+        known = {r.resource_id for r in conn.execute(
+            select(disk.c.resource_id).where(disk.c.machine_id == machine_id))}
+        for d in info.disks:
+            if d.resource_id in known:
+                conn.execute(update(disk).where(disk.c.machine_id == machine_id,
+                                                disk.c.resource_id == d.resource_id)
+                             .values(present=True, size_bytes=d.size_bytes, device=d.device))
+            else:
+                conn.execute(insert(disk).values(machine_id=machine_id, resource_id=d.resource_id,
+                                                 device=d.device, size_bytes=d.size_bytes))
+        gone = [d.resource_id for d in info.disks]
+        conn.execute(update(disk).where(disk.c.machine_id == machine_id,
+                                        disk.c.resource_id.not_in(gone)).values(present=False))
+    missing = set(existing.values()) - seen
+    if missing:
+        conn.execute(update(machine).where(machine.c.id.in_(missing)).values(present=False))
+
+
+def machine_info(conn: Connection, machine_id: int) -> tuple[Any, list[Any]]:
+    """A machine row and its present disks."""
+    row = conn.execute(select(machine).where(machine.c.id == machine_id)).first()
+    if row is None:
+        raise NotFound(f"no machine with id {machine_id}")
+    disks = conn.execute(select(disk).where(disk.c.machine_id == machine_id, disk.c.present)
+                         .order_by(disk.c.id)).all()
+    return row, list(disks)
+
+
+def schedules(conn: Connection) -> list[MachineSchedule]:
+    """What the planner needs of every present machine of every account."""
+    last = (select(scan.c.machine_id, func.max(scan.c.started_at).label("last"))
+            .group_by(scan.c.machine_id).subquery())
+    active = exists().where(scan.c.machine_id == machine.c.id, scan.c.status.in_(SCAN_ACTIVE))
+    # Discovered machines only (they have a resource id); `snapfim scan` machines are not
+    # the scheduler's business.
+    query = (select(machine.c.id, last.c.last, active.label("in_flight"), account.c.enabled)
+             .join(account, account.c.id == machine.c.account_id)
+             .outerjoin(last, last.c.machine_id == machine.c.id)
+             .where(machine.c.present, machine.c.resource_id.is_not(None)))
+    return [MachineSchedule(str(r.id), utc(r.last), bool(r.in_flight), bool(r.enabled))
+            for r in conn.execute(query)]
+
+
+# -- scan cycles ------------------------------------------------------------------------------
+def open_cycle(conn: Connection, machine_id: int, now: datetime) -> int | None:
+    """Create the scan row of a new cycle (status ``snapshotting``); None when the machine
+    already has a scan in flight (the unique index on active scans decides)."""
+    try:
+        with conn.begin_nested():
+            result = conn.execute(insert(scan).values(machine_id=machine_id,
+                                                      status="snapshotting", started_at=now))
+    except IntegrityError:
+        return None
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def lock_scan(conn: Connection, scan_id: int) -> Any:
+    """The scan row, locked for update until the transaction ends."""
+    row = conn.execute(select(scan).where(scan.c.id == scan_id).with_for_update()).first()
+    if row is None:
+        raise NotFound(f"no scan with id {scan_id}")
+    return row
+
+
+def set_scan_status(conn: Connection, scan_id: int, status: str, *, error: str | None = None,
+                    finished_at: datetime | None = None, count_attempt: bool = False) -> None:
+    """Move a scan along its lifecycle (checked)."""
+    row = lock_scan(conn, scan_id)
+    check_scan(row.status, status)
+    values: dict[str, Any] = {"status": status}
+    if error is not None:
+        values["error"] = error
+    if finished_at is not None:
+        values["finished_at"] = finished_at
+    if count_attempt:
+        values["attempts"] = scan.c.attempts + 1
+    conn.execute(update(scan).where(scan.c.id == scan_id).values(**values))
+
+
+def add_snapshot(conn: Connection, scan_id: int, disk_id: int, info: SnapshotInfo,
+                 now: datetime) -> int:
+    """Record a snapshot of a disk for a scan (idempotent per scan and disk)."""
+    existing = conn.execute(select(snapshot.c.id).where(
+        snapshot.c.scan_id == scan_id, snapshot.c.disk_id == disk_id)).scalar()
+    if existing is not None:
+        return int(existing)
+    parent = conn.execute(select(func.max(snapshot.c.id)).where(
+        snapshot.c.disk_id == disk_id, snapshot.c.state.in_(("scanned", "ready")))).scalar()
+    result = conn.execute(insert(snapshot).values(
+        scan_id=scan_id, disk_id=disk_id, parent_id=parent, cloud_id=info.cloud_id,
+        state=info.state, locator=info.locator, error=info.error,
+        ready_at=now if info.state == "ready" else None))
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def snapshots_of(conn: Connection, scan_id: int) -> list[Any]:
+    """The snapshots of a scan cycle, by disk."""
+    return list(conn.execute(select(snapshot).where(snapshot.c.scan_id == scan_id)
+                             .order_by(snapshot.c.disk_id)))
+
+
+def set_snapshot_state(conn: Connection, snapshot_id: int, state: str, *,
+                       error: str | None = None, now: datetime | None = None) -> None:
+    """Move a snapshot along its lifecycle (checked)."""
+    current = conn.execute(select(snapshot.c.state).where(snapshot.c.id == snapshot_id)
+                           .with_for_update()).scalar()
+    if current is None:
+        raise NotFound(f"no snapshot with id {snapshot_id}")
+    if current == state:
+        return
+    check_snapshot(current, state)
+    values: dict[str, Any] = {"state": state}
+    if error is not None:
+        values["error"] = error
+    if state == "ready" and now is not None:
+        values["ready_at"] = now
+    if state == "deleted" and now is not None:
+        values["deleted_at"] = now
+    conn.execute(update(snapshot).where(snapshot.c.id == snapshot_id).values(**values))
+
+
+def expired_snapshots(conn: Connection, machine_id: int, keep: int) -> list[Any]:
+    """Live snapshots of a machine's disks beyond the newest ``keep`` per disk."""
+    rows = conn.execute(
+        select(snapshot).join(disk, disk.c.id == snapshot.c.disk_id)
+        .where(disk.c.machine_id == machine_id,
+               snapshot.c.state.in_(("scanned", "failed", "ready")),
+               ~exists().where(and_(scan.c.id == snapshot.c.scan_id,
+                                    scan.c.status.in_(SCAN_ACTIVE))))
+        .order_by(snapshot.c.disk_id, snapshot.c.id.desc())).all()
+    out: list[Any] = []
+    per_disk: dict[int, int] = {}
+    for row in rows:
+        per_disk[row.disk_id] = per_disk.get(row.disk_id, 0) + 1
+        if per_disk[row.disk_id] > keep:
+            out.append(row)
+    return out
+
+
+def stale_scans(conn: Connection, older_than: datetime) -> list[int]:
+    """Active scans started before ``older_than`` (stuck: their tasks were lost)."""
+    return [int(r) for r in conn.execute(select(scan.c.id).where(
+        scan.c.status.in_(SCAN_ACTIVE), scan.c.started_at < older_than)).scalars()]
