@@ -15,8 +15,8 @@ from scanner.collectors.files import file_entity
 from scanner.collectors.hashing import Hasher, HashJob, VolumeRef
 from scanner.coverage import Coverage, VolumeReport
 from scanner.disk.filesystems import open_filesystem
-from scanner.disk.mounts import parse_fstab, plan_mounts
 from scanner.disk.identity import read_identity
+from scanner.disk.mounts import parse_fstab, plan_mounts
 from scanner.disk.nodes import FileKind, Filesystem, FsIdentity
 from scanner.disk.tsk_image import open_image
 from scanner.disk.volumes import discover_volumes
