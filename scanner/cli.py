@@ -172,6 +172,8 @@ def changes(
     scan_id: Annotated[int | None, typer.Option("--scan", help="Only this scan's events.")] = None,
     limit: Annotated[int | None, typer.Option(help="At most this many (the newest).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="With --json: configchange or ocsf.")
+                   ] = "configchange",
 ) -> None:
     """List change events (oldest first)."""
     if category is not None and category not in ("added", "removed", "modified"):
@@ -182,9 +184,11 @@ def changes(
     rows = repo.changes(machine_name=machine, since=parse_since(since) if since else None,
                         category=category, entity_type=entity_type, scan_id=scan_id,
                         limit=limit)
-    if as_json:
-        for row in rows:
-            sys.stdout.write(json.dumps(event_record(row), sort_keys=False) + "\n")
+    if as_json or fmt != "configchange":
+        from scanner.emitters.sinks import format_records
+
+        for line in format_records(rows, fmt):
+            sys.stdout.write(line + "\n")
         return
     if not rows:
         out.print("no changes")

@@ -65,6 +65,12 @@ def test_demo_reports_the_intrusion_and_changes_json_has_exact_events(tmp_path: 
     assert len(modified) == 3
     assert run(tmp_path, "changes", "--since", "1d", "--json").stdout.count("\n") == 5
     assert run(tmp_path, "changes", "--type", "registry").stdout.strip() == "no changes"
+    ocsf = [json.loads(line) for line in run(tmp_path, "changes", "--json", "--format",
+                                             "ocsf").stdout.splitlines()]
+    assert [(o["class_uid"], o["activity_id"], o["file"]["path"]) for o in ocsf] == [
+        (1001, 1, "/etc/cron.hourly/backdoor"), (1001, 3, "/etc/sysctl.conf"),
+        (1001, 3, "/usr/bin/find"), (1001, 3, "/usr/bin/sh"), (1001, 4, "/usr/sbin/auditd")]
+    assert ocsf[2]["severity_id"] == 3  # setuid added
 
 
 def test_rescanning_the_same_image_reports_nothing(tmp_path: Path,

@@ -195,3 +195,78 @@ def test_cli_onboarding_cycle_and_summary(images: Path, pg_url: str, tmp_path: P
     assert "lab" in listing and "images=" in listing
     cli("account", "disable", "lab")
     assert "nothing due" in cli("cycle", SNAPFIM_CADENCE_HOURS="0.0001")
+
+
+def test_database_briefly_unavailable_is_retried_and_nothing_is_lost(
+        fleet_repo: Repository, images: Path, worker: WorkerProcess, send: Any,
+        pg_url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    from tests.conftest import PG_ADMIN_URL
+
+    onboard(fleet_repo, images)
+    send(PLAN)
+    wait_for(lambda: done(fleet_repo, 3), what="baselines", log=worker.log)
+    debugfs(images / "web-01.img", "sif /usr/bin/login gid 7")
+    name = pg_url.rsplit("/", 1)[1]
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    fleet_repo.engine.dispose()
+    try:
+        with admin.connect() as conn:  # the database goes away: no new connections, none open
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": name})
+        time.sleep(2)
+        send(PLAN)
+        wait_for(lambda: b"database unavailable" in worker.log.read_bytes(),
+                 what="the worker to meet the outage", log=worker.log, timeout=30)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        admin.dispose()
+    wait_for(lambda: done(fleet_repo, 6), what="the retried cycle", log=worker.log)
+    assert events(fleet_repo, "web-01") == [("modified", "/usr/bin/login", ("gid",))]
+    assert [r["status"] for r in scans_of(fleet_repo)] == ["succeeded"] * 6
+
+
+def test_broker_restart_is_survived(fleet_repo: Repository, images: Path, tmp_path: Path,
+                                    worker_env: dict[str, str]) -> None:
+    import socket
+
+    from celery import Celery
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--appendonly", "yes",
+            "--appendfsync", "always", "--save", "", "--dir", str(tmp_path)]
+
+    def start_redis() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+        wait_for(lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"],
+                                        capture_output=True).stdout.strip() == b"PONG",
+                 what="redis", timeout=10)
+        return proc
+
+    redis_proc = start_redis()
+    broker = f"redis://127.0.0.1:{port}/0"
+    worker = WorkerProcess({**worker_env, "SNAPFIM_BROKER_URL": broker}, tmp_path / "w.log")
+    app = Celery("snapfim-test", broker=broker)
+    try:
+        onboard(fleet_repo, images)
+        app.send_task(PLAN, queue="control")
+        wait_for(lambda: done(fleet_repo, 3), what="baselines", log=worker.log)
+        debugfs(images / "web-03.img", "sif /etc/crontab uid 5")
+        redis_proc.terminate()  # the broker goes away (its AOF keeps what was queued)
+        redis_proc.wait(10)
+        time.sleep(3)
+        redis_proc = start_redis()
+        app.send_task(PLAN, queue="control")
+        wait_for(lambda: done(fleet_repo, 6), what="a cycle after the broker came back",
+                 log=worker.log)
+        assert events(fleet_repo, "web-03") == [("modified", "/etc/crontab", ("uid",))]
+    finally:
+        app.close()
+        worker.stop()
+        redis_proc.terminate()
+        redis_proc.wait(10)
