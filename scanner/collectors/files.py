@@ -16,7 +16,8 @@ def file_entity(path: str, found: Found, policies: tuple[str, ...]) -> FileEntit
     """Build the entity for one node (hash pending). May raise the filesystem's read errors."""
     node, fs = found.node, found.mount.fs
     link = fs.read_link(node) if node.kind is FileKind.SYMLINK else None
-    acl, capability, other = render_xattrs(fs.xattrs(node))
+    attrs = fs.xattrs(node)
+    acl, capability, other = render_xattrs(attrs) if attrs else (None, None, {})
     return FileEntity(
         path=path,
         type=node.kind.value,

@@ -28,13 +28,26 @@ def bulk_insert(conn: Connection, table: Table, columns: Sequence[str],
                 rows: Iterable[Sequence[Any]]) -> None:
     """Insert rows (tuples in ``columns`` order) in the caller's transaction."""
     json_cols = [i for i, c in enumerate(columns) if _is_json(table, c)]
+    memo: dict[Any, str] = {}  # most JSON values repeat ({} and a few policy tuples)
+
+    def encode(value: Any) -> str | None:
+        if value is None:
+            return None
+        if not value:
+            return "[]" if isinstance(value, list | tuple) else "{}"
+        if isinstance(value, tuple):
+            text = memo.get(value)
+            if text is None:
+                text = memo[value] = json_text(value)
+            return text
+        return json_text(value)
 
     def encoded() -> Iterable[tuple[Any, ...]]:
         for row in rows:
             if json_cols:
                 row = list(row)
                 for i in json_cols:
-                    row[i] = json_text(row[i])
+                    row[i] = encode(row[i])
             yield tuple(row)
 
     names = ", ".join(columns)

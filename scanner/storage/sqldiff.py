@@ -71,7 +71,7 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
         nonlocal total
         for e in entities:
             total += 1
-            yield (e.path, *_values(e), list(e.policies))
+            yield (e.path, *_values(e), e.policies)
 
     bulk_insert(conn, stage, _STAGE_COLUMNS, rows())
     state = file_state.alias("s")
