@@ -7,10 +7,12 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
 
+from scanner.diff import ChangeEvent
 from scanner.entities import FileEntity
 from scanner.pipeline import ScanOptions
 from scanner.runner import run_scan
@@ -21,6 +23,20 @@ from scanner.storage.repository import Repository, ScanRecord
 MACHINE = "web-01"
 PG_ADMIN_URL = os.environ.get("SNAPFIM_TEST_PG_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def changes(source: ScanRecord | list[ChangeEvent]
+            ) -> list[tuple[str, str, tuple[str, ...], dict[str, Any]]]:
+    """Events as (category, path, fields_changed, {field: (before, after)}), for exact asserts."""
+    out = []
+    for e in source.events if isinstance(source, ScanRecord) else source:
+        assert e.entity_type == "file"
+        values: dict[str, Any] = {}
+        if e.category == "modified":
+            assert e.previous is not None and e.current is not None
+            values = {f: (e.previous[f], e.current[f]) for f in e.fields_changed}
+        out.append((e.category, e.path, e.fields_changed, values))
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
-from scanner.diff import ChangeEvent
 from scanner.entities import FileEntity
 from scanner.policy import make_entity
 from scanner.storage.policies import add_entity, ensure_recommended, set_enabled
 from scanner.storage.repository import Repository, ScanRecord
+from tests.conftest import changes
 from tests.imaging import (
     BASE_TIME,
     BASE_TOOL_ACL,
@@ -69,17 +69,6 @@ def content(path: str) -> bytes:
     return f"{path}\n".encode()
 
 
-def changes(events: list[ChangeEvent]) -> list[tuple[str, str, tuple[str, ...], dict[str, Any]]]:
-    """Events as (category, path, fields_changed, {field: (before, after)})."""
-    out = []
-    for e in events:
-        assert e.entity_type == "file"
-        values: dict[str, Any] = {}
-        if e.category == "modified":
-            assert e.previous is not None and e.current is not None
-            values = {f: (e.previous[f], e.current[f]) for f in e.fields_changed}
-        out.append((e.category, e.path, e.fields_changed, values))
-    return out
 
 
 def file_values(data: bytes, *, inode: int, mode: int = 0o755, nlink: int = 1,

@@ -23,7 +23,7 @@ import pytest
 from scanner.entities import FileEntity
 from scanner.errors import NoFilesystemError
 from scanner.storage.repository import Repository, ScanRecord
-from tests.conftest import MACHINE
+from tests.conftest import MACHINE, changes
 from tests.imaging import (
     BOOT_MB,
     BOOT_UUID,
@@ -50,16 +50,6 @@ def last_coverage(repo: Repository) -> dict[str, Any]:
     return repo.scans(MACHINE, limit=1)[0]["coverage"]
 
 
-def changes(record: ScanRecord) -> list[tuple[str, str, tuple[str, ...], dict[str, Any]]]:
-    """Events as (category, path, fields_changed, {field: (before, after)})."""
-    out = []
-    for e in record.events:
-        values: dict[str, Any] = {}
-        if e.category == "modified":
-            assert e.previous is not None and e.current is not None
-            values = {f: (e.previous[f], e.current[f]) for f in e.fields_changed}
-        out.append((e.category, e.path, e.fields_changed, values))
-    return out
 
 
 # -- 9. a /boot volume that cannot be read -------------------------------------------------------

@@ -26,7 +26,7 @@ from scanner.policy import make_entity
 from scanner.sources.local import open_local
 from scanner.storage.policies import add_entity, ensure_recommended
 from scanner.storage.repository import Repository, ScanRecord
-from tests.conftest import MACHINE
+from tests.conftest import MACHINE, changes
 from tests.imaging import (
     BASE_TIME,
     BOOT_MB,
@@ -97,16 +97,6 @@ def vol(volume: str, offset: int, length: int, description: str, filesystem: str
             "mountpoint": mountpoint, "uuid": uuid, "label": label}
 
 
-def changes(record: ScanRecord) -> list[tuple[str, str, tuple[str, ...], dict[str, Any]]]:
-    """Events as (category, path, fields_changed, {field: (before, after)})."""
-    out = []
-    for e in record.events:
-        values: dict[str, Any] = {}
-        if e.category == "modified":
-            assert e.previous is not None and e.current is not None
-            values = {f: (e.previous[f], e.current[f]) for f in e.fields_changed}
-        out.append((e.category, e.path, e.fields_changed, values))
-    return out
 
 
 def file_values(data: bytes, *, inode: int, mode: int, time: int = T0,
