@@ -68,28 +68,34 @@ def _target(image: str | os.PathLike[str], offset: int) -> str:
     return f"{os.fspath(image)}?offset={offset}" if offset else os.fspath(image)
 
 
+def _copy_extents(fin: Any, fout: Any, offset: int = 0) -> int:
+    """Copy the data extents of ``fin`` into ``fout`` at ``offset`` (holes are skipped);
+    returns the source size."""
+    size = os.fstat(fin.fileno()).st_size
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(fin.fileno(), pos, os.SEEK_DATA)
+        except OSError:  # ENXIO: only a hole is left
+            break
+        end = os.lseek(fin.fileno(), start, os.SEEK_HOLE)
+        fin.seek(start)
+        fout.seek(offset + start)
+        remaining = end - start
+        while remaining:
+            chunk = fin.read(min(remaining, 1 << 20))
+            fout.write(chunk)
+            remaining -= len(chunk)
+        pos = end
+    return size
+
+
 def copy_image(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
     """Copy an image keeping it sparse: only the data extents are copied (SEEK_DATA /
     SEEK_HOLE), so a mostly empty 32 MiB image copies in about a millisecond."""
     dst = Path(dst)
     with open(src, "rb") as fin, open(dst, "wb") as fout:
-        size = os.fstat(fin.fileno()).st_size
-        pos = 0
-        while pos < size:
-            try:
-                start = os.lseek(fin.fileno(), pos, os.SEEK_DATA)
-            except OSError:  # ENXIO: only a hole is left
-                break
-            end = os.lseek(fin.fileno(), start, os.SEEK_HOLE)
-            fin.seek(start)
-            fout.seek(start)
-            remaining = end - start
-            while remaining:
-                chunk = fin.read(min(remaining, 1 << 20))
-                fout.write(chunk)
-                remaining -= len(chunk)
-            pos = end
-        fout.truncate(size)
+        fout.truncate(_copy_extents(fin, fout))
     return dst
 
 
@@ -441,22 +447,7 @@ def embed(disk: str | os.PathLike[str], offset: int, fs_image: str | os.PathLike
     """Copy a separately built filesystem image into a disk image at ``offset`` (like ``dd
     conv=notrunc seek=...``), data extents only so a sparse source stays cheap."""
     with open(fs_image, "rb") as fin, open(disk, "r+b") as fout:
-        size = os.fstat(fin.fileno()).st_size
-        pos = 0
-        while pos < size:
-            try:
-                start = os.lseek(fin.fileno(), pos, os.SEEK_DATA)
-            except OSError:  # ENXIO: only a hole is left
-                break
-            end = os.lseek(fin.fileno(), start, os.SEEK_HOLE)
-            fin.seek(start)
-            fout.seek(offset + start)
-            remaining = end - start
-            while remaining:
-                chunk = fin.read(min(remaining, 1 << 20))
-                fout.write(chunk)
-                remaining -= len(chunk)
-            pos = end
+        _copy_extents(fin, fout, offset)
 
 
 def write_at(image: str | os.PathLike[str], offset: int, data: bytes) -> bytes:
