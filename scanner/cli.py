@@ -53,12 +53,13 @@ class _BarProgress:
     """A rich progress bar on stderr, for terminals only."""
 
     def __init__(self) -> None:
-        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         self._progress = Progress(TextColumn("{task.description:>8}"), BarColumn(),
-                                  DownloadColumn(), TimeElapsedColumn(), console=err,
-                                  transient=True)
+                                  TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
+                                  console=err, transient=True)
         self._task: Any = None
+        self._bytes = False
 
     def __enter__(self) -> _BarProgress:
         self._progress.start()
@@ -70,11 +71,18 @@ class _BarProgress:
     def phase(self, name: str, total: int | None) -> None:
         if self._task is not None:
             self._progress.remove_task(self._task)
-        self._task = self._progress.add_task(name, total=total)
+        self._bytes = name == "hashing"
+        self._task = self._progress.add_task(name, total=total, detail="")
 
     def advance(self, amount: int) -> None:
-        if self._task is not None:
-            self._progress.advance(self._task, amount)
+        if self._task is None:
+            return
+        self._progress.advance(self._task, amount)
+        task = self._progress.tasks[-1]
+        done, total = int(task.completed), int(task.total or 0)
+        detail = (f"{done / 1e6:,.0f}/{total / 1e6:,.0f} MB" if self._bytes
+                  else f"{done:,}/{total:,}")
+        self._progress.update(self._task, detail=detail)
 
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
