@@ -1,0 +1,376 @@
+"""Store + diff benchmark: the set-based SQL diff of a 1,000,000-entity machine on PostgreSQL.
+
+What is measured, per machine size (default 1,000,000 entities, compared with 100,000):
+
+1. **baseline**: a first scan of N synthetic file entities committed through
+   :meth:`Repository.commit_scan` (one transaction: COPY into the staging table, copy into
+   ``file_state``, scan row, commit);
+2. **unchanged**: a second scan identical to the first (no events): the whole state is still
+   staged and compared, but nothing comes back to Python, so its memory must not move with N;
+3. **rescan**: a third scan where 1% of the entities are modified (new sha256, mtime and
+   ctime for files; new mode for directories; new target for symlinks), 0.1% are added and
+   0.1% removed; the diff runs in SQL and only the changed rows come back to Python to become
+   events, so memory grows with the number of *changes* (1% of N here), not with N.
+
+For each step: wall time of the whole ``commit_scan`` transaction (entity generation included,
+since entities are produced lazily while COPY streams them; the generation cost alone is
+reported separately), number of events, and the client process's resident memory: RSS before
+the step, peak RSS during it (a thread samples ``VmRSS`` in ``/proc/self/status`` every
+50 ms) and the growth. Each machine size runs in a fresh child process so the RSS figures are
+not blurred by a previous run's freed heap. The PostgreSQL server's memory is not included.
+
+Entities come from a generator, deterministic for a seed, that never holds them all: paths such
+as ``/usr/lib/pkg0042/file0137``, one directory per 1,000 entries, a symlink every 50, sizes,
+modes, sha256 hex digests and nanosecond times derived from a hash of (seed, index), and
+policies tuples such as ``('/usr/bin',)``. Which entities change is decided by a seeded
+permutation of the indices, so the rescan has exactly N/100 modified, N/1000 added and N/1000
+removed entities; the event counts (and the state row count) are asserted.
+
+    python benchmarks/bench_store.py [--entities 1000000] [--compare 100000]
+                                     [--database-url URL] [--keep] [--seed 1]
+
+Without ``--database-url`` a temporary database ``snapfim_bench_<random>`` is created on
+``postgresql://postgres@127.0.0.1:5432`` and dropped afterwards (unless ``--keep``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from scanner.entities import FileEntity
+
+ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+#: Top-level monitored directories; each also names the policy entity covering it.
+TOPS = ("/usr/lib", "/usr/lib", "/usr/share", "/usr/lib", "/usr/bin", "/etc", "/opt",
+        "/usr/lib", "/var/lib", "/usr/share")
+POLICIES = sorted(set(TOPS))
+_POLICY_TUPLES = {top: (top,) for top in POLICIES}
+PER_DIR = 1000                       # entries per package directory (index 0 is the directory)
+SYMLINK_EVERY = 50
+REF_NS = 1_748_736_000 * 10**9        # 2025-06-01T00:00:00Z
+_YEARS_S = 3 * 365 * 86400
+
+
+# -- the synthetic machine ----------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ChangePlan:
+    """Which indices change in the rescan: a seeded permutation ``r = (a*i + b) mod n``;
+    ranks below ``modified`` are modified, the next ``removed`` ranks are removed, the next
+    ``added`` ranks get a new sibling file."""
+
+    n: int
+    a: int
+    b: int
+    modified: int
+    removed: int
+    added: int
+
+    @classmethod
+    def for_size(cls, n: int, seed: int) -> ChangePlan:
+        a = max(1, int(n * 0.6180339887) + seed)
+        while math.gcd(a, n) != 1:
+            a += 1
+        return cls(n, a, (seed * 7919) % max(n, 1), n // 100, n // 1000, n // 1000)
+
+    def rank(self, i: int) -> int:
+        return (self.a * i + self.b) % self.n
+
+
+def _digest(seed: int, i: int, version: int = 0) -> str:
+    return hashlib.sha256(b"%d:%d:%d" % (seed, i, version)).hexdigest()
+
+
+def make_entity(i: int, seed: int) -> FileEntity:
+    """Entity number ``i`` of the synthetic machine (same seed, same entity)."""
+    group, j = divmod(i, PER_DIR)
+    top = TOPS[group % len(TOPS)]
+    directory = f"{top}/pkg{group:04d}"
+    h = _digest(seed, i)
+    x = int(h[:16], 16)
+    mtime = REF_NS - (x % _YEARS_S) * 10**9 - (x >> 40) % 10**9
+    ctime = mtime + (x >> 20) % 86400 * 10**9
+    atime = ctime + (x >> 8) % 3600 * 10**9
+    policies = _POLICY_TUPLES[top]
+    if j == 0:
+        return FileEntity(directory, "directory", 4096, 0o755, 0, 0, mtime, ctime, ctime, atime,
+                          inode=i + 12, nlink=2, policies=policies)
+    name = f"{directory}/file{j:04d}"
+    if j % SYMLINK_EVERY == SYMLINK_EVERY - 1:
+        target = f"file{j - 1:04d}"
+        return FileEntity(name, "symlink", len(target), 0o777, 0, 0, mtime, ctime, ctime, atime,
+                          inode=i + 12, nlink=1, link_target=target, policies=policies)
+    size = int(2 ** (5 + (x % 1500) / 100))            # 32 B .. ~1 MiB, log-uniform
+    mode = 0o755 if top == "/usr/bin" or j % 17 == 0 else 0o644
+    return FileEntity(name, "file", size, mode, 0, 0, mtime, ctime, ctime, atime,
+                      inode=i + 12, nlink=1, sha256=h, policies=policies)
+
+
+def _modified(e: FileEntity, i: int, seed: int) -> FileEntity:
+    later = 3600 * 10**9
+    e.ctime = (e.ctime or 0) + later
+    if e.type == "directory":
+        e.mode = 0o700
+    elif e.type == "symlink":
+        e.link_target = f"{e.link_target}.1"
+        e.size = len(e.link_target)
+        e.mtime = (e.mtime or 0) + later
+    else:
+        e.sha256 = _digest(seed, i, 1)
+        e.mtime = (e.mtime or 0) + later
+    return e
+
+
+def _added(e: FileEntity, i: int, seed: int) -> FileEntity:
+    return FileEntity(f"{e.path}.new", "file", 1234, 0o644, 0, 0, REF_NS, REF_NS, REF_NS,
+                      REF_NS, inode=10**12 + i, nlink=1, sha256=_digest(seed, i, 2),
+                      policies=e.policies)
+
+
+def machine_state(n: int, seed: int, changes: ChangePlan | None = None) -> Iterator[FileEntity]:
+    """The machine's ``n`` entities, lazily; with ``changes``, the rescan's view of it."""
+    for i in range(n):
+        e = make_entity(i, seed)
+        if changes is None:
+            yield e
+            continue
+        r = changes.rank(i)
+        if r < changes.modified:
+            yield _modified(e, i, seed)
+            continue
+        r -= changes.modified
+        if r < changes.removed:
+            continue
+        yield e
+        if r - changes.removed < changes.added:
+            yield _added(e, i, seed)
+
+
+# -- memory sampling ------------------------------------------------------------------------------
+def rss_kib() -> int:
+    """Current resident set size of this process, in KiB."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class RssSampler:
+    """Samples VmRSS every ``interval`` seconds in a thread; ``peak`` is the highest seen."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self.start_kib = self.peak_kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak_kib = max(self.peak_kib, rss_kib())
+
+    def __enter__(self) -> RssSampler:
+        self.start_kib = self.peak_kib = rss_kib()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_kib = max(self.peak_kib, rss_kib())
+
+
+# -- one machine size (child process) -----------------------------------------------------------
+def run_size(url: str, n: int, seed: int) -> dict[str, Any]:
+    """Baseline, unchanged rescan and rescan with changes of an ``n``-entity machine."""
+    from sqlalchemy import func, select
+
+    from scanner.storage.db import make_engine
+    from scanner.storage.repository import Repository
+    from scanner.storage.sqldiff import count_state
+    from scanner.storage.tables import change_event
+
+    engine = make_engine(url)
+    repo = Repository(engine)
+    name = f"bench-store-{n}-{secrets.token_hex(3)}"
+    with repo.transaction() as conn:
+        machine_id = repo.machine_id(conn, name, create=True, os_family="linux")
+    changes = ChangePlan.for_size(n, seed)
+    results: dict[str, Any] = {"entities": n, "machine": name, "steps": []}
+
+    steps = (("baseline", None, None), ("unchanged", None, None),
+             ("rescan", changes, changes))
+    for step, plan, expect in steps:
+        entities = machine_state(n, seed, plan)
+        with RssSampler() as rss:
+            start = time.perf_counter()
+            with repo.transaction() as conn:
+                previous = repo.previous_scan(conn, machine_id)
+                now = datetime.now(UTC)
+                scan_id, diff = repo.commit_scan(
+                    conn, machine_id, entities=entities, unreadable=(), previous=previous,
+                    started_at=now, finished_at=now, status="succeeded",
+                    source={"kind": "synthetic"}, coverage={}, policies=POLICIES)
+            wall = time.perf_counter() - start
+        counts = diff.counts()
+        with repo.transaction() as conn:
+            state_rows = count_state(conn, machine_id)
+            stored_events = conn.execute(select(func.count()).select_from(change_event)
+                                         .where(change_event.c.scan_id == scan_id)).scalar()
+        if step == "baseline":
+            assert diff.baseline and not diff.events, "the first scan must be a silent baseline"
+            assert state_rows == n, f"baseline stored {state_rows} rows, expected {n}"
+        else:
+            expected = {"added": 0, "removed": 0, "modified": 0} if expect is None else {
+                "added": expect.added, "removed": expect.removed, "modified": expect.modified}
+            assert counts == expected, f"{step} events {counts}, expected {expected}"
+            assert stored_events == len(diff.events), "events returned != events stored"
+            rows = n if plan is None else n - plan.removed + plan.added
+            assert state_rows == rows, f"{state_rows} state rows after {step}, expected {rows}"
+        del diff
+        results["steps"].append({
+            "step": step, "wall_s": wall, "events": stored_events, **counts,
+            "state_rows": state_rows, "rss_before_mib": rss.start_kib / 1024,
+            "rss_peak_mib": rss.peak_kib / 1024,
+            "rss_growth_mib": (rss.peak_kib - rss.start_kib) / 1024})
+
+    start = time.perf_counter()
+    generated = sum(1 for _ in machine_state(n, seed, changes))
+    results["generate_s"] = time.perf_counter() - start
+    results["generated"] = generated
+    results["process_peak_mib"] = _vm_hwm_kib() / 1024
+    engine.dispose()
+    return results
+
+
+def _vm_hwm_kib() -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+# -- database setup and the report ------------------------------------------------------------
+def create_database() -> tuple[str, str]:
+    """A fresh ``snapfim_bench_<random>`` database; returns (url, name)."""
+    import psycopg
+
+    name = f"snapfim_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"postgresql://postgres@127.0.0.1:5432/{name}", name
+
+
+def drop_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run_child(url: str, n: int, seed: int) -> dict[str, Any]:
+    """``run_size`` in a fresh interpreter, so its RSS is its own."""
+    argv = [sys.executable, str(Path(__file__).resolve()), "--child", "--entities", str(n),
+            "--seed", str(seed), "--database-url", url]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark of {n} entities failed:\n{proc.stderr.strip()}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def report(runs: list[dict[str, Any]], url: str, load: tuple[float, float, float]) -> None:
+    print(f"database: {url}  (PostgreSQL; client process RSS, server memory not included)")
+    print(f"load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
+          f"{os.cpu_count()} CPUs")
+    header = (f"{'entities':>10} {'step':9} {'store+diff s':>12} {'entities/s':>11} "
+              f"{'events':>7} {'modified':>8} {'added':>6} {'removed':>7} "
+              f"{'RSS before':>10} {'RSS peak':>9} {'RSS growth':>10}")
+    print(header)
+    print("-" * len(header))
+    for run in runs:
+        for s in run["steps"]:
+            print(f"{run['entities']:>10,} {s['step']:9} {s['wall_s']:12.2f} "
+                  f"{run['entities'] / s['wall_s']:11,.0f} {s['events']:7,} "
+                  f"{s['modified']:8,} {s['added']:6,} {s['removed']:7,} "
+                  f"{s['rss_before_mib']:8.0f} MiB {s['rss_peak_mib']:5.0f} MiB "
+                  f"{s['rss_growth_mib']:6.0f} MiB")
+    for run in runs:
+        print(f"{run['entities']:>10,} entities: generating them alone takes "
+              f"{run['generate_s']:.2f} s (included above); process peak RSS (VmHWM) "
+              f"{run['process_peak_mib']:.0f} MiB")
+    if len(runs) == 2:
+        small, big = sorted(runs, key=lambda r: r["entities"])
+        ratio = big["entities"] / small["entities"]
+        for step in range(len(small["steps"])):
+            g_small = small["steps"][step]["rss_growth_mib"]
+            g_big = big["steps"][step]["rss_growth_mib"]
+            events = big["steps"][step]["events"]
+            per_event = f"; {g_big * 1024 / events:.1f} KiB per event at {big['entities']:,}" \
+                if events else ""
+            print(f"{small['steps'][step]['step']}: RSS growth {g_small:.0f} MiB at "
+                  f"{small['entities']:,} vs {g_big:.0f} MiB at {big['entities']:,} "
+                  f"({ratio:.0f}x the entities{per_event})")
+    big = max(runs, key=lambda r: r["entities"])
+    slowest = max(s["wall_s"] for s in big["steps"])
+    print(f"target: store+diff under 60 s at {big['entities']:,} entities: "
+          f"{'met' if slowest < 60 else 'NOT met'} (slowest step {slowest:.1f} s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entities", type=int, default=1_000_000)
+    parser.add_argument("--compare", type=int, default=100_000,
+                        help="second machine size, to show memory is flat (0: skip)")
+    parser.add_argument("--database-url", help="default: a temporary PostgreSQL database")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary database")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.entities < 1000:
+        parser.error("--entities must be at least 1000")
+
+    if args.child:
+        print(json.dumps(run_size(args.database_url, args.entities, args.seed)))
+        return 0
+
+    from scanner.storage.db import make_engine, upgrade
+
+    created = None
+    url = args.database_url
+    if url is None:
+        url, created = create_database()
+    try:
+        load = os.getloadavg()
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        sizes = [s for s in (args.compare, args.entities) if s]
+        runs = []
+        for n in sorted(set(sizes)):
+            print(f"running {n:,} entities ...", flush=True)
+            runs.append(run_child(url, n, args.seed))
+        report(runs, url, load)
+    finally:
+        if created and not args.keep:
+            drop_database(created)
+        elif created:
+            print(f"kept database {created}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
