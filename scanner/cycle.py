@@ -36,7 +36,8 @@ class FleetSettings:
     discovery_interval: timedelta = timedelta(minutes=30)
     max_new_scans: int = 100           # per planning round
     keep_snapshots: int = 1            # per disk, as parents for incremental scans
-    stale_after: timedelta = timedelta(hours=6)
+    stale_after: timedelta = timedelta(hours=9)  # in flight longer: swept as failed
+    max_attempts: int = 3              # deliveries of one scan before it is given up
     hash_workers: int = 1
     jsonl_path: str | None = None
     output_format: str = "configchange"
@@ -172,11 +173,17 @@ def scan_cycle(repo: Repository, scan_id: int, settings: FleetSettings) -> FileD
         row, mach, _disks, acct = _cycle(conn, scan_id)
         if row.status in SCAN_DONE:
             return None
-        fleet.set_scan_status(conn, scan_id, "running", count_attempt=True)
+        gave_up = row.attempts >= settings.max_attempts
+        if not gave_up:
+            fleet.set_scan_status(conn, scan_id, "running", count_attempt=True)
         snaps = fleet.snapshots_of(conn, scan_id)
         policy = load_policy(conn, mach.account_id)
         for snap in snaps:
-            fleet.set_snapshot_state(conn, snap.id, "scanning")
+            if not gave_up:
+                fleet.set_snapshot_state(conn, snap.id, "scanning")
+    if gave_up:  # each earlier delivery died (worker killed, out of memory, time limit)
+        fail(repo, scan_id, f"gave up after {row.attempts} attempts that did not finish")
+        return None
     if len(snaps) != 1:
         fail(repo, scan_id, f"{len(snaps)} disks: multi-disk machines are scanned once the "
                             "cloud providers arrive; local machines have one image")

@@ -85,5 +85,6 @@ class Settings:
         return FleetSettings(cadence=timedelta(hours=self.cadence_hours),
                              discovery_interval=timedelta(minutes=self.discovery_minutes),
                              keep_snapshots=self.keep_snapshots,
+                             stale_after=timedelta(seconds=self.scan_time_limit, hours=6),
                              hash_workers=self.hash_workers, jsonl_path=self.events_jsonl,
                              output_format=self.events_format)

@@ -10,6 +10,7 @@ import functools
 from typing import Any
 
 from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
 
 from scanner import cycle
@@ -76,7 +77,11 @@ def wait_snapshots(self: Task, scan_id: int, polls: int) -> str:
 def scan_machine(self: Task, scan_id: int) -> dict[str, Any] | None:
     """Read the snapshots and commit the scan (scan queue: one per worker process)."""
     repo, settings = _services()
-    diff = cycle.scan_cycle(repo, scan_id, settings)
+    try:
+        diff = cycle.scan_cycle(repo, scan_id, settings)
+    except SoftTimeLimitExceeded:
+        cycle.fail(repo, scan_id, "the scan exceeded SNAPFIM_SCAN_TIME_LIMIT")
+        diff = None
     finish_cycle.delay(scan_id)
     return None if diff is None else diff.counts()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -33,7 +34,12 @@ def emit_events(rows: list[dict[str, Any]], *, jsonl_path: str | None,
         return 0
     path = Path(jsonl_path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as handle:
-        for line in format_records(rows, fmt):
-            handle.write(line + "\n")
+    text = "".join(line + "\n" for line in format_records(rows, fmt)).encode()
+    with path.open("ab") as handle:  # one locked append: concurrent emitters never interleave
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            handle.write(text)
+            handle.flush()
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
     return len(rows)
