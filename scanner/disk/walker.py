@@ -105,7 +105,7 @@ class PolicyAssigner:
         return self._interned.setdefault(key, key)
 
     def __call__(self, path: str) -> tuple[str, ...]:
-        plain, filtered = self._below(posixpath.dirname(path))
+        plain, filtered = self._below(path.rpartition("/")[0] or "/")
         own = self._by_path.get(path)
         if not own and not filtered:
             return plain

@@ -59,9 +59,17 @@ def alembic_config(engine: Engine) -> Any:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision`` (creates it on an empty database)."""
     from alembic import command
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
 
+    cfg = alembic_config(engine)
     try:
-        command.upgrade(alembic_config(engine), revision)
+        if revision == "head":  # the common case: already there, skip Alembic's environment
+            head = ScriptDirectory.from_config(cfg).get_current_head()
+            with engine.connect() as conn:
+                if MigrationContext.configure(conn).get_current_revision() == head:
+                    return
+        command.upgrade(cfg, revision)
     except OperationalError as exc:
         raise TransientStorageError(f"database unavailable: {exc.orig}") from exc
     except SQLAlchemyError as exc:
