@@ -8,18 +8,30 @@ whole when no filesystem at all can be read.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import pytsk3
 
 from scanner.collectors.files import file_entity
 from scanner.collectors.hashing import Hasher, HashJob, VolumeRef
 from scanner.coverage import Coverage, VolumeReport
 from scanner.disk.filesystems import open_filesystem
 from scanner.disk.identity import read_identity
+from scanner.disk.lvm import (
+    AssembledGroup,
+    LvmError,
+    PhysicalVolume,
+    assemble,
+    first_extent,
+    open_logical_volume,
+    orphans,
+    read_physical_volume,
+)
 from scanner.disk.mounts import parse_fstab, plan_mounts
 from scanner.disk.nodes import FileKind, Filesystem, FsIdentity
 from scanner.disk.tsk_image import open_image
-from scanner.disk.volumes import discover_volumes
+from scanner.disk.volumes import Volume, discover_volumes, lv_label
 from scanner.disk.walker import Found, Mount, Walker
 from scanner.entities import FileEntity
 from scanner.errors import (
@@ -91,6 +103,7 @@ def scan_source(source: BlockSource, policy: list[PolicyEntity],
     coverage = Coverage(source=name or str(source.locator.get("path", source.locator)),
                         disk_size=source.size, partition_table=table)
     opened: list[_Opened] = []
+    pvs: list[PhysicalVolume] = []
     for volume in volumes:
         report = VolumeReport(volume.label, volume.offset, volume.length, volume.description)
         coverage.volumes.append(report)
@@ -101,19 +114,24 @@ def scan_source(source: BlockSource, policy: list[PolicyEntity],
             continue
         vsource = SliceSource(source, volume.offset, volume.length)
         try:
-            fs = open_filesystem(img, volume, vsource)
-        except UnsupportedFilesystem as exc:
-            report.filesystem, report.reason = exc.name, str(exc)
-            identity = read_identity(vsource, exc.name)
-            report.uuid, report.label = identity.uuid, identity.label
+            pv = read_physical_volume(volume.label, vsource)
+        except LvmError as exc:
+            report.filesystem, report.status, report.reason = "lvm2", "failed", str(exc)
             continue
-        except (CorruptFilesystem, SourceReadError) as exc:
-            report.status, report.reason = "failed", str(exc)
+        if pv is not None:
+            report.filesystem, report.uuid, report.status = "lvm2", pv.label.uuid, "scanned"
+            pvs.append(pv)
             continue
-        report.filesystem = fs.fs_type
-        report.uuid, report.label = fs.identity.uuid, fs.identity.label
         ref = VolumeRef(source.locator, volume.offset, volume.length)
-        opened.append(_Opened(volume.label, fs, ref, report))
+        _open_volume(img, volume, vsource, ref, report, opened)
+    groups = assemble(pvs)
+    for group in groups:
+        _open_logical_volumes(group, source.locator, coverage, opened)
+    reports = {r.volume: r for r in coverage.volumes}
+    for pv in orphans(pvs, groups):
+        reports[pv.key].status, reports[pv.key].reason = "failed", (
+            "LVM2 physical volume without metadata; the physical volumes holding its volume "
+            "group's metadata are not on this disk")
     if not opened:
         raise NoFilesystemError(_nothing_readable(coverage))
     try:
@@ -124,6 +142,57 @@ def scan_source(source: BlockSource, policy: list[PolicyEntity],
             item.fs.close()
     coverage.entities = len(entities)
     return ScanOutcome(entities, coverage)
+
+
+def _open_volume(img: pytsk3.Img_Info | None, volume: Volume, vsource: BlockSource,
+                 ref: VolumeRef, report: VolumeReport, opened: list[_Opened]) -> None:
+    """Open the filesystem of one volume; record what became of it in ``report``."""
+    try:
+        fs = open_filesystem(img, volume, vsource)
+    except UnsupportedFilesystem as exc:
+        report.filesystem, report.reason = exc.name, str(exc)
+        identity = read_identity(vsource, exc.name)
+        report.uuid, report.label = identity.uuid, identity.label
+        return
+    except (CorruptFilesystem, SourceReadError) as exc:
+        report.status, report.reason = "failed", str(exc)
+        return
+    report.filesystem = fs.fs_type
+    report.uuid, report.label = fs.identity.uuid, fs.identity.label
+    ref = replace(ref, fs_type=fs.fs_type)
+    opened.append(_Opened(volume.label, fs, ref, report))
+
+
+def _open_logical_volumes(group: AssembledGroup, disk_locator: dict[str, Any],
+                          coverage: Coverage, opened: list[_Opened]) -> None:
+    """Each visible LV of a volume group becomes a volume, reported right after its PV."""
+    vg = group.group
+    if not group.members:
+        return
+    for lv in vg.lvs:
+        if not lv.visible:
+            continue  # internal parts (thin pool data, RAID images, snapshot exceptions)
+        pv, start = first_extent(group, lv)
+        offset = 0  # where the LV starts on the disk, for the report
+        if start is not None and isinstance(pv.source, SliceSource):
+            offset = pv.source.offset + start
+        label = lv_label(pv.key, vg.name, lv.name)
+        report = VolumeReport(label, offset, lv.size, f"LVM2 logical volume {lv.full_name}")
+        reports = coverage.volumes
+        at = max(i for i, r in enumerate(reports)
+                 if r.volume == pv.key or r.volume.startswith(pv.key + "/lvm:"))
+        reports.insert(at + 1, report)
+        if lv.reason is not None:
+            report.reason = lv.reason
+            continue
+        try:
+            lsource = open_logical_volume(group, lv)
+        except LvmError as exc:
+            report.status, report.reason = "failed", str(exc)
+            continue
+        volume = Volume(0, 0, lsource.size, report.description, "lvm", name=label)
+        ref = VolumeRef(disk_locator, 0, lsource.size, volume_locator=lsource.locator)
+        _open_volume(open_image(lsource), volume, lsource, ref, report, opened)
 
 
 def _nothing_readable(coverage: Coverage) -> str:
@@ -153,7 +222,7 @@ def _mount(opened: list[_Opened], coverage: Coverage) -> tuple[list[Mount], dict
     mounts = [Mount("/", root.fs, root.label)]
     fstab_text = _read_fstab(mounts)
     by_label = {o.label: o for o in opened}
-    identities = {r.volume: FsIdentity(r.uuid, r.label) for r in coverage.volumes if r.uuid}
+    identities = {r.volume: FsIdentity(r.uuid, r.label) for r in coverage.volumes}
     plan = plan_mounts(parse_fstab(fstab_text), identities, root.label) if fstab_text else None
     blocked: dict[str, str] = {}
     if plan is not None:

@@ -34,11 +34,26 @@ class HashJob(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class VolumeRef:
-    """How a worker process reopens a volume's filesystem."""
+    """How a worker process reopens a volume's filesystem.
+
+    A partition is ``length`` bytes at ``offset`` of the disk ``disk_locator`` names; a volume
+    that is no byte range of the disk (an LVM logical volume) carries its own
+    ``volume_locator`` (then ``offset`` is 0 and ``length`` its size). ``fs_type`` lets the
+    worker open the right backend at once (XFS without trying pytsk3 first).
+    """
 
     disk_locator: dict[str, Any]
     offset: int
     length: int
+    volume_locator: dict[str, Any] | None = None
+    fs_type: str | None = None
+
+    @property
+    def reopenable(self) -> bool:
+        """Whether another process can open this volume again."""
+        from scanner.sources.locators import reopenable
+
+        return reopenable(self.volume_locator or self.disk_locator)
 
 
 HashResult = tuple[str | None, str | None]  # (hex digest, error)
@@ -73,12 +88,6 @@ def _hash_one(fs: Filesystem, job: HashJob) -> HashResult:
         return None, str(exc)
 
 
-def _root_kind(locator: dict[str, Any]) -> str:
-    while locator.get("kind") == "slice":
-        locator = locator["parent"]
-    return str(locator.get("kind"))
-
-
 class Hasher:
     """Collects hash jobs during the walk; hashes them over ``workers`` processes.
 
@@ -94,7 +103,7 @@ class Hasher:
     def __init__(self, refs: dict[str, VolumeRef], workers: int) -> None:
         self._refs = refs
         self._workers = workers - 1
-        reopenable = all(_root_kind(r.disk_locator) in ("local", "slice") for r in refs.values())
+        reopenable = all(r.reopenable for r in refs.values())
         self._parallel = (self._workers > 0 and reopenable
                           and not multiprocessing.current_process().daemon)
         self._seen: set[tuple[str, int]] = set()
@@ -208,18 +217,32 @@ def _hash_in_worker(refs: dict[str, VolumeRef], filesystems: dict[str, Filesyste
                     job: HashJob) -> HashResult:
     fs = filesystems.get(job.volume)
     if fs is None:
-        from scanner.disk.filesystems import open_filesystem
-        from scanner.disk.tsk_image import open_image
-        from scanner.disk.volumes import Volume
-        from scanner.sources.base import SliceSource
-        from scanner.sources.locators import open_locator
-
-        ref = refs[job.volume]
         try:
-            disk = open_locator(ref.disk_locator)
-            fs = open_filesystem(open_image(disk), Volume(0, ref.offset, ref.length, "", "worker"),
-                                 SliceSource(disk, ref.offset, ref.length))
+            fs = open_volume_filesystem(refs[job.volume])
         except SnapfimError as exc:
             return None, str(exc)
         filesystems[job.volume] = fs
     return _hash_one(fs, job)
+
+
+def open_volume_filesystem(ref: VolumeRef) -> Filesystem:
+    """Open a volume's filesystem again from its reference (in a worker process).
+
+    Partitions of a raw local image keep pytsk3's native image (the fast path); a logical
+    volume is reopened from its own locator; XFS needs no pytsk3 image at all.
+    """
+    from scanner.disk.filesystems import open_filesystem
+    from scanner.disk.tsk_image import open_image
+    from scanner.disk.volumes import Volume
+    from scanner.sources.base import SliceSource
+    from scanner.sources.locators import open_locator
+
+    if ref.volume_locator is not None:
+        source = open_locator(ref.volume_locator)
+        img = None if ref.fs_type == "xfs" else open_image(source)
+        return open_filesystem(img, Volume(0, 0, source.size, "", "worker"), source, ref.fs_type)
+    disk = open_locator(ref.disk_locator)
+    volume = SliceSource(disk, ref.offset, ref.length)
+    img = None if ref.fs_type == "xfs" else open_image(disk)
+    return open_filesystem(img, Volume(0, ref.offset, ref.length, "", "worker"), volume,
+                           ref.fs_type)

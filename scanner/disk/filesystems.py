@@ -1,7 +1,9 @@
-"""Detect and open the filesystem of a volume: pytsk3 first, then named refusals.
+"""Detect and open the filesystem of a volume: pytsk3 first, then XFS, then named refusals.
 
-A second backend (XFS via libfsxfs) plugs in here; the walker and collectors only see the
-:class:`~scanner.disk.nodes.Filesystem` protocol.
+Backends: pytsk3 (ext2/3/4 with xattrs from libfsext, FAT, exFAT, NTFS) and libfsxfs (XFS,
+:mod:`scanner.disk.xfs_fs`); the walker and collectors only see the
+:class:`~scanner.disk.nodes.Filesystem` protocol. XFS is opened through a file object over the
+volume's block source, so it works wherever the bytes come from.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from scanner.disk.identity import read_identity
 from scanner.disk.nodes import Filesystem, Node
 from scanner.disk.tsk_fs import TskFilesystem
 from scanner.disk.volumes import Volume
+from scanner.disk.xfs_fs import XFS_MAGIC, XfsFilesystem
 from scanner.errors import CorruptFilesystem, SourceReadError, UnsupportedFilesystem
 from scanner.sources.base import BlockSource
 from scanner.sources.fileobj import SourceFile
@@ -82,21 +85,32 @@ class ExtFilesystem(TskFilesystem):
         super().close()
 
 
-def open_filesystem(img: pytsk3.Img_Info, volume: Volume, volume_source: BlockSource) -> Filesystem:
+def open_filesystem(img: pytsk3.Img_Info | None, volume: Volume, volume_source: BlockSource,
+                    fs_type: str | None = None) -> Filesystem:
     """Open the filesystem on a volume.
 
+    ``img`` is the pytsk3 image the volume lies in at ``volume.offset`` (``None`` when only
+    ``fs_type`` "xfs" is expected, as in a hash worker that knows what it reopens).
     Raises :class:`UnsupportedFilesystem` (with the format's name, and whether it is
     encrypted) or :class:`CorruptFilesystem` (unreadable, or cut short by a truncated image).
     """
+    if fs_type == "xfs" or img is None:
+        return _open_xfs(volume_source)
     try:
         fs: TskFilesystem = TskFilesystem(img, volume.offset, read_identity(volume_source, "none"))
     except CorruptFilesystem as exc:
+        if _is_xfs(volume_source):
+            return _open_xfs(volume_source)
         sniffed = sniff(volume_source)
         if sniffed is not None:
             name, encrypted = sniffed
             what = "encrypted volume" if encrypted else "filesystem"
             if name == "swap":
                 raise UnsupportedFilesystem("swap: swap space, nothing to scan", name) from exc
+            if name == "lvm2":
+                raise UnsupportedFilesystem("lvm2: LVM2 label not read here (a physical volume "
+                                            "inside a logical volume, or not LVM2 text "
+                                            "format)", name) from exc
             raise UnsupportedFilesystem(f"{name}: {what} not supported yet", name) from exc
         if _all_zero(volume_source):
             raise UnsupportedFilesystem("empty: all zeros, no filesystem", "empty") from exc
@@ -111,6 +125,17 @@ def open_filesystem(img: pytsk3.Img_Info, volume: Volume, volume_source: BlockSo
         raise CorruptFilesystem(f"{fs.fs_type} is truncated: it spans {claimed} bytes but only "
                                 f"{volume_source.size} are present")
     return fs
+
+
+def _is_xfs(source: BlockSource) -> bool:
+    try:
+        return source.read_at(0, 4) == XFS_MAGIC
+    except SourceReadError:
+        return False
+
+
+def _open_xfs(source: BlockSource) -> XfsFilesystem:
+    return XfsFilesystem(source)
 
 
 def _all_zero(source: BlockSource) -> bool:

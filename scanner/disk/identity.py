@@ -33,6 +33,9 @@ def read_identity(source: BlockSource, fs_type: str) -> FsIdentity:
             boot = source.read_at(0, 512)
             serial = int.from_bytes(boot[0x64:0x68], "little")
             return FsIdentity(f"{serial >> 16:04X}-{serial & 0xFFFF:04X}", None)
+        elif fs_type == "btrfs":
+            sb = source.read_at(0x10000, 0x22B)
+            return FsIdentity(str(uuid.UUID(bytes=sb[0x20:0x30])), _text(sb[0x12B:0x22B]))
         elif fs_type == "xfs":
             sb = source.read_at(0, 512)
             return FsIdentity(str(uuid.UUID(bytes=sb[0x20:0x30])), _text(sb[0x6C:0x78]))

@@ -5,6 +5,7 @@ Pure: parsing and planning take text and identities, and return a plan.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from scanner.disk.nodes import FsIdentity
@@ -59,6 +60,24 @@ def _spec_key(spec: str) -> tuple[str, str] | None:
                          ("/dev/disk/by-uuid/", "uuid"), ("/dev/disk/by-label/", "label")):
         if spec.startswith(prefix):
             return kind, spec[len(prefix):].strip('"')
+    lvm = lvm_name(spec)
+    if lvm is not None:
+        return "lvm", f"lvm:{lvm[0]}/{lvm[1]}"
+    return None
+
+
+def lvm_name(spec: str) -> tuple[str, str] | None:
+    """(volume group, logical volume) of ``/dev/mapper/VG-LV`` (dashes inside names are
+    doubled) or ``/dev/VG/LV``; None for other device names."""
+    if spec.startswith("/dev/mapper/"):
+        name = spec[len("/dev/mapper/"):]
+        parts = re.split(r"(?<!-)-(?!-)", name)
+        if len(parts) == 2 and all(parts):
+            return parts[0].replace("--", "-"), parts[1].replace("--", "-")
+        return None
+    match = re.fullmatch(r"/dev/([^/]+)/([^/]+)", spec)
+    if match and match.group(1) not in ("disk", "mapper", "md", "block"):
+        return match.group(1), match.group(2)
     return None
 
 
@@ -77,7 +96,8 @@ def plan_mounts(entries: list[FstabEntry], identities: dict[str, FsIdentity],
         kind, value = key
         match = [label for label, ident in identities.items() if label != root_volume and (
             (kind == "uuid" and ident.uuid and ident.uuid.lower() == value.lower())
-            or (kind == "label" and ident.label == value))]
+            or (kind == "label" and ident.label == value)
+            or (kind == "lvm" and label.endswith("/" + value)))]
         if match:
             mounts[entry.mountpoint] = match[0]
         else:

@@ -1,4 +1,8 @@
-"""Partition discovery: GPT, MBR (with extended/logical partitions) or none (whole disk)."""
+"""Partition discovery: GPT, MBR (with extended/logical partitions) or none (whole disk).
+
+LVM2 logical volumes found on these volumes (:mod:`scanner.disk.lvm`) become volumes too,
+named ``<pv volume>/lvm:<vg>/<lv>``.
+"""
 
 from __future__ import annotations
 
@@ -23,12 +27,21 @@ class Volume:
     offset: int
     length: int
     description: str
-    table: str  # "gpt", "mbr", ... or "none" for a whole-disk filesystem
+    table: str  # "gpt", "mbr", ... "none" for a whole-disk filesystem, "lvm" for an LV
+    name: str | None = None  # the label of an LV: "p2/lvm:rootvg/root"
 
     @property
     def label(self) -> str:
-        """Short name for reports: ``p1`` for partitions, ``disk`` for a whole-disk volume."""
+        """Short name for reports: ``p1`` for partitions, ``disk`` for a whole-disk volume,
+        ``p2/lvm:rootvg/root`` for a logical volume."""
+        if self.name is not None:
+            return self.name
         return "disk" if self.table == "none" else f"p{self.index}"
+
+
+def lv_label(pv_label: str, vg: str, lv: str) -> str:
+    """The volume label of logical volume ``vg/lv`` whose first extent lies on ``pv_label``."""
+    return f"{pv_label}/lvm:{vg}/{lv}"
 
 
 def discover_volumes(img: pytsk3.Img_Info, disk_size: int) -> tuple[str, list[Volume]]:

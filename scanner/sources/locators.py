@@ -10,10 +10,40 @@ from scanner.sources.local import LocalFileSource
 
 
 def open_locator(locator: dict[str, Any]) -> BlockSource:
-    """Open the source a locator describes; raise :class:`SourceError` for unknown kinds."""
+    """Open the source a locator describes; raise :class:`SourceError` for unknown kinds.
+
+    Kinds: ``local`` (an image file), ``slice`` (a byte range of another source) and ``lvm``
+    (a logical volume over the physical volumes the locator lists; a PV that no longer holds
+    the volume group raises :class:`~scanner.errors.CorruptFilesystem`).
+    """
     kind = locator.get("kind")
     if kind == "local":
         return LocalFileSource(locator["path"])
     if kind == "slice":
         return SliceSource(open_locator(locator["parent"]), locator["offset"], locator["length"])
+    if kind == "lvm":
+        from scanner.disk.lvm import reopen_logical_volume
+
+        pvs: list[BlockSource] = []
+        try:
+            for pv in locator["pvs"]:
+                pvs.append(open_locator(pv))
+            return reopen_logical_volume(locator, pvs)
+        except BaseException:
+            for source in pvs:
+                source.close()
+            raise
     raise SourceError(f"cannot reopen a block source of kind {kind!r}")
+
+
+def reopenable(locator: dict[str, Any]) -> bool:
+    """Whether :func:`open_locator` can open this locator in another process (memory sources,
+    for one, cannot)."""
+    kind = locator.get("kind")
+    if kind == "local":
+        return True
+    if kind == "slice":
+        return reopenable(locator["parent"])
+    if kind == "lvm":
+        return bool(locator.get("pvs")) and all(reopenable(pv) for pv in locator["pvs"])
+    return False

@@ -13,6 +13,7 @@ import hashlib
 import os
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,7 +45,6 @@ from tests.imaging import (
     build_ntfs,
     build_swap,
     build_vfat,
-    build_xfs,
     copy_image,
     debugfs,
     dynamic_vhd,
@@ -463,11 +463,23 @@ def test_dynamic_vhd_is_refused(tmp_path: Path, scan: Scan, repo: Repository) ->
 
 # -- 8. an unsupported second volume -------------------------------------------------------------
 
-XFS_UUID = "12345678-9abc-4def-8123-456789abcdef"
+BTRFS_UUID = "12345678-9abc-4def-8123-456789abcdef"
 
 
-def _xfs(tmp_path: Path) -> Path:
-    return build_xfs(tmp_path / "xfs.img", size_mb=300, uuid=XFS_UUID)
+def uuid_bytes(text: str) -> bytes:
+    return uuid.UUID(text).bytes
+
+
+def _btrfs(tmp_path: Path) -> Path:
+    """The parts of a btrfs superblock snapfim looks at: magic, fsid and label (no btrfs-progs
+    needed; the format is not read, only named)."""
+    path = tmp_path / "btrfs.img"
+    with path.open("wb") as fh:
+        fh.truncate(32 * MIB)
+    write_at(path, 0x10000 + 0x20, uuid_bytes(BTRFS_UUID))
+    write_at(path, 0x10000 + 0x40, b"_BHRfS_M")
+    write_at(path, 0x10000 + 0x12B, b"srvdata\0")
+    return path
 
 
 def _luks(tmp_path: Path) -> Path:
@@ -480,15 +492,15 @@ def _luks(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize(("kind", "size_mb", "filesystem", "reason", "fstab_line",
                           "unreadable"), [
-    ("xfs", 300, "xfs", "xfs: filesystem not supported yet", None, {}),
+    ("btrfs", 32, "btrfs", "btrfs: filesystem not supported yet", None, {}),
     ("luks", 16, "luks", "luks: encrypted volume not supported yet", None, {}),
-    ("xfs", 300, "xfs", "xfs: filesystem not supported yet",
-     f"UUID={XFS_UUID} /srv xfs defaults 0 2",
-     {"/srv": "not scanned: p2: xfs: filesystem not supported yet"}),
+    ("btrfs", 32, "btrfs", "btrfs: filesystem not supported yet",
+     f"UUID={BTRFS_UUID} /srv btrfs defaults 0 2",
+     {"/srv": "not scanned: p2: btrfs: filesystem not supported yet"}),
     ("luks", 16, "luks", "luks: encrypted volume not supported yet",
      "/dev/mapper/srv_crypt /srv ext4 defaults 0 2",
      {"/srv": "not scanned: /dev/mapper/srv_crypt: device names cannot be matched offline"}),
-], ids=["xfs", "luks", "xfs-in-fstab", "luks-in-fstab"])
+], ids=["btrfs", "luks", "btrfs-in-fstab", "luks-in-fstab"])
 def test_unsupported_second_volume_is_skipped(tmp_path: Path, scan: Scan, repo: Repository,
                                               file_state: State, kind: str, size_mb: int,
                                               filesystem: str, reason: str,
@@ -500,19 +512,20 @@ def test_unsupported_second_volume_is_skipped(tmp_path: Path, scan: Scan, repo: 
     image = tmp_path / "disk.img"
     root_off, other_off = gpt_disk(image, [ROOT_MB, size_mb], names=["root", kind])
     build_ext4_volume(root, image, size_mb=ROOT_MB, offset=root_off, uuid=ROOT_UUID)
-    embed(image, other_off, _xfs(tmp_path) if kind == "xfs" else _luks(tmp_path))
+    embed(image, other_off, _btrfs(tmp_path) if kind == "btrfs" else _luks(tmp_path))
 
     with repo.transaction() as conn:  # /srv is monitored: its volume matters
         ensure_recommended(conn)
         add_entity(conn, make_entity("/srv"))
     record = scan(image)
     coverage = last_coverage(repo)
-    mounted_xfs = kind == "xfs" and fstab_line is not None
+    mounted = kind == "btrfs" and fstab_line is not None
     assert coverage["volumes"] == [
         vol("p1", root_off, ROOT_MB * MIB, "root", "ext4", mountpoint="/", uuid=ROOT_UUID),
         vol("p2", other_off, size_mb * MIB, kind, filesystem, status="skipped", reason=reason,
-            uuid=XFS_UUID if kind == "xfs" else None,
-            mountpoint="/srv" if mounted_xfs else None),
+            uuid=BTRFS_UUID if kind == "btrfs" else None,
+            label="srvdata" if kind == "btrfs" else None,
+            mountpoint="/srv" if mounted else None),
     ]
     assert coverage["unreadable"] == unreadable
     # a skipped volume is not a failure; a mount point the scan cannot read makes it partial

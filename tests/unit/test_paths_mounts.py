@@ -61,3 +61,22 @@ def test_mounts_are_matched_by_uuid_case_insensitively_and_by_label() -> None:
     assert plan.mounts == {"/boot": "p2", "/boot/efi": "p1"}
     assert set(plan.missing) == {"/srv/data", "/mnt/other"}
     assert "cannot be matched offline" in plan.missing["/mnt/other"]
+
+
+def test_lvm_device_names() -> None:
+    from scanner.disk.mounts import lvm_name
+
+    assert lvm_name("/dev/mapper/rootvg-root") == ("rootvg", "root")
+    assert lvm_name("/dev/mapper/my--vg-my--lv") == ("my-vg", "my-lv")
+    assert lvm_name("/dev/rhel/home") == ("rhel", "home")
+    assert lvm_name("/dev/sda1") is None
+    assert lvm_name("/dev/disk/by-id/x") is None
+    entries = parse_fstab("/dev/mapper/rhel-root / xfs defaults 0 0\n"
+                          "/dev/mapper/rhel-home /home xfs defaults 0 0\n"
+                          "/dev/rhel/var /var xfs defaults 0 0\n")
+    identities = {"p2/lvm:rhel/root": FsIdentity(None, None),
+                  "p2/lvm:rhel/home": FsIdentity("u-home", None),
+                  "p2/lvm:rhel/var": FsIdentity(None, None)}
+    plan = plan_mounts(entries, identities, root_volume="p2/lvm:rhel/root")
+    assert plan.mounts == {"/home": "p2/lvm:rhel/home", "/var": "p2/lvm:rhel/var"}
+    assert plan.missing == {}
