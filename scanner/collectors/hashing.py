@@ -9,8 +9,11 @@ hashing happens in-process.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import multiprocessing
 import os
+import struct
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -19,8 +22,8 @@ from scanner.disk.nodes import FileKind, Filesystem, Node
 from scanner.errors import SnapfimError
 
 PARALLEL_MIN_BYTES = 64 << 20
-BATCH_BYTES = 48 << 20
-BATCH_FILES = 2048
+CLAIM_BYTES = 16 << 20
+CLAIM_FILES = 512
 CHUNK = 1 << 20
 
 
@@ -89,27 +92,29 @@ def _hash_one(fs: Filesystem, job: HashJob) -> HashResult:
 
 
 class Hasher:
-    """Collects hash jobs during the walk; hashes them over ``workers`` processes.
+    """Hashes the files the walk finds, over ``workers`` processes, from the start of the walk.
 
-    :meth:`feed` records each inode once, however many paths link to it. :meth:`start`
-    forks ``workers - 1`` processes that inherit the job list (nothing is pickled on the way
-    in) and pull batches through a shared counter while the caller goes on with other work;
-    :meth:`results` makes the caller pull batches from the same counter, then collects the
-    workers' digests. A worker that dies leaves its batches to the caller. Small totals,
-    sources another process cannot reopen, and daemon processes (Celery prefork children)
-    hash in-process. The parent runs no helper threads, so its own work is not slowed.
+    :meth:`feed` records each inode once, however many paths link to it, and publishes it in
+    a shared memory table. Once the fed files add up to :data:`PARALLEL_MIN_BYTES`,
+    ``workers - 1`` forked processes start and claim runs of published jobs (through a shared
+    counter) while the walk goes on; :meth:`results` closes the table, lets the caller claim
+    runs from the same counter, then collects the workers' digests. Jobs a dead worker had
+    claimed are hashed by the caller. Small totals, sources another process cannot reopen, and
+    daemon processes (Celery prefork children) hash in-process. The parent runs no helper
+    threads, so its own walk is not slowed.
     """
 
     def __init__(self, refs: dict[str, VolumeRef], workers: int) -> None:
         self._refs = refs
+        self._volumes = list(refs)
+        self._volume_index = {name: i for i, name in enumerate(self._volumes)}
         self._workers = workers - 1
         reopenable = all(r.reopenable for r in refs.values())
         self._parallel = (self._workers > 0 and reopenable
                           and not multiprocessing.current_process().daemon)
         self._seen: set[tuple[str, int]] = set()
         self._jobs: list[HashJob] = []
-        self._batches: list[list[HashJob]] = []
-        self._counter: Any = None
+        self._table: _JobTable | None = None
         self._procs: list[tuple[Any, Any]] = []  # (process, receiving end of its pipe)
         self.files = 0
         self.bytes = 0
@@ -117,98 +122,154 @@ class Hasher:
     def feed(self, job: HashJob) -> None:
         """Add one file (ignored when its inode was fed already)."""
         key = (job.volume, job.inode)
-        if key not in self._seen:
-            self._seen.add(key)
-            self._jobs.append(job)
-            self.files += 1
-            self.bytes += job.size
-
-    def start(self) -> None:
-        """Start the worker processes when that is possible and worth it; returns at once."""
-        self._batches = _batches(self._jobs)
-        if not self._parallel or self.bytes < PARALLEL_MIN_BYTES or len(self._batches) < 2:
+        if key in self._seen:
             return
+        self._seen.add(key)
+        self._jobs.append(job)
+        self.files += 1
+        self.bytes += job.size
+        if self._table is not None:
+            self._table.append(self._volume_index[job.volume], job.inode, job.size)
+        elif self._parallel and self.bytes >= PARALLEL_MIN_BYTES:
+            self._start_workers()
+
+    def _start_workers(self) -> None:
+        table = _JobTable.create()
+        if table is None or len(self._jobs) > table.capacity:
+            self._parallel = False
+            return
+        for job in self._jobs:
+            table.append(self._volume_index[job.volume], job.inode, job.size)
+        table.publish()
+        self._table = table
         ctx = multiprocessing.get_context("fork")
-        self._counter = ctx.Value("l", 0)
-        for _ in range(min(self._workers, len(self._batches) - 1)):
+        for _ in range(self._workers):
             receiver, sender = ctx.Pipe(duplex=False)
             proc = ctx.Process(target=_worker_main, daemon=True,
-                               args=(self._refs, self._batches, self._counter, sender))
+                               args=(self._refs, self._volumes, table, sender))
             proc.start()
             sender.close()
             self._procs.append((proc, receiver))
 
-    def _claim(self) -> int:
-        if self._counter is None:
-            return -1
-        with self._counter.get_lock():
-            index = int(self._counter.value)
-            self._counter.value = index + 1
-        return index
+    def start(self) -> None:
+        """Publish what was fed so far (the workers, if any, are running already)."""
+        if self._table is not None:
+            self._table.publish()
 
     def results(self, filesystems: dict[str, Filesystem],
                 progress: Progress | None = None) -> dict[tuple[str, int], HashResult]:
         """Finish hashing (helping the workers); results keyed by (volume, inode)."""
-        if not self._batches:
-            self._batches = _batches(self._jobs)
         results: dict[tuple[str, int], HashResult] = {}
-        done: set[int] = set()
-        if self._counter is None:
-            for batch in self._batches:
-                results.update(hash_in_process(batch, filesystems, progress))
-            return results
-        while (index := self._claim()) < len(self._batches):
-            results.update(hash_in_process(self._batches[index], filesystems, progress))
-            done.add(index)
+        table = self._table
+        if table is None:
+            return hash_in_process(self._jobs, filesystems, progress)
+        table.close()
+        done = bytearray(len(self._jobs))
+        while (run := table.claim()) is not None:
+            for index in range(*run):
+                job = self._jobs[index]
+                results[(job.volume, job.inode)] = _hash_one(filesystems[job.volume], job)
+                done[index] = 1
+                if progress:
+                    progress(job.size)
         for proc, receiver in self._procs:
             try:
-                for index, batch_results in receiver.recv():
-                    done.add(index)
-                    for job, result in zip(self._batches[index], batch_results, strict=True):
-                        results[(job.volume, job.inode)] = result
-                        if progress:
-                            progress(job.size)
+                for index, result in receiver.recv():
+                    job = self._jobs[index]
+                    results[(job.volume, job.inode)] = result
+                    done[index] = 1
+                    if progress:
+                        progress(job.size)
             except (EOFError, OSError):
-                pass  # the worker died; its batches are redone below
+                pass  # the worker died; its jobs are redone below
             finally:
                 receiver.close()
                 proc.join()
-        for index, batch in enumerate(self._batches):
-            if index not in done:
-                results.update(hash_in_process(batch, filesystems, progress))
-        self._procs, self._counter = [], None
+        missed = [job for job, flag in zip(self._jobs, done, strict=True) if not flag]
+        results.update(hash_in_process(missed, filesystems, progress))
+        self._procs, self._table = [], None
+        table.release()
         return results
 
 
-def _batches(jobs: list[HashJob]) -> list[list[HashJob]]:
-    batches: list[list[HashJob]] = []
-    current: list[HashJob] = []
-    size = 0
-    for job in jobs:
-        current.append(job)
-        size += job.size
-        if size >= BATCH_BYTES or len(current) >= BATCH_FILES:
-            batches.append(current)
-            current, size = [], 0
-    if current:
-        batches.append(current)
-    return batches
+class _JobTable:
+    """Hash jobs in anonymous shared memory (inherited by forked workers): (volume index,
+    inode, size) records, a published count the parent raises, a claimed count every process
+    advances under one lock, and a closed flag."""
+
+    RECORD = struct.Struct("<qqq")
+    CAPACITY = 4 << 20  # jobs; the mapping is only backed by memory where written
+    PUBLISH_EVERY = 256
+
+    def __init__(self, buffer: mmap.mmap, state: Any) -> None:
+        self._buffer = buffer
+        self._state = state  # [published, claimed, closed] under state's lock
+        self._written = 0
+        self.capacity = self.CAPACITY
+
+    @classmethod
+    def create(cls) -> _JobTable | None:
+        try:
+            buffer = mmap.mmap(-1, cls.CAPACITY * cls.RECORD.size)
+        except OSError:
+            return None
+        return cls(buffer, multiprocessing.get_context("fork").Array("q", 3))
+
+    def append(self, volume: int, inode: int, size: int) -> None:
+        if self._written >= self.capacity:
+            raise SnapfimError("too many files for the shared hash table")
+        self.RECORD.pack_into(self._buffer, self._written * self.RECORD.size, volume, inode,
+                              size)
+        self._written += 1
+        if self._written % self.PUBLISH_EVERY == 0:
+            self.publish()
+
+    def publish(self) -> None:
+        with self._state.get_lock():
+            self._state[0] = self._written
+
+    def close(self) -> None:
+        with self._state.get_lock():
+            self._state[0] = self._written
+            self._state[2] = 1
+
+    def claim(self, wait: bool = False) -> tuple[int, int] | None:
+        """Claim the next run of jobs ``[start, end)``; None when all are claimed and the table
+        is closed (or, without ``wait``, when nothing is published right now)."""
+        while True:
+            with self._state.get_lock():
+                published, start, closed = self._state[0], self._state[1], self._state[2]
+                end, size = start, 0
+                while end < published and size < CLAIM_BYTES and end - start < CLAIM_FILES:
+                    size += self.RECORD.unpack_from(self._buffer, end * self.RECORD.size)[2]
+                    end += 1
+                self._state[1] = end
+            if end > start:
+                return start, end
+            if closed or not wait:
+                return None
+            time.sleep(0.002)
+
+    def record(self, index: int) -> tuple[int, int, int]:
+        volume, inode, size = self.RECORD.unpack_from(self._buffer, index * self.RECORD.size)
+        return int(volume), int(inode), int(size)
+
+    def release(self) -> None:
+        self._buffer.close()
 
 
 # -- worker process side ---------------------------------------------------------------------
-def _worker_main(refs: dict[str, VolumeRef], batches: list[list[HashJob]], counter: Any,
+def _worker_main(refs: dict[str, VolumeRef], volumes: list[str], table: _JobTable,
                  sender: Any) -> None:
-    """Pull batches through the shared counter, hash them, send back (index, results)."""
+    """Claim runs of jobs as the parent publishes them, hash them, send back the digests."""
     os.environ["TZ"] = "UTC"
     filesystems: dict[str, Filesystem] = {}
-    out: list[tuple[int, list[HashResult]]] = []
-    while True:
-        with counter.get_lock():
-            index = int(counter.value)
-            counter.value = index + 1
-        if index >= len(batches):
-            break
-        out.append((index, [_hash_in_worker(refs, filesystems, job) for job in batches[index]]))
+    out: list[tuple[int, HashResult]] = []
+    while (run := table.claim(wait=True)) is not None:
+        for index in range(*run):
+            volume, inode, size = table.record(index)
+            job = HashJob(volumes[volume], inode, size)
+            out.append((index, _hash_in_worker(refs, filesystems, job)))
     sender.send(out)
     sender.close()
 

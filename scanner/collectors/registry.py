@@ -1,0 +1,434 @@
+"""Offline registry hives -> monitored key and value entities.
+
+    hive = open_hive(software_bytes, log1=log1_bytes, log2=log2_bytes)
+    entities, unreadable = collect(hive, "HKLM\\SOFTWARE", policy_entities)
+
+Rules:
+
+* A WINDOWS_REGISTRY policy entity applies to a hive when its path lies in the hive's mount
+  prefix (``HKLM\\SOFTWARE`` for SOFTWARE, ``HKLM\\SYSTEM`` for SYSTEM, ``HKU\\<SID>`` for a
+  user's NTUSER.DAT), or above it (``HKLM`` recursive covers the whole hive). Key names match
+  case-insensitively; ``HKEY_LOCAL_MACHINE``/``HKEY_USERS`` equal ``HKLM``/``HKU``.
+* ``depth``: ``None`` = the key and all its subkeys, ``0`` = the key and its values only,
+  ``n`` = ``n`` levels of subkeys. A wildcard (``*``, ``?``) in the last segment matches each
+  direct subkey of the parent (each then walked with the entity's depth). Wildcards match any
+  character of a key name, ``/`` included (``/`` is legal in registry names).
+* ``values``: when the entity names values, only those values are entities (case-insensitive,
+  in every key walked) and no key entity is produced: value-level monitoring, as in the newer
+  recommended table.
+* ``excludes``: keys (and their trees) matching an exclude are skipped.
+* ``HKLM\\SYSTEM\\CurrentControlSet`` is not stored in the hive: it is resolved through
+  ``Select\\Current`` to ``ControlSet00N``; entity ids keep the ``CurrentControlSet``
+  spelling. A whole-hive walk lists the real ``ControlSet00N`` keys only.
+* Ids: a key is ``<mount prefix>\\<names as stored on disk>``; a value is its key id, two
+  backslashes, and the value name as stored (``HKLM\\SOFTWARE\\...\\Run\\\\OneDrive``; the
+  default value has the empty name, ``...\\Run\\\\``). Key names never hold a backslash and
+  are never empty, so the double backslash cannot be confused with a key path.
+* A key whose cells fail to parse is reported in ``unreadable`` ({id: reason}): entities at or
+  below that id are incomplete and must keep their previous state (never "removed").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import struct
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any, BinaryIO
+
+from Registry.RegistryLog import RegistryLog
+
+from scanner.collectors.sddl import sddl_from_descriptor
+from scanner.policy import EntityKind, PolicyEntity
+from scanner.registry import (
+    REG_DWORD,
+    REG_DWORD_BIG_ENDIAN,
+    REG_EXPAND_SZ,
+    REG_LINK,
+    REG_MULTI_SZ,
+    REG_QWORD,
+    REG_SZ,
+    Hive,
+    HiveError,
+    RegKey,
+    filetime_to_ns,
+    parse_header,
+    type_name,
+)
+
+__all__ = [
+    "HiveError", "Hive", "RegistryKeyEntity", "RegistryValueEntity", "RegistryEntity",
+    "KEY_COMPARED_FIELDS", "KEY_RECORDED_FIELDS", "VALUE_COMPARED_FIELDS",
+    "VALUE_RECORDED_FIELDS", "changed_fields", "open_hive", "collect",
+    "resolve_current_control_set", "value_id", "split_value_id", "preview", "PREVIEW_CHARS",
+]
+
+# A key's last-write time, subkey and value counts move whenever something below it changes,
+# and those changes are reported by their own entities: recorded, not compared.
+KEY_COMPARED_FIELDS: tuple[str, ...] = ("acl",)
+KEY_RECORDED_FIELDS: tuple[str, ...] = ("acl", "last_write", "subkey_count", "value_count")
+VALUE_COMPARED_FIELDS: tuple[str, ...] = ("type", "size", "sha256")
+VALUE_RECORDED_FIELDS: tuple[str, ...] = (*VALUE_COMPARED_FIELDS, "preview")
+PREVIEW_CHARS = 256
+_PREVIEW_BYTES = 64  # binary types: hex of the first 64 bytes
+
+
+@dataclass(slots=True)
+class RegistryKeyEntity:
+    """One monitored key at one scan. ``last_write`` is integer ns since the epoch; ``acl``
+    the SDDL of its security cell (``0x``+hex if it cannot be rendered, None if none);
+    ``policies`` names the monitored entities that cover the key."""
+
+    path: str
+    last_write: int
+    acl: str | None
+    subkey_count: int
+    value_count: int
+    policies: tuple[str, ...] = ()
+
+    def values(self) -> dict[str, Any]:
+        """The recorded fields as a plain dict (no path, no policies)."""
+        data = asdict(self)
+        return {name: data[name] for name in KEY_RECORDED_FIELDS}
+
+
+@dataclass(slots=True)
+class RegistryValueEntity:
+    """One monitored value at one scan: type name (``REG_SZ``), data size in bytes, SHA-256
+    of the raw data, and a bounded readable :func:`preview` of it."""
+
+    key_path: str
+    name: str
+    type: str
+    size: int
+    sha256: str
+    preview: str | None
+    policies: tuple[str, ...] = ()
+
+    def values(self) -> dict[str, Any]:
+        """The recorded fields as a plain dict (no key path, name or policies)."""
+        data = asdict(self)
+        return {name: data[name] for name in VALUE_RECORDED_FIELDS}
+
+
+RegistryEntity = RegistryKeyEntity | RegistryValueEntity
+
+
+def changed_fields(previous: RegistryEntity, current: RegistryEntity) -> tuple[str, ...]:
+    """Compared fields that differ, in ``*_COMPARED_FIELDS`` order."""
+    fields = (KEY_COMPARED_FIELDS if isinstance(current, RegistryKeyEntity)
+              else VALUE_COMPARED_FIELDS)
+    return tuple(f for f in fields if getattr(previous, f) != getattr(current, f))
+
+
+def value_id(key_path: str, name: str) -> str:
+    """The id of value ``name`` of the key ``key_path`` (see the module docstring)."""
+    return f"{key_path}\\\\{name}"
+
+
+def split_value_id(entity_id: str) -> tuple[str, str] | None:
+    """``(key_path, value_name)`` of a value id, None for a key id."""
+    key, sep, name = entity_id.partition("\\\\")
+    return (key, name) if sep else None
+
+
+# -- previews ------------------------------------------------------------------------------
+
+def _text(data: bytes) -> str:
+    return data[:len(data) & ~1].decode("utf-16le", "replace")
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS - 1] + "…"
+
+
+def preview(value_type: int, data: bytes) -> str:
+    """Readable, bounded text of value data: strings up to the first NUL (REG_MULTI_SZ
+    items joined with ``\\n``, trailing empty items dropped), integers in decimal, anything
+    else (or integers of the wrong size) as ``0x`` + hex of the first 64 bytes; at most
+    :data:`PREVIEW_CHARS` characters, ``…`` marking a cut."""
+    if value_type in (REG_SZ, REG_EXPAND_SZ):
+        return _bounded(_text(data).split("\0", 1)[0])
+    if value_type == REG_LINK:
+        return _bounded(_text(data))
+    if value_type == REG_MULTI_SZ:
+        items = _text(data).split("\0")
+        while items and not items[-1]:
+            items.pop()
+        return _bounded("\n".join(items))
+    if value_type == REG_DWORD and len(data) == 4:
+        return str(struct.unpack("<I", data)[0])
+    if value_type == REG_DWORD_BIG_ENDIAN and len(data) == 4:
+        return str(struct.unpack(">I", data)[0])
+    if value_type == REG_QWORD and len(data) == 8:
+        return str(struct.unpack("<Q", data)[0])
+    text = "0x" + data[:_PREVIEW_BYTES].hex()
+    return text + "…" if len(data) > _PREVIEW_BYTES else text
+
+
+# -- opening -------------------------------------------------------------------------------
+
+def _read(source: bytes | bytearray | memoryview | BinaryIO) -> bytes:
+    if isinstance(source, bytes | bytearray | memoryview):
+        return bytes(source)
+    return source.read()
+
+
+def open_hive(data: bytes | BinaryIO, log1: bytes | BinaryIO | None = None,
+              log2: bytes | BinaryIO | None = None) -> Hive:
+    """Open a primary hive (bytes or a binary file object), replaying its transaction logs
+    when it is dirty.
+
+    ``hive.status`` is ``'clean'``, ``'replayed'`` (dirty, brought up to date from LOG1/LOG2
+    with python-registry's ``RegistryLog``, in a copy) or ``'dirty-not-replayed'`` (read as
+    is: no usable log); ``hive.status_reason`` says why.
+
+    Raises:
+        HiveError: not a hive, truncated, unsupported version, or no readable root key.
+    """
+    raw = _read(data)
+    header = parse_header(raw)
+    if not header.dirty:
+        return Hive(raw)
+    why = (f"sequence numbers differ (primary {header.primary_sequence}, secondary "
+           f"{header.secondary_sequence})" if header.checksum_ok
+           else "base block checksum mismatch")
+    logs = [(name, _read(log)) for name, log in (("LOG1", log1), ("LOG2", log2))
+            if log is not None]
+    if not logs:
+        return Hive(raw, status="dirty-not-replayed",
+                    status_reason=f"{why}; no transaction log given")
+    try:
+        replayed, detail = _replay(raw, logs)
+    except Exception as exc:  # python-registry raises many kinds on bad logs
+        return Hive(raw, status="dirty-not-replayed",
+                    status_reason=f"{why}; replay failed: {type(exc).__name__}: {exc}")
+    if replayed is None:
+        return Hive(raw, status="dirty-not-replayed", status_reason=f"{why}; {detail}")
+    try:
+        return Hive(replayed, status="replayed", status_reason=f"{why}; {detail}")
+    except HiveError as exc:
+        return Hive(raw, status="dirty-not-replayed",
+                    status_reason=f"{why}; replayed hive unreadable ({exc})")
+
+
+def _replay(raw: bytes, logs: list[tuple[str, bytes]]) -> tuple[bytes | None, str]:
+    primary = io.BytesIO(raw)
+    opened = []
+    for name, log in logs:
+        primary.seek(0)
+        opened.append((name, RegistryLog(primary, io.BytesIO(log))))
+    eligible = [(n, g) for n, g in opened if g.is_eligible_log()]
+    if not eligible:
+        return None, "the transaction logs are older than the hive"
+    if len(eligible) == 2 and not eligible[0][1].is_starting_log(eligible[1][1]):
+        eligible.reverse()
+    (first_name, first), rest = eligible[0], eligible[1:]
+    last = first.recover_hive()
+    if last is None:
+        return None, f"{first_name} has nothing to replay"
+    applied = [first_name]
+    for name, log in rest:
+        more = log.recover_hive_continue(last + 1)
+        if more is not None:
+            last = more
+            applied.append(name)
+    return primary.getvalue(), f"replayed {' then '.join(applied)} up to sequence {last}"
+
+
+# -- CurrentControlSet ---------------------------------------------------------------------
+
+def resolve_current_control_set(system_hive: Hive) -> str:
+    """The on-disk name of the current control set (``ControlSet001``) of a SYSTEM hive,
+    from ``Select\\Current``; raise :class:`HiveError` when it cannot be resolved."""
+    select = system_hive.find("Select")
+    if select is None:
+        raise HiveError("cannot resolve CurrentControlSet: no Select key")
+    current = next((v for v in system_hive.values(select) if v.name.upper() == "CURRENT"), None)
+    if current is None or current.type != REG_DWORD or len(current.data) != 4:
+        raise HiveError("cannot resolve CurrentControlSet: no REG_DWORD Select\\Current")
+    name = f"ControlSet{struct.unpack('<I', current.data)[0]:03d}"
+    key = system_hive.subkey(system_hive.root, name)
+    if key is None:
+        raise HiveError(f"cannot resolve CurrentControlSet: {name} does not exist")
+    return key.name
+
+
+# -- collecting ----------------------------------------------------------------------------
+
+_HEADS = {"HKEY_LOCAL_MACHINE": "HKLM", "HKEY_USERS": "HKU"}
+_CCS = "CurrentControlSet"
+
+
+def _segments(path: str) -> list[str]:
+    segs = [s for s in path.strip().split("\\") if s]
+    if segs:
+        segs[0] = _HEADS.get(segs[0].upper(), segs[0].upper())
+    return segs
+
+
+def _name_regex(pattern: str) -> re.Pattern[str]:
+    """A key-name pattern: ``*`` any run, ``?`` one character, case-insensitive."""
+    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.compile(body + r"\Z", re.IGNORECASE | re.DOTALL)
+
+
+class _Collector:
+    def __init__(self, hive: Hive, prefix: list[str]) -> None:
+        self.hive = hive
+        self.prefix = prefix
+        self.out: dict[str, RegistryEntity] = {}
+        self.unreadable: dict[str, str] = {}
+        self._acl: dict[int, str | None] = {}
+        self._ccs: str | None = None
+
+    # -- finding the roots of an entity --
+
+    def roots(self, entity: PolicyEntity) -> Iterable[tuple[RegKey, str, int | None]]:
+        """(key, id, remaining depth) for each key the entity starts at in this hive."""
+        segs = _segments(entity.path)
+        upper = [s.upper() for s in self.prefix]
+        last = _name_regex(segs[-1])
+        if len(segs) <= len(self.prefix):
+            # the entity is the mount point or above it: the hive root may be inside it
+            if [s.upper() for s in segs[:-1]] != upper[:len(segs) - 1] or not last.match(
+                    self.prefix[len(segs) - 1]):
+                return
+            below = len(self.prefix) - len(segs)
+            if entity.depth is not None and entity.depth < below:
+                return
+            depth = None if entity.depth is None else entity.depth - below
+            yield self.hive.root, "\\".join(self.prefix), depth
+            return
+        if [s.upper() for s in segs[:len(self.prefix)]] != upper:
+            return
+        inner = segs[len(self.prefix):]
+        key, key_id = self.hive.root, "\\".join(self.prefix)
+        for i, seg in enumerate(inner[:-1]):
+            found = self._child(key, seg, first=i == 0)
+            if found is None:
+                return
+            key, name = found
+            key_id += "\\" + name
+        if not entity.is_pattern:
+            found = self._child(key, inner[-1], first=len(inner) == 1)
+            if found is not None:
+                yield found[0], f"{key_id}\\{found[1]}", entity.depth
+            return
+        for sub in self.hive.subkeys(key):
+            if last.match(sub.name):
+                yield sub, f"{key_id}\\{sub.name}", entity.depth
+
+    def _child(self, key: RegKey, name: str, first: bool) -> tuple[RegKey, str] | None:
+        """The subkey and its id spelling; ``CurrentControlSet`` at the top is resolved."""
+        sub = self.hive.subkey(key, name)
+        if sub is not None:
+            return sub, sub.name
+        if first and name.upper() == _CCS.upper():
+            if self._ccs is None:
+                self._ccs = resolve_current_control_set(self.hive)
+            sub = self.hive.subkey(key, self._ccs)
+            if sub is not None:
+                return sub, _CCS
+        return None
+
+    # -- walking --
+
+    def walk(self, entity: PolicyEntity, root: RegKey, root_id: str, depth: int | None,
+             excluded: list[list[re.Pattern[str]]]) -> None:
+        wanted = {v.upper() for v in entity.values}
+        policy = entity.name
+        policies = (policy,)  # shared by every entity this walk creates
+        stack = [(root, root_id, depth)]
+        seen: set[int] = set()
+        while stack:
+            key, kid, left = stack.pop()
+            if key.offset in seen:  # a corrupt subkey list pointing back up the tree
+                self.unreadable[kid] = f"key cell 0x{key.offset:x} appears twice (a cycle)"
+                continue
+            seen.add(key.offset)
+            if excluded and _is_excluded(kid, excluded):
+                continue
+            try:
+                if not wanted:
+                    self._emit_key(key, kid, policies)
+                self._emit_values(key, kid, wanted, policies)
+                if left is None or left > 0:
+                    nxt = None if left is None else left - 1
+                    stack.extend((sub, f"{kid}\\{sub.name}", nxt)
+                                 for sub in reversed(self.hive.subkeys(key)))
+            except HiveError as exc:
+                self.unreadable[kid] = str(exc)
+
+    def _merge(self, entity_id: str, entity: RegistryEntity, policy: str) -> None:
+        known = self.out.get(entity_id)
+        if known is None:
+            self.out[entity_id] = entity
+        elif policy not in known.policies:
+            known.policies = tuple(sorted((*known.policies, policy)))
+
+    def _emit_key(self, key: RegKey, kid: str, policies: tuple[str]) -> None:
+        if kid in self.out:
+            self._merge(kid, self.out[kid], policies[0])
+            return
+        acl = self._acl.get(key.security_offset, "")
+        if acl == "":
+            raw = self.hive.security(key)
+            try:
+                acl = None if raw is None else sddl_from_descriptor(raw)
+            except ValueError:
+                acl = "0x" + raw.hex() if raw is not None else None
+            self._acl[key.security_offset] = acl
+        self.out[kid] = RegistryKeyEntity(kid, filetime_to_ns(key.last_write), acl,
+                                          key.subkey_count, key.value_count, policies)
+
+    def _emit_values(self, key: RegKey, kid: str, wanted: set[str],
+                     policies: tuple[str]) -> None:
+        if key.value_count == 0:
+            return
+        for value in self.hive.values(key):
+            if wanted and value.name.upper() not in wanted:
+                continue
+            vid = value_id(kid, value.name)
+            if vid in self.out:
+                self._merge(vid, self.out[vid], policies[0])
+                continue
+            data = value.data
+            self.out[vid] = RegistryValueEntity(
+                kid, value.name, type_name(value.type), len(data),
+                hashlib.sha256(data).hexdigest(), preview(value.type, data), policies)
+
+
+def _is_excluded(kid: str, excluded: list[list[re.Pattern[str]]]) -> bool:
+    segs = _segments(kid)
+    return any(len(pats) <= len(segs) and all(p.match(s) for p, s in zip(pats, segs,
+                                                                          strict=False))
+               for pats in excluded)
+
+
+def collect(hive: Hive, mount_prefix: str, entities: Iterable[PolicyEntity],
+            ) -> tuple[dict[str, RegistryEntity], dict[str, str]]:
+    """Walk the enabled WINDOWS_REGISTRY entities that lie in this hive.
+
+    ``mount_prefix`` is where the hive is mounted (``HKLM\\SOFTWARE``). Returns the entities
+    by id (see the module docstring) and ``{id: reason}`` for keys that could not be read.
+    A monitored key that does not exist yields nothing and no error.
+    """
+    prefix = _segments(mount_prefix)
+    if not prefix:
+        raise ValueError("empty mount prefix")
+    col = _Collector(hive, prefix)
+    for entity in entities:
+        if not entity.enabled or entity.kind is not EntityKind.WINDOWS_REGISTRY:
+            continue
+        excluded = [[_name_regex(s) for s in _segments(e)] for e in entity.excludes]
+        try:
+            roots = list(col.roots(entity))
+        except HiveError as exc:
+            col.unreadable["\\".join(_segments(entity.path))] = str(exc)
+            continue
+        for key, key_id, depth in roots:
+            col.walk(entity, key, key_id, depth, excluded)
+    return col.out, col.unreadable
