@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -57,6 +57,25 @@ class Node:
     atime: int | None
     link: str | None = None
     handle: Any = None
+
+
+def read_in_chunks(read: Callable[[int, int], bytes], size: int, chunk_size: int, inode: int,
+                   describe: Callable[[BaseException], str]) -> Iterator[bytes]:
+    """Yield ``size`` bytes of an inode as ``read(offset, length)`` returns them, in chunks;
+    a backend's ``OSError`` (or a short read) becomes :class:`SourceReadError`."""
+    from scanner.errors import SourceReadError
+
+    offset = 0
+    while offset < size:
+        try:
+            data = read(offset, min(chunk_size, size - offset))
+        except OSError as exc:
+            raise SourceReadError(f"read of inode {inode} at {offset} failed: "
+                                  f"{describe(exc)}") from exc
+        if not data:
+            raise SourceReadError(f"inode {inode}: data ends at {offset} of {size} bytes")
+        offset += len(data)
+        yield data
 
 
 @dataclass(frozen=True, slots=True)

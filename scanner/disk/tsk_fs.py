@@ -15,7 +15,7 @@ from typing import Any
 
 import pytsk3
 
-from scanner.disk.nodes import FileKind, FsIdentity, Node
+from scanner.disk.nodes import FileKind, FsIdentity, Node, read_in_chunks
 from scanner.errors import CorruptFilesystem, SourceReadError
 from scanner.paths import decode_name
 
@@ -120,19 +120,8 @@ class TskFilesystem:
             handle = self._fs.open_meta(inode=node.inode)
         except OSError as exc:
             raise SourceReadError(f"cannot open inode {node.inode}: {_tsk_message(exc)}") from exc
-        size = node.size
-        offset = 0
-        while offset < size:
-            want = min(chunk_size, size - offset)
-            try:
-                data = handle.read_random(offset, want)
-            except OSError as exc:
-                raise SourceReadError(f"read of inode {node.inode} at {offset} failed: "
-                                      f"{_tsk_message(exc)}") from exc
-            if not data:
-                raise SourceReadError(f"inode {node.inode}: data ends at {offset} of {size} bytes")
-            offset += len(data)
-            yield data
+        yield from read_in_chunks(handle.read_random, node.size, chunk_size, node.inode,
+                                  _tsk_message)
 
     def node_by_inode(self, inode: int, name: str = "") -> Node:
         """Metadata of one inode."""

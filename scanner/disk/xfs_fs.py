@@ -30,18 +30,17 @@ not replay the log: like the other backends, a crash-consistent snapshot is read
 from __future__ import annotations
 
 import contextlib
-import io
 import stat
 import struct
-from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
 from scanner.disk.identity import read_identity
-from scanner.disk.nodes import FileKind, FsIdentity, Node
+from scanner.disk.nodes import FileKind, FsIdentity, Node, read_in_chunks
 from scanner.errors import CorruptFilesystem, SourceReadError
 from scanner.paths import decode_name
 from scanner.sources.base import BlockSource, SliceSource
+from scanner.sources.fileobj import CachedSourceFile
 from scanner.sources.local import LocalFileSource
 
 XFS_MAGIC = b"XFSB"
@@ -175,7 +174,7 @@ class XfsFilesystem:
             if path is not None:  # a bare raw image: libfsxfs reads the file itself (faster)
                 volume.open(path)
             else:
-                volume.open_file_object(_CachedFile(source))
+                volume.open_file_object(CachedSourceFile(source))
         except OSError as exc:
             raise CorruptFilesystem(f"xfs: libfsxfs cannot open the volume: "
                                     f"{_message(exc)}") from exc
@@ -229,19 +228,8 @@ class XfsFilesystem:
     def iter_content(self, node: Node, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         """The file's data in chunks (holes and unwritten extents read as zeros)."""
         entry = self._entry(node.inode, SourceReadError)
-        size = node.size
-        offset = 0
-        while offset < size:
-            want = min(chunk_size, size - offset)
-            try:
-                data = entry.read_buffer_at_offset(want, offset)
-            except OSError as exc:
-                raise SourceReadError(f"read of inode {node.inode} at {offset} failed: "
-                                      f"{_message(exc)}") from exc
-            if not data:
-                raise SourceReadError(f"inode {node.inode}: data ends at {offset} of {size} bytes")
-            offset += len(data)
-            yield data
+        yield from read_in_chunks(lambda at, length: entry.read_buffer_at_offset(length, at),
+                                  node.size, chunk_size, node.inode, _message)
 
     def node_by_inode(self, inode: int, name: str = "") -> Node:
         """Metadata of one inode."""
@@ -465,68 +453,6 @@ def _local_path(source: BlockSource) -> str | None:
     if isinstance(inner, LocalFileSource) and inner.format == "raw":
         return str(inner.path)
     return None
-
-
-class _CachedFile(io.RawIOBase):
-    """A read-only file object over a block source for libfsxfs, which issues one small read
-    per inode or directory block: small reads are served from an LRU of 64 KiB chunks (16 MiB
-    in all), large ones (file data) go straight to the source."""
-
-    CHUNK = 1 << 16
-    CHUNKS = 256
-
-    def __init__(self, source: BlockSource) -> None:
-        super().__init__()
-        self._source = source
-        self._pos = 0
-        self._size = source.size
-        self._cache: OrderedDict[int, bytes] = OrderedDict()
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            self._pos = offset
-        elif whence == io.SEEK_CUR:
-            self._pos += offset
-        else:
-            self._pos = self._size + offset
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def get_size(self) -> int:
-        return self._size
-
-    def read(self, size: int | None = -1) -> bytes:
-        pos = self._pos
-        if size is None or size < 0:
-            size = self._size - pos
-        base = pos & ~(self.CHUNK - 1)
-        if pos + size <= base + self.CHUNK:
-            chunk = self._cache.get(base)
-            if chunk is None:
-                chunk = self._source.read_at(base, self.CHUNK)
-                self._cache[base] = chunk
-                if len(self._cache) > self.CHUNKS:
-                    self._cache.popitem(last=False)
-            else:
-                self._cache.move_to_end(base)
-            data = chunk[pos - base:pos - base + size]
-        else:
-            data = self._source.read_at(pos, size)
-        self._pos = pos + len(data)
-        return data
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
 
 
 def _is_utf8(raw: bytes) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections import OrderedDict
 
 from scanner.errors import SourceReadError
 from scanner.sources.base import BlockSource, SliceSource
@@ -75,3 +76,36 @@ class SourceFile(io.RawIOBase):
     def get_size(self) -> int:
         """Total size (libyal asks for it)."""
         return self._size
+
+
+class CachedSourceFile(SourceFile):
+    """A :class:`SourceFile` for readers that issue one small read per inode or directory
+    block (libfsxfs): small reads are served from an LRU of 64 KiB chunks (16 MiB in all),
+    large ones (file data) go straight to the source."""
+
+    CHUNK = 1 << 16
+    CHUNKS = 256
+
+    def __init__(self, source: BlockSource) -> None:
+        super().__init__(source)
+        self._cache: OrderedDict[int, bytes] = OrderedDict()
+
+    def read(self, size: int = -1) -> bytes:
+        """Read from the current position, through the chunk cache when it fits one chunk."""
+        pos = self._pos
+        if size is None or size < 0:
+            size = self._size - pos
+        base = pos & ~(self.CHUNK - 1)
+        if pos + size > base + self.CHUNK:
+            return super().read(size)
+        chunk = self._cache.get(base)
+        if chunk is None:
+            chunk = self._source.read_at(base, self.CHUNK)
+            self._cache[base] = chunk
+            if len(self._cache) > self.CHUNKS:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(base)
+        data = chunk[pos - base:pos - base + size]
+        self._pos = pos + len(data)
+        return data
