@@ -38,6 +38,7 @@ class FleetSettings:
     keep_snapshots: int = 1            # per disk, as parents for incremental scans
     stale_after: timedelta = timedelta(hours=9)  # in flight longer: swept as failed
     max_attempts: int = 3              # deliveries of one scan before it is given up
+    retry_failed_after: timedelta = timedelta(hours=1)
     hash_workers: int = 1
     jsonl_path: str | None = None
     output_format: str = "configchange"
@@ -90,7 +91,8 @@ def plan(repo: Repository, settings: FleetSettings) -> list[int]:
     """Open a scan cycle for every due machine; returns the new scan ids."""
     now = _now()
     with repo.transaction() as conn:
-        due = due_machines(fleet.schedules(conn), now, settings.cadence, settings.max_new_scans)
+        due = due_machines(fleet.schedules(conn), now, settings.cadence, settings.max_new_scans,
+                           settings.retry_failed_after)
         opened = [fleet.open_cycle(conn, int(m.key), now) for m in due]
     return [scan_id for scan_id in opened if scan_id is not None]
 

@@ -139,11 +139,15 @@ def schedules(conn: Connection) -> list[MachineSchedule]:
     active = exists().where(scan.c.machine_id == machine.c.id, scan.c.status.in_(SCAN_ACTIVE))
     # Discovered machines only (they have a resource id); `snapfim scan` machines are not
     # the scheduler's business.
-    query = (select(machine.c.id, last.c.last, active.label("in_flight"), account.c.enabled)
+    latest_status = (select(scan.c.status).where(scan.c.machine_id == machine.c.id)
+                     .order_by(scan.c.id.desc()).limit(1).scalar_subquery())
+    query = (select(machine.c.id, last.c.last, active.label("in_flight"), account.c.enabled,
+                    latest_status.label("latest_status"))
              .join(account, account.c.id == machine.c.account_id)
              .outerjoin(last, last.c.machine_id == machine.c.id)
              .where(machine.c.present, machine.c.resource_id.is_not(None)))
-    return [MachineSchedule(str(r.id), utc(r.last), bool(r.in_flight), bool(r.enabled))
+    return [MachineSchedule(str(r.id), utc(r.last), bool(r.in_flight), bool(r.enabled),
+                            last_failed=r.latest_status == "failed")
             for r in conn.execute(query)]
 
 

@@ -34,6 +34,7 @@ def test_a_scan_whose_deliveries_keep_dying_is_given_up(repository: Repository,
     row = repository.scan_row(scan_id)
     assert (row["status"], row["error"]) == ("failed",
                                             "gave up after 3 attempts that did not finish")
-    with repository.transaction() as conn:  # no longer in flight: due again at its next slot
+    with repository.transaction() as conn:  # no longer in flight; retried an hour later
         [machine] = schedules(conn)
-    assert (machine.in_flight, machine.last_started is not None) == (False, True)
+    assert (machine.in_flight, machine.last_failed, machine.last_started is not None) == (
+        False, True, True)

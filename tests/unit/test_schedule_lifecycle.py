@@ -82,3 +82,14 @@ def test_snapshot_lifecycle() -> None:
         check_snapshot("deleted", "ready")
     with pytest.raises(IllegalTransition):
         check_snapshot("scanned", "scanning")
+
+
+def test_a_failed_machine_is_retried_after_an_hour_not_a_day() -> None:
+    key = "9"
+    slot = last_slot(NOW, slot_offset(key, DAY), DAY)
+    failed = MachineSchedule(key, slot + timedelta(minutes=1), False, last_failed=True)
+    assert not is_due(failed, slot + timedelta(minutes=30), DAY)
+    assert is_due(failed, slot + timedelta(minutes=61), DAY)
+    succeeded = MachineSchedule(key, slot + timedelta(minutes=1), False)
+    assert not is_due(succeeded, slot + timedelta(minutes=61), DAY)
+    assert is_due(failed, slot + timedelta(minutes=11), DAY, retry_after=timedelta(minutes=10))
