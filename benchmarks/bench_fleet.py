@@ -49,6 +49,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_image import build_bench_image  # noqa: E402
+from bench_store import create_database, drop_database  # noqa: E402
 
 from scanner import cycle  # noqa: E402
 from scanner.cycle import FleetSettings  # noqa: E402
@@ -59,7 +60,6 @@ from scanner.storage.db import make_engine, upgrade  # noqa: E402
 from scanner.storage.policies import add_entity  # noqa: E402
 from scanner.storage.repository import Repository  # noqa: E402
 
-ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 STEPS = ("discover", "plan", "snapshot", "scan", "commit", "emit", "cleanup")
 
 
@@ -171,23 +171,6 @@ def link_image(image: Path, directory: Path, name: str) -> str:
     except OSError:
         target.symlink_to(image)
         return "symlink"
-
-
-def create_database() -> tuple[str, str]:
-    """A fresh ``snapfim_bench_<random>`` database; returns (url, name)."""
-    import psycopg
-
-    name = f"snapfim_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return f"postgresql://postgres@127.0.0.1:5432/{name}", name
-
-
-def drop_database(name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def bench_config(repo: TimedRepository, image: Path, images_root: Path, policy: str,
