@@ -271,6 +271,10 @@ def _collect(mounts: list[Mount], blocked: dict[str, str], opened: list[_Opened]
     walker = Walker(mounts, on_found, blocked)
     linux = active(policy, EntityKind.LINUX_FILE)
     coverage.policies = [e.name for e in linux]
+    windows = [e for e in policy if e.enabled and e.kind is not EntityKind.LINUX_FILE]
+    if windows and any(m.fs.fs_type == "ntfs" for m in mounts):
+        coverage.notes.append(f"{len(windows)} Windows file and registry entities are not "
+                              "scanned yet: this version reads NTFS volumes as plain files")
     progress.phase("walking", len(linux))
     for entity in linux:
         walker.walk_entity(entity)

@@ -23,7 +23,7 @@ import pytest
 
 from scanner.entities import FileEntity
 from scanner.errors import SourceError
-from scanner.policy import make_entity
+from scanner.policy import EntityKind, make_entity, recommended_entities
 from scanner.sources.local import open_local
 from scanner.storage.policies import add_entity, ensure_recommended
 from scanner.storage.repository import Repository, ScanRecord
@@ -421,6 +421,11 @@ def test_ntfs_root_files_without_metadata_files(tmp_path: Path, scan: Scan, repo
     coverage = last_coverage(repo)
     assert coverage["volumes"] == [vol("disk", 0, 16 * MIB, "whole disk", "ntfs",
                                        mountpoint="/", uuid=f"{serial:016X}")]
+    windows = sum(1 for e in recommended_entities() if e.kind is not EntityKind.LINUX_FILE)
+    assert coverage["notes"] == [
+        "no Linux root filesystem (no /etc) found; disk (ntfs) is scanned as /",
+        f"{windows} Windows file and registry entities are not scanned yet: this version "
+        "reads NTFS volumes as plain files"]
     state = file_state()
     # no $MFT, $MFTMirr, $LogFile, $Volume, $AttrDef, $Bitmap, $Boot, $BadClus, $Secure,
     # $UpCase, $Extend, $OrphanFiles
