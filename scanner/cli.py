@@ -104,7 +104,10 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
 def _print_events(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         when = row["detected_at"].strftime("%Y-%m-%d %H:%M:%S") if row["detected_at"] else "-"
-        out.print(f"{when}  {row['machine']}  {row['category']:<8}  {row['path']}", markup=False)
+        what = row["path"]
+        if row.get("value_name") is not None:
+            what = f"{what}  value {row['value_name'] or '(Default)'!r}"
+        out.print(f"{when}  {row['machine']}  {row['category']:<8}  {what}", markup=False)
         for line in change_lines(row):
             out.print(f"    {line}", markup=False)
 
@@ -158,14 +161,15 @@ def scan(
 
 
 def _print_coverage(coverage: dict[str, Any]) -> None:
-    from scanner.coverage import Coverage, VolumeReport
+    from scanner.coverage import Coverage, HiveReport, VolumeReport
 
     if not coverage:
         return
     report = Coverage(source=coverage["source"], disk_size=coverage["disk_size"],
                       partition_table=coverage["partition_table"],
                       volumes=[VolumeReport(**v) for v in coverage["volumes"]],
-                      notes=coverage.get("notes", []), unreadable=coverage.get("unreadable", {}))
+                      notes=coverage.get("notes", []), unreadable=coverage.get("unreadable", {}),
+                      hives=[HiveReport(**h) for h in coverage.get("hives", [])])
     for line in report.summary_lines():
         out.print(line, markup=False)
 

@@ -25,6 +25,19 @@ class VolumeReport:
 
 
 @dataclass(slots=True)
+class HiveReport:
+    """One registry hive file and what became of it."""
+
+    hive: str                    # SOFTWARE, NTUSER.DAT (alice), ...
+    file: str                    # C:\\Windows\\System32\\config\\SOFTWARE
+    mount: str                   # HKLM\\SOFTWARE
+    status: str = "skipped"      # clean | replayed | dirty-not-replayed | missing | failed
+    reason: str | None = None
+    keys: int = 0
+    values: int = 0
+
+
+@dataclass(slots=True)
 class Coverage:
     """Per-scan coverage: volumes, mounts, counts and unreadable paths."""
 
@@ -38,11 +51,14 @@ class Coverage:
     files_hashed: int = 0
     bytes_hashed: int = 0
     policies: list[str] = field(default_factory=list)
+    hives: list[HiveReport] = field(default_factory=list)
 
     @property
     def status(self) -> str:
         """``partial`` when anything that should have been read was not, else ``succeeded``."""
         if self.unreadable or any(v.status == "failed" for v in self.volumes):
+            return "partial"
+        if any(h.status in ("failed", "dirty-not-replayed") for h in self.hives):
             return "partial"
         return "succeeded"
 
@@ -64,6 +80,11 @@ class Coverage:
             where = f" mounted at {v.mountpoint}" if v.mountpoint else ""
             why = f" — {v.reason}" if v.reason else ""
             lines.append(f"  {v.volume}: {what}, {_size(v.length)}, {v.status}{where}{why}")
+        for h in self.hives:
+            counts = f", {h.keys} keys, {h.values} values" if h.status not in (
+                "failed", "missing") else ""
+            why = f" — {h.reason}" if h.reason else ""
+            lines.append(f"  hive {h.hive} ({h.mount}): {h.status}{counts}{why}")
         lines.extend(f"  note: {n}" for n in self.notes)
         for path, reason in sorted(self.unreadable.items())[:20]:
             lines.append(f"  unreadable: {path}: {reason}")

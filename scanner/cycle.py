@@ -19,6 +19,7 @@ from scanner.emitters.sinks import emit_events
 from scanner.errors import NotFound, SnapfimError, TransientError
 from scanner.lifecycle import SCAN_DONE
 from scanner.pipeline import ScanOptions, scan_source
+from scanner.runner import write_outcome
 from scanner.schedule import due_machines
 from scanner.storage import fleet
 from scanner.storage.policies import load_policy
@@ -213,12 +214,9 @@ def scan_cycle(repo: Repository, scan_id: int, settings: FleetSettings) -> FileD
         if row.status in SCAN_DONE:  # another delivery committed meanwhile
             return None
         previous = repo.previous_scan(conn, mach.id)
-        _scan_id, diff = repo.commit_scan(
-            conn, mach.id, entities=outcome.entities.values(),
-            unreadable=list(outcome.unreadable), previous=previous, started_at=started,
-            finished_at=_now(), status=outcome.coverage.status, source=locator,
-            coverage=outcome.coverage.to_dict(), policies=outcome.coverage.policies,
-            scan_id=scan_id)
+        _scan_id, diff = write_outcome(repo, conn, mach.id, outcome, previous=previous,
+                                       started=started, finished=_now(), source=locator,
+                                       scan_id=scan_id)
         conn.execute(machine.update().where(machine.c.id == mach.id)
                      .values(os=outcome.os_family))
         for snap in snaps:

@@ -1,4 +1,7 @@
-"""The pure diff: a machine's previous file state and this scan's entities -> change events.
+"""The pure diff: a machine's previous state and this scan's entities -> change events.
+
+The same rules hold for files and for registry keys and values (ids are paths, key paths or
+value ids; see :mod:`scanner.entities`):
 
 Rules:
 
@@ -20,7 +23,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from scanner.entities import FileEntity, changed_fields, same_record
+from scanner.entities import Entity, FileEntity
 from scanner.paths import is_within
 
 
@@ -28,13 +31,21 @@ from scanner.paths import is_within
 class ChangeEvent:
     """One change of one monitored entity between two scans."""
 
-    entity_type: str                 # "file" (registry comes with Windows support)
+    entity_type: str                 # "file" | "registry"
     category: str                    # "added" | "removed" | "modified"
-    path: str
+    path: str                        # file path, or registry key path
     fields_changed: tuple[str, ...]
     previous: dict[str, Any] | None
     current: dict[str, Any] | None
     policies: tuple[str, ...]
+    value_name: str | None = None    # registry value events: the value's name
+
+
+def _event(category: str, entity: Entity, fields: tuple[str, ...],
+           previous: dict[str, Any] | None, current: dict[str, Any] | None) -> ChangeEvent:
+    path, value_name = entity.event_target()
+    return ChangeEvent(entity.ENTITY_TYPE, category, path, fields, previous, current,
+                       entity.policies, value_name)
 
 
 @dataclass(slots=True)
@@ -42,7 +53,7 @@ class FileDiff:
     """What to write: events, rows to insert or update, paths to delete."""
 
     events: list[ChangeEvent] = field(default_factory=list)
-    upserts: list[FileEntity] = field(default_factory=list)
+    upserts: list[Entity] = field(default_factory=list)
     deletes: list[str] = field(default_factory=list)
     kept_unreadable: int = 0
     quiet_added: int = 0
@@ -66,48 +77,47 @@ class DiffRules:
         self._unreadable = tuple(unreadable)
         self._unreadable_set = frozenset(unreadable)
 
-    def new_path(self, cur: FileEntity) -> None:
+    def new_path(self, cur: Entity) -> None:
         """A path present now only: added, or quiet new coverage."""
         self.out.upserts.append(cur)
         if self._was_active.intersection(cur.policies):
-            self.out.events.append(ChangeEvent("file", "added", cur.path, (), None, cur.values(),
-                                               cur.policies))
+            self.out.events.append(_event("added", cur, (), None, cur.values()))
         else:
             self.out.quiet_added += 1
 
-    def both(self, prev: FileEntity, cur: FileEntity) -> None:
+    def both(self, prev: Entity, cur: Entity) -> None:
         """A path present before and now: modified when a compared field differs. A file
         whose content could not be read this time keeps its previous hash (its metadata is
         still compared)."""
-        if cur.sha256 is None and cur.path in self._unreadable_set and cur.type == prev.type:
+        if (isinstance(cur, FileEntity) and isinstance(prev, FileEntity) and cur.sha256 is None
+                and cur.path in self._unreadable_set and cur.type == prev.type):
             cur = replace(cur, sha256=prev.sha256)
-        if same_record(prev, cur):
+        if cur.same_as(prev):  # type: ignore[arg-type]
             return
         self.out.upserts.append(cur)
-        fields = changed_fields(prev, cur)
+        fields = cur.changed_from(prev)  # type: ignore[arg-type]
         if fields:
-            self.out.events.append(ChangeEvent("file", "modified", cur.path, fields,
-                                               prev.values(), cur.values(), cur.policies))
+            self.out.events.append(_event("modified", cur, fields, prev.values(), cur.values()))
 
-    def gone_path(self, prev: FileEntity) -> None:
+    def gone_path(self, prev: Entity) -> None:
         """A path present before only: kept when unreadable, else removed or quietly dropped."""
         if any(is_within(prev.path, u) for u in self._unreadable):
             self.out.kept_unreadable += 1
             return
         self.out.deletes.append(prev.path)
         if self._is_active.intersection(prev.policies):
-            self.out.events.append(ChangeEvent("file", "removed", prev.path, (), prev.values(),
-                                               None, prev.policies))
+            self.out.events.append(_event("removed", prev, (), prev.values(), None))
         else:
             self.out.quiet_dropped += 1
 
     def finish(self) -> FileDiff:
-        """Events in path order."""
-        self.out.events.sort(key=lambda e: (e.path, e.category))
+        """Events in path order (files, then registry)."""
+        self.out.events.sort(key=lambda e: (e.entity_type, e.path, e.value_name or "",
+                                            e.category))
         return self.out
 
 
-def diff_files(previous: Mapping[str, FileEntity], current: Mapping[str, FileEntity], *,
+def diff_files(previous: Mapping[str, Entity], current: Mapping[str, Entity], *,
                previous_policies: Collection[str] | None, current_policies: Collection[str],
                unreadable: Collection[str] = ()) -> FileDiff:
     """Compare states in memory; ``previous_policies`` is None on a machine's first scan."""

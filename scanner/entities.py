@@ -1,20 +1,34 @@
-"""What a scan records per monitored file, and which of its fields count as a change."""
+"""What a scan records per monitored entity (a file, a registry key, a registry value), and
+which of its fields count as a change. Pure data: no I/O.
+
+Every entity has an id (``path``: a file path, a key path, or a value id, see
+:func:`value_id`), the names of the policy entities covering it (``policies``), its recorded
+fields (:meth:`values`), and says which compared fields differ from a previous state of
+itself (:meth:`changed_from`).
+"""
 
 from __future__ import annotations
 
 import operator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 # Compared fields, in the order FieldsChanged lists them. atime is recorded, never compared.
 FILE_COMPARED_FIELDS: tuple[str, ...] = (
     "type", "size", "mode", "uid", "gid", "link_target", "sha256", "acl", "capability",
-    "xattrs", "mtime", "ctime", "crtime", "inode", "nlink",
+    "xattrs", "attributes", "mtime", "ctime", "crtime", "inode", "nlink",
 )
 FILE_RECORDED_FIELDS: tuple[str, ...] = (*FILE_COMPARED_FIELDS, "atime")
 # A directory's size, mtime, ctime and link count move whenever an entry is added or removed
 # inside it, and those entries are reported themselves: recorded, not compared.
 DIRECTORY_QUIET_FIELDS = frozenset({"size", "mtime", "ctime", "nlink"})
+
+# A key's last-write time, subkey and value counts move whenever something below it changes,
+# and those changes are reported by their own entities: recorded, not compared.
+KEY_COMPARED_FIELDS: tuple[str, ...] = ("acl",)
+KEY_RECORDED_FIELDS: tuple[str, ...] = ("acl", "last_write", "subkey_count", "value_count")
+VALUE_COMPARED_FIELDS: tuple[str, ...] = ("type", "size", "sha256")
+VALUE_RECORDED_FIELDS: tuple[str, ...] = (*VALUE_COMPARED_FIELDS, "preview")
 
 
 @dataclass(slots=True)
@@ -24,8 +38,14 @@ class FileEntity:
     Times are integer nanoseconds since the epoch (``None`` where the filesystem has none);
     ``mode`` holds permission and set-id bits; ``xattrs`` holds extended attributes other
     than the POSIX ACL (``acl``) and ``security.capability`` (``capability``), rendered as text.
-    ``policies`` names the monitored entities that cover the path.
+    On NTFS, ``acl`` is the security descriptor as SDDL (owner, group, DACL, SACL),
+    ``attributes`` the DOS attributes (``archive,hidden``), ``link_target`` the target of a
+    symlink or junction reparse point, and an alternate data stream is an entity of its own
+    (type ``stream``, path ``C:\\dir\\file:stream``). ``policies`` names the monitored
+    entities that cover the path.
     """
+
+    ENTITY_TYPE: ClassVar[str] = "file"
 
     path: str
     type: str
@@ -44,12 +64,25 @@ class FileEntity:
     acl: str | None = None
     capability: str | None = None
     xattrs: dict[str, str] = field(default_factory=dict)
+    attributes: str | None = None
     policies: tuple[str, ...] = ()
 
     def values(self) -> dict[str, Any]:
         """The recorded fields as a plain dict (no path, no policies)."""
         data = asdict(self)
         return {name: data[name] for name in FILE_RECORDED_FIELDS}
+
+    def changed_from(self, previous: FileEntity) -> tuple[str, ...]:
+        """Compared fields that differ from ``previous``, in FILE_COMPARED_FIELDS order."""
+        return changed_fields(previous, self)
+
+    def same_as(self, previous: FileEntity) -> bool:
+        """True when nothing recorded differs (compared fields, atime, covering policies)."""
+        return same_record(previous, self)
+
+    def event_target(self) -> tuple[str, str | None]:
+        """(path, value name) as a change event names the entity."""
+        return self.path, None
 
 
 def changed_fields(previous: FileEntity, current: FileEntity) -> tuple[str, ...]:
@@ -66,3 +99,103 @@ _record_key = operator.attrgetter(*FILE_RECORDED_FIELDS, "policies")
 def same_record(previous: FileEntity, current: FileEntity) -> bool:
     """True when nothing recorded differs (compared fields, atime and covering policies)."""
     return bool(_record_key(previous) == _record_key(current))
+
+
+# -- registry ------------------------------------------------------------------------------
+
+def value_id(key_path: str, name: str) -> str:
+    """The id of value ``name`` of the key ``key_path``: the key path, two backslashes, the
+    name as stored (the default value has the empty name). Key names never hold a backslash
+    and are never empty, so the double backslash cannot be confused with a key path."""
+    return f"{key_path}\\\\{name}"
+
+
+def split_value_id(entity_id: str) -> tuple[str, str] | None:
+    """``(key_path, value_name)`` of a value id, None for a key id."""
+    key, sep, name = entity_id.partition("\\\\")
+    return (key, name) if sep else None
+
+
+@dataclass(slots=True)
+class RegistryKeyEntity:
+    """One monitored key at one scan. ``last_write`` is integer ns since the epoch; ``acl``
+    the SDDL of its security cell (``0x``+hex if it cannot be rendered, None if none);
+    ``policies`` names the monitored entities that cover the key."""
+
+    ENTITY_TYPE: ClassVar[str] = "registry"
+
+    path: str
+    last_write: int
+    acl: str | None
+    subkey_count: int
+    value_count: int
+    policies: tuple[str, ...] = ()
+
+    def values(self) -> dict[str, Any]:
+        """The recorded fields as a plain dict (no path, no policies)."""
+        data = asdict(self)
+        return {name: data[name] for name in KEY_RECORDED_FIELDS}
+
+    def changed_from(self, previous: RegistryEntity) -> tuple[str, ...]:
+        """Compared fields that differ from ``previous``."""
+        return changed_registry_fields(previous, self)
+
+    def same_as(self, previous: RegistryEntity) -> bool:
+        """True when nothing recorded differs (fields and covering policies)."""
+        return (isinstance(previous, RegistryKeyEntity) and previous.values() == self.values()
+                and previous.policies == self.policies)
+
+    def event_target(self) -> tuple[str, str | None]:
+        """(key path, None)."""
+        return self.path, None
+
+
+@dataclass(slots=True)
+class RegistryValueEntity:
+    """One monitored value at one scan: type name (``REG_SZ``), data size in bytes, SHA-256
+    of the raw data, and a bounded readable preview of it."""
+
+    ENTITY_TYPE: ClassVar[str] = "registry"
+
+    key_path: str
+    name: str
+    type: str
+    size: int
+    sha256: str
+    preview: str | None
+    policies: tuple[str, ...] = ()
+
+    @property
+    def path(self) -> str:
+        """The value id (see :func:`value_id`)."""
+        return value_id(self.key_path, self.name)
+
+    def values(self) -> dict[str, Any]:
+        """The recorded fields as a plain dict (no key path, name or policies)."""
+        data = asdict(self)
+        return {name: data[name] for name in VALUE_RECORDED_FIELDS}
+
+    def changed_from(self, previous: RegistryEntity) -> tuple[str, ...]:
+        """Compared fields that differ from ``previous``."""
+        return changed_registry_fields(previous, self)
+
+    def same_as(self, previous: RegistryEntity) -> bool:
+        """True when nothing recorded differs (fields and covering policies)."""
+        return (isinstance(previous, RegistryValueEntity)
+                and previous.values() == self.values() and previous.policies == self.policies)
+
+    def event_target(self) -> tuple[str, str | None]:
+        """(key path, value name)."""
+        return self.key_path, self.name
+
+
+RegistryEntity = RegistryKeyEntity | RegistryValueEntity
+Entity = FileEntity | RegistryKeyEntity | RegistryValueEntity
+
+
+def changed_registry_fields(previous: RegistryEntity, current: RegistryEntity
+                            ) -> tuple[str, ...]:
+    """Compared fields that differ, in ``*_COMPARED_FIELDS`` order."""
+    fields = (KEY_COMPARED_FIELDS if isinstance(current, RegistryKeyEntity)
+              else VALUE_COMPARED_FIELDS)
+    return tuple(f for f in fields if getattr(previous, f) != getattr(current, f))

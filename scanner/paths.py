@@ -53,5 +53,13 @@ def normalize(path: str) -> str:
 
 
 def is_within(path: str, prefix: str) -> bool:
-    """True when ``path`` is ``prefix`` or lies below it."""
-    return prefix == "/" or path == prefix or path.startswith(prefix + "/")
+    """True when ``path`` is ``prefix`` or lies below it: Linux paths (``/``), Windows paths
+    (``C:\\``, where ``file:stream`` lies within ``file``) and registry ids (``\\``)."""
+    if prefix.startswith("/"):
+        return prefix == "/" or path == prefix or path.startswith(prefix + "/")
+    if path == prefix:
+        return True
+    head = prefix.rstrip("\\")
+    if path.startswith(head + "\\"):
+        return True
+    return prefix[1:2] == ":" and path.startswith(prefix + ":")  # an NTFS stream of the file

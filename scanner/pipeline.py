@@ -8,6 +8,7 @@ whole when no filesystem at all can be read.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -15,6 +16,7 @@ import pytsk3
 
 from scanner.collectors.files import file_entity
 from scanner.collectors.hashing import Hasher, HashJob, VolumeRef
+from scanner.collectors.windows_files import windows_entities
 from scanner.coverage import Coverage, VolumeReport
 from scanner.disk.filesystems import open_filesystem
 from scanner.disk.identity import read_identity
@@ -32,8 +34,8 @@ from scanner.disk.mounts import parse_fstab, plan_mounts
 from scanner.disk.nodes import FileKind, Filesystem, FsIdentity
 from scanner.disk.tsk_image import open_image
 from scanner.disk.volumes import Volume, discover_volumes, lv_label
-from scanner.disk.walker import Found, Mount, Walker
-from scanner.entities import FileEntity
+from scanner.disk.walker import Found, Mount, Walker, WalkResult
+from scanner.entities import FileEntity, RegistryEntity
 from scanner.errors import (
     CorruptFilesystem,
     DiskError,
@@ -43,6 +45,7 @@ from scanner.errors import (
 )
 from scanner.policy import EntityKind, PolicyEntity, active
 from scanner.sources.base import BlockSource, SliceSource
+from scanner.windows import WindowsSystem, collect_registry, find_windows, walk_files, windows_name
 
 
 class ScanProgress(Protocol):
@@ -73,11 +76,13 @@ class ScanOptions:
 
 @dataclass(slots=True)
 class ScanOutcome:
-    """What a scan of one disk found: entities by path, plus the coverage report."""
+    """What a scan of one disk found: file entities by path, registry entities by id, plus
+    the coverage report."""
 
     entities: dict[str, FileEntity]
     coverage: Coverage
     os_family: str = "linux"
+    registry: dict[str, RegistryEntity] = field(default_factory=dict)
 
     @property
     def unreadable(self) -> dict[str, str]:
@@ -135,13 +140,18 @@ def scan_source(source: BlockSource, policy: list[PolicyEntity],
     if not opened:
         raise NoFilesystemError(_nothing_readable(coverage))
     try:
-        mounts, blocked = _mount(opened, coverage)
-        entities = _collect(mounts, blocked, opened, policy, coverage, options, progress)
+        windows = _find_windows(opened, coverage)
+        linux = windows is None or any(_has_dir(o.fs, "etc") for o in opened)
+        mounts, blocked = _mount(opened, coverage) if linux else ([], {})
+        if windows is not None:
+            _mount_windows(windows[0], opened, coverage, alone=not linux)
+        entities, registry = _collect(mounts, blocked, windows, opened, policy, coverage,
+                                      options, progress)
     finally:
         for item in opened:
             item.fs.close()
-    coverage.entities = len(entities)
-    return ScanOutcome(entities, coverage)
+    coverage.entities = len(entities) + len(registry)
+    return ScanOutcome(entities, coverage, "linux" if linux else "windows", registry)
 
 
 def _open_volume(img: pytsk3.Img_Info | None, volume: Volume, vsource: BlockSource,
@@ -209,6 +219,31 @@ def _has_dir(fs: Filesystem, name: str) -> bool:
         return False
 
 
+def _find_windows(opened: list[_Opened], coverage: Coverage
+                  ) -> tuple[_Opened, WindowsSystem] | None:
+    """The Windows system volume (the first NTFS volume holding ``System32\\config``)."""
+    found = [(o, system) for o in opened if (system := find_windows(o.fs)) is not None]
+    if not found and any(o.fs.fs_type == "ntfs" for o in opened):
+        coverage.notes.append("no Windows installation (a directory holding System32\\config) "
+                              "on the NTFS volumes: Windows file and registry entities do not "
+                              "apply")
+    if len(found) > 1:
+        coverage.notes.append("several volumes hold a Windows installation; "
+                              f"{found[0][0].label} is used as C:")
+    return found[0] if found else None
+
+
+def _mount_windows(item: _Opened, opened: list[_Opened], coverage: Coverage,
+                   alone: bool) -> None:
+    """Mark the system volume as C: (and, on a Windows-only disk, say why others are not)."""
+    item.report.mountpoint = item.report.mountpoint or "C:\\"
+    item.report.status, item.report.reason = "scanned", None
+    if alone:
+        for other in opened:
+            if other is not item:
+                other.report.reason = "not the Windows system volume"
+
+
 def _mount(opened: list[_Opened], coverage: Coverage) -> tuple[list[Mount], dict[str, str]]:
     """Pick the root filesystem, then mount the others where its /etc/fstab says."""
     roots = [o for o in opened if _has_dir(o.fs, "etc")]
@@ -258,48 +293,77 @@ def _read_fstab(mounts: list[Mount]) -> str:
     return data.decode("utf-8", "replace")
 
 
-def _collect(mounts: list[Mount], blocked: dict[str, str], opened: list[_Opened],
-             policy: list[PolicyEntity],
-             coverage: Coverage, options: ScanOptions,
-             progress: ScanProgress) -> dict[str, FileEntity]:
+Builder = Callable[[str, Found, tuple[str, ...]], tuple[list[FileEntity], dict[str, str]]]
+
+
+def _linux_entities(path: str, found: Found, policies: tuple[str, ...]
+                    ) -> tuple[list[FileEntity], dict[str, str]]:
+    return [file_entity(path, found, policies)], {}
+
+
+def _same(path: str) -> str:
+    return path
+
+
+def _collect(mounts: list[Mount], blocked: dict[str, str],
+             windows: tuple[_Opened, WindowsSystem] | None, opened: list[_Opened],
+             policy: list[PolicyEntity], coverage: Coverage, options: ScanOptions,
+             progress: ScanProgress) -> tuple[dict[str, FileEntity], dict[str, RegistryEntity]]:
+    """Walk the Linux and/or Windows entities, read the registry, build and hash entities."""
     hasher = Hasher({o.label: o.ref for o in opened}, options.hash_workers)
 
     def on_found(path: str, found: Found) -> None:
         if found.node.kind is FileKind.FILE:  # hashing starts while the walk goes on
             hasher.feed(HashJob(found.mount.volume, found.node.inode, found.node.size))
 
-    walker = Walker(mounts, on_found, blocked)
-    linux = active(policy, EntityKind.LINUX_FILE)
-    coverage.policies = [e.name for e in linux]
-    windows = [e for e in policy if e.enabled and e.kind is not EntityKind.LINUX_FILE]
-    if windows and any(m.fs.fs_type == "ntfs" for m in mounts):
-        coverage.notes.append(f"{len(windows)} Windows file and registry entities are not "
-                              "scanned yet: this version reads NTFS volumes as plain files")
-    progress.phase("walking", len(linux))
-    for entity in linux:
-        walker.walk_entity(entity)
-        progress.advance(1)
-    result = walker.result
-    coverage.unreadable.update(result.unreadable)
-    policies_of = result.policy_assigner()
-    hasher.start()  # workers hash while this process reads metadata and xattrs
+    walks: list[tuple[WalkResult, Callable[[str], str], Builder]] = []
+    coverage.policies = []
+    if mounts:
+        walker = Walker(mounts, on_found, blocked)
+        linux = active(policy, EntityKind.LINUX_FILE)
+        coverage.policies += [e.name for e in linux]
+        progress.phase("walking", len(linux))
+        for entity in linux:
+            walker.walk_entity(entity)
+            progress.advance(1)
+        walks.append((walker.result, _same, _linux_entities))
+    registry: dict[str, RegistryEntity] = {}
+    if windows is not None:
+        item, system = windows
+        win_walker = Walker([Mount("/", item.fs, item.label)], on_found)
+        progress.phase("walking Windows", None)
+        coverage.policies += walk_files(win_walker, system, policy, coverage)
+        walks.append((win_walker.result, windows_name, windows_entities))
+    hasher.start()  # workers hash while this process reads the registry, metadata and ACLs
+    if windows is not None:
+        progress.phase("registry", None)
+        registry, names = collect_registry(win_walker, system, policy, coverage)
+        coverage.policies += names
     entities: dict[str, FileEntity] = {}
-    progress.phase("reading", len(result.found))
-    for path, found in result.found.items():
-        try:
-            entities[path] = file_entity(path, found, policies_of(path))
-        except (DiskError, SourceReadError) as exc:
-            coverage.unreadable[path] = str(exc)
-        progress.advance(1)
+    pending: list[tuple[FileEntity, str, int]] = []  # regular files awaiting their hash
+    progress.phase("reading", sum(len(result.found) for result, _, _ in walks))
+    for result, name_of, build in walks:
+        coverage.unreadable.update({name_of(p): why for p, why in result.unreadable.items()})
+        policies_of = result.policy_assigner()
+        for path, found in result.found.items():
+            name = name_of(path)
+            try:
+                built, unreadable = build(name, found, policies_of(path))
+            except (DiskError, SourceReadError) as exc:
+                coverage.unreadable[name] = str(exc)
+                continue
+            coverage.unreadable.update(unreadable)
+            entities.update((e.path, e) for e in built)
+            if found.node.kind is FileKind.FILE:
+                pending.append((built[0], found.mount.volume, found.node.inode))
+            progress.advance(1)
     progress.phase("hashing", hasher.bytes)
     hashes = hasher.results({o.label: o.fs for o in opened}, progress.advance)
     coverage.files_hashed, coverage.bytes_hashed = hasher.files, hasher.bytes
-    for path, file in list(entities.items()):
-        if file.type != FileKind.FILE.value:
-            continue
-        found = result.found[path]
-        digest, error = hashes[(found.mount.volume, found.node.inode)]
+    for file, volume, inode in pending:
+        digest, error = hashes[(volume, inode)]
         if error is not None:  # metadata known, content not: the diff keeps the old hash
-            coverage.unreadable[path] = error
+            coverage.unreadable[file.path] = error
         file.sha256 = digest
-    return dict(sorted(entities.items()))
+    coverage.policies.sort()
+    return dict(sorted(entities.items())), registry

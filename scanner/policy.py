@@ -66,8 +66,12 @@ class PolicyEntity:
 
 def last_segment(path: str, kind: EntityKind) -> str:
     """The last segment of a path in the entity's own separator."""
-    sep = "/" if kind is EntityKind.LINUX_FILE else "\\"
-    return path.rstrip(sep).rsplit(sep, 1)[-1]
+    if kind is EntityKind.LINUX_FILE:
+        return path.rstrip("/").rsplit("/", 1)[-1]
+    if kind is EntityKind.WINDOWS_REGISTRY:  # "/" is legal in a key name
+        return path.rstrip("\\").rsplit("\\", 1)[-1]
+    # Windows file names hold neither separator; the walker sees them in posix form.
+    return re.split(r"[\\/]", path.rstrip("\\/"))[-1]
 
 
 # -- validation ----------------------------------------------------------------------------
@@ -126,9 +130,12 @@ def validate_registry_key(path: str) -> str:
     segments = norm.split("\\")
     if any(not s for s in segments):
         raise PolicyError(f"{path!r}: empty key name")
+    per_user = head in ("HKU", "HKEY_USERS")
     for i, segment in enumerate(segments):
-        if any(ch in WILDCARDS for ch in segment) and i != len(segments) - 1:
-            raise PolicyError(f"{path!r}: wildcards are allowed in the last key segment only")
+        if any(ch in WILDCARDS for ch in segment) and i != len(segments) - 1 \
+                and not (per_user and i == 1):
+            raise PolicyError(f"{path!r}: wildcards are allowed in the last key segment "
+                              "(and in the user of HKU\\<user>\\...) only")
     return norm
 
 
@@ -256,10 +263,19 @@ RECOMMENDED_REGISTRY: tuple[str, ...] = (
     "HKLM\\SYSTEM\\CurrentControlSet\\Control\\Session Manager\\KnownDLLs",
     *("HKLM\\SYSTEM\\CurrentControlSet\\Services\\SharedAccess\\Parameters\\FirewallPolicy\\"
       + p for p in ("DomainProfile", "PublicProfile", "StandardProfile")),
-    # The newer table: wildcards over all OIDs, and LSA secrets.
+    "HKLM\\SECURITY\\POLICY\\SECRETS",
+)
+# The newer table's wildcards over all OIDs: every encoding type's whole tree (a new SIP or
+# trust provider is registered a few levels down), which the seeds' product cannot recurse.
+RECOMMENDED_REGISTRY_TREES: tuple[str, ...] = (
     "HKLM\\SOFTWARE\\Microsoft\\Cryptography\\OID\\*",
     "HKLM\\SOFTWARE\\WOW6432Node\\Microsoft\\Cryptography\\OID\\*",
-    "HKLM\\SECURITY\\POLICY\\SECRETS",
+)
+# Not in the seeds: each user's Run and RunOnce keys (NTUSER.DAT of every profile, and the
+# default profile's hive), a common persistence place.
+RECOMMENDED_USER_REGISTRY: tuple[str, ...] = (
+    "HKU\\*\\Software\\Microsoft\\Windows\\CurrentVersion\\Run",
+    "HKU\\*\\Software\\Microsoft\\Windows\\CurrentVersion\\RunOnce",
 )
 
 
@@ -270,7 +286,10 @@ def recommended_entities() -> list[PolicyEntity]:
     entities += [make_entity(p, kind=EntityKind.WINDOWS_FILE, source=rec)
                  for p in RECOMMENDED_WINDOWS_FILES]
     entities += [make_entity(p, kind=EntityKind.WINDOWS_REGISTRY, source=rec, depth=0)
-                 for p in RECOMMENDED_REGISTRY]
+                 for p in (*RECOMMENDED_REGISTRY, *RECOMMENDED_USER_REGISTRY)]
+    entities += [replace(make_entity(p, kind=EntityKind.WINDOWS_REGISTRY, source=rec),
+                         depth=None)  # whole trees (patterns default to depth 0)
+                 for p in RECOMMENDED_REGISTRY_TREES]
     return entities
 
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
+from sqlalchemy import Connection
+
+from scanner.diff import FileDiff
 from scanner.pipeline import ScanOptions, ScanOutcome, scan_source
 from scanner.sources.base import BlockSource
 from scanner.storage.policies import ensure_recommended, load_policy
-from scanner.storage.repository import Repository, ScanRecord
+from scanner.storage.repository import PreviousScan, Repository, ScanRecord
 
 
 def run_scan(repo: Repository, source: BlockSource, machine_name: str,
@@ -36,11 +40,21 @@ def commit_outcome(repo: Repository, outcome: ScanOutcome, machine_name: str,
                                      os_family=outcome.os_family, account_id=account_id)
         repo.lock_machine(conn, machine_id)
         previous = repo.previous_scan(conn, machine_id)
-        scan_id, diff = repo.commit_scan(
-            conn, machine_id, entities=outcome.entities.values(),
-            unreadable=list(outcome.unreadable), previous=previous, started_at=started,
-            finished_at=finished, status=outcome.coverage.status, source=dict(locator),
-            coverage=outcome.coverage.to_dict(), policies=outcome.coverage.policies)
+        scan_id, diff = write_outcome(repo, conn, machine_id, outcome, previous=previous,
+                                      started=started, finished=finished, source=dict(locator))
     return ScanRecord(id=scan_id, machine=machine_name, status=outcome.coverage.status,
-                      baseline=diff.baseline, entities=len(outcome.entities),
+                      baseline=diff.baseline, entities=outcome.coverage.entities,
                       events=diff.events, **diff.counts())
+
+
+def write_outcome(repo: Repository, conn: Connection, machine_id: int, outcome: ScanOutcome, *,
+                  previous: PreviousScan | None, started: datetime, finished: datetime,
+                  source: dict[str, Any], scan_id: int | None = None) -> tuple[int, FileDiff]:
+    """Diff an outcome's files and registry entities and write the scan, in ``conn``'s
+    transaction (the caller holds the machine's lock)."""
+    return repo.commit_scan(
+        conn, machine_id, entities=outcome.entities.values(),
+        registry=outcome.registry.values(), unreadable=list(outcome.unreadable),
+        previous=previous, started_at=started, finished_at=finished,
+        status=outcome.coverage.status, source=source, coverage=outcome.coverage.to_dict(),
+        policies=outcome.coverage.policies, scan_id=scan_id)

@@ -35,12 +35,17 @@ import io
 import re
 import struct
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from Registry.RegistryLog import RegistryLog
 
 from scanner.collectors.sddl import sddl_from_descriptor
+from scanner.entities import (
+    RegistryEntity,
+    RegistryKeyEntity,
+    RegistryValueEntity,
+    value_id,
+)
 from scanner.policy import EntityKind, PolicyEntity
 from scanner.registry import (
     REG_DWORD,
@@ -59,79 +64,12 @@ from scanner.registry import (
 )
 
 __all__ = [
-    "HiveError", "Hive", "RegistryKeyEntity", "RegistryValueEntity", "RegistryEntity",
-    "KEY_COMPARED_FIELDS", "KEY_RECORDED_FIELDS", "VALUE_COMPARED_FIELDS",
-    "VALUE_RECORDED_FIELDS", "changed_fields", "open_hive", "collect",
-    "resolve_current_control_set", "value_id", "split_value_id", "preview", "PREVIEW_CHARS",
+    "HiveError", "Hive", "open_hive", "collect", "resolve_current_control_set", "preview",
+    "PREVIEW_CHARS",
 ]
 
-# A key's last-write time, subkey and value counts move whenever something below it changes,
-# and those changes are reported by their own entities: recorded, not compared.
-KEY_COMPARED_FIELDS: tuple[str, ...] = ("acl",)
-KEY_RECORDED_FIELDS: tuple[str, ...] = ("acl", "last_write", "subkey_count", "value_count")
-VALUE_COMPARED_FIELDS: tuple[str, ...] = ("type", "size", "sha256")
-VALUE_RECORDED_FIELDS: tuple[str, ...] = (*VALUE_COMPARED_FIELDS, "preview")
 PREVIEW_CHARS = 256
 _PREVIEW_BYTES = 64  # binary types: hex of the first 64 bytes
-
-
-@dataclass(slots=True)
-class RegistryKeyEntity:
-    """One monitored key at one scan. ``last_write`` is integer ns since the epoch; ``acl``
-    the SDDL of its security cell (``0x``+hex if it cannot be rendered, None if none);
-    ``policies`` names the monitored entities that cover the key."""
-
-    path: str
-    last_write: int
-    acl: str | None
-    subkey_count: int
-    value_count: int
-    policies: tuple[str, ...] = ()
-
-    def values(self) -> dict[str, Any]:
-        """The recorded fields as a plain dict (no path, no policies)."""
-        data = asdict(self)
-        return {name: data[name] for name in KEY_RECORDED_FIELDS}
-
-
-@dataclass(slots=True)
-class RegistryValueEntity:
-    """One monitored value at one scan: type name (``REG_SZ``), data size in bytes, SHA-256
-    of the raw data, and a bounded readable :func:`preview` of it."""
-
-    key_path: str
-    name: str
-    type: str
-    size: int
-    sha256: str
-    preview: str | None
-    policies: tuple[str, ...] = ()
-
-    def values(self) -> dict[str, Any]:
-        """The recorded fields as a plain dict (no key path, name or policies)."""
-        data = asdict(self)
-        return {name: data[name] for name in VALUE_RECORDED_FIELDS}
-
-
-RegistryEntity = RegistryKeyEntity | RegistryValueEntity
-
-
-def changed_fields(previous: RegistryEntity, current: RegistryEntity) -> tuple[str, ...]:
-    """Compared fields that differ, in ``*_COMPARED_FIELDS`` order."""
-    fields = (KEY_COMPARED_FIELDS if isinstance(current, RegistryKeyEntity)
-              else VALUE_COMPARED_FIELDS)
-    return tuple(f for f in fields if getattr(previous, f) != getattr(current, f))
-
-
-def value_id(key_path: str, name: str) -> str:
-    """The id of value ``name`` of the key ``key_path`` (see the module docstring)."""
-    return f"{key_path}\\\\{name}"
-
-
-def split_value_id(entity_id: str) -> tuple[str, str] | None:
-    """``(key_path, value_name)`` of a value id, None for a key id."""
-    key, sep, name = entity_id.partition("\\\\")
-    return (key, name) if sep else None
 
 
 # -- previews ------------------------------------------------------------------------------
@@ -289,12 +227,10 @@ class _Collector:
     def roots(self, entity: PolicyEntity) -> Iterable[tuple[RegKey, str, int | None]]:
         """(key, id, remaining depth) for each key the entity starts at in this hive."""
         segs = _segments(entity.path)
-        upper = [s.upper() for s in self.prefix]
         last = _name_regex(segs[-1])
         if len(segs) <= len(self.prefix):
             # the entity is the mount point or above it: the hive root may be inside it
-            if [s.upper() for s in segs[:-1]] != upper[:len(segs) - 1] or not last.match(
-                    self.prefix[len(segs) - 1]):
+            if not self._under_prefix(segs):
                 return
             below = len(self.prefix) - len(segs)
             if entity.depth is not None and entity.depth < below:
@@ -302,7 +238,7 @@ class _Collector:
             depth = None if entity.depth is None else entity.depth - below
             yield self.hive.root, "\\".join(self.prefix), depth
             return
-        if [s.upper() for s in segs[:len(self.prefix)]] != upper:
+        if not self._under_prefix(segs[:len(self.prefix)]):
             return
         inner = segs[len(self.prefix):]
         key, key_id = self.hive.root, "\\".join(self.prefix)
@@ -320,6 +256,11 @@ class _Collector:
         for sub in self.hive.subkeys(key):
             if last.match(sub.name):
                 yield sub, f"{key_id}\\{sub.name}", entity.depth
+
+    def _under_prefix(self, segs: list[str]) -> bool:
+        """Whether the entity's first segments name this hive's mount prefix (``HKU\\*``
+        matches every user's hive)."""
+        return all(_name_regex(s).match(p) for s, p in zip(segs, self.prefix, strict=False))
 
     def _child(self, key: RegKey, name: str, first: bool) -> tuple[RegKey, str] | None:
         """The subkey and its id spelling; ``CurrentControlSet`` at the top is resolved."""

@@ -14,6 +14,8 @@ Layout facts used (see FACTS.md, "pytsk3"):
 * Reparse points (0xC0) leave pytsk3's type REG/DIR with ``link`` None; the buffer is parsed
   here (``REPARSE_DATA_BUFFER``).
 
+:meth:`NtfsMeta.describe` gathers all of it with one inode open and one attribute listing.
+
 pytsk3 ``OSError`` becomes :class:`CorruptFilesystem` (an inode or a structure cannot be
 used) or :class:`SourceReadError` (reading attribute data failed or came back short).
 """
@@ -33,8 +35,8 @@ from scanner.disk.tsk_fs import _tsk_message
 from scanner.errors import CorruptFilesystem, SourceReadError
 from scanner.paths import decode_name
 
-__all__ = ["NtfsMeta", "Reparse", "Stream", "attribute_names", "format_attributes",
-           "parse_reparse", "FILE_ATTRIBUTE_NAMES", "IO_REPARSE_TAG_SYMLINK",
+__all__ = ["NtfsFileInfo", "NtfsMeta", "Reparse", "Stream", "attribute_names",
+           "format_attributes", "parse_reparse", "FILE_ATTRIBUTE_NAMES", "IO_REPARSE_TAG_SYMLINK",
            "IO_REPARSE_TAG_MOUNT_POINT"]
 
 AT_STANDARD_INFORMATION = 0x10
@@ -50,6 +52,7 @@ _SDS_HEADER = 20
 _SI_ATTRS = 0x20
 _SI_SECURITY_ID = 0x34
 _SI_V3_SIZE = 72
+_SDDL_CACHE_MAX = 1 << 16  # distinct descriptors remembered by describe()
 
 # FILE_ATTRIBUTE_* bit -> name, in rendering order.
 FILE_ATTRIBUTE_NAMES: tuple[tuple[int, str], ...] = (
@@ -128,59 +131,108 @@ def parse_reparse(buf: bytes) -> Reparse:
                    bool(flags & SYMLINK_FLAG_RELATIVE))
 
 
+@dataclass(frozen=True, slots=True)
+class NtfsFileInfo:
+    """What :meth:`NtfsMeta.describe` reads from one MFT record in a single pass."""
+
+    acl: str | None  # the security descriptor as SDDL (``0x<hex>`` if SDDL cannot say it)
+    attributes: int  # FILE_ATTRIBUTE_* flags (0 without $STANDARD_INFORMATION)
+    streams: tuple[Stream, ...]  # named $DATA attributes, in attribute order
+    reparse: Reparse | None  # the parsed 0xC0 attribute
+
+
+class _Record:
+    """One opened inode and its attribute list, read once: ``(type, name, id, size)``."""
+
+    __slots__ = ("handle", "inode", "attrs")
+
+    def __init__(self, handle: Any, inode: int) -> None:
+        self.handle = handle
+        self.inode = inode
+        try:
+            infos = [a.info for a in handle]
+            self.attrs = [(int(i.type), i.name or None, int(i.id), int(i.size)) for i in infos]
+        except OSError as exc:
+            raise CorruptFilesystem(f"cannot list attributes of NTFS inode {inode}: "
+                                    f"{_tsk_message(exc)}") from exc
+
+    def value(self, atype: int, name: bytes | None = None) -> bytes | None:
+        """Whole value of the first attribute of this type and name, None if absent."""
+        for t, n, attr_id, size in self.attrs:
+            if t == atype and n == name:
+                return _read(self.handle, self.inode, atype, attr_id, 0, size)
+        return None
+
+    def streams(self) -> tuple[Stream, ...]:
+        return tuple(Stream(decode_name(bytes(n)), size, attr_id)
+                     for t, n, attr_id, size in self.attrs if t == AT_DATA and n)
+
+    def dos_attributes(self, si: bytes | None) -> int:
+        if si is None:
+            return 0
+        if len(si) < _SI_ATTRS + 4:
+            raise CorruptFilesystem(f"inode {self.inode}: $STANDARD_INFORMATION of "
+                                    f"{len(si)} bytes")
+        return int(struct.unpack_from("<I", si, _SI_ATTRS)[0])
+
+    def reparse(self) -> Reparse | None:
+        buf = self.value(AT_REPARSE_POINT)
+        if buf is None:
+            return None
+        try:
+            return parse_reparse(buf)
+        except ValueError as exc:
+            raise CorruptFilesystem(f"inode {self.inode}: bad reparse point: {exc}") from exc
+
+
 class NtfsMeta:
-    """NTFS metadata reader for one volume; ``$Secure:$SDS`` is indexed on first need."""
+    """NTFS metadata reader for one volume; ``$Secure:$SDS`` is indexed on first need.
+
+    :meth:`describe` reads everything about an inode with one open and one attribute
+    listing, and renders each distinct descriptor as SDDL once (a volume has few); the
+    single-purpose methods each open the inode again and render afresh.
+    """
 
     def __init__(self, fs_info: Any) -> None:
         self._fs = fs_info
         self._sds: dict[int, bytes] | None = None
+        self._sddl: dict[bytes, str] = {}
 
     # -- public API ---------------------------------------------------------------------------
+    def describe(self, inode: int) -> NtfsFileInfo:
+        """SDDL, DOS attributes, alternate data streams and reparse point of one inode, from
+        one open and one attribute listing. Raises CorruptFilesystem / SourceReadError."""
+        rec = self._record(inode)
+        si = rec.value(AT_STANDARD_INFORMATION)
+        sd = self._descriptor(rec, si)
+        acl = None
+        if sd is not None:
+            acl = self._sddl.get(sd)
+            if acl is None:
+                acl = _sddl(sd)
+                if len(self._sddl) < _SDDL_CACHE_MAX:
+                    self._sddl[sd] = acl
+        return NtfsFileInfo(acl=acl, attributes=rec.dos_attributes(si),
+                            streams=rec.streams(), reparse=rec.reparse())
+
     def security_descriptor(self, inode: int) -> bytes | None:
         """Self-relative descriptor: the 0x50 attribute, else SI security_id via ``$SDS``."""
-        handle = self._open(inode)
-        own = self._read_attr(handle, inode, AT_SECURITY_DESCRIPTOR)
-        if own is not None:
-            return own
-        si = self._standard_information(handle, inode)
-        if si is None or len(si) < _SI_V3_SIZE:
-            return None  # NTFS 1.2 style SI: no security_id
-        (security_id,) = struct.unpack_from("<I", si, _SI_SECURITY_ID)
-        if security_id == 0:
-            return None
-        sds = self._security_index()
-        if security_id not in sds:
-            raise CorruptFilesystem(f"inode {inode}: security id {security_id} is not in "
-                                    "$Secure:$SDS")
-        return sds[security_id]
+        rec = self._record(inode)
+        return self._descriptor(rec, rec.value(AT_STANDARD_INFORMATION))
 
     def acl(self, inode: int) -> str | None:
         """The descriptor as SDDL; ``0x<hex>`` of the raw bytes when SDDL cannot express it."""
         sd = self.security_descriptor(inode)
-        if sd is None:
-            return None
-        try:
-            return sddl_from_descriptor(sd)
-        except ValueError:
-            return "0x" + sd.hex()
+        return None if sd is None else _sddl(sd)
 
     def dos_attributes(self, inode: int) -> int:
         """FILE_ATTRIBUTE_* flags from $STANDARD_INFORMATION (0 if it is missing)."""
-        si = self._standard_information(self._open(inode), inode)
-        if si is None:
-            return 0
-        if len(si) < _SI_ATTRS + 4:
-            raise CorruptFilesystem(f"inode {inode}: $STANDARD_INFORMATION of {len(si)} bytes")
-        return int(struct.unpack_from("<I", si, _SI_ATTRS)[0])
+        rec = self._record(inode)
+        return rec.dos_attributes(rec.value(AT_STANDARD_INFORMATION))
 
     def streams(self, inode: int) -> list[Stream]:
         """Named $DATA attributes (not the unnamed default stream), in attribute order."""
-        out = []
-        for attr in self._attrs(self._open(inode), inode):
-            info = attr.info
-            if int(info.type) == AT_DATA and info.name:
-                out.append(Stream(decode_name(bytes(info.name)), int(info.size), int(info.id)))
-        return out
+        return list(self._record(inode).streams())
 
     def read_stream(self, inode: int, stream: Stream, chunk: int = 1 << 20) -> Iterator[bytes]:
         """Content of an alternate data stream in chunks."""
@@ -194,13 +246,7 @@ class NtfsMeta:
 
     def reparse(self, inode: int) -> Reparse | None:
         """The parsed 0xC0 attribute, or None when the inode is no reparse point."""
-        buf = self._read_attr(self._open(inode), inode, AT_REPARSE_POINT)
-        if buf is None:
-            return None
-        try:
-            return parse_reparse(buf)
-        except ValueError as exc:
-            raise CorruptFilesystem(f"inode {inode}: bad reparse point: {exc}") from exc
+        return self._record(inode).reparse()
 
     # -- helpers ------------------------------------------------------------------------------
     def _open(self, inode: int) -> Any:
@@ -210,40 +256,23 @@ class NtfsMeta:
             raise CorruptFilesystem(f"cannot read NTFS inode {inode}: "
                                     f"{_tsk_message(exc)}") from exc
 
-    @staticmethod
-    def _attrs(handle: Any, inode: int) -> list[Any]:
-        try:
-            return list(handle)
-        except OSError as exc:
-            raise CorruptFilesystem(f"cannot list attributes of NTFS inode {inode}: "
-                                    f"{_tsk_message(exc)}") from exc
+    def _record(self, inode: int) -> _Record:
+        return _Record(self._open(inode), inode)
 
-    def _read_attr(self, handle: Any, inode: int, atype: int,
-                   name: bytes | None = None) -> bytes | None:
-        """Whole value of the first attribute of this type and name, None if absent."""
-        for attr in self._attrs(handle, inode):
-            info = attr.info
-            if int(info.type) == atype and (info.name or None) == name:
-                return self._read(handle, inode, atype, int(info.id), 0, int(info.size))
-        return None
-
-    @staticmethod
-    def _read(handle: Any, inode: int, atype: int, attr_id: int, offset: int,
-              length: int) -> bytes:
-        if length <= 0:
-            return b""
-        try:
-            data = bytes(handle.read_random(offset, length, atype, attr_id))
-        except OSError as exc:
-            raise SourceReadError(f"read of NTFS inode {inode} attribute 0x{atype:x}-{attr_id} "
-                                  f"at {offset} failed: {_tsk_message(exc)}") from exc
-        if len(data) != length:
-            raise SourceReadError(f"NTFS inode {inode} attribute 0x{atype:x}-{attr_id}: "
-                                  f"{len(data)} of {length} bytes at {offset}")
-        return data
-
-    def _standard_information(self, handle: Any, inode: int) -> bytes | None:
-        return self._read_attr(handle, inode, AT_STANDARD_INFORMATION)
+    def _descriptor(self, rec: _Record, si: bytes | None) -> bytes | None:
+        own = rec.value(AT_SECURITY_DESCRIPTOR)
+        if own is not None:
+            return own
+        if si is None or len(si) < _SI_V3_SIZE:
+            return None  # NTFS 1.2 style SI: no security_id
+        (security_id,) = struct.unpack_from("<I", si, _SI_SECURITY_ID)
+        if security_id == 0:
+            return None
+        sds = self._security_index()
+        if security_id not in sds:
+            raise CorruptFilesystem(f"inode {rec.inode}: security id {security_id} is not in "
+                                    "$Secure:$SDS")
+        return sds[security_id]
 
     def _security_index(self) -> dict[int, bytes]:
         if self._sds is None:
@@ -252,18 +281,39 @@ class NtfsMeta:
 
     def _load_sds(self) -> dict[int, bytes]:
         """security id -> descriptor from the primary 256 KiB blocks of ``$Secure:$SDS``."""
-        handle = self._open(SECURE_INODE)
-        sds = next((a.info for a in self._attrs(handle, SECURE_INODE)
-                    if int(a.info.type) == AT_DATA and a.info.name == b"$SDS"), None)
+        rec = self._record(SECURE_INODE)
+        sds = next(((attr_id, size) for t, n, attr_id, size in rec.attrs
+                    if t == AT_DATA and n == b"$SDS"), None)
         if sds is None:
             raise CorruptFilesystem("NTFS $Secure (inode 9) has no $SDS stream")
-        size, attr_id = int(sds.size), int(sds.id)
+        attr_id, size = sds
         index: dict[int, bytes] = {}
         for start in range(0, size, 2 * _SDS_BLOCK):
-            block = self._read(handle, SECURE_INODE, AT_DATA, attr_id, start,
-                               min(_SDS_BLOCK, size - start))
+            block = _read(rec.handle, SECURE_INODE, AT_DATA, attr_id, start,
+                          min(_SDS_BLOCK, size - start))
             _parse_sds_block(block, start, index)
         return index
+
+
+def _sddl(sd: bytes) -> str:
+    try:
+        return sddl_from_descriptor(sd)
+    except ValueError:
+        return "0x" + sd.hex()
+
+
+def _read(handle: Any, inode: int, atype: int, attr_id: int, offset: int, length: int) -> bytes:
+    if length <= 0:
+        return b""
+    try:
+        data = bytes(handle.read_random(offset, length, atype, attr_id))
+    except OSError as exc:
+        raise SourceReadError(f"read of NTFS inode {inode} attribute 0x{atype:x}-{attr_id} "
+                              f"at {offset} failed: {_tsk_message(exc)}") from exc
+    if len(data) != length:
+        raise SourceReadError(f"NTFS inode {inode} attribute 0x{atype:x}-{attr_id}: "
+                              f"{len(data)} of {length} bytes at {offset}")
+    return data
 
 
 def _parse_sds_block(block: bytes, start: int, index: dict[int, bytes]) -> None:

@@ -11,13 +11,16 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytsk3
 
 from scanner.disk.nodes import FileKind, FsIdentity, Node, read_in_chunks
 from scanner.errors import CorruptFilesystem, SourceReadError
 from scanner.paths import decode_name
+
+if TYPE_CHECKING:
+    from scanner.disk.ntfs_meta import NtfsMeta
 
 _META_KIND = {
     pytsk3.TSK_FS_META_TYPE_REG: FileKind.FILE,
@@ -79,6 +82,7 @@ class TskFilesystem:
         self.block_size = int(self._fs.info.block_size)
         self.block_count = int(self._fs.info.block_count)
         self._root_inum = int(self._fs.info.root_inum)
+        self._ntfs_meta: NtfsMeta | None = None
 
     # -- Filesystem protocol ------------------------------------------------------------
     def root(self) -> Node:
@@ -138,9 +142,23 @@ class TskFilesystem:
         """pytsk3 exposes no extended attributes; the ext backend adds them (see ext_xattrs)."""
         return {}
 
+    def ntfs_meta(self) -> NtfsMeta:
+        """The volume's NTFS metadata reader (SDDL, DOS attributes, streams, reparse points),
+        one per filesystem so ``$Secure:$SDS`` is indexed once. ValueError if not NTFS."""
+        from scanner.disk.ntfs_meta import NtfsMeta  # ntfs_meta imports this module
+
+        if not self.is_ntfs:
+            raise ValueError(f"no NTFS metadata on a {self.fs_type} volume")
+        if self._fs is None:
+            raise ValueError("the filesystem is closed")
+        if self._ntfs_meta is None:
+            self._ntfs_meta = NtfsMeta(self._fs)
+        return self._ntfs_meta
+
     def close(self) -> None:
         """pytsk3 frees on garbage collection."""
         self._fs = None
+        self._ntfs_meta = None
 
     # -- helpers --------------------------------------------------------------------------
     def _node(self, entry: Any, at_root: bool) -> Node | None:

@@ -228,22 +228,23 @@ def _reg_key(row: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
 
 def _reg_value(row: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     """The ``reg_value`` object; its time is its key's last write (values have none)."""
-    type_name, type_id = _reg_type(values.get("value_type"))
+    type_name, type_id = _reg_type(values.get("type"))
     name = row["value_name"]
     return _compact({"path": row["path"], "name": name, "is_default": True if name == "" else None,
                      "type": type_name, "type_id": type_id,
-                     "data": _preview(values.get("value_data"))[0],
+                     "data": _preview(values.get("preview"))[0],
                      "modified_time": ns_to_ms(values.get("last_write"))})
 
 
 def _reg_key_extras(values: dict[str, Any]) -> dict[str, Any]:
     """Registry key fields reg_key has no attribute for."""
-    return _compact({"size": values.get("size"), "sha256": values.get("sha256")})
+    return _compact({"subkey_count": values.get("subkey_count"),
+                     "value_count": values.get("value_count")})
 
 
 def _reg_value_extras(values: dict[str, Any]) -> dict[str, Any]:
     """Registry value fields reg_value has no attribute for; whether its data was cut."""
-    cut = _preview(values.get("value_data"))[1]
+    cut = _preview(values.get("preview"))[1]
     return _compact({"size": values.get("size"), "sha256": values.get("sha256"),
                      "acl": values.get("acl"), "data_truncated": True if cut else None})
 

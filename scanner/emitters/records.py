@@ -27,8 +27,21 @@ FIELD_NAMES: dict[str, str] = {
     "atime": "DateAccessed",
     "inode": "Inode",
     "nlink": "LinkCount",
+    "attributes": "FileAttributes",
 }
-TIME_FIELDS = frozenset({"mtime", "ctime", "crtime", "atime"})
+# Registry keys and values; a value's content change (its SHA-256) is "ValueData".
+REGISTRY_FIELD_NAMES: dict[str, str] = {
+    "type": "ValueType",
+    "size": "ValueSize",
+    "preview": "ValueData",
+    "sha256": "ValueDataChecksum",
+    "acl": "Acls",
+    "last_write": "DateModified",
+    "subkey_count": "SubkeyCount",
+    "value_count": "ValueCount",
+}
+_REGISTRY_CHANGED_NAMES = {**REGISTRY_FIELD_NAMES, "sha256": "ValueData"}
+TIME_FIELDS = frozenset({"mtime", "ctime", "crtime", "atime", "last_write"})
 
 
 def ns_to_iso(value: int | None) -> str | None:
@@ -57,13 +70,22 @@ def _iso(value: datetime | None) -> str | None:
 
 def event_record(row: dict[str, Any]) -> dict[str, Any]:
     """One stored change event (a row of ``Repository.changes``) as a ConfigurationChange record."""
+    is_file = row["entity_type"] == "file"
+    names = FIELD_NAMES if is_file else REGISTRY_FIELD_NAMES
+    changed_names = FIELD_NAMES if is_file else _REGISTRY_CHANGED_NAMES
     record: dict[str, Any] = {
         "TimeGenerated": _iso(row["detected_at"]),
         "Computer": row["machine"],
-        "ConfigChangeType": "Files" if row["entity_type"] == "file" else "Registry",
+        "ConfigChangeType": "Files" if is_file else "Registry",
         "ChangeCategory": row["category"].capitalize(),
-        "FileSystemPath": row["path"],
-        "FieldsChanged": [FIELD_NAMES.get(f, f) for f in row["fields_changed"] or ()],
+    }
+    if is_file:
+        record["FileSystemPath"] = row["path"]
+    else:
+        record["RegistryKey"] = row["path"]
+        record["ValueName"] = row.get("value_name")
+    record |= {
+        "FieldsChanged": [changed_names.get(f, f) for f in row["fields_changed"] or ()],
         "MonitoredEntities": list(row["policies"] or ()),
         "ScanId": row["scan_id"],
         "PreviousScanId": row["previous_scan_id"],
@@ -71,7 +93,7 @@ def event_record(row: dict[str, Any]) -> dict[str, Any]:
         "WindowEnd": _iso(row["window_end"]),
     }
     current, previous = row.get("current") or {}, row.get("previous") or {}
-    for field, name in FIELD_NAMES.items():
+    for field, name in names.items():
         if field in current:
             record[name] = render_value(field, current[field])
         if field in previous:
@@ -82,10 +104,17 @@ def event_record(row: dict[str, Any]) -> dict[str, Any]:
 def change_lines(row: dict[str, Any]) -> list[str]:
     """What changed, one ``field: before -> after`` line per changed field."""
     lines = []
+    state = row.get("current") or row.get("previous") or {}
+    if not row["fields_changed"] and row["entity_type"] == "registry" and "type" in state:
+        lines.append(f"{state['type']}: {_text(state.get('preview'))}")  # an added/removed value
     for field in row["fields_changed"] or ():
         before = render_value(field, (row["previous"] or {}).get(field))
         after = render_value(field, (row["current"] or {}).get(field))
         lines.append(f"{field}: {_text(before)} -> {_text(after)}")
+        if field == "sha256" and row["entity_type"] == "registry":  # show the data itself
+            before = (row["previous"] or {}).get("preview")
+            after = (row["current"] or {}).get("preview")
+            lines.append(f"data: {_text(before)!s} -> {_text(after)!s}")
     return lines
 
 

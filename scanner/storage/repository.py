@@ -18,11 +18,18 @@ from sqlalchemy import Connection, Engine, Text, cast, delete, func, insert, sel
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from scanner.diff import ChangeEvent, FileDiff
-from scanner.entities import FILE_RECORDED_FIELDS, FileEntity
+from scanner.entities import FILE_RECORDED_FIELDS, FileEntity, RegistryEntity
 from scanner.errors import NotFound, StorageError, TransientStorageError
 from scanner.storage.bulk import bulk_insert
-from scanner.storage.sqldiff import diff_into_state
-from scanner.storage.tables import account, change_event, file_state, machine, scan
+from scanner.storage.sqldiff import FILE_STATE, REGISTRY_STATE, diff_into_state
+from scanner.storage.tables import (
+    account,
+    change_event,
+    file_state,
+    machine,
+    registry_state,
+    scan,
+)
 
 LOCAL_ACCOUNT = "local"
 _CHUNK = 500
@@ -115,7 +122,7 @@ class Repository:
                 mid = self.machine_id(conn, name)
             except NotFound:
                 return False
-            for table in (change_event, file_state, scan):
+            for table in (change_event, file_state, registry_state, scan):
                 conn.execute(delete(table).where(table.c.machine_id == mid))
             conn.execute(delete(machine).where(machine.c.id == mid))
         return True
@@ -151,27 +158,40 @@ class Repository:
             result[path] = entity
         return result
 
+    def load_registry_state(self, conn: Connection, machine_id: int
+                            ) -> dict[str, RegistryEntity]:
+        """The machine's current known registry state, by key path or value id."""
+        rows = conn.execute(select(registry_state)
+                            .where(registry_state.c.machine_id == machine_id))
+        return {row.path: REGISTRY_STATE.entity(row._mapping, "")  # type: ignore[misc]
+                for row in rows}
+
     # -- committing a scan ------------------------------------------------------------------
     def commit_scan(self, conn: Connection, machine_id: int, *,
                     entities: Iterable[FileEntity], unreadable: Collection[str],
                     previous: PreviousScan | None, started_at: datetime, finished_at: datetime,
                     status: str, source: dict[str, Any], coverage: dict[str, Any],
-                    policies: list[str], scan_id: int | None = None) -> tuple[int, FileDiff]:
-        """Diff the scan's entities against the state and write everything, in the caller's
-        transaction: the scan row (created, or the fleet's row updated), the state, the events.
+                    policies: list[str], scan_id: int | None = None,
+                    registry: Iterable[RegistryEntity] = ()) -> tuple[int, FileDiff]:
+        """Diff the scan's file and registry entities against the state and write everything,
+        in the caller's transaction: the scan row (created, or the fleet's row updated), the
+        state, the events. ``unreadable`` holds paths and registry ids whose state is unknown.
         """
         if scan_id is None:
             scan_id = _new_id(conn.execute(insert(scan).values(
                 machine_id=machine_id, status="running", started_at=started_at, source=source)))
-        diff, total = diff_into_state(
-            conn, machine_id, scan_id, entities,
-            previous_policies=previous.policies if previous else None,
-            current_policies=policies, unreadable=unreadable)
+        diff, total = FileDiff(), 0
+        for spec, items in ((FILE_STATE, entities), (REGISTRY_STATE, registry)):
+            diff, staged = diff_into_state(
+                conn, machine_id, scan_id, items,
+                previous_policies=previous.policies if previous else None,
+                current_policies=policies, unreadable=unreadable, spec=spec, out=diff)
+            total += staged
         if diff.events:
             window_start = previous.finished_at if previous else None
             bulk_insert(conn, change_event, _EVENT_COLUMNS, (
                 (machine_id, scan_id, previous.id if previous else None, finished_at,
-                 window_start, finished_at, e.entity_type, e.category, e.path, None,
+                 window_start, finished_at, e.entity_type, e.category, e.path, e.value_name,
                  list(e.fields_changed), e.previous, e.current, list(e.policies))
                 for e in diff.events))
         conn.execute(update(scan).where(scan.c.id == scan_id).values(

@@ -3,13 +3,16 @@ with the machine's state in SQL, inside the scan's transaction.
 
 Only rows that differ are fetched back (to build their events with the same rules as the
 in-memory diff, :class:`scanner.diff.DiffRules`), so memory stays flat in the number of
-entities: 1M unchanged files cost one COPY and three set operations.
+entities: 1M unchanged files cost one COPY and three set operations. Files and registry
+entities go through the same code, each with its :class:`StateSpec` (state table, columns,
+row <-> entity).
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -29,40 +32,97 @@ from sqlalchemy import (
 )
 
 from scanner.diff import DiffRules, FileDiff
-from scanner.entities import FILE_RECORDED_FIELDS, FileEntity
-from scanner.storage.bulk import bulk_insert
-from scanner.storage.tables import file_state
-
-_STAGE_COLUMNS = ("path", *FILE_RECORDED_FIELDS, "policies")
-_stage_meta = MetaData()
-stage = Table(
-    "snapfim_stage", _stage_meta,
-    *(Column(name, file_state.c[name].type, primary_key=name == "path") for name in _STAGE_COLUMNS),
-    prefixes=["TEMPORARY"],
-    postgresql_on_commit="DROP",
+from scanner.entities import (
+    FILE_RECORDED_FIELDS,
+    Entity,
+    FileEntity,
+    RegistryKeyEntity,
+    RegistryValueEntity,
 )
+from scanner.storage.bulk import bulk_insert
+from scanner.storage.tables import file_state, registry_state
+
 _CHUNK = 1000
-_values = operator.attrgetter(*FILE_RECORDED_FIELDS)
+_stage_meta = MetaData()
 
 
-def _entity(row: Any, prefix: str = "") -> FileEntity:
-    data = row._mapping
+@dataclass(frozen=True)
+class StateSpec:
+    """How one kind of entity is staged, stored and read back."""
+
+    table: Table
+    columns: tuple[str, ...]                           # "path" first, "policies" last
+    row: Callable[[Any], tuple[Any, ...]]              # entity -> values in column order
+    entity: Callable[[Any, str], Entity]               # row mapping, column prefix -> entity
+    keep_unread_hash: bool = False                     # files: unreadable content keeps its hash
+
+    @property
+    def stage(self) -> Table:
+        """The temporary staging table of this kind (dropped at the end of each diff)."""
+        name = f"snapfim_stage_{self.table.name}"
+        if name not in _stage_meta.tables:
+            Table(name, _stage_meta,
+                  *(Column(c, self.table.c[c].type, primary_key=c == "path")
+                    for c in self.columns),
+                  prefixes=["TEMPORARY"], postgresql_on_commit="DROP")
+        return _stage_meta.tables[name]
+
+
+_file_values = operator.attrgetter(*FILE_RECORDED_FIELDS)
+
+
+def _file_row(e: FileEntity) -> tuple[Any, ...]:
+    return (e.path, *_file_values(e), e.policies)
+
+
+def _file_entity(data: Mapping[str, Any], prefix: str) -> Entity:
     values = {f: data[prefix + f] for f in FILE_RECORDED_FIELDS}
     values["xattrs"] = values["xattrs"] or {}
     return FileEntity(data[prefix + "path"], **values,
                       policies=tuple(data[prefix + "policies"] or ()))
 
 
+def _registry_row(e: RegistryKeyEntity | RegistryValueEntity) -> tuple[Any, ...]:
+    if isinstance(e, RegistryKeyEntity):
+        return (e.path, "key", e.path, None, e.last_write, e.acl, e.subkey_count,
+                e.value_count, None, None, None, None, e.policies)
+    return (e.path, "value", e.key_path, e.name, None, None, None, None, e.type, e.size,
+            e.sha256, e.preview, e.policies)
+
+
+def _registry_entity(data: Mapping[str, Any], prefix: str) -> Entity:
+    policies = tuple(data[prefix + "policies"] or ())
+    if data[prefix + "kind"] == "key":
+        return RegistryKeyEntity(data[prefix + "path"], data[prefix + "last_write"],
+                                 data[prefix + "acl"], data[prefix + "subkey_count"],
+                                 data[prefix + "value_count"], policies)
+    return RegistryValueEntity(data[prefix + "key_path"], data[prefix + "value_name"],
+                               data[prefix + "type"], data[prefix + "size"],
+                               data[prefix + "sha256"], data[prefix + "preview"], policies)
+
+
+FILE_STATE = StateSpec(file_state, ("path", *FILE_RECORDED_FIELDS, "policies"), _file_row,
+                       _file_entity, keep_unread_hash=True)
+REGISTRY_STATE = StateSpec(
+    registry_state,
+    ("path", "kind", "key_path", "value_name", "last_write", "acl", "subkey_count",
+     "value_count", "type", "size", "sha256", "preview", "policies"),
+    _registry_row, _registry_entity)
+
+
 def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
-                    entities: Iterable[FileEntity], *,
+                    entities: Iterable[Any], *,
                     previous_policies: Collection[str] | None,
                     current_policies: Collection[str],
-                    unreadable: Collection[str] = ()) -> tuple[FileDiff, int]:
-    """Diff ``entities`` against the machine's state and apply the result, in SQL.
+                    unreadable: Collection[str] = (), spec: StateSpec = FILE_STATE,
+                    out: FileDiff | None = None) -> tuple[FileDiff, int]:
+    """Diff ``entities`` against the machine's state of ``spec``'s kind and apply the result.
 
-    Returns the diff (events, deletes and counts; ``upserts`` holds the changed rows only)
-    and the number of entities staged.
+    Events are added to ``out`` (a new diff when None), which is returned with the number of
+    entities staged; ``upserts`` holds the changed rows only.
     """
+    out = out if out is not None else FileDiff()
+    stage, table, columns = spec.stage, spec.table, spec.columns
     stage.drop(conn, checkfirst=True)
     stage.create(conn)
     total = 0
@@ -71,54 +131,56 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
         nonlocal total
         for e in entities:
             total += 1
-            yield (e.path, *_values(e), e.policies)
+            yield spec.row(e)
 
-    bulk_insert(conn, stage, _STAGE_COLUMNS, rows())
-    state = file_state.alias("s")
+    bulk_insert(conn, stage, columns, rows())
+    state = table.alias("s")
     mine = and_(state.c.machine_id == machine_id, state.c.path == stage.c.path)
-    copy_all = select(literal(machine_id), literal(scan_id), *(stage.c[c] for c in _STAGE_COLUMNS))
-    target = ["machine_id", "scan_id", *_STAGE_COLUMNS]
+    copy_all = select(literal(machine_id), literal(scan_id), *(stage.c[c] for c in columns))
+    target = ["machine_id", "scan_id", *columns]
     if previous_policies is None:
-        conn.execute(delete(file_state).where(file_state.c.machine_id == machine_id))
-        conn.execute(insert(file_state).from_select(target, copy_all))
+        conn.execute(delete(table).where(table.c.machine_id == machine_id))
+        conn.execute(insert(table).from_select(target, copy_all))
         stage.drop(conn)
-        return FileDiff(baseline=True), total
+        out.baseline = True
+        return out, total
 
-    if unreadable:  # files whose content could not be read keep their previous hash
+    if unreadable and spec.keep_unread_hash:  # unreadable content keeps its previous hash
         conn.execute(update(stage).where(
             stage.c.sha256.is_(None), stage.c.path.in_(list(unreadable)),
             exists().where(mine, state.c.type == stage.c.type)
         ).values(sha256=select(state.c.sha256).where(mine).scalar_subquery()))
-    rules = DiffRules(FileDiff(), previous_policies, current_policies, unreadable)
-    differs = or_(*(state.c[c].is_distinct_from(stage.c[c]) for c in _STAGE_COLUMNS[1:]))
-    prefixed = [state.c[c].label("prev_" + c) for c in _STAGE_COLUMNS]
+    rules = DiffRules(out, previous_policies, current_policies, unreadable)
+    differs = or_(*(state.c[c].is_distinct_from(stage.c[c]) for c in columns[1:]))
+    prefixed = [state.c[c].label("prev_" + c) for c in columns]
     for row in conn.execute(select(*prefixed, *stage.c).join(state, mine).where(differs)):
-        rules.both(_entity(row, "prev_"), _entity(row))
+        rules.both(spec.entity(row._mapping, "prev_"), spec.entity(row._mapping, ""))
     for row in conn.execute(select(stage).where(~exists().where(mine))):
-        rules.new_path(_entity(row))
-    gone = select(file_state).where(
-        file_state.c.machine_id == machine_id,
-        ~exists().where(stage.c.path == file_state.c.path))
+        rules.new_path(spec.entity(row._mapping, ""))
+    gone = select(table).where(table.c.machine_id == machine_id,
+                               ~exists().where(stage.c.path == table.c.path))
+    deletes_before = len(out.deletes)
     for row in conn.execute(gone):
-        rules.gone_path(_entity(row))
+        rules.gone_path(spec.entity(row._mapping, ""))
     diff = rules.finish()
 
     # Apply: rewrite the rows that differ, add the new ones, delete what is gone.
-    conn.execute(delete(file_state).where(
-        file_state.c.machine_id == machine_id,
-        exists().where(stage.c.path == file_state.c.path).where(or_(*(
-            file_state.c[c].is_distinct_from(stage.c[c]) for c in _STAGE_COLUMNS[1:])))))
-    conn.execute(insert(file_state).from_select(target, copy_all.where(~exists().where(
-        file_state.c.machine_id == machine_id, file_state.c.path == stage.c.path))))
-    for start in range(0, len(diff.deletes), _CHUNK):
-        conn.execute(delete(file_state).where(
-            file_state.c.machine_id == machine_id,
-            file_state.c.path.in_(diff.deletes[start:start + _CHUNK])))
+    conn.execute(delete(table).where(
+        table.c.machine_id == machine_id,
+        exists().where(stage.c.path == table.c.path).where(or_(*(
+            table.c[c].is_distinct_from(stage.c[c]) for c in columns[1:])))))
+    conn.execute(insert(table).from_select(target, copy_all.where(~exists().where(
+        table.c.machine_id == machine_id, table.c.path == stage.c.path))))
+    gone_paths = diff.deletes[deletes_before:]
+    for start in range(0, len(gone_paths), _CHUNK):
+        conn.execute(delete(table).where(table.c.machine_id == machine_id,
+                                         table.c.path.in_(gone_paths[start:start + _CHUNK])))
     stage.drop(conn)
     return diff, total
 
 
-def count_state(conn: Connection, machine_id: int) -> int:
+def count_state(conn: Connection, machine_id: int, spec: StateSpec = FILE_STATE) -> int:
     """Number of state rows of a machine."""
-    return int(conn.execute(select(func.count()).select_from(file_state)
-                            .where(file_state.c.machine_id == machine_id)).scalar() or 0)
+    table = spec.table
+    return int(conn.execute(select(func.count()).select_from(table)
+                            .where(table.c.machine_id == machine_id)).scalar() or 0)

@@ -159,6 +159,26 @@ file_state = Table(
     Column("xattrs", Json, nullable=False, default=dict),
     Column("policies", Json, nullable=False, default=list),
     Column("scan_id", BigInteger, nullable=False),
+    Column("attributes", Text),                             # NTFS DOS attributes
+)
+
+registry_state = Table(
+    "registry_state", metadata,
+    Column("machine_id", ForeignKey("machine.id", ondelete="CASCADE"), primary_key=True),
+    Column("path", Text, primary_key=True),                 # key path or value id
+    Column("kind", String(8), nullable=False),              # key | value
+    Column("key_path", Text, nullable=False),
+    Column("value_name", Text),
+    Column("last_write", BigInteger),                       # keys
+    Column("acl", Text),
+    Column("subkey_count", Integer),
+    Column("value_count", Integer),
+    Column("type", String(48)),                             # values
+    Column("size", BigInteger),
+    Column("sha256", String(64)),
+    Column("preview", Text),
+    Column("policies", Json, nullable=False, default=list),
+    Column("scan_id", BigInteger, nullable=False),
 )
 
 change_event = Table(

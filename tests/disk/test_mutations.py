@@ -76,7 +76,8 @@ def file_values(data: bytes, *, inode: int, mode: int = 0o755, nlink: int = 1,
     """The full recorded values of a regular file without xattrs."""
     return {"type": "file", "size": len(data), "mode": mode, "uid": uid, "gid": gid,
             "link_target": None, "sha256": sha(data), "acl": None, "capability": None,
-            "xattrs": {}, "mtime": time, "ctime": time, "crtime": time, "inode": inode,
+            "xattrs": {}, "attributes": None, "mtime": time, "ctime": time, "crtime": time,
+            "inode": inode,
             "nlink": nlink, "atime": time}
 
 
@@ -384,6 +385,7 @@ def test_monitored_directory_appears(base: Base) -> None:
     assert directory.current == {
         "type": "directory", "size": 1024, "mode": 0o755, "uid": 0, "gid": 0,
         "link_target": None, "sha256": None, "acl": None, "capability": None, "xattrs": {},
+        "attributes": None,
         "mtime": T1, "ctime": T1, "crtime": T1, "atime": T1, "nlink": 2,
         "inode": inode_info(image, "/usr/local/bin")["inode"]}
     assert helper.current == file_values(

@@ -23,7 +23,7 @@ import pytest
 
 from scanner.entities import FileEntity
 from scanner.errors import SourceError
-from scanner.policy import EntityKind, make_entity, recommended_entities
+from scanner.policy import make_entity
 from scanner.sources.local import open_local
 from scanner.storage.policies import add_entity, ensure_recommended
 from scanner.storage.repository import Repository, ScanRecord
@@ -105,7 +105,8 @@ def file_values(data: bytes, *, inode: int, mode: int, time: int = T0,
     ACL, capability or other xattrs."""
     return {"type": "file", "size": len(data), "mode": mode, "uid": 0, "gid": 0,
             "link_target": None, "sha256": sha(data), "acl": None, "capability": None,
-            "xattrs": {}, "mtime": time, "ctime": time, "crtime": time, "inode": inode,
+            "xattrs": {}, "attributes": None, "mtime": time, "ctime": time, "crtime": time,
+            "inode": inode,
             "nlink": nlink, "atime": time}
 
 
@@ -244,7 +245,8 @@ def test_esp_vfat_mounted_at_boot_efi_by_serial(tmp_path: Path, scan: Scan, repo
         assert values == {
             "type": "file", "size": len(data), "mode": 0o777, "uid": 0, "gid": 0,
             "link_target": None, "sha256": sha(data), "acl": None, "capability": None,
-            "xattrs": {}, "mtime": utc_ns(when), "ctime": None, "crtime": utc_ns(when),
+            "xattrs": {}, "attributes": None, "mtime": utc_ns(when), "ctime": None,
+            "crtime": utc_ns(when),
             "inode": values["inode"], "nlink": 1, "atime": utc_midnight_ns(when)}, path
         assert state[path].policies == ("/boot",)
 
@@ -398,7 +400,8 @@ def test_exfat_files_are_read(exfat_state: dict[str, FileEntity]) -> None:
         assert values == {
             "type": "file", "size": len(data), "mode": 0o777, "uid": 0, "gid": 0,
             "link_target": None, "sha256": sha(data), "acl": None, "capability": None,
-            "xattrs": {}, "mtime": T0, "ctime": None, "crtime": T0, "inode": values["inode"],
+            "xattrs": {}, "attributes": None, "mtime": T0, "ctime": None, "crtime": T0,
+            "inode": values["inode"],
             "nlink": 1, "atime": T0}, path
     assert exfat_state["/EFI/BOOT"].type == "directory"
 
@@ -421,11 +424,10 @@ def test_ntfs_root_files_without_metadata_files(tmp_path: Path, scan: Scan, repo
     coverage = last_coverage(repo)
     assert coverage["volumes"] == [vol("disk", 0, 16 * MIB, "whole disk", "ntfs",
                                        mountpoint="/", uuid=f"{serial:016X}")]
-    windows = sum(1 for e in recommended_entities() if e.kind is not EntityKind.LINUX_FILE)
     assert coverage["notes"] == [
-        "no Linux root filesystem (no /etc) found; disk (ntfs) is scanned as /",
-        f"{windows} Windows file and registry entities are not scanned yet: this version "
-        "reads NTFS volumes as plain files"]
+        "no Windows installation (a directory holding System32\\config) on the NTFS volumes: "
+        "Windows file and registry entities do not apply",
+        "no Linux root filesystem (no /etc) found; disk (ntfs) is scanned as /"]
     state = file_state()
     # no $MFT, $MFTMirr, $LogFile, $Volume, $AttrDef, $Bitmap, $Boot, $BadClus, $Secure,
     # $UpCase, $Extend, $OrphanFiles

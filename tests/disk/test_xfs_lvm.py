@@ -179,6 +179,7 @@ def test_baseline_records_exactly_the_monitored_paths(base: XfsBase, repo: Repos
     assert recorded["/usr/bin"].values() == {
         "type": "directory", "size": usr_bin["size"], "mode": 0o755, "uid": 0, "gid": 0,
         "link_target": None, "sha256": None, "acl": None, "capability": None, "xattrs": {},
+        "attributes": None,
         "mtime": T0, "ctime": T0, "crtime": T0, "atime": T0, "nlink": 2,
         "inode": usr_bin["inode"]}
     assert usr_bin["size"] > 0  # the short-form directory's byte count, not libfsxfs's 0

@@ -12,16 +12,13 @@ import pytest
 from scanner.collectors.registry import (
     PREVIEW_CHARS,
     HiveError,
-    RegistryKeyEntity,
-    RegistryValueEntity,
-    changed_fields,
     collect,
     open_hive,
     preview,
     resolve_current_control_set,
-    split_value_id,
-    value_id,
 )
+from scanner.entities import RegistryKeyEntity, RegistryValueEntity, split_value_id, value_id
+from scanner.entities import changed_registry_fields as changed_fields
 from scanner.policy import EntityKind, make_entity, recommended_entities
 from scanner.registry import (
     REG_BINARY,

@@ -187,23 +187,23 @@ RUN_KEY = r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Run"
 
 
 def test_registry_value_modification() -> None:
-    before = {"value_type": "RegSZ", "value_data": r"C:\Program Files\Agent\agent.exe",
+    before = {"type": "RegSZ", "preview": r"C:\Program Files\Agent\agent.exe",
               "size": 68, "sha256": SHA_OLD, "last_write": 1_700_000_000_000_000_000}
-    after = {"value_type": "REG_EXPAND_SZ", "value_data": r"%TEMP%\x.exe", "size": 26,
+    after = {"type": "REG_EXPAND_SZ", "preview": r"%TEMP%\x.exe", "size": 26,
              "sha256": SHA_NEW, "last_write": 1_714_564_799_999_999_999}
     record = ocsf_record(row("modified", RUN_KEY, previous=before, current=after,
-                             fields=["value_type", "value_data", "size", "sha256"],
+                             fields=["type", "preview", "size", "sha256"],
                              entity_type="registry", value_name="Updater"))
     assert record == {
         **header(201002, "Registry Value Activity", 3, "Modify",
                  f"registry value modified: {RUN_KEY}\\Updater "
-                 "(value_type, value_data, size, sha256)", extensions=WIN),
+                 "(type, preview, size, sha256)", extensions=WIN),
         "reg_value": {"path": RUN_KEY, "name": "Updater", "type": "REG_EXPAND_SZ",
                       "type_id": 4, "data": r"%TEMP%\x.exe", "modified_time": 1714564799999},
         "prev_reg_value": {"path": RUN_KEY, "name": "Updater", "type": "REG_SZ",
                            "type_id": 10, "data": r"C:\Program Files\Agent\agent.exe",
                            "modified_time": 1700000000000},
-        "unmapped": {"fields_changed": ["value_type", "value_data", "size", "sha256"], **SCAN,
+        "unmapped": {"fields_changed": ["type", "preview", "size", "sha256"], **SCAN,
                      "size": 26, "sha256": SHA_NEW,
                      "previous": {"size": 68, "sha256": SHA_OLD}},
     }
@@ -211,7 +211,7 @@ def test_registry_value_modification() -> None:
 
 def test_registry_value_added_default_and_bounded_data() -> None:
     data = "x" * (DATA_PREVIEW_CHARS + 10)
-    record = ocsf_record(row("added", RUN_KEY, current={"value_type": 1, "value_data": data},
+    record = ocsf_record(row("added", RUN_KEY, current={"type": 1, "preview": data},
                              entity_type="registry", value_name=""))
     assert (record["class_uid"], record["activity_id"], record["type_uid"]) == (
         201002, 2, 20100202)
@@ -227,8 +227,8 @@ def test_registry_value_added_default_and_bounded_data() -> None:
     ({"k": "v"}, {"k": "v"}), ({"k": "v" * 2000}, '{"k":"' + "v" * (DATA_PREVIEW_CHARS - 6)),
 ])
 def test_registry_data_preview(data: Any, preview: Any) -> None:
-    record = ocsf_record(row("removed", RUN_KEY, previous={"value_type": "RegMultiSZ",
-                                                           "value_data": data},
+    record = ocsf_record(row("removed", RUN_KEY, previous={"type": "RegMultiSZ",
+                                                           "preview": data},
                              entity_type="registry", value_name="v"))
     assert record["reg_value"]["data"] == preview
     assert record["reg_value"]["type_id"] == 6
@@ -236,7 +236,7 @@ def test_registry_data_preview(data: Any, preview: Any) -> None:
 
 
 def test_registry_value_unknown_type_is_other() -> None:
-    record = ocsf_record(row("added", RUN_KEY, current={"value_type": "RegFileTime"},
+    record = ocsf_record(row("added", RUN_KEY, current={"type": "RegFileTime"},
                              entity_type="registry", value_name="t"))
     assert (record["reg_value"]["type"], record["reg_value"]["type_id"]) == ("RegFileTime", 99)
 

@@ -1,0 +1,185 @@
+"""Windows disks: find the system volume, walk the Windows file entities on it, and read the
+registry hives it holds. No database here; :mod:`scanner.pipeline` calls these.
+
+* The system volume is the NTFS volume holding ``<windows dir>\\System32\\config`` (the
+  Windows directory is found by that content, whatever its name). It is the ``C:`` drive:
+  paths are named ``C:\\Windows\\explorer.exe`` with the on-disk spelling, and policy paths
+  with ``%windir%``-style variables or ``C:`` are matched on it case-insensitively. Policy
+  paths on other drive letters are listed in the coverage notes, not guessed.
+* Hives: SYSTEM, SOFTWARE, SECURITY, SAM and DEFAULT under ``System32\\config`` are mounted at
+  ``HKLM\\<name>`` (DEFAULT at ``HKU\\.DEFAULT``), each user's ``NTUSER.DAT`` under
+  ``Users\\<user>`` at ``HKU\\<user>``; a dirty hive is replayed from its ``.LOG1``/``.LOG2``.
+  A hive that cannot be read marks its whole mount unreadable (its state is kept, never
+  "removed"); a dirty hive read without replay makes the scan partial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from scanner.collectors.registry import collect, open_hive
+from scanner.coverage import Coverage, HiveReport
+from scanner.disk.nodes import FileKind, Filesystem, Node
+from scanner.disk.walker import Walker
+from scanner.entities import RegistryEntity, RegistryKeyEntity
+from scanner.errors import DiskError, SourceReadError
+from scanner.policy import EntityKind, PolicyEntity, active, segment_regex
+from scanner.registry import HiveError
+from scanner.winpaths import system_variables, to_windows, walk_entity
+
+SYSTEM_DRIVE = "C:"
+MACHINE_HIVES = (("SYSTEM", "HKLM\\SYSTEM"), ("SOFTWARE", "HKLM\\SOFTWARE"),
+                 ("SECURITY", "HKLM\\SECURITY"), ("SAM", "HKLM\\SAM"),
+                 ("DEFAULT", "HKU\\.DEFAULT"))
+MAX_HIVE_BYTES = 2 << 30  # Windows caps a hive at 2 GiB
+
+
+@dataclass(frozen=True, slots=True)
+class WindowsSystem:
+    """The Windows directory found on a volume (posix path, on-disk spelling: ``/Windows``)."""
+
+    windows_dir: str
+
+
+def _child_dir(fs: Filesystem, directory: Node, name: str) -> Node | None:
+    folded = name.casefold()
+    return next((c for c in fs.children(directory)
+                 if c.kind is FileKind.DIRECTORY and c.name.casefold() == folded), None)
+
+
+def find_windows(fs: Filesystem) -> WindowsSystem | None:
+    """The Windows installation on an NTFS volume: a top-level directory holding
+    ``System32\\config`` (``Windows`` first). None when there is none or it cannot be read."""
+    if fs.fs_type != "ntfs":
+        return None
+    try:
+        root = fs.root()
+        dirs = [c for c in fs.children(root) if c.kind is FileKind.DIRECTORY]
+        dirs.sort(key=lambda c: (c.name.casefold() != "windows", c.name.casefold()))
+        for top in dirs:
+            system32 = _child_dir(fs, top, "System32")
+            if system32 is not None and _child_dir(fs, system32, "config") is not None:
+                return WindowsSystem("/" + top.name)
+    except (DiskError, SourceReadError):
+        return None
+    return None
+
+
+def walk_files(walker: Walker, system: WindowsSystem, policy: list[PolicyEntity],
+               coverage: Coverage) -> list[str]:
+    """Walk the enabled Windows file entities on the system volume; returns their names.
+    Entities that cannot apply on this disk (another drive, an unknown variable) are noted."""
+    variables = system_variables(system.windows_dir, SYSTEM_DRIVE)
+    names = []
+    for entity in active(policy, EntityKind.WINDOWS_FILE):
+        translated = walk_entity(entity, variables, SYSTEM_DRIVE)
+        if isinstance(translated, str):
+            coverage.notes.append(f"{entity.name}: not scanned: {translated}")
+            continue
+        walker.walk_entity(translated)
+        names.append(entity.name)
+    return names
+
+
+def windows_name(posix_path: str) -> str:
+    """A path the walker found on the system volume, as Windows names it."""
+    return to_windows(posix_path, SYSTEM_DRIVE)
+
+
+# -- registry ------------------------------------------------------------------------------
+
+def _read_file(walker: Walker, path: str) -> bytes | None:
+    """Content of a file on the system volume; None when it does not exist.
+    Raises DiskError / SourceReadError when it exists but cannot be read."""
+    found = walker.resolve(path, follow_last=True)
+    if found is None or found[1].kind is not FileKind.FILE:
+        return None
+    node, mount = found[1], found[2]
+    if node.size > MAX_HIVE_BYTES:
+        raise HiveError(f"{node.size} bytes: larger than any Windows hive")
+    return b"".join(mount.fs.iter_content(node))
+
+
+def _hive_files(walker: Walker, system: WindowsSystem, want_users: bool
+                ) -> list[tuple[str, str, str, bool]]:
+    """(report name, posix path, mount prefix, required) of each hive to read."""
+    config = f"{system.windows_dir}/System32/config"
+    hives = [(name, f"{config}/{name}", mount, True) for name, mount in MACHINE_HIVES]
+    if want_users:
+        users = walker.resolve("/Users", follow_last=True)
+        if users is not None and users[1].kind is FileKind.DIRECTORY:
+            profiles = sorted(c.name for c in users[2].fs.children(users[1])
+                              if c.kind is FileKind.DIRECTORY)
+            hives += [(f"NTUSER.DAT ({user})", f"{users[0]}/{user}/NTUSER.DAT",
+                       f"HKU\\{user}", False) for user in profiles]
+    return hives
+
+
+def collect_registry(walker: Walker, system: WindowsSystem, policy: list[PolicyEntity],
+                     coverage: Coverage,
+                     progress: Callable[[int], None] | None = None
+                     ) -> tuple[dict[str, RegistryEntity], list[str]]:
+    """Read every hive an enabled registry entity reaches and collect its keys and values.
+
+    Returns the entities by id and the names of the registry entities scanned. Hive reports
+    go to ``coverage.hives``; unreadable hives and keys to ``coverage.unreadable``.
+    """
+    entities = active(policy, EntityKind.WINDOWS_REGISTRY)
+    if not entities:
+        return {}, []
+    heads = {e.path.split("\\", 1)[0].upper() for e in entities}
+    want_users = bool(heads & {"HKU", "HKEY_USERS"})
+    out: dict[str, RegistryEntity] = {}
+    try:
+        hive_files = _hive_files(walker, system, want_users)
+    except (DiskError, SourceReadError) as exc:
+        coverage.unreadable["HKU"] = f"cannot list C:\\Users: {exc}"
+        hive_files = _hive_files(walker, system, False)
+    for name, path, mount, required in hive_files:
+        if not any(_reaches(e.path, mount) for e in entities):
+            continue
+        report = HiveReport(name, windows_name(path), mount)
+        coverage.hives.append(report)
+        try:
+            data = _read_file(walker, path)
+            if data is None:
+                report.status = "missing"
+                if required:
+                    report.reason = "hive file not found"
+                    coverage.unreadable[mount] = f"hive {windows_name(path)} not found"
+                continue
+            logs = [_read_optional(walker, f"{path}.{suffix}") for suffix in ("LOG1", "LOG2")]
+            hive = open_hive(data, log1=logs[0], log2=logs[1])
+            found, unreadable = collect(hive, mount, entities)
+        except (DiskError, SourceReadError, HiveError) as exc:
+            report.status, report.reason = "failed", str(exc)
+            coverage.unreadable[mount] = f"hive {windows_name(path)}: {exc}"
+            continue
+        report.status, report.reason = hive.status, hive.status_reason or None
+        report.keys = sum(1 for e in found.values() if isinstance(e, RegistryKeyEntity))
+        report.values = len(found) - report.keys
+        out.update(found)
+        coverage.unreadable.update(unreadable)
+        if progress is not None:
+            progress(1)
+    return out, [e.name for e in entities]
+
+
+def _read_optional(walker: Walker, path: str) -> bytes | None:
+    """A transaction log: None when missing or unreadable (the hive is then read as is)."""
+    try:
+        return _read_file(walker, path)
+    except (DiskError, SourceReadError, HiveError):
+        return None
+
+
+def _reaches(entity_path: str, mount: str) -> bool:
+    """Whether a registry entity path can reach into a hive mounted at ``mount``."""
+    segs = [s for s in entity_path.split("\\") if s]
+    heads = {"HKEY_LOCAL_MACHINE": "HKLM", "HKEY_USERS": "HKU"}
+    if segs:
+        segs[0] = heads.get(segs[0].upper(), segs[0])
+    prefix = mount.split("\\")
+    return all(segment_regex(s, case_sensitive=False).match(p)
+               for s, p in zip(segs, prefix, strict=False))
