@@ -271,12 +271,13 @@ def policy_show(as_json: Annotated[bool, typer.Option("--json")] = False,
             "source": e.source.value} for e in entities]))
         return
     table = Table(box=None, pad_edge=False)
-    for column in ("enabled", "kind", "source", "name", "path", "depth", "excludes"):
+    for column in ("enabled", "kind", "source", "name", "path", "depth", "excludes", "values"):
         table.add_column(column, overflow="fold")
     for e in entities:
         depth = "∞" if e.depth is None else str(e.depth)
         table.add_row("yes" if e.enabled else "no", e.kind.value, e.source.value, e.name,
-                      e.path if e.path != e.name else "", depth, ", ".join(e.excludes))
+                      e.path if e.path != e.name else "", depth, ", ".join(e.excludes),
+                      ", ".join(repr(v) for v in e.values))
     out.print(table)
 
 
@@ -287,13 +288,16 @@ def policy_add(
     depth: Annotated[int | None,
                      typer.Option(help="Levels below a directory (default: all).")] = None,
     exclude: Annotated[list[str] | None, typer.Option(help="Path pattern to leave out.")] = None,
+    value: Annotated[list[str] | None, typer.Option(
+        help="Registry keys: monitor only this value (repeatable).")] = None,
     account: AccountOption = None,
 ) -> None:
-    """Monitor a custom path (a directory monitors its tree)."""
+    """Monitor a custom path or registry key (a directory or key monitors its tree)."""
     from scanner.policy import make_entity
     from scanner.storage.policies import add_entity
 
-    entity = make_entity(path, name=name, depth=depth, excludes=tuple(exclude or ()))
+    entity = make_entity(path, name=name, depth=depth, excludes=tuple(exclude or ()),
+                         values=tuple(value or ()))
     repo = open_repository()
     with repo.transaction() as conn:
         add_entity(conn, entity, _scope(conn, account))

@@ -148,6 +148,10 @@ def make_entity(path: str, *, kind: EntityKind | None = None, name: str | None =
         kind = infer_kind(path)
     if depth is not None and depth < 0:
         raise PolicyError(f"depth must be 0 or more, not {depth}")
+    if values and kind is not EntityKind.WINDOWS_REGISTRY:
+        raise PolicyError(f"{path!r}: value names apply to registry keys only")
+    if any(_CONTROL.search(v) for v in values):
+        raise PolicyError(f"{path!r}: invalid value name in {list(values)!r}")
     if kind is EntityKind.LINUX_FILE:
         norm = validate_linux_path(path)
         clean_excludes = tuple(validate_linux_path(e, wildcard_anywhere=True) for e in excludes)

@@ -10,7 +10,8 @@ registry hives it holds. No database here; :mod:`scanner.pipeline` calls these.
   ``HKLM\\<name>`` (DEFAULT at ``HKU\\.DEFAULT``), each user's ``NTUSER.DAT`` under
   ``Users\\<user>`` at ``HKU\\<user>``; a dirty hive is replayed from its ``.LOG1``/``.LOG2``.
   A hive that cannot be read marks its whole mount unreadable (its state is kept, never
-  "removed"); a dirty hive read without replay makes the scan partial.
+  "removed"); a dirty hive read without replay makes the scan partial, and what its primary
+  lacks is kept too (the logs may hold it), while additions and modifications are reported.
 """
 
 from __future__ import annotations
@@ -157,6 +158,11 @@ def collect_registry(walker: Walker, system: WindowsSystem, policy: list[PolicyE
             coverage.unreadable[mount] = f"hive {windows_name(path)}: {exc}"
             continue
         report.status, report.reason = hive.status, hive.status_reason or None
+        if hive.status == "dirty-not-replayed":
+            # The primary misses what only the logs hold: what it lacks is not "removed".
+            coverage.unreadable[mount] = (f"hive {windows_name(path)} is dirty and was read "
+                                          f"without its logs ({hive.status_reason}): "
+                                          "removals under it are not trusted")
         report.keys = sum(1 for e in found.values() if isinstance(e, RegistryKeyEntity))
         report.values = len(found) - report.keys
         out.update(found)

@@ -12,8 +12,8 @@ security.  Only ``mkntfs`` (ntfs-3g) and ``libntfs-3g.so.89`` are needed at run 
 offsets below were measured against the ntfs-3g 2022.10.3 headers on x86_64 (see the constants).
 
 Determinism: ``mkntfs -T`` (epoch time, fixed serial) makes the empty volume byte-identical;
-entries are created in sorted path order; every inode we create (and the root) gets explicit
-times (``DEFAULT_TIME`` unless given), written into the in-memory inode *and* into the
+entries are created in the order given (parents first); every inode we create (and the root)
+gets explicit times (``DEFAULT_TIME`` unless given), written into the in-memory inode *and* into the
 $FILE_NAME attributes of its MFT record, so no wall-clock time reaches the image.  Two builds
 of the same tree are byte-identical (tested).
 """
@@ -362,14 +362,17 @@ def build_ntfs_tree(image: Path, tree: Mapping[str, Entry], *, size_mb: int = 64
 
 
 def _populate(path: Path, entries: Mapping[str, Entry]) -> None:
-    order = sorted((p for p in entries if p), key=lambda p: p.split("/"))
+    # In the order given, each entry after its parent directories (implicit ones with default
+    # metadata): an entry added to a tree gets a new MFT record and renumbers no other.
     wanted: dict[str, Entry] = {}
-    for p in order:  # implicit parents first, with default metadata
+    for p in (p for p in entries if p):
         parts = p.split("/")
         for n in range(1, len(parts)):
-            wanted.setdefault("/".join(parts[:n]), Dir())
-        wanted[p] = entries[p]
-    create = sorted(wanted, key=lambda p: p.split("/"))
+            parent = "/".join(parts[:n])
+            if parent not in wanted:
+                wanted[parent] = entries.get(parent, Dir())
+        wanted.setdefault(p, entries[p])
+    create = list(wanted)
     vol = _Volume(path)
     try:
         for p in create:
