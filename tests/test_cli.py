@@ -167,3 +167,48 @@ def test_bad_since_is_a_usage_error(tmp_path: Path) -> None:
     proc = run(tmp_path, "changes", "--since", "yesterday", ok=False)
     one_line_error(proc, "--since")
     assert proc.returncode == 2
+
+
+def test_windows_disk_registry_changes_filtered_by_type(tmp_path: Path) -> None:
+    from scanner.registry import REG_SZ
+    from scanner.registry.hivewriter import sz
+    from tests.ntfsbuilder import File
+    from tests.windows_image import (
+        RUN,
+        SOFTWARE,
+        WINDOWS_KEY,
+        base_layout,
+        build_windows_image,
+        copy_layout,
+    )
+
+    base = base_layout()
+    first = build_windows_image(tmp_path / "win1.img", base)
+    changed = copy_layout(base)
+    changed.hives[SOFTWARE].value(RUN, "Updater", REG_SZ, sz("C:\\Users\\Public\\u.exe"))
+    changed.hives[SOFTWARE].value(WINDOWS_KEY, "AppInit_DLLs", REG_SZ, sz("evil.dll"))
+    win_ini = changed.files["Windows/win.ini"]
+    assert isinstance(win_ini, File)
+    changed.files["Windows/win.ini"] = File(win_ini.data, streams={"x": b"1"},
+                                            times=win_ini.times, security=win_ini.security,
+                                            dos_attributes=win_ini.dos_attributes)
+    second = build_windows_image(tmp_path / "win2.img", changed)
+    run(tmp_path, "scan", str(first), "--machine", "dc-01")
+    proc = run(tmp_path, "scan", str(second), "--machine", "dc-01")
+    assert "3 changes — 2 added, 0 removed, 1 modified" in proc.stdout
+    records = [json.loads(line) for line in run(
+        tmp_path, "changes", "--type", "registry", "--json").stdout.splitlines()]
+    sw = "HKLM\\SOFTWARE\\"
+    assert [(r["ChangeCategory"], r["RegistryKey"], r["ValueName"], r["FieldsChanged"])
+            for r in records] == [
+        ("Modified", sw + WINDOWS_KEY, "AppInit_DLLs", ["ValueSize", "ValueData"]),
+        ("Added", sw + RUN, "Updater", [])]
+    assert (records[0]["PreviousValueData"], records[0]["ValueData"]) == ("", "evil.dll")
+    assert (records[1]["ValueType"], records[1]["ValueData"]) == (
+        "REG_SZ", "C:\\Users\\Public\\u.exe")
+    files = [json.loads(line) for line in run(
+        tmp_path, "changes", "--type", "file", "--json").stdout.splitlines()]
+    assert [(r["ChangeCategory"], r["FileSystemPath"]) for r in files] == [
+        ("Added", "C:\\Windows\\win.ini:x")]
+    text = run(tmp_path, "changes", "--type", "registry").stdout
+    assert "value 'AppInit_DLLs'" in text and "data:  -> evil.dll" in text
