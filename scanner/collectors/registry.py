@@ -30,6 +30,8 @@ Rules:
 
 from __future__ import annotations
 
+import codecs
+import gc
 import hashlib
 import io
 import re
@@ -70,16 +72,25 @@ __all__ = [
 
 PREVIEW_CHARS = 256
 _PREVIEW_BYTES = 64  # binary types: hex of the first 64 bytes
+_SMALL_DATA = 32  # values of at most this many bytes share their digest and preview ...
+_SMALL_CACHE = 1 << 16  # ... through a cache of at most this many distinct (type, data)
 
 
 # -- previews ------------------------------------------------------------------------------
 
 def _text(data: bytes) -> str:
-    return data[:len(data) & ~1].decode("utf-16le", "replace")
+    return _utf16(data[:len(data) & ~1], "replace", True)[0]
 
 
 def _bounded(text: str) -> str:
     return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS - 1] + "…"
+
+
+# A string preview needs at most PREVIEW_CHARS + 1 characters, and a character takes at most
+# two UTF-16 units: decoding this many bytes of a long REG_SZ gives the same preview as
+# decoding all of it (a surrogate pair cut at the end only spoils a character past the cut).
+_TEXT_PREFIX = 4 * (PREVIEW_CHARS + 1)
+_utf16 = codecs.utf_16_le_decode  # bytes.decode("utf-16le") without the codec lookup
 
 
 def preview(value_type: int, data: bytes) -> str:
@@ -88,20 +99,25 @@ def preview(value_type: int, data: bytes) -> str:
     else (or integers of the wrong size) as ``0x`` + hex of the first 64 bytes; at most
     :data:`PREVIEW_CHARS` characters, ``…`` marking a cut."""
     if value_type in (REG_SZ, REG_EXPAND_SZ):
-        return _bounded(_text(data).split("\0", 1)[0])
+        n = len(data) if len(data) < _TEXT_PREFIX else _TEXT_PREFIX
+        text = _utf16(data[:n & ~1], "replace", True)[0]
+        nul = text.find("\0")
+        if nul >= 0:
+            text = text[:nul]
+        return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS - 1] + "…"
+    if value_type == REG_DWORD and len(data) == 4:
+        return str(int.from_bytes(data, "little"))
     if value_type == REG_LINK:
-        return _bounded(_text(data))
+        return _bounded(_text(data[:_TEXT_PREFIX]))
     if value_type == REG_MULTI_SZ:
         items = _text(data).split("\0")
         while items and not items[-1]:
             items.pop()
         return _bounded("\n".join(items))
-    if value_type == REG_DWORD and len(data) == 4:
-        return str(struct.unpack("<I", data)[0])
     if value_type == REG_DWORD_BIG_ENDIAN and len(data) == 4:
-        return str(struct.unpack(">I", data)[0])
+        return str(int.from_bytes(data, "big"))
     if value_type == REG_QWORD and len(data) == 8:
-        return str(struct.unpack("<Q", data)[0])
+        return str(int.from_bytes(data, "little"))
     text = "0x" + data[:_PREVIEW_BYTES].hex()
     return text + "…" if len(data) > _PREVIEW_BYTES else text
 
@@ -155,12 +171,22 @@ def open_hive(data: bytes | BinaryIO, log1: bytes | BinaryIO | None = None,
 def _replay(raw: bytes, logs: list[tuple[str, bytes]]) -> tuple[bytes | None, str]:
     primary = io.BytesIO(raw)
     opened = []
+    skipped = []  # a log that cannot be parsed (empty, garbage) is left out, not fatal
     for name, log in logs:
         primary.seek(0)
-        opened.append((name, RegistryLog(primary, io.BytesIO(log))))
-    eligible = [(n, g) for n, g in opened if g.is_eligible_log()]
+        try:
+            parsed = RegistryLog(primary, io.BytesIO(log))
+            usable = parsed.is_eligible_log()
+        except Exception as exc:  # python-registry raises many kinds on bad logs
+            skipped.append(f"{name} unusable ({type(exc).__name__})")
+            continue
+        if usable:
+            opened.append((name, parsed))
+        else:
+            skipped.append(f"{name} older than the hive")
+    eligible = opened
     if not eligible:
-        return None, "the transaction logs are older than the hive"
+        return None, "no usable transaction log: " + ", ".join(skipped)
     if len(eligible) == 2 and not eligible[0][1].is_starting_log(eligible[1][1]):
         eligible.reverse()
     (first_name, first), rest = eligible[0], eligible[1:]
@@ -173,7 +199,8 @@ def _replay(raw: bytes, logs: list[tuple[str, bytes]]) -> tuple[bytes | None, st
         if more is not None:
             last = more
             applied.append(name)
-    return primary.getvalue(), f"replayed {' then '.join(applied)} up to sequence {last}"
+    note = f" ({', '.join(skipped)})" if skipped else ""
+    return primary.getvalue(), f"replayed {' then '.join(applied)} up to sequence {last}{note}"
 
 
 # -- CurrentControlSet ---------------------------------------------------------------------
@@ -221,6 +248,8 @@ class _Collector:
         self.unreadable: dict[str, str] = {}
         self._acl: dict[int, str | None] = {}
         self._ccs: str | None = None
+        self._types: dict[int, str] = {}
+        self._small: dict[tuple[int, bytes], tuple[str, str]] = {}
 
     # -- finding the roots of an entity --
 
@@ -279,9 +308,9 @@ class _Collector:
 
     def walk(self, entity: PolicyEntity, root: RegKey, root_id: str, depth: int | None,
              excluded: list[list[re.Pattern[str]]]) -> None:
-        wanted = {v.upper() for v in entity.values}
-        policy = entity.name
-        policies = (policy,)  # shared by every entity this walk creates
+        wanted = frozenset(v.upper() for v in entity.values)
+        policies = (entity.name,)  # shared by every entity this walk creates
+        subkeys, emit_key, emit_values = self.hive.subkeys, self._emit_key, self._emit_values
         stack = [(root, root_id, depth)]
         seen: set[int] = set()
         while stack:
@@ -294,25 +323,26 @@ class _Collector:
                 continue
             try:
                 if not wanted:
-                    self._emit_key(key, kid, policies)
-                self._emit_values(key, kid, wanted, policies)
-                if left is None or left > 0:
+                    emit_key(key, kid, policies)
+                if key.value_count:
+                    emit_values(key, kid, wanted, policies)
+                if key.subkey_count and (left is None or left > 0):
                     nxt = None if left is None else left - 1
-                    stack.extend((sub, f"{kid}\\{sub.name}", nxt)
-                                 for sub in reversed(self.hive.subkeys(key)))
+                    base = kid + "\\"
+                    stack.extend([(sub, base + sub.name, nxt)
+                                  for sub in reversed(subkeys(key))])
             except HiveError as exc:
                 self.unreadable[kid] = str(exc)
 
-    def _merge(self, entity_id: str, entity: RegistryEntity, policy: str) -> None:
-        known = self.out.get(entity_id)
-        if known is None:
-            self.out[entity_id] = entity
-        elif policy not in known.policies:
+    def _merge(self, known: RegistryEntity, policy: str) -> None:
+        """A second entity covers an id already collected: add its name to the policies."""
+        if policy not in known.policies:
             known.policies = tuple(sorted((*known.policies, policy)))
 
     def _emit_key(self, key: RegKey, kid: str, policies: tuple[str]) -> None:
-        if kid in self.out:
-            self._merge(kid, self.out[kid], policies[0])
+        known = self.out.get(kid)
+        if known is not None:
+            self._merge(known, policies[0])
             return
         acl = self._acl.get(key.security_offset, "")
         if acl == "":
@@ -325,21 +355,33 @@ class _Collector:
         self.out[kid] = RegistryKeyEntity(kid, filetime_to_ns(key.last_write), acl,
                                           key.subkey_count, key.value_count, policies)
 
-    def _emit_values(self, key: RegKey, kid: str, wanted: set[str],
+    def _emit_values(self, key: RegKey, kid: str, wanted: frozenset[str],
                      policies: tuple[str]) -> None:
-        if key.value_count == 0:
-            return
-        for value in self.hive.values(key):
-            if wanted and value.name.upper() not in wanted:
+        out, types, small, sha256 = self.out, self._types, self._small, hashlib.sha256
+        prefix = value_id(kid, "")
+        for name, vtype, data in self.hive.values(key):
+            if wanted and name.upper() not in wanted:
                 continue
-            vid = value_id(kid, value.name)
-            if vid in self.out:
-                self._merge(vid, self.out[vid], policies[0])
+            vid = prefix + name
+            known = out.get(vid)
+            if known is not None:
+                self._merge(known, policies[0])
                 continue
-            data = value.data
-            self.out[vid] = RegistryValueEntity(
-                kid, value.name, type_name(value.type), len(data),
-                hashlib.sha256(data).hexdigest(), preview(value.type, data), policies)
+            tname = types.get(vtype)
+            if tname is None:
+                tname = types[vtype] = type_name(vtype)
+            size = len(data)
+            if size <= _SMALL_DATA:
+                # DWORDs, QWORDs, short strings: few distinct ones, shared digest and preview
+                both = small.get((vtype, data))
+                if both is None:
+                    both = (sha256(data).hexdigest(), preview(vtype, data))
+                    if len(small) < _SMALL_CACHE:
+                        small[(vtype, data)] = both
+                digest, text = both
+            else:
+                digest, text = sha256(data).hexdigest(), preview(vtype, data)
+            out[vid] = RegistryValueEntity(kid, name, tname, size, digest, text, policies)
 
 
 def _is_excluded(kid: str, excluded: list[list[re.Pattern[str]]]) -> bool:
@@ -356,20 +398,30 @@ def collect(hive: Hive, mount_prefix: str, entities: Iterable[PolicyEntity],
     ``mount_prefix`` is where the hive is mounted (``HKLM\\SOFTWARE``). Returns the entities
     by id (see the module docstring) and ``{id: reason}`` for keys that could not be read.
     A monitored key that does not exist yields nothing and no error.
+
+    The cyclic garbage collector is paused during the walk (and restored after): a big hive
+    makes hundreds of thousands of entities and no reference cycles, and the collector's
+    repeated full passes over the growing heap were a fifth of the time.
     """
     prefix = _segments(mount_prefix)
     if not prefix:
         raise ValueError("empty mount prefix")
     col = _Collector(hive, prefix)
-    for entity in entities:
-        if not entity.enabled or entity.kind is not EntityKind.WINDOWS_REGISTRY:
-            continue
-        excluded = [[_name_regex(s) for s in _segments(e)] for e in entity.excludes]
-        try:
-            roots = list(col.roots(entity))
-        except HiveError as exc:
-            col.unreadable["\\".join(_segments(entity.path))] = str(exc)
-            continue
-        for key, key_id, depth in roots:
-            col.walk(entity, key, key_id, depth, excluded)
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        for entity in entities:
+            if not entity.enabled or entity.kind is not EntityKind.WINDOWS_REGISTRY:
+                continue
+            excluded = [[_name_regex(s) for s in _segments(e)] for e in entity.excludes]
+            try:
+                roots = list(col.roots(entity))
+            except HiveError as exc:
+                col.unreadable["\\".join(_segments(entity.path))] = str(exc)
+                continue
+            for key, key_id, depth in roots:
+                col.walk(entity, key, key_id, depth, excluded)
+    finally:
+        if paused:
+            gc.enable()
     return col.out, col.unreadable

@@ -5,8 +5,9 @@ python-registry stays the tool for replaying transaction logs (see
 :func:`scanner.collectors.registry.open_hive`); reading is done here because python-registry
 1.3.1 returns wrong raw bytes for inline data (a 2-byte REG_SZ comes back as 4 bytes, an
 inline REG_MULTI_SZ as 0, an inline REG_DWORD_BIG_ENDIAN is read from a bogus cell) and is
-slower: its bare walk of a 200k-key / 500k-value hive takes ~8 s, a whole
-``collect`` (with hashing and SDDL) over this reader ~4.5 s.
+slower: its bare walk of a 200k-key / 500k-value hive takes ~8 s; this reader's takes ~1.2 s,
+and a whole-hive ``collect`` (with hashing and SDDL) over it ~3 s
+(``benchmarks/bench_registry.py --whole``).
 
 Layout (offsets of cells are relative to the first hbin, at file offset 0x1000):
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
     "HiveError", "HiveHeader", "Hive", "RegKey", "RegValue", "parse_header", "type_name",
@@ -62,7 +64,11 @@ _MAX_DEPTH = 512  # Windows limits key nesting to 512 levels
 
 _NK = struct.Struct("<2sHQIIIIIIIIIIIIIIIHH")  # through the class name length (0x4C bytes)
 _VK = struct.Struct("<2sHIIIHH")  # 0x14 bytes
+_VK_CELL = struct.Struct("<i2sHIIIHH")  # cell size + vk header (0x18 bytes)
 _I32 = struct.Struct("<i")
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_U32_PAIR = struct.Struct("<II")
 _KEY_COMP_NAME = 0x20
 _VALUE_COMP_NAME = 0x1
 
@@ -137,9 +143,10 @@ def parse_header(data: bytes) -> HiveHeader:
     return header
 
 
-@dataclass(frozen=True, slots=True)
-class RegKey:
-    """One key (``nk`` cell). ``last_write`` is a FILETIME; offsets are hbin-relative."""
+class RegKey(NamedTuple):
+    """One key (``nk`` cell). ``last_write`` is a FILETIME; offsets are hbin-relative.
+    (A named tuple: a walk makes one per key, and a tuple is built several times faster than
+    a frozen dataclass.)"""
 
     offset: int
     name: str
@@ -151,8 +158,7 @@ class RegKey:
     security_offset: int
 
 
-@dataclass(frozen=True, slots=True)
-class RegValue:
+class RegValue(NamedTuple):
     """One value (``vk`` cell): its name as stored ('' = the default value), type and data."""
 
     name: str
@@ -160,19 +166,28 @@ class RegValue:
     data: bytes
 
 
+_tuple_new = tuple.__new__  # RegKey._make without its Python-level call
+
+
 class Hive:
     """A parsed primary hive held in memory.
 
     ``status`` / ``status_reason`` say whether the hive was clean, replayed from transaction
     logs, or dirty and read as is (set by :func:`scanner.collectors.registry.open_hive`).
+
+    The hive bytes are kept as one immutable ``bytes`` object and read in place: positions
+    below are absolute (``HBIN_START`` + cell offset); names, values and data are sliced out
+    of it directly. Compressed (one byte per character) value names are decoded once per
+    distinct spelling and shared, as a hive repeats a few thousand names (``""``,
+    ``ThreadingModel``, ``DisplayName``...) hundreds of thousands of times.
     """
 
     def __init__(self, data: bytes, *, status: str = "clean", status_reason: str = "") -> None:
         self.header = parse_header(data)
-        end = HBIN_START + self.header.hbins_size
-        whole = data if isinstance(data, bytes) else bytes(data)  # immutable: no copy needed
-        self._buf = memoryview(whole)[HBIN_START:end]
+        self._data = data if isinstance(data, bytes) else bytes(data)  # immutable: no copy
         self._size = self.header.hbins_size
+        self._big_data = self.header.minor >= 4
+        self._names: dict[bytes, str] = {}
         self.status = status
         self.status_reason = status_reason
         self.root = self._key(self.header.root_offset)
@@ -180,44 +195,54 @@ class Hive:
     # -- cells ----------------------------------------------------------------------------
 
     def _cell(self, offset: int, what: str) -> tuple[int, int]:
-        """Payload position and size of the cell at ``offset``."""
+        """Absolute payload position and payload size of the cell at ``offset``."""
         if not 0x20 <= offset <= self._size - 8 or offset & 3:
             raise HiveError(f"{what}: cell offset 0x{offset:x} outside the hive bins")
-        (size,) = _I32.unpack_from(self._buf, offset)
+        (size,) = _I32.unpack_from(self._data, HBIN_START + offset)
         size = -size if size < 0 else size
         if size < 8 or offset + size > self._size:
             raise HiveError(f"{what}: cell at 0x{offset:x} has an invalid size {size}")
-        return offset + 4, size - 4
+        return HBIN_START + offset + 4, size - 4
 
     def _key(self, offset: int) -> RegKey:
-        pos, size = self._cell(offset, "key")
-        if size < _NK.size or self._buf[pos:pos + 2] != b"nk":
+        data = self._data
+        if 0x20 <= offset <= self._size - 8 and not offset & 3:  # _cell, inline
+            (size,) = _I32.unpack_from(data, HBIN_START + offset)
+            size = -size if size < 0 else size
+            if size < 8 or offset + size > self._size:
+                raise HiveError(f"key: cell at 0x{offset:x} has an invalid size {size}")
+            pos, size = HBIN_START + offset + 4, size - 4
+        else:
+            pos, size = self._cell(offset, "key")
+        if size < _NK.size or data[pos:pos + 2] != b"nk":
             raise HiveError(f"cell 0x{offset:x} is not a key (nk)")
         (_sig, flags, stamp, _access, _parent, nsub, _nvol, subs, _vsubs, nval, vals, sk,
-         _cls, *_maxes, name_len, _cls_len) = _NK.unpack_from(self._buf, pos)
+         _cls, _m1, _m2, _m3, _m4, _work, name_len, _cls_len) = _NK.unpack_from(data, pos)
         if _NK.size + name_len > size:
             raise HiveError(f"key at 0x{offset:x}: name runs past its cell")
-        raw = bytes(self._buf[pos + _NK.size:pos + _NK.size + name_len])
-        name = raw.decode("latin-1") if flags & _KEY_COMP_NAME else raw.decode(
-            "utf-16le", "replace")
+        pos += _NK.size
+        name = (data[pos:pos + name_len].decode("latin-1") if flags & _KEY_COMP_NAME
+                else data[pos:pos + name_len].decode("utf-16le", "replace"))
         if nsub == 0xFFFFFFFF:
             nsub = 0
         if nval == 0xFFFFFFFF:
             nval = 0
-        return RegKey(offset, name, stamp, nsub, nval, subs, vals, sk)
+        return _tuple_new(RegKey, (offset, name, stamp, nsub, nval, subs, vals, sk))
 
     def _list_offsets(self, offset: int, depth: int = 0) -> list[int]:
         pos, size = self._cell(offset, "subkey list")
-        sig = bytes(self._buf[pos:pos + 2])
-        (count,) = struct.unpack_from("<H", self._buf, pos + 2)
-        step = 2 if sig in (b"lf", b"lh") else 1
+        data = self._data
+        sig = data[pos:pos + 2]
         if sig not in (b"lf", b"lh", b"li", b"ri"):
             raise HiveError(f"cell 0x{offset:x} is not a subkey list ({sig!r})")
-        if 4 + 4 * step * count > size:
+        (count,) = _U16.unpack_from(data, pos + 2)
+        step = 8 if sig in (b"lf", b"lh") else 4
+        if 4 + step * count > size:
             raise HiveError(f"subkey list at 0x{offset:x}: {count} entries overflow its cell")
-        entries = struct.unpack_from(f"<{count * step}I", self._buf, pos + 4)[::step]
+        chunk = data[pos + 4:pos + 4 + step * count]
+        entries = [e[0] for e in (_U32_PAIR if step == 8 else _U32).iter_unpack(chunk)]
         if sig != b"ri":
-            return list(entries)
+            return entries
         if depth:
             raise HiveError(f"subkey list at 0x{offset:x}: nested index roots")
         result: list[int] = []
@@ -231,7 +256,8 @@ class Hive:
         """The subkeys of ``key`` in stored order (sorted by upper-case name)."""
         if key.subkey_count == 0:
             return []
-        return [self._key(off) for off in self._list_offsets(key.subkeys_offset)]
+        make = self._key
+        return [make(off) for off in self._list_offsets(key.subkeys_offset)]
 
     def subkey(self, key: RegKey, name: str) -> RegKey | None:
         """The subkey named ``name`` (case-insensitive), or None."""
@@ -256,13 +282,14 @@ class Hive:
         if key.security_offset == 0xFFFFFFFF:
             return None
         pos, size = self._cell(key.security_offset, "security")
-        if size < 0x14 or self._buf[pos:pos + 2] != b"sk":
+        data = self._data
+        if size < 0x14 or data[pos:pos + 2] != b"sk":
             raise HiveError(f"cell 0x{key.security_offset:x} is not a security cell (sk)")
-        (length,) = struct.unpack_from("<I", self._buf, pos + 0x10)
+        (length,) = _U32.unpack_from(data, pos + 0x10)
         if 0x14 + length > size:
             raise HiveError(f"security cell at 0x{key.security_offset:x}: descriptor of "
                             f"{length} bytes overflows its cell")
-        return bytes(self._buf[pos + 0x14:pos + 0x14 + length])
+        return data[pos + 0x14:pos + 0x14 + length]
 
     # -- values ---------------------------------------------------------------------------
 
@@ -274,54 +301,96 @@ class Hive:
         if 4 * key.value_count > size:
             raise HiveError(f"value list at 0x{key.values_offset:x}: {key.value_count} "
                             "entries overflow its cell")
-        offsets = struct.unpack_from(f"<{key.value_count}I", self._buf, pos)
-        return [self._value(off) for off in offsets]
+        data, names, hbins = self._data, self._names, self._size
+        last = hbins - _VK_CELL.size
+        result = []
+        for (offset,) in _U32.iter_unpack(data[pos:pos + 4 * key.value_count]):
+            # the common case inline: a well-formed vk cell with a compressed name, and inline
+            # data or data in one cell; anything else (and every error message) goes through
+            # _value / _value_data, which check the same things one by one
+            if 0x20 <= offset <= last and not offset & 3:
+                size, sig, name_len, length, data_off, vtype, flags, _spare = (
+                    _VK_CELL.unpack_from(data, HBIN_START + offset))
+                if size < 0:
+                    size = -size
+                if (sig == b"vk" and flags & _VALUE_COMP_NAME and offset + size <= hbins
+                        and _VK_CELL.size + name_len <= size):
+                    start = HBIN_START + offset + _VK_CELL.size
+                    raw = data[start:start + name_len]
+                    name = names.get(raw)
+                    if name is None:
+                        name = names[raw] = raw.decode("latin-1")
+                    value: bytes | None = None
+                    if length & 0x80000000:
+                        if length & 0x7FFFFFFF <= 4:
+                            start = HBIN_START + offset + 12
+                            value = data[start:start + (length & 0x7FFFFFFF)]
+                    elif length == 0:
+                        value = b""
+                    elif (length <= BIG_DATA_SEGMENT and 0x20 <= data_off <= hbins - 8
+                          and not data_off & 3):
+                        (size,) = _I32.unpack_from(data, HBIN_START + data_off)
+                        if size < 0:
+                            size = -size
+                        if size >= 8 and data_off + size <= hbins and length <= size - 4:
+                            start = HBIN_START + data_off + 4
+                            value = data[start:start + length]
+                    if value is None:
+                        value = self._value_data(offset, length, data_off,
+                                                 HBIN_START + offset + 4)
+                    result.append(_tuple_new(RegValue, (name, vtype, value)))
+                    continue
+            result.append(self._value(offset))
+        return result
 
     def _value(self, offset: int) -> RegValue:
         pos, size = self._cell(offset, "value")
-        if size < _VK.size or self._buf[pos:pos + 2] != b"vk":
+        data = self._data
+        if size < _VK.size or data[pos:pos + 2] != b"vk":
             raise HiveError(f"cell 0x{offset:x} is not a value (vk)")
-        _sig, name_len, length, data_off, vtype, flags, _spare = _VK.unpack_from(self._buf, pos)
+        _sig, name_len, length, data_off, vtype, flags, _spare = _VK.unpack_from(data, pos)
         if _VK.size + name_len > size:
             raise HiveError(f"value at 0x{offset:x}: name runs past its cell")
-        raw = bytes(self._buf[pos + _VK.size:pos + _VK.size + name_len])
+        raw = data[pos + _VK.size:pos + _VK.size + name_len]
         name = raw.decode("latin-1") if flags & _VALUE_COMP_NAME else raw.decode(
             "utf-16le", "replace")
-        return RegValue(name, vtype, self._data(offset, length, data_off, pos))
+        return _tuple_new(RegValue, (name, vtype,
+                                     self._value_data(offset, length, data_off, pos)))
 
-    def _data(self, offset: int, length: int, data_off: int, vk_pos: int) -> bytes:
+    def _value_data(self, offset: int, length: int, data_off: int, vk_pos: int) -> bytes:
+        """The data of the value at ``offset`` (``vk_pos``: absolute position of its vk)."""
         if length & 0x80000000:
             length &= 0x7FFFFFFF
             if length > 4:
                 raise HiveError(f"value at 0x{offset:x}: inline data of {length} bytes")
-            return bytes(self._buf[vk_pos + 8:vk_pos + 8 + length])
+            return self._data[vk_pos + 8:vk_pos + 8 + length]
         if length == 0:
             return b""
         pos, size = self._cell(data_off, "value data")
-        if length > BIG_DATA_SEGMENT and self._buf[pos:pos + 2] == b"db" and (
-                self.header.minor >= 4):
-            return self._big_data(pos, size, length, offset)
+        if length > BIG_DATA_SEGMENT and self._big_data and self._data[pos:pos + 2] == b"db":
+            return self._big(pos, size, length, offset)
         if length > size:
             raise HiveError(f"value at 0x{offset:x}: {length} bytes of data in a cell of {size}")
-        return bytes(self._buf[pos:pos + length])
+        return self._data[pos:pos + length]
 
-    def _big_data(self, pos: int, size: int, length: int, offset: int) -> bytes:
-        (count, list_off) = struct.unpack_from("<HI", self._buf, pos + 2)
+    def _big(self, pos: int, size: int, length: int, offset: int) -> bytes:
+        (count, list_off) = struct.unpack_from("<HI", self._data, pos + 2)
         if size < 8 or count * BIG_DATA_SEGMENT < length:
             raise HiveError(f"value at 0x{offset:x}: {count} big-data segments cannot hold "
                             f"{length} bytes")
         lpos, lsize = self._cell(list_off, "big-data segment list")
         if 4 * count > lsize:
             raise HiveError(f"value at 0x{offset:x}: segment list overflows its cell")
+        view = memoryview(self._data)
         parts = []
         remaining = length
-        for seg in struct.unpack_from(f"<{count}I", self._buf, lpos):
+        for (seg,) in _U32.iter_unpack(self._data[lpos:lpos + 4 * count]):
             if remaining <= 0:
                 break
             spos, ssize = self._cell(seg, "big-data segment")
             take = min(BIG_DATA_SEGMENT, remaining)
             if take > ssize:
                 raise HiveError(f"value at 0x{offset:x}: short big-data segment")
-            parts.append(self._buf[spos:spos + take])
+            parts.append(view[spos:spos + take])
             remaining -= take
         return b"".join(parts)

@@ -348,7 +348,8 @@ def test_bad_or_stale_logs_leave_hive_dirty() -> None:
     out, _ = collect(hive, SW, REGISTRY_DEFAULTS)
     assert value_id(f"{SW}\\{RUN}", "Persist") not in out  # the old content, as is
     hive = open_hive(logged.primary, log1=b"not a log at all" * 40)
-    assert hive.status == "dirty-not-replayed" and "replay failed" in hive.status_reason
+    assert hive.status == "dirty-not-replayed"
+    assert "no usable transaction log: LOG1 unusable" in hive.status_reason
     stale = write_transaction_log(old, new, dual=True).log2  # an older log: not eligible
     hive = open_hive(logged.primary, log1=stale)
     assert hive.status == "dirty-not-replayed" and "older" in hive.status_reason
@@ -476,3 +477,14 @@ def test_values_of_every_type_collected() -> None:
     assert out[value_id(f"{SW}\\All", "be")].preview == "7"
     assert out[value_id(f"{SW}\\All", "m")].preview == "p\nq"
     assert out[value_id(f"{SW}\\All", "big")].type == "REG_BINARY"
+
+
+@pytest.mark.parametrize("bad_log2", [b"", b"garbage" * 100])
+def test_an_unusable_second_log_does_not_stop_the_replay_of_the_first(bad_log2: bytes) -> None:
+    old, new = changed_software()
+    logged = write_transaction_log(old, new)
+    hive = open_hive(logged.primary, log1=logged.log1, log2=bad_log2)
+    assert hive.status == "replayed"
+    assert "replayed LOG1" in hive.status_reason and "LOG2 unusable" in hive.status_reason
+    assert collect(hive, SW, REGISTRY_DEFAULTS)[0] == collect(open_hive(new), SW,
+                                                              REGISTRY_DEFAULTS)[0]
