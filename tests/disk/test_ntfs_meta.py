@@ -6,13 +6,13 @@ from __future__ import annotations
 import hashlib
 import shutil
 import struct
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from scanner.errors import CorruptFilesystem, SourceReadError
 from scanner.registry.hivewriter import security_descriptor
+from tests.fake_tsk import FakeAttr, FakeAttrInfo
 from tests.ntfsbuilder import (
     FILE_ATTRIBUTE_HIDDEN,
     FILE_ATTRIBUTE_SYSTEM,
@@ -183,19 +183,6 @@ def test_bad_inode_is_corrupt_filesystem(meta: Any) -> None:
 
 
 # -- fake pytsk3 objects: $SDS layout with mirrors, read errors ---------------------------------
-@dataclass
-class _Info:
-    type: int
-    name: bytes | None
-    size: int
-    id: int
-
-
-@dataclass
-class _Attr:
-    info: _Info
-
-
 class _Handle:
     def __init__(self, attrs: dict[tuple[int, bytes | None], bytes], fail: bool = False) -> None:
         self.attrs = attrs
@@ -203,7 +190,7 @@ class _Handle:
         self.reads: list[int] = []
 
     def __iter__(self) -> Any:
-        return iter([_Attr(_Info(t, n, len(v), i)) for i, ((t, n), v)
+        return iter([FakeAttr(FakeAttrInfo(t, n, len(v), i)) for i, ((t, n), v)
                      in enumerate(self.attrs.items())])
 
     def read_random(self, off: int, n: int, atype: int, attr_id: int) -> bytes:

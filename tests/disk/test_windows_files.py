@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import shutil
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -23,6 +22,7 @@ from scanner.errors import CorruptFilesystem, SourceReadError
 from scanner.policy import make_entity
 from scanner.registry.hivewriter import security_descriptor
 from scanner.winpaths import system_variables, to_windows, walk_entity
+from tests.fake_tsk import FakeAttr, FakeAttrInfo
 from tests.ntfsbuilder import (
     DEFAULT_TIME,
     FILE_ATTRIBUTE_ARCHIVE,
@@ -218,19 +218,6 @@ def test_walk_translated_directory_case_insensitive(mount: Mount) -> None:
 
 
 # -- describe(): one open, one attribute listing (fake pytsk3 handle) -----------------------------
-@dataclass
-class _Info:
-    type: int
-    name: bytes | None
-    size: int
-    id: int
-
-
-@dataclass
-class _Attr:
-    info: _Info
-
-
 class _Handle:
     def __init__(self, attrs: list[tuple[int, bytes | None, bytes]]) -> None:
         self.attrs = attrs
@@ -238,7 +225,8 @@ class _Handle:
 
     def __iter__(self) -> Any:
         self.listings += 1
-        return iter([_Attr(_Info(t, n, len(v), i)) for i, (t, n, v) in enumerate(self.attrs)])
+        return iter([FakeAttr(FakeAttrInfo(t, n, len(v), i))
+                     for i, (t, n, v) in enumerate(self.attrs)])
 
     def read_random(self, off: int, n: int, atype: int, attr_id: int) -> bytes:
         return self.attrs[attr_id][2][off:off + n]
