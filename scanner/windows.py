@@ -16,16 +16,15 @@ registry hives it holds. No database here; :mod:`scanner.pipeline` calls these.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from scanner.collectors.registry import collect, open_hive
+from scanner.collectors.registry import collect, open_hive, reaches
 from scanner.coverage import Coverage, HiveReport
 from scanner.disk.nodes import FileKind, Filesystem, Node
 from scanner.disk.walker import Walker
 from scanner.entities import RegistryEntity, RegistryKeyEntity
 from scanner.errors import DiskError, SourceReadError
-from scanner.policy import EntityKind, PolicyEntity, active, segment_regex
+from scanner.policy import EntityKind, PolicyEntity, active
 from scanner.registry import HiveError
 from scanner.winpaths import system_variables, to_windows, walk_entity
 
@@ -118,9 +117,7 @@ def _hive_files(walker: Walker, system: WindowsSystem, want_users: bool
 
 
 def collect_registry(walker: Walker, system: WindowsSystem, policy: list[PolicyEntity],
-                     coverage: Coverage,
-                     progress: Callable[[int], None] | None = None
-                     ) -> tuple[dict[str, RegistryEntity], list[str]]:
+                     coverage: Coverage) -> tuple[dict[str, RegistryEntity], list[str]]:
     """Read every hive an enabled registry entity reaches and collect its keys and values.
 
     Returns the entities by id and the names of the registry entities scanned. Hive reports
@@ -129,8 +126,7 @@ def collect_registry(walker: Walker, system: WindowsSystem, policy: list[PolicyE
     entities = active(policy, EntityKind.WINDOWS_REGISTRY)
     if not entities:
         return {}, []
-    heads = {e.path.split("\\", 1)[0].upper() for e in entities}
-    want_users = bool(heads & {"HKU", "HKEY_USERS"})
+    want_users = any(reaches(e.path, "HKU") for e in entities)
     out: dict[str, RegistryEntity] = {}
     try:
         hive_files = _hive_files(walker, system, want_users)
@@ -138,7 +134,7 @@ def collect_registry(walker: Walker, system: WindowsSystem, policy: list[PolicyE
         coverage.unreadable["HKU"] = f"cannot list C:\\Users: {exc}"
         hive_files = _hive_files(walker, system, False)
     for name, path, mount, required in hive_files:
-        if not any(_reaches(e.path, mount) for e in entities):
+        if not any(reaches(e.path, mount) for e in entities):
             continue
         report = HiveReport(name, windows_name(path), mount)
         coverage.hives.append(report)
@@ -167,8 +163,6 @@ def collect_registry(walker: Walker, system: WindowsSystem, policy: list[PolicyE
         report.values = len(found) - report.keys
         out.update(found)
         coverage.unreadable.update(unreadable)
-        if progress is not None:
-            progress(1)
     return out, [e.name for e in entities]
 
 
@@ -179,13 +173,3 @@ def _read_optional(walker: Walker, path: str) -> bytes | None:
     except (DiskError, SourceReadError, HiveError):
         return None
 
-
-def _reaches(entity_path: str, mount: str) -> bool:
-    """Whether a registry entity path can reach into a hive mounted at ``mount``."""
-    segs = [s for s in entity_path.split("\\") if s]
-    heads = {"HKEY_LOCAL_MACHINE": "HKLM", "HKEY_USERS": "HKU"}
-    if segs:
-        segs[0] = heads.get(segs[0].upper(), segs[0])
-    prefix = mount.split("\\")
-    return all(segment_regex(s, case_sensitive=False).match(p)
-               for s, p in zip(segs, prefix, strict=False))

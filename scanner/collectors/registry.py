@@ -66,8 +66,8 @@ from scanner.registry import (
 )
 
 __all__ = [
-    "HiveError", "Hive", "open_hive", "collect", "resolve_current_control_set", "preview",
-    "PREVIEW_CHARS",
+    "HiveError", "Hive", "open_hive", "collect", "reaches", "resolve_current_control_set",
+    "preview", "PREVIEW_CHARS",
 ]
 
 PREVIEW_CHARS = 256
@@ -99,12 +99,7 @@ def preview(value_type: int, data: bytes) -> str:
     else (or integers of the wrong size) as ``0x`` + hex of the first 64 bytes; at most
     :data:`PREVIEW_CHARS` characters, ``…`` marking a cut."""
     if value_type in (REG_SZ, REG_EXPAND_SZ):
-        n = len(data) if len(data) < _TEXT_PREFIX else _TEXT_PREFIX
-        text = _utf16(data[:n & ~1], "replace", True)[0]
-        nul = text.find("\0")
-        if nul >= 0:
-            text = text[:nul]
-        return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS - 1] + "…"
+        return _bounded(_text(data[:_TEXT_PREFIX]).split("\0", 1)[0])
     if value_type == REG_DWORD and len(data) == 4:
         return str(int.from_bytes(data, "little"))
     if value_type == REG_LINK:
@@ -234,6 +229,19 @@ def _segments(path: str) -> list[str]:
     return segs
 
 
+def _prefix_matches(segs: list[str], prefix: list[str]) -> bool:
+    """Whether an entity's first segments name a hive's mount prefix (``HKU\\*`` matches
+    every user's hive)."""
+    return all(_name_regex(s).match(p) for s, p in zip(segs, prefix, strict=False))
+
+
+def reaches(entity_path: str, mount_prefix: str) -> bool:
+    """Whether a registry entity can reach into the hive mounted at ``mount_prefix``
+    (``HKLM\\SOFTWARE\\...`` into SOFTWARE, ``HKLM`` into every machine hive,
+    ``HKU\\*\\...`` into every user's): lets a caller skip reading hives nobody monitors."""
+    return _prefix_matches(_segments(entity_path), _segments(mount_prefix))
+
+
 def _name_regex(pattern: str) -> re.Pattern[str]:
     """A key-name pattern: ``*`` any run, ``?`` one character, case-insensitive."""
     body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
@@ -287,9 +295,7 @@ class _Collector:
                 yield sub, f"{key_id}\\{sub.name}", entity.depth
 
     def _under_prefix(self, segs: list[str]) -> bool:
-        """Whether the entity's first segments name this hive's mount prefix (``HKU\\*``
-        matches every user's hive)."""
-        return all(_name_regex(s).match(p) for s, p in zip(segs, self.prefix, strict=False))
+        return _prefix_matches(segs, self.prefix)
 
     def _child(self, key: RegKey, name: str, first: bool) -> tuple[RegKey, str] | None:
         """The subkey and its id spelling; ``CurrentControlSet`` at the top is resolved."""

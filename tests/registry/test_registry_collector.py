@@ -488,3 +488,16 @@ def test_an_unusable_second_log_does_not_stop_the_replay_of_the_first(bad_log2: 
     assert "replayed LOG1" in hive.status_reason and "LOG2 unusable" in hive.status_reason
     assert collect(hive, SW, REGISTRY_DEFAULTS)[0] == collect(open_hive(new), SW,
                                                               REGISTRY_DEFAULTS)[0]
+
+
+def test_reaches_says_which_hives_an_entity_can_enter() -> None:
+    from scanner.collectors.registry import reaches
+
+    assert reaches("HKLM\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Run", "HKLM\\SOFTWARE")
+    assert not reaches("HKLM\\SOFTWARE\\Microsoft", "HKLM\\SYSTEM")
+    assert reaches("HKEY_LOCAL_MACHINE", "HKLM\\SAM")               # above the mount
+    assert reaches("hklm\\software", "HKLM\\SOFTWARE")              # case-insensitive
+    assert reaches("HKU\\*\\Software\\Run", "HKU\\bob")             # every user
+    assert not reaches("HKU\\alice\\Software", "HKU\\bob")
+    assert reaches("HKU\\alice\\Software", "HKU")                   # some user hive
+    assert not reaches("HKLM\\SOFTWARE", "HKU")
