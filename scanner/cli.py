@@ -129,11 +129,11 @@ def scan(
     with open_local(image) as source:
         if sys.stderr.isatty() and not as_json:
             with _BarProgress() as bar:
-                record = run_scan(repo, source, machine,
-                                  ScanOptions(settings.hash_workers, bar), str(image))
+                options = ScanOptions(settings.hash_workers, bar, settings.limits)
+                record = run_scan(repo, source, machine, options, str(image))
         else:
-            record = run_scan(repo, source, machine, ScanOptions(settings.hash_workers),
-                              str(image))
+            options = ScanOptions(settings.hash_workers, limits=settings.limits)
+            record = run_scan(repo, source, machine, options, str(image))
     rows = repo.changes(scan_id=record.id)
     scan_row = repo.scans(machine)[0]
     coverage = scan_row["coverage"] or {}

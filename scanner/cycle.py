@@ -18,6 +18,7 @@ from scanner.diff import FileDiff
 from scanner.emitters.sinks import emit_events
 from scanner.errors import NotFound, SnapfimError, TransientError
 from scanner.lifecycle import SCAN_DONE
+from scanner.limits import Limits
 from scanner.pipeline import ScanOptions, scan_source
 from scanner.runner import write_outcome
 from scanner.schedule import due_machines
@@ -43,6 +44,7 @@ class FleetSettings:
     hash_workers: int = 1
     jsonl_path: str | None = None
     output_format: str = "configchange"
+    limits: Limits = Limits()
 
 
 def _now() -> datetime:
@@ -197,8 +199,8 @@ def scan_cycle(repo: Repository, scan_id: int, settings: FleetSettings) -> FileD
     try:
         source = provider.open_source(locator)
         try:
-            outcome = scan_source(source, policy, ScanOptions(settings.hash_workers),
-                                  name=mach.name)
+            options = ScanOptions(settings.hash_workers, limits=settings.limits)
+            outcome = scan_source(source, policy, options, name=mach.name)
         finally:
             source.close()
         check = getattr(provider, "check", None)

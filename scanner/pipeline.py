@@ -43,6 +43,7 @@ from scanner.errors import (
     SourceReadError,
     UnsupportedFilesystem,
 )
+from scanner.limits import Limits
 from scanner.policy import EntityKind, PolicyEntity, active
 from scanner.sources.base import BlockSource, SliceSource
 from scanner.windows import WindowsSystem, collect_registry, find_windows, walk_files, windows_name
@@ -72,6 +73,7 @@ class ScanOptions:
 
     hash_workers: int = field(default_factory=lambda: min(os.cpu_count() or 1, 4))  # incl. this one
     progress: ScanProgress | None = None
+    limits: Limits = field(default_factory=Limits)
 
 
 @dataclass(slots=True)

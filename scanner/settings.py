@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scanner.errors import ConfigError
+from scanner.limits import Limits
 
 if TYPE_CHECKING:
     from scanner.cycle import FleetSettings
@@ -37,6 +38,7 @@ class Settings:
     ``SNAPFIM_SCAN_TIME_LIMIT`` seconds a scan task may run (default 10800)
     ``SNAPFIM_EVENTS_JSONL``   append every committed event to this JSON-lines file
     ``SNAPFIM_EVENTS_FORMAT``  ``configchange`` (default) or ``ocsf``
+    ``SNAPFIM_MAX_*``          bounds on what a scanned disk can make a scan do (scanner.limits)
     """
 
     database_url: str
@@ -50,6 +52,7 @@ class Settings:
     scan_time_limit: int = 10800
     events_jsonl: str | None = None
     events_format: str = "configchange"
+    limits: Limits = Limits()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -74,7 +77,8 @@ class Settings:
                 keep_snapshots=int(env.get("SNAPFIM_KEEP_SNAPSHOTS") or cls.keep_snapshots),
                 scan_time_limit=int(env.get("SNAPFIM_SCAN_TIME_LIMIT") or cls.scan_time_limit),
                 events_jsonl=env.get("SNAPFIM_EVENTS_JSONL") or None,
-                events_format=env.get("SNAPFIM_EVENTS_FORMAT") or cls.events_format)
+                events_format=env.get("SNAPFIM_EVENTS_FORMAT") or cls.events_format,
+                limits=Limits.from_env(env))
         except ValueError as exc:
             raise ConfigError(f"invalid SNAPFIM_* setting: {exc}") from exc
 
@@ -87,4 +91,5 @@ class Settings:
                              keep_snapshots=self.keep_snapshots,
                              stale_after=timedelta(seconds=self.scan_time_limit, hours=6),
                              hash_workers=self.hash_workers, jsonl_path=self.events_jsonl,
-                             output_format=self.events_format)
+                             output_format=self.events_format,
+                             limits=self.limits)
