@@ -11,8 +11,11 @@ Mapping (checked against the OCSF 1.1.0 schema and its Windows extension ``win``
 - What OCSF 1.1.0 has no attribute for (gid, mode, capability, link target, nlink, ctime as
   ``changed_time``) goes in ``unmapped`` for the newest known state, and in
   ``unmapped.previous`` for the state before a modification.
-- ``actor`` (required by these classes) is left out: a snapshot diff cannot tell who changed
-  anything, and an invented actor would mislead.
+- ``actor`` (required by all three classes, which extend ``system``) is the scanner itself:
+  ``actor.process`` named ``snapfim`` whose ``uid`` is the scan that observed the change
+  (``snapfim-scan-<id>``; the version is in ``metadata.product.version``). OCSF 1.1.0's actor
+  has no ``app_name`` (added in a later version) and needs one of process / user / invoked_by
+  / session. Nothing is said about who changed the file: a snapshot diff cannot tell.
 - ``severity_id`` is 3 (Medium) when a change grants privilege to a program: a set-uid or
   set-gid bit newly set on a regular file, or a file capability added or changed; else 1.
 """
@@ -76,6 +79,14 @@ def datetime_to_ms(value: datetime | None) -> int | None:
     return None if value is None else (value - _EPOCH) // timedelta(milliseconds=1)
 
 
+def scanner_actor(scan_id: int | None) -> dict[str, Any]:
+    """The OCSF ``actor`` of a record snapfim produced: the scanner's run, never a guess at
+    who changed the file (a snapshot diff cannot know)."""
+    process: dict[str, Any] = {"name": "snapfim"}
+    process["uid"] = "snapfim" if scan_id is None else f"snapfim-scan-{scan_id}"
+    return {"process": process}
+
+
 def ocsf_record(row: dict[str, Any]) -> dict[str, Any]:
     """One stored change event (a row of ``Repository.changes``) as an OCSF 1.1.0 event.
 
@@ -113,6 +124,7 @@ def ocsf_record(row: dict[str, Any]) -> dict[str, Any]:
         "message": _message(entity, category, row, fields),
         "metadata": metadata,
         "device": {"hostname": row["machine"], "type_id": 0, "type": "Unknown"},
+        "actor": scanner_actor(row.get("scan_id")),
     }
     unmapped: dict[str, Any] = {
         "fields_changed": fields, "policies": list(row.get("policies") or ()),

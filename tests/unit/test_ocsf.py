@@ -16,12 +16,14 @@ from scanner.emitters.ocsf import (
     ocsf_lines,
     ocsf_record,
 )
+from tests.ocsf_schema import validate_ocsf
 
 DETECTED = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)      # 1714564800123 ms
 WINDOW_START = datetime(2024, 4, 30, 12, 0, 0, tzinfo=UTC)           # 1714478400000 ms
 MTIME_NS = 1_714_564_799_999_999_999     # a float division would round this up a whole ms
 PRODUCT = {"name": "snapfim", "vendor_name": "snapfim", "version": __version__}
 DEVICE = {"hostname": "web-01", "type_id": 0, "type": "Unknown"}
+ACTOR = {"process": {"name": "snapfim", "uid": "snapfim-scan-7"}}   # the scanner, scan 7
 WIN = [{"name": "win", "uid": "2", "version": "1.1.0"}]
 SHA_OLD, SHA_NEW = "a" * 64, "b" * 64
 
@@ -62,7 +64,7 @@ def header(class_uid: int, class_name: str, activity_id: int, activity_name: str
         "type_uid": class_uid * 100 + activity_id, "type_name": f"{class_name}: {activity_name}",
         "severity_id": severity_id, "severity": severity,
         "time": 1714564800123, "start_time": 1714478400000, "end_time": 1714564800123,
-        "message": message, "metadata": metadata, "device": DEVICE,
+        "message": message, "metadata": metadata, "device": DEVICE, "actor": ACTOR,
     }
 
 
@@ -306,3 +308,56 @@ def test_ocsf_lines_compact_json_one_per_row() -> None:
     assert all("\n" not in line and ", " not in line and '": ' not in line for line in lines)
     assert [json.loads(line) for line in lines] == [ocsf_record(r) for r in rows]
     assert list(ocsf_lines([])) == []
+
+
+# --- schema validation (pydantic-ocsf for 1.1.0; the win extension per its schema files) -------
+
+REG_VALUE = {"type": "REG_SZ", "preview": "x", "size": 4, "sha256": SHA_OLD,
+             "last_write": 1_700_000_000_000_000_000}
+EVERY_CLASS_AND_ACTIVITY = [
+    row("added", "/usr/bin/tool", current=file_values(mode=0o4755)),
+    row("removed", "/etc/ssl-link", previous=file_values(type="symlink", sha256=None,
+                                                         link_target="/etc/ssl")),
+    row("modified", "/usr/bin/passwd", previous=file_values(),
+        current=file_values(sha256=SHA_NEW, capability="cap_net_raw=ep",
+                            acl="user::rwx,group::r-x,other::r-x"),
+        fields=["sha256", "capability", "acl"]),
+    row("added", "/", current=file_values(type="directory", sha256=None)),
+    row("added", RUN_KEY, current={"acl": "O:BA", "last_write": 1, "subkey_count": 0,
+                                   "value_count": 1}, entity_type="registry"),
+    row("modified", RUN_KEY, previous={"acl": "A"}, current={"acl": "B"}, fields=["acl"],
+        entity_type="registry"),
+    row("removed", RUN_KEY, previous={"acl": "A"}, entity_type="registry"),
+    row("added", RUN_KEY, current=REG_VALUE, entity_type="registry", value_name=""),
+    row("modified", RUN_KEY, previous=REG_VALUE,
+        current={**REG_VALUE, "type": "RegMultiSZ", "preview": ["a", "b"]},
+        fields=["type", "preview"], entity_type="registry", value_name="Updater"),
+    row("removed", RUN_KEY, previous={**REG_VALUE, "type": "RegFileTime", "preview": "ab"},
+        entity_type="registry", value_name="t"),
+]
+
+
+@pytest.mark.parametrize("data", EVERY_CLASS_AND_ACTIVITY,
+                         ids=lambda r: f"{r['category']}-{r['path']}-{r['value_name']}")
+def test_every_emitted_class_validates_against_ocsf_1_1_0(data: dict[str, Any]) -> None:
+    record = ocsf_record(data)
+    validate_ocsf(record)
+    assert record["actor"] == ACTOR        # the scanner's run; nothing about who changed it
+    validate_ocsf(json.loads(next(ocsf_lines([data]))))
+
+
+def test_the_validation_refuses_a_record_without_actor_or_with_a_bad_value() -> None:
+    from pydantic import ValidationError
+
+    good = ocsf_record(EVERY_CLASS_AND_ACTIVITY[0])
+    for broken in ({k: v for k, v in good.items() if k != "actor"},
+                   {**good, "file": {**good["file"], "size": "big"}}):
+        with pytest.raises(ValidationError):
+            validate_ocsf(broken)
+    value = ocsf_record(EVERY_CLASS_AND_ACTIVITY[7])
+    with pytest.raises(ValidationError):
+        validate_ocsf({**value, "reg_value": {"path": RUN_KEY}})          # name is required
+    with pytest.raises(ValidationError):
+        validate_ocsf({k: v for k, v in value.items() if k != "device"})
+    with pytest.raises(AssertionError):
+        validate_ocsf({**value, "actor": {"app_name": "snapfim"}})        # at least one of...
