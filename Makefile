@@ -1,5 +1,5 @@
 # The two commands of README.md: `make demo` and `make test`.
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test lint bench lock
 
 setup:
 	@bash scripts/setup.sh
@@ -12,7 +12,12 @@ test: setup
 	mypy
 	python3 -m pytest -q
 
+# deploy/constraints.txt from the installed (tested) environment; `make lock` after upgrading.
+lock:
+	python3 scripts/lock.py
+
 lint:
+	python3 scripts/lock.py --check
 	ruff check scanner workers migrations tests benchmarks
 	mypy
 

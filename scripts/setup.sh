@@ -17,7 +17,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v "Running pip as the 'root' user" || true
+# Exactly the tested set: deploy/constraints.txt pins every dependency (scripts/lock.py).
+python3 -m pip install -q --disable-pip-version-check -e ".[test]" -c deploy/constraints.txt 2>&1 | grep -v "Running pip as the 'root' user" || true
 
 # Services for the storage and worker tests (PostgreSQL and Redis run locally on this machine kind).
 if command -v pg_ctlcluster >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
