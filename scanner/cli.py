@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from scanner import cli_fleet
+from scanner import cli_deliver, cli_fleet
 from scanner.emitters.records import change_lines, event_record
 from scanner.errors import ConfigError, SnapfimError
 from scanner.settings import Settings
@@ -33,6 +33,7 @@ app.command()(cli_fleet.summary)
 app.command("cycle")(cli_fleet.run_cycle)
 app.command()(cli_fleet.worker)
 app.command()(cli_fleet.beat)
+app.command()(cli_deliver.deliver)
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -120,20 +121,22 @@ def scan(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Scan a disk image as the machine's next state and report the changes."""
+    from scanner.emitters.delivery import DeliveryConfig
     from scanner.pipeline import ScanOptions
     from scanner.runner import run_scan
     from scanner.sources.local import open_local
 
     settings = Settings.from_env()
     repo = open_repository(settings)
+    delivery = DeliveryConfig.from_settings(settings)
     with open_local(image) as source:
         if sys.stderr.isatty() and not as_json:
             with _BarProgress() as bar:
                 options = ScanOptions(settings.hash_workers, bar, settings.limits)
-                record = run_scan(repo, source, machine, options, str(image))
+                record = run_scan(repo, source, machine, options, str(image), delivery=delivery)
         else:
             options = ScanOptions(settings.hash_workers, limits=settings.limits)
-            record = run_scan(repo, source, machine, options, str(image))
+            record = run_scan(repo, source, machine, options, str(image), delivery=delivery)
     rows = repo.changes(scan_id=record.id)
     scan_row = repo.scans(machine)[0]
     coverage = scan_row["coverage"] or {}

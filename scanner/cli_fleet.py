@@ -202,6 +202,7 @@ def run_cycle(
         out.print(f"scan {scan_id} {row['machine']}: {row['status']} ({what})", markup=False)
     if not scans:
         out.print(f"nothing due at {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC", markup=False)
+    cycle.deliver_round(repo, settings)  # stale-machine alerts, pending deliveries retried
 
 
 def worker(

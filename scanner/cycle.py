@@ -1,5 +1,6 @@
 """The fleet's scan cycle, one step per function: plan -> snapshot -> wait -> scan ->
-(commit) -> emit -> clean up, plus discovery and sweeps.
+(commit) -> emit -> clean up, plus discovery, sweeps, and the delivery round (alerts for
+stale machines, pending deliveries retried).
 
 Each step takes database ids, reads what it needs from the database, does its work and records
 the outcome; the Celery tasks in ``workers/`` only call these and chain them. Every step is
@@ -15,14 +16,15 @@ from typing import Any
 
 from scanner.cloud.provider import DiskInfo, MachineInfo, Provider, SnapshotInfo, provider_for
 from scanner.diff import FileDiff
-from scanner.emitters.sinks import emit_events
+from scanner.emitters.delivery import DeliveryConfig, DeliveryReport, deliver
+from scanner.emitters.settings import AlertSettings
 from scanner.errors import NotFound, SnapfimError, TransientError
 from scanner.lifecycle import SCAN_DONE
 from scanner.limits import Limits
 from scanner.pipeline import ScanOptions, scan_source
 from scanner.runner import write_outcome
 from scanner.schedule import due_machines
-from scanner.storage import fleet
+from scanner.storage import fleet, outbox
 from scanner.storage.policies import load_policy
 from scanner.storage.repository import Repository, utc
 from scanner.storage.tables import account, machine, scan
@@ -45,6 +47,19 @@ class FleetSettings:
     jsonl_path: str | None = None
     output_format: str = "configchange"
     limits: Limits = Limits()
+    alerts: AlertSettings = AlertSettings()
+
+    @property
+    def delivery(self) -> DeliveryConfig:
+        """The sinks events and alerts go to."""
+        return DeliveryConfig(self.jsonl_path, self.output_format, self.alerts)
+
+    @property
+    def stale_machine_after(self) -> timedelta:
+        """A machine without a successful scan for this long is alerted (default 2 cadences)."""
+        if self.alerts.stale_hours is not None:
+            return timedelta(hours=self.alerts.stale_hours)
+        return 2 * self.cadence
 
 
 def _now() -> datetime:
@@ -218,7 +233,7 @@ def scan_cycle(repo: Repository, scan_id: int, settings: FleetSettings) -> FileD
         previous = repo.previous_scan(conn, mach.id)
         _scan_id, diff = write_outcome(repo, conn, mach.id, outcome, previous=previous,
                                        started=started, finished=_now(), source=locator,
-                                       scan_id=scan_id)
+                                       scan_id=scan_id, sinks=settings.delivery.names)
         conn.execute(machine.update().where(machine.c.id == mach.id)
                      .values(os=outcome.os_family))
         for snap in snaps:
@@ -227,12 +242,15 @@ def scan_cycle(repo: Repository, scan_id: int, settings: FleetSettings) -> FileD
 
 
 def fail(repo: Repository, scan_id: int, reason: str) -> None:
-    """Record a failed scan with its reason (its machine's state is untouched)."""
+    """Record a failed scan with its reason (its machine's state is untouched), and its alert
+    (queued for the registered sinks) in the same transaction."""
     with repo.transaction() as conn:
         row = fleet.lock_scan(conn, scan_id)
         if row.status in SCAN_DONE:
             return
-        fleet.set_scan_status(conn, scan_id, "failed", error=reason, finished_at=_now())
+        now = _now()
+        fleet.set_scan_status(conn, scan_id, "failed", error=reason, finished_at=now)
+        raise_failed_alert(conn, scan_id, now)
         for snap in fleet.snapshots_of(conn, scan_id):
             if snap.state not in ("failed", "deleted", "scanned"):
                 fleet.set_snapshot_state(conn, snap.id, "failed")
@@ -241,15 +259,62 @@ def fail(repo: Repository, scan_id: int, reason: str) -> None:
 
 # -- after the scan ---------------------------------------------------------------------------
 def emit(repo: Repository, scan_id: int, settings: FleetSettings) -> int:
-    """Send a committed scan's events to the configured sinks, once; returns how many."""
-    rows = repo.changes(scan_id=scan_id)
+    """Deliver what is pending (this scan's events were queued when it committed) and mark
+    the scan emitted once every sink accepted its events; returns how many records went out."""
+    report = deliver(repo, settings.delivery)
     with repo.transaction() as conn:
-        row = fleet.lock_scan(conn, scan_id)
-        if row.emitted_at is not None or row.status not in ("succeeded", "partial"):
-            return 0
-        sent = emit_events(rows, jsonl_path=settings.jsonl_path, fmt=settings.output_format)
-        conn.execute(scan.update().where(scan.c.id == scan_id).values(emitted_at=_now()))
-    return sent
+        outbox.mark_emitted(conn, _now(), scan_id)
+    return report.delivered
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def raise_failed_alert(conn: Any, scan_id: int, now: datetime) -> int | None:
+    """The alert of a failed scan (once per scan), queued in ``conn``'s transaction."""
+    ctx = outbox.scan_alert_context(conn, scan_id)
+    if ctx is None:
+        return None
+    detail = {"status": ctx["status"], "error": ctx["error"], "attempts": ctx["attempts"],
+              "started_at": _iso(ctx["started_at"]), "finished_at": _iso(ctx["finished_at"]),
+              "last_success_scan_id": ctx["last_success_scan_id"],
+              "last_success_at": _iso(ctx["last_success_at"])}
+    return outbox.raise_alert(conn, machine_id=ctx["machine_id"], kind="scan_failed",
+                              dedupe_key=f"scan_failed:{scan_id}", scan_id=scan_id,
+                              detail=detail, now=now)
+
+
+def alert_stale(repo: Repository, settings: FleetSettings) -> list[int]:
+    """Raise one alert per machine whose last successful scan is older than
+    ``stale_machine_after`` (once per last successful scan); returns the new alert ids."""
+    now = _now()
+    after = settings.stale_machine_after
+    raised = []
+    with repo.transaction() as conn:
+        for m in outbox.stale_machines(conn, now - after):
+            detail = {"last_success_scan_id": m["scan_id"],
+                      "last_success_at": _iso(m["finished_at"]),
+                      "stale_hours": after.total_seconds() / 3600}
+            alert_id = outbox.raise_alert(
+                conn, machine_id=m["machine_id"], kind="scan_stale",
+                dedupe_key=f"scan_stale:{m['machine_id']}:{m['scan_id'] or 0}",
+                scan_id=m["scan_id"], detail=detail, now=now)
+            if alert_id is not None:
+                raised.append(alert_id)
+    return raised
+
+
+def deliver_round(repo: Repository, settings: FleetSettings) -> DeliveryReport:
+    """Beat's delivery round: alerts for stale machines, then every pending delivery whose
+    backoff has passed, then ``emitted_at`` for the scans now fully delivered."""
+    with repo.transaction() as conn:  # sinks configured here are registered before alerts
+        outbox.register_sinks(conn, settings.delivery.names, _now())
+    alert_stale(repo, settings)
+    report = deliver(repo, settings.delivery)
+    with repo.transaction() as conn:
+        outbox.mark_emitted(conn, _now())
+    return report
 
 
 def cleanup(repo: Repository, scan_id: int, settings: FleetSettings) -> int:

@@ -18,6 +18,7 @@ of any :class:`SnapfimError` as one line; anything else is a bug.
     ├── PolicyError                 invalid monitored entity or pattern
     ├── StorageError                database layer
     │   └── NotFound                 a named machine / scan / entity does not exist
+    ├── DeliveryError               a sink (syslog, webhook, file) did not accept a batch
     └── TransientError (mixin)      marks what a retry can fix (throttling, broker or DB away)
 """
 
@@ -82,3 +83,7 @@ class TransientStorageError(StorageError, TransientError):
 
 class NotFound(StorageError):
     """A named machine, scan or policy entity does not exist."""
+
+
+class DeliveryError(SnapfimError):
+    """A sink did not accept a batch (refused, unreachable, timed out); it is retried."""

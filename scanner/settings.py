@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from scanner.emitters.settings import AlertSettings
 from scanner.errors import ConfigError
 from scanner.limits import Limits
 
@@ -39,6 +40,8 @@ class Settings:
     ``SNAPFIM_EVENTS_JSONL``   append every committed event to this JSON-lines file
     ``SNAPFIM_EVENTS_FORMAT``  ``configchange`` (default) or ``ocsf``
     ``SNAPFIM_MAX_*``          bounds on what a scanned disk can make a scan do (scanner.limits)
+    ``SNAPFIM_SYSLOG_*``, ``SNAPFIM_WEBHOOK_*``, ``SNAPFIM_DELIVERY_*``, ``SNAPFIM_STALE_HOURS``
+                               alert sinks and delivery (scanner.emitters.settings)
     """
 
     database_url: str
@@ -53,6 +56,7 @@ class Settings:
     events_jsonl: str | None = None
     events_format: str = "configchange"
     limits: Limits = Limits()
+    alerts: AlertSettings = AlertSettings()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -78,7 +82,7 @@ class Settings:
                 scan_time_limit=int(env.get("SNAPFIM_SCAN_TIME_LIMIT") or cls.scan_time_limit),
                 events_jsonl=env.get("SNAPFIM_EVENTS_JSONL") or None,
                 events_format=env.get("SNAPFIM_EVENTS_FORMAT") or cls.events_format,
-                limits=Limits.from_env(env))
+                limits=Limits.from_env(env), alerts=AlertSettings.from_env(env))
         except ValueError as exc:
             raise ConfigError(f"invalid SNAPFIM_* setting: {exc}") from exc
 
@@ -92,4 +96,4 @@ class Settings:
                              stale_after=timedelta(seconds=self.scan_time_limit, hours=6),
                              hash_workers=self.hash_workers, jsonl_path=self.events_jsonl,
                              output_format=self.events_format,
-                             limits=self.limits)
+                             limits=self.limits, alerts=self.alerts)

@@ -3,8 +3,8 @@
 
 Configuration comes from :class:`scanner.settings.Settings` (``SNAPFIM_*``), read when Celery
 first needs it, not at import. Two queues: ``control`` (discovery, planning, snapshots, waits,
-emission, cleanup; cheap, any concurrency) and ``scan`` (reading disks; run those workers with
-concurrency 1 and prefetch 1 so one scan owns a process).
+delivery of events and alerts, cleanup; cheap, any concurrency) and ``scan`` (reading disks;
+run those workers with concurrency 1 and prefetch 1 so one scan owns a process).
 """
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "plan": {"task": "workers.tasks.plan_cycle",
                      "schedule": timedelta(seconds=settings.plan_seconds)},
             "sweep": {"task": "workers.tasks.sweep_cycle", "schedule": timedelta(minutes=15)},
+            "deliver": {"task": "workers.tasks.deliver",
+                        "schedule": timedelta(seconds=settings.alerts.delivery_seconds)},
         },
         "timezone": "UTC",
     }

@@ -88,7 +88,8 @@ def scan_machine(self: Task, scan_id: int) -> dict[str, Any] | None:
 
 @app.task(bind=True, **RETRY)
 def finish_cycle(self: Task, scan_id: int) -> None:
-    """Emit the scan's events (once) and delete snapshots past the retention."""
+    """Deliver what is pending (the scan's events were queued at its commit, a failed scan's
+    alert at its failure) and delete snapshots past the retention."""
     repo, settings = _services()
     cycle.emit(repo, scan_id, settings)
     cycle.cleanup(repo, scan_id, settings)
@@ -99,3 +100,12 @@ def sweep_cycle(self: Task) -> list[int]:
     """Fail scans stuck in flight (their tasks were lost)."""
     repo, settings = _services()
     return cycle.sweep(repo, settings)
+
+
+@app.task(bind=True, **RETRY)
+def deliver(self: Task) -> dict[str, Any]:
+    """Beat's delivery round: stale-machine alerts, then pending deliveries past their
+    backoff (a sink that failed is retried here), then scans marked emitted."""
+    repo, settings = _services()
+    report = cycle.deliver_round(repo, settings)
+    return {"delivered": report.delivered, "errors": report.errors}

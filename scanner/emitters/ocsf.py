@@ -79,6 +79,13 @@ def datetime_to_ms(value: datetime | None) -> int | None:
     return None if value is None else (value - _EPOCH) // timedelta(milliseconds=1)
 
 
+def severity_id(row: dict[str, Any]) -> int:
+    """The OCSF severity of a stored change event (3 when it grants privilege, else 1)."""
+    if row["entity_type"] != "file":
+        return 1
+    return _severity(row.get("previous") or None, row.get("current") or None)
+
+
 def scanner_actor(scan_id: int | None) -> dict[str, Any]:
     """The OCSF ``actor`` of a record snapfim produced: the scanner's run, never a guess at
     who changed the file (a snapshot diff cannot know)."""

@@ -1,15 +1,19 @@
-"""Where committed change events go: a JSON-lines file (ConfigurationChange-style or OCSF)."""
+"""Record formats, and the JSON-lines file sink (``SNAPFIM_EVENTS_JSONL``): one record per
+line, ConfigurationChange-style or OCSF, appended under an exclusive lock and fsynced before
+the batch counts as delivered."""
 
 from __future__ import annotations
 
 import fcntl
 import json
-from collections.abc import Iterable, Iterator
+import os
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from scanner.emitters.item import Outgoing
 from scanner.emitters.records import event_record
-from scanner.errors import ConfigError
+from scanner.errors import ConfigError, DeliveryError
 
 FORMATS = ("configchange", "ocsf")
 
@@ -27,19 +31,26 @@ def format_records(rows: Iterable[dict[str, Any]], fmt: str = "configchange") ->
         raise ConfigError(f"unknown output format {fmt!r}: use {' or '.join(FORMATS)}")
 
 
-def emit_events(rows: list[dict[str, Any]], *, jsonl_path: str | None,
-                fmt: str = "configchange") -> int:
-    """Append the events to the JSON-lines file (if one is configured); returns how many."""
-    if not jsonl_path or not rows:
-        return 0
-    path = Path(jsonl_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = "".join(line + "\n" for line in format_records(rows, fmt)).encode()
-    with path.open("ab") as handle:  # one locked append: concurrent emitters never interleave
-        fcntl.flock(handle, fcntl.LOCK_EX)
+class JsonlSink:
+    """Appends each batch to a JSON-lines file."""
+
+    name = "jsonl"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def send(self, items: Sequence[Outgoing]) -> None:
+        """Append the records, one line each, in one locked, fsynced write."""
+        text = "".join(json.dumps(item.record, separators=(",", ":")) + "\n" for item in items)
         try:
-            handle.write(text)
-            handle.flush()
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-    return len(rows)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("ab") as handle:  # one locked append: writers never interleave
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                try:
+                    handle.write(text.encode())
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+        except OSError as exc:
+            raise DeliveryError(f"events file {self.path}: {exc.strerror or exc}") from exc

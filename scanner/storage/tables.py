@@ -201,3 +201,45 @@ change_event = Table(
     Index(None, "machine_id", "detected_at"),
     Index(None, "scan_id"),
 )
+
+# -- delivery of events and alerts to the configured sinks (the outbox) -----------------------
+# A sink is registered (by name: jsonl, syslog, webhook) the first time a process with it
+# configured commits a scan or delivers; from then on every committed event and every alert
+# gets one delivery row per registered sink, in the transaction that creates it.
+sink = Table(
+    "sink", metadata,
+    Column("name", String(32), primary_key=True),
+    Column("registered_at", Stamp, nullable=False),
+    Column("locked_at", Stamp),                              # last delivery run (its row lock)
+    Column("last_delivered_at", Stamp),
+    Column("last_error", Text),
+)
+
+alert = Table(
+    "alert", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("machine_id", ForeignKey("machine.id", ondelete="CASCADE"), nullable=False),
+    Column("scan_id", BigInteger),
+    Column("kind", String(24), nullable=False),            # scan_failed | scan_stale
+    Column("dedupe_key", String(200), nullable=False, unique=True),
+    Column("created_at", Stamp, nullable=False),
+    Column("detail", Json, nullable=False, default=dict),
+)
+
+delivery = Table(
+    "delivery", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),  # the order of delivery per sink
+    Column("sink", String(32), nullable=False),
+    Column("event_id", ForeignKey("change_event.id", ondelete="CASCADE")),
+    Column("alert_id", ForeignKey("alert.id", ondelete="CASCADE")),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Stamp),
+    Column("last_error", Text),
+    Column("created_at", Stamp, nullable=False),
+    Column("delivered_at", Stamp),
+    Index(None, "event_id"),
+    Index(None, "alert_id"),
+)
+Index("ix_delivery_pending", delivery.c.sink, delivery.c.id,
+      sqlite_where=delivery.c.delivered_at.is_(None),
+      postgresql_where=delivery.c.delivered_at.is_(None))
