@@ -73,6 +73,9 @@ class WebhookSink:
             conn.request("POST", self._path, body=body, headers=headers)
             response = conn.getresponse()
             detail = response.read(200).decode("utf-8", "replace").strip()
+        except TimeoutError as exc:
+            raise DeliveryError(f"webhook {self.url}: no answer within {self.timeout:g} s"
+                                ) from exc
         except (OSError, http.client.HTTPException) as exc:
             raise DeliveryError(f"webhook {self.url}: {exc or type(exc).__name__}") from exc
         finally:

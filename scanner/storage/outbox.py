@@ -79,7 +79,8 @@ def registered_sinks(conn: Connection) -> list[str]:
 
 def enqueue_scan_events(conn: Connection, scan_id: int, now: datetime) -> int:
     """Queue every event of a scan for every registered sink; returns the rows added."""
-    rows = (select(sink.c.name, change_event.c.id, literal(0), literal(now, delivery.c.created_at))
+    stamp = literal(now, delivery.c.created_at.type)
+    rows = (select(sink.c.name, change_event.c.id, literal(0), stamp)
             .select_from(change_event).join(sink, true())
             .where(change_event.c.scan_id == scan_id)
             .order_by(change_event.c.id, sink.c.name))
@@ -106,7 +107,7 @@ def raise_alert(conn: Connection, *, machine_id: int, kind: str, dedupe_key: str
         raise RuntimeError("the alert insert returned no id")
     alert_id = int(key[0])
     rows = (select(sink.c.name, literal(alert_id), literal(0),
-                   literal(now, delivery.c.created_at)).order_by(sink.c.name))
+                   literal(now, delivery.c.created_at.type)).order_by(sink.c.name))
     conn.execute(insert(delivery).from_select(["sink", "alert_id", "attempts", "created_at"],
                                               rows))
     return alert_id
