@@ -310,3 +310,32 @@ def test_failed_and_stale_scans_are_alerts(repository: Repository, base_image: P
 
 def _iso(value: datetime) -> str:
     return _utc(value).isoformat().replace("+00:00", "Z")
+
+
+# -- the migration ------------------------------------------------------------------------------
+def test_migration_0005_creates_exactly_the_outbox_tables(db_url: str) -> None:
+    import warnings
+
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import inspect
+
+    from scanner.storage.db import alembic_config, upgrade
+    from scanner.storage.tables import metadata
+
+    engine = make_engine(db_url)
+    try:
+        upgrade(engine)
+        with warnings.catch_warnings(), engine.connect() as conn:
+            warnings.simplefilter("ignore")           # expression indexes SQLite can't reflect
+            diffs = compare_metadata(MigrationContext.configure(
+                conn, opts={"compare_type": True}), metadata)
+        assert [d for d in diffs if any(f"'{t}'" in repr(d) for t in
+                                        ("sink", "alert", "delivery"))] == []
+        command.downgrade(alembic_config(engine), "-1")
+        assert not {"sink", "alert", "delivery"} & set(inspect(engine).get_table_names())
+        upgrade(engine)
+        assert {"sink", "alert", "delivery"} <= set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
