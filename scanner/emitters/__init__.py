@@ -1,1 +1,2 @@
-"""Output formats for change events (JSON lines in ConfigurationChange vocabulary; OCSF later)."""
+"""Records (ConfigurationChange-style, OCSF, alerts), sinks (JSON lines, syslog, webhook),
+their settings, and the delivery of the outbox."""

@@ -130,10 +130,10 @@ def _items(conn: Any, batch: Sequence[outbox.Pending], fmt: str) -> list[Outgoin
     events = outbox.event_rows(conn, [p.event_id for p in batch if p.event_id is not None])
     alerts = outbox.alert_rows(conn, [p.alert_id for p in batch if p.alert_id is not None])
     items = []
-    for p in batch:
-        if p.event_id is not None:
+    for p in batch:  # a record deleted meanwhile (its machine removed) takes its row with it
+        if p.event_id is not None and p.event_id in events:
             items.append(event_item(p.id, events[p.event_id], fmt))
-        elif p.alert_id is not None:
+        elif p.alert_id is not None and p.alert_id in alerts:
             items.append(alert_item(p.id, alerts[p.alert_id], fmt))
     return items
 
@@ -159,8 +159,10 @@ def deliver_sink(repo: Repository, config: DeliveryConfig, sink: Sink, *,
                 report.backing_off_until = head.next_attempt_at
                 break
             ids = [p.id for p in batch]
+            items = _items(conn, batch, config.fmt)
             try:
-                sink.send(_items(conn, batch, config.fmt))
+                if items:
+                    sink.send(items)
             except DeliveryError as exc:
                 retry_at = when + config.backoff(head.attempts + 1)
                 outbox.mark_failed(conn, sink.name, ids, str(exc), retry_at)
