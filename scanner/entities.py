@@ -37,7 +37,9 @@ class FileEntity:
 
     Times are integer nanoseconds since the epoch (``None`` where the filesystem has none);
     ``mode`` holds permission and set-id bits; ``xattrs`` holds extended attributes other
-    than the POSIX ACL (``acl``) and ``security.capability`` (``capability``), rendered as text.
+    than the POSIX ACL (``acl``) and ``security.capability`` (``capability``), rendered as text
+    (names escaped like file names); ``xattrs`` is None (and ``acl``, ``capability`` too) when
+    the attributes could not be read this time: the diff keeps their previous values.
     On NTFS, ``acl`` is the security descriptor as SDDL (owner, group, DACL, SACL),
     ``attributes`` the DOS attributes (``archive,hidden``), ``link_target`` the target of a
     symlink or junction reparse point, and an alternate data stream is an entity of its own
@@ -63,7 +65,7 @@ class FileEntity:
     sha256: str | None = None
     acl: str | None = None
     capability: str | None = None
-    xattrs: dict[str, str] = field(default_factory=dict)
+    xattrs: dict[str, str] | None = field(default_factory=dict)
     attributes: str | None = None
     policies: tuple[str, ...] = ()
 

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 from scanner.disk.nodes import FileKind, Filesystem, Node
 from scanner.errors import SnapfimError
+from scanner.limits import Limits
 
 PARALLEL_MIN_BYTES = 64 << 20
 CLAIM_BYTES = 16 << 20
@@ -104,8 +105,10 @@ class Hasher:
     threads, so its own walk is not slowed.
     """
 
-    def __init__(self, refs: dict[str, VolumeRef], workers: int) -> None:
+    def __init__(self, refs: dict[str, VolumeRef], workers: int,
+                 limits: Limits | None = None) -> None:
         self._refs = refs
+        self._limits = limits or Limits()
         self._volumes = list(refs)
         self._volume_index = {name: i for i, name in enumerate(self._volumes)}
         self._workers = workers - 1
@@ -146,7 +149,8 @@ class Hasher:
         for _ in range(self._workers):
             receiver, sender = ctx.Pipe(duplex=False)
             proc = ctx.Process(target=_worker_main, daemon=True,
-                               args=(self._refs, self._volumes, table, sender))
+                               args=(self._refs, self._volumes, table, sender,
+                                     self._limits))
             proc.start()
             sender.close()
             self._procs.append((proc, receiver))
@@ -260,7 +264,7 @@ class _JobTable:
 
 # -- worker process side ---------------------------------------------------------------------
 def _worker_main(refs: dict[str, VolumeRef], volumes: list[str], table: _JobTable,
-                 sender: Any) -> None:
+                 sender: Any, limits: Limits) -> None:
     """Claim runs of jobs as the parent publishes them, hash them, send back the digests."""
     os.environ["TZ"] = "UTC"
     filesystems: dict[str, Filesystem] = {}
@@ -269,19 +273,20 @@ def _worker_main(refs: dict[str, VolumeRef], volumes: list[str], table: _JobTabl
         for index in range(*run):
             volume, inode, size = table.record(index)
             job = HashJob(volumes[volume], inode, size)
-            out.append((index, _hash_in_worker(refs, filesystems, job)))
+            out.append((index, _hash_in_worker(refs, filesystems, job, limits)))
     sender.send(out)
     sender.close()
 
 
 def _hash_in_worker(refs: dict[str, VolumeRef], filesystems: dict[str, Filesystem],
-                    job: HashJob) -> HashResult:
+                    job: HashJob, limits: Limits) -> HashResult:
     fs = filesystems.get(job.volume)
     if fs is None:
         try:
             fs = open_volume_filesystem(refs[job.volume])
         except SnapfimError as exc:
             return None, str(exc)
+        fs.limits = limits
         filesystems[job.volume] = fs
     return _hash_one(fs, job)
 

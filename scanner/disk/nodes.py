@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from scanner.limits import Limits
+
 
 class FileKind(StrEnum):
     """File types, named as ``ls -l`` users think of them."""
@@ -96,6 +98,7 @@ class Filesystem(Protocol):
     fs_type: str
     case_sensitive: bool
     identity: FsIdentity
+    limits: Limits  # the scan's bounds (link length, xattr bytes, sparse hashing)
 
     def root(self) -> Node:
         """The root directory."""
@@ -106,7 +109,8 @@ class Filesystem(Protocol):
         ...
 
     def read_link(self, node: Node) -> str:
-        """Target of a symbolic link."""
+        """Target of a symbolic link, read as bytes and escaped like names
+        (:func:`scanner.paths.decode_name`); longer than ``limits.link_length``: error."""
         ...
 
     def iter_content(self, node: Node, chunk_size: int = 1 << 20) -> Iterator[bytes]:
@@ -117,8 +121,9 @@ class Filesystem(Protocol):
         """Re-find a node by inode number (used by hashing workers)."""
         ...
 
-    def xattrs(self, node: Node) -> dict[str, bytes]:
-        """Extended attributes by full name (``security.capability``); empty if unsupported."""
+    def xattrs(self, node: Node) -> dict[bytes, bytes]:
+        """Extended attributes, full name bytes (``b"security.capability"``) -> value bytes;
+        empty if unsupported. More than ``limits.xattr_bytes`` in all: error."""
         ...
 
     def close(self) -> None:

@@ -38,6 +38,7 @@ from typing import Any
 from scanner.disk.identity import read_identity
 from scanner.disk.nodes import FileKind, FsIdentity, Node, read_in_chunks
 from scanner.errors import CorruptFilesystem, SourceReadError
+from scanner.limits import Limits
 from scanner.paths import decode_name
 from scanner.sources.base import BlockSource, SliceSource
 from scanner.sources.fileobj import CachedSourceFile
@@ -67,8 +68,8 @@ _SYMLINK_HEADER = 56
 _DIR_LEAF_OFFSET = 32 << 30      # directory leaf/node and free-index blocks live above 32 GiB
 
 # ACLs: libfsxfs names -> Linux names
-_ACL_NAMES = {"trusted.SGI_ACL_FILE": "system.posix_acl_access",
-              "trusted.SGI_ACL_DEFAULT": "system.posix_acl_default"}
+_ACL_NAMES = {b"trusted.SGI_ACL_FILE": b"system.posix_acl_access",
+              b"trusted.SGI_ACL_DEFAULT": b"system.posix_acl_default"}
 _ACL_VFS_VERSION = 2
 _ACL_UNDEFINED_ID = 0xFFFFFFFF
 _ACL_USER, _ACL_GROUP = 0x02, 0x08
@@ -96,12 +97,31 @@ def xfs_acl_to_vfs(raw: bytes) -> bytes:
     return b"".join(out)
 
 
-def _linux_xattr_name(name: str) -> str:
+def _linux_xattr_name(name: bytes) -> bytes:
     if name in _ACL_NAMES:
         return _ACL_NAMES[name]
-    if name.startswith("secure."):
-        return "security." + name[len("secure."):]
+    if name.startswith(b"secure."):
+        return b"security." + name[len(b"secure."):]
     return name
+
+
+# on-disk attribute namespace flags -> the prefix libfsxfs gives (converted as above)
+_ATTR_ROOT, _ATTR_SECURE = 0x2, 0x4
+
+
+def _namespace(flags: int) -> bytes:
+    if flags & _ATTR_ROOT:
+        return b"trusted."
+    if flags & _ATTR_SECURE:
+        return b"secure."
+    if flags & ~0x1:  # XFS_ATTR_LOCAL is the only other flag of a plain user attribute
+        return b"xfs-flags-%d." % flags
+    return b"user."
+
+
+def _xattr_bound(inode: int) -> CorruptFilesystem:
+    return CorruptFilesystem(f"inode {inode}: extended attributes exceed the bound "
+                             "(SNAPFIM_MAX_XATTR_BYTES)")
 
 
 def _ns(value: int) -> int | None:
@@ -168,6 +188,7 @@ class XfsFilesystem:
         self.case_sensitive = not self._geo.ascii_ci
         self.identity = identity if identity is not None else read_identity(source, "xfs")
         self._source = source
+        self.limits = Limits()
         volume = pyfsxfs.volume()
         path = _local_path(source)
         try:
@@ -220,9 +241,8 @@ class XfsFilesystem:
             yield self._node(name, child)
 
     def read_link(self, node: Node) -> str:
-        """Target of a symbolic link."""
-        if node.link is not None:
-            return node.link
+        """Target of a symbolic link, read as bytes from the inode or its blocks and escaped
+        like names; longer than ``limits.link_length``: :class:`CorruptFilesystem`."""
         return decode_name(self._raw_link(node.inode))
 
     def iter_content(self, node: Node, chunk_size: int = 1 << 20) -> Iterator[bytes]:
@@ -235,23 +255,65 @@ class XfsFilesystem:
         """Metadata of one inode."""
         return self._node(name, self._entry(inode, CorruptFilesystem))
 
-    def xattrs(self, node: Node) -> dict[str, bytes]:
-        """Extended attributes under their Linux names (ACLs in the VFS encoding)."""
+    def xattrs(self, node: Node) -> dict[bytes, bytes]:
+        """Extended attributes under their Linux names, as bytes (ACLs in the VFS encoding).
+
+        A short-form attribute fork (in the inode) is parsed here, so names that are not
+        UTF-8 come back as the stored bytes; larger forks are read through libfsxfs (a name
+        it cannot return makes the attributes unreadable: :class:`CorruptFilesystem`). More
+        than ``limits.xattr_bytes`` of names and values: :class:`CorruptFilesystem`.
+        """
         if node.handle == 0:  # no attributes (counted when the node was listed)
             return {}
-        entry = self._entry(node.inode, SourceReadError)
-        result: dict[str, bytes] = {}
+        raw = self._raw_inode(node.inode)
+        limit = self.limits.xattr_bytes
+        if raw[83] == _LOCAL:
+            pairs = self._shortform_xattrs(raw, node.inode, limit)
+        else:
+            pairs = self._library_xattrs(node.inode, limit)
+        result: dict[bytes, bytes] = {}
+        for name, value in pairs:
+            linux = _linux_xattr_name(name)
+            result[linux] = xfs_acl_to_vfs(value) if linux.startswith(b"system.posix_acl_") \
+                else value
+        return result
+
+    def _shortform_xattrs(self, raw: bytes, inode: int, limit: int) -> list[tuple[bytes, bytes]]:
+        fork = self._literal_area(raw)[raw[82] * 8:]
+        if len(fork) < 4:
+            raise CorruptFilesystem(f"inode {inode}: attribute fork out of the inode")
+        (total,) = struct.unpack_from(">H", fork, 0)
+        count, at, end = fork[2], 4, min(total, len(fork))
+        pairs = []
+        for _ in range(count):
+            if at + 3 > end:
+                raise CorruptFilesystem(f"inode {inode}: truncated short-form attribute")
+            name_len, value_len, flags = fork[at], fork[at + 1], fork[at + 2]
+            stop = at + 3 + name_len + value_len
+            if stop > end:
+                raise CorruptFilesystem(f"inode {inode}: short-form attribute overflows")
+            limit -= name_len + value_len
+            if limit < 0:
+                raise _xattr_bound(inode)
+            name = fork[at + 3:at + 3 + name_len]
+            pairs.append((_namespace(flags) + name, fork[at + 3 + name_len:stop]))
+            at = stop
+        return pairs
+
+    def _library_xattrs(self, inode: int, limit: int) -> list[tuple[bytes, bytes]]:
+        entry = self._entry(inode, SourceReadError)
+        pairs = []
         try:
             for attr in entry.extended_attributes:
-                name = _linux_xattr_name(attr.name)
-                value = attr.read_buffer(attr.size) if attr.size else b""
-                if name.startswith("system.posix_acl_"):
-                    value = xfs_acl_to_vfs(value)
-                result[name] = value
+                name = attr.name.encode("utf-8", "surrogateescape")
+                limit -= len(name) + attr.size
+                if limit < 0:
+                    raise _xattr_bound(inode)
+                pairs.append((name, attr.read_buffer(attr.size) if attr.size else b""))
         except OSError as exc:
-            raise SourceReadError(f"cannot read extended attributes of inode {node.inode}: "
-                                  f"{_message(exc)}") from exc
-        return result
+            raise CorruptFilesystem(f"cannot read extended attributes of inode {inode}: "
+                                    f"{_message(exc)}") from exc
+        return pairs
 
     def close(self) -> None:
         """Close the libfsxfs volume."""
@@ -428,12 +490,17 @@ class XfsFilesystem:
     def _raw_link(self, inode: int) -> bytes:
         raw = self._raw_inode(inode)
         (size,) = struct.unpack_from(">Q", raw, 56)
+        if size > self.limits.link_length:
+            raise CorruptFilesystem(f"symlink target of {size} bytes exceeds the bound of "
+                                    f"{self.limits.link_length} (SNAPFIM_MAX_LINK_BYTES)")
         if raw[5] == _LOCAL:
             return self._literal_area(raw)[:size]
         out = b""
         extents = self._data_extents(raw, self._entry(inode, SourceReadError))
         for start, _offset, blocks in sorted(extents):
             for logical in range(start, start + blocks):
+                if len(out) >= size:  # the extents may claim more blocks than the target needs
+                    return out[:size]
                 block = self._read_logical(extents, logical, 1) or b""
                 if block[:4] == _SYMLINK_MAGIC:
                     (_off, nbytes) = struct.unpack_from(">II", block, 4)

@@ -126,11 +126,14 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
     stage.drop(conn, checkfirst=True)
     stage.create(conn)
     total = 0
+    unknown_xattrs = False
 
     def rows() -> Iterable[tuple[Any, ...]]:
-        nonlocal total
+        nonlocal total, unknown_xattrs
         for e in entities:
             total += 1
+            if isinstance(e, FileEntity) and e.xattrs is None:
+                unknown_xattrs = True
             yield spec.row(e)
 
     bulk_insert(conn, stage, columns, rows())
@@ -138,6 +141,13 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
     mine = and_(state.c.machine_id == machine_id, state.c.path == stage.c.path)
     copy_all = select(literal(machine_id), literal(scan_id), *(stage.c[c] for c in columns))
     target = ["machine_id", "scan_id", *columns]
+    if unknown_xattrs:  # unreadable extended attributes (xattrs NULL) keep their values
+        unknown = stage.c.xattrs.is_(None)
+        conn.execute(update(stage).where(unknown, exists().where(mine)).values(
+            acl=select(state.c.acl).where(mine).scalar_subquery(),
+            capability=select(state.c.capability).where(mine).scalar_subquery(),
+            xattrs=select(state.c.xattrs).where(mine).scalar_subquery()))
+        conn.execute(update(stage).where(unknown).values(xattrs={}))
     if previous_policies is None:
         conn.execute(delete(table).where(table.c.machine_id == machine_id))
         conn.execute(insert(table).from_select(target, copy_all))
