@@ -360,9 +360,11 @@ def _collect(mounts: list[Mount], blocked: dict[str, str],
     hashes = hasher.results({o.label: o.fs for o in opened}, progress.advance)
     coverage.files_hashed, coverage.bytes_hashed = hasher.files, hasher.bytes
     for file, volume, inode in pending:
-        digest, error = hashes[(volume, inode)]
+        digest, error, sparse = hashes[(volume, inode)]
         if error is not None:  # metadata known, content not: the diff keeps the old hash
             coverage.unreadable[file.path] = error
         file.sha256 = digest
+        if sparse:  # the sparse-aware digest (scanner.collectors.hashing.hash_node)
+            file.attributes = "sparse"
     coverage.policies.sort()
     return dict(sorted(entities.items())), registry

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytsk3
 
-from scanner.disk.nodes import FileKind, FsIdentity, Node, read_in_chunks
+from scanner.disk.nodes import FileKind, FsIdentity, Node, Runs, normalize_runs, read_in_chunks
 from scanner.errors import CorruptFilesystem, SourceReadError
 from scanner.limits import Limits
 from scanner.paths import decode_name
@@ -34,6 +34,10 @@ _META_KIND = {
 }
 _VIRTUAL_TYPES = {pytsk3.TSK_FS_META_TYPE_VIRT, pytsk3.TSK_FS_META_TYPE_VIRT_DIR}
 _NAME_ALLOC = int(pytsk3.TSK_FS_NAME_FLAG_ALLOC)
+_DATA_TYPES = {int(pytsk3.TSK_FS_ATTR_TYPE_DEFAULT), int(pytsk3.TSK_FS_ATTR_TYPE_NTFS_DATA)}
+_ATTR_NONRES = int(pytsk3.TSK_FS_ATTR_NONRES)
+_ATTR_PACKED = int(pytsk3.TSK_FS_ATTR_COMP) | int(pytsk3.TSK_FS_ATTR_ENC)
+_RUN_HOLE = int(pytsk3.TSK_FS_ATTR_RUN_FLAG_SPARSE) | int(pytsk3.TSK_FS_ATTR_RUN_FLAG_FILLER)
 _META_ALLOC = int(pytsk3.TSK_FS_META_FLAG_ALLOC)
 
 _FS_TYPE_NAMES = {
@@ -135,16 +139,40 @@ class TskFilesystem:
         """The first ``size`` bytes of an inode's default stream (``size`` already bounded)."""
         return b"".join(self._content_chunks(inode, size, 1 << 20))
 
-    def iter_content(self, node: Node, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-        """Data of the default stream in chunks."""
-        return self._content_chunks(node.inode, node.size, chunk_size)
+    def iter_content(self, node: Node, chunk_size: int = 1 << 20, start: int = 0,
+                     end: int | None = None) -> Iterator[bytes]:
+        """Data of the default stream from ``start`` to ``end`` (its size), in chunks."""
+        return self._content_chunks(node.inode, node.size if end is None else end, chunk_size,
+                                    start)
 
-    def _content_chunks(self, inode: int, size: int, chunk_size: int) -> Iterator[bytes]:
+    def data_runs(self, node: Node) -> Runs | None:
+        """The byte runs of the default stream that hold data (TSK's run list; sparse and
+        filler runs are holes); None for content kept in the inode, compressed or encrypted
+        content (its runs do not map bytes one to one), or no run list."""
+        try:
+            handle = self._fs.open_meta(inode=node.inode)
+            for attr in handle:
+                info = attr.info
+                if int(info.type) not in _DATA_TYPES or info.name:
+                    continue
+                if not int(info.flags) & _ATTR_NONRES or int(info.flags) & _ATTR_PACKED:
+                    return None  # in the inode, or compressed / encrypted: read it whole
+                block = self.block_size
+                return normalize_runs(((int(run.offset) * block, int(run.len) * block)
+                                       for run in attr if not int(run.flags) & _RUN_HOLE),
+                                      node.size)
+        except OSError as exc:
+            raise SourceReadError(f"cannot read the block map of inode {node.inode}: "
+                                  f"{_tsk_message(exc)}") from exc
+        return None
+
+    def _content_chunks(self, inode: int, size: int, chunk_size: int,
+                        start: int = 0) -> Iterator[bytes]:
         try:
             handle = self._fs.open_meta(inode=inode)
         except OSError as exc:
             raise SourceReadError(f"cannot open inode {inode}: {_tsk_message(exc)}") from exc
-        return read_in_chunks(handle.read_random, size, chunk_size, inode, _tsk_message)
+        return read_in_chunks(handle.read_random, size, chunk_size, inode, _tsk_message, start)
 
     def node_by_inode(self, inode: int, name: str = "") -> Node:
         """Metadata of one inode."""

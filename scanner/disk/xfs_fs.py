@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from scanner.disk.identity import read_identity
-from scanner.disk.nodes import FileKind, FsIdentity, Node, read_in_chunks
+from scanner.disk.nodes import FileKind, FsIdentity, Node, Runs, normalize_runs, read_in_chunks
 from scanner.errors import CorruptFilesystem, SourceReadError
 from scanner.limits import Limits
 from scanner.paths import decode_name
@@ -60,7 +60,8 @@ _VERSION_BORGBIT = 0x4000        # sb_versionnum: ASCII case-insensitive names
 _VERSION2_FTYPE = 0x200          # sb_features2 (v4): file type in directory entries
 _INCOMPAT_FTYPE = 0x1            # sb_features_incompat (v5)
 _DINODE_MAGIC = b"IN"
-_LOCAL, _EXTENTS = 1, 2          # di_format
+_LOCAL, _EXTENTS, _BTREE = 1, 2, 3  # di_format
+_BMBT_MAX_LEVEL = 10
 _DIR_DATA_MAGICS = {b"XDB3": 64, b"XDD3": 64, b"XD2B": 16, b"XD2D": 16}  # -> header size
 _BLOCK_DIR_MAGICS = {b"XDB3", b"XD2B"}
 _SYMLINK_MAGIC = b"XSLM"
@@ -245,11 +246,75 @@ class XfsFilesystem:
         like names; longer than ``limits.link_length``: :class:`CorruptFilesystem`."""
         return decode_name(self._raw_link(node.inode))
 
-    def iter_content(self, node: Node, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-        """The file's data in chunks (holes and unwritten extents read as zeros)."""
+    def iter_content(self, node: Node, chunk_size: int = 1 << 20, start: int = 0,
+                     end: int | None = None) -> Iterator[bytes]:
+        """The file's data from ``start`` to ``end`` (its size) in chunks (holes and unwritten
+        extents read as zeros)."""
         entry = self._entry(node.inode, SourceReadError)
         yield from read_in_chunks(lambda at, length: entry.read_buffer_at_offset(length, at),
-                                  node.size, chunk_size, node.inode, _message)
+                                  node.size if end is None else end, chunk_size, node.inode,
+                                  _message, start)
+
+    def data_runs(self, node: Node) -> Runs | None:
+        """The byte runs of the file that hold written data, from the inode's extent list or
+        extent B+tree (holes and unwritten extents left out); None for data in the inode."""
+        try:
+            raw = self._raw_inode(node.inode)
+        except CorruptFilesystem as exc:
+            raise SourceReadError(str(exc)) from exc
+        fmt = raw[5]
+        if fmt not in (_EXTENTS, _BTREE):
+            return None
+        core = 176 if raw[4] >= 3 else 100
+        fork_size = raw[82] * 8 or self._geo.inode_size - core
+        fork = raw[core:core + fork_size]
+        records: list[bytes] = []
+        if fmt == _EXTENTS:
+            (count,) = struct.unpack_from(">I", raw, 76)
+            records = [fork[at:at + 16] for at in range(0, min(count * 16, len(fork) - 15), 16)]
+        else:
+            self._bmbt_records(fork, node.inode, records)
+        runs = []
+        block = self.block_size
+        for record in records:
+            high, low = struct.unpack(">QQ", record)
+            if high >> 63:  # unwritten (preallocated) extent: reads as zeros
+                continue
+            logical = (high >> 9) & ((1 << 54) - 1)
+            count = low & ((1 << 21) - 1)
+            runs.append((logical * block, count * block))
+        return normalize_runs(runs, node.size)
+
+    def _bmbt_records(self, root: bytes, inode: int, out: list[bytes]) -> None:
+        """The extent records of a B+tree-mapped data fork (root in the inode, then long-format
+        ``BMA3``/``BMAP`` blocks), each block visited once."""
+        if len(root) < 4:
+            raise SourceReadError(f"inode {inode}: extent tree root out of the inode")
+        level, numrecs = struct.unpack_from(">HH", root, 0)
+        maxrecs = (len(root) - 4) // 16
+        if not 0 < level < _BMBT_MAX_LEVEL or numrecs > maxrecs:
+            raise SourceReadError(f"inode {inode}: bad extent tree root")
+        pending = [struct.unpack_from(">Q", root, 4 + maxrecs * 8 + 8 * i)[0]
+                   for i in range(numrecs)]
+        seen: set[int] = set()
+        header = 72 if self._geo.v5 else 24
+        while pending:
+            fsblock = pending.pop(0)
+            if fsblock in seen:
+                raise SourceReadError(f"inode {inode}: extent tree loops")
+            seen.add(fsblock)
+            data = self._source.read_at(self._geo.fsblock_offset(fsblock), self.block_size)
+            if len(data) != self.block_size or data[:4] not in (b"BMA3", b"BMAP"):
+                raise SourceReadError(f"inode {inode}: bad extent tree block {fsblock}")
+            level, numrecs = struct.unpack_from(">HH", data, 4)
+            maxrecs = (self.block_size - header) // 16
+            if numrecs > maxrecs or level >= _BMBT_MAX_LEVEL:
+                raise SourceReadError(f"inode {inode}: bad extent tree block {fsblock}")
+            if level == 0:
+                out.extend(data[header + 16 * i:header + 16 * i + 16] for i in range(numrecs))
+            else:
+                pending.extend(struct.unpack_from(">Q", data, header + maxrecs * 8 + 8 * i)[0]
+                               for i in range(numrecs))
 
     def node_by_inode(self, inode: int, name: str = "") -> Node:
         """Metadata of one inode."""
