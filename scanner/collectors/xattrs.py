@@ -1,7 +1,7 @@
 """Render raw ext4 extended attributes as comparable, human-readable text.
 
 Pure functions, no I/O. Input is the raw value bytes of each xattr as a filesystem reader
-returns them (libfsext ``pyfsext`` returns ``system.posix_acl_*`` in the ext4 **on-disk**
+returns them (the ext backend returns ``system.posix_acl_*`` in the ext4 **on-disk**
 encoding, version 1; the kernel's ``getxattr`` returns the VFS encoding, version 2; both are
 accepted).
 

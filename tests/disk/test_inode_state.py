@@ -23,6 +23,7 @@ from scanner.limits import Limits
 from scanner.pipeline import ScanOptions
 from scanner.runner import run_scan
 from scanner.sources.local import open_local
+from scanner.sources.memory import MemorySource
 from scanner.storage.repository import Repository, ScanRecord
 from tests.conftest import MACHINE, changes
 from tests.disk.test_mutations import (
@@ -250,3 +251,66 @@ def test_symlink_claiming_a_huge_size_is_a_coverage_entry(tmp_path: Path, scan: 
     assert "SNAPFIM_MAX_LINK_BYTES" in unreadable["/usr/bin/sh"]
     sh = file_state()["/usr/bin/sh"]
     assert (sh.size, sh.link_target) == (len(target), target)
+
+
+# -- the raw ext attribute reader on corrupted bytes -------------------------------------------
+
+def test_ext_attribute_reader_on_corrupted_inodes_and_blocks(tmp_path: Path) -> None:
+    """One- and multi-byte corruptions (fixed seed) of an inode's attribute area and of its
+    attribute block: a dict of bytes within the bound, or CorruptFilesystem /
+    SourceReadError; never another exception."""
+    import random
+
+    from scanner.disk.ext_raw import ExtInodes
+    from scanner.errors import CorruptFilesystem, SourceReadError
+    from tests.imaging import inode_info
+
+    image = linux_image(tmp_path)
+    set_xattr(image, "/usr/bin/tool", "security.capability", capability_xattr([CAP_NET_RAW]))
+    set_xattr(image, "/usr/bin/tool", "user.a", b"v" * 300)  # does not fit in the inode
+    inode = inode_info(image, "/usr/bin/tool")["inode"]
+    pristine = image.read_bytes()
+    reader = ExtInodes(MemorySource(pristine))
+    names = set(reader.xattrs(inode, 1 << 20, _no_ea_inode))
+    assert names == {b"system.posix_acl_access", b"security.capability", b"user.a"}
+    group, index = divmod(inode - 1, reader.inodes_per_group)
+    at_inode = reader._inode_table(group) + index * reader.inode_size
+    block = int.from_bytes(pristine[at_inode + 104:at_inode + 108], "little")
+    regions = [(at_inode + 128, reader.inode_size - 128),
+               (block * reader.block_size, reader.block_size)]
+    rng = random.Random(9)
+    outcomes = {"read": 0, "refused": 0}
+    for case in range(400):
+        start, length = regions[case % 2]
+        patches = {start + rng.randrange(length): rng.randrange(256)
+                   for _ in range(1 if case < 200 else rng.randint(2, 8))}
+        try:
+            attrs = ExtInodes(_Patched(pristine, patches)).xattrs(inode, 4096, _no_ea_inode)
+        except (CorruptFilesystem, SourceReadError):
+            outcomes["refused"] += 1
+            continue
+        assert all(isinstance(k, bytes) and isinstance(v, bytes) for k, v in attrs.items())
+        assert sum(len(k) + len(v) for k, v in attrs.items()) <= 4096
+        outcomes["read"] += 1
+    assert outcomes["read"] and outcomes["refused"]
+
+
+class _Patched(MemorySource):
+    """The pristine image with a few bytes changed, without copying it."""
+
+    def __init__(self, data: bytes, patches: dict[int, int]) -> None:
+        super().__init__(data)
+        self._patches = patches
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        out = bytearray(super().read_at(offset, length))
+        for at, value in self._patches.items():
+            if offset <= at < offset + len(out):
+                out[at - offset] = value
+        return bytes(out)
+
+
+def _no_ea_inode(inode: int, size: int) -> bytes:
+    from scanner.errors import SourceReadError
+
+    raise SourceReadError(f"inode {inode}: no attribute inodes in this test")

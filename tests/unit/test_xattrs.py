@@ -1,4 +1,5 @@
-"""Tests of scanner.collectors.xattrs: hand-built bytes plus a real ext4 image read by pyfsext."""
+"""Tests of scanner.collectors.xattrs: hand-built bytes plus a real ext4 image read by
+scanner.disk.ext_raw."""
 
 from __future__ import annotations
 
@@ -95,7 +96,7 @@ def test_acl_exact_bytes_from_getfattr_and_from_disk() -> None:
     vfs = bytes.fromhex(
         "0200000001000600ffffffff02000400e803000004000400ffffffff10000400ffffffff20000400ffffffff"
     )
-    # ... and what pyfsext returns for the same file inside an ext4 image built by mkfs.ext4 -d
+    # ... and what the ext4 inode holds for the same file inside an ext4 image built by mkfs.ext4 -d
     disk = bytes.fromhex("010000000100060002000400e8030000040004001000040020000400")
     assert render_posix_acl(vfs) == EXAMPLE_TEXT
     assert render_posix_acl(disk) == EXAMPLE_TEXT
@@ -318,7 +319,7 @@ def test_render_xattrs_malformed_values_become_hex() -> None:
     assert other == {}
 
 
-# --- real ext4 image read with pyfsext ---------------------------------------------------------
+# --- real ext4 image read from its raw inodes --------------------------------------------------
 
 
 def _run(*cmd: str | Path) -> str:
@@ -420,7 +421,7 @@ def test_real_ext4_image_matches_getfacl_and_getcap(tmp_path: Path) -> None:
 
 
 def test_debugfs_ea_set_encodings(tmp_path: Path) -> None:
-    """debugfs translates a v2 value to v1 on disk unless -r (raw) is given; pyfsext returns
+    """debugfs translates a v2 value to v1 on disk unless -r (raw) is given; the raw reader returns
     the stored bytes untranslated, so both encodings can reach the renderer."""
     src = tmp_path / "src"
     src.mkdir()
