@@ -23,7 +23,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from scanner.entities import Entity, FileEntity
+from scanner.entities import SPARSE, Entity, FileEntity
 from scanner.paths import is_within
 
 
@@ -94,7 +94,11 @@ class DiffRules:
         ACL, capability and attributes."""
         if (isinstance(cur, FileEntity) and isinstance(prev, FileEntity) and cur.sha256 is None
                 and cur.path in self._unreadable_set and cur.type == prev.type):
-            cur = replace(cur, sha256=prev.sha256)
+            # the kind of digest (``attributes`` "sparse", a Linux file's only attribute) goes
+            # with the hash it describes
+            sparse = cur.attributes is None and prev.attributes == SPARSE
+            cur = replace(cur, sha256=prev.sha256,
+                          attributes=SPARSE if sparse else cur.attributes)
         if isinstance(cur, FileEntity) and isinstance(prev, FileEntity) and cur.xattrs is None:
             cur = replace(cur, acl=prev.acl, capability=prev.capability, xattrs=prev.xattrs)
         if cur.same_as(prev):  # type: ignore[arg-type]

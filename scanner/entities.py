@@ -22,6 +22,9 @@ FILE_RECORDED_FIELDS: tuple[str, ...] = (*FILE_COMPARED_FIELDS, "atime")
 # A directory's size, mtime, ctime and link count move whenever an entry is added or removed
 # inside it, and those entries are reported themselves: recorded, not compared.
 DIRECTORY_QUIET_FIELDS = frozenset({"size", "mtime", "ctime", "nlink"})
+# ``attributes`` of a Linux file whose ``sha256`` is the sparse-aware digest (see
+# scanner.collectors.hashing.hash_node)
+SPARSE = "sparse"
 
 # A key's last-write time, subkey and value counts move whenever something below it changes,
 # and those changes are reported by their own entities: recorded, not compared.

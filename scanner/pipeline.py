@@ -35,7 +35,7 @@ from scanner.disk.nodes import FileKind, Filesystem, FsIdentity
 from scanner.disk.tsk_image import open_image
 from scanner.disk.volumes import Volume, discover_volumes, lv_label
 from scanner.disk.walker import Found, Mount, Walker, WalkResult
-from scanner.entities import FileEntity, RegistryEntity
+from scanner.entities import SPARSE, FileEntity, RegistryEntity
 from scanner.errors import (
     CorruptFilesystem,
     DiskError,
@@ -365,6 +365,6 @@ def _collect(mounts: list[Mount], blocked: dict[str, str],
             coverage.unreadable[file.path] = error
         file.sha256 = digest
         if sparse:  # the sparse-aware digest (scanner.collectors.hashing.hash_node)
-            file.attributes = "sparse"
+            file.attributes = SPARSE
     coverage.policies.sort()
     return dict(sorted(entities.items())), registry

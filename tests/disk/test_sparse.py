@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from scanner.collectors import hashing
+from scanner.errors import SourceReadError
 from scanner.storage.repository import ScanRecord
 from tests.conftest import changes
 from tests.disk.test_mutations import T0, sha
@@ -163,3 +164,22 @@ def test_xfs_sparse_file_is_hashed_from_its_extent_map(tmp_path: Path, scan: Sca
         ("modified", "/usr/bin/big", ("sha256",), {"sha256": (before, after)}),
     ]
     assert hashed[0] < 1 << 20
+
+
+def test_unreadable_content_keeps_the_digest_and_its_kind(
+        tmp_path: Path, scan: Scan, file_state: State, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the content cannot be read this time, the previous sparse-aware digest is kept
+    together with ``attributes`` = ``sparse`` (no event, scan partial)."""
+    image = sparse_image(tmp_path, "base.img", {0: b"head"})
+    assert scan(image).status == "succeeded"
+    kept = file_state()["/usr/bin/big"]
+    assert kept.attributes == "sparse"
+
+    def unreadable(*args: Any) -> str:
+        raise SourceReadError("read of inode 13 at 0 failed: injected")
+
+    monkeypatch.setattr(hashing, "sparse_digest", unreadable)
+    record = scan(image)
+    assert (record.status, changes(record)) == ("partial", [])
+    again = file_state()["/usr/bin/big"]
+    assert (again.sha256, again.attributes) == (kept.sha256, "sparse")
