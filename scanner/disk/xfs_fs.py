@@ -15,12 +15,10 @@ directory blocks), read through the same source:
   target, so these are read from the block, after its 56-byte header;
 - extents of B+tree-mapped directories: libfsxfs reports a block's AG-encoded number as if it
   were linear; it is decoded here (file *data* reads through libfsxfs are right).
-- Linux xattr names: libfsxfs names the XFS namespaces ``user.``, ``trusted.`` and
-  ``secure.``; the kernel shows ``secure.`` as ``security.`` and the ACLs stored as
-  ``trusted.SGI_ACL_FILE`` / ``trusted.SGI_ACL_DEFAULT`` (big-endian ``xfs_acl``) as
-  ``system.posix_acl_access`` / ``system.posix_acl_default``; they are converted to that
-  (VFS, version 2) form so :func:`scanner.collectors.xattrs.render_xattrs` renders them like
-  ext4's.
+- extended attributes as bytes (libfsxfs refuses names that are not UTF-8): short-form and
+  leaf-form attribute forks are parsed by :mod:`scanner.disk.xfs_attrs`, which also gives them
+  their Linux names (``security.``, ``system.posix_acl_*`` in the VFS encoding) so
+  :func:`scanner.collectors.xattrs.render_xattrs` renders them like ext4's.
 
 Timestamps are integer nanoseconds (bigtime or classic); a time of exactly 0 is reported as
 ``None`` like the pytsk3 backend does, and v4 filesystems have no creation time. libfsxfs does
@@ -35,6 +33,7 @@ import struct
 from collections.abc import Iterator
 from typing import Any
 
+from scanner.disk import xfs_attrs
 from scanner.disk.identity import read_identity
 from scanner.disk.nodes import FileKind, FsIdentity, Node, Runs, normalize_runs, read_in_chunks
 from scanner.errors import CorruptFilesystem, SourceReadError
@@ -67,62 +66,6 @@ _BLOCK_DIR_MAGICS = {b"XDB3", b"XD2B"}
 _SYMLINK_MAGIC = b"XSLM"
 _SYMLINK_HEADER = 56
 _DIR_LEAF_OFFSET = 32 << 30      # directory leaf/node and free-index blocks live above 32 GiB
-
-# ACLs: libfsxfs names -> Linux names
-_ACL_NAMES = {b"trusted.SGI_ACL_FILE": b"system.posix_acl_access",
-              b"trusted.SGI_ACL_DEFAULT": b"system.posix_acl_default"}
-_ACL_VFS_VERSION = 2
-_ACL_UNDEFINED_ID = 0xFFFFFFFF
-_ACL_USER, _ACL_GROUP = 0x02, 0x08
-_ACL_MAX_ENTRIES = 8191
-
-
-def xfs_acl_to_vfs(raw: bytes) -> bytes:
-    """Convert an on-disk XFS ACL (``be32 count``, then ``be32 tag, be32 id, be16 perm,
-    be16 pad`` per entry) to the VFS ``system.posix_acl_*`` value (version 2, little-endian
-    ``u16 tag, u16 perm, u32 id``). A value that is not a well-formed XFS ACL is returned
-    unchanged (the renderer then keeps it as hex)."""
-    if len(raw) < 4:
-        return raw
-    (count,) = struct.unpack_from(">I", raw, 0)
-    if count > _ACL_MAX_ENTRIES or len(raw) != 4 + 12 * count:
-        return raw
-    out = [struct.pack("<I", _ACL_VFS_VERSION)]
-    for index in range(count):
-        tag, ident, perm, _pad = struct.unpack_from(">IIHH", raw, 4 + 12 * index)
-        if tag > 0xFFFF:
-            return raw
-        if tag not in (_ACL_USER, _ACL_GROUP):
-            ident = _ACL_UNDEFINED_ID
-        out.append(struct.pack("<HHI", tag, perm, ident))
-    return b"".join(out)
-
-
-def _linux_xattr_name(name: bytes) -> bytes:
-    if name in _ACL_NAMES:
-        return _ACL_NAMES[name]
-    if name.startswith(b"secure."):
-        return b"security." + name[len(b"secure."):]
-    return name
-
-
-# on-disk attribute namespace flags -> the prefix libfsxfs gives (converted as above)
-_ATTR_ROOT, _ATTR_SECURE = 0x2, 0x4
-
-
-def _namespace(flags: int) -> bytes:
-    if flags & _ATTR_ROOT:
-        return b"trusted."
-    if flags & _ATTR_SECURE:
-        return b"secure."
-    if flags & ~0x1:  # XFS_ATTR_LOCAL is the only other flag of a plain user attribute
-        return b"xfs-flags-%d." % flags
-    return b"user."
-
-
-def _xattr_bound(inode: int) -> CorruptFilesystem:
-    return CorruptFilesystem(f"inode {inode}: extended attributes exceed the bound "
-                             "(SNAPFIM_MAX_XATTR_BYTES)")
 
 
 def _ns(value: int) -> int | None:
@@ -323,49 +266,38 @@ class XfsFilesystem:
     def xattrs(self, node: Node) -> dict[bytes, bytes]:
         """Extended attributes under their Linux names, as bytes (ACLs in the VFS encoding).
 
-        A short-form attribute fork (in the inode) is parsed here, so names that are not
-        UTF-8 come back as the stored bytes; larger forks are read through libfsxfs (a name
-        it cannot return makes the attributes unreadable: :class:`CorruptFilesystem`). More
-        than ``limits.xattr_bytes`` of names and values: :class:`CorruptFilesystem`.
+        Short-form, leaf and node attribute forks are parsed here (:mod:`xfs_attrs`), so names
+        that are not UTF-8 come back as the stored bytes; a fork whose extents are kept in a
+        B+tree is read through libfsxfs (a name it cannot return makes the attributes
+        unreadable). Errors, and more than ``limits.xattr_bytes`` of names and values:
+        :class:`CorruptFilesystem`.
         """
         if node.handle == 0:  # no attributes (counted when the node was listed)
             return {}
         raw = self._raw_inode(node.inode)
         limit = self.limits.xattr_bytes
-        if raw[83] == _LOCAL:
-            pairs = self._shortform_xattrs(raw, node.inode, limit)
-        else:
-            pairs = self._library_xattrs(node.inode, limit)
-        result: dict[bytes, bytes] = {}
-        for name, value in pairs:
-            linux = _linux_xattr_name(name)
-            result[linux] = xfs_acl_to_vfs(value) if linux.startswith(b"system.posix_acl_") \
-                else value
-        return result
-
-    def _shortform_xattrs(self, raw: bytes, inode: int, limit: int) -> list[tuple[bytes, bytes]]:
         fork = self._literal_area(raw)[raw[82] * 8:]
-        if len(fork) < 4:
-            raise CorruptFilesystem(f"inode {inode}: attribute fork out of the inode")
-        (total,) = struct.unpack_from(">H", fork, 0)
-        count, at, end = fork[2], 4, min(total, len(fork))
-        pairs = []
-        for _ in range(count):
-            if at + 3 > end:
-                raise CorruptFilesystem(f"inode {inode}: truncated short-form attribute")
-            name_len, value_len, flags = fork[at], fork[at + 1], fork[at + 2]
-            stop = at + 3 + name_len + value_len
-            if stop > end:
-                raise CorruptFilesystem(f"inode {inode}: short-form attribute overflows")
-            limit -= name_len + value_len
-            if limit < 0:
-                raise _xattr_bound(inode)
-            name = fork[at + 3:at + 3 + name_len]
-            pairs.append((_namespace(flags) + name, fork[at + 3 + name_len:stop]))
-            at = stop
-        return pairs
+        pairs: xfs_attrs.Pairs | None = None
+        if raw[83] == _LOCAL:
+            pairs = xfs_attrs.shortform(fork, node.inode, limit)
+        elif raw[83] == _EXTENTS:
+            (count,) = struct.unpack_from(">H", raw, 80)
+            extents = _extent_records(fork, count)
+            pairs = xfs_attrs.blocks(lambda n: self._fork_block(extents, n), self.block_size,
+                                     node.inode, limit)
+        if pairs is None:  # extents in a B+tree
+            pairs = self._library_xattrs(node.inode, limit)
+        return xfs_attrs.linux_names(pairs)
 
-    def _library_xattrs(self, inode: int, limit: int) -> list[tuple[bytes, bytes]]:
+    def _fork_block(self, extents: list[tuple[int, int, int]], logical: int) -> bytes | None:
+        """Logical block ``logical`` of a fork given as (logical, fsblock, count) records."""
+        for start, fsblock, count in extents:
+            if start <= logical < start + count:
+                return self._source.read_at(
+                    self._geo.fsblock_offset(fsblock + logical - start), self.block_size)
+        return None
+
+    def _library_xattrs(self, inode: int, limit: int) -> xfs_attrs.Pairs:
         entry = self._entry(inode, SourceReadError)
         pairs = []
         try:
@@ -373,7 +305,7 @@ class XfsFilesystem:
                 name = attr.name.encode("utf-8", "surrogateescape")
                 limit -= len(name) + attr.size
                 if limit < 0:
-                    raise _xattr_bound(inode)
+                    raise xfs_attrs.bound_error(inode)
                 pairs.append((name, attr.read_buffer(attr.size) if attr.size else b""))
         except OSError as exc:
             raise CorruptFilesystem(f"cannot read extended attributes of inode {inode}: "
@@ -573,6 +505,19 @@ class XfsFilesystem:
                 else:
                     out += block
         return out[:size]
+
+
+def _extent_records(fork: bytes, count: int) -> list[tuple[int, int, int]]:
+    """The first ``count`` packed extent records of a fork that fit in it, as (logical block,
+    AG-encoded fsblock, block count); unwritten extents are left out."""
+    out = []
+    for at in range(0, min(count * 16, len(fork) - 15), 16):
+        high, low = struct.unpack_from(">QQ", fork, at)
+        if high >> 63:
+            continue
+        out.append(((high >> 9) & ((1 << 54) - 1),
+                    ((high & 0x1FF) << 43) | (low >> 21), low & ((1 << 21) - 1)))
+    return out
 
 
 def _local_path(source: BlockSource) -> str | None:

@@ -165,6 +165,33 @@ def test_xattr_name_not_utf8_hides_nothing_xfs(tmp_path: Path, scan: Scan) -> No
     ]
 
 
+def test_xattr_name_not_utf8_in_an_attribute_block_xfs(tmp_path: Path, scan: Scan) -> None:
+    """Past the inode, attributes live in leaf / node blocks of the attribute fork, with long
+    values in remote blocks: read as bytes there too."""
+    base = XfsBase(tmp_path, scan)
+    image = base.copy()
+    names = [f"attribute_with_a_long_name_{i:02d}".encode() for i in range(40)]
+    commands = [b"path /usr/sbin/sshd"]
+    commands += [b"attr_set -u -v 40 " + name for name in names]
+    commands += [b"attr_set -u -v 3000 remote", b"attr_set -u -v 2 \xff"]
+    args: list[str | bytes] = ["xfs_db", "-x"]
+    for command in commands:
+        args += ["-c", command]
+    proc = subprocess.run([*args, str(image)], capture_output=True)
+    assert proc.returncode == 0 and not proc.stderr, proc.stderr
+    assert xfs_db(image, "path /usr/sbin/sshd", "ablock 0", "print hdr.info.hdr.magic",
+                  write=False).split("=")[1].strip() == "0x3ebe"  # a node above leaves
+    xfs_set_times(image, ["/usr/sbin/sshd"], T0 // 10**9, fields=("ctime",))
+    xfs_overwrite_in_place(image, "/usr/sbin/sshd", b"/usr/sbin/SSHD\n")
+    expected = {"user." + name.decode(): "v" * 40 for name in names}
+    expected |= {"user.remote": "v" * 3000, "user.\\xff": "vv"}
+    assert base.rescan(image) == [
+        ("modified", "/usr/sbin/sshd", ("sha256", "xattrs"),
+         {"sha256": (sha(content("/usr/sbin/sshd")), sha(b"/usr/sbin/SSHD\n")),
+          "xattrs": ({}, expected)}),
+    ]
+
+
 # -- the xattr bound (Limits.xattr_bytes) ------------------------------------------------------
 
 def test_xattrs_past_the_bound_are_a_coverage_entry_not_a_hidden_file(
