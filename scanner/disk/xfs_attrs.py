@@ -122,7 +122,9 @@ def shortform(fork: bytes, inode: int, limit: int) -> Pairs:
 def blocks(read_block: BlockReader, block_size: int, inode: int, limit: int) -> Pairs:
     """The attributes of a leaf- or node-form fork: from logical block 0, node blocks lead to
     leaf blocks (each block visited once)."""
-    pending, seen, pairs = [0], set(), []
+    pending: list[int] = [0]
+    seen: set[int] = set()
+    pairs: Pairs = []
     while pending:
         logical = pending.pop()
         if logical in seen or len(seen) >= _MAX_FORK_BLOCKS:
