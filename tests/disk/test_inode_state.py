@@ -19,6 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from scanner.errors import CorruptFilesystem
 from scanner.limits import Limits
 from scanner.pipeline import ScanOptions
 from scanner.runner import run_scan
@@ -341,3 +344,34 @@ def _no_ea_inode(inode: int, size: int) -> bytes:
     from scanner.errors import SourceReadError
 
     raise SourceReadError(f"inode {inode}: no attribute inodes in this test")
+
+
+def test_xattr_value_kept_in_an_inode_of_its_own(tmp_path: Path) -> None:
+    """ext4 ``ea_inode``: a value too big for the inode lives in an attribute inode."""
+    from scanner.collectors.xattrs import render_xattrs
+    from scanner.disk.filesystems import open_filesystem
+    from scanner.disk.tsk_image import open_image
+    from scanner.disk.volumes import Volume
+    from tests.imaging import run
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"f\n")
+    image = tmp_path / "ea.img"
+    with image.open("wb") as fh:
+        fh.truncate(32 << 20)
+    run("mkfs.ext4", "-q", "-F", "-O", "ea_inode", "-d", src, "-I", "256", image)
+    value = bytes(range(32, 127)) * 10 + b"x" * 74  # 1024 bytes: more than a 1 KiB block holds
+    set_xattr(image, "/f", "user.big", value)
+    assert "File ACL: 0" in debugfs(image, "stat /f", write=False)  # not in an attribute block
+    debugfs(image, "sif /f blocks 4")  # the attribute inode's block is charged to /f (e2fsck)
+    assert e2fsck_ok(image)
+    with open_local(image) as source:
+        fs = open_filesystem(open_image(source), Volume(0, 0, source.size, "", "v"), source)
+        node = next(c for c in fs.children(fs.root()) if c.name == "f")
+        assert fs.xattrs(node) == {b"user.big": value}
+        assert render_xattrs(fs.xattrs(node))[2] == {"user.big": value.decode()}
+        fs.limits = Limits(xattr_bytes=1000)
+        with pytest.raises(CorruptFilesystem, match="SNAPFIM_MAX_XATTR_BYTES"):
+            fs.xattrs(node)
+        fs.close()
