@@ -23,7 +23,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from scanner.entities import Entity, FileEntity
+from scanner.entities import SPARSE, Entity, FileEntity
 from scanner.paths import is_within
 
 
@@ -79,6 +79,8 @@ class DiffRules:
 
     def new_path(self, cur: Entity) -> None:
         """A path present now only: added, or quiet new coverage."""
+        if isinstance(cur, FileEntity) and cur.xattrs is None:  # unreadable, nothing to keep
+            cur = replace(cur, xattrs={})
         self.out.upserts.append(cur)
         if self._was_active.intersection(cur.policies):
             self.out.events.append(_event("added", cur, (), None, cur.values()))
@@ -88,10 +90,17 @@ class DiffRules:
     def both(self, prev: Entity, cur: Entity) -> None:
         """A path present before and now: modified when a compared field differs. A file
         whose content could not be read this time keeps its previous hash (its metadata is
-        still compared)."""
+        still compared); one whose extended attributes could not be read keeps its previous
+        ACL, capability and attributes."""
         if (isinstance(cur, FileEntity) and isinstance(prev, FileEntity) and cur.sha256 is None
                 and cur.path in self._unreadable_set and cur.type == prev.type):
-            cur = replace(cur, sha256=prev.sha256)
+            # the kind of digest (``attributes`` "sparse", a Linux file's only attribute) goes
+            # with the hash it describes
+            sparse = cur.attributes is None and prev.attributes == SPARSE
+            cur = replace(cur, sha256=prev.sha256,
+                          attributes=SPARSE if sparse else cur.attributes)
+        if isinstance(cur, FileEntity) and isinstance(prev, FileEntity) and cur.xattrs is None:
+            cur = replace(cur, acl=prev.acl, capability=prev.capability, xattrs=prev.xattrs)
         if cur.same_as(prev):  # type: ignore[arg-type]
             return
         self.out.upserts.append(cur)
@@ -123,7 +132,8 @@ def diff_files(previous: Mapping[str, Entity], current: Mapping[str, Entity], *,
     """Compare states in memory; ``previous_policies`` is None on a machine's first scan."""
     out = FileDiff(baseline=previous_policies is None)
     if previous_policies is None:
-        out.upserts = list(current.values())
+        out.upserts = [replace(e, xattrs={}) if isinstance(e, FileEntity) and e.xattrs is None
+                       else e for e in current.values()]
         return out
     rules = DiffRules(out, previous_policies, current_policies, unreadable)
     for path, cur in current.items():

@@ -22,6 +22,9 @@ FILE_RECORDED_FIELDS: tuple[str, ...] = (*FILE_COMPARED_FIELDS, "atime")
 # A directory's size, mtime, ctime and link count move whenever an entry is added or removed
 # inside it, and those entries are reported themselves: recorded, not compared.
 DIRECTORY_QUIET_FIELDS = frozenset({"size", "mtime", "ctime", "nlink"})
+# ``attributes`` of a Linux file whose ``sha256`` is the sparse-aware digest (see
+# scanner.collectors.hashing.hash_node)
+SPARSE = "sparse"
 
 # A key's last-write time, subkey and value counts move whenever something below it changes,
 # and those changes are reported by their own entities: recorded, not compared.
@@ -37,7 +40,9 @@ class FileEntity:
 
     Times are integer nanoseconds since the epoch (``None`` where the filesystem has none);
     ``mode`` holds permission and set-id bits; ``xattrs`` holds extended attributes other
-    than the POSIX ACL (``acl``) and ``security.capability`` (``capability``), rendered as text.
+    than the POSIX ACL (``acl``) and ``security.capability`` (``capability``), rendered as text
+    (names escaped like file names); ``xattrs`` is None (and ``acl``, ``capability`` too) when
+    the attributes could not be read this time: the diff keeps their previous values.
     On NTFS, ``acl`` is the security descriptor as SDDL (owner, group, DACL, SACL),
     ``attributes`` the DOS attributes (``archive,hidden``), ``link_target`` the target of a
     symlink or junction reparse point, and an alternate data stream is an entity of its own
@@ -63,7 +68,7 @@ class FileEntity:
     sha256: str | None = None
     acl: str | None = None
     capability: str | None = None
-    xattrs: dict[str, str] = field(default_factory=dict)
+    xattrs: dict[str, str] | None = field(default_factory=dict)
     attributes: str | None = None
     policies: tuple[str, ...] = ()
 

@@ -12,6 +12,7 @@ variable named beside it (``Limits.from_env``).
 | ``names_per_directory``| ``SNAPFIM_MAX_DIR_ENTRIES``    | 1,000,000                        |
 | ``link_length``        | ``SNAPFIM_MAX_LINK_BYTES``     | 4,096 bytes (PATH_MAX)           |
 | ``xattr_bytes``        | ``SNAPFIM_MAX_XATTR_BYTES``    | 1 MiB, names + values, per file  |
+| ``hole_bytes``         | ``SNAPFIM_MAX_HOLE_BYTES``     | 1 MiB of holes hashed as zeros   |
 | ``value_bytes``        | ``SNAPFIM_MAX_VALUE_BYTES``    | 64 MiB for one registry value    |
 | ``hive_cells_per_value``| ``SNAPFIM_MAX_VALUE_CELLS``   | 4,096 big-data segments          |
 | ``subkey_list_entries``| ``SNAPFIM_MAX_SUBKEYS``        | 1,000,000 subkeys of one key     |
@@ -19,6 +20,11 @@ variable named beside it (``Limits.from_env``).
 | ``lvm_text_bytes``     | ``SNAPFIM_MAX_LVM_TEXT_BYTES`` | 1 MiB of LVM metadata text       |
 | ``lvm_nesting``        | ``SNAPFIM_MAX_LVM_NESTING``    | 32 levels of sections            |
 | ``scan_memory_mb``     | ``SNAPFIM_MAX_SCAN_MEMORY_MB`` | 4,096 MiB                        |
+
+``hole_bytes``: a file's holes are hashed as zeros (plain SHA-256) while they add up to no
+more than its allocated data or than this bound; past both, the file gets the sparse-aware
+digest (extent map + allocated data, attributes ``sparse``), so no file costs more than its
+real data justifies (see :func:`scanner.collectors.hashing.hash_node`).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ _ENV = {
     "names_per_directory": "SNAPFIM_MAX_DIR_ENTRIES",
     "link_length": "SNAPFIM_MAX_LINK_BYTES",
     "xattr_bytes": "SNAPFIM_MAX_XATTR_BYTES",
+    "hole_bytes": "SNAPFIM_MAX_HOLE_BYTES",
     "value_bytes": "SNAPFIM_MAX_VALUE_BYTES",
     "hive_cells_per_value": "SNAPFIM_MAX_VALUE_CELLS",
     "subkey_list_entries": "SNAPFIM_MAX_SUBKEYS",
@@ -52,6 +59,7 @@ class Limits:
     names_per_directory: int = 1_000_000
     link_length: int = 4096
     xattr_bytes: int = 1 << 20
+    hole_bytes: int = 1 << 20
     value_bytes: int = 64 << 20
     hive_cells_per_value: int = 4096
     subkey_list_entries: int = 1_000_000

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import pytsk3
 
-from scanner.collectors.files import file_entity
+from scanner.collectors.files import linux_file_entities
 from scanner.collectors.hashing import Hasher, HashJob, VolumeRef
 from scanner.collectors.windows_files import windows_entities
 from scanner.coverage import Coverage, VolumeReport
@@ -35,7 +35,7 @@ from scanner.disk.nodes import FileKind, Filesystem, FsIdentity
 from scanner.disk.tsk_image import open_image
 from scanner.disk.volumes import Volume, discover_volumes, lv_label
 from scanner.disk.walker import Found, Mount, Walker, WalkResult
-from scanner.entities import FileEntity, RegistryEntity
+from scanner.entities import SPARSE, FileEntity, RegistryEntity
 from scanner.errors import (
     CorruptFilesystem,
     DiskError,
@@ -141,6 +141,8 @@ def scan_source(source: BlockSource, policy: list[PolicyEntity],
             "group's metadata are not on this disk")
     if not opened:
         raise NoFilesystemError(_nothing_readable(coverage))
+    for item in opened:
+        item.fs.limits = options.limits
     try:
         windows = _find_windows(opened, coverage)
         linux = windows is None or any(_has_dir(o.fs, "etc") for o in opened)
@@ -298,11 +300,6 @@ def _read_fstab(mounts: list[Mount]) -> str:
 Builder = Callable[[str, Found, tuple[str, ...]], tuple[list[FileEntity], dict[str, str]]]
 
 
-def _linux_entities(path: str, found: Found, policies: tuple[str, ...]
-                    ) -> tuple[list[FileEntity], dict[str, str]]:
-    return [file_entity(path, found, policies)], {}
-
-
 def _same(path: str) -> str:
     return path
 
@@ -312,7 +309,7 @@ def _collect(mounts: list[Mount], blocked: dict[str, str],
              policy: list[PolicyEntity], coverage: Coverage, options: ScanOptions,
              progress: ScanProgress) -> tuple[dict[str, FileEntity], dict[str, RegistryEntity]]:
     """Walk the Linux and/or Windows entities, read the registry, build and hash entities."""
-    hasher = Hasher({o.label: o.ref for o in opened}, options.hash_workers)
+    hasher = Hasher({o.label: o.ref for o in opened}, options.hash_workers, options.limits)
 
     def on_found(path: str, found: Found) -> None:
         if found.node.kind is FileKind.FILE:  # hashing starts while the walk goes on
@@ -328,7 +325,7 @@ def _collect(mounts: list[Mount], blocked: dict[str, str],
         for entity in linux:
             walker.walk_entity(entity)
             progress.advance(1)
-        walks.append((walker.result, _same, _linux_entities))
+        walks.append((walker.result, _same, linux_file_entities))
     registry: dict[str, RegistryEntity] = {}
     if windows is not None:
         item, system = windows
@@ -363,9 +360,11 @@ def _collect(mounts: list[Mount], blocked: dict[str, str],
     hashes = hasher.results({o.label: o.fs for o in opened}, progress.advance)
     coverage.files_hashed, coverage.bytes_hashed = hasher.files, hasher.bytes
     for file, volume, inode in pending:
-        digest, error = hashes[(volume, inode)]
+        digest, error, sparse = hashes[(volume, inode)]
         if error is not None:  # metadata known, content not: the diff keeps the old hash
             coverage.unreadable[file.path] = error
         file.sha256 = digest
+        if sparse:  # the sparse-aware digest (scanner.collectors.hashing.hash_node)
+            file.attributes = SPARSE
     coverage.policies.sort()
     return dict(sorted(entities.items())), registry

@@ -2,6 +2,9 @@
 
 Content hashes are filled in afterwards by :mod:`scanner.collectors.hashing`, which can
 spread the work over processes.
+
+Every path of an inode gets the inode's full state: nothing here is cached per inode, each
+path reads its own link target and attributes from the filesystem.
 """
 
 from __future__ import annotations
@@ -10,14 +13,40 @@ from scanner.collectors.xattrs import render_xattrs
 from scanner.disk.nodes import FileKind
 from scanner.disk.walker import Found
 from scanner.entities import FileEntity
+from scanner.errors import DiskError, SourceReadError
 
 
-def file_entity(path: str, found: Found, policies: tuple[str, ...]) -> FileEntity:
-    """Build the entity for one node (hash pending). May raise the filesystem's read errors."""
+def linux_file_entities(path: str, found: Found, policies: tuple[str, ...]
+                        ) -> tuple[list[FileEntity], dict[str, str]]:
+    """The entity of one node and the unreadable paths it leaves.
+
+    Extended attributes that cannot be read (inconsistent structures, more than
+    ``limits.xattr_bytes``) do not hide the rest of the file: the entity is recorded with its
+    ``acl``, ``capability`` and ``xattrs`` unknown (``xattrs`` None; the diff keeps their
+    previous values) and the path is listed as unreadable with the reason. Errors reading the
+    metadata or the link target propagate (the whole path is then unreadable).
+    """
+    entity, error = _entity(path, found, policies)
+    if error is not None:
+        return [entity], {path: f"extended attributes: {error}"}
+    return [entity], {}
+
+
+def _entity(path: str, found: Found, policies: tuple[str, ...]
+            ) -> tuple[FileEntity, DiskError | SourceReadError | None]:
     node, fs = found.node, found.mount.fs
     link = fs.read_link(node) if node.kind is FileKind.SYMLINK else None
-    attrs = fs.xattrs(node)
-    acl, capability, other = render_xattrs(attrs) if attrs else (None, None, {})
+    error: DiskError | SourceReadError | None = None
+    acl: str | None = None
+    capability: str | None = None
+    other: dict[str, str] | None = {}
+    try:
+        attrs = fs.xattrs(node)
+    except (DiskError, SourceReadError) as exc:
+        error, other = exc, None
+    else:
+        if attrs:
+            acl, capability, other = render_xattrs(attrs)
     return FileEntity(
         path=path,
         type=node.kind.value,
@@ -36,4 +65,4 @@ def file_entity(path: str, found: Found, policies: tuple[str, ...]) -> FileEntit
         capability=capability,
         xattrs=other,
         policies=policies,
-    )
+    ), error

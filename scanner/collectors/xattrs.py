@@ -1,7 +1,7 @@
 """Render raw ext4 extended attributes as comparable, human-readable text.
 
 Pure functions, no I/O. Input is the raw value bytes of each xattr as a filesystem reader
-returns them (libfsext ``pyfsext`` returns ``system.posix_acl_*`` in the ext4 **on-disk**
+returns them (the ext backend returns ``system.posix_acl_*`` in the ext4 **on-disk**
 encoding, version 1; the kernel's ``getxattr`` returns the VFS encoding, version 2; both are
 accepted).
 
@@ -14,11 +14,14 @@ accepted).
   ``cap_N`` where libcap would write the bare number ``N``.
 * Everything else is text when the value is printable UTF-8, else ``0x`` + hex. A value whose
   text itself starts with ``0x`` is also written in hex, so the two forms never collide.
+  Names are bytes too and are escaped like file names (``user.\\xff`` for the byte 0xFF).
 """
 
 from __future__ import annotations
 
 import struct
+
+from scanner.paths import decode_name
 
 __all__ = [
     "ACL_ACCESS",
@@ -31,9 +34,9 @@ __all__ = [
     "render_value",
 ]
 
-ACL_ACCESS = "system.posix_acl_access"
-ACL_DEFAULT = "system.posix_acl_default"
-CAPABILITY = "security.capability"
+ACL_ACCESS = b"system.posix_acl_access"
+ACL_DEFAULT = b"system.posix_acl_default"
+CAPABILITY = b"security.capability"
 
 # --- POSIX ACLs ------------------------------------------------------------------------------
 
@@ -314,9 +317,9 @@ def render_value(raw: bytes) -> str:
 
 
 def render_xattrs(
-    attrs: dict[str, bytes],
+    attrs: dict[bytes, bytes],
 ) -> tuple[str | None, str | None, dict[str, str]]:
-    """Split and render all xattrs of one inode.
+    """Split and render all xattrs of one inode (names and values are bytes, as stored).
 
     Returns ``(acl, capability, other)``:
 
@@ -327,9 +330,12 @@ def render_xattrs(
       default ACL).
     * ``capability``: the rendered ``security.capability``, ``0x``+hex if malformed, ``None``
       if absent.
-    * ``other``: every remaining xattr name mapped to :func:`render_value` of its value.
+    * ``other``: every remaining xattr, its name escaped like file names
+      (:func:`scanner.paths.decode_name`: a byte that is not UTF-8, or a control character,
+      is written ``\\xNN`` and a backslash ``\\\\``) mapped to :func:`render_value` of its
+      value. Both forms are reversible, so distinct attributes never collide.
 
-    Never raises on bad values.
+    Never raises on bad names or values.
     """
     parts: list[str] = []
     if ACL_ACCESS in attrs:
@@ -352,5 +358,6 @@ def render_xattrs(
             capability = _hex(attrs[CAPABILITY])
 
     special = (ACL_ACCESS, ACL_DEFAULT, CAPABILITY)
-    other = {name: render_value(value) for name, value in attrs.items() if name not in special}
+    other = {decode_name(bytes(name)): render_value(value) for name, value in attrs.items()
+             if name not in special}
     return acl, capability, other

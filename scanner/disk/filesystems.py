@@ -1,17 +1,17 @@
 """Detect and open the filesystem of a volume: pytsk3 first, then XFS, then named refusals.
 
-Backends: pytsk3 (ext2/3/4 with xattrs from libfsext, FAT, exFAT, NTFS) and libfsxfs (XFS,
-:mod:`scanner.disk.xfs_fs`); the walker and collectors only see the
-:class:`~scanner.disk.nodes.Filesystem` protocol. XFS is opened through a file object over the
-volume's block source, so it works wherever the bytes come from.
+Backends: pytsk3 (ext2/3/4, with xattrs and link targets read as bytes from the raw inodes,
+:mod:`scanner.disk.ext_raw`; FAT, exFAT, NTFS) and libfsxfs (XFS, :mod:`scanner.disk.xfs_fs`);
+the walker and collectors only see the :class:`~scanner.disk.nodes.Filesystem` protocol. XFS is
+opened through a file object over the volume's block source, so it works wherever the bytes
+come from.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytsk3
 
+from scanner.disk.ext_raw import ExtInodes, symlink_bytes_in_inode
 from scanner.disk.identity import read_identity
 from scanner.disk.nodes import Filesystem, Node
 from scanner.disk.tsk_fs import TskFilesystem
@@ -19,7 +19,6 @@ from scanner.disk.volumes import Volume
 from scanner.disk.xfs_fs import XFS_MAGIC, XfsFilesystem
 from scanner.errors import CorruptFilesystem, SourceReadError, UnsupportedFilesystem
 from scanner.sources.base import BlockSource
-from scanner.sources.fileobj import SourceFile
 
 # (offset, magic, name, encrypted)
 _SIGNATURES: list[tuple[int, bytes, str, bool]] = [
@@ -46,42 +45,35 @@ def sniff(source: BlockSource) -> tuple[str, bool] | None:
 
 
 class ExtFilesystem(TskFilesystem):
-    """ext2/3/4 through pytsk3, with extended attributes from libfsext (pyfsext)."""
+    """ext2/3/4 through pytsk3; extended attributes and symlink targets read as bytes from the
+    on-disk inodes (:mod:`scanner.disk.ext_raw`)."""
 
     def __init__(self, img: pytsk3.Img_Info, volume_source: BlockSource, offset: int) -> None:
         super().__init__(img, offset, read_identity(volume_source, "ext"))
         self._volume_source = volume_source
-        self._ext: Any = None
+        self._raw: ExtInodes | None = None
 
-    def _ext_volume(self) -> Any:
-        if self._ext is None:
-            import pyfsext
+    def _inodes(self) -> ExtInodes:
+        if self._raw is None:
+            self._raw = ExtInodes(self._volume_source)
+        return self._raw
 
-            volume = pyfsext.volume()
-            try:
-                volume.open_file_object(SourceFile(self._volume_source))
-            except OSError as exc:
-                raise CorruptFilesystem(f"libfsext cannot open the volume: {exc}") from exc
-            self._ext = volume
-        return self._ext
+    def xattrs(self, node: Node) -> dict[bytes, bytes]:
+        """Extended attributes (incl. POSIX ACLs and ``security.capability``) by full name,
+        as bytes. Raises :class:`CorruptFilesystem` (a bound exceeded, inconsistent
+        structures) or :class:`SourceReadError`."""
+        return self._inodes().xattrs(node.inode, self.limits.xattr_bytes, self._inode_bytes)
 
-    def xattrs(self, node: Node) -> dict[str, bytes]:
-        """Extended attributes (incl. POSIX ACLs and ``security.capability``) by full name."""
-        try:
-            entry = self._ext_volume().get_file_entry_by_inode(node.inode)
-            result: dict[str, bytes] = {}
-            for attr in entry.extended_attributes:
-                result[attr.name] = attr.read_buffer(attr.size) if attr.size else b""
-            return result
-        except OSError as exc:
-            raise SourceReadError(f"cannot read extended attributes of inode {node.inode}: "
-                                  f"{exc}") from exc
+    def _link_bytes(self, node: Node) -> bytes:
+        raw = self._inodes().inode(node.inode)
+        fast = symlink_bytes_in_inode(raw, self._inodes().block_size // 512)
+        if fast is not None:
+            return fast
+        return super()._link_bytes(node)
 
     def close(self) -> None:
-        """Close the libfsext volume too."""
-        if self._ext is not None:
-            self._ext.close()
-            self._ext = None
+        """Forget the raw inode reader too."""
+        self._raw = None
         super().close()
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
+
+from scanner.limits import Limits
 
 
 class FileKind(StrEnum):
@@ -60,12 +62,12 @@ class Node:
 
 
 def read_in_chunks(read: Callable[[int, int], bytes], size: int, chunk_size: int, inode: int,
-                   describe: Callable[[BaseException], str]) -> Iterator[bytes]:
-    """Yield ``size`` bytes of an inode as ``read(offset, length)`` returns them, in chunks;
-    a backend's ``OSError`` (or a short read) becomes :class:`SourceReadError`."""
+                   describe: Callable[[BaseException], str], start: int = 0) -> Iterator[bytes]:
+    """Yield bytes ``start`` to ``size`` of an inode as ``read(offset, length)`` returns them, in
+    chunks; a backend's ``OSError`` (or a short read) becomes :class:`SourceReadError`."""
     from scanner.errors import SourceReadError
 
-    offset = 0
+    offset = start
     while offset < size:
         try:
             data = read(offset, min(chunk_size, size - offset))
@@ -76,6 +78,25 @@ def read_in_chunks(read: Callable[[int, int], bytes], size: int, chunk_size: int
             raise SourceReadError(f"inode {inode}: data ends at {offset} of {size} bytes")
         offset += len(data)
         yield data
+
+
+Runs = list[tuple[int, int]]  # (offset, length) in bytes of a file's content
+
+
+def normalize_runs(runs: Iterable[tuple[int, int]], size: int) -> Runs:
+    """The data runs of a file as a canonical list: clipped to ``[0, size)``, sorted, with
+    overlapping and adjacent runs merged and empty ones dropped (an extent map read from a
+    disk may be anything; the result depends only on the set of bytes it covers)."""
+    out: Runs = []
+    for start, length in sorted((max(o, 0), min(o + n, size)) for o, n in runs):
+        if length <= start:
+            continue
+        if out and start <= out[-1][0] + out[-1][1]:
+            first = out[-1][0]
+            out[-1] = (first, max(out[-1][1], length - first))
+        else:
+            out.append((start, length - start))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +117,7 @@ class Filesystem(Protocol):
     fs_type: str
     case_sensitive: bool
     identity: FsIdentity
+    limits: Limits  # the scan's bounds (link length, xattr bytes, sparse hashing)
 
     def root(self) -> Node:
         """The root directory."""
@@ -106,19 +128,29 @@ class Filesystem(Protocol):
         ...
 
     def read_link(self, node: Node) -> str:
-        """Target of a symbolic link."""
+        """Target of a symbolic link, read as bytes and escaped like names
+        (:func:`scanner.paths.decode_name`); longer than ``limits.link_length``: error."""
         ...
 
-    def iter_content(self, node: Node, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-        """The file's data, in chunks (sparse regions read as zeros)."""
+    def iter_content(self, node: Node, chunk_size: int = 1 << 20, start: int = 0,
+                     end: int | None = None) -> Iterator[bytes]:
+        """The file's data from ``start`` to ``end`` (default: its size), in chunks (sparse
+        regions read as zeros)."""
+        ...
+
+    def data_runs(self, node: Node) -> Runs | None:
+        """Where the file's data lies (:func:`normalize_runs`; holes and unwritten extents
+        are left out), from its extent map; None when the backend cannot tell (data kept in
+        the inode, no map): the content is then read whole."""
         ...
 
     def node_by_inode(self, inode: int) -> Node:
         """Re-find a node by inode number (used by hashing workers)."""
         ...
 
-    def xattrs(self, node: Node) -> dict[str, bytes]:
-        """Extended attributes by full name (``security.capability``); empty if unsupported."""
+    def xattrs(self, node: Node) -> dict[bytes, bytes]:
+        """Extended attributes, full name bytes (``b"security.capability"``) -> value bytes;
+        empty if unsupported. More than ``limits.xattr_bytes`` in all: error."""
         ...
 
     def close(self) -> None:

@@ -3,7 +3,7 @@
 Guards from FACTS.md: directory listings include deleted names (keep allocated names with
 allocated metadata only); skip ``.``/``..``, virtual entries (``$OrphanFiles``, FAT's
 ``$MBR``/``$FAT1``/``$FAT2``), the FAT volume label entry, and inode 0 except on NTFS;
-ext4 symlinks of 60+ bytes on extent-mapped inodes have no ``meta.link`` and are read as data.
+symlink targets are read as bytes (``meta.link`` folds control characters into ``^``).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytsk3
 
-from scanner.disk.nodes import FileKind, FsIdentity, Node, read_in_chunks
+from scanner.disk.nodes import FileKind, FsIdentity, Node, Runs, normalize_runs, read_in_chunks
 from scanner.errors import CorruptFilesystem, SourceReadError
+from scanner.limits import Limits
 from scanner.paths import decode_name
 
 if TYPE_CHECKING:
@@ -33,6 +34,10 @@ _META_KIND = {
 }
 _VIRTUAL_TYPES = {pytsk3.TSK_FS_META_TYPE_VIRT, pytsk3.TSK_FS_META_TYPE_VIRT_DIR}
 _NAME_ALLOC = int(pytsk3.TSK_FS_NAME_FLAG_ALLOC)
+_DATA_TYPES = {int(pytsk3.TSK_FS_ATTR_TYPE_DEFAULT), int(pytsk3.TSK_FS_ATTR_TYPE_NTFS_DATA)}
+_ATTR_NONRES = int(pytsk3.TSK_FS_ATTR_NONRES)
+_ATTR_PACKED = int(pytsk3.TSK_FS_ATTR_COMP) | int(pytsk3.TSK_FS_ATTR_ENC)
+_RUN_HOLE = int(pytsk3.TSK_FS_ATTR_RUN_FLAG_SPARSE) | int(pytsk3.TSK_FS_ATTR_RUN_FLAG_FILLER)
 _META_ALLOC = int(pytsk3.TSK_FS_META_FLAG_ALLOC)
 
 _FS_TYPE_NAMES = {
@@ -83,6 +88,7 @@ class TskFilesystem:
         self.block_count = int(self._fs.info.block_count)
         self._root_inum = int(self._fs.info.root_inum)
         self._ntfs_meta: NtfsMeta | None = None
+        self.limits = Limits()
 
     # -- Filesystem protocol ------------------------------------------------------------
     def root(self) -> Node:
@@ -112,20 +118,61 @@ class TskFilesystem:
                                     "(damaged directory block)")
 
     def read_link(self, node: Node) -> str:
-        """Symlink target (``meta.link``, or the data for long extent-mapped ext4 links)."""
-        if node.link is not None:
-            return node.link
-        data = b"".join(self.iter_content(node))
-        return decode_name(data.rstrip(b"\0"))
+        """Symlink target, read as bytes and escaped like names (:func:`decode_name`).
 
-    def iter_content(self, node: Node, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-        """Data of the default stream in chunks."""
+        A target longer than ``limits.link_length`` is not read: :class:`CorruptFilesystem`.
+        """
+        if node.size > self.limits.link_length:
+            raise CorruptFilesystem(f"symlink target of {node.size} bytes exceeds the bound of "
+                                    f"{self.limits.link_length} (SNAPFIM_MAX_LINK_BYTES)")
+        return decode_name(self._link_bytes(node))
+
+    def _link_bytes(self, node: Node) -> bytes:
+        """The target's bytes from the link's data (``meta.link`` folds control characters
+        into ``^``, so it is used only where there is no data to read)."""
+        data = self._inode_bytes(node.inode, node.size)
+        if not data.strip(b"\0") and node.link is not None:
+            return node.link.encode("utf-8", "surrogateescape")
+        return data.rstrip(b"\0")
+
+    def _inode_bytes(self, inode: int, size: int) -> bytes:
+        """The first ``size`` bytes of an inode's default stream (``size`` already bounded)."""
+        return b"".join(self._content_chunks(inode, size, 1 << 20))
+
+    def iter_content(self, node: Node, chunk_size: int = 1 << 20, start: int = 0,
+                     end: int | None = None) -> Iterator[bytes]:
+        """Data of the default stream from ``start`` to ``end`` (its size), in chunks."""
+        return self._content_chunks(node.inode, node.size if end is None else end, chunk_size,
+                                    start)
+
+    def data_runs(self, node: Node) -> Runs | None:
+        """The byte runs of the default stream that hold data (TSK's run list; sparse and
+        filler runs are holes); None for content kept in the inode, compressed or encrypted
+        content (its runs do not map bytes one to one), or no run list."""
         try:
             handle = self._fs.open_meta(inode=node.inode)
+            for attr in handle:
+                info = attr.info
+                if int(info.type) not in _DATA_TYPES or info.name:
+                    continue
+                if not int(info.flags) & _ATTR_NONRES or int(info.flags) & _ATTR_PACKED:
+                    return None  # in the inode, or compressed / encrypted: read it whole
+                block = self.block_size
+                return normalize_runs(((int(run.offset) * block, int(run.len) * block)
+                                       for run in attr if not int(run.flags) & _RUN_HOLE),
+                                      node.size)
         except OSError as exc:
-            raise SourceReadError(f"cannot open inode {node.inode}: {_tsk_message(exc)}") from exc
-        yield from read_in_chunks(handle.read_random, node.size, chunk_size, node.inode,
-                                  _tsk_message)
+            raise SourceReadError(f"cannot read the block map of inode {node.inode}: "
+                                  f"{_tsk_message(exc)}") from exc
+        return None
+
+    def _content_chunks(self, inode: int, size: int, chunk_size: int,
+                        start: int = 0) -> Iterator[bytes]:
+        try:
+            handle = self._fs.open_meta(inode=inode)
+        except OSError as exc:
+            raise SourceReadError(f"cannot open inode {inode}: {_tsk_message(exc)}") from exc
+        return read_in_chunks(handle.read_random, size, chunk_size, inode, _tsk_message, start)
 
     def node_by_inode(self, inode: int, name: str = "") -> Node:
         """Metadata of one inode."""
@@ -138,8 +185,8 @@ class TskFilesystem:
             raise CorruptFilesystem(f"inode {inode} has no usable metadata")
         return node
 
-    def xattrs(self, node: Node) -> dict[str, bytes]:
-        """pytsk3 exposes no extended attributes; the ext backend adds them (see ext_xattrs)."""
+    def xattrs(self, node: Node) -> dict[bytes, bytes]:
+        """pytsk3 exposes no extended attributes; the ext backend adds them."""
         return {}
 
     def ntfs_meta(self) -> NtfsMeta:

@@ -15,12 +15,10 @@ directory blocks), read through the same source:
   target, so these are read from the block, after its 56-byte header;
 - extents of B+tree-mapped directories: libfsxfs reports a block's AG-encoded number as if it
   were linear; it is decoded here (file *data* reads through libfsxfs are right).
-- Linux xattr names: libfsxfs names the XFS namespaces ``user.``, ``trusted.`` and
-  ``secure.``; the kernel shows ``secure.`` as ``security.`` and the ACLs stored as
-  ``trusted.SGI_ACL_FILE`` / ``trusted.SGI_ACL_DEFAULT`` (big-endian ``xfs_acl``) as
-  ``system.posix_acl_access`` / ``system.posix_acl_default``; they are converted to that
-  (VFS, version 2) form so :func:`scanner.collectors.xattrs.render_xattrs` renders them like
-  ext4's.
+- extended attributes as bytes (libfsxfs refuses names that are not UTF-8): short-form and
+  leaf-form attribute forks are parsed by :mod:`scanner.disk.xfs_attrs`, which also gives them
+  their Linux names (``security.``, ``system.posix_acl_*`` in the VFS encoding) so
+  :func:`scanner.collectors.xattrs.render_xattrs` renders them like ext4's.
 
 Timestamps are integer nanoseconds (bigtime or classic); a time of exactly 0 is reported as
 ``None`` like the pytsk3 backend does, and v4 filesystems have no creation time. libfsxfs does
@@ -35,9 +33,11 @@ import struct
 from collections.abc import Iterator
 from typing import Any
 
+from scanner.disk import xfs_attrs
 from scanner.disk.identity import read_identity
-from scanner.disk.nodes import FileKind, FsIdentity, Node, read_in_chunks
+from scanner.disk.nodes import FileKind, FsIdentity, Node, Runs, normalize_runs, read_in_chunks
 from scanner.errors import CorruptFilesystem, SourceReadError
+from scanner.limits import Limits
 from scanner.paths import decode_name
 from scanner.sources.base import BlockSource, SliceSource
 from scanner.sources.fileobj import CachedSourceFile
@@ -59,49 +59,13 @@ _VERSION_BORGBIT = 0x4000        # sb_versionnum: ASCII case-insensitive names
 _VERSION2_FTYPE = 0x200          # sb_features2 (v4): file type in directory entries
 _INCOMPAT_FTYPE = 0x1            # sb_features_incompat (v5)
 _DINODE_MAGIC = b"IN"
-_LOCAL, _EXTENTS = 1, 2          # di_format
+_LOCAL, _EXTENTS, _BTREE = 1, 2, 3  # di_format
+_BMBT_MAX_LEVEL = 10
 _DIR_DATA_MAGICS = {b"XDB3": 64, b"XDD3": 64, b"XD2B": 16, b"XD2D": 16}  # -> header size
 _BLOCK_DIR_MAGICS = {b"XDB3", b"XD2B"}
 _SYMLINK_MAGIC = b"XSLM"
 _SYMLINK_HEADER = 56
 _DIR_LEAF_OFFSET = 32 << 30      # directory leaf/node and free-index blocks live above 32 GiB
-
-# ACLs: libfsxfs names -> Linux names
-_ACL_NAMES = {"trusted.SGI_ACL_FILE": "system.posix_acl_access",
-              "trusted.SGI_ACL_DEFAULT": "system.posix_acl_default"}
-_ACL_VFS_VERSION = 2
-_ACL_UNDEFINED_ID = 0xFFFFFFFF
-_ACL_USER, _ACL_GROUP = 0x02, 0x08
-_ACL_MAX_ENTRIES = 8191
-
-
-def xfs_acl_to_vfs(raw: bytes) -> bytes:
-    """Convert an on-disk XFS ACL (``be32 count``, then ``be32 tag, be32 id, be16 perm,
-    be16 pad`` per entry) to the VFS ``system.posix_acl_*`` value (version 2, little-endian
-    ``u16 tag, u16 perm, u32 id``). A value that is not a well-formed XFS ACL is returned
-    unchanged (the renderer then keeps it as hex)."""
-    if len(raw) < 4:
-        return raw
-    (count,) = struct.unpack_from(">I", raw, 0)
-    if count > _ACL_MAX_ENTRIES or len(raw) != 4 + 12 * count:
-        return raw
-    out = [struct.pack("<I", _ACL_VFS_VERSION)]
-    for index in range(count):
-        tag, ident, perm, _pad = struct.unpack_from(">IIHH", raw, 4 + 12 * index)
-        if tag > 0xFFFF:
-            return raw
-        if tag not in (_ACL_USER, _ACL_GROUP):
-            ident = _ACL_UNDEFINED_ID
-        out.append(struct.pack("<HHI", tag, perm, ident))
-    return b"".join(out)
-
-
-def _linux_xattr_name(name: str) -> str:
-    if name in _ACL_NAMES:
-        return _ACL_NAMES[name]
-    if name.startswith("secure."):
-        return "security." + name[len("secure."):]
-    return name
 
 
 def _ns(value: int) -> int | None:
@@ -168,6 +132,7 @@ class XfsFilesystem:
         self.case_sensitive = not self._geo.ascii_ci
         self.identity = identity if identity is not None else read_identity(source, "xfs")
         self._source = source
+        self.limits = Limits()
         volume = pyfsxfs.volume()
         path = _local_path(source)
         try:
@@ -220,38 +185,132 @@ class XfsFilesystem:
             yield self._node(name, child)
 
     def read_link(self, node: Node) -> str:
-        """Target of a symbolic link."""
-        if node.link is not None:
-            return node.link
+        """Target of a symbolic link, read as bytes from the inode or its blocks and escaped
+        like names; longer than ``limits.link_length``: :class:`CorruptFilesystem`."""
         return decode_name(self._raw_link(node.inode))
 
-    def iter_content(self, node: Node, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-        """The file's data in chunks (holes and unwritten extents read as zeros)."""
+    def iter_content(self, node: Node, chunk_size: int = 1 << 20, start: int = 0,
+                     end: int | None = None) -> Iterator[bytes]:
+        """The file's data from ``start`` to ``end`` (its size) in chunks (holes and unwritten
+        extents read as zeros)."""
         entry = self._entry(node.inode, SourceReadError)
         yield from read_in_chunks(lambda at, length: entry.read_buffer_at_offset(length, at),
-                                  node.size, chunk_size, node.inode, _message)
+                                  node.size if end is None else end, chunk_size, node.inode,
+                                  _message, start)
+
+    def data_runs(self, node: Node) -> Runs | None:
+        """The byte runs of the file that hold written data, from the inode's extent list or
+        extent B+tree (holes and unwritten extents left out); None for data in the inode."""
+        try:
+            raw = self._raw_inode(node.inode)
+        except CorruptFilesystem as exc:
+            raise SourceReadError(str(exc)) from exc
+        fmt = raw[5]
+        if fmt not in (_EXTENTS, _BTREE):
+            return None
+        core = 176 if raw[4] >= 3 else 100
+        fork_size = raw[82] * 8 or self._geo.inode_size - core
+        fork = raw[core:core + fork_size]
+        records: list[bytes] = []
+        if fmt == _EXTENTS:
+            (count,) = struct.unpack_from(">I", raw, 76)
+            records = [fork[at:at + 16] for at in range(0, min(count * 16, len(fork) - 15), 16)]
+        else:
+            self._bmbt_records(fork, node.inode, records)
+        runs = []
+        block = self.block_size
+        for record in records:
+            high, low = struct.unpack(">QQ", record)
+            if high >> 63:  # unwritten (preallocated) extent: reads as zeros
+                continue
+            logical = (high >> 9) & ((1 << 54) - 1)
+            count = low & ((1 << 21) - 1)
+            runs.append((logical * block, count * block))
+        return normalize_runs(runs, node.size)
+
+    def _bmbt_records(self, root: bytes, inode: int, out: list[bytes]) -> None:
+        """The extent records of a B+tree-mapped data fork (root in the inode, then long-format
+        ``BMA3``/``BMAP`` blocks), each block visited once."""
+        if len(root) < 4:
+            raise SourceReadError(f"inode {inode}: extent tree root out of the inode")
+        level, numrecs = struct.unpack_from(">HH", root, 0)
+        maxrecs = (len(root) - 4) // 16
+        if not 0 < level < _BMBT_MAX_LEVEL or numrecs > maxrecs:
+            raise SourceReadError(f"inode {inode}: bad extent tree root")
+        pending = [struct.unpack_from(">Q", root, 4 + maxrecs * 8 + 8 * i)[0]
+                   for i in range(numrecs)]
+        seen: set[int] = set()
+        header = 72 if self._geo.v5 else 24
+        while pending:
+            fsblock = pending.pop(0)
+            if fsblock in seen:
+                raise SourceReadError(f"inode {inode}: extent tree loops")
+            seen.add(fsblock)
+            data = self._source.read_at(self._geo.fsblock_offset(fsblock), self.block_size)
+            if len(data) != self.block_size or data[:4] not in (b"BMA3", b"BMAP"):
+                raise SourceReadError(f"inode {inode}: bad extent tree block {fsblock}")
+            level, numrecs = struct.unpack_from(">HH", data, 4)
+            maxrecs = (self.block_size - header) // 16
+            if numrecs > maxrecs or level >= _BMBT_MAX_LEVEL:
+                raise SourceReadError(f"inode {inode}: bad extent tree block {fsblock}")
+            if level == 0:
+                out.extend(data[header + 16 * i:header + 16 * i + 16] for i in range(numrecs))
+            else:
+                pending.extend(struct.unpack_from(">Q", data, header + maxrecs * 8 + 8 * i)[0]
+                               for i in range(numrecs))
 
     def node_by_inode(self, inode: int, name: str = "") -> Node:
         """Metadata of one inode."""
         return self._node(name, self._entry(inode, CorruptFilesystem))
 
-    def xattrs(self, node: Node) -> dict[str, bytes]:
-        """Extended attributes under their Linux names (ACLs in the VFS encoding)."""
+    def xattrs(self, node: Node) -> dict[bytes, bytes]:
+        """Extended attributes under their Linux names, as bytes (ACLs in the VFS encoding).
+
+        Short-form, leaf and node attribute forks are parsed here (:mod:`xfs_attrs`), so names
+        that are not UTF-8 come back as the stored bytes; a fork whose extents are kept in a
+        B+tree is read through libfsxfs (a name it cannot return makes the attributes
+        unreadable). Errors, and more than ``limits.xattr_bytes`` of names and values:
+        :class:`CorruptFilesystem`.
+        """
         if node.handle == 0:  # no attributes (counted when the node was listed)
             return {}
-        entry = self._entry(node.inode, SourceReadError)
-        result: dict[str, bytes] = {}
+        raw = self._raw_inode(node.inode)
+        limit = self.limits.xattr_bytes
+        fork = self._literal_area(raw)[raw[82] * 8:]
+        pairs: xfs_attrs.Pairs | None = None
+        if raw[83] == _LOCAL:
+            pairs = xfs_attrs.shortform(fork, node.inode, limit)
+        elif raw[83] == _EXTENTS:
+            (count,) = struct.unpack_from(">H", raw, 80)
+            extents = _extent_records(fork, count)
+            pairs = xfs_attrs.blocks(lambda n: self._fork_block(extents, n), self.block_size,
+                                     node.inode, limit)
+        if pairs is None:  # extents in a B+tree
+            pairs = self._library_xattrs(node.inode, limit)
+        return xfs_attrs.linux_names(pairs)
+
+    def _fork_block(self, extents: list[tuple[int, int, int]], logical: int) -> bytes | None:
+        """Logical block ``logical`` of a fork given as (logical, fsblock, count) records."""
+        for start, fsblock, count in extents:
+            if start <= logical < start + count:
+                return self._source.read_at(
+                    self._geo.fsblock_offset(fsblock + logical - start), self.block_size)
+        return None
+
+    def _library_xattrs(self, inode: int, limit: int) -> xfs_attrs.Pairs:
+        entry = self._entry(inode, SourceReadError)
+        pairs = []
         try:
             for attr in entry.extended_attributes:
-                name = _linux_xattr_name(attr.name)
-                value = attr.read_buffer(attr.size) if attr.size else b""
-                if name.startswith("system.posix_acl_"):
-                    value = xfs_acl_to_vfs(value)
-                result[name] = value
+                name = attr.name.encode("utf-8", "surrogateescape")
+                limit -= len(name) + attr.size
+                if limit < 0:
+                    raise xfs_attrs.bound_error(inode)
+                pairs.append((name, attr.read_buffer(attr.size) if attr.size else b""))
         except OSError as exc:
-            raise SourceReadError(f"cannot read extended attributes of inode {node.inode}: "
-                                  f"{_message(exc)}") from exc
-        return result
+            raise CorruptFilesystem(f"cannot read extended attributes of inode {inode}: "
+                                    f"{_message(exc)}") from exc
+        return pairs
 
     def close(self) -> None:
         """Close the libfsxfs volume."""
@@ -428,12 +487,17 @@ class XfsFilesystem:
     def _raw_link(self, inode: int) -> bytes:
         raw = self._raw_inode(inode)
         (size,) = struct.unpack_from(">Q", raw, 56)
+        if size > self.limits.link_length:
+            raise CorruptFilesystem(f"symlink target of {size} bytes exceeds the bound of "
+                                    f"{self.limits.link_length} (SNAPFIM_MAX_LINK_BYTES)")
         if raw[5] == _LOCAL:
             return self._literal_area(raw)[:size]
         out = b""
         extents = self._data_extents(raw, self._entry(inode, SourceReadError))
         for start, _offset, blocks in sorted(extents):
             for logical in range(start, start + blocks):
+                if len(out) >= size:  # the extents may claim more blocks than the target needs
+                    return out[:size]
                 block = self._read_logical(extents, logical, 1) or b""
                 if block[:4] == _SYMLINK_MAGIC:
                     (_off, nbytes) = struct.unpack_from(">II", block, 4)
@@ -441,6 +505,19 @@ class XfsFilesystem:
                 else:
                     out += block
         return out[:size]
+
+
+def _extent_records(fork: bytes, count: int) -> list[tuple[int, int, int]]:
+    """The first ``count`` packed extent records of a fork that fit in it, as (logical block,
+    AG-encoded fsblock, block count); unwritten extents are left out."""
+    out = []
+    for at in range(0, min(count * 16, len(fork) - 15), 16):
+        high, low = struct.unpack_from(">QQ", fork, at)
+        if high >> 63:
+            continue
+        out.append(((high >> 9) & ((1 << 54) - 1),
+                    ((high & 0x1FF) << 43) | (low >> 21), low & ((1 << 21) - 1)))
+    return out
 
 
 def _local_path(source: BlockSource) -> str | None:

@@ -34,6 +34,7 @@ from sqlalchemy import (
 from scanner.diff import DiffRules, FileDiff
 from scanner.entities import (
     FILE_RECORDED_FIELDS,
+    SPARSE,
     Entity,
     FileEntity,
     RegistryKeyEntity,
@@ -126,11 +127,14 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
     stage.drop(conn, checkfirst=True)
     stage.create(conn)
     total = 0
+    unknown_xattrs = False
 
     def rows() -> Iterable[tuple[Any, ...]]:
-        nonlocal total
+        nonlocal total, unknown_xattrs
         for e in entities:
             total += 1
+            if isinstance(e, FileEntity) and e.xattrs is None:
+                unknown_xattrs = True
             yield spec.row(e)
 
     bulk_insert(conn, stage, columns, rows())
@@ -138,6 +142,13 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
     mine = and_(state.c.machine_id == machine_id, state.c.path == stage.c.path)
     copy_all = select(literal(machine_id), literal(scan_id), *(stage.c[c] for c in columns))
     target = ["machine_id", "scan_id", *columns]
+    if unknown_xattrs:  # unreadable extended attributes (xattrs NULL) keep their values
+        unknown = stage.c.xattrs.is_(None)
+        conn.execute(update(stage).where(unknown, exists().where(mine)).values(
+            acl=select(state.c.acl).where(mine).scalar_subquery(),
+            capability=select(state.c.capability).where(mine).scalar_subquery(),
+            xattrs=select(state.c.xattrs).where(mine).scalar_subquery()))
+        conn.execute(update(stage).where(unknown).values(xattrs={}))
     if previous_policies is None:
         conn.execute(delete(table).where(table.c.machine_id == machine_id))
         conn.execute(insert(table).from_select(target, copy_all))
@@ -149,7 +160,9 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
         conn.execute(update(stage).where(
             stage.c.sha256.is_(None), stage.c.path.in_(list(unreadable)),
             exists().where(mine, state.c.type == stage.c.type)
-        ).values(sha256=select(state.c.sha256).where(mine).scalar_subquery()))
+        ).values(sha256=select(state.c.sha256).where(mine).scalar_subquery(),
+                 attributes=func.coalesce(stage.c.attributes, select(state.c.attributes).where(
+                     mine, state.c.attributes == SPARSE).scalar_subquery())))
     rules = DiffRules(out, previous_policies, current_policies, unreadable)
     differs = or_(*(state.c[c].is_distinct_from(stage.c[c]) for c in columns[1:]))
     prefixed = [state.c[c].label("prev_" + c) for c in columns]

@@ -1,4 +1,5 @@
-"""Tests of scanner.collectors.xattrs: hand-built bytes plus a real ext4 image read by pyfsext."""
+"""Tests of scanner.collectors.xattrs: hand-built bytes plus a real ext4 image read by
+scanner.disk.ext_raw."""
 
 from __future__ import annotations
 
@@ -95,7 +96,7 @@ def test_acl_exact_bytes_from_getfattr_and_from_disk() -> None:
     vfs = bytes.fromhex(
         "0200000001000600ffffffff02000400e803000004000400ffffffff10000400ffffffff20000400ffffffff"
     )
-    # ... and what pyfsext returns for the same file inside an ext4 image built by mkfs.ext4 -d
+    # ... and what the ext4 inode holds for the same file inside an ext4 image built by mkfs.ext4 -d
     disk = bytes.fromhex("010000000100060002000400e8030000040004001000040020000400")
     assert render_posix_acl(vfs) == EXAMPLE_TEXT
     assert render_posix_acl(disk) == EXAMPLE_TEXT
@@ -279,11 +280,11 @@ def test_render_xattrs_all_parts() -> None:
         (OTHER, 5, None),
     ]
     attrs = {
-        "system.posix_acl_default": acl_ext4(default),
-        "system.posix_acl_access": acl_ext4(EXAMPLE),
-        "security.capability": cap_v2(bits("cap_net_raw")),
-        "user.note": b"hello",
-        "trusted.x": b"\x00\x01",
+        b"system.posix_acl_default": acl_ext4(default),
+        b"system.posix_acl_access": acl_ext4(EXAMPLE),
+        b"security.capability": cap_v2(bits("cap_net_raw")),
+        b"user.note": b"hello",
+        b"trusted.x": b"\x00\x01",
     }
     acl, cap, other = render_xattrs(attrs)
     assert acl == EXAMPLE_TEXT + (
@@ -296,7 +297,7 @@ def test_render_xattrs_all_parts() -> None:
 
 def test_render_xattrs_empty_and_default_only() -> None:
     assert render_xattrs({}) == (None, None, {})
-    acl, cap, other = render_xattrs({"system.posix_acl_default": acl_vfs(EXAMPLE)})
+    acl, cap, other = render_xattrs({b"system.posix_acl_default": acl_vfs(EXAMPLE)})
     assert acl == ",".join("default:" + e for e in EXAMPLE_TEXT.split(","))
     assert cap is None
     assert other == {}
@@ -308,9 +309,9 @@ def test_render_xattrs_malformed_values_become_hex() -> None:
     bad_cap = b"\x01\x00\x00\x09"
     acl, cap, other = render_xattrs(
         {
-            "system.posix_acl_access": bad_acl,
-            "system.posix_acl_default": bad_default,
-            "security.capability": bad_cap,
+            b"system.posix_acl_access": bad_acl,
+            b"system.posix_acl_default": bad_default,
+            b"security.capability": bad_cap,
         }
     )
     assert acl == "0x070000000100,default:0x0200000001"
@@ -318,23 +319,24 @@ def test_render_xattrs_malformed_values_become_hex() -> None:
     assert other == {}
 
 
-# --- real ext4 image read with pyfsext ---------------------------------------------------------
+# --- real ext4 image read from its raw inodes --------------------------------------------------
 
 
 def _run(*cmd: str | Path) -> str:
     return subprocess.run([str(c) for c in cmd], check=True, capture_output=True, text=True).stdout
 
 
-def _read_xattrs(image: Path, path: str) -> dict[str, bytes]:
-    import pyfsext
+def _read_xattrs(image: Path, path: str) -> dict[bytes, bytes]:
+    """The attributes as the ext backend reads them from the raw inode."""
+    from scanner.disk.ext_raw import ExtInodes
+    from scanner.sources.local import open_local
+    from tests.imaging import inode_info
 
-    volume = pyfsext.volume()
-    volume.open(str(image))
-    try:
-        entry = volume.get_file_entry_by_path(path)
-        return {a.name: a.read_buffer(a.size) for a in entry.extended_attributes}
-    finally:
-        volume.close()
+    def no_ea_inodes(inode: int, size: int) -> bytes:
+        raise AssertionError("no attribute lives in an inode of its own here")
+
+    with open_local(image) as source:
+        return ExtInodes(source).xattrs(inode_info(image, path)["inode"], 1 << 20, no_ea_inodes)
 
 
 def _getfacl(path: Path) -> str:
@@ -377,9 +379,10 @@ def test_real_ext4_image_matches_getfacl_and_getcap(tmp_path: Path) -> None:
 
     # /f: names come back as the full Linux names; the ACL in ext4 on-disk (v1) encoding
     attrs = _read_xattrs(image, "/f")
-    assert set(attrs) == {"system.posix_acl_access", "security.capability", "user.note", "user.bin"}
-    assert attrs["system.posix_acl_access"][:4] == b"\x01\x00\x00\x00"
-    assert len(attrs["system.posix_acl_access"]) == 28
+    assert set(attrs) == {b"system.posix_acl_access", b"security.capability", b"user.note",
+                          b"user.bin"}
+    assert attrs[b"system.posix_acl_access"][:4] == b"\x01\x00\x00\x00"
+    assert len(attrs[b"system.posix_acl_access"]) == 28
     acl, cap, other = render_xattrs(attrs)
     assert acl == "user::rw-,user:1000:r--,group::r--,mask::r--,other::r--"
     assert acl == _getfacl(f)
@@ -418,7 +421,7 @@ def test_real_ext4_image_matches_getfacl_and_getcap(tmp_path: Path) -> None:
 
 
 def test_debugfs_ea_set_encodings(tmp_path: Path) -> None:
-    """debugfs translates a v2 value to v1 on disk unless -r (raw) is given; pyfsext returns
+    """debugfs translates a v2 value to v1 on disk unless -r (raw) is given; the raw reader returns
     the stored bytes untranslated, so both encodings can reach the renderer."""
     src = tmp_path / "src"
     src.mkdir()
@@ -440,8 +443,8 @@ def test_debugfs_ea_set_encodings(tmp_path: Path) -> None:
     _run("debugfs", "-w", "-R", f"ea_set -f {value} /a system.posix_acl_access", image)
     _run("debugfs", "-w", "-R", f"ea_set -r -f {value} /b system.posix_acl_access", image)
 
-    stored_a = _read_xattrs(image, "/a")["system.posix_acl_access"]
-    stored_b = _read_xattrs(image, "/b")["system.posix_acl_access"]
+    stored_a = _read_xattrs(image, "/a")[b"system.posix_acl_access"]
+    stored_b = _read_xattrs(image, "/b")[b"system.posix_acl_access"]
     assert stored_a == acl_ext4(entries)
     assert stored_b == acl_vfs(entries)
     expected = "user::rw-,user:2000:r--,group::r--,mask::r--,other::---"
