@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Iterable
 
 _NEEDS_ESCAPE = re.compile(r"[\x00-\x1f\x7f\\]")
 
@@ -63,3 +64,51 @@ def is_within(path: str, prefix: str) -> bool:
     if path.startswith(head + "\\"):
         return True
     return prefix[1:2] == ":" and path.startswith(prefix + ":")  # an NTFS stream of the file
+
+
+class WithinAny:
+    """``path in WithinAny(prefixes)`` is ``any(is_within(path, p) for p in prefixes)``, in
+    time linear in the length of ``path`` instead of the number of prefixes: every prefix
+    is kept in a set by the way :func:`is_within` compares it, and a path's own ancestors
+    (cut at each ``/``, ``\\`` or ``:``) are looked up there."""
+
+    __slots__ = ("_all", "_exact", "_heads", "_slash", "_streams")
+
+    def __init__(self, prefixes: Iterable[str]) -> None:
+        self._exact: set[str] = set()
+        self._slash: set[str] = set()    # Linux prefixes: "/a" covers "/a/..."
+        self._heads: set[str] = set()    # others, trailing "\" dropped: "C:\a" covers "C:\a\..."
+        self._streams: set[str] = set()  # drive paths: "C:\a\f" covers "C:\a\f:stream"
+        self._all = False                # "/" covers everything
+        for prefix in prefixes:
+            self._exact.add(prefix)
+            if prefix.startswith("/"):
+                self._all = self._all or prefix == "/"
+                self._slash.add(prefix)
+            else:
+                self._heads.add(prefix.rstrip("\\"))
+                if prefix[1:2] == ":":
+                    self._streams.add(prefix)
+
+    def __bool__(self) -> bool:
+        return bool(self._exact)
+
+    def __contains__(self, path: object) -> bool:
+        if not isinstance(path, str):
+            return False
+        if self._all or path in self._exact:
+            return True
+        return (_cut_in(path, "/", self._slash) or _cut_in(path, "\\", self._heads)
+                or _cut_in(path, ":", self._streams))
+
+
+def _cut_in(path: str, sep: str, prefixes: set[str]) -> bool:
+    """True when ``path`` cut before one of its ``sep`` characters is in ``prefixes``."""
+    if not prefixes:
+        return False
+    at = path.find(sep)
+    while at != -1:
+        if path[:at] in prefixes:
+            return True
+        at = path.find(sep, at + 1)
+    return False
