@@ -42,6 +42,36 @@ def _escape_bytes(raw: bytes) -> str:
     return "".join(out)
 
 
+def decode_component(raw: bytes) -> str:
+    """Turn one raw directory-entry name into a path component: :func:`decode_name`, and a
+    ``/`` (which no real name holds: a hostile directory entry) is written ``\\x2f`` so it
+    never separates components. NUL is ``\\x00`` and a backslash ``\\\\`` already, so the
+    mapping stays reversible (:func:`encode_component`) and distinct names never collide."""
+    text = decode_name(raw)
+    return text.replace("/", "\\x2f") if "/" in text else text
+
+
+_ESCAPE = re.compile(r"\\(\\|x([0-9a-f]{2}))")
+_SEPARATOR_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\x(?:2f|00)")
+
+
+def encode_component(text: str) -> bytes:
+    """The raw name a :func:`decode_component` result stands for (its inverse)."""
+    out, at = bytearray(), 0
+    for match in _ESCAPE.finditer(text):
+        out += text[at:match.start()].encode("utf-8")
+        out += b"\\" if match.group(2) is None else bytes([int(match.group(2), 16)])
+        at = match.end()
+    out += text[at:].encode("utf-8")
+    return bytes(out)
+
+
+def names_a_separator(component: str) -> bool:
+    """True when a decoded component stands for a raw name holding ``/`` or NUL (an entry
+    that a path could mistake for two components, or cut short)."""
+    return "\\x" in component and _SEPARATOR_ESCAPE.search(component) is not None
+
+
 def join(parent: str, name: str) -> str:
     """Join an absolute directory path and one name."""
     return ("/" + name) if parent == "/" else f"{parent}/{name}"

@@ -17,7 +17,7 @@ import pytsk3
 from scanner.collectors.files import file_entity
 from scanner.collectors.hashing import Hasher, HashJob, VolumeRef
 from scanner.collectors.windows_files import windows_entities
-from scanner.coverage import Coverage, VolumeReport
+from scanner.coverage import MAX_LISTED_ERRORS, Coverage, VolumeReport
 from scanner.disk.filesystems import open_filesystem
 from scanner.disk.identity import read_identity
 from scanner.disk.lvm import (
@@ -307,6 +307,14 @@ def _same(path: str) -> str:
     return path
 
 
+def _note_flagged(coverage: Coverage, flagged: dict[str, str]) -> None:
+    """One note per odd name the walk found (hostile names), at most MAX_LISTED_ERRORS."""
+    items = sorted(flagged.items())
+    coverage.notes.extend(f"{path}: {why}" for path, why in items[:MAX_LISTED_ERRORS])
+    if len(items) > MAX_LISTED_ERRORS:
+        coverage.notes.append(f"... and {len(items) - MAX_LISTED_ERRORS} more such names")
+
+
 def _collect(mounts: list[Mount], blocked: dict[str, str],
              windows: tuple[_Opened, WindowsSystem] | None, opened: list[_Opened],
              policy: list[PolicyEntity], coverage: Coverage, options: ScanOptions,
@@ -321,7 +329,7 @@ def _collect(mounts: list[Mount], blocked: dict[str, str],
     walks: list[tuple[WalkResult, Callable[[str], str], Builder]] = []
     coverage.policies = []
     if mounts:
-        walker = Walker(mounts, on_found, blocked)
+        walker = Walker(mounts, on_found, blocked, options.limits)
         linux = active(policy, EntityKind.LINUX_FILE)
         coverage.policies += [e.name for e in linux]
         progress.phase("walking", len(linux))
@@ -332,7 +340,7 @@ def _collect(mounts: list[Mount], blocked: dict[str, str],
     registry: dict[str, RegistryEntity] = {}
     if windows is not None:
         item, system = windows
-        win_walker = Walker([Mount("/", item.fs, item.label)], on_found)
+        win_walker = Walker([Mount("/", item.fs, item.label)], on_found, limits=options.limits)
         progress.phase("walking Windows", None)
         coverage.policies += walk_files(win_walker, system, policy, coverage)
         walks.append((win_walker.result, windows_name, windows_entities))
@@ -346,6 +354,7 @@ def _collect(mounts: list[Mount], blocked: dict[str, str],
     progress.phase("reading", sum(len(result.found) for result, _, _ in walks))
     for result, name_of, build in walks:
         coverage.unreadable.update({name_of(p): why for p, why in result.unreadable.items()})
+        _note_flagged(coverage, {name_of(p): why for p, why in result.flagged.items()})
         policies_of = result.policy_assigner()
         for path, found in result.found.items():
             name = name_of(path)
