@@ -140,11 +140,23 @@ class TskFilesystem:
             handle = self._fs.open_meta(inode=directory.inode)
             blocks = read_in_chunks(handle.read_random, directory.size, geo.block_size,
                                     directory.inode, _tsk_message)
-            entries = parse_directory(blocks, directory.size, directory.inode, geo)
+            entries = parse_directory(blocks, directory.size, directory.inode, geo,
+                                      self._ext_dir_seed(geo, directory.inode))
         except (DirectoryInconsistent, SourceReadError, OSError) as exc:
             raise CorruptFilesystem(f"cannot list directory (inode {directory.inode}): "
                                     f"{exc}") from exc
         return [(e.name, e.inode) for e in entries]
+
+    def _ext_dir_seed(self, geo: ExtGeometry, inode: int) -> int | None:
+        """The directory's checksum seed (needs its generation, read from the raw inode)."""
+        if geo.csum_seed is None:
+            return None
+        base = self._offset
+        descriptor = self._img.read(base + geo.descriptor_offset(inode), geo.desc_size)
+        raw = self._img.read(base + geo.inode_offset(inode, descriptor), 0x68)
+        if len(raw) < 0x68:
+            raise DirectoryInconsistent(f"inode {inode} unreadable")
+        return geo.directory_seed(inode, int.from_bytes(raw[0x64:0x68], "little"))
 
     def _check_ext_listing(self, directory: Node, expected: list[tuple[bytes, int]],
                            listed: list[tuple[bytes, int]], nodes: list[Node]) -> None:
