@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytsk3
 
-from scanner.disk.nodes import FileKind, FsIdentity, Node, read_in_chunks
-from scanner.errors import CorruptFilesystem, SourceReadError
 from scanner.disk.ext_dirs import (
     INCOMPAT_INLINE_DATA,
     DirectoryInconsistent,
     ExtGeometry,
     parse_directory,
 )
+from scanner.disk.nodes import FileKind, FsIdentity, Node, read_in_chunks
+from scanner.errors import CorruptFilesystem, SourceReadError
 from scanner.paths import decode_component, decode_name
 
 if TYPE_CHECKING:
