@@ -11,9 +11,12 @@ import struct
 from collections.abc import Callable
 from pathlib import Path
 
+import crc32c
 import pytest
 
 from scanner.disk.ext_dirs import ExtGeometry, _crc
+from scanner.disk.xfs_dirs import DINODE_CRC_OFFSET
+from scanner.disk.xfs_fs import _Geometry
 from scanner.limits import Limits
 from scanner.pipeline import ScanOptions
 from scanner.runner import run_scan
@@ -21,7 +24,16 @@ from scanner.sources.local import open_local
 from scanner.storage.repository import Repository, ScanRecord
 from tests.conftest import MACHINE, changes
 from tests.disk.test_mutations import NEW_TIME, T0, T1, Base, content, file_values, make_base
-from tests.imaging import debugfs, e2fsck_ok, inode_info, write_at
+from tests.imaging import (
+    build_xfs_tree,
+    copy_image,
+    debugfs,
+    e2fsck_ok,
+    inode_info,
+    linux_tree,
+    write_at,
+    xfs_inode,
+)
 
 Scan = Callable[[Path], ScanRecord]
 
@@ -203,3 +215,38 @@ def test_path_depth_bound(base: Base, repo: Repository) -> None:
     assert coverage(repo)["unreadable"] == {
         p: reason for p in ("/boot/grub", "/etc/cron.daily", "/etc/init.d", "/usr/bin",
                             "/usr/sbin")}
+
+
+# -- item 5 on XFS: a short-form directory whose entry count is cut ---------------------------
+
+def test_xfs_short_form_directory_cut_short_is_unreadable(tmp_path: Path, scan: Scan,
+                                                          repo: Repository) -> None:
+    """/usr (short form, in its inode) says it holds 1 entry instead of 4, with the inode's
+    CRC recomputed: libfsxfs lists /usr/bin only. Before: "succeeded", /usr/sbin and
+    /usr/lib removed with everything below them."""
+    image = build_xfs_tree(linux_tree(tmp_path / "src"), tmp_path / "xfs.img")
+    assert scan(image).baseline
+    broken = copy_image(image, tmp_path / "broken.img")
+    with open(broken, "rb") as fh:
+        geo = _Geometry(fh.read(512))
+    inode = xfs_inode(image, "/usr")["inode"]
+    at = geo.inode_offset(inode)
+    raw = bytearray(broken.read_bytes()[at:at + geo.inode_size])
+    literal = 176  # v3 inode core
+    count = raw[literal]
+    assert count == 3 and raw[5] == 1  # bin, lib, sbin; short form
+    raw[literal] = 1
+    raw[DINODE_CRC_OFFSET:DINODE_CRC_OFFSET + 4] = bytes(4)
+    raw[DINODE_CRC_OFFSET:DINODE_CRC_OFFSET + 4] = struct.pack("<I", crc32c.crc32c(bytes(raw)))
+    write_at(broken, at, bytes(raw))
+    record = scan(broken)
+    assert record.status == "partial" and changes(record) == []
+    size = struct.unpack_from(">Q", raw, 56)[0]
+    assert coverage(repo)["unreadable"] == {
+        "/usr": f"cannot list directory (inode {inode}): short-form entries end at "
+                f"{_first_entry_end(bytes(raw[literal:]))}, the size is {size}"}
+
+
+def _first_entry_end(literal: bytes) -> int:
+    """Where the first short-form entry ends (4-byte parent, ftype byte, 4-byte inode)."""
+    return 6 + 3 + literal[6] + 1 + 4
