@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 import re
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,3 +111,82 @@ def xfs_really_gone(image: Path, path: str) -> bool:
     except Exception:  # noqa: BLE001 - xfs_db says "No such file": gone
         return True
     return "No such file" in out
+
+
+Target = tuple[str, int, int]  # directory, byte offset of its data, bytes worth corrupting
+
+
+def ext_targets(image: Path, src: Path) -> list[Target]:
+    """Every data block of every directory of the tree built from ``src``."""
+    dirs = directories(src)
+    bs = int(re.search(r"^Block size:\s+(\d+)", debugfs(image, "stats", write=False),
+                       re.MULTILINE).group(1))  # type: ignore[union-attr]
+    return [(d, at, bs) for d, at in ext_dir_blocks(image, dirs)]
+
+
+def xfs_targets(image: Path, src: Path) -> list[Target]:
+    """The short-form area (in the inode) or the data blocks of every directory."""
+    import struct
+
+    import pyfsxfs
+
+    from scanner.disk.xfs_fs import _Geometry
+
+    with open(image, "rb") as fh:
+        geo = _Geometry(fh.read(512))
+        volume = pyfsxfs.volume()
+        volume.open(str(image))
+        out: list[Target] = []
+        for d in directories(src):
+            entry = volume.get_file_entry_by_path(d) if d != "/" else \
+                volume.get_root_directory()
+            at = geo.inode_offset(entry.inode_number)
+            fh.seek(at)
+            raw = fh.read(geo.inode_size)
+            if raw[5] == 1:  # short form: the whole inode (core and entries)
+                out.append((d, at, 176 + struct.unpack_from(">Q", raw, 56)[0]))
+                continue
+            for index in range(entry.number_of_extents):
+                offset, size, _flags = entry.get_extent(index)
+                out.append((d, geo.fsblock_offset(offset // geo.block_size),
+                            min(size, geo.dir_block_size)))
+        volume.close()
+    return out
+
+
+def directories(src: Path) -> list[str]:
+    """The directories of a source tree, as paths inside the image."""
+    from tests.imaging import tree_paths
+
+    return [p for p in tree_paths(src)
+            if (src / p.lstrip("/")).is_dir() and not (src / p.lstrip("/")).is_symlink()]
+
+
+def fuzz(image: Path, targets: list[Target], seed: int, cases: int, workdir: Path,
+         really_gone: Callable[[Path, str], bool]) -> tuple[list[str], dict[str, int]]:
+    """Run ``cases`` one-byte corruptions; return the failures (described) and the count of
+    each status. A traceback propagates with the case in its message."""
+    baseline = scan(image)
+    assert baseline.coverage.status == "succeeded", baseline.coverage.unreadable
+    paths = set(baseline.entities)
+    rng = random.Random(seed)
+    failures: list[str] = []
+    statuses: dict[str, int] = {}
+    case_image = workdir / f"case-{seed}.img"
+    for number in range(cases):
+        directory, start, length = rng.choice(targets)
+        near = min(length, 128)
+        at = start + (rng.randrange(near) if rng.random() < 0.7 else rng.randrange(length))
+        value = corrupt(image, case_image, at, rng)
+        case = f"seed {seed} case {number}: {directory} +{at - start} = {value}"
+        try:
+            verdict = run_case(case_image, paths, case)
+        except Exception as exc:
+            raise AssertionError(f"{case}: {type(exc).__name__}: {exc}") from exc
+        statuses[verdict.status] = statuses.get(verdict.status, 0) + 1
+        if verdict.status == "succeeded" and verdict.missing:
+            wrong = [p for p in verdict.missing if not really_gone(case_image, p)]
+            if wrong:
+                failures.append(f"{case}: succeeded, removed {wrong[:5]} ({len(wrong)})")
+    case_image.unlink(missing_ok=True)
+    return failures, statuses
