@@ -33,22 +33,24 @@ def main() -> None:
             if fs == "ext4":
                 image = linux_image(work / "ext4")
                 targets = dirfuzz.ext_targets(image, work / "ext4" / "src")
-                gone = dirfuzz.ext_really_gone
+                gone, refresh = dirfuzz.ext_really_gone, dirfuzz.ext_refresh
             else:
                 src = linux_tree(work / "xfs-src")
                 for n in range(40):
                     (src / "usr/lib" / f"lib{n:02d}.so").write_bytes(b"x")
                 image = build_xfs_tree(src, work / "xfs.img")
                 targets = dirfuzz.xfs_targets(image, src)
-                gone = dirfuzz.xfs_really_gone
+                gone, refresh = dirfuzz.xfs_really_gone, dirfuzz.xfs_refresh
             for seed in (int(s) for s in args.seeds.split(",")):
-                start = time.perf_counter()
-                failures, statuses = dirfuzz.fuzz(image, targets, seed, args.cases, work, gone)
-                took = time.perf_counter() - start
-                print(f"{fs} seed {seed}: {args.cases} cases in {took:.1f} s, {statuses}, "
-                      f"{len(failures)} failures", flush=True)
-                for failure in failures:
-                    print("  " + failure)
+                for mode, fix in (("as corrupted", None), ("checksums recomputed", refresh)):
+                    start = time.perf_counter()
+                    failures, statuses = dirfuzz.fuzz(image, targets, seed, args.cases, work,
+                                                      gone, fix)
+                    took = time.perf_counter() - start
+                    print(f"{fs} seed {seed}, {mode}: {args.cases} cases in {took:.1f} s, "
+                          f"{statuses}, {len(failures)} failures", flush=True)
+                    for failure in failures:
+                        print("  " + failure)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,9 @@ A directory is consistent when:
   (htree index blocks and the ``metadata_csum`` tail are records with inode 0, so they chain too);
 - the first block starts with ``.`` (pointing at the directory itself) then ``..``, and no
   other live record is named ``.`` or ``..`` or has an empty name;
+- a record with inode 0 (unused) is the first of its block or the checksum tail: a deletion
+  merges a record into the one before it, so an unused record in the middle of a block is
+  damage (a cleared inode number), not a deletion;
 - every live record's inode number is the root (2) or a regular inode number
   (``s_first_ino`` .. ``s_inodes_count``);
 - with ``metadata_csum``, every leaf block carrying the checksum tail matches its CRC32C
@@ -185,6 +188,10 @@ def _parse_block(block: bytes, number: int, inode: int, geo: ExtGeometry,
                 raise DirectoryInconsistent(f"block {number}: entry {name!r} points at inode "
                                             f"{ino}, out of range")
             out.append(ExtDirEntry(name, ino))
+        elif index and not (rec_len == 12 and at + 12 == bs and not name_len):
+            # a deletion merges a record into the one before it; only a block's first record
+            # (or the checksum tail) is ever left with inode 0
+            raise DirectoryInconsistent(f"block {number}: an unused record at offset {at}")
         if number == 0 and index == 1 and ino and not (
                 ino == ROOT_INODE or geo.first_ino <= ino <= geo.inodes_count):
             raise DirectoryInconsistent(f"'..' points at inode {ino}, out of range")

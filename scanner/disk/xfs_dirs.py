@@ -34,10 +34,11 @@ class XfsDirShape:
     """What the superblock says about inode numbers and entries."""
 
     ftype: bool             # a file-type byte after each name
-    ag_count: int
-    ag_blocks: int
-    agblk_log: int
-    inopb_log: int
+    ascii_ci: bool = False  # names hashed case-folded (the leaf's hashes are not checked)
+    ag_count: int = 1
+    ag_blocks: int = 1
+    agblk_log: int = 0
+    inopb_log: int = 0
 
     def inode_ok(self, inode: int) -> bool:
         """True when ``inode`` names a slot inside an allocation group."""
@@ -98,11 +99,18 @@ def parse_data_block(block: bytes, owner: int, shape: XfsDirShape,
         if block_owner != owner:
             raise DirectoryInconsistent(f"data block owned by inode {block_owner}")
     end = len(block)
+    leaf: list[tuple[int, int]] = []
     if magic in _BLOCK_MAGICS:  # single-block directory: the leaf and its tail sit at the end
-        (leaf_count,) = struct.unpack_from(">I", block, end - 8)
+        (leaf_count, stale) = struct.unpack_from(">II", block, end - 8)
         end -= 8 + 8 * leaf_count
-        if end < header:
+        if end < header or stale > leaf_count:
             raise DirectoryInconsistent(f"block tail claims {leaf_count} leaf entries")
+        leaf = sorted((address, hashval) for hashval, address in
+                      struct.iter_unpack(">II", block[end:end + 8 * leaf_count]) if address)
+        if len(leaf) != leaf_count - stale:
+            raise DirectoryInconsistent(f"block leaf: {leaf_count - len(leaf)} stale entries, "
+                                        f"the tail says {stale}")
+    named: list[tuple[int, int]] = []  # (address, hash) of every entry, for the leaf check
     at = header
     while at < end:
         if at + 8 > end:
@@ -121,12 +129,39 @@ def parse_data_block(block: bytes, owner: int, shape: XfsDirShape,
                 struct.unpack_from(">H", block, at + used - 2)[0] != at:
             raise DirectoryInconsistent(f"entry at {at}: bad name length {length} or tag")
         name = block[at + 9:at + 9 + length]
+        if magic in _BLOCK_MAGICS:
+            named.append((at >> 3, 0 if shape.ascii_ci else hash_name(name)))
         if name not in (b".", b".."):
             _check_entry(name, inode, shape)
             out.append((name, inode))
         else:
             _check_inode(inode, repr(name.decode()), shape)
         at += used
+    if magic in _BLOCK_MAGICS:
+        if shape.ascii_ci:
+            leaf = [(address, 0) for address, _hash in leaf]
+        if leaf != named:
+            raise DirectoryInconsistent("the block's leaf (name hashes and addresses) does "
+                                        "not match its entries")
+
+
+def hash_name(name: bytes) -> int:
+    """``xfs_da_hashname``: the hash a directory leaf files a name under."""
+    value = 0
+    while len(name) >= 4:
+        value = (name[0] << 21) ^ (name[1] << 14) ^ (name[2] << 7) ^ name[3] ^ _rol(value, 28)
+        name = name[4:]
+    if len(name) == 3:
+        value = (name[0] << 14) ^ (name[1] << 7) ^ name[2] ^ _rol(value, 21)
+    elif len(name) == 2:
+        value = (name[0] << 7) ^ name[1] ^ _rol(value, 14)
+    elif len(name) == 1:
+        value = name[0] ^ _rol(value, 7)
+    return value & 0xFFFFFFFF
+
+
+def _rol(value: int, bits: int) -> int:
+    return ((value << bits) | (value >> (32 - bits))) & 0xFFFFFFFF
 
 
 def _check_entry(name: bytes, inode: int, shape: XfsDirShape) -> None:

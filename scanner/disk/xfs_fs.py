@@ -256,8 +256,9 @@ class XfsFilesystem:
         if self._shape is None:
             sb = self._source.read_at(0, 512)
             (ag_count,) = struct.unpack_from(">I", sb, 88)
-            self._shape = XfsDirShape(self._geo.ftype, ag_count, self._geo.ag_blocks,
-                                      self._geo.agblk_log, self._geo.inopb_log)
+            self._shape = XfsDirShape(self._geo.ftype, self._geo.ascii_ci, ag_count,
+                                      self._geo.ag_blocks, self._geo.agblk_log,
+                                      self._geo.inopb_log)
         return self._shape
 
     def _dir_entries(self, inode: int, entry: Any) -> list[tuple[bytes, int]]:

@@ -113,7 +113,7 @@ def xfs_really_gone(image: Path, path: str) -> bool:
     return "No such file" in out
 
 
-Target = tuple[str, int, int]  # directory, byte offset of its data, bytes worth corrupting
+Target = tuple[str, int, int, int]  # directory, offset of its data, length, its inode
 
 
 def ext_targets(image: Path, src: Path) -> list[Target]:
@@ -121,7 +121,10 @@ def ext_targets(image: Path, src: Path) -> list[Target]:
     dirs = directories(src)
     bs = int(re.search(r"^Block size:\s+(\d+)", debugfs(image, "stats", write=False),
                        re.MULTILINE).group(1))  # type: ignore[union-attr]
-    return [(d, at, bs) for d, at in ext_dir_blocks(image, dirs)]
+    from tests.imaging import inode_info
+
+    inodes = {d: inode_info(image, d)["inode"] for d in dirs}
+    return [(d, at, bs, inodes[d]) for d, at in ext_dir_blocks(image, dirs)]
 
 
 def xfs_targets(image: Path, src: Path) -> list[Target]:
@@ -144,12 +147,13 @@ def xfs_targets(image: Path, src: Path) -> list[Target]:
             fh.seek(at)
             raw = fh.read(geo.inode_size)
             if raw[5] == 1:  # short form: the whole inode (core and entries)
-                out.append((d, at, 176 + struct.unpack_from(">Q", raw, 56)[0]))
+                out.append((d, at, 176 + struct.unpack_from(">Q", raw, 56)[0],
+                            entry.inode_number))
                 continue
             for index in range(entry.number_of_extents):
                 offset, size, _flags = entry.get_extent(index)
                 out.append((d, geo.fsblock_offset(offset // geo.block_size),
-                            min(size, geo.dir_block_size)))
+                            min(size, geo.dir_block_size), entry.inode_number))
         volume.close()
     return out
 
@@ -163,9 +167,13 @@ def directories(src: Path) -> list[str]:
 
 
 def fuzz(image: Path, targets: list[Target], seed: int, cases: int, workdir: Path,
-         really_gone: Callable[[Path, str], bool]) -> tuple[list[str], dict[str, int]]:
+         really_gone: Callable[[Path, str], bool],
+         refresh: Callable[[Path, Target], None] | None = None
+         ) -> tuple[list[str], dict[str, int]]:
     """Run ``cases`` one-byte corruptions; return the failures (described) and the count of
-    each status. A traceback propagates with the case in its message."""
+    each status. A traceback propagates with the case in its message. ``refresh(image,
+    target)`` recomputes the checksum of the corrupted structure, as an
+    attacker would, so that only the structural checks can tell."""
     baseline = scan(image)
     assert baseline.coverage.status == "succeeded", baseline.coverage.unreadable
     paths = set(baseline.entities)
@@ -174,10 +182,13 @@ def fuzz(image: Path, targets: list[Target], seed: int, cases: int, workdir: Pat
     statuses: dict[str, int] = {}
     case_image = workdir / f"case-{seed}.img"
     for number in range(cases):
-        directory, start, length = rng.choice(targets)
+        target = rng.choice(targets)
+        directory, start, length, _inode = target
         near = min(length, 128)
         at = start + (rng.randrange(near) if rng.random() < 0.7 else rng.randrange(length))
         value = corrupt(image, case_image, at, rng)
+        if refresh is not None:
+            refresh(case_image, target)
         case = f"seed {seed} case {number}: {directory} +{at - start} = {value}"
         try:
             verdict = run_case(case_image, paths, case)
@@ -190,3 +201,44 @@ def fuzz(image: Path, targets: list[Target], seed: int, cases: int, workdir: Pat
                 failures.append(f"{case}: succeeded, removed {wrong[:5]} ({len(wrong)})")
     case_image.unlink(missing_ok=True)
     return failures, statuses
+
+
+def ext_refresh(image: Path, target: Target) -> None:
+    """Recompute the checksum tail of the ext4 directory block at ``start``."""
+    import struct
+
+    from scanner.disk.ext_dirs import ExtGeometry, _crc
+
+    _directory, start, length, inode = target
+    data = image.read_bytes()
+    geo = ExtGeometry.parse(data[1024:2048])
+    block = bytearray(data[start:start + length])
+    if block[-12:-4] != bytes(4) + b"\x0c\x00\x00\xde":
+        return
+    descriptor = data[geo.descriptor_offset(inode):geo.descriptor_offset(inode) + geo.desc_size]
+    generation = struct.unpack_from("<I", data, geo.inode_offset(inode, descriptor) + 0x64)[0]
+    seed = geo.directory_seed(inode, generation)
+    assert seed is not None
+    struct.pack_into("<I", block, length - 4, _crc(seed, bytes(block[:-12])))
+    write_at(image, start, bytes(block))
+
+
+def xfs_refresh(image: Path, target: Target) -> None:
+    """Recompute the CRC of the XFS inode (short form) or directory data block at ``start``."""
+    import struct
+
+    import crc32c
+
+    from scanner.disk.xfs_dirs import DINODE_CRC_OFFSET
+
+    _directory, start, length, _inode = target
+    with open(image, "rb") as fh:
+        fh.seek(start)
+        data = bytearray(fh.read(length if length > 1000 else 512))
+    at = DINODE_CRC_OFFSET if data[:2] == b"IN" else 4 if data[:4] in (b"XDB3", b"XDD3") \
+        else None
+    if at is None or (at == DINODE_CRC_OFFSET and data[4] < 3):
+        return
+    data[at:at + 4] = bytes(4)
+    struct.pack_into("<I", data, at, crc32c.crc32c(bytes(data)))
+    write_at(image, start, bytes(data))
