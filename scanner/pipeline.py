@@ -267,13 +267,20 @@ _OS_LOOK = ("os-release", "passwd", "fstab", "hostname")
 
 
 def _could_be_root(fs: Filesystem) -> bool:
-    """A Linux root look: an ``etc`` directory holding os-release, passwd, fstab or hostname."""
+    """A Linux root look: an ``etc`` directory holding os-release, passwd, fstab or hostname.
+    A root or ``etc`` that cannot be listed could be one too (damaging the real root's /etc
+    must not leave a decoy as the only candidate)."""
     try:
         etc = next((c for c in fs.children(fs.root())
                     if c.name == "etc" and c.kind is FileKind.DIRECTORY), None)
-        return etc is not None and any(c.name in _OS_LOOK for c in fs.children(etc))
-    except DiskError:
+    except (DiskError, SourceReadError):
+        return fs.fs_type.startswith("ext") or fs.fs_type == "xfs"
+    if etc is None:
         return False
+    try:
+        return any(c.name in _OS_LOOK for c in fs.children(etc))
+    except (DiskError, SourceReadError):
+        return True
 
 
 def _mount(opened: list[_Opened], coverage: Coverage) -> list[_LinuxTree]:

@@ -16,7 +16,15 @@ from pathlib import Path
 from scanner.storage.repository import Repository, ScanRecord
 from tests.conftest import MACHINE, changes
 from tests.disk.test_mutations import MONITORED, NEW_TIME, T1, file_values
-from tests.imaging import build_ext4_volume, copy_image, debugfs, gpt_disk, inode_info, linux_tree
+from tests.imaging import (
+    build_ext4_volume,
+    copy_image,
+    debugfs,
+    gpt_disk,
+    inode_info,
+    linux_tree,
+    write_at,
+)
 
 ROOT_MB = 24
 CRONTAB = b"* * * * * root /usr/local/bin/miner\n"
@@ -63,3 +71,27 @@ def test_decoy_root_on_an_earlier_partition(tmp_path: Path,
     again = scan(attacked)
     assert again.status == "partial"
     assert changes(again) == [("modified", "//p2/usr/bin/ls", ("uid",), {"uid": (0, 1000)})]
+
+
+def test_decoy_root_when_the_real_etc_cannot_be_listed(tmp_path: Path,
+                                                       scan: Callable[[Path], ScanRecord],
+                                                       repo: Repository) -> None:
+    """Damaging the real root's /etc must not leave the decoy as the only candidate."""
+    src = linux_tree(tmp_path / "src")
+    clean = tmp_path / "clean.img"
+    p1, p2 = gpt_disk(clean, [ROOT_MB, ROOT_MB])
+    build_ext4_volume(src, clean, size_mb=ROOT_MB, offset=p2)
+    assert scan(clean).baseline
+    attacked = copy_image(clean, tmp_path / "attacked.img")
+    build_ext4_volume(src, attacked, size_mb=ROOT_MB, offset=p1)
+    out = debugfs(attacked, 'blocks "/etc"', offset=p2, write=False)
+    block = int(next(w for w in out.split() if w.isdigit()))
+    write_at(attacked, p2 + block * 1024, bytes(24))  # "." and ".." of the real /etc wiped
+    record = scan(attacked)
+    assert record.status == "partial"
+    expected = sorted(("added", f"//{volume}{path}", (), {})
+                      for volume in ("p1", "p2") for path in MONITORED
+                      if volume == "p1" or not path.startswith("/etc/"))
+    assert changes(record) == expected
+    unreadable = repo.scans(MACHINE, limit=1)[0]["coverage"]["unreadable"]
+    assert sorted(unreadable) == ["/", "//p2/etc"]
