@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from scanner.entities import SPARSE, Entity, FileEntity
-from scanner.paths import is_within
+from scanner.paths import WithinAny
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +74,8 @@ class DiffRules:
         self.out = out
         self._was_active = set(previous_policies)
         self._is_active = set(current_policies)
-        self._unreadable = tuple(unreadable)
         self._unreadable_set = frozenset(unreadable)
+        self._under_unreadable = WithinAny(self._unreadable_set)  # linear, not quadratic
 
     def new_path(self, cur: Entity) -> None:
         """A path present now only: added, or quiet new coverage."""
@@ -110,7 +110,7 @@ class DiffRules:
 
     def gone_path(self, prev: Entity) -> None:
         """A path present before only: kept when unreadable, else removed or quietly dropped."""
-        if any(is_within(prev.path, u) for u in self._unreadable):
+        if prev.path in self._under_unreadable:
             self.out.kept_unreadable += 1
             return
         self.out.deletes.append(prev.path)

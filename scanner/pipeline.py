@@ -17,7 +17,7 @@ import pytsk3
 from scanner.collectors.files import linux_file_entities
 from scanner.collectors.hashing import Hasher, HashJob, VolumeRef
 from scanner.collectors.windows_files import windows_entities
-from scanner.coverage import Coverage, VolumeReport
+from scanner.coverage import MAX_LISTED_ERRORS, Coverage, VolumeReport
 from scanner.disk.filesystems import open_filesystem
 from scanner.disk.identity import read_identity
 from scanner.disk.lvm import (
@@ -44,6 +44,7 @@ from scanner.errors import (
     UnsupportedFilesystem,
 )
 from scanner.limits import Limits
+from scanner.paths import decode_component
 from scanner.policy import EntityKind, PolicyEntity, active
 from scanner.sources.base import BlockSource, SliceSource
 from scanner.windows import WindowsSystem, collect_registry, find_windows, walk_files, windows_name
@@ -146,11 +147,11 @@ def scan_source(source: BlockSource, policy: list[PolicyEntity],
     try:
         windows = _find_windows(opened, coverage)
         linux = windows is None or any(_has_dir(o.fs, "etc") for o in opened)
-        mounts, blocked = _mount(opened, coverage) if linux else ([], {})
+        trees = _mount(opened, coverage) if linux else []
         if windows is not None:
             _mount_windows(windows[0], opened, coverage, alone=not linux)
-        entities, registry = _collect(mounts, blocked, windows, opened, policy, coverage,
-                                      options, progress)
+        entities, registry = _collect(trees, windows, opened, policy, coverage, options,
+                                      progress)
     finally:
         for item in opened:
             item.fs.close()
@@ -248,16 +249,83 @@ def _mount_windows(item: _Opened, opened: list[_Opened], coverage: Coverage,
                 other.report.reason = "not the Windows system volume"
 
 
-def _mount(opened: list[_Opened], coverage: Coverage) -> tuple[list[Mount], dict[str, str]]:
-    """Pick the root filesystem, then mount the others where its /etc/fstab says."""
-    roots = [o for o in opened if _has_dir(o.fs, "etc")]
-    root = roots[0] if roots else opened[0]
+@dataclass(slots=True)
+class _LinuxTree:
+    """One Linux tree to walk: its mounts, the mount points that cannot be read, and the
+    prefix its paths get (empty for the one root; ``//<volume>`` when several could be /)."""
+
+    mounts: list[Mount]
+    blocked: dict[str, str]
+    prefix: str = ""
+
+    def name_of(self, path: str) -> str:
+        """The stored name of a path of this tree."""
+        if not self.prefix:
+            return path
+        return self.prefix if path == "/" else self.prefix + path
+
+
+_OS_LOOK = ("os-release", "passwd", "fstab", "hostname")
+
+
+def _could_be_root(fs: Filesystem) -> bool:
+    """A Linux root look: an ``etc`` directory holding os-release, passwd, fstab or hostname.
+    A root or ``etc`` that cannot be listed could be one too (damaging the real root's /etc
+    must not leave a decoy as the only candidate)."""
+    try:
+        etc = next((c for c in fs.children(fs.root())
+                    if c.name == "etc" and c.kind is FileKind.DIRECTORY), None)
+    except (DiskError, SourceReadError):
+        return fs.fs_type.startswith("ext") or fs.fs_type == "xfs"
+    if etc is None:
+        return False
+    try:
+        return any(c.name in _OS_LOOK for c in fs.children(etc))
+    except (DiskError, SourceReadError):
+        return True
+
+
+def _mount(opened: list[_Opened], coverage: Coverage) -> list[_LinuxTree]:
+    """Pick the root filesystem, then mount the others where its /etc/fstab says.
+
+    When several volumes could be / (a decoy root on another partition looks like one as
+    much as the real root does), none is chosen: / is unreadable (every path keeps its
+    state, the scan is partial) and each candidate is scanned as a tree of its own, named
+    ``//<volume>/...`` (``/`` in a volume name written ``\\x2f``), with its own fstab."""
+    roots = [o for o in opened if _could_be_root(o.fs)]
     if not roots:
-        coverage.notes.append(f"no Linux root filesystem (no /etc) found; {root.label} "
-                              f"({root.fs.fs_type}) is scanned as /")
-    elif len(roots) > 1:
-        coverage.notes.append("several volumes hold /etc; " + root.label + " is used as /")
-    root.report.mountpoint = "/"
+        roots = [o for o in opened if _has_dir(o.fs, "etc")][:1]
+    if not roots:
+        roots = opened[:1]
+        coverage.notes.append(f"no Linux root filesystem (no /etc) found; {roots[0].label} "
+                              f"({roots[0].fs.fs_type}) is scanned as /")
+    trees: list[_LinuxTree] = []
+    if len(roots) > 1:
+        labels = ", ".join(o.label for o in roots)
+        coverage.unreadable["/"] = (f"several volumes could be / ({labels}): none is taken "
+                                    "as /; each is scanned under //<volume>")
+        coverage.notes.append(f"several volumes could be the root filesystem ({labels}); "
+                              "each is scanned as its own tree, "
+                              + ", ".join(_root_prefix(o.label) for o in roots))
+        trees = [_mount_tree(o, opened, coverage, _root_prefix(o.label)) for o in roots]
+    else:
+        trees = [_mount_tree(roots[0], opened, coverage, "")]
+    for item in opened:
+        if item.report.mountpoint is not None:
+            item.report.status = "scanned"
+        else:
+            item.report.reason = "not mounted by the root filesystem's /etc/fstab"
+    return trees
+
+
+def _root_prefix(label: str) -> str:
+    return "//" + decode_component(label.encode("utf-8", "surrogateescape"))
+
+
+def _mount_tree(root: _Opened, opened: list[_Opened], coverage: Coverage,
+                prefix: str) -> _LinuxTree:
+    """One root and the volumes its /etc/fstab mounts."""
+    root.report.mountpoint = prefix or "/"
     mounts = [Mount("/", root.fs, root.label)]
     fstab_text = _read_fstab(mounts)
     by_label = {o.label: o for o in opened}
@@ -269,20 +337,16 @@ def _mount(opened: list[_Opened], coverage: Coverage) -> tuple[list[Mount], dict
         for mountpoint, label in sorted(plan.mounts.items()):
             item = by_label.get(label)
             if item is None:  # fstab names a volume we found but cannot read
-                reports[label].mountpoint = mountpoint
+                reports[label].mountpoint = prefix + mountpoint
                 blocked[mountpoint] = f"not scanned: {label}: {reports[label].reason}"
                 continue
-            item.report.mountpoint = mountpoint
+            item.report.mountpoint = prefix + mountpoint
             mounts.append(Mount(mountpoint, item.fs, label))
         for mountpoint, reason in plan.missing.items():
             blocked[mountpoint] = f"not scanned: {reason}"
-            coverage.notes.append(f"fstab mount point {mountpoint} not scanned: {reason}")
-    for item in opened:
-        if item.report.mountpoint is not None:
-            item.report.status = "scanned"
-        else:
-            item.report.reason = "not mounted by the root filesystem's /etc/fstab"
-    return mounts, blocked
+            coverage.notes.append(f"fstab mount point {prefix + mountpoint} not scanned: "
+                                  f"{reason}")
+    return _LinuxTree(mounts, blocked, prefix)
 
 
 def _read_fstab(mounts: list[Mount]) -> str:
@@ -300,11 +364,15 @@ def _read_fstab(mounts: list[Mount]) -> str:
 Builder = Callable[[str, Found, tuple[str, ...]], tuple[list[FileEntity], dict[str, str]]]
 
 
-def _same(path: str) -> str:
-    return path
+def _note_flagged(coverage: Coverage, flagged: dict[str, str]) -> None:
+    """One note per odd name the walk found (hostile names), at most MAX_LISTED_ERRORS."""
+    items = sorted(flagged.items())
+    coverage.notes.extend(f"{path}: {why}" for path, why in items[:MAX_LISTED_ERRORS])
+    if len(items) > MAX_LISTED_ERRORS:
+        coverage.notes.append(f"... and {len(items) - MAX_LISTED_ERRORS} more such names")
 
 
-def _collect(mounts: list[Mount], blocked: dict[str, str],
+def _collect(trees: list[_LinuxTree],
              windows: tuple[_Opened, WindowsSystem] | None, opened: list[_Opened],
              policy: list[PolicyEntity], coverage: Coverage, options: ScanOptions,
              progress: ScanProgress) -> tuple[dict[str, FileEntity], dict[str, RegistryEntity]]:
@@ -317,19 +385,20 @@ def _collect(mounts: list[Mount], blocked: dict[str, str],
 
     walks: list[tuple[WalkResult, Callable[[str], str], Builder]] = []
     coverage.policies = []
-    if mounts:
-        walker = Walker(mounts, on_found, blocked)
+    if trees:
         linux = active(policy, EntityKind.LINUX_FILE)
         coverage.policies += [e.name for e in linux]
-        progress.phase("walking", len(linux))
-        for entity in linux:
-            walker.walk_entity(entity)
-            progress.advance(1)
-        walks.append((walker.result, _same, linux_file_entities))
+        progress.phase("walking", len(linux) * len(trees))
+        for tree in trees:
+            walker = Walker(tree.mounts, on_found, tree.blocked, options.limits)
+            for entity in linux:
+                walker.walk_entity(entity)
+                progress.advance(1)
+            walks.append((walker.result, tree.name_of, linux_file_entities))
     registry: dict[str, RegistryEntity] = {}
     if windows is not None:
         item, system = windows
-        win_walker = Walker([Mount("/", item.fs, item.label)], on_found)
+        win_walker = Walker([Mount("/", item.fs, item.label)], on_found, limits=options.limits)
         progress.phase("walking Windows", None)
         coverage.policies += walk_files(win_walker, system, policy, coverage)
         walks.append((win_walker.result, windows_name, windows_entities))
@@ -343,6 +412,7 @@ def _collect(mounts: list[Mount], blocked: dict[str, str],
     progress.phase("reading", sum(len(result.found) for result, _, _ in walks))
     for result, name_of, build in walks:
         coverage.unreadable.update({name_of(p): why for p, why in result.unreadable.items()})
+        _note_flagged(coverage, {name_of(p): why for p, why in result.flagged.items()})
         policies_of = result.policy_assigner()
         for path, found in result.found.items():
             name = name_of(path)

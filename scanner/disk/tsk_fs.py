@@ -15,10 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 import pytsk3
 
+from scanner.disk.ext_dirs import (
+    INCOMPAT_INLINE_DATA,
+    DirectoryInconsistent,
+    ExtGeometry,
+    parse_directory,
+)
 from scanner.disk.nodes import FileKind, FsIdentity, Node, Runs, normalize_runs, read_in_chunks
 from scanner.errors import CorruptFilesystem, SourceReadError
 from scanner.limits import Limits
-from scanner.paths import decode_name
+from scanner.paths import decode_component, decode_name
 
 if TYPE_CHECKING:
     from scanner.disk.ntfs_meta import NtfsMeta
@@ -89,6 +95,8 @@ class TskFilesystem:
         self._root_inum = int(self._fs.info.root_inum)
         self._ntfs_meta: NtfsMeta | None = None
         self.limits = Limits()
+        self._img, self._offset = img, offset
+        self._ext_geo: ExtGeometry | None = None
 
     # -- Filesystem protocol ------------------------------------------------------------
     def root(self) -> Node:
@@ -96,26 +104,87 @@ class TskFilesystem:
         return self.node_by_inode(self._root_inum, name="")
 
     def children(self, directory: Node) -> Iterator[Node]:
-        """Allocated, non-virtual entries of a directory."""
+        """Allocated, non-virtual entries of a directory. On ext2/3/4 the directory must list
+        completely and consistently (:meth:`_check_ext_listing`), else CorruptFilesystem."""
+        expected = self._ext_entries(directory) if self.is_ext else None
         try:
             entries = self._fs.open_dir(inode=directory.inode)
         except OSError as exc:
             raise CorruptFilesystem(f"cannot list directory (inode {directory.inode}): "
                                     f"{_tsk_message(exc)}") from exc
         at_root = directory.inode == self._root_inum
-        saw_dot = False
+        nodes: list[Node] = []
+        listed: list[tuple[bytes, int]] = []
         for entry in entries:
             name = entry.info.name
-            if name is not None and name.name == b".":
-                saw_dot = True
+            if expected is not None and name is not None and int(name.flags) & _NAME_ALLOC \
+                    and name.name not in (b".", b"..") \
+                    and (entry.info.meta is None or entry.info.meta.type not in _VIRTUAL_TYPES):
+                listed.append((bytes(name.name), int(name.meta_addr)))
             node = self._node(entry, at_root)
             if node is not None:
-                yield node
-        if self.is_ext and not saw_dot:
-            # Every ext directory starts with "."; pytsk3 lists a garbage block as empty
-            # without an error, which must not turn the directory's files into "removed".
-            raise CorruptFilesystem(f"directory (inode {directory.inode}) has no valid entries "
-                                    "(damaged directory block)")
+                nodes.append(node)
+        if expected is not None:
+            self._check_ext_listing(directory, expected, listed, nodes)
+        yield from nodes
+
+    def _ext_geometry(self) -> ExtGeometry:
+        if self._ext_geo is None:
+            try:
+                sb = self._img.read(self._offset + 1024, 1024)
+                self._ext_geo = ExtGeometry.parse(sb)
+            except (OSError, DirectoryInconsistent) as exc:
+                raise CorruptFilesystem(f"ext superblock unreadable: {exc}") from exc
+        return self._ext_geo
+
+    def _ext_entries(self, directory: Node) -> list[tuple[bytes, int]] | None:
+        """The directory's live entries parsed from its own blocks (None for inline data)."""
+        geo = self._ext_geometry()
+        if geo.incompat & INCOMPAT_INLINE_DATA and directory.size < geo.block_size:
+            return None  # data in the inode: pytsk3's listing is all there is
+        try:
+            handle = self._fs.open_meta(inode=directory.inode)
+            blocks = read_in_chunks(handle.read_random, directory.size, geo.block_size,
+                                    directory.inode, _tsk_message)
+            entries = parse_directory(blocks, directory.size, directory.inode, geo,
+                                      self._ext_dir_seed(geo, directory.inode))
+        except (DirectoryInconsistent, SourceReadError, OSError) as exc:
+            raise CorruptFilesystem(f"cannot list directory (inode {directory.inode}): "
+                                    f"{exc}") from exc
+        return [(e.name, e.inode) for e in entries]
+
+    def _ext_dir_seed(self, geo: ExtGeometry, inode: int) -> int | None:
+        """The directory's checksum seed (needs its generation, read from the raw inode)."""
+        if geo.csum_seed is None:
+            return None
+        base = self._offset
+        descriptor = self._img.read(base + geo.descriptor_offset(inode), geo.desc_size)
+        raw = self._img.read(base + geo.inode_offset(inode, descriptor), 0x68)
+        if len(raw) < 0x68:
+            raise DirectoryInconsistent(f"inode {inode} unreadable")
+        return geo.directory_seed(inode, int.from_bytes(raw[0x64:0x68], "little"))
+
+    def _check_ext_listing(self, directory: Node, expected: list[tuple[bytes, int]],
+                           listed: list[tuple[bytes, int]], nodes: list[Node]) -> None:
+        """pytsk3 listed exactly the records of the directory's blocks, each naming an
+        allocated inode, and the link count is 2 + the subdirectories listed."""
+        def fail(why: str) -> CorruptFilesystem:
+            return CorruptFilesystem(f"cannot list directory (inode {directory.inode}) "
+                                     f"consistently: {why}")
+
+        if sorted(listed) != sorted(expected):
+            missing = sorted(set(expected) - set(listed))[:3]
+            raise fail(f"{len(expected)} records in its blocks, {len(listed)} listed"
+                       + (f" (not listed: {', '.join(repr(n) for n, _ in missing)})"
+                          if missing else ""))
+        if len(nodes) != len(expected):
+            raise fail(f"{len(expected) - len(nodes)} of its entries name an unallocated or "
+                       "unusable inode")
+        subdirs = sum(1 for n in nodes if n.kind is FileKind.DIRECTORY)
+        saturated = directory.nlink == 1 and self._ext_geometry().nlink_may_saturate
+        if directory.nlink != subdirs + 2 and not saturated:
+            raise fail(f"link count {directory.nlink} but {subdirs} subdirectories listed "
+                       f"(expected {subdirs + 2})")
 
     def read_link(self, node: Node) -> str:
         """Symlink target, read as bytes and escaped like names (:func:`decode_name`).
@@ -228,7 +297,7 @@ class TskFilesystem:
             return None  # NTFS metadata files ($MFT, $Secure, ...)
         if self.fs_type == "exfat" and at_root and raw in _EXFAT_METADATA:
             return None
-        return self._from_meta(decode_name(raw), meta)
+        return self._from_meta(decode_component(raw), meta)
 
     def _from_meta(self, name: str, meta: Any) -> Node | None:
         if meta is None:

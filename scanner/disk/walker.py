@@ -7,6 +7,16 @@ that a directory entity that is a symlink (``/bin -> usr/bin`` on merged-/usr sy
 recorded as the symlink *and* its target tree is walked. Entities are always named by their
 resolved (canonical) path, so ``/bin/login`` and ``/usr/bin/login`` are one entity,
 ``/usr/bin/login``, covered by both policy entries.
+
+Every byte of the disk is the attacker's, so the walk trusts no listing:
+
+- a name holding ``/`` or NUL is one component (escaped, :func:`scanner.paths.decode_component`)
+  and is flagged in :attr:`WalkResult.flagged`;
+- a name two entries of one directory claim (folded on case-insensitive filesystems) is a
+  conflict: neither entry is taken, the path is unreadable (its previous state is kept);
+- a directory reached again under another path (a hard-linked directory, a loop) is not
+  walked again: unreadable, with the first path in the reason;
+- :class:`~scanner.limits.Limits` bounds the depth below a mount and the names of one directory.
 """
 
 from __future__ import annotations
@@ -17,7 +27,8 @@ from dataclasses import dataclass, field
 
 from scanner.disk.nodes import FileKind, Filesystem, Node
 from scanner.errors import CorruptFilesystem, SourceReadError
-from scanner.paths import join
+from scanner.limits import Limits
+from scanner.paths import join, names_a_separator
 from scanner.policy import ExcludeMatcher, PolicyEntity, segment_regex
 
 MAX_SYMLINK_HOPS = 40
@@ -57,6 +68,7 @@ class WalkResult:
     found: dict[str, Found] = field(default_factory=dict)
     roots: list[WalkRoot] = field(default_factory=list)
     unreadable: dict[str, str] = field(default_factory=dict)  # path -> reason
+    flagged: dict[str, str] = field(default_factory=dict)     # path -> what is odd about it
 
     def policy_assigner(self) -> PolicyAssigner:
         """A function from a found path to the names of the entities covering it."""
@@ -115,23 +127,42 @@ class PolicyAssigner:
         return self._intern(names)
 
 
+class _Unlistable(Exception):
+    """A directory the walk will not list (a bound exceeded); the message is the reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Conflict:
+    """A name claimed by several entries of one directory."""
+
+    name: str
+    inodes: tuple[int, ...]
+
+    @property
+    def reason(self) -> str:
+        return (f"conflict: {len(self.inodes)} directory entries claim this name (inodes "
+                f"{', '.join(map(str, self.inodes))}); none of them is taken")
+
+
 class Walker:
     """Resolves policy entities against mounted filesystems and walks their trees."""
 
     def __init__(self, mounts: list[Mount],
                  on_found: Callable[[str, Found], None] | None = None,
-                 blocked: dict[str, str] | None = None) -> None:
+                 blocked: dict[str, str] | None = None, limits: Limits | None = None) -> None:
         """``on_found`` is called once per newly found path, as the walk goes. ``blocked``
         maps mount points whose volume cannot be read to the reason: the walk never looks at
         what lies below them on the parent filesystem, and records them unreadable when a
-        policy reaches them."""
+        policy reaches them. ``limits`` bounds path depth and names per directory."""
         if not any(m.mountpoint == "/" for m in mounts):
             raise ValueError("a root mount is required")
         self._on_found = on_found
         self._blocked = dict(blocked or {})
         self._mounts = {m.mountpoint: m for m in mounts}
-        self._listings: dict[tuple[int, int], dict[str, Node]] = {}
+        self._limits = limits or Limits()
+        self._listings: dict[tuple[int, int], dict[str, Node | _Conflict]] = {}
         self._visited: dict[str, int | None] = {}
+        self._dir_paths: dict[tuple[int, int], str] = {}  # (mount, inode) -> first path walked
         self.result = WalkResult()
 
     # -- public ---------------------------------------------------------------------------
@@ -146,12 +177,16 @@ class Walker:
             dir_path, dir_node, mount = resolved
             regex = segment_regex(pattern, entity.case_sensitive)
             try:
-                children = list(self._listing(dir_node, mount).values())
-            except (CorruptFilesystem, SourceReadError) as exc:
+                children = list(self._listing(dir_node, mount, dir_path).values())
+            except (CorruptFilesystem, SourceReadError, _Unlistable) as exc:
                 self.result.unreadable[dir_path] = str(exc)
                 return
             for child in children:
-                if regex.match(child.name):
+                if not regex.match(child.name):
+                    continue
+                if isinstance(child, _Conflict):
+                    self.result.unreadable[join(dir_path, child.name)] = child.reason
+                else:
                     self._add_root(join(dir_path, child.name), child, mount, entity, excludes)
             return
         resolved = self.resolve(entity.path, follow_last=False)
@@ -172,18 +207,45 @@ class Walker:
         mount = self._mounts["/"]
         return "/", mount.fs.root(), mount
 
-    def _listing(self, directory: Node, mount: Mount) -> dict[str, Node]:
+    def _list(self, directory: Node, mount: Mount, dir_path: str) -> list[Node | _Conflict]:
+        """A directory's entries, bounded, with names claimed twice turned into conflicts and
+        names holding ``/`` or NUL flagged. Raises what the backend raises, or _Unlistable."""
+        limit = self._limits.names_per_directory
+        fold = not mount.fs.case_sensitive
+        by_key: dict[str, Node | list[Node]] = {}
+        for count, child in enumerate(mount.fs.children(directory), 1):
+            if count > limit:
+                raise _Unlistable(f"more than {limit} names in one directory "
+                                  "(SNAPFIM_MAX_DIR_ENTRIES)")
+            key = child.name.casefold() if fold else child.name
+            seen = by_key.get(key)
+            if seen is None:
+                by_key[key] = child
+            elif isinstance(seen, list):
+                seen.append(child)
+            else:
+                by_key[key] = [seen, child]
+            if names_a_separator(child.name):
+                self.result.flagged[join(dir_path, child.name)] = (
+                    f"a directory entry whose name holds '/' or NUL (inode {child.inode}), "
+                    "reported under its escaped name")
+        return [_Conflict(v[0].name, tuple(n.inode for n in v)) if isinstance(v, list) else v
+                for v in by_key.values()]
+
+    def _listing(self, directory: Node, mount: Mount,
+                 dir_path: str) -> dict[str, Node | _Conflict]:
         key = (id(mount), directory.inode)
         listing = self._listings.get(key)
         if listing is None:
             fold = not mount.fs.case_sensitive
             listing = {(c.name.casefold() if fold else c.name): c
-                       for c in mount.fs.children(directory)}
+                       for c in self._list(directory, mount, dir_path)}
             self._listings[key] = listing
         return listing
 
-    def _child(self, directory: Node, mount: Mount, name: str) -> Node | None:
-        listing = self._listing(directory, mount)
+    def _child(self, directory: Node, mount: Mount, name: str,
+               dir_path: str) -> Node | _Conflict | None:
+        listing = self._listing(directory, mount, dir_path)
         return listing.get(name.casefold() if not mount.fs.case_sensitive else name)
 
     def resolve(self, path: str, *, follow_last: bool) -> tuple[str, Node, Mount] | None:
@@ -208,14 +270,17 @@ class Walker:
                 return None
             sub = self._mount_at(child_path)
             try:
-                child = self._child(cur_node, cur_mount, name)
-            except (CorruptFilesystem, SourceReadError) as exc:
+                child = self._child(cur_node, cur_mount, name, cur_path)
+            except (CorruptFilesystem, SourceReadError, _Unlistable) as exc:
                 self.result.unreadable[cur_path] = str(exc)
+                return None
+            if isinstance(child, _Conflict) and sub is None:
+                self.result.unreadable[join(cur_path, child.name)] = child.reason
                 return None
             if sub is not None:
                 child_node, child_mount = sub.fs.root(), sub
                 child_node.name = name
-            elif child is None:
+            elif child is None or isinstance(child, _Conflict):
                 return None
             else:
                 child_node, child_mount = child, cur_mount
@@ -253,23 +318,40 @@ class Walker:
     def _walk_tree(self, path: str, node: Node, mount: Mount, depth: int | None,
                    excludes: ExcludeMatcher) -> None:
         stack: list[tuple[str, Node, Mount, int | None]] = [(path, node, mount, depth)]
+        max_depth = self._limits.path_depth
         while stack:
             dir_path, dir_node, dir_mount, budget = stack.pop()
             if not self._claim(dir_path, budget):
                 continue
+            first = self._dir_paths.setdefault((id(dir_mount), dir_node.inode), dir_path)
+            if first != dir_path:
+                self.result.unreadable[dir_path] = (
+                    f"directory inode {dir_node.inode} was already walked as {first} (a "
+                    "hard-linked directory or a loop): not walked again")
+                continue
+            if _depth_below(dir_path, dir_mount.mountpoint) >= max_depth:
+                self.result.unreadable[dir_path] = (
+                    f"entries deeper than {max_depth} components below {dir_mount.mountpoint} "
+                    "are not walked (SNAPFIM_MAX_PATH_DEPTH)")
+                continue
             child_budget = None if budget is None else budget - 1
             try:
-                for child_path, child, child_mount in self._children(dir_path, dir_node, dir_mount):
-                    if excludes.excluded(child_path):
-                        continue
-                    if child_path in self._blocked:
-                        self.result.unreadable[child_path] = self._blocked[child_path]
-                        continue
-                    self._record(child_path, child, child_mount)
-                    if child.kind is FileKind.DIRECTORY and child_budget != 0:
-                        stack.append((child_path, child, child_mount, child_budget))
-            except (CorruptFilesystem, SourceReadError) as exc:
+                children = list(self._children(dir_path, dir_node, dir_mount))
+            except (CorruptFilesystem, SourceReadError, _Unlistable) as exc:
                 self.result.unreadable[dir_path] = str(exc)
+                continue
+            for child_path, child, child_mount in children:
+                if excludes.excluded(child_path):
+                    continue
+                if child_path in self._blocked:
+                    self.result.unreadable[child_path] = self._blocked[child_path]
+                    continue
+                if isinstance(child, _Conflict):
+                    self.result.unreadable[child_path] = child.reason
+                    continue
+                self._record(child_path, child, child_mount)
+                if child.kind is FileKind.DIRECTORY and child_budget != 0:
+                    stack.append((child_path, child, child_mount, child_budget))
 
     def _record(self, path: str, node: Node, mount: Mount) -> None:
         if path not in self.result.found:
@@ -287,8 +369,8 @@ class Walker:
         return True
 
     def _children(self, dir_path: str, dir_node: Node,
-                  mount: Mount) -> Iterator[tuple[str, Node, Mount]]:
-        for child in mount.fs.children(dir_node):
+                  mount: Mount) -> Iterator[tuple[str, Node | _Conflict, Mount]]:
+        for child in self._list(dir_node, mount, dir_path):
             child_path = join(dir_path, child.name)
             sub = self._mount_at(child_path)
             if sub is not None and sub is not mount:
@@ -297,3 +379,10 @@ class Walker:
                 yield child_path, root, sub
             else:
                 yield child_path, child, mount
+
+
+def _depth_below(path: str, mountpoint: str) -> int:
+    """Number of components of ``path`` below ``mountpoint`` (``/a/b`` below ``/``: 2)."""
+    if path == mountpoint:
+        return 0
+    return path.count("/") - (0 if mountpoint == "/" else mountpoint.count("/"))

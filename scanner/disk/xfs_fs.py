@@ -34,11 +34,19 @@ from collections.abc import Iterator
 from typing import Any
 
 from scanner.disk import xfs_attrs
+from scanner.disk.ext_dirs import DirectoryInconsistent
 from scanner.disk.identity import read_identity
 from scanner.disk.nodes import FileKind, FsIdentity, Node, Runs, normalize_runs, read_in_chunks
+from scanner.disk.xfs_dirs import (
+    DINODE_CRC_OFFSET,
+    XfsDirShape,
+    crc_ok,
+    parse_data_block,
+    parse_shortform,
+)
 from scanner.errors import CorruptFilesystem, SourceReadError
 from scanner.limits import Limits
-from scanner.paths import decode_name
+from scanner.paths import decode_component, decode_name
 from scanner.sources.base import BlockSource, SliceSource
 from scanner.sources.fileobj import CachedSourceFile
 from scanner.sources.local import LocalFileSource
@@ -61,8 +69,6 @@ _INCOMPAT_FTYPE = 0x1            # sb_features_incompat (v5)
 _DINODE_MAGIC = b"IN"
 _LOCAL, _EXTENTS, _BTREE = 1, 2, 3  # di_format
 _BMBT_MAX_LEVEL = 10
-_DIR_DATA_MAGICS = {b"XDB3": 64, b"XDD3": 64, b"XD2B": 16, b"XD2D": 16}  # -> header size
-_BLOCK_DIR_MAGICS = {b"XDB3", b"XD2B"}
 _SYMLINK_MAGIC = b"XSLM"
 _SYMLINK_HEADER = 56
 _DIR_LEAF_OFFSET = 32 << 30      # directory leaf/node and free-index blocks live above 32 GiB
@@ -144,6 +150,7 @@ class XfsFilesystem:
             raise CorruptFilesystem(f"xfs: libfsxfs cannot open the volume: "
                                     f"{_message(exc)}") from exc
         self._volume: Any = volume
+        self._shape: XfsDirShape | None = None
 
     # -- the Filesystem protocol --------------------------------------------------------------
     def root(self) -> Node:
@@ -155,34 +162,106 @@ class XfsFilesystem:
         return self._node("", entry)
 
     def children(self, directory: Node) -> Iterator[Node]:
-        """Entries of a directory (libfsxfs lists live entries only, without ``.``/``..``)."""
+        """Entries of a directory (libfsxfs lists live entries only, without ``.``/``..``).
+        The directory must list completely and consistently: its own blocks parsed strictly
+        (:mod:`scanner.disk.xfs_dirs`) must hold exactly what libfsxfs lists, and its link
+        count must be 2 + the subdirectories listed; else CorruptFilesystem."""
         entry = self._entry(directory.inode, CorruptFilesystem)
+        try:
+            expected = self._dir_entries(directory.inode, entry)
+        except (DirectoryInconsistent, SourceReadError) as exc:
+            raise CorruptFilesystem(f"cannot list directory (inode {directory.inode}): "
+                                    f"{exc}") from exc
         try:
             count = entry.number_of_sub_file_entries
         except OSError as exc:
             raise CorruptFilesystem(f"cannot list directory (inode {directory.inode}): "
                                     f"{_message(exc)}") from exc
-        raw_names: dict[int, list[bytes]] | None = None
+        by_inode: dict[int, list[bytes]] = {}
+        for raw_name, number in expected:
+            by_inode.setdefault(number, []).append(raw_name)
+        nodes: list[Node] = []
+        listed: list[tuple[bytes, int]] = []
         for index in range(count):
             try:
                 child = entry.get_sub_file_entry(index)
+                number = int(child.inode_number)
             except OSError as exc:
                 raise CorruptFilesystem(f"cannot read entry {index} of directory (inode "
                                         f"{directory.inode}): {_message(exc)}") from exc
             try:
-                name = decode_name(child.name.encode("utf-8", "surrogateescape"))
+                raw = child.name.encode("utf-8", "surrogateescape")
             except OSError:  # not valid UTF-8: take the bytes from the directory itself
-                if raw_names is None:
-                    raw_names = self._raw_names(directory.inode, entry)
-                candidates = [raw for raw in raw_names.get(int(child.inode_number), [])
-                              if not _is_utf8(raw)]
+                candidates = [r for r in by_inode.get(number, []) if not _is_utf8(r)]
                 if not candidates:
                     raise CorruptFilesystem(
                         f"directory (inode {directory.inode}): the name of inode "
-                        f"{child.inode_number} cannot be read") from None
-                raw_names[int(child.inode_number)].remove(candidates[0])
-                name = decode_name(candidates[0])
-            yield self._node(name, child)
+                        f"{number} cannot be read") from None
+                by_inode[number].remove(candidates[0])
+                raw = candidates[0]
+            listed.append((raw, number))
+            nodes.append(self._node(decode_component(raw), child))
+        self._check_listing(directory, expected, listed, nodes)
+        yield from nodes
+
+    def _check_listing(self, directory: Node, expected: list[tuple[bytes, int]],
+                       listed: list[tuple[bytes, int]], nodes: list[Node]) -> None:
+        def fail(why: str) -> CorruptFilesystem:
+            return CorruptFilesystem(f"cannot list directory (inode {directory.inode}) "
+                                     f"consistently: {why}")
+
+        if sorted(listed) != sorted(expected):
+            raise fail(f"{len(expected)} entries in its blocks, {len(listed)} listed")
+        subdirs = sum(1 for n in nodes if n.kind is FileKind.DIRECTORY)
+        if directory.nlink != subdirs + 2:
+            raise fail(f"link count {directory.nlink} but {subdirs} subdirectories listed "
+                       f"(expected {subdirs + 2})")
+
+    def _dir_shape(self) -> XfsDirShape:
+        if self._shape is None:
+            sb = self._source.read_at(0, 512)
+            (ag_count,) = struct.unpack_from(">I", sb, 88)
+            self._shape = XfsDirShape(self._geo.ftype, self._geo.ascii_ci, ag_count,
+                                      self._geo.ag_blocks, self._geo.agblk_log,
+                                      self._geo.inopb_log)
+        return self._shape
+
+    def _dir_entries(self, inode: int, entry: Any) -> list[tuple[bytes, int]]:
+        """(raw name, inode) of every entry of a directory, from its inode and blocks,
+        strictly checked (DirectoryInconsistent says why not)."""
+        shape = self._dir_shape()
+        raw = self._raw_inode(inode)
+        if raw[4] >= 3 and not crc_ok(raw, DINODE_CRC_OFFSET):
+            raise DirectoryInconsistent("inode checksum mismatch")
+        (size,) = struct.unpack_from(">Q", raw, 56)
+        if raw[5] == _LOCAL:
+            return parse_shortform(self._literal_area(raw), size, shape)
+        dir_block = self._geo.dir_block_size
+        if not size or size % dir_block or size > _DIR_LEAF_OFFSET:
+            raise DirectoryInconsistent(f"size {size} is not a whole number of "
+                                        f"{dir_block}-byte directory blocks")
+        out: list[tuple[bytes, int]] = []
+        try:
+            extents = self._data_extents(raw, entry)
+        except struct.error as exc:
+            raise DirectoryInconsistent(f"extent list unreadable: {exc}") from exc
+        if raw[5] != _EXTENTS:  # B+tree: no logical offsets; data blocks are told by magic
+            for _logical, offset, blocks in extents:
+                for at in range(offset, offset + blocks * self.block_size, dir_block):
+                    block = self._source.read_at(at, dir_block)
+                    if not _is_index_block(block):
+                        parse_data_block(block, inode, shape, out)
+            return out
+        per_block = dir_block // self.block_size
+        for start, _offset, blocks in extents:
+            if start < _DIR_LEAF_OFFSET // self.block_size and \
+                    (start + blocks) * self.block_size > size:
+                raise DirectoryInconsistent(f"a data block beyond the size {size}")
+        for logical in range(0, size // self.block_size, per_block):
+            data = self._read_logical(extents, logical, per_block)
+            if data is not None:  # else a hole: a data block freed in the middle
+                parse_data_block(data, inode, shape, out)
+        return out
 
     def read_link(self, node: Node) -> str:
         """Target of a symbolic link, read as bytes from the inode or its blocks and escaped
@@ -384,29 +463,6 @@ class XfsFilesystem:
             raise CorruptFilesystem(f"directory inode {inode} unreadable: {exc}") from exc
         return int(struct.unpack_from(">Q", raw, 56)[0])
 
-    def _raw_names(self, inode: int, entry: Any) -> dict[int, list[bytes]]:
-        """Raw names of a directory by inode number, parsed from the on-disk entries."""
-        raw = self._raw_inode(inode)
-        names: dict[int, list[bytes]] = {}
-        if raw[5] == _LOCAL:
-            self._shortform_names(self._literal_area(raw), names)
-            return names
-        size = self._geo.dir_block_size
-        extents = self._data_extents(raw, entry)
-        if raw[5] != _EXTENTS:  # B+tree: no logical offsets; data blocks are told by magic
-            for _logical, offset, blocks in extents:
-                for at in range(offset, offset + blocks * self.block_size, size):
-                    self._block_names(self._source.read_at(at, size), names)
-            return names
-        per_block = size // self.block_size
-        end = min(_DIR_LEAF_OFFSET // self.block_size,
-                  max((o + c for o, _b, c in extents), default=0))
-        for logical in range(0, end, per_block):
-            block = self._read_logical(extents, logical, per_block)
-            if block is not None:
-                self._block_names(block, names)
-        return names
-
     def _data_extents(self, raw: bytes, entry: Any) -> list[tuple[int, int, int]]:
         """The data fork's extents as (logical block, physical byte offset, block count)."""
         if raw[5] == _EXTENTS:  # the records sit in the inode: parse them
@@ -448,41 +504,6 @@ class XfsFilesystem:
             else:
                 return None
         return b"".join(parts)
-
-    def _shortform_names(self, data: bytes, names: dict[int, list[bytes]]) -> None:
-        count, i8count = data[0], data[1]
-        width = 8 if i8count else 4
-        at = 2 + width
-        for _ in range(count):
-            length = data[at]
-            name = data[at + 3:at + 3 + length]
-            at += 3 + length + (1 if self._geo.ftype else 0)
-            number = int.from_bytes(data[at:at + width], "big")
-            at += width
-            names.setdefault(number, []).append(name)
-
-    def _block_names(self, block: bytes, names: dict[int, list[bytes]]) -> None:
-        magic = block[:4]
-        header = _DIR_DATA_MAGICS.get(magic)
-        if header is None:
-            return  # a leaf, node or free-space index block
-        end = len(block)
-        if magic in _BLOCK_DIR_MAGICS:  # single-block directory: the leaf sits at the end
-            (leaf_count,) = struct.unpack_from(">I", block, end - 8)
-            end -= 8 + 8 * leaf_count
-        at = header
-        while at + 8 <= end:
-            if block[at:at + 2] == b"\xff\xff":  # unused space: tag, length
-                (length,) = struct.unpack_from(">H", block, at + 2)
-                if length < 8:
-                    return
-                at += length
-                continue
-            (number,) = struct.unpack_from(">Q", block, at)
-            length = block[at + 8]
-            names.setdefault(number, []).append(block[at + 9:at + 9 + length])
-            used = 8 + 1 + length + (1 if self._geo.ftype else 0) + 2
-            at += (used + 7) & ~7
 
     def _raw_link(self, inode: int) -> bytes:
         raw = self._raw_inode(inode)
@@ -530,6 +551,16 @@ def _local_path(source: BlockSource) -> str | None:
     if isinstance(inner, LocalFileSource) and inner.format == "raw":
         return str(inner.path)
     return None
+
+
+_INDEX_MAGICS = {0xD2F1, 0xD2FF, 0xFEBE, 0x3DF1, 0x3DFF, 0x3EBE}  # leaf, leafn, node (v4, v5)
+
+
+def _is_index_block(block: bytes) -> bool:
+    """A directory leaf, node or free-index block (no names in it)."""
+    if block[:4] in (b"XD2F", b"XDF3"):
+        return True
+    return len(block) >= 10 and struct.unpack_from(">H", block, 8)[0] in _INDEX_MAGICS
 
 
 def _is_utf8(raw: bytes) -> bool:

@@ -157,12 +157,14 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
         return out, total
 
     if unreadable and spec.keep_unread_hash:  # unreadable content keeps its previous hash
-        conn.execute(update(stage).where(
-            stage.c.sha256.is_(None), stage.c.path.in_(list(unreadable)),
-            exists().where(mine, state.c.type == stage.c.type)
-        ).values(sha256=select(state.c.sha256).where(mine).scalar_subquery(),
-                 attributes=func.coalesce(stage.c.attributes, select(state.c.attributes).where(
-                     mine, state.c.attributes == SPARSE).scalar_subquery())))
+        listed = sorted(set(unreadable))
+        for start in range(0, len(listed), _CHUNK):  # bounded statements (SQLite's variables)
+            conn.execute(update(stage).where(
+                stage.c.sha256.is_(None), stage.c.path.in_(listed[start:start + _CHUNK]),
+                exists().where(mine, state.c.type == stage.c.type)
+            ).values(sha256=select(state.c.sha256).where(mine).scalar_subquery(),
+                     attributes=func.coalesce(stage.c.attributes, select(state.c.attributes).where(
+                         mine, state.c.attributes == SPARSE).scalar_subquery())))
     rules = DiffRules(out, previous_policies, current_policies, unreadable)
     differs = or_(*(state.c[c].is_distinct_from(stage.c[c]) for c in columns[1:]))
     prefixed = [state.c[c].label("prev_" + c) for c in columns]

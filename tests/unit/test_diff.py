@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from scanner.diff import diff_files
 from scanner.entities import FileEntity
+from scanner.paths import WithinAny, is_within
 
 
 def entity(path: str, **changes: object) -> FileEntity:
@@ -144,3 +145,40 @@ def test_unreadable_content_keeps_the_hash_but_metadata_changes_report() -> None
     assert (event.category, event.fields_changed) == ("modified", ("mode",))
     assert event.current["sha256"] == "aa" * 32  # type: ignore[index]
     assert result.upserts[0].sha256 == "aa" * 32
+
+
+# -- issue 9, item 11: the unreadable check is linear, with the same meaning -------------------
+
+def test_gone_paths_under_unreadable_dirs_and_unreadable_files_keep_their_state() -> None:
+    """An unreadable directory keeps its subtree, an unreadable file keeps itself; a sibling
+    that merely shares a name prefix (``/srv/app2`` beside ``/srv/app``), a parent of an
+    unreadable path, Windows streams and registry subkeys follow :func:`is_within` exactly."""
+    gone = ["/srv/app/x", "/srv/app/deep/y", "/srv/app2/z", "/srv/f", "/srv/f.bak", "/srv",
+            "C:\\Windows\\a.exe", "C:\\Windows\\a.exe:zone", "C:\\Windowsx\\b",
+            "HKLM\\SOFTWARE\\Run\\v", "HKLM\\SOFTWAREX\\k"]
+    state = {p: entity(p, policies=("p",)) for p in gone}
+    unreadable = ["/srv/app", "/srv/f", "C:\\Windows\\", "HKLM\\SOFTWARE"]
+    result = diff_files(state, {}, previous_policies=["p"], current_policies=["p"],
+                        unreadable=unreadable)
+    kept = {"/srv/app/x", "/srv/app/deep/y", "/srv/f", "C:\\Windows\\a.exe",
+            "C:\\Windows\\a.exe:zone", "HKLM\\SOFTWARE\\Run\\v"}
+    assert sorted(result.deletes) == sorted(set(gone) - kept)
+    assert sorted(e.path for e in result.events) == sorted(set(gone) - kept)
+    assert {e.category for e in result.events} == {"removed"}
+    assert result.kept_unreadable == len(kept)
+
+
+def test_everything_is_kept_when_the_root_is_unreadable() -> None:
+    state = {p: entity(p, policies=("p",)) for p in ("/etc/a", "//p1/etc/a", "C:\\x")}
+    result = diff_files(state, {}, previous_policies=["p"], current_policies=["p"],
+                        unreadable=["/"])
+    assert result.events == [] and result.kept_unreadable == 3
+
+
+_SEGMENT = st.text(alphabet="ab:/\\", min_size=0, max_size=3)
+
+
+@given(st.lists(st.builds("".join, st.lists(_SEGMENT, max_size=4)), max_size=6),
+       st.builds("".join, st.lists(_SEGMENT, max_size=5)))
+def test_within_any_is_any_is_within(prefixes: list[str], path: str) -> None:
+    assert (path in WithinAny(prefixes)) == any(is_within(path, p) for p in prefixes)
