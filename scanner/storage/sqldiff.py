@@ -10,6 +10,7 @@ row <-> entity).
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from scanner.entities import (
 )
 from scanner.storage.bulk import bulk_insert
 from scanner.storage.tables import file_state, registry_state
+from scanner.textsafe import storable, storable_json
 
 _CHUNK = 1000
 _stage_meta = MetaData()
@@ -68,11 +70,31 @@ class StateSpec:
         return _stage_meta.tables[name]
 
 
+def _opt(text: str | None) -> str | None:
+    return None if text is None else storable(text)
+
+
 _file_values = operator.attrgetter(*FILE_RECORDED_FIELDS)
+# the recorded fields that hold text (str, or a dict of str): made storable in every row
+_FILE_TEXT = tuple(i for i, f in enumerate(FILE_RECORDED_FIELDS)
+                   if "str" in str(FileEntity.__annotations__[f]))
 
 
 def _file_row(e: FileEntity) -> tuple[Any, ...]:
-    return (e.path, *_file_values(e), e.policies)
+    """The staged row of a file: every string made storable (:mod:`scanner.textsafe`), so
+    state, staging and the events built from them share one representation."""
+    values = list(_file_values(e))
+    for i in _FILE_TEXT:
+        value = values[i]
+        if value:
+            values[i] = storable(value) if isinstance(value, str) else storable_json(value)
+    return (storable(e.path), *values, _policies(e.policies))
+
+
+@functools.lru_cache(maxsize=4096)
+def _policies(names: tuple[str, ...]) -> tuple[str, ...]:
+    """Policy names made storable (a scan shares a few tuples among all its rows)."""
+    return tuple(map(storable, names))
 
 
 def _file_entity(data: Mapping[str, Any], prefix: str) -> Entity:
@@ -83,11 +105,14 @@ def _file_entity(data: Mapping[str, Any], prefix: str) -> Entity:
 
 
 def _registry_row(e: RegistryKeyEntity | RegistryValueEntity) -> tuple[Any, ...]:
+    """The staged row of a registry key or value, strings made storable (as files)."""
     if isinstance(e, RegistryKeyEntity):
-        return (e.path, "key", e.path, None, e.last_write, e.acl, e.subkey_count,
-                e.value_count, None, None, None, None, e.policies)
-    return (e.path, "value", e.key_path, e.name, None, None, None, None, e.type, e.size,
-            e.sha256, e.preview, e.policies)
+        path = storable(e.path)
+        return (path, "key", path, None, e.last_write, _opt(e.acl), e.subkey_count,
+                e.value_count, None, None, None, None, _policies(e.policies))
+    return (storable(e.path), "value", storable(e.key_path), storable(e.name), None, None,
+            None, None, storable(e.type), e.size, e.sha256, _opt(e.preview),
+            _policies(e.policies))
 
 
 def _registry_entity(data: Mapping[str, Any], prefix: str) -> Entity:
