@@ -339,7 +339,8 @@ def _collect(mounts: list[Mount], blocked: dict[str, str],
     hasher.start()  # workers hash while this process reads the registry, metadata and ACLs
     if windows is not None:
         progress.phase("registry", None)
-        registry, names = collect_registry(win_walker, system, policy, coverage)
+        registry, names = collect_registry(win_walker, system, policy, coverage,
+                                           options.limits)
         coverage.policies += names
     entities: dict[str, FileEntity] = {}
     pending: list[tuple[FileEntity, str, int]] = []  # regular files awaiting their hash

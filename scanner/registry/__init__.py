@@ -18,14 +18,23 @@ Layout (offsets of cells are relative to the first hbin, at file offset 0x1000):
   ``nk`` key, ``vk`` value, ``lf``/``lh``/``li``/``ri`` subkey lists, value lists (u32 offsets),
   ``sk`` security descriptor, ``db`` big data (segments of 16344 bytes).
 
-Every offset is bounds-checked; anything inconsistent raises :class:`HiveError`.
+Every offset is bounds-checked; anything inconsistent raises :class:`HiveError`. What a hive
+can make the reader do is bounded (:class:`scanner.limits.Limits`): the data of one value
+(``value_bytes``), the big-data segments of one value (``hive_cells_per_value``; a segment
+cell listed twice is refused), the entries of one key's subkey list (``subkey_list_entries``;
+an index root listing the same leaf twice is refused). A value whose data breaks a bound or
+cannot be read comes back with ``error`` set (and empty data), so its key's other values are
+still read; a subkey list that breaks one raises :class:`HiveError` for its key.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
+
+from scanner.limits import Limits
 
 __all__ = [
     "HiveError", "HiveHeader", "Hive", "RegKey", "RegValue", "parse_header", "type_name",
@@ -60,7 +69,6 @@ _TYPE_NAMES = {
 HBIN_START = 0x1000
 BIG_DATA_SEGMENT = 16344  # bytes of value data per db segment; larger values use db cells
 _FILETIME_EPOCH = 116444736000000000  # 1601-01-01 -> 1970-01-01 in 100 ns units
-_MAX_DEPTH = 512  # Windows limits key nesting to 512 levels
 
 _NK = struct.Struct("<2sHQIIIIIIIIIIIIIIIHH")  # through the class name length (0x4C bytes)
 _VK = struct.Struct("<2sHIIIHH")  # 0x14 bytes
@@ -159,11 +167,13 @@ class RegKey(NamedTuple):
 
 
 class RegValue(NamedTuple):
-    """One value (``vk`` cell): its name as stored ('' = the default value), type and data."""
+    """One value (``vk`` cell): its name as stored ('' = the default value), type and data.
+    ``error`` says why the data could not be read (then ``data`` is empty)."""
 
     name: str
     type: int
     data: bytes
+    error: str | None = None
 
 
 _tuple_new = tuple.__new__  # RegKey._make without its Python-level call
@@ -182,11 +192,14 @@ class Hive:
     ``ThreadingModel``, ``DisplayName``...) hundreds of thousands of times.
     """
 
-    def __init__(self, data: bytes, *, status: str = "clean", status_reason: str = "") -> None:
+    def __init__(self, data: bytes, *, status: str = "clean", status_reason: str = "",
+                 limits: Limits | None = None) -> None:
         self.header = parse_header(data)
         self._data = data if isinstance(data, bytes) else bytes(data)  # immutable: no copy
         self._size = self.header.hbins_size
         self._big_data = self.header.minor >= 4
+        self.limits = limits = limits or Limits()
+        self._small = min(BIG_DATA_SEGMENT, limits.value_bytes)  # data read in the fast path
         self._names: dict[bytes, str] = {}
         self.status = status
         self.status_reason = status_reason
@@ -239,12 +252,25 @@ class Hive:
         step = 8 if sig in (b"lf", b"lh") else 4
         if 4 + step * count > size:
             raise HiveError(f"subkey list at 0x{offset:x}: {count} entries overflow its cell")
+        bound = self.limits.subkey_list_entries
+        if count > bound:
+            raise HiveError(f"subkey list at 0x{offset:x}: {count} entries, over the bound of "
+                            f"{bound} (SNAPFIM_MAX_SUBKEYS)")
         chunk = data[pos + 4:pos + 4 + step * count]
         entries = [e[0] for e in (_U32_PAIR if step == 8 else _U32).iter_unpack(chunk)]
         if sig != b"ri":
             return entries
         if depth:
             raise HiveError(f"subkey list at 0x{offset:x}: nested index roots")
+        if len(set(entries)) != len(entries):
+            raise HiveError(f"index root at 0x{offset:x} lists the same subkey list twice")
+        total = 0
+        for sub in entries:  # counted before anything is built
+            spos, _ssize = self._cell(sub, "subkey list")
+            total += _U16.unpack_from(data, spos + 2)[0]
+            if total > bound:
+                raise HiveError(f"index root at 0x{offset:x}: over {bound} subkeys, the bound "
+                                "(SNAPFIM_MAX_SUBKEYS)")
         result: list[int] = []
         for sub in entries:
             result.extend(self._list_offsets(sub, depth + 1))
@@ -295,15 +321,20 @@ class Hive:
 
     def values(self, key: RegKey) -> list[RegValue]:
         """The values of ``key`` in stored order, with their raw data."""
+        return list(self.iter_values(key)) if key.value_count else []
+
+    def iter_values(self, key: RegKey) -> Iterator[RegValue]:
+        """The values of ``key`` one at a time (only one value's data is held at once, however
+        many values share the same big-data cells); raises :class:`HiveError` when the value
+        list itself cannot be read."""
         if key.value_count == 0:
-            return []
+            return
         pos, size = self._cell(key.values_offset, "value list")
         if 4 * key.value_count > size:
             raise HiveError(f"value list at 0x{key.values_offset:x}: {key.value_count} "
                             "entries overflow its cell")
-        data, names, hbins = self._data, self._names, self._size
+        data, names, hbins, small = self._data, self._names, self._size, self._small
         last = hbins - _VK_CELL.size
-        result = []
         for (offset,) in _U32.iter_unpack(data[pos:pos + 4 * key.value_count]):
             # the common case inline: a well-formed vk cell with a compressed name, and inline
             # data or data in one cell; anything else (and every error message) goes through
@@ -327,7 +358,7 @@ class Hive:
                             value = data[start:start + (length & 0x7FFFFFFF)]
                     elif length == 0:
                         value = b""
-                    elif (length <= BIG_DATA_SEGMENT and 0x20 <= data_off <= hbins - 8
+                    elif (length <= small and 0x20 <= data_off <= hbins - 8
                           and not data_off & 3):
                         (size,) = _I32.unpack_from(data, HBIN_START + data_off)
                         if size < 0:
@@ -336,12 +367,15 @@ class Hive:
                             start = HBIN_START + data_off + 4
                             value = data[start:start + length]
                     if value is None:
-                        value = self._value_data(offset, length, data_off,
-                                                 HBIN_START + offset + 4)
-                    result.append(_tuple_new(RegValue, (name, vtype, value)))
+                        try:
+                            value = self._value_data(offset, length, data_off,
+                                                     HBIN_START + offset + 4)
+                        except HiveError as exc:  # this value only
+                            yield _tuple_new(RegValue, (name, vtype, b"", str(exc)))
+                            continue
+                    yield _tuple_new(RegValue, (name, vtype, value, None))
                     continue
-            result.append(self._value(offset))
-        return result
+            yield self._value(offset)
 
     def _value(self, offset: int) -> RegValue:
         pos, size = self._cell(offset, "value")
@@ -354,8 +388,11 @@ class Hive:
         raw = data[pos + _VK.size:pos + _VK.size + name_len]
         name = raw.decode("latin-1") if flags & _VALUE_COMP_NAME else raw.decode(
             "utf-16le", "replace")
-        return _tuple_new(RegValue, (name, vtype,
-                                     self._value_data(offset, length, data_off, pos)))
+        try:
+            value = self._value_data(offset, length, data_off, pos)
+        except HiveError as exc:  # this value only
+            return _tuple_new(RegValue, (name, vtype, b"", str(exc)))
+        return _tuple_new(RegValue, (name, vtype, value, None))
 
     def _value_data(self, offset: int, length: int, data_off: int, vk_pos: int) -> bytes:
         """The data of the value at ``offset`` (``vk_pos``: absolute position of its vk)."""
@@ -366,6 +403,9 @@ class Hive:
             return self._data[vk_pos + 8:vk_pos + 8 + length]
         if length == 0:
             return b""
+        if length > self.limits.value_bytes:
+            raise HiveError(f"value at 0x{offset:x}: {length} bytes of data, over the bound of "
+                            f"{self.limits.value_bytes} (SNAPFIM_MAX_VALUE_BYTES)")
         pos, size = self._cell(data_off, "value data")
         if length > BIG_DATA_SEGMENT and self._big_data and self._data[pos:pos + 2] == b"db":
             return self._big(pos, size, length, offset)
@@ -378,13 +418,20 @@ class Hive:
         if size < 8 or count * BIG_DATA_SEGMENT < length:
             raise HiveError(f"value at 0x{offset:x}: {count} big-data segments cannot hold "
                             f"{length} bytes")
+        bound = self.limits.hive_cells_per_value
+        if count > bound:
+            raise HiveError(f"value at 0x{offset:x}: {count} big-data segments, over the bound "
+                            f"of {bound} (SNAPFIM_MAX_VALUE_CELLS)")
         lpos, lsize = self._cell(list_off, "big-data segment list")
         if 4 * count > lsize:
             raise HiveError(f"value at 0x{offset:x}: segment list overflows its cell")
+        segments = [seg for (seg,) in _U32.iter_unpack(self._data[lpos:lpos + 4 * count])]
+        if len(set(segments)) != len(segments):
+            raise HiveError(f"value at 0x{offset:x}: a big-data segment cell is listed twice")
         view = memoryview(self._data)
         parts = []
         remaining = length
-        for (seg,) in _U32.iter_unpack(self._data[lpos:lpos + 4 * count]):
+        for seg in segments:
             if remaining <= 0:
                 break
             spos, ssize = self._cell(seg, "big-data segment")
