@@ -121,7 +121,7 @@ def scan_source(source: BlockSource, policy: list[PolicyEntity],
             continue
         vsource = SliceSource(source, volume.offset, volume.length)
         try:
-            pv = read_physical_volume(volume.label, vsource)
+            pv = read_physical_volume(volume.label, vsource, options.limits)
         except LvmError as exc:
             report.filesystem, report.status, report.reason = "lvm2", "failed", str(exc)
             continue

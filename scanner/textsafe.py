@@ -1,36 +1,36 @@
-"""Text that every database accepts: one reversible escaping, applied where rows are built.
+"""Text from a disk made storable and unambiguous: one escaping grammar, two uses.
 
 Strings read from a disk belong to whoever controls the machine. Two kinds of character make
 a database refuse a row: NUL (PostgreSQL's ``text`` and ``jsonb`` reject it) and unpaired
-UTF-16 surrogates (they have no UTF-8 encoding, so SQLite and PostgreSQL both reject them;
-Python holds undecodable bytes as U+DC80..U+DCFF with ``surrogateescape``, and a lone
-surrogate from an NTFS name or reparse target is kept as is). :func:`storable` replaces them
-with backslash escapes that read like Python's:
+UTF-16 surrogates (no UTF-8 encoding: SQLite and PostgreSQL both reject them; Python keeps an
+undecodable byte as U+DC80..U+DCFF with ``surrogateescape``, and a lone surrogate of an NTFS
+name or reparse target as itself). The escapes are those of :func:`scanner.paths.decode_name`
+(file names), read like Python's:
 
-==================================================  ===========================
-character in the text                               stored as
-==================================================  ===========================
-NUL                                                 ``\\x00``
-an undecodable byte NN (U+DC80..U+DCFF)             ``\\xNN`` (``\\x80``..``\\xff``)
-any other unpaired surrogate U+D800..U+DFFF         ``\\udXXX`` (4 lowercase hex digits)
-``x`` / ``u`` after a backslash that would
-otherwise read as one of the escapes above          ``\\x78`` / ``\\x75``
-==================================================  ===========================
+==========================================  =======================================
+character                                   escape
+==========================================  =======================================
+backslash                                   ``\\\\`` (storage), ``\\x5c`` (names)
+control character NN (U+0000..U+001F, DEL)  ``\\xNN`` (NUL is ``\\x00``)
+undecodable byte NN (U+DC80..U+DCFF)        ``\\xNN`` (``\\x80``..``\\xff``)
+other unpaired surrogate                    ``\\udXXX`` (4 lowercase hex digits)
+==========================================  =======================================
 
-Every other character, backslashes included, is stored unchanged, so Windows paths
-(``C:\\Windows\\explorer.exe``), registry ids (``HKLM\\...\\Run\\\\OneDrive``) and every
-ordinary name keep their exact spelling in the database: no migration, and SQL written
-against them keeps working. Only a backslash followed by ``x`` and one of the hex pairs above,
-or by ``u`` and ``d8``..``df`` plus two hex digits, is a lookalike: its ``x``/``u`` is written
-``\\x78``/``\\x75``, so ``C:\\x86`` (literally) is stored ``C:\\\\x7886``. The escaping is
-injective (two different texts never store alike) and :func:`restore` inverts it; a text
-already escaped by someone else is escaped again, never taken for raw (``\\xff`` written
-literally in a name is stored ``\\\\x78ff``). Undecodable bytes come out as ``\\xNN``, the
-spelling used for non-UTF-8 attribute bytes, when the text holds them as
-``bytes.decode("utf-8", "surrogateescape")`` does. A path separator is never touched, so a
-child's stored id starts with its parent's stored id and the separator.
-
-:func:`storable_json` applies the same rule to every string (keys too) of a JSON value.
+* :func:`storable` is the one rule at the storage boundary (applied where state rows,
+  events, coverage reports and errors are built, :mod:`scanner.storage`): a string holding
+  NUL or an unpaired surrogate is escaped whole (every backslash doubled, so
+  :func:`restore` gives the original back); any other string is stored exactly as it is, so
+  Windows paths (``C:\\Windows\\explorer.exe``), registry ids (``...\\Run\\\\OneDrive``) and
+  names escaped already by :func:`scanner.paths.decode_name` (``ev\\xffil``) keep their
+  spelling, and no migration is needed.
+* :func:`escape_name` makes a name from a disk unambiguous where it is decoded (registry key
+  and value names; file names go through :func:`scanner.paths.decode_name`), so that two
+  different names never become one id: a name with a control character or a surrogate, or
+  that could be read as escaped (a key name with any backslash, the separator of key paths; a
+  value name with ``\\x`` or ``\\u``), is escaped whole, its backslashes as ``\\x5c`` (so an
+  escaped key name never holds the ``\\\\`` that separates a value name from its key); every
+  other name is kept as it is. An escaped name always holds ``\\x`` or ``\\u`` and a kept one
+  never does, so the two never collide.
 """
 
 from __future__ import annotations
@@ -38,48 +38,70 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["storable", "storable_json", "restore"]
+__all__ = ["storable", "storable_json", "escape_name", "restore"]
 
-_ESCAPE = re.compile(
-    r"\x00|[\ud800-\udfff]"
-    r"|\\(?:x(?=00|75|78|[89a-f][0-9a-f])|u(?=d[89a-f][0-9a-f]{2}))")
-_UNESCAPE = re.compile(r"\\(?:x(00|75|78|[89a-f][0-9a-f])|u(d[89a-f][0-9a-f]{2}))")
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+_ESCAPED_CHARS = re.compile(r"[\\\x00-\x1f\x7f\ud800-\udfff]")
+_KEY_NAME_NEEDS = re.compile(r"[\\\x00-\x1f\x7f\ud800-\udfff]")
+_VALUE_NAME_NEEDS = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]|\\[xu]")
+_ESCAPE = re.compile(r"\\(?:(\\)|x([0-9a-f]{2})|u([0-9a-f]{4}))")
 
 
-def _escape(match: re.Match[str]) -> str:
-    text = match.group()
-    if text == "\0":
-        return "\\x00"
-    if len(text) == 1:  # an unpaired surrogate
-        code = ord(text)
-        if 0xDC80 <= code <= 0xDCFF:
+def _escaper(backslash: str) -> Any:
+    def escape(match: re.Match[str]) -> str:
+        char = match.group()
+        code = ord(char)
+        if char == "\\":
+            return backslash
+        if code < 0x80:
+            return f"\\x{code:02x}"
+        if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte
             return f"\\x{code - 0xDC00:02x}"
         return f"\\u{code:04x}"
-    return "\\\\x78" if text[1] == "x" else "\\\\x75"
+    return escape
+
+
+_ESCAPE_STORED = _escaper("\\\\")
+_ESCAPE_NAME = _escaper("\\x5c")
 
 
 def storable(text: str) -> str:
-    """``text`` with NUL, unpaired surrogates and escape lookalikes escaped (module docstring).
-
-    Plain text (no NUL, no surrogate, no backslash lookalike) comes back unchanged."""
-    if text.isascii() and "\0" not in text and "\\" not in text:
+    """``text`` as the database stores it: escaped whole when it holds NUL or an unpaired
+    surrogate, else unchanged (see the module docstring)."""
+    if text.isascii():
+        if "\0" not in text:
+            return text
+    elif not _UNSTORABLE.search(text):
         return text
-    return _ESCAPE.sub(_escape, text)
+    return _ESCAPED_CHARS.sub(_ESCAPE_STORED, text)
+
+
+def escape_name(name: str, *, key: bool) -> str:
+    """A registry key (``key=True``) or value name as an unambiguous id segment: kept when
+    plain, else escaped whole (see the module docstring)."""
+    needs = _KEY_NAME_NEEDS if key else _VALUE_NAME_NEEDS
+    if not needs.search(name):
+        return name
+    return _ESCAPED_CHARS.sub(_ESCAPE_NAME, name)
 
 
 def _unescape(match: re.Match[str]) -> str:
-    byte, surrogate = match.group(1), match.group(2)
+    backslash, byte, code = match.groups()
+    if backslash is not None:
+        return "\\"
     if byte is not None:
         value = int(byte, 16)
         return chr(value) if value < 0x80 else chr(0xDC00 + value)
-    return chr(int(surrogate, 16))
+    return chr(int(code, 16))
 
 
 def restore(text: str) -> str:
-    """The original of a :func:`storable` text (``restore(storable(s)) == s`` for every s)."""
+    """The original of an escaped text (``\\\\``, ``\\xNN``, ``\\uXXXX`` decoded):
+    ``restore(storable(s)) == s`` whenever :func:`storable` escaped ``s``, and
+    ``restore(escape_name(n)) == n`` whenever :func:`escape_name` escaped ``n``."""
     if "\\" not in text:
         return text
-    return _UNESCAPE.sub(_unescape, text)
+    return _ESCAPE.sub(_unescape, text)
 
 
 def storable_json(value: Any) -> Any:

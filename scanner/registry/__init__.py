@@ -18,23 +18,28 @@ Layout (offsets of cells are relative to the first hbin, at file offset 0x1000):
   ``nk`` key, ``vk`` value, ``lf``/``lh``/``li``/``ri`` subkey lists, value lists (u32 offsets),
   ``sk`` security descriptor, ``db`` big data (segments of 16344 bytes).
 
-Every offset is bounds-checked; anything inconsistent raises :class:`HiveError`. What a hive
-can make the reader do is bounded (:class:`scanner.limits.Limits`): the data of one value
-(``value_bytes``), the big-data segments of one value (``hive_cells_per_value``; a segment
-cell listed twice is refused), the entries of one key's subkey list (``subkey_list_entries``;
-an index root listing the same leaf twice is refused). A value whose data breaks a bound or
-cannot be read comes back with ``error`` set (and empty data), so its key's other values are
-still read; a subkey list that breaks one raises :class:`HiveError` for its key.
+Names are made unambiguous as they are decoded (:func:`scanner.textsafe.escape_name`: a name
+with a control character, or a key name with a backslash, is escaped whole), so a hostile
+name never merges with another id or reaches storage as NUL. Every offset is bounds-checked;
+anything inconsistent raises :class:`HiveError`. What a hive can make the reader do is
+bounded (:class:`scanner.limits.Limits`): the data of one value (``value_bytes``), the
+big-data segments of one value (``hive_cells_per_value``; a segment cell listed twice is
+refused), the entries of one key's subkey list (``subkey_list_entries``; an index root
+listing the same leaf twice is refused). A value whose data breaks a bound or cannot be read
+comes back with ``error`` set (and empty data), so its key's other values are still read; a
+subkey list that breaks one raises :class:`HiveError` for its key.
 """
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from scanner.limits import Limits
+from scanner.textsafe import escape_name
 
 __all__ = [
     "HiveError", "HiveHeader", "Hive", "RegKey", "RegValue", "parse_header", "type_name",
@@ -77,6 +82,7 @@ _I32 = struct.Struct("<i")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _U32_PAIR = struct.Struct("<II")
+_KEY_NAME_NEEDS = re.compile(r"[\\\x00-\x1f\x7f]").search  # see escape_name
 _KEY_COMP_NAME = 0x20
 _VALUE_COMP_NAME = 0x1
 
@@ -236,6 +242,8 @@ class Hive:
         pos += _NK.size
         name = (data[pos:pos + name_len].decode("latin-1") if flags & _KEY_COMP_NAME
                 else data[pos:pos + name_len].decode("utf-16le", "replace"))
+        if _KEY_NAME_NEEDS(name):  # a control character or a backslash: hostile
+            name = escape_name(name, key=True)
         if nsub == 0xFFFFFFFF:
             nsub = 0
         if nval == 0xFFFFFFFF:
@@ -350,7 +358,7 @@ class Hive:
                     raw = data[start:start + name_len]
                     name = names.get(raw)
                     if name is None:
-                        name = names[raw] = raw.decode("latin-1")
+                        name = names[raw] = escape_name(raw.decode("latin-1"), key=False)
                     value: bytes | None = None
                     if length & 0x80000000:
                         if length & 0x7FFFFFFF <= 4:
@@ -386,8 +394,8 @@ class Hive:
         if _VK.size + name_len > size:
             raise HiveError(f"value at 0x{offset:x}: name runs past its cell")
         raw = data[pos + _VK.size:pos + _VK.size + name_len]
-        name = raw.decode("latin-1") if flags & _VALUE_COMP_NAME else raw.decode(
-            "utf-16le", "replace")
+        name = escape_name(raw.decode("latin-1") if flags & _VALUE_COMP_NAME else raw.decode(
+            "utf-16le", "replace"), key=False)
         try:
             value = self._value_data(offset, length, data_off, pos)
         except HiveError as exc:  # this value only

@@ -1,9 +1,10 @@
 """Hostile text from a disk reaches the database: NUL in registry key and value names and in
 REG_LINK data, NUL and an unpaired surrogate in an NTFS symlink target (issue 9, item 6).
 
-Both databases store every such string escaped by one rule (:mod:`scanner.textsafe`); the
-scan succeeds, its events name the entities in the stored spelling, a rescan of the same disk
-finds nothing, and in a fleet cycle the other machine is scanned as well.
+Both databases store every such string escaped (:mod:`scanner.textsafe`: names where they are
+decoded, every other string where rows are built); a name that merely looks escaped stays
+distinct; the scan succeeds, its events name the entities in the stored spelling, a rescan of
+the same disk finds nothing, and in a fleet cycle the other machine is scanned as well.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def _layout(hostile: bool) -> WindowsLayout:
     if hostile:
         software = lay.hives[SOFTWARE]
         software.value(RUN, "Evil\0hidden", REG_SZ, sz("C:\\evil.exe"))
+        software.value(RUN, "Evil\\x00hidden", REG_SZ, sz("C:\\other.exe"))  # a lookalike
         software.value(RUN, "Lnk", REG_LINK, LINK_DATA)
         software.value(VERIFY + "\\{EV\0IL}", "Dll", REG_SZ, sz("C:\\sip.dll"))
     return lay
@@ -74,8 +76,9 @@ def test_nul_and_lone_surrogates_are_stored_escaped(repository: Repository,
     assert _scan(repository, clean).baseline
     record = _scan(repository, hostile)
     assert record.status == "succeeded"
-    stored_target = "C:\\Windows\\x\\x00y\\ud800z.exe"
+    stored_target = "C:\\\\Windows\\\\x\\x00y\\ud800z.exe"  # escaped whole
     assert restore(stored_target) == HOSTILE_TARGET
+    assert restore("Evil\\x5cx00hidden") == "Evil\\x00hidden"
     sip = HKLM_SW + VERIFY + "\\{EV\\x00IL}"
     assert _events(record) == [
         ("file", "modified", "C:\\Windows\\regedit.exe", None, ("link_target",),
@@ -84,11 +87,13 @@ def test_nul_and_lone_surrogates_are_stored_escaped(repository: Repository,
         ("registry", "added", sip, None, (), {}),
         ("registry", "added", sip, "Dll", (), {}),
         ("registry", "added", HKLM_SW + RUN, "Evil\\x00hidden", (), {}),
+        ("registry", "added", HKLM_SW + RUN, "Evil\\x5cx00hidden", (), {}),
         ("registry", "added", HKLM_SW + RUN, "Lnk", (), {}),
     ]
-    assert record.events[5].current == {
+    assert record.events[6].current == {
         "type": "REG_LINK", "size": len(LINK_DATA),
-        "sha256": hashlib.sha256(LINK_DATA).hexdigest(), "preview": "\\Registry\\Machine\\x00X"}
+        "sha256": hashlib.sha256(LINK_DATA).hexdigest(),
+        "preview": "\\\\Registry\\\\Machine\\x00X"}
     with repository.transaction() as conn:
         machine_id = repository.machine_id(conn, "dc-01")
         files = repository.load_file_state(conn, machine_id)
