@@ -194,6 +194,9 @@ def _open_logical_volumes(group: AssembledGroup, disk_locator: dict[str, Any],
         at = max(i for i, r in enumerate(reports)
                  if r.volume == pv.key or r.volume.startswith(pv.key + "/lvm:"))
         reports.insert(at + 1, report)
+        if lv.error is not None:  # invalid metadata (overlapping LVs): content unknown
+            report.status, report.reason = "failed", lv.error
+            continue
         if lv.reason is not None:
             report.reason = lv.reason
             continue

@@ -295,7 +295,8 @@ class Segment:
 
 @dataclass(slots=True)
 class LogicalVolume:
-    """An LV of a volume group; ``reason`` says why it cannot be read (``None``: linear)."""
+    """An LV of a volume group; ``reason`` says why it is not read (``None``: linear), and
+    ``error`` why its metadata is invalid (it fails: its content is unknown)."""
 
     vg: str
     name: str
@@ -304,6 +305,7 @@ class LogicalVolume:
     segments: list[Segment]
     extent_size: int
     reason: str | None = None
+    error: str | None = None
 
     @property
     def size(self) -> int:
@@ -413,25 +415,20 @@ def _classify(group: VolumeGroup) -> None:
             if seg.start_extent != expected:
                 lv.reason = f"segments leave a gap at extent {expected}"
                 break
-            pv_name, first = seg.stripes[0]
-            pv = group.pvs.get(pv_name)
-            if pv is None:
-                lv.reason = f"segment names unknown physical volume {pv_name!r}"
-                break
-            if seg.extent_count <= 0 or first < 0 or first + seg.extent_count > pv.pe_count:
-                lv.reason = (f"extents {first}..{first + seg.extent_count - 1} of {pv_name} "
-                             f"lie outside its {pv.pe_count} extents")
+            if seg.stripes[0][0] not in group.pvs:
+                lv.reason = f"segment names unknown physical volume {seg.stripes[0][0]!r}"
                 break
             expected += seg.extent_count
     _refuse_overlaps(group)
 
 
 def _refuse_overlaps(group: VolumeGroup) -> None:
-    """Readable LVs that claim a physical extent another LV claims too are refused, both
-    (LVM2 never maps one extent twice: the metadata is corrupt or hostile)."""
+    """Readable LVs that claim a physical extent another LV (or another segment of
+    themselves) claims too fail, all of them: LVM2 never maps one extent twice, the metadata
+    is corrupt or hostile."""
     runs: dict[str, list[tuple[int, int, LogicalVolume]]] = {}
     for lv in group.lvs:
-        if lv.reason is None:
+        if lv.reason is None and lv.error is None:
             for seg in lv.segments:
                 pv_name, first = seg.stripes[0]
                 runs.setdefault(pv_name, []).append((first, first + seg.extent_count, lv))
@@ -441,10 +438,10 @@ def _refuse_overlaps(group: VolumeGroup) -> None:
         for start, end, lv in spans:
             if reach_lv is not None and start < reach_end:
                 for one, other in ((lv, reach_lv), (reach_lv, lv)):
-                    if one.reason is None:
-                        one.reason = (f"shares extents of {pv_name} from {start} with "
-                                      f"{other.full_name}: overlapping logical volumes are "
-                                      "not read")
+                    if one.error is None:
+                        one.error = (f"shares extents of {pv_name} from {start} with "
+                                     f"{other.full_name}: overlapping logical volumes are "
+                                     "not read")
             if end > reach_end:
                 reach_end, reach_lv = end, lv
 
@@ -547,6 +544,9 @@ def logical_volume_extents(assembled: AssembledGroup, lv: LogicalVolume) -> list
         if start + length > pv.source.size:
             raise LvmError(f"extents {first}..{first + seg.extent_count - 1} lie past the end "
                            f"of {pv.key} (truncated image?)")
+        if first < 0 or seg.extent_count <= 0 or first + seg.extent_count > info.pe_count:
+            raise LvmError(f"extents {first}..{first + seg.extent_count - 1} lie outside the "
+                           f"{info.pe_count} extents of {pv.key}")
         extents.append(Extent(seg.start_extent * size, length, pv.source, start))
     return extents
 
@@ -560,8 +560,8 @@ def lvm_locator(assembled: AssembledGroup, lv: LogicalVolume) -> dict[str, Any]:
 def open_logical_volume(assembled: AssembledGroup, lv: LogicalVolume,
                         owned: tuple[BlockSource, ...] = ()) -> LvmVolumeSource:
     """A block source over a linear LV (raises :class:`LvmError` if it cannot be read)."""
-    if lv.reason is not None:
-        raise LvmError(lv.reason)
+    if lv.error is not None or lv.reason is not None:
+        raise LvmError(lv.error or lv.reason or "")
     return LvmVolumeSource(logical_volume_extents(assembled, lv), lv.size,
                            lvm_locator(assembled, lv), owned)
 
