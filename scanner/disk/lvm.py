@@ -19,9 +19,9 @@ CRCs are LVM2's ``calc_crc``: CRC-32 (reflected, polynomial 0xEDB88320) starting
 The metadata belongs to whoever controls the disk, so its reading is bounded
 (:class:`scanner.limits.Limits`): the text is at most ``lvm_text_bytes`` long, sections nest
 at most ``lvm_nesting`` deep (lists are flat, as LVM2 writes them), numbers have at most 20
-digits; a PV whose extents would lie past its device, a segment past its PV's extents, and
-two logical volumes claiming the same physical extents are refused (the LVs with the reason,
-read by nobody), so no corrupt or hostile text makes a scan read an extent twice.
+digits. A PV whose extents would lie past its device fails; a segment outside its PV's
+extents and logical volumes claiming the same physical extents fail (each LV with the reason),
+so no corrupt or hostile text makes a scan read an extent twice.
 
 Only linear logical volumes (every segment ``striped`` with one stripe) are readable here; the
 others (striped over several stripes, thin, RAID, mirror, cache, snapshots and their
