@@ -23,6 +23,12 @@ other unpaired surrogate                    ``\\udXXX`` (4 lowercase hex digits)
   Windows paths (``C:\\Windows\\explorer.exe``), registry ids (``...\\Run\\\\OneDrive``) and
   names escaped already by :func:`scanner.paths.decode_name` (``ev\\xffil``) keep their
   spelling, and no migration is needed.
+* :func:`storable_id` is the same rule for ids (paths, key paths, value ids), which the
+  database also indexes: PostgreSQL refuses an index entry over 2,704 bytes, and a disk can
+  hold far longer paths (deep directories, a 16,000-character registry key name). An id of
+  more than :data:`MAX_ID_BYTES` bytes is stored as its first 1,900 bytes, ``…`` and
+  ``sha256=`` with the SHA-256 of the whole id: still unique, still readable where it starts,
+  the same on both sides of a diff.
 * :func:`escape_name` makes a name from a disk unambiguous where it is decoded (registry key
   and value names; file names go through :func:`scanner.paths.decode_name`), so that two
   different names never become one id: a name with a control character or a surrogate, or
@@ -35,10 +41,14 @@ other unpaired surrogate                    ``\\udXXX`` (4 lowercase hex digits)
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
-__all__ = ["storable", "storable_json", "escape_name", "restore"]
+__all__ = ["storable", "storable_id", "storable_json", "escape_name", "restore", "MAX_ID_BYTES"]
+
+MAX_ID_BYTES = 2000  # UTF-8 bytes of an id stored as it is (an index entry: 2,704 at most)
+_ID_PREFIX_BYTES = 1900
 
 _UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 _ESCAPED_CHARS = re.compile(r"[\\\x00-\x1f\x7f\ud800-\udfff]")
@@ -74,6 +84,19 @@ def storable(text: str) -> str:
     elif not _UNSTORABLE.search(text):
         return text
     return _ESCAPED_CHARS.sub(_ESCAPE_STORED, text)
+
+
+def storable_id(text: str) -> str:
+    """An id (path, key path, value id) as the database stores it: :func:`storable`, then
+    shortened to a unique, bounded form when longer than :data:`MAX_ID_BYTES` bytes."""
+    text = storable(text)
+    if len(text) * 4 <= MAX_ID_BYTES:
+        return text
+    raw = text.encode("utf-8")
+    if len(raw) <= MAX_ID_BYTES:
+        return text
+    head = raw[:_ID_PREFIX_BYTES].decode("utf-8", "ignore")  # a cut character is dropped
+    return f"{head}…sha256={hashlib.sha256(raw).hexdigest()}"
 
 
 def escape_name(name: str, *, key: bool) -> str:

@@ -30,7 +30,7 @@ from scanner.storage.tables import (
     registry_state,
     scan,
 )
-from scanner.textsafe import storable, storable_json
+from scanner.textsafe import storable_id, storable_json
 
 LOCAL_ACCOUNT = "local"
 _CHUNK = 500
@@ -182,7 +182,7 @@ class Repository:
         """
         # one representation in the database (scanner.textsafe): the rows are made storable
         # where they are built (sqldiff), the paths they are compared with and the report here
-        unreadable = [storable(u) for u in unreadable]
+        unreadable = [storable_id(u) for u in unreadable]
         coverage = storable_json(coverage)
         source = storable_json(source)
         if scan_id is None:

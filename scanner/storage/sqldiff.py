@@ -42,7 +42,7 @@ from scanner.entities import (
 )
 from scanner.storage.bulk import bulk_insert
 from scanner.storage.tables import file_state, registry_state
-from scanner.textsafe import storable, storable_json
+from scanner.textsafe import storable, storable_id, storable_json
 
 _CHUNK = 1000
 _stage_meta = MetaData()
@@ -88,7 +88,7 @@ def _file_row(e: FileEntity) -> tuple[Any, ...]:
         value = values[i]
         if value:
             values[i] = storable(value) if isinstance(value, str) else storable_json(value)
-    return (storable(e.path), *values, _policies(e.policies))
+    return (storable_id(e.path), *values, _policies(e.policies))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -107,10 +107,10 @@ def _file_entity(data: Mapping[str, Any], prefix: str) -> Entity:
 def _registry_row(e: RegistryKeyEntity | RegistryValueEntity) -> tuple[Any, ...]:
     """The staged row of a registry key or value, strings made storable (as files)."""
     if isinstance(e, RegistryKeyEntity):
-        path = storable(e.path)
+        path = storable_id(e.path)
         return (path, "key", path, None, e.last_write, _opt(e.acl), e.subkey_count,
                 e.value_count, None, None, None, None, _policies(e.policies))
-    return (storable(e.path), "value", storable(e.key_path), storable(e.name), None, None,
+    return (storable_id(e.path), "value", storable_id(e.key_path), storable(e.name), None, None,
             None, None, storable(e.type), e.size, e.sha256, _opt(e.preview),
             _policies(e.policies))
 

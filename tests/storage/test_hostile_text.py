@@ -107,6 +107,35 @@ def test_nul_and_lone_surrogates_are_stored_escaped(repository: Repository,
     assert repository.scan_row(again.id)["coverage"]["entities"] == again.entities
 
 
+def test_an_id_longer_than_an_index_entry_is_stored_shortened(repository: Repository,
+                                                              tmp_path: Path) -> None:
+    """PostgreSQL refuses an index entry over 2,704 bytes; a key name can hold 65,535."""
+    long_name = "".join(hashlib.sha512(bytes([i])).hexdigest() for i in range(60))  # 7,680
+    # characters that do not compress (PostgreSQL compresses an index entry first)
+    clean = build_windows_image(tmp_path / "clean.img", base_layout())
+    layout = base_layout()
+    layout.hives[SOFTWARE].value(VERIFY + "\\" + long_name, "Dll", REG_SZ, sz("C:\\sip.dll"))
+    hostile = build_windows_image(tmp_path / "long.img", layout)
+    assert _scan(repository, clean).baseline
+    record = _scan(repository, hostile)
+    key = HKLM_SW + VERIFY + "\\" + long_name
+    head = key.encode()[:1900].decode()
+    short_key = f"{head}…sha256={hashlib.sha256(key.encode()).hexdigest()}"
+    value = f"{key}\\\\Dll"
+    short_value = f"{head}…sha256={hashlib.sha256(value.encode()).hexdigest()}"
+    assert record.status == "succeeded"
+    assert _events(record) == [
+        ("registry", "added", HKLM_SW + VERIFY, None, (), {}),
+        ("registry", "added", short_key, None, (), {}),
+        ("registry", "added", short_key, "Dll", (), {}),
+    ]
+    with repository.transaction() as conn:
+        state = repository.load_registry_state(conn, repository.machine_id(conn, "dc-01"))
+    assert short_value in state and len(short_value.encode()) < 2000
+    again = _scan(repository, hostile)
+    assert (again.status, _events(again)) == ("succeeded", [])
+
+
 def test_a_hostile_machine_does_not_stop_the_cycle(repository: Repository,
                                                    tmp_path: Path) -> None:
     images = tmp_path / "images"

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scanner.paths import decode_name
-from scanner.textsafe import escape_name, restore, storable, storable_json
+from scanner.textsafe import escape_name, restore, storable, storable_id, storable_json
 
 # text made of what the escaping is about: backslashes, the letters and hex digits of its
 # escapes, NUL and other controls, undecodable bytes and other unpaired surrogates
@@ -63,3 +63,13 @@ def test_the_escapes() -> None:
 def test_json_values_keys_included() -> None:
     assert storable_json({"a\0": ["b\ud800", 1, None, {"c": "\0"}]}) == {
         "a\\x00": ["b\\ud800", 1, None, {"c": "\\x00"}]}
+
+
+def test_long_ids_are_shortened_uniquely() -> None:
+    short = "C:\\" + "a" * 400
+    assert storable_id(short) == short
+    one, two = "/x/" + "é" * 1500, "/x/" + "é" * 1501  # 3,003 and 3,005 bytes
+    stored = storable_id(one)
+    assert stored.startswith("/x/" + "é" * 948 + "…sha256=") and len(stored.encode()) < 2000
+    assert stored != storable_id(two) and storable_id(one) == stored
+    assert storable_id("a\0" * 1500).startswith("a\\x00a\\x00")
