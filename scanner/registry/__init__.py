@@ -25,9 +25,13 @@ anything inconsistent raises :class:`HiveError`. What a hive can make the reader
 bounded (:class:`scanner.limits.Limits`): the data of one value (``value_bytes``), the
 big-data segments of one value (``hive_cells_per_value``; a segment cell listed twice is
 refused), the entries of one key's subkey list (``subkey_list_entries``; an index root
-listing the same leaf twice is refused). A value whose data breaks a bound or cannot be read
-comes back with ``error`` set (and empty data), so its key's other values are still read; a
-subkey list that breaks one raises :class:`HiveError` for its key.
+listing the same leaf twice is refused), the values of one key (``values_per_key``). A cell
+is owned by one value or key: a data cell, big-data list or segment claimed by a second value,
+or a value list claimed by a second key, is refused for the second (Windows never shares
+them; a hive that does would make a scan hash the same bytes once per claimant). A value
+whose data breaks a bound or cannot be read comes back with ``error`` set (and empty data),
+so its key's other values are still read; a subkey or value list that breaks one raises
+:class:`HiveError` for its key.
 """
 
 from __future__ import annotations
@@ -206,6 +210,7 @@ class Hive:
         self._big_data = self.header.minor >= 4
         self.limits = limits = limits or Limits()
         self._small = min(BIG_DATA_SEGMENT, limits.value_bytes)  # data read in the fast path
+        self._owners: dict[int, int] = {}  # cell offset -> the vk or nk cell that uses it
         self._names: dict[bytes, str] = {}
         self.status = status
         self.status_reason = status_reason
@@ -222,6 +227,14 @@ class Hive:
         if size < 8 or offset + size > self._size:
             raise HiveError(f"{what}: cell at 0x{offset:x} has an invalid size {size}")
         return HBIN_START + offset + 4, size - 4
+
+    def _claim(self, cell: int, owner: int, what: str) -> None:
+        """Record that ``owner`` (a vk or nk cell) uses ``cell``; refuse a second owner."""
+        first = self._owners.setdefault(cell, owner)
+        if first != owner:
+            whose = "key" if what == "value list" else "value"
+            raise HiveError(f"{what} cell 0x{cell:x} of the {whose} at 0x{owner:x} belongs to "
+                            f"the {whose} at 0x{first:x} (shared cells)")
 
     def _key(self, offset: int) -> RegKey:
         data = self._data
@@ -337,11 +350,16 @@ class Hive:
         list itself cannot be read."""
         if key.value_count == 0:
             return
+        if key.value_count > self.limits.values_per_key:
+            raise HiveError(f"key at 0x{key.offset:x}: {key.value_count} values, over the bound "
+                            f"of {self.limits.values_per_key} (SNAPFIM_MAX_VALUES)")
+        self._claim(key.values_offset, key.offset, "value list")
         pos, size = self._cell(key.values_offset, "value list")
         if 4 * key.value_count > size:
             raise HiveError(f"value list at 0x{key.values_offset:x}: {key.value_count} "
                             "entries overflow its cell")
         data, names, hbins, small = self._data, self._names, self._size, self._small
+        owners = self._owners
         last = hbins - _VK_CELL.size
         for (offset,) in _U32.iter_unpack(data[pos:pos + 4 * key.value_count]):
             # the common case inline: a well-formed vk cell with a compressed name, and inline
@@ -367,7 +385,7 @@ class Hive:
                     elif length == 0:
                         value = b""
                     elif (length <= small and 0x20 <= data_off <= hbins - 8
-                          and not data_off & 3):
+                          and not data_off & 3 and owners.setdefault(data_off, offset) == offset):
                         (size,) = _I32.unpack_from(data, HBIN_START + data_off)
                         if size < 0:
                             size = -size
@@ -414,6 +432,7 @@ class Hive:
         if length > self.limits.value_bytes:
             raise HiveError(f"value at 0x{offset:x}: {length} bytes of data, over the bound of "
                             f"{self.limits.value_bytes} (SNAPFIM_MAX_VALUE_BYTES)")
+        self._claim(data_off, offset, "data")
         pos, size = self._cell(data_off, "value data")
         if length > BIG_DATA_SEGMENT and self._big_data and self._data[pos:pos + 2] == b"db":
             return self._big(pos, size, length, offset)
@@ -430,6 +449,7 @@ class Hive:
         if count > bound:
             raise HiveError(f"value at 0x{offset:x}: {count} big-data segments, over the bound "
                             f"of {bound} (SNAPFIM_MAX_VALUE_CELLS)")
+        self._claim(list_off, offset, "big-data segment list")
         lpos, lsize = self._cell(list_off, "big-data segment list")
         if 4 * count > lsize:
             raise HiveError(f"value at 0x{offset:x}: segment list overflows its cell")
@@ -442,6 +462,7 @@ class Hive:
         for seg in segments:
             if remaining <= 0:
                 break
+            self._claim(seg, offset, "big-data segment")
             spos, ssize = self._cell(seg, "big-data segment")
             take = min(BIG_DATA_SEGMENT, remaining)
             if take > ssize:

@@ -24,7 +24,9 @@ Hostile structures, as an attacker who controls the disk writes them (for the re
 bounds): a value whose data is :class:`RepeatedSegments` (a ``db`` record listing one segment
 cell many times), :meth:`KeyHandle.repeat_subkey_list` (an ``ri`` index root listing the same
 ``lh`` leaf many times), :meth:`KeyHandle.link_subkey` (a subkey list entry pointing at
-another key, e.g. an ancestor: a key that is its own descendant), and
+another key, e.g. an ancestor: a key that is its own descendant), ``share_data_cells=True``
+(values with equal data share one data cell), :meth:`KeyHandle.share_values_with` (keys
+sharing one value list), and
 :func:`log_with_pages` (a log whose dirty pages lie wherever the caller says).
 """
 
@@ -187,7 +189,7 @@ def _encode_name(name: str) -> tuple[bytes, bool]:
 
 class _Node:
     __slots__ = ("name", "children", "values", "last_write", "security", "list_repeat",
-                 "links")
+                 "links", "values_of")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -197,6 +199,7 @@ class _Node:
         self.security: bytes | None = None
         self.list_repeat = 1
         self.links: list[_Node] = []
+        self.values_of: _Node | None = None
 
 
 class KeyHandle:
@@ -245,6 +248,11 @@ class KeyHandle:
             raise ValueError("an index root lists 1 to 65,535 leaves")
         self._node.list_repeat = times
 
+    def share_values_with(self, owner: KeyHandle) -> None:
+        """Point this key at ``owner``'s value list (``owner`` written before this key: an
+        ancestor) instead of a list of its own."""
+        self._node.values_of = owner._node
+
     def link_subkey(self, target: KeyHandle) -> None:
         """List ``target`` (a key written before this one: an ancestor, or this key itself)
         among this key's subkeys as well, by its cell offset."""
@@ -265,7 +273,8 @@ class HiveBuilder:
 
     def __init__(self, root_name: str = "ROOT", *, timestamp: datetime | None = None,
                  hive_name: str = "", dirty: bool = False, sequence: int = 1,
-                 default_security: bytes = DEFAULT_SECURITY, subkey_lists: str = "lh") -> None:
+                 default_security: bytes = DEFAULT_SECURITY, subkey_lists: str = "lh",
+                 share_data_cells: bool = False) -> None:
         if subkey_lists not in ("lh", "lf", "li"):
             raise ValueError(f"subkey_lists must be lh, lf or li, not {subkey_lists!r}")
         self._root = _Node(root_name)
@@ -275,6 +284,7 @@ class HiveBuilder:
         self.dirty = dirty
         self.sequence = sequence
         self.default_security = bytes(default_security)
+        self.share_data_cells = share_data_cells  # equal data written once, shared by values
 
     @property
     def root(self) -> KeyHandle:
@@ -296,6 +306,7 @@ class HiveBuilder:
     def build(self) -> bytes:
         """The hive file: base block + hbins."""
         writer = _Writer(self.timestamp, self.MAX_LEAF, self.subkey_lists)
+        writer.shared = {} if self.share_data_cells else None
         root_off = writer.write_tree(self._root, self.default_security)
         bins = writer.finish()
         header = bytearray(512)
@@ -319,6 +330,7 @@ class _Writer:
         self.timestamp = timestamp
         self.max_leaf = max_leaf
         self.sk: dict[bytes, list[int]] = {}  # descriptor -> [offset, reference count]
+        self.shared: dict[bytes, int] | None = None  # data -> its cell, when cells are shared
 
     def alloc(self, payload: int) -> int:
         size = (payload + 11) & ~7
@@ -374,7 +386,12 @@ class _Writer:
         if n <= 4:
             return n | 0x80000000, int.from_bytes(data.ljust(4, b"\0"), "little")
         if n <= BIG_DATA_SEGMENT:
-            return n, self.put(data)
+            if self.shared is None:
+                return n, self.put(data)
+            cell = self.shared.get(data)
+            if cell is None:
+                cell = self.shared[data] = self.put(data)
+            return n, cell
         # each segment cell keeps 4 spare bytes, as full segments do (16344 + 4 + 4 = 16352):
         # hivex reads "cell size - 8" bytes from every segment
         segments = [self.put(data[i:i + BIG_DATA_SEGMENT] + b"\0\0\0\0")
@@ -386,6 +403,7 @@ class _Writer:
         name, comp = _encode_name(root.name)
         root_off = self.alloc(0x4C + len(name))
         offsets = {id(root): root_off}  # of the keys allocated so far (for link_subkey)
+        vlists: dict[int, tuple[int, int]] = {}  # key -> (value list, count): share_values_with
         stack: list[tuple[_Node, int, int, bytes, bool]] = [(root, root_off, 0, name, comp)]
         vk_pack, nk_pack, put, alloc = _VK.pack, _NK.pack_into, self.put, self.alloc
         while stack:
@@ -401,6 +419,10 @@ class _Writer:
                 max_vname = max(max_vname, 2 * len(vname))
                 max_data = max(max_data, len(data))
             vlist = put(struct.pack(f"<{len(vk_offs)}I", *vk_offs)) if vk_offs else _NONE
+            nvalues = len(vk_offs)
+            vlists[id(node)] = (vlist, nvalues)
+            if node.values_of is not None:
+                vlist, nvalues = vlists[id(node.values_of)]
             # subkeys: reserve their nk cells (adjacent, sorted), then the list(s)
             children = sorted(node.children.items())
             entries = []
@@ -422,7 +444,7 @@ class _Writer:
             stamp = node.last_write if node.last_write is not None else self.timestamp
             nk_pack(self.buf, off, -((0x4C + len(name) + 11) & ~7), b"nk", flags,
                     stamp, 0, parent if off != root_off else _NONE, len(entries), 0,
-                    sublist, _NONE, len(vk_offs), vlist, sk, _NONE, max_name, 0, max_vname,
+                    sublist, _NONE, nvalues, vlist, sk, _NONE, max_name, 0, max_vname,
                     max_data, 0, len(name), 0)
             self.buf[off + 0x50:off + 0x50 + len(name)] = name
         return root_off

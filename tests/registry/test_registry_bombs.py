@@ -118,6 +118,44 @@ def test_value_bytes_bound() -> None:
     assert (value.size, value.sha256) == (len(data), hashlib.sha256(data).hexdigest())
 
 
+def test_values_sharing_one_data_cell_are_read_once() -> None:
+    """2,000 values naming one 16 KB data cell: one is read, the others are refused (else a
+    hive of a few MB makes a scan hash gigabytes)."""
+    b = HiveBuilder(hive_name="SOFTWARE", share_data_cells=True)
+    vendor = b.key(VENDOR)
+    for i in range(2000):
+        vendor.value(f"V{i:04}", REG_BINARY, b"Z" * 16000)
+    out, unreadable = collect_vendor(b.build(), depth=0)
+    assert sorted(out) == [f"{SW}\\{VENDOR}", f"{SW}\\{VENDOR}\\\\V0000"]
+    assert sorted(unreadable) == [f"{SW}\\{VENDOR}\\\\V{i:04}" for i in range(1, 2000)]
+    assert all(r.startswith("data cell 0x") and r.endswith("(shared cells)")
+               for r in unreadable.values())
+
+
+def test_keys_sharing_one_value_list() -> None:
+    b = HiveBuilder(hive_name="SOFTWARE")
+    vendor = b.key(VENDOR)
+    for i in range(100):
+        vendor.value(f"V{i:03}", REG_SZ, sz(str(i)))
+    for i in range(50):
+        vendor.key(f"K{i:02}").share_values_with(vendor)
+    out, unreadable = collect_vendor(b.build())
+    assert len(out) == 1 + 100 + 50  # Vendor, its values, the keys (without values)
+    assert sorted(unreadable) == [f"{SW}\\{VENDOR}\\K{i:02}" for i in range(50)]
+    assert all(r.startswith("value list cell 0x") and r.endswith("(shared cells)")
+               for r in unreadable.values())
+
+
+def test_values_per_key_bound() -> None:
+    b = HiveBuilder(hive_name="SOFTWARE")
+    for i in range(11):
+        b.key(VENDOR).value(f"V{i}", REG_SZ, sz("x"))
+    out, unreadable = collect_vendor(b.build(), Limits(values_per_key=10), depth=0)
+    assert list(out) == [f"{SW}\\{VENDOR}"]
+    assert list(unreadable.values())[0].endswith(
+        "11 values, over the bound of 10 (SNAPFIM_MAX_VALUES)")
+
+
 # -- subkey lists ------------------------------------------------------------------------------
 
 def test_an_index_root_repeating_one_leaf_65535_times() -> None:
