@@ -26,9 +26,11 @@ bounded (:class:`scanner.limits.Limits`): the data of one value (``value_bytes``
 big-data segments of one value (``hive_cells_per_value``; a segment cell listed twice is
 refused), the entries of one key's subkey list (``subkey_list_entries``; an index root
 listing the same leaf twice is refused), the values of one key (``values_per_key``). A cell
-is owned by one value or key: a data cell, big-data list or segment claimed by a second value,
-or a value list claimed by a second key, is refused for the second (Windows never shares
-them; a hive that does would make a scan hash the same bytes once per claimant). A value
+is owned by one value or key: a data cell of more than 1 KiB, a big-data list or segment
+claimed by a second value, or a value list of more than 64 values claimed by a second key, is
+refused for the second (Windows never shares them; a hive that does would make a scan hash
+the same bytes once per claimant; sharing smaller cells costs no more than the entities it
+makes, and tracking every cell would cost a fifth more memory on a big hive). A value
 whose data breaks a bound or cannot be read comes back with ``error`` set (and empty data),
 so its key's other values are still read; a subkey or value list that breaks one raises
 :class:`HiveError` for its key.
@@ -87,6 +89,8 @@ _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _U32_PAIR = struct.Struct("<II")
 _KEY_NAME_NEEDS = re.compile(r"[\\\x00-\x1f\x7f]").search  # see escape_name
+_CLAIM_BYTES = 1024  # data cells larger than this have one owner ...
+_CLAIM_VALUES = 64  # ... and value lists longer than this
 _KEY_COMP_NAME = 0x20
 _VALUE_COMP_NAME = 0x1
 
@@ -353,7 +357,8 @@ class Hive:
         if key.value_count > self.limits.values_per_key:
             raise HiveError(f"key at 0x{key.offset:x}: {key.value_count} values, over the bound "
                             f"of {self.limits.values_per_key} (SNAPFIM_MAX_VALUES)")
-        self._claim(key.values_offset, key.offset, "value list")
+        if key.value_count > _CLAIM_VALUES:
+            self._claim(key.values_offset, key.offset, "value list")
         pos, size = self._cell(key.values_offset, "value list")
         if 4 * key.value_count > size:
             raise HiveError(f"value list at 0x{key.values_offset:x}: {key.value_count} "
@@ -385,7 +390,8 @@ class Hive:
                     elif length == 0:
                         value = b""
                     elif (length <= small and 0x20 <= data_off <= hbins - 8
-                          and not data_off & 3 and owners.setdefault(data_off, offset) == offset):
+                          and not data_off & 3 and (length <= _CLAIM_BYTES or
+                                                    owners.setdefault(data_off, offset) == offset)):
                         (size,) = _I32.unpack_from(data, HBIN_START + data_off)
                         if size < 0:
                             size = -size
@@ -432,7 +438,8 @@ class Hive:
         if length > self.limits.value_bytes:
             raise HiveError(f"value at 0x{offset:x}: {length} bytes of data, over the bound of "
                             f"{self.limits.value_bytes} (SNAPFIM_MAX_VALUE_BYTES)")
-        self._claim(data_off, offset, "data")
+        if length > _CLAIM_BYTES:
+            self._claim(data_off, offset, "data")
         pos, size = self._cell(data_off, "value data")
         if length > BIG_DATA_SEGMENT and self._big_data and self._data[pos:pos + 2] == b"db":
             return self._big(pos, size, length, offset)
