@@ -6,6 +6,11 @@ in-memory diff, :class:`scanner.diff.DiffRules`), so memory stays flat in the nu
 entities: 1M unchanged files cost one COPY and three set operations. Files and registry
 entities go through the same code, each with its :class:`StateSpec` (state table, columns,
 row <-> entity).
+
+Rows are made storable where they are built, one rule per kind of value, so that state,
+staging and events share one representation: text by :mod:`scanner.textsafe` (NUL and
+unpaired surrogates escaped, ids of more than 2,000 bytes shortened), integers a disk made too
+large for their column clamped to its range.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Connection,
+    Integer,
     MetaData,
     Table,
     and_,
@@ -135,6 +142,32 @@ REGISTRY_STATE = StateSpec(
     _registry_row, _registry_entity)
 
 
+_INT32 = (-(1 << 31), (1 << 31) - 1)
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def _int_bounds(spec: StateSpec) -> list[tuple[int, int, int]]:
+    """(column index, lowest, highest) of the integer columns a row of ``spec`` fills."""
+    out = []
+    for i, name in enumerate(spec.columns):
+        col_type = spec.table.c[name].type
+        if isinstance(col_type, Integer):
+            low, high = _INT64 if isinstance(col_type, BigInteger) else _INT32
+            out.append((i, low, high))
+    return out
+
+
+def _clamped(row: tuple[Any, ...], bounds: list[tuple[int, int, int]]) -> tuple[Any, ...]:
+    """A row whose integers a disk made too large for their column (a FILETIME of 0 is
+    -1.2e19 ns, an nk's subkey count up to 2**32 - 1) clamped to the column's range: the
+    storage rule for numbers, as :func:`scanner.textsafe.storable` is for text."""
+    values = list(row)
+    for i, low, high in bounds:
+        if values[i] is not None:
+            values[i] = min(max(values[i], low), high)
+    return tuple(values)
+
+
 def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
                     entities: Iterable[Any], *,
                     previous_policies: Collection[str] | None,
@@ -152,11 +185,19 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
     stage.create(conn)
     total = 0
 
+    bounds = _int_bounds(spec)
+
     def rows() -> Iterable[tuple[Any, ...]]:
         nonlocal total
         for e in entities:
             total += 1
-            yield spec.row(e)
+            row = spec.row(e)
+            for i, low, high in bounds:
+                value = row[i]
+                if value is not None and not low <= value <= high:
+                    row = _clamped(row, bounds)
+                    break
+            yield row
 
     bulk_insert(conn, stage, columns, rows())
     state = table.alias("s")

@@ -10,11 +10,13 @@ the same disk finds nothing, and in a fleet cycle the other machine is scanned a
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from scanner import cycle
 from scanner.cycle import FleetSettings
+from scanner.entities import RegistryKeyEntity
 from scanner.pipeline import ScanOptions
 from scanner.registry import REG_LINK, REG_SZ
 from scanner.registry.hivewriter import sz
@@ -133,6 +135,32 @@ def test_an_id_longer_than_an_index_entry_is_stored_shortened(repository: Reposi
         state = repository.load_registry_state(conn, repository.machine_id(conn, "dc-01"))
     assert short_value in state and len(short_value.encode()) < 2000
     again = _scan(repository, hostile)
+    assert (again.status, _events(again)) == ("succeeded", [])
+
+
+def test_numbers_beyond_a_column_are_stored_clamped(repository: Repository,
+                                                   tmp_path: Path) -> None:
+    """A key last written at FILETIME 0 (1601) is -1.16e19 ns, beyond a 64-bit column."""
+    layout = base_layout()
+    layout.hives[SOFTWARE].key(RUN, last_write=datetime(1601, 1, 1, tzinfo=UTC))
+    layout.hives[SOFTWARE].value(VERIFY + "\\{OLD}", "Dll", REG_SZ, sz("C:\\old.dll"))
+    layout.hives[SOFTWARE].key(VERIFY + "\\{OLD}", last_write=datetime(1601, 1, 1, tzinfo=UTC))
+    clean = build_windows_image(tmp_path / "clean.img", base_layout())
+    image = build_windows_image(tmp_path / "1601.img", layout)
+    assert _scan(repository, clean).baseline
+    record = _scan(repository, image)
+    assert record.status == "succeeded"
+    old = HKLM_SW + VERIFY + "\\{OLD}"
+    assert _events(record) == [("registry", "added", HKLM_SW + VERIFY, None, (), {}),
+                               ("registry", "added", old, None, (), {}),
+                               ("registry", "added", old, "Dll", (), {})]
+    assert record.events[1].current is not None
+    assert record.events[1].current["last_write"] == -(1 << 63)
+    with repository.transaction() as conn:
+        state = repository.load_registry_state(conn, repository.machine_id(conn, "dc-01"))
+    run = state[HKLM_SW + RUN]
+    assert isinstance(run, RegistryKeyEntity) and run.last_write == -(1 << 63)
+    again = _scan(repository, image)
     assert (again.status, _events(again)) == ("succeeded", [])
 
 
