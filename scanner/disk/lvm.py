@@ -569,10 +569,12 @@ def open_logical_volume(assembled: AssembledGroup, lv: LogicalVolume,
 def reopen_logical_volume(locator: dict[str, Any], pv_sources: list[BlockSource]
                           ) -> LvmVolumeSource:
     """Open the LV a ``{"kind": "lvm"}`` locator names over the already opened PV sources
-    (which the returned source then owns and closes)."""
+    (which the returned source then owns and closes). The metadata is read within the bounds
+    of the environment (``SNAPFIM_MAX_LVM_*``), as the scan that made the locator read it."""
     found = []
+    limits = Limits.from_env()
     for index, source in enumerate(pv_sources):
-        pv = read_physical_volume(f"pv{index}", source)
+        pv = read_physical_volume(f"pv{index}", source, limits)
         if pv is not None:
             found.append(pv)
     for assembled in assemble(found):
