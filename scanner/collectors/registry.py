@@ -191,9 +191,12 @@ def check_log(log: bytes, hbins_size: int, limits: Limits, other_logs: int = 0
     at = 512
     while at + 40 <= len(log) and log[at:at + 4] == b"HvLE":
         _sig, size, _flags, sequence, bins, count = _LOG_ENTRY.unpack_from(log, at)
-        if size < 40 or size % 512 or at + size > len(log) or 40 + 8 * count > size:
-            break  # not a whole entry: a replay stops here as well
-        if bins == 0 or bins % _PAGE or bins > most:
+        if size <= 40 or size % 512 or bins % _PAGE:
+            break  # python-registry stops at such an entry: nothing after it is replayed
+        if at + size > len(log) or 40 + 8 * count > size:  # it would not stop: refuse
+            return (f"entry {sequence} claims {size} bytes and {count} dirty pages, more "
+                    "than the log holds")
+        if bins == 0 or bins > most:
             return (f"entry {sequence} gives the hive 0x{bins:x} bytes of bins, impossible "
                     f"from 0x{hbins_size:x} with this log")
         for offset, length in struct.iter_unpack("<II", log[at + 40:at + 40 + 8 * count]):

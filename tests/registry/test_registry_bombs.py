@@ -9,6 +9,7 @@ collected (the hives themselves are small; before the bounds, reading them took 
 from __future__ import annotations
 
 import hashlib
+import struct
 import tracemalloc
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -27,6 +28,7 @@ from scanner.registry.hivewriter import (
     HiveBuilder,
     RepeatedSegments,
     log_with_pages,
+    marvin32,
     sz,
     write_transaction_log,
 )
@@ -221,6 +223,24 @@ def test_a_log_page_at_0xffffe000_is_not_replayed(hbins: int | None, why: str) -
     assert hive.status == "dirty-not-replayed"
     assert hive.status_reason == ("sequence numbers differ (primary 2, secondary 1); no usable "
                                   f"transaction log: LOG1 unusable ({why})")
+
+
+def test_a_log_entry_larger_than_the_log_is_not_replayed() -> None:
+    """An entry whose size runs past the end of the log, hashed as python-registry hashes it
+    (up to the end of the buffer), so it would be applied: its pages are not checked, it is
+    refused."""
+    old = _vendor_hive().build()
+    logged = log_with_pages(old, [(0xFFFFE000, b"\xcc" * 4096)])
+    log = bytearray(logged.log1)
+    struct.pack_into("<I", log, 512 + 4, 0x100000)  # 1 MiB claimed, 5 KiB there
+    body = bytes(log[512 + 40:])
+    struct.pack_into("<Q", log, 512 + 24, marvin32(body))  # what python-registry checks
+    struct.pack_into("<Q", log, 512 + 32, marvin32(bytes(log[512:512 + 32])))
+    hive = bounded(16 * MIB, lambda: open_hive(logged.primary, log1=bytes(log)))
+    assert hive.status == "dirty-not-replayed"
+    assert hive.status_reason.endswith(
+        "LOG1 unusable (entry 1 claims 1048576 bytes and 1 dirty pages, more than the log "
+        "holds)")
 
 
 def test_log_pages_bound() -> None:
