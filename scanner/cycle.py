@@ -193,9 +193,14 @@ def poll_snapshots(repo: Repository, scan_id: int) -> str:
 
 
 # -- the scan ---------------------------------------------------------------------------------
-def scan_cycle(repo: Repository, scan_id: int, settings: FleetSettings) -> FileDiff | None:
+def scan_cycle(repo: Repository, scan_id: int, settings: FleetSettings, *,
+               reraise: tuple[type[BaseException], ...] = ()) -> FileDiff | None:
     """Read the snapshots, diff and commit atomically. None when there was nothing to do
-    (the scan was committed or failed by an earlier delivery of the same task)."""
+    (the scan was committed or failed by an earlier delivery of the same task).
+
+    Any error of this machine fails its scan (see the module docstring), except transient
+    ones and those in ``reraise`` (the caller's own: a task's time limit), which propagate."""
+    passthrough: tuple[type[BaseException], ...] = (TransientError, *reraise)
     with repo.transaction() as conn:
         row, mach, _disks, acct = _cycle(conn, scan_id)
         if row.status in SCAN_DONE:
@@ -228,7 +233,7 @@ def scan_cycle(repo: Repository, scan_id: int, settings: FleetSettings) -> FileD
         check = getattr(provider, "check", None)
         if check is not None:
             check(locator)  # the image must still be the snapshot it was
-    except TransientError:
+    except passthrough:
         raise
     except Exception as exc:  # a disk we cannot read fails this machine's scan, no other
         if not isinstance(exc, SnapfimError):
@@ -248,7 +253,7 @@ def scan_cycle(repo: Repository, scan_id: int, settings: FleetSettings) -> FileD
                          .values(os=outcome.os_family))
             for snap in snaps:
                 fleet.set_snapshot_state(conn, snap.id, "scanned")
-    except TransientError:
+    except passthrough:
         raise
     except Exception as exc:  # rolled back: the machine's state is untouched
         if not isinstance(exc, SnapfimError):
