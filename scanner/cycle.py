@@ -5,6 +5,11 @@ stale machines, pending deliveries retried).
 Each step takes database ids, reads what it needs from the database, does its work and records
 the outcome; the Celery tasks in ``workers/`` only call these and chain them. Every step is
 idempotent: running it twice (a redelivered task) changes nothing the first run did not.
+
+One machine's failure stays that machine's: any error while snapshotting, reading or storing
+one machine (our own errors, and anything unforeseen a hostile disk provokes) becomes that
+scan's ``failed`` status with a one-line reason, and the other machines' steps go on. Only
+transient errors (database or broker away, throttling) propagate, to be retried.
 """
 
 from __future__ import annotations
@@ -68,6 +73,14 @@ def _now() -> datetime:
 
 def _provider(acct: Any) -> Provider:
     return provider_for(acct.cloud, dict(acct.config or {}))
+
+
+def _reason(exc: BaseException) -> str:
+    """One line saying what went wrong, for a scan or snapshot that failed on it: the
+    message of our errors, the exception's type and message for anything else."""
+    text = str(exc) if isinstance(exc, SnapfimError) else f"{type(exc).__name__}: {exc}"
+    line = " ".join(text.split()) or type(exc).__name__
+    return line if len(line) <= 500 else line[:499] + "…"
 
 
 # -- discovery and planning -------------------------------------------------------------------
@@ -149,8 +162,10 @@ def take_snapshots(repo: Repository, scan_id: int) -> bool:
             snap = provider.create_snapshot(info, disk_info, {"snapfim:scan": str(scan_id)})
         except TransientError:
             raise
-        except SnapfimError as exc:
-            snap = SnapshotInfo("", "failed", {}, str(exc))
+        except Exception as exc:  # this machine's snapshot fails; the cycle goes on
+            if not isinstance(exc, SnapfimError):
+                log.exception("snapshot of scan %s failed", scan_id)
+            snap = SnapshotInfo("", "failed", {}, _reason(exc))
         with repo.transaction() as conn:
             fleet.add_snapshot(conn, scan_id, d.id, snap, _now())
     return True
@@ -170,7 +185,14 @@ def poll_snapshots(repo: Repository, scan_id: int) -> str:
     for snap in snaps:
         info = SnapshotInfo(snap.cloud_id or "", snap.state, dict(snap.locator or {}), snap.error)
         if snap.state in ("requested", "pending"):
-            info = provider.refresh(info)
+            try:
+                info = provider.refresh(info)
+            except TransientError:
+                raise
+            except Exception as exc:  # this machine's snapshot fails; the cycle goes on
+                if not isinstance(exc, SnapfimError):
+                    log.exception("refreshing a snapshot of scan %s failed", scan_id)
+                info = SnapshotInfo(info.cloud_id, "failed", info.locator, _reason(exc))
             with repo.transaction() as conn:
                 fleet.set_snapshot_state(conn, snap.id, info.state, error=info.error, now=_now())
         states.append((info.state, info.error))
@@ -186,9 +208,14 @@ def poll_snapshots(repo: Repository, scan_id: int) -> str:
 
 
 # -- the scan ---------------------------------------------------------------------------------
-def scan_cycle(repo: Repository, scan_id: int, settings: FleetSettings) -> FileDiff | None:
+def scan_cycle(repo: Repository, scan_id: int, settings: FleetSettings, *,
+               reraise: tuple[type[BaseException], ...] = ()) -> FileDiff | None:
     """Read the snapshots, diff and commit atomically. None when there was nothing to do
-    (the scan was committed or failed by an earlier delivery of the same task)."""
+    (the scan was committed or failed by an earlier delivery of the same task).
+
+    Any error of this machine fails its scan (see the module docstring), except transient
+    ones and those in ``reraise`` (the caller's own: a task's time limit), which propagate."""
+    passthrough: tuple[type[BaseException], ...] = (TransientError, *reraise)
     with repo.transaction() as conn:
         row, mach, _disks, acct = _cycle(conn, scan_id)
         if row.status in SCAN_DONE:
@@ -221,23 +248,33 @@ def scan_cycle(repo: Repository, scan_id: int, settings: FleetSettings) -> FileD
         check = getattr(provider, "check", None)
         if check is not None:
             check(locator)  # the image must still be the snapshot it was
-    except TransientError:
+    except passthrough:
         raise
-    except SnapfimError as exc:
-        fail(repo, scan_id, str(exc))
+    except Exception as exc:  # a disk we cannot read fails this machine's scan, no other
+        if not isinstance(exc, SnapfimError):
+            log.exception("scan %s of %s failed", scan_id, mach.name)
+        fail(repo, scan_id, _reason(exc))
         return None
-    with repo.transaction() as conn:
-        row = fleet.lock_scan(conn, scan_id)
-        if row.status in SCAN_DONE:  # another delivery committed meanwhile
-            return None
-        previous = repo.previous_scan(conn, mach.id)
-        _scan_id, diff = write_outcome(repo, conn, mach.id, outcome, previous=previous,
-                                       started=started, finished=_now(), source=locator,
-                                       scan_id=scan_id, sinks=settings.delivery.names)
-        conn.execute(machine.update().where(machine.c.id == mach.id)
-                     .values(os=outcome.os_family))
-        for snap in snaps:
-            fleet.set_snapshot_state(conn, snap.id, "scanned")
+    try:
+        with repo.transaction() as conn:
+            row = fleet.lock_scan(conn, scan_id)
+            if row.status in SCAN_DONE:  # another delivery committed meanwhile
+                return None
+            previous = repo.previous_scan(conn, mach.id)
+            _scan_id, diff = write_outcome(repo, conn, mach.id, outcome, previous=previous,
+                                           started=started, finished=_now(), source=locator,
+                                           scan_id=scan_id, sinks=settings.delivery.names)
+            conn.execute(machine.update().where(machine.c.id == mach.id)
+                         .values(os=outcome.os_family))
+            for snap in snaps:
+                fleet.set_snapshot_state(conn, snap.id, "scanned")
+    except passthrough:
+        raise
+    except Exception as exc:  # rolled back: the machine's state is untouched
+        if not isinstance(exc, SnapfimError):
+            log.exception("storing scan %s of %s failed", scan_id, mach.name)
+        fail(repo, scan_id, "could not store the scan: " + _reason(exc))
+        return None
     return diff
 
 

@@ -16,6 +16,7 @@ variable named beside it (``Limits.from_env``).
 | ``value_bytes``        | ``SNAPFIM_MAX_VALUE_BYTES``    | 64 MiB for one registry value    |
 | ``hive_cells_per_value``| ``SNAPFIM_MAX_VALUE_CELLS``   | 4,096 big-data segments          |
 | ``subkey_list_entries``| ``SNAPFIM_MAX_SUBKEYS``        | 1,000,000 subkeys of one key     |
+| ``values_per_key``     | ``SNAPFIM_MAX_VALUES``         | 100,000 values of one key        |
 | ``log_pages``          | ``SNAPFIM_MAX_LOG_PAGES``      | 262,144 dirty pages (1 GiB)      |
 | ``lvm_text_bytes``     | ``SNAPFIM_MAX_LVM_TEXT_BYTES`` | 1 MiB of LVM metadata text       |
 | ``lvm_nesting``        | ``SNAPFIM_MAX_LVM_NESTING``    | 32 levels of sections            |
@@ -44,6 +45,7 @@ _ENV = {
     "value_bytes": "SNAPFIM_MAX_VALUE_BYTES",
     "hive_cells_per_value": "SNAPFIM_MAX_VALUE_CELLS",
     "subkey_list_entries": "SNAPFIM_MAX_SUBKEYS",
+    "values_per_key": "SNAPFIM_MAX_VALUES",
     "log_pages": "SNAPFIM_MAX_LOG_PAGES",
     "lvm_text_bytes": "SNAPFIM_MAX_LVM_TEXT_BYTES",
     "lvm_nesting": "SNAPFIM_MAX_LVM_NESTING",
@@ -63,6 +65,7 @@ class Limits:
     value_bytes: int = 64 << 20
     hive_cells_per_value: int = 4096
     subkey_list_entries: int = 1_000_000
+    values_per_key: int = 100_000
     log_pages: int = 262_144
     lvm_text_bytes: int = 1 << 20
     lvm_nesting: int = 32

@@ -122,7 +122,7 @@ def scan_source(source: BlockSource, policy: list[PolicyEntity],
             continue
         vsource = SliceSource(source, volume.offset, volume.length)
         try:
-            pv = read_physical_volume(volume.label, vsource)
+            pv = read_physical_volume(volume.label, vsource, options.limits)
         except LvmError as exc:
             report.filesystem, report.status, report.reason = "lvm2", "failed", str(exc)
             continue
@@ -197,6 +197,9 @@ def _open_logical_volumes(group: AssembledGroup, disk_locator: dict[str, Any],
         at = max(i for i, r in enumerate(reports)
                  if r.volume == pv.key or r.volume.startswith(pv.key + "/lvm:"))
         reports.insert(at + 1, report)
+        if lv.error is not None:  # invalid metadata (overlapping LVs): content unknown
+            report.status, report.reason = "failed", lv.error
+            continue
         if lv.reason is not None:
             report.reason = lv.reason
             continue
@@ -405,7 +408,8 @@ def _collect(trees: list[_LinuxTree],
     hasher.start()  # workers hash while this process reads the registry, metadata and ACLs
     if windows is not None:
         progress.phase("registry", None)
-        registry, names = collect_registry(win_walker, system, policy, coverage)
+        registry, names = collect_registry(win_walker, system, policy, coverage,
+                                           options.limits)
         coverage.policies += names
     entities: dict[str, FileEntity] = {}
     pending: list[tuple[FileEntity, str, int]] = []  # regular files awaiting their hash

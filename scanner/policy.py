@@ -269,6 +269,25 @@ RECOMMENDED_REGISTRY: tuple[str, ...] = (
       + p for p in ("DomainProfile", "PublicProfile", "StandardProfile")),
     "HKLM\\SECURITY\\POLICY\\SECRETS",
 )
+# How deep each recommended key is walked: deep enough to catch what an attacker changes there.
+# Most hold their content in values (depth 0: the key and its values). These hold it in
+# subkeys (README, "Registry": the table):
+# - Policy\Secrets: one subkey per LSA secret, its data in CurrVal/OldVal/... subkeys (the
+#   default value of each): an added secret is Secrets\<name>\CurrVal, two levels down.
+# - Winlogon: GPExtensions\{guid} and Notify\<package> register DLLs (DllName), and
+#   SpecialAccounts\UserList hides accounts from the logon screen: two levels down.
+# - RunOnceEx: its entries are subkeys (0001, with Depend below) holding the commands.
+# - FirewallPolicy\<profile>: AuthorizedApplications\List and GloballyOpenPorts\List hold the
+#   exceptions (besides the profile's own values such as EnableFirewall).
+RECOMMENDED_REGISTRY_DEPTHS: dict[str, int] = {
+    "HKLM\\SECURITY\\POLICY\\SECRETS": 2,
+    **{_HKLM_SW + w + "Microsoft\\Windows NT\\CurrentVersion\\Winlogon": 2
+       for w in ("", "WOW6432Node\\")},
+    **{_HKLM_SW + w + "Microsoft\\Windows\\CurrentVersion\\RunOnceEx": 2
+       for w in ("", "WOW6432Node\\")},
+    **{"HKLM\\SYSTEM\\CurrentControlSet\\Services\\SharedAccess\\Parameters\\FirewallPolicy\\"
+       + p: 2 for p in ("DomainProfile", "PublicProfile", "StandardProfile")},
+}
 # The newer table's wildcards over all OIDs: every encoding type's whole tree (a new SIP or
 # trust provider is registered a few levels down), which the seeds' product cannot recurse.
 RECOMMENDED_REGISTRY_TREES: tuple[str, ...] = (
@@ -289,7 +308,8 @@ def recommended_entities() -> list[PolicyEntity]:
     entities = [make_entity(p, kind=EntityKind.LINUX_FILE, source=rec) for p in RECOMMENDED_LINUX]
     entities += [make_entity(p, kind=EntityKind.WINDOWS_FILE, source=rec)
                  for p in RECOMMENDED_WINDOWS_FILES]
-    entities += [make_entity(p, kind=EntityKind.WINDOWS_REGISTRY, source=rec, depth=0)
+    entities += [make_entity(p, kind=EntityKind.WINDOWS_REGISTRY, source=rec,
+                             depth=RECOMMENDED_REGISTRY_DEPTHS.get(p, 0))
                  for p in (*RECOMMENDED_REGISTRY, *RECOMMENDED_USER_REGISTRY)]
     entities += [replace(make_entity(p, kind=EntityKind.WINDOWS_REGISTRY, source=rec),
                          depth=None)  # whole trees (patterns default to depth 0)

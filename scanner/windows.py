@@ -24,6 +24,7 @@ from scanner.disk.nodes import FileKind, Filesystem, Node
 from scanner.disk.walker import Walker
 from scanner.entities import RegistryEntity, RegistryKeyEntity
 from scanner.errors import DiskError, SourceReadError
+from scanner.limits import Limits
 from scanner.policy import EntityKind, PolicyEntity, active
 from scanner.registry import HiveError
 from scanner.winpaths import system_variables, to_windows, walk_entity
@@ -117,8 +118,10 @@ def _hive_files(walker: Walker, system: WindowsSystem, want_users: bool
 
 
 def collect_registry(walker: Walker, system: WindowsSystem, policy: list[PolicyEntity],
-                     coverage: Coverage) -> tuple[dict[str, RegistryEntity], list[str]]:
-    """Read every hive an enabled registry entity reaches and collect its keys and values.
+                     coverage: Coverage, limits: Limits | None = None,
+                     ) -> tuple[dict[str, RegistryEntity], list[str]]:
+    """Read every hive an enabled registry entity reaches and collect its keys and values
+    (within ``limits``: a value, subkey list or log beyond a bound is listed as unreadable).
 
     Returns the entities by id and the names of the registry entities scanned. Hive reports
     go to ``coverage.hives``; unreadable hives and keys to ``coverage.unreadable``.
@@ -147,7 +150,7 @@ def collect_registry(walker: Walker, system: WindowsSystem, policy: list[PolicyE
                     coverage.unreadable[mount] = f"hive {windows_name(path)} not found"
                 continue
             logs = [_read_optional(walker, f"{path}.{suffix}") for suffix in ("LOG1", "LOG2")]
-            hive = open_hive(data, log1=logs[0], log2=logs[1])
+            hive = open_hive(data, log1=logs[0], log2=logs[1], limits=limits)
             found, unreadable = collect(hive, mount, entities)
         except (DiskError, SourceReadError, HiveError) as exc:
             report.status, report.reason = "failed", str(exc)

@@ -38,7 +38,7 @@ import re
 import struct
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -1432,6 +1432,21 @@ def lvm_vg(image: str | os.PathLike[str], vg: str, pvs: list[tuple[int, int]],
         out.append({"pv_uuid": ids[i][1], "data_offset": offset + pe_start,
                     "extent_size": extent, "extents": entries[i]["pe_count"]})
     return out
+
+
+def lvm_pv_text(image: str | os.PathLike[str], offset: int, size: int,
+                text: Callable[[str], bytes], *, pe_start: int = MIB) -> dict[str, Any]:
+    """Write a PV at ``offset`` whose metadata area holds ``text(pv_uuid)`` as it is (any
+    bytes: hostile metadata), between 4 KiB and ``pe_start``. Returns ``pv_uuid`` (dashed),
+    ``data_offset`` and ``metadata`` (the text written)."""
+    raw, dashed = _lvm_id(f"pv:raw:{offset}")
+    body = text(dashed)
+    if 4096 + 512 + len(body) > pe_start:
+        raise ValueError(f"{len(body)} bytes of metadata do not fit below pe_start")
+    label, mda = lvm_pv_header(raw, size, pe_start, body)
+    write_at(image, offset + 512, label)
+    write_at(image, offset + 4096, mda)
+    return {"pv_uuid": dashed, "data_offset": offset + pe_start, "metadata": body}
 
 
 def lvm_pv(image: str | os.PathLike[str], offset: int, size: int, vg: str,

@@ -165,7 +165,7 @@ class _Ucs:
     _libc.malloc.argtypes = [ctypes.c_size_t]
 
     def __init__(self, name: str) -> None:
-        raw = name.encode("utf-16-le")
+        raw = name.encode("utf-16-le", "surrogatepass")
         if not raw or len(raw) // 2 > 255:
             raise ValueError(f"bad NTFS name {name!r}")
         self.length = len(raw) // 2
@@ -300,7 +300,7 @@ class _Volume:
 
 
 def _reparse_symlink(target: str, relative: bool) -> bytes:
-    name = target.encode("utf-16-le")
+    name = target.encode("utf-16-le", "surrogatepass")
     # SubstituteNameOffset, SubstituteNameLength, PrintNameOffset, PrintNameLength, Flags
     body = (0).to_bytes(2, "little") + len(name).to_bytes(2, "little") \
         + len(name).to_bytes(2, "little") + len(name).to_bytes(2, "little") \

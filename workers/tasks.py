@@ -78,7 +78,7 @@ def scan_machine(self: Task, scan_id: int) -> dict[str, Any] | None:
     """Read the snapshots and commit the scan (scan queue: one per worker process)."""
     repo, settings = _services()
     try:
-        diff = cycle.scan_cycle(repo, scan_id, settings)
+        diff = cycle.scan_cycle(repo, scan_id, settings, reraise=(SoftTimeLimitExceeded,))
     except SoftTimeLimitExceeded:
         cycle.fail(repo, scan_id, "the scan exceeded SNAPFIM_SCAN_TIME_LIMIT")
         diff = None

@@ -48,6 +48,7 @@ from scanner.entities import (
     RegistryValueEntity,
     value_id,
 )
+from scanner.limits import Limits
 from scanner.policy import EntityKind, PolicyEntity
 from scanner.registry import (
     REG_DWORD,
@@ -67,7 +68,7 @@ from scanner.registry import (
 
 __all__ = [
     "HiveError", "Hive", "open_hive", "collect", "reaches", "resolve_current_control_set",
-    "preview", "PREVIEW_CHARS",
+    "preview", "PREVIEW_CHARS", "check_log",
 ]
 
 PREVIEW_CHARS = 256
@@ -126,21 +127,24 @@ def _read(source: bytes | bytearray | memoryview | BinaryIO) -> bytes:
 
 
 def open_hive(data: bytes | BinaryIO, log1: bytes | BinaryIO | None = None,
-              log2: bytes | BinaryIO | None = None) -> Hive:
+              log2: bytes | BinaryIO | None = None, limits: Limits | None = None) -> Hive:
     """Open a primary hive (bytes or a binary file object), replaying its transaction logs
     when it is dirty.
 
     ``hive.status`` is ``'clean'``, ``'replayed'`` (dirty, brought up to date from LOG1/LOG2
     with python-registry's ``RegistryLog``, in a copy) or ``'dirty-not-replayed'`` (read as
-    is: no usable log); ``hive.status_reason`` says why.
+    is: no usable log); ``hive.status_reason`` says why. A log is checked before it is replayed
+    (:func:`check_log`): one whose pages lie outside what the hive can grow to, or that holds
+    more than ``limits.log_pages`` pages, is unusable (the reason is in ``status_reason``).
 
     Raises:
         HiveError: not a hive, truncated, unsupported version, or no readable root key.
     """
+    limits = limits or Limits()
     raw = _read(data)
     header = parse_header(raw)
     if not header.dirty:
-        return Hive(raw)
+        return Hive(raw, limits=limits)
     why = (f"sequence numbers differ (primary {header.primary_sequence}, secondary "
            f"{header.secondary_sequence})" if header.checksum_ok
            else "base block checksum mismatch")
@@ -148,26 +152,76 @@ def open_hive(data: bytes | BinaryIO, log1: bytes | BinaryIO | None = None,
             if log is not None]
     if not logs:
         return Hive(raw, status="dirty-not-replayed",
-                    status_reason=f"{why}; no transaction log given")
+                    status_reason=f"{why}; no transaction log given", limits=limits)
     try:
-        replayed, detail = _replay(raw, logs)
+        replayed, detail = _replay(raw, header.hbins_size, logs, limits)
     except Exception as exc:  # python-registry raises many kinds on bad logs
         return Hive(raw, status="dirty-not-replayed",
-                    status_reason=f"{why}; replay failed: {type(exc).__name__}: {exc}")
+                    status_reason=f"{why}; replay failed: {type(exc).__name__}: {exc}",
+                    limits=limits)
     if replayed is None:
-        return Hive(raw, status="dirty-not-replayed", status_reason=f"{why}; {detail}")
+        return Hive(raw, status="dirty-not-replayed", status_reason=f"{why}; {detail}",
+                    limits=limits)
     try:
-        return Hive(replayed, status="replayed", status_reason=f"{why}; {detail}")
+        return Hive(replayed, status="replayed", status_reason=f"{why}; {detail}",
+                    limits=limits)
     except HiveError as exc:
         return Hive(raw, status="dirty-not-replayed",
-                    status_reason=f"{why}; replayed hive unreadable ({exc})")
+                    status_reason=f"{why}; replayed hive unreadable ({exc})", limits=limits)
 
 
-def _replay(raw: bytes, logs: list[tuple[str, bytes]]) -> tuple[bytes | None, str]:
+_LOG_ENTRY = struct.Struct("<4sIIIII")  # HvLE, size, flags, sequence, hbins size, page count
+_PAGE = 4096
+
+
+def check_log(log: bytes, hbins_size: int, limits: Limits, other_logs: int = 0
+              ) -> str | None:
+    """Why a new-format (``HvLE``) transaction log must not be replayed into a hive whose
+    bins are ``hbins_size`` bytes, or None when its entries stay in bounds.
+
+    Every entry is checked the way a replay would use it, before anything is written: its
+    new bins size can grow the hive by no more than the logs hold (this one, and
+    ``other_logs`` bytes of the other log replayed with it), each dirty page lies
+    inside that size, and all entries together hold at most ``limits.log_pages`` pages.
+    (python-registry writes each page at its offset into a growing buffer: a page claimed at
+    0xFFFFE000 would make it allocate 4 GiB.)
+    """
+    most = hbins_size + len(log) + other_logs  # logs add no more than the pages they hold
+    pages = 0
+    at = 512
+    while at + 40 <= len(log) and log[at:at + 4] == b"HvLE":
+        _sig, size, _flags, sequence, bins, count = _LOG_ENTRY.unpack_from(log, at)
+        if size <= 40 or size % 512 or bins % _PAGE:
+            break  # python-registry stops at such an entry: nothing after it is replayed
+        if at + size > len(log) or 40 + 8 * count > size:  # it would not stop: refuse
+            return (f"entry {sequence} claims {size} bytes and {count} dirty pages, more "
+                    "than the log holds")
+        if bins == 0 or bins > most:
+            return (f"entry {sequence} gives the hive 0x{bins:x} bytes of bins, impossible "
+                    f"from 0x{hbins_size:x} with this log")
+        for offset, length in struct.iter_unpack("<II", log[at + 40:at + 40 + 8 * count]):
+            if offset % _PAGE or length == 0 or length % _PAGE or offset + length > bins:
+                return (f"entry {sequence}: dirty page at 0x{offset:x} ({length} bytes) "
+                        f"outside the 0x{bins:x} bytes of bins")
+            pages += length // _PAGE
+            if pages > limits.log_pages:
+                return (f"more than {limits.log_pages} dirty pages, the bound "
+                        "(SNAPFIM_MAX_LOG_PAGES)")
+        at += size
+    return None
+
+
+def _replay(raw: bytes, hbins_size: int, logs: list[tuple[str, bytes]], limits: Limits
+            ) -> tuple[bytes | None, str]:
     primary = io.BytesIO(raw)
     opened = []
     skipped = []  # a log that cannot be parsed (empty, garbage) is left out, not fatal
+    total = sum(len(log) for _, log in logs)
     for name, log in logs:
+        problem = check_log(log, hbins_size, limits, total - len(log))
+        if problem is not None:
+            skipped.append(f"{name} unusable ({problem})")
+            continue
         primary.seek(0)
         try:
             parsed = RegistryLog(primary, io.BytesIO(log))
@@ -365,10 +419,13 @@ class _Collector:
                      policies: tuple[str]) -> None:
         out, types, small, sha256 = self.out, self._types, self._small, hashlib.sha256
         prefix = value_id(kid, "")
-        for name, vtype, data in self.hive.values(key):
+        for name, vtype, data, error in self.hive.iter_values(key):
             if wanted and name.upper() not in wanted:
                 continue
             vid = prefix + name
+            if error is not None:  # its previous state is kept
+                self.unreadable[vid] = error
+                continue
             known = out.get(vid)
             if known is not None:
                 self._merge(known, policies[0])

@@ -16,6 +16,13 @@ Layout (LVM2 ``lib/format_text/layout.h``; all integers little-endian):
 CRCs are LVM2's ``calc_crc``: CRC-32 (reflected, polynomial 0xEDB88320) starting from
 0xF597A6CF without the final inversion, i.e. ``~zlib.crc32(buf, ~0xF597A6CF)``.
 
+The metadata belongs to whoever controls the disk, so its reading is bounded
+(:class:`scanner.limits.Limits`): the text is at most ``lvm_text_bytes`` long, sections nest
+at most ``lvm_nesting`` deep (lists are flat, as LVM2 writes them), numbers have at most 20
+digits. A PV whose extents would lie past its device fails; a segment outside its PV's
+extents and logical volumes claiming the same physical extents fail (each LV with the reason),
+so no corrupt or hostile text makes a scan read an extent twice.
+
 Only linear logical volumes (every segment ``striped`` with one stripe) are readable here; the
 others (striped over several stripes, thin, RAID, mirror, cache, snapshots and their
 copy-on-write stores, VDO, ...) are reported with the reason. libvslvm (``pyvslvm``) reads the
@@ -32,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scanner.errors import CorruptFilesystem, SourceReadError
+from scanner.limits import Limits
 from scanner.sources.base import BlockSource
 from scanner.sources.lvm import Extent, LvmVolumeSource
 
@@ -42,7 +50,7 @@ LABEL_SCAN_SECTORS = 4
 MDA_MAGIC = b" LVM2 x[5A%r0N*>"
 MDA_HEADER_SIZE = 512
 INITIAL_CRC = 0xF597A6CF
-MAX_METADATA = 64 << 20  # refuse absurd metadata sizes from a damaged header
+MAX_DIGITS = 20  # a 64-bit number has at most 20 digits
 
 
 class LvmError(CorruptFilesystem):
@@ -119,7 +127,7 @@ def _pv_header(raw: bytes, at: int, sector: int) -> PvLabel:
     return PvLabel(format_uuid(uuid), device_size, tuple(lists[0]), tuple(lists[1]), sector)
 
 
-def read_metadata_text(source: BlockSource, label: PvLabel) -> str:
+def read_metadata_text(source: BlockSource, label: PvLabel, limits: Limits | None = None) -> str:
     """The current volume group metadata text from the first metadata area that is intact.
 
     Raises :class:`LvmError` naming what is wrong when no area yields valid text (a PV without
@@ -128,15 +136,16 @@ def read_metadata_text(source: BlockSource, label: PvLabel) -> str:
     if not label.metadata_areas:
         raise LvmError(f"LVM2 PV {label.uuid} holds no metadata area")
     problems = []
+    most = (limits or Limits()).lvm_text_bytes
     for start, size in label.metadata_areas:
         try:
-            return _metadata_area_text(source, start, size)
+            return _metadata_area_text(source, start, size, most)
         except LvmError as exc:
             problems.append(str(exc))
     raise LvmError("; ".join(problems))
 
 
-def _metadata_area_text(source: BlockSource, start: int, size: int) -> str:
+def _metadata_area_text(source: BlockSource, start: int, size: int, most: int) -> str:
     where = f"LVM2 metadata area at {start}"
     try:
         header = source.read_at(start, MDA_HEADER_SIZE)
@@ -155,8 +164,11 @@ def _metadata_area_text(source: BlockSource, start: int, size: int) -> str:
     offset, text_size, text_crc, _flags = struct.unpack_from("<QQII", header, 40)
     if offset == 0 or text_size == 0:
         raise LvmError(f"{where}: no metadata recorded")
-    if text_size > min(mda_size, MAX_METADATA) or offset >= mda_size:
+    if text_size > mda_size or offset >= mda_size:
         raise LvmError(f"{where}: metadata location out of bounds")
+    if text_size > most:
+        raise LvmError(f"{where}: {text_size} bytes of metadata text, over the bound of "
+                       f"{most} (SNAPFIM_MAX_LVM_TEXT_BYTES)")
     try:
         first = min(text_size, mda_size - offset)
         data = source.read_at(start + offset, first)
@@ -182,16 +194,24 @@ _TOKEN = re.compile(r"""
 """, re.VERBOSE)
 
 
-def parse_config(text: str) -> dict[str, Any]:
-    """Parse LVM2's config syntax into nested dicts (sections), ints, strings and lists."""
+def parse_config(text: str, max_nesting: int | None = None) -> dict[str, Any]:
+    """Parse LVM2's config syntax into nested dicts (sections), ints, strings and flat lists.
+
+    Raises :class:`LvmError` for anything else, sections nested deeper than ``max_nesting``
+    and numbers of more than 20 digits included."""
+    if max_nesting is None:
+        max_nesting = Limits().lvm_nesting
     tokens: list[tuple[str, str]] = []
     at = 0
     while at < len(text):
         match = _TOKEN.match(text, at)
         if match is None:
             raise LvmError(f"LVM2 metadata: unexpected character {text[at]!r} at {at}")
-        at = match.end()
         kind = match.lastgroup or ""
+        if kind == "number" and len(match.group()) > MAX_DIGITS + 1:
+            raise LvmError(f"LVM2 metadata: a number of {len(match.group())} characters at "
+                           f"{at} (at most {MAX_DIGITS} digits)")
+        at = match.end()
         if kind != "space":
             tokens.append((kind, match.group()))
     pos = 0
@@ -207,6 +227,8 @@ def parse_config(text: str) -> dict[str, Any]:
         if tok == "[":
             items: list[Any] = []
             while tokens[pos][1] != "]":
+                if tokens[pos][1] == "[":
+                    raise LvmError("LVM2 metadata: a list inside a list")
                 items.append(value())
                 if tokens[pos][1] == ",":
                     pos += 1
@@ -214,8 +236,11 @@ def parse_config(text: str) -> dict[str, Any]:
             return items
         raise LvmError(f"LVM2 metadata: unexpected {tok!r}")
 
-    def section(closing: bool) -> dict[str, Any]:
+    def section(closing: bool, depth: int = 0) -> dict[str, Any]:
         nonlocal pos
+        if depth > max_nesting:
+            raise LvmError(f"LVM2 metadata: sections nested deeper than {max_nesting} "
+                           "(SNAPFIM_MAX_LVM_NESTING)")
         out: dict[str, Any] = {}
         while pos < len(tokens):
             kind, tok = tokens[pos]
@@ -230,7 +255,7 @@ def parse_config(text: str) -> dict[str, Any]:
             if follow == "=":
                 out[tok] = value()
             elif follow == "{":
-                out[tok] = section(True)
+                out[tok] = section(True, depth + 1)
             else:
                 raise LvmError(f"LVM2 metadata: expected '=' or '{{' after {tok!r}")
         if closing:
@@ -270,7 +295,8 @@ class Segment:
 
 @dataclass(slots=True)
 class LogicalVolume:
-    """An LV of a volume group; ``reason`` says why it cannot be read (``None``: linear)."""
+    """An LV of a volume group; ``reason`` says why it is not read (``None``: linear), and
+    ``error`` why its metadata is invalid (it fails: its content is unknown)."""
 
     vg: str
     name: str
@@ -279,6 +305,7 @@ class LogicalVolume:
     segments: list[Segment]
     extent_size: int
     reason: str | None = None
+    error: str | None = None
 
     @property
     def size(self) -> int:
@@ -324,9 +351,12 @@ def _segment_kind(seg: Segment) -> str:
     return names.get(seg.type, f"logical volume of segment type {seg.type!r}")
 
 
-def parse_volume_group(text: str) -> VolumeGroup:
-    """The volume group described by a metadata text (one VG per text, as LVM2 writes it)."""
-    tree = parse_config(text)
+def parse_volume_group(text: str, limits: Limits | None = None) -> VolumeGroup:
+    """The volume group described by a metadata text (one VG per text, as LVM2 writes it).
+
+    Raises :class:`LvmError` for a text that is not one (see :func:`parse_config`), and for
+    a physical volume whose extents would lie past the device the metadata gives it."""
+    tree = parse_config(text, (limits or Limits()).lvm_nesting)
     groups = [(k, v) for k, v in tree.items() if isinstance(v, dict)]
     if len(groups) != 1:
         raise LvmError(f"LVM2 metadata: expected one volume group, found {len(groups)}")
@@ -335,8 +365,15 @@ def parse_volume_group(text: str) -> VolumeGroup:
         extent_size = int(vg["extent_size"]) * SECTOR
         group = VolumeGroup(name, str(vg["id"]), int(vg.get("seqno", 0)), extent_size)
         for pv_name, pv in vg.get("physical_volumes", {}).items():
-            group.pvs[pv_name] = PvInfo(pv_name, str(pv["id"]), int(pv["pe_start"]) * SECTOR,
-                                        int(pv.get("pe_count", 0)), str(pv.get("device", "")))
+            info = PvInfo(pv_name, str(pv["id"]), int(pv["pe_start"]) * SECTOR,
+                          int(pv.get("pe_count", 0)), str(pv.get("device", "")))
+            device = int(pv.get("dev_size", 0)) * SECTOR
+            if (info.pe_start < 0 or info.pe_count < 0 or extent_size <= 0
+                    or (device and info.pe_start + info.pe_count * extent_size > device)):
+                raise LvmError(f"LVM2 metadata of {name}: {pv_name} claims {info.pe_count} "
+                               f"extents of {extent_size} bytes from {info.pe_start}, past "
+                               f"its {device} bytes")
+            group.pvs[pv_name] = info
         for lv_name, lv in vg.get("logical_volumes", {}).items():
             segments = []
             for key in sorted((k for k in lv if k.startswith("segment")
@@ -382,6 +419,31 @@ def _classify(group: VolumeGroup) -> None:
                 lv.reason = f"segment names unknown physical volume {seg.stripes[0][0]!r}"
                 break
             expected += seg.extent_count
+    _refuse_overlaps(group)
+
+
+def _refuse_overlaps(group: VolumeGroup) -> None:
+    """Readable LVs that claim a physical extent another LV (or another segment of
+    themselves) claims too fail, all of them: LVM2 never maps one extent twice, the metadata
+    is corrupt or hostile."""
+    runs: dict[str, list[tuple[int, int, LogicalVolume]]] = {}
+    for lv in group.lvs:
+        if lv.reason is None and lv.error is None:
+            for seg in lv.segments:
+                pv_name, first = seg.stripes[0]
+                runs.setdefault(pv_name, []).append((first, first + seg.extent_count, lv))
+    for pv_name, spans in runs.items():
+        spans.sort(key=lambda s: (s[0], s[1]))
+        reach_end, reach_lv = -1, None
+        for start, end, lv in spans:
+            if reach_lv is not None and start < reach_end:
+                for one, other in ((lv, reach_lv), (reach_lv, lv)):
+                    if one.error is None:
+                        one.error = (f"shares extents of {pv_name} from {start} with "
+                                     f"{other.full_name}: overlapping logical volumes are "
+                                     "not read")
+            if end > reach_end:
+                reach_end, reach_lv = end, lv
 
 
 # -- PVs on a disk, assembled into groups ------------------------------------------------------
@@ -396,8 +458,10 @@ class PhysicalVolume:
     group: VolumeGroup | None  # None: the PV keeps no metadata (another PV of its VG does)
 
 
-def read_physical_volume(key: str, source: BlockSource) -> PhysicalVolume | None:
-    """The PV on ``source`` with its volume group, ``None`` if it is no PV.
+def read_physical_volume(key: str, source: BlockSource, limits: Limits | None = None
+                         ) -> PhysicalVolume | None:
+    """The PV on ``source`` with its volume group, ``None`` if it is no PV (its metadata read
+    within ``limits``).
 
     Raises :class:`LvmError` when the label or every metadata copy is damaged, or the metadata
     does not list this PV.
@@ -407,7 +471,7 @@ def read_physical_volume(key: str, source: BlockSource) -> PhysicalVolume | None
         return None
     if not label.metadata_areas:  # pvcreate --metadatacopies 0
         return PhysicalVolume(key, source, label, None)
-    group = parse_volume_group(read_metadata_text(source, label))
+    group = parse_volume_group(read_metadata_text(source, label, limits), limits)
     if group.pv_by_uuid(label.uuid) is None:
         raise LvmError(f"LVM2 metadata of {group.name} does not list this PV ({label.uuid})")
     return PhysicalVolume(key, source, label, group)
@@ -480,6 +544,9 @@ def logical_volume_extents(assembled: AssembledGroup, lv: LogicalVolume) -> list
         if start + length > pv.source.size:
             raise LvmError(f"extents {first}..{first + seg.extent_count - 1} lie past the end "
                            f"of {pv.key} (truncated image?)")
+        if first < 0 or seg.extent_count <= 0 or first + seg.extent_count > info.pe_count:
+            raise LvmError(f"extents {first}..{first + seg.extent_count - 1} lie outside the "
+                           f"{info.pe_count} extents of {pv.key}")
         extents.append(Extent(seg.start_extent * size, length, pv.source, start))
     return extents
 
@@ -493,8 +560,8 @@ def lvm_locator(assembled: AssembledGroup, lv: LogicalVolume) -> dict[str, Any]:
 def open_logical_volume(assembled: AssembledGroup, lv: LogicalVolume,
                         owned: tuple[BlockSource, ...] = ()) -> LvmVolumeSource:
     """A block source over a linear LV (raises :class:`LvmError` if it cannot be read)."""
-    if lv.reason is not None:
-        raise LvmError(lv.reason)
+    if lv.error is not None or lv.reason is not None:
+        raise LvmError(lv.error or lv.reason or "")
     return LvmVolumeSource(logical_volume_extents(assembled, lv), lv.size,
                            lvm_locator(assembled, lv), owned)
 
@@ -502,10 +569,12 @@ def open_logical_volume(assembled: AssembledGroup, lv: LogicalVolume,
 def reopen_logical_volume(locator: dict[str, Any], pv_sources: list[BlockSource]
                           ) -> LvmVolumeSource:
     """Open the LV a ``{"kind": "lvm"}`` locator names over the already opened PV sources
-    (which the returned source then owns and closes)."""
+    (which the returned source then owns and closes). The metadata is read within the bounds
+    of the environment (``SNAPFIM_MAX_LVM_*``), as the scan that made the locator read it."""
     found = []
+    limits = Limits.from_env()
     for index, source in enumerate(pv_sources):
-        pv = read_physical_volume(f"pv{index}", source)
+        pv = read_physical_volume(f"pv{index}", source, limits)
         if pv is not None:
             found.append(pv)
     for assembled in assemble(found):

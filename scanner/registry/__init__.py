@@ -18,14 +18,34 @@ Layout (offsets of cells are relative to the first hbin, at file offset 0x1000):
   ``nk`` key, ``vk`` value, ``lf``/``lh``/``li``/``ri`` subkey lists, value lists (u32 offsets),
   ``sk`` security descriptor, ``db`` big data (segments of 16344 bytes).
 
-Every offset is bounds-checked; anything inconsistent raises :class:`HiveError`.
+Names are made unambiguous as they are decoded (:func:`scanner.textsafe.escape_name`: a name
+with a control character, or a key name with a backslash, is escaped whole), so a hostile
+name never merges with another id or reaches storage as NUL. Every offset is bounds-checked;
+anything inconsistent raises :class:`HiveError`. What a hive can make the reader do is
+bounded (:class:`scanner.limits.Limits`): the data of one value (``value_bytes``), the
+big-data segments of one value (``hive_cells_per_value``; a segment cell listed twice is
+refused), the entries of one key's subkey list (``subkey_list_entries``; an index root
+listing the same leaf twice is refused), the values of one key (``values_per_key``). A cell
+is owned by one value or key: a data cell of more than 1 KiB, a big-data list or segment
+claimed by a second value, or a value list of more than 64 values claimed by a second key, is
+refused for the second (Windows never shares them; a hive that does would make a scan hash
+the same bytes once per claimant; sharing smaller cells costs no more than the entities it
+makes, and tracking every cell would cost a fifth more memory on a big hive). A value
+whose data breaks a bound or cannot be read comes back with ``error`` set (and empty data),
+so its key's other values are still read; a subkey or value list that breaks one raises
+:class:`HiveError` for its key.
 """
 
 from __future__ import annotations
 
+import re
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
+
+from scanner.limits import Limits
+from scanner.textsafe import escape_name
 
 __all__ = [
     "HiveError", "HiveHeader", "Hive", "RegKey", "RegValue", "parse_header", "type_name",
@@ -60,7 +80,6 @@ _TYPE_NAMES = {
 HBIN_START = 0x1000
 BIG_DATA_SEGMENT = 16344  # bytes of value data per db segment; larger values use db cells
 _FILETIME_EPOCH = 116444736000000000  # 1601-01-01 -> 1970-01-01 in 100 ns units
-_MAX_DEPTH = 512  # Windows limits key nesting to 512 levels
 
 _NK = struct.Struct("<2sHQIIIIIIIIIIIIIIIHH")  # through the class name length (0x4C bytes)
 _VK = struct.Struct("<2sHIIIHH")  # 0x14 bytes
@@ -69,6 +88,9 @@ _I32 = struct.Struct("<i")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _U32_PAIR = struct.Struct("<II")
+_KEY_NAME_NEEDS = re.compile(r"[\\\x00-\x1f\x7f]").search  # see escape_name
+_CLAIM_BYTES = 1024  # data cells larger than this have one owner ...
+_CLAIM_VALUES = 64  # ... and value lists longer than this
 _KEY_COMP_NAME = 0x20
 _VALUE_COMP_NAME = 0x1
 
@@ -159,11 +181,13 @@ class RegKey(NamedTuple):
 
 
 class RegValue(NamedTuple):
-    """One value (``vk`` cell): its name as stored ('' = the default value), type and data."""
+    """One value (``vk`` cell): its name as stored ('' = the default value), type and data.
+    ``error`` says why the data could not be read (then ``data`` is empty)."""
 
     name: str
     type: int
     data: bytes
+    error: str | None = None
 
 
 _tuple_new = tuple.__new__  # RegKey._make without its Python-level call
@@ -182,11 +206,15 @@ class Hive:
     ``ThreadingModel``, ``DisplayName``...) hundreds of thousands of times.
     """
 
-    def __init__(self, data: bytes, *, status: str = "clean", status_reason: str = "") -> None:
+    def __init__(self, data: bytes, *, status: str = "clean", status_reason: str = "",
+                 limits: Limits | None = None) -> None:
         self.header = parse_header(data)
         self._data = data if isinstance(data, bytes) else bytes(data)  # immutable: no copy
         self._size = self.header.hbins_size
         self._big_data = self.header.minor >= 4
+        self.limits = limits = limits or Limits()
+        self._small = min(BIG_DATA_SEGMENT, limits.value_bytes)  # data read in the fast path
+        self._owners: dict[int, int] = {}  # cell offset -> the vk or nk cell that uses it
         self._names: dict[bytes, str] = {}
         self.status = status
         self.status_reason = status_reason
@@ -203,6 +231,14 @@ class Hive:
         if size < 8 or offset + size > self._size:
             raise HiveError(f"{what}: cell at 0x{offset:x} has an invalid size {size}")
         return HBIN_START + offset + 4, size - 4
+
+    def _claim(self, cell: int, owner: int, what: str) -> None:
+        """Record that ``owner`` (a vk or nk cell) uses ``cell``; refuse a second owner."""
+        first = self._owners.setdefault(cell, owner)
+        if first != owner:
+            whose = "key" if what == "value list" else "value"
+            raise HiveError(f"{what} cell 0x{cell:x} of the {whose} at 0x{owner:x} belongs to "
+                            f"the {whose} at 0x{first:x} (shared cells)")
 
     def _key(self, offset: int) -> RegKey:
         data = self._data
@@ -223,6 +259,8 @@ class Hive:
         pos += _NK.size
         name = (data[pos:pos + name_len].decode("latin-1") if flags & _KEY_COMP_NAME
                 else data[pos:pos + name_len].decode("utf-16le", "replace"))
+        if _KEY_NAME_NEEDS(name):  # a control character or a backslash: hostile
+            name = escape_name(name, key=True)
         if nsub == 0xFFFFFFFF:
             nsub = 0
         if nval == 0xFFFFFFFF:
@@ -239,12 +277,25 @@ class Hive:
         step = 8 if sig in (b"lf", b"lh") else 4
         if 4 + step * count > size:
             raise HiveError(f"subkey list at 0x{offset:x}: {count} entries overflow its cell")
+        bound = self.limits.subkey_list_entries
+        if count > bound:
+            raise HiveError(f"subkey list at 0x{offset:x}: {count} entries, over the bound of "
+                            f"{bound} (SNAPFIM_MAX_SUBKEYS)")
         chunk = data[pos + 4:pos + 4 + step * count]
         entries = [e[0] for e in (_U32_PAIR if step == 8 else _U32).iter_unpack(chunk)]
         if sig != b"ri":
             return entries
         if depth:
             raise HiveError(f"subkey list at 0x{offset:x}: nested index roots")
+        if len(set(entries)) != len(entries):
+            raise HiveError(f"index root at 0x{offset:x} lists the same subkey list twice")
+        total = 0
+        for sub in entries:  # counted before anything is built
+            spos, _ssize = self._cell(sub, "subkey list")
+            total += _U16.unpack_from(data, spos + 2)[0]
+            if total > bound:
+                raise HiveError(f"index root at 0x{offset:x}: over {bound} subkeys, the bound "
+                                "(SNAPFIM_MAX_SUBKEYS)")
         result: list[int] = []
         for sub in entries:
             result.extend(self._list_offsets(sub, depth + 1))
@@ -295,15 +346,26 @@ class Hive:
 
     def values(self, key: RegKey) -> list[RegValue]:
         """The values of ``key`` in stored order, with their raw data."""
+        return list(self.iter_values(key)) if key.value_count else []
+
+    def iter_values(self, key: RegKey) -> Iterator[RegValue]:
+        """The values of ``key`` one at a time (only one value's data is held at once, however
+        many values share the same big-data cells); raises :class:`HiveError` when the value
+        list itself cannot be read."""
         if key.value_count == 0:
-            return []
+            return
+        if key.value_count > self.limits.values_per_key:
+            raise HiveError(f"key at 0x{key.offset:x}: {key.value_count} values, over the bound "
+                            f"of {self.limits.values_per_key} (SNAPFIM_MAX_VALUES)")
+        if key.value_count > _CLAIM_VALUES:
+            self._claim(key.values_offset, key.offset, "value list")
         pos, size = self._cell(key.values_offset, "value list")
         if 4 * key.value_count > size:
             raise HiveError(f"value list at 0x{key.values_offset:x}: {key.value_count} "
                             "entries overflow its cell")
-        data, names, hbins = self._data, self._names, self._size
+        data, names, hbins, small = self._data, self._names, self._size, self._small
+        owners = self._owners
         last = hbins - _VK_CELL.size
-        result = []
         for (offset,) in _U32.iter_unpack(data[pos:pos + 4 * key.value_count]):
             # the common case inline: a well-formed vk cell with a compressed name, and inline
             # data or data in one cell; anything else (and every error message) goes through
@@ -319,7 +381,7 @@ class Hive:
                     raw = data[start:start + name_len]
                     name = names.get(raw)
                     if name is None:
-                        name = names[raw] = raw.decode("latin-1")
+                        name = names[raw] = escape_name(raw.decode("latin-1"), key=False)
                     value: bytes | None = None
                     if length & 0x80000000:
                         if length & 0x7FFFFFFF <= 4:
@@ -327,8 +389,9 @@ class Hive:
                             value = data[start:start + (length & 0x7FFFFFFF)]
                     elif length == 0:
                         value = b""
-                    elif (length <= BIG_DATA_SEGMENT and 0x20 <= data_off <= hbins - 8
-                          and not data_off & 3):
+                    elif (length <= small and 0x20 <= data_off <= hbins - 8
+                          and not data_off & 3 and (length <= _CLAIM_BYTES or
+                                                    owners.setdefault(data_off, offset) == offset)):
                         (size,) = _I32.unpack_from(data, HBIN_START + data_off)
                         if size < 0:
                             size = -size
@@ -336,12 +399,15 @@ class Hive:
                             start = HBIN_START + data_off + 4
                             value = data[start:start + length]
                     if value is None:
-                        value = self._value_data(offset, length, data_off,
-                                                 HBIN_START + offset + 4)
-                    result.append(_tuple_new(RegValue, (name, vtype, value)))
+                        try:
+                            value = self._value_data(offset, length, data_off,
+                                                     HBIN_START + offset + 4)
+                        except HiveError as exc:  # this value only
+                            yield _tuple_new(RegValue, (name, vtype, b"", str(exc)))
+                            continue
+                    yield _tuple_new(RegValue, (name, vtype, value, None))
                     continue
-            result.append(self._value(offset))
-        return result
+            yield self._value(offset)
 
     def _value(self, offset: int) -> RegValue:
         pos, size = self._cell(offset, "value")
@@ -352,10 +418,13 @@ class Hive:
         if _VK.size + name_len > size:
             raise HiveError(f"value at 0x{offset:x}: name runs past its cell")
         raw = data[pos + _VK.size:pos + _VK.size + name_len]
-        name = raw.decode("latin-1") if flags & _VALUE_COMP_NAME else raw.decode(
-            "utf-16le", "replace")
-        return _tuple_new(RegValue, (name, vtype,
-                                     self._value_data(offset, length, data_off, pos)))
+        name = escape_name(raw.decode("latin-1") if flags & _VALUE_COMP_NAME else raw.decode(
+            "utf-16le", "replace"), key=False)
+        try:
+            value = self._value_data(offset, length, data_off, pos)
+        except HiveError as exc:  # this value only
+            return _tuple_new(RegValue, (name, vtype, b"", str(exc)))
+        return _tuple_new(RegValue, (name, vtype, value, None))
 
     def _value_data(self, offset: int, length: int, data_off: int, vk_pos: int) -> bytes:
         """The data of the value at ``offset`` (``vk_pos``: absolute position of its vk)."""
@@ -366,6 +435,11 @@ class Hive:
             return self._data[vk_pos + 8:vk_pos + 8 + length]
         if length == 0:
             return b""
+        if length > self.limits.value_bytes:
+            raise HiveError(f"value at 0x{offset:x}: {length} bytes of data, over the bound of "
+                            f"{self.limits.value_bytes} (SNAPFIM_MAX_VALUE_BYTES)")
+        if length > _CLAIM_BYTES:
+            self._claim(data_off, offset, "data")
         pos, size = self._cell(data_off, "value data")
         if length > BIG_DATA_SEGMENT and self._big_data and self._data[pos:pos + 2] == b"db":
             return self._big(pos, size, length, offset)
@@ -378,15 +452,24 @@ class Hive:
         if size < 8 or count * BIG_DATA_SEGMENT < length:
             raise HiveError(f"value at 0x{offset:x}: {count} big-data segments cannot hold "
                             f"{length} bytes")
+        bound = self.limits.hive_cells_per_value
+        if count > bound:
+            raise HiveError(f"value at 0x{offset:x}: {count} big-data segments, over the bound "
+                            f"of {bound} (SNAPFIM_MAX_VALUE_CELLS)")
+        self._claim(list_off, offset, "big-data segment list")
         lpos, lsize = self._cell(list_off, "big-data segment list")
         if 4 * count > lsize:
             raise HiveError(f"value at 0x{offset:x}: segment list overflows its cell")
+        segments = [seg for (seg,) in _U32.iter_unpack(self._data[lpos:lpos + 4 * count])]
+        if len(set(segments)) != len(segments):
+            raise HiveError(f"value at 0x{offset:x}: a big-data segment cell is listed twice")
         view = memoryview(self._data)
         parts = []
         remaining = length
-        for (seg,) in _U32.iter_unpack(self._data[lpos:lpos + 4 * count]):
+        for seg in segments:
             if remaining <= 0:
                 break
+            self._claim(seg, offset, "big-data segment")
             spos, ssize = self._cell(seg, "big-data segment")
             take = min(BIG_DATA_SEGMENT, remaining)
             if take > ssize:

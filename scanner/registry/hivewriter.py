@@ -19,6 +19,15 @@ sequence numbers differ, as after an interrupted write.
 :func:`write_transaction_log` turns an old and a new hive into what a crash leaves on disk:
 the old primary marked dirty plus new-format (Windows 8.1+) ``.LOG1``/``.LOG2`` files whose
 ``HvLE`` entries carry the changed pages, which python-registry's ``RegistryLog`` replays.
+
+Hostile structures, as an attacker who controls the disk writes them (for the reader's
+bounds): a value whose data is :class:`RepeatedSegments` (a ``db`` record listing one segment
+cell many times), :meth:`KeyHandle.repeat_subkey_list` (an ``ri`` index root listing the same
+``lh`` leaf many times), :meth:`KeyHandle.link_subkey` (a subkey list entry pointing at
+another key, e.g. an ancestor: a key that is its own descendant), ``share_data_cells=True``
+(values with equal data share one data cell), :meth:`KeyHandle.share_values_with` (keys
+sharing one value list), and
+:func:`log_with_pages` (a log whose dirty pages lie wherever the caller says).
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ from scanner.registry import (
 __all__ = [
     "HiveBuilder", "KeyHandle", "LoggedHive", "write_transaction_log", "security_descriptor",
     "sid_bytes", "sz", "multi_sz", "dword", "dword_be", "qword", "to_filetime", "marvin32",
-    "DEFAULT_SECURITY",
+    "DEFAULT_SECURITY", "RepeatedSegments", "log_with_pages",
 ]
 
 _NK = struct.Struct("<i2sHQIIIIIIIIIIIIIIIHH")  # cell size + nk header
@@ -139,6 +148,18 @@ DEFAULT_SECURITY = security_descriptor(
     control=0x0400)
 
 
+@dataclass(frozen=True, slots=True)
+class RepeatedSegments:
+    """Value data written as a ``db`` big-data record whose segment list names one cell
+    (holding ``segment``) ``count`` times; the value claims ``count * len(segment)`` bytes."""
+
+    segment: bytes
+    count: int
+
+    def __len__(self) -> int:
+        return self.count * len(self.segment)
+
+
 # -- the tree --------------------------------------------------------------------------------
 
 def _upcase(name: str) -> str:
@@ -167,14 +188,18 @@ def _encode_name(name: str) -> tuple[bytes, bool]:
 
 
 class _Node:
-    __slots__ = ("name", "children", "values", "last_write", "security")
+    __slots__ = ("name", "children", "values", "last_write", "security", "list_repeat",
+                 "links", "values_of")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.children: dict[str, _Node] = {}
-        self.values: dict[str, tuple[str, int, bytes]] = {}
+        self.values: dict[str, tuple[str, int, bytes | RepeatedSegments]] = {}
         self.last_write: int | None = None
         self.security: bytes | None = None
+        self.list_repeat = 1
+        self.links: list[_Node] = []
+        self.values_of: _Node | None = None
 
 
 class KeyHandle:
@@ -206,14 +231,32 @@ class KeyHandle:
             node.security = bytes(security)
         return KeyHandle(node, full)
 
-    def value(self, name: str, type: int, data: bytes) -> None:
+    def value(self, name: str, type: int, data: bytes | RepeatedSegments) -> None:
         """Set a value; one of the same name (case-insensitive) is replaced, keeping its
         spelling, as RegSetValueEx does."""
         if len(data) > 0x7FFFFFFF:
             raise ValueError("value data too large")
         upper = _upcase(name)
         known = self._node.values.get(upper)
-        self._node.values[upper] = (name if known is None else known[0], type, bytes(data))
+        stored = data if isinstance(data, RepeatedSegments) else bytes(data)
+        self._node.values[upper] = (name if known is None else known[0], type, stored)
+
+    def repeat_subkey_list(self, times: int) -> None:
+        """Write this key's subkey list as an ``ri`` index root listing its one ``lh`` leaf
+        ``times`` times (at most 65,535; the key needs at least one subkey)."""
+        if not 1 <= times <= 0xFFFF:
+            raise ValueError("an index root lists 1 to 65,535 leaves")
+        self._node.list_repeat = times
+
+    def share_values_with(self, owner: KeyHandle) -> None:
+        """Point this key at ``owner``'s value list (``owner`` written before this key: an
+        ancestor) instead of a list of its own."""
+        self._node.values_of = owner._node
+
+    def link_subkey(self, target: KeyHandle) -> None:
+        """List ``target`` (a key written before this one: an ancestor, or this key itself)
+        among this key's subkeys as well, by its cell offset."""
+        self._node.links.append(target._node)
 
     def delete_value(self, name: str) -> None:
         self._node.values.pop(_upcase(name), None)
@@ -230,7 +273,8 @@ class HiveBuilder:
 
     def __init__(self, root_name: str = "ROOT", *, timestamp: datetime | None = None,
                  hive_name: str = "", dirty: bool = False, sequence: int = 1,
-                 default_security: bytes = DEFAULT_SECURITY, subkey_lists: str = "lh") -> None:
+                 default_security: bytes = DEFAULT_SECURITY, subkey_lists: str = "lh",
+                 share_data_cells: bool = False) -> None:
         if subkey_lists not in ("lh", "lf", "li"):
             raise ValueError(f"subkey_lists must be lh, lf or li, not {subkey_lists!r}")
         self._root = _Node(root_name)
@@ -240,6 +284,7 @@ class HiveBuilder:
         self.dirty = dirty
         self.sequence = sequence
         self.default_security = bytes(default_security)
+        self.share_data_cells = share_data_cells  # equal data written once, shared by values
 
     @property
     def root(self) -> KeyHandle:
@@ -261,6 +306,7 @@ class HiveBuilder:
     def build(self) -> bytes:
         """The hive file: base block + hbins."""
         writer = _Writer(self.timestamp, self.MAX_LEAF, self.subkey_lists)
+        writer.shared = {} if self.share_data_cells else None
         root_off = writer.write_tree(self._root, self.default_security)
         bins = writer.finish()
         header = bytearray(512)
@@ -284,6 +330,7 @@ class _Writer:
         self.timestamp = timestamp
         self.max_leaf = max_leaf
         self.sk: dict[bytes, list[int]] = {}  # descriptor -> [offset, reference count]
+        self.shared: dict[bytes, int] | None = None  # data -> its cell, when cells are shared
 
     def alloc(self, payload: int) -> int:
         size = (payload + 11) & ~7
@@ -329,13 +376,22 @@ class _Writer:
         entry[1] += 1
         return entry[0]
 
-    def data(self, data: bytes) -> tuple[int, int]:
+    def data(self, data: bytes | RepeatedSegments) -> tuple[int, int]:
         """(length field, data offset field) of a vk for ``data``."""
+        if isinstance(data, RepeatedSegments):
+            seg = self.put(data.segment + b"\0\0\0\0")
+            seg_list = self.put(struct.pack(f"<{data.count}I", *([seg] * data.count)))
+            return len(data), self.put(struct.pack("<2sHI", b"db", data.count, seg_list))
         n = len(data)
         if n <= 4:
             return n | 0x80000000, int.from_bytes(data.ljust(4, b"\0"), "little")
         if n <= BIG_DATA_SEGMENT:
-            return n, self.put(data)
+            if self.shared is None:
+                return n, self.put(data)
+            cell = self.shared.get(data)
+            if cell is None:
+                cell = self.shared[data] = self.put(data)
+            return n, cell
         # each segment cell keeps 4 spare bytes, as full segments do (16344 + 4 + 4 = 16352):
         # hivex reads "cell size - 8" bytes from every segment
         segments = [self.put(data[i:i + BIG_DATA_SEGMENT] + b"\0\0\0\0")
@@ -346,6 +402,8 @@ class _Writer:
     def write_tree(self, root: _Node, default_sd: bytes) -> int:
         name, comp = _encode_name(root.name)
         root_off = self.alloc(0x4C + len(name))
+        offsets = {id(root): root_off}  # of the keys allocated so far (for link_subkey)
+        vlists: dict[int, tuple[int, int]] = {}  # key -> (value list, count): share_values_with
         stack: list[tuple[_Node, int, int, bytes, bool]] = [(root, root_off, 0, name, comp)]
         vk_pack, nk_pack, put, alloc = _VK.pack, _NK.pack_into, self.put, self.alloc
         while stack:
@@ -361,6 +419,10 @@ class _Writer:
                 max_vname = max(max_vname, 2 * len(vname))
                 max_data = max(max_data, len(data))
             vlist = put(struct.pack(f"<{len(vk_offs)}I", *vk_offs)) if vk_offs else _NONE
+            nvalues = len(vk_offs)
+            vlists[id(node)] = (vlist, nvalues)
+            if node.values_of is not None:
+                vlist, nvalues = vlists[id(node.values_of)]
             # subkeys: reserve their nk cells (adjacent, sorted), then the list(s)
             children = sorted(node.children.items())
             entries = []
@@ -368,18 +430,21 @@ class _Writer:
             max_name = 0
             for upper, child in children:
                 cname, ccomp = _encode_name(child.name)
-                coff = alloc(0x4C + len(cname))
+                coff = offsets[id(child)] = alloc(0x4C + len(cname))
                 entries.append((coff, self._list_word(upper, child.name)))
                 pending.append((child, coff, off, cname, ccomp))
                 max_name = max(max_name, 2 * len(child.name))
             stack.extend(reversed(pending))
-            sublist = self._subkey_list(entries) if entries else _NONE
+            for target in node.links:
+                entries.append((offsets[id(target)],
+                                self._list_word(_upcase(target.name), target.name)))
+            sublist = self._subkey_list(entries, node.list_repeat) if entries else _NONE
             sk = self.security(node.security or default_sd)
             flags = (_KEY_COMP_NAME if comp else 0) | (_ROOT_FLAGS if off == root_off else 0)
             stamp = node.last_write if node.last_write is not None else self.timestamp
             nk_pack(self.buf, off, -((0x4C + len(name) + 11) & ~7), b"nk", flags,
-                    stamp, 0, parent if off != root_off else _NONE, len(children), 0,
-                    sublist, _NONE, len(vk_offs), vlist, sk, _NONE, max_name, 0, max_vname,
+                    stamp, 0, parent if off != root_off else _NONE, len(entries), 0,
+                    sublist, _NONE, nvalues, vlist, sk, _NONE, max_name, 0, max_vname,
                     max_data, 0, len(name), 0)
             self.buf[off + 0x50:off + 0x50 + len(name)] = name
         return root_off
@@ -394,7 +459,7 @@ class _Writer:
                                   "little")
         return 0
 
-    def _subkey_list(self, entries: list[tuple[int, int]]) -> int:
+    def _subkey_list(self, entries: list[tuple[int, int]], repeat: int = 1) -> int:
         sig = self.kind.encode("ascii")
 
         def lh(chunk: list[tuple[int, int]]) -> int:
@@ -402,6 +467,9 @@ class _Writer:
                     else [off for off, _ in chunk])
             return self.put(struct.pack(f"<2sH{len(flat)}I", sig, len(chunk), *flat))
 
+        if repeat > 1:
+            leaf = lh(entries)
+            return self.put(struct.pack(f"<2sH{repeat}I", b"ri", repeat, *([leaf] * repeat)))
         if len(entries) <= self.max_leaf:
             return lh(entries)
         leaves = [lh(entries[i:i + self.max_leaf])
@@ -495,3 +563,21 @@ def write_transaction_log(old: bytes, new: bytes, *, entries: int = 1,
     if dual and log2 is None:
         log2 = log((seq - 1) & _M32, [])  # a stale log from an earlier flush: not eligible
     return LoggedHive(bytes(primary), log1, log2)
+
+
+def log_with_pages(old: bytes, runs: list[tuple[int, bytes]], *,
+                   hbins_size: int | None = None) -> LoggedHive:
+    """The hive ``old`` (clean) marked dirty, and a ``.LOG1`` with one valid ``HvLE`` entry
+    writing each ``(offset, bytes)`` run at its hbin-relative offset and giving the hive
+    ``hbins_size`` bytes of bins (default: ``old``'s), wherever those lie: what an attacker
+    writes to make a replay allocate without bound."""
+    seq = struct.unpack_from("<I", old, 8)[0]
+    size = struct.unpack_from("<I", old, 0x28)[0] if hbins_size is None else hbins_size
+    header = bytearray(old[:512])
+    struct.pack_into("<II", header, 4, seq, seq)
+    struct.pack_into("<I", header, 0x1C, 6)  # new-format transaction log
+    struct.pack_into("<I", header, 0x1FC, base_block_checksum(header))
+    primary = bytearray(old)
+    struct.pack_into("<I", primary, 4, (seq + 1) & _M32)
+    struct.pack_into("<I", primary, 0x1FC, base_block_checksum(primary))
+    return LoggedHive(bytes(primary), bytes(header) + _log_entry(seq, size, runs), None)

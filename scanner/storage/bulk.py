@@ -1,5 +1,7 @@
 """Bulk row movement that bypasses per-row ORM/Core overhead: COPY on PostgreSQL,
-``executemany`` on the raw driver elsewhere. JSON columns travel as canonical text."""
+``executemany`` on the raw driver elsewhere. JSON columns travel as canonical text. The
+driver's errors of a COPY are translated here (:class:`StorageError`; a lost connection is
+transient)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import JSON, Connection, Table
+
+from scanner.errors import StorageError, TransientStorageError
 
 _BATCH = 10_000
 
@@ -53,9 +57,16 @@ def bulk_insert(conn: Connection, table: Table, columns: Sequence[str],
     names = ", ".join(columns)
     if conn.dialect.name == "postgresql":
         raw: Any = conn.connection.dbapi_connection  # a psycopg 3 connection
-        with raw.cursor() as cursor, cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
-            for row in encoded():
-                copy.write_row(row)
+        driver_error: Any = getattr(conn.dialect.dbapi, "Error", Exception)
+        try:
+            with raw.cursor() as cursor, \
+                    cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+                for row in encoded():
+                    copy.write_row(row)
+        except driver_error as exc:  # the driver's own: SQLAlchemy is bypassed
+            if raw.closed:
+                raise TransientStorageError(f"database unavailable: {exc}") from exc
+            raise StorageError(f"database refused a row of {table.name}: {exc}") from exc
         return
     marks = ", ".join("?" if conn.dialect.paramstyle == "qmark" else "%s" for _ in columns)
     sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"

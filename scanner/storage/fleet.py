@@ -17,6 +17,7 @@ from scanner.schedule import MachineSchedule
 from scanner.storage.policies import ensure_recommended
 from scanner.storage.repository import utc
 from scanner.storage.tables import account, disk, machine, scan, snapshot
+from scanner.textsafe import storable
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +82,8 @@ def record_discovery(conn: Connection, account_id: int, now: datetime,
                      error: str | None = None) -> None:
     """Remember when discovery last ran for an account, and how it ended."""
     conn.execute(update(account).where(account.c.id == account_id)
-                 .values(last_discovered_at=now, discovery_error=error))
+                 .values(last_discovered_at=now,
+                         discovery_error=None if error is None else storable(error)))
 
 
 # -- machines and disks -----------------------------------------------------------------------
@@ -181,7 +183,7 @@ def set_scan_status(conn: Connection, scan_id: int, status: str, *, error: str |
     check_scan(row.status, status)
     values: dict[str, Any] = {"status": status}
     if error is not None:
-        values["error"] = error
+        values["error"] = storable(error)  # reasons quote names from the disk
     if finished_at is not None:
         values["finished_at"] = finished_at
     if count_attempt:
@@ -200,7 +202,8 @@ def add_snapshot(conn: Connection, scan_id: int, disk_id: int, info: SnapshotInf
         snapshot.c.disk_id == disk_id, snapshot.c.state.in_(("scanned", "ready")))).scalar()
     result = conn.execute(insert(snapshot).values(
         scan_id=scan_id, disk_id=disk_id, parent_id=parent, cloud_id=info.cloud_id,
-        state=info.state, locator=info.locator, error=info.error,
+        state=info.state, locator=info.locator,
+        error=None if info.error is None else storable(info.error),
         ready_at=now if info.state == "ready" else None))
     key = result.inserted_primary_key
     assert key is not None
@@ -225,7 +228,7 @@ def set_snapshot_state(conn: Connection, snapshot_id: int, state: str, *,
     check_snapshot(current, state)
     values: dict[str, Any] = {"state": state}
     if error is not None:
-        values["error"] = error
+        values["error"] = storable(error)  # reasons quote names from the disk
     if state == "ready" and now is not None:
         values["ready_at"] = now
     if state == "deleted" and now is not None:

@@ -30,6 +30,7 @@ from scanner.storage.tables import (
     registry_state,
     scan,
 )
+from scanner.textsafe import storable_id, storable_json
 
 LOCAL_ACCOUNT = "local"
 _CHUNK = 500
@@ -176,7 +177,14 @@ class Repository:
         """Diff the scan's file and registry entities against the state and write everything,
         in the caller's transaction: the scan row (created, or the fleet's row updated), the
         state, the events. ``unreadable`` holds paths and registry ids whose state is unknown.
+        Every string is stored as :func:`scanner.textsafe.storable` makes it (NUL and unpaired
+        surrogates escaped), and the events carry the same spelling as the state.
         """
+        # one representation in the database (scanner.textsafe): the rows are made storable
+        # where they are built (sqldiff), the paths they are compared with and the report here
+        unreadable = [storable_id(u) for u in unreadable]
+        coverage = storable_json(coverage)
+        source = storable_json(source)
         if scan_id is None:
             scan_id = _new_id(conn.execute(insert(scan).values(
                 machine_id=machine_id, status="running", started_at=started_at, source=source)))

@@ -6,18 +6,26 @@ in-memory diff, :class:`scanner.diff.DiffRules`), so memory stays flat in the nu
 entities: 1M unchanged files cost one COPY and three set operations. Files and registry
 entities go through the same code, each with its :class:`StateSpec` (state table, columns,
 row <-> entity).
+
+Rows are made storable where they are built, one rule per kind of value, so that state,
+staging and events share one representation: text by :mod:`scanner.textsafe` (NUL and
+unpaired surrogates escaped, ids of more than 2,000 bytes shortened), integers a disk made too
+large for their column clamped to its range.
 """
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Connection,
+    Integer,
     MetaData,
     Table,
     and_,
@@ -42,6 +50,7 @@ from scanner.entities import (
 )
 from scanner.storage.bulk import bulk_insert
 from scanner.storage.tables import file_state, registry_state
+from scanner.textsafe import storable, storable_id, storable_json
 
 _CHUNK = 1000
 _stage_meta = MetaData()
@@ -69,11 +78,31 @@ class StateSpec:
         return _stage_meta.tables[name]
 
 
+def _opt(text: str | None) -> str | None:
+    return None if text is None else storable(text)
+
+
 _file_values = operator.attrgetter(*FILE_RECORDED_FIELDS)
+# the recorded fields that hold text (str, or a dict of str): made storable in every row
+_FILE_TEXT = tuple(i for i, f in enumerate(FILE_RECORDED_FIELDS)
+                   if "str" in str(FileEntity.__annotations__[f]))
 
 
 def _file_row(e: FileEntity) -> tuple[Any, ...]:
-    return (e.path, *_file_values(e), e.policies)
+    """The staged row of a file: every string made storable (:mod:`scanner.textsafe`), so
+    state, staging and the events built from them share one representation."""
+    values = list(_file_values(e))
+    for i in _FILE_TEXT:
+        value = values[i]
+        if value:
+            values[i] = storable(value) if isinstance(value, str) else storable_json(value)
+    return (storable_id(e.path), *values, _policies(e.policies))
+
+
+@functools.lru_cache(maxsize=4096)
+def _policies(names: tuple[str, ...]) -> tuple[str, ...]:
+    """Policy names made storable (a scan shares a few tuples among all its rows)."""
+    return tuple(map(storable, names))
 
 
 def _file_entity(data: Mapping[str, Any], prefix: str) -> Entity:
@@ -84,11 +113,14 @@ def _file_entity(data: Mapping[str, Any], prefix: str) -> Entity:
 
 
 def _registry_row(e: RegistryKeyEntity | RegistryValueEntity) -> tuple[Any, ...]:
+    """The staged row of a registry key or value, strings made storable (as files)."""
     if isinstance(e, RegistryKeyEntity):
-        return (e.path, "key", e.path, None, e.last_write, e.acl, e.subkey_count,
-                e.value_count, None, None, None, None, e.policies)
-    return (e.path, "value", e.key_path, e.name, None, None, None, None, e.type, e.size,
-            e.sha256, e.preview, e.policies)
+        path = storable_id(e.path)
+        return (path, "key", path, None, e.last_write, _opt(e.acl), e.subkey_count,
+                e.value_count, None, None, None, None, _policies(e.policies))
+    return (storable_id(e.path), "value", storable_id(e.key_path), storable(e.name), None, None,
+            None, None, storable(e.type), e.size, e.sha256, _opt(e.preview),
+            _policies(e.policies))
 
 
 def _registry_entity(data: Mapping[str, Any], prefix: str) -> Entity:
@@ -111,6 +143,32 @@ REGISTRY_STATE = StateSpec(
     _registry_row, _registry_entity)
 
 
+_INT32 = (-(1 << 31), (1 << 31) - 1)
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def _int_bounds(spec: StateSpec) -> list[tuple[int, int, int]]:
+    """(column index, lowest, highest) of the integer columns a row of ``spec`` fills."""
+    out = []
+    for i, name in enumerate(spec.columns):
+        col_type = spec.table.c[name].type
+        if isinstance(col_type, Integer):
+            low, high = _INT64 if isinstance(col_type, BigInteger) else _INT32
+            out.append((i, low, high))
+    return out
+
+
+def _clamped(row: tuple[Any, ...], bounds: list[tuple[int, int, int]]) -> tuple[Any, ...]:
+    """A row whose integers a disk made too large for their column (a FILETIME of 0 is
+    -1.2e19 ns, an nk's subkey count up to 2**32 - 1) clamped to the column's range: the
+    storage rule for numbers, as :func:`scanner.textsafe.storable` is for text."""
+    values = list(row)
+    for i, low, high in bounds:
+        if values[i] is not None:
+            values[i] = min(max(values[i], low), high)
+    return tuple(values)
+
+
 def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
                     entities: Iterable[Any], *,
                     previous_policies: Collection[str] | None,
@@ -129,13 +187,21 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
     total = 0
     unknown_xattrs = False
 
+    bounds = _int_bounds(spec)
+
     def rows() -> Iterable[tuple[Any, ...]]:
         nonlocal total, unknown_xattrs
         for e in entities:
             total += 1
             if isinstance(e, FileEntity) and e.xattrs is None:
                 unknown_xattrs = True
-            yield spec.row(e)
+            row = spec.row(e)
+            for i, low, high in bounds:
+                value = row[i]
+                if value is not None and not low <= value <= high:
+                    row = _clamped(row, bounds)
+                    break
+            yield row
 
     bulk_insert(conn, stage, columns, rows())
     state = table.alias("s")

@@ -133,7 +133,7 @@ def test_unchanged_disk_gives_no_events_and_the_windows_volume_is_c(
         ("SYSTEM", "HKLM\\SYSTEM", "clean"), ("SOFTWARE", "HKLM\\SOFTWARE", "clean"),
         ("SECURITY", "HKLM\\SECURITY", "clean"), ("DEFAULT", "HKU\\.DEFAULT", "clean"),
         ("NTUSER.DAT (alice)", "HKU\\alice", "clean"), ("NTUSER.DAT (bob)", "HKU\\bob", "clean")]
-    assert first.entities == again.entities == 73
+    assert first.entities == again.entities == 83  # 10: the two LSA secrets (depth 2)
     with repo.transaction() as conn:
         machine_id = repo.machine_id(conn, MACHINE)
         files = repo.load_file_state(conn, machine_id)
@@ -164,7 +164,7 @@ def test_mbr_disk_with_a_system_reserved_ntfs_volume(repo: Repository, tmp_path:
     assert [(v["volume"], v["filesystem"], v["mountpoint"], v["reason"])
             for v in coverage["volumes"]] == [
         ("p1", "ntfs", None, "not the Windows system volume"), ("p2", "ntfs", "C:\\", None)]
-    assert record.entities == 73
+    assert record.entities == 83
 
 
 # -- registry ------------------------------------------------------------------------------

@@ -333,7 +333,7 @@ def test_migration_0005_creates_exactly_the_outbox_tables(db_url: str) -> None:
                 conn, opts={"compare_type": True}), metadata)
         assert [d for d in diffs if any(f"'{t}'" in repr(d) for t in
                                         ("sink", "alert", "delivery"))] == []
-        command.downgrade(alembic_config(engine), "-1")
+        command.downgrade(alembic_config(engine), "0005-1")  # to just before 0005
         assert not {"sink", "alert", "delivery"} & set(inspect(engine).get_table_names())
         upgrade(engine)
         assert {"sink", "alert", "delivery"} <= set(inspect(engine).get_table_names())
