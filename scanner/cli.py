@@ -258,18 +258,27 @@ def scans(
         return
     if not rows:
         say("no scans")
+        return
+    if not coverage:
+        table([("scan", "n"), "machine", "started", "status", ("entities", "n"), "result"],
+              [(str(r["id"]), r["machine"], stamp(r["started_at"], seconds=True), r["status"],
+                str(r["entities"]), _scan_result(r)) for r in rows])
+        return
     for row in rows:
-        kind = "baseline" if row["baseline"] else (
-            f"{row['added']} added, {row['removed']} removed, {row['modified']} modified")
-        if row["status"] in ("snapshotting", "queued", "running", "failed"):
-            kind = "no result"
         say(f"scan {row['id']}  {row['machine']}  {stamp(row['started_at'], seconds=True)}  "
-            f"{row['status']}  {row['entities']} entities  {kind}")
-        if row["error"]:
-            say(f"  error: {row['error']}")
-        if coverage:
-            for line in coverage_lines(row["coverage"] or {}, detailed=True):
-                say("  " + line)
+            f"{row['status']}  {row['entities']} entities  {_scan_result(row)}")
+        for line in coverage_lines(row["coverage"] or {}, detailed=True):
+            say("  " + line)
+
+
+def _scan_result(row: dict[str, Any]) -> str:
+    if row["status"] == "failed":
+        return f"error: {row['error']}" if row["error"] else "no result"
+    if row["status"] not in ("succeeded", "partial"):
+        return "in flight"
+    if row["baseline"]:
+        return "baseline"
+    return f"{row['added']} added, {row['removed']} removed, {row['modified']} modified"
 
 
 def machines(

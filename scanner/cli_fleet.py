@@ -20,7 +20,7 @@ from scanner.terminal import write_json
 
 account_app = typer.Typer(no_args_is_help=True, help="Onboard and manage cloud accounts.")
 CLOUDS = ("local", "aws", "azure")
-IMPLICIT = f"machines scanned with `snapfim scan` (account {LOCAL_ACCOUNT!r})"
+IMPLICIT = "machines scanned with `snapfim scan`"
 AccountName = Annotated[str, typer.Argument(help="The account's name (`snapfim account list`).")]
 
 

@@ -61,11 +61,21 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def table(columns: Sequence[str | tuple[str, str]], rows: Iterable[Sequence[str]]) -> None:
+Cell = str | tuple[str, ...]
+
+
+def _cell(value: Cell) -> str:
+    if isinstance(value, tuple):  # several lines, each escaped
+        return "\n".join(for_terminal(line) for line in value) or NONE
+    return for_terminal(value) if value else NONE
+
+
+def table(columns: Sequence[str | tuple[str, str]], rows: Iterable[Sequence[Cell]]) -> None:
     """Print a table: every cell escaped, long cells folded (never cut), empty cells ``-``.
 
     A column is a header, or ``(header, "n")`` for a right-aligned number column that never
-    wraps. The last column takes what the others leave.
+    wraps. A cell is a string, or a tuple of lines. The last column takes what the others
+    leave.
     """
     from rich.table import Table
 
@@ -78,7 +88,7 @@ def table(columns: Sequence[str | tuple[str, str]], rows: Iterable[Sequence[str]
         else:
             grid.add_column(header, overflow="fold")
     for row in rows:
-        grid.add_row(*(for_terminal(cell) if cell else NONE for cell in row))
+        grid.add_row(*(_cell(cell) for cell in row))
     with out.capture() as captured:
         out.print(grid)
     for line in captured.get().splitlines():  # no trailing padding in pipes and files

@@ -38,7 +38,7 @@ def load_entities(account: str | None = None) -> list[PolicyEntity]:
         return load_policy(conn, _scope(conn, account))
 
 
-def entity_cell(e: PolicyEntity) -> str:
+def entity_cell(e: PolicyEntity) -> tuple[str, ...]:
     """An entity's name, with its path, excludes and value names below when it has them."""
     lines = [e.name]
     if e.path != e.name:
@@ -47,7 +47,7 @@ def entity_cell(e: PolicyEntity) -> str:
         lines.append("  exclude: " + ", ".join(e.excludes))
     if e.values:
         lines.append("  values: " + ", ".join(e.values))
-    return "\n".join(lines)
+    return tuple(lines)
 
 
 @policy_app.command("show")

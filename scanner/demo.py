@@ -67,10 +67,12 @@ rm /usr/bin/sh
 symlink /usr/bin/sh /tmp/.x/sh
 rm /etc/sysctl.conf
 write {sysctl} /etc/sysctl.conf
+rm /var/log/syslog
 write {syslog} /var/log/syslog
+sif /var/log/syslog mode 0100640
 """ + "".join(f"sif {path} {field} {_ATTACK_TIME}\n"
               for path in ("/etc/cron.hourly/backdoor", "/etc/ssh/sshd_config", "/usr/bin/sh",
-                           "/etc/sysctl.conf")
+                           "/etc/sysctl.conf", "/var/log/syslog")
               for field in ("mtime", "ctime", "crtime", "atime")) + (
     f"sif /usr/bin/find ctime {_ATTACK_TIME}\n")
 

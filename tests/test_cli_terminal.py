@@ -15,7 +15,8 @@ import pytest
 
 from scanner.paths import decode_name
 from scanner.terminal import is_safe
-from tests.imaging import build_ext4, linux_tree, run as run_tool
+from tests.imaging import build_ext4, linux_tree
+from tests.imaging import run as run_tool
 from tests.test_cli import run
 
 OSC52 = "\x1b]52;c;ZXZpbA==\x07"          # writes "evil" to the clipboard
