@@ -94,7 +94,7 @@ class Settings:
                                      minimum=1),
             broker_url=read.url("SNAPFIM_BROKER_URL", cls.broker_url),
             cadence_hours=read.number("SNAPFIM_CADENCE_HOURS", float, cls.cadence_hours,
-                                      unit="hours", positive=True, at_least=1 / 3600),
+                                      unit="hours", positive=True, at_least=1e-6 / 3600),
             plan_seconds=read.number("SNAPFIM_PLAN_SECONDS", float, cls.plan_seconds,
                                      unit="seconds", positive=True),
             discovery_minutes=read.number("SNAPFIM_DISCOVERY_MINUTES", float,

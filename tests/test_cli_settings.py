@@ -61,7 +61,7 @@ def test_bad_setting_is_one_line_naming_it(tmp_path: Path, fleet: Path, command:
     ("SNAPFIM_KEEP_SNAPSHOTS", "-1", "SNAPFIM_KEEP_SNAPSHOTS must be a whole number of at least"),
     ("SNAPFIM_SCAN_TIME_LIMIT", "1.5", "SNAPFIM_SCAN_TIME_LIMIT must be a whole number"),
     ("SNAPFIM_CADENCE_HOURS", "nan", "SNAPFIM_CADENCE_HOURS must be a number"),
-    ("SNAPFIM_CADENCE_HOURS", "1e-9", "SNAPFIM_CADENCE_HOURS must be at least"),
+    ("SNAPFIM_CADENCE_HOURS", "1e-12", "SNAPFIM_CADENCE_HOURS must be at least"),
     ("SNAPFIM_BROKER_URL", "localhost", "SNAPFIM_BROKER_URL must be a URL"),
     ("SNAPFIM_DATABASE_URL", "mysql://db/x", "SNAPFIM_DATABASE_URL: 'mysql' databases"),
     ("SNAPFIM_DATABASE_URL", "not a url", "SNAPFIM_DATABASE_URL is not a database URL"),
