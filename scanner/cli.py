@@ -19,14 +19,13 @@ from scanner import cli_fleet, cli_policy
 from scanner.cli_output import (
     EXIT_CODES_HELP,
     EXIT_ERROR,
-    EXIT_OK,
-    EXIT_PARTIAL,
     EXIT_USAGE,
     coverage_lines,
     err,
     iso,
     print_events,
     say,
+    scan_exit_code,
     stamp,
     table,
     warn,
@@ -109,18 +108,6 @@ class _BarProgress:
         detail = (f"{done / 1e6:,.0f}/{total / 1e6:,.0f} MB" if self._bytes
                   else f"{done:,}/{total:,}")
         self._progress.update(self._task, detail=detail)
-
-
-def scan_exit_code(statuses: list[str], changes: int, exit_code: int) -> int:
-    """The exit code of `scan` and `cycle`: 1 when a scan failed, N (``--exit-code``) when
-    changes were found, 3 when a scan was partial, else 0."""
-    if "failed" in statuses:
-        return EXIT_ERROR
-    if exit_code and changes:
-        return exit_code
-    if "partial" in statuses:
-        return EXIT_PARTIAL
-    return EXIT_OK
 
 
 # -- scan -----------------------------------------------------------------------------------

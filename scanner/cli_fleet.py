@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy import func, select
 
-from scanner.cli_output import EXIT_ERROR, iso, say, stamp, table, warn
+from scanner.cli_output import EXIT_ERROR, iso, say, scan_exit_code, stamp, table, warn
 from scanner.cli_support import JsonFlag, open_repository, parse_since
 from scanner.errors import ConfigError
 from scanner.settings import Settings
@@ -233,7 +233,6 @@ def run_cycle(
 ) -> None:
     """Run one planning round and its whole cycle inline, without Celery (local fleets, cron)."""
     from scanner import cycle
-    from scanner.cli import scan_exit_code
 
     settings = Settings.from_env()
     repo = open_repository(settings)

@@ -29,15 +29,27 @@ EXIT_CODES_HELP = (
     "paths could not be read); N with --exit-code N on scan and cycle: changes were found "
     "(an error outranks N, N outranks 3).")
 
+
+def scan_exit_code(statuses: list[str], changes: int, exit_code: int) -> int:
+    """The exit code of `scan` and `cycle`: 1 when a scan failed, N (``--exit-code``) when
+    changes were found, 3 when a scan was partial, else 0."""
+    if "failed" in statuses:
+        return EXIT_ERROR
+    if exit_code and changes:
+        return exit_code
+    if "partial" in statuses:
+        return EXIT_PARTIAL
+    return EXIT_OK
+
+
 out = console(soft_wrap=False)
 err = console(stderr=True, soft_wrap=True)
 NONE = "-"
 
 
 def say(text: str) -> None:
-    """Print one line (or several) on stdout, escaped for the terminal."""
-    out.print(for_terminal(text) if "\n" not in text else
-              "\n".join(for_terminal(line) for line in text.split("\n")), soft_wrap=True)
+    """Print one line (or several) on stdout, each escaped for the terminal."""
+    out.print("\n".join(for_terminal(line) for line in text.split("\n")), soft_wrap=True)
 
 
 def warn(text: str) -> None:

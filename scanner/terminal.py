@@ -70,14 +70,6 @@ def console(*, stderr: bool = False, **options: Any) -> Any:
     return Console(stderr=stderr, markup=False, emoji=False, highlight=False, **options)
 
 
-def write_json_line(value: Any) -> None:
-    """One compact JSON document on stdout (ASCII only: exact, valid, and terminal-safe)."""
-    import json
-
-    sys.stdout.write(json.dumps(value, ensure_ascii=True, separators=(",", ":"),
-                                default=str) + "\n")
-
-
 def write_json(value: Any) -> None:
     """One indented JSON document on stdout (ASCII only: exact, valid, and terminal-safe)."""
     import json
