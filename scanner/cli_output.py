@@ -147,7 +147,7 @@ def coverage_lines(coverage: dict[str, Any], *, detailed: bool = False) -> list[
     lines = [f"disk: {coverage.get('source', NONE)} ({size(coverage.get('disk_size'))}, "
              f"partition table: {coverage.get('partition_table') or 'none'})"]
     for v in coverage.get("volumes", []):
-        where = f", mounted at {v['mountpoint']}" if v.get("mountpoint") else ""
+        where = f" mounted at {v['mountpoint']}" if v.get("mountpoint") else ""
         why = f" — {v['reason']}" if v.get("reason") else ""
         at = f", offset {v.get('offset', 0):,}" if detailed else ""
         lines.append(f"  {v['volume']}: {v.get('filesystem') or '?'}{at}, "
