@@ -1,53 +1,77 @@
 """The ``snapfim`` command line.
 
 Errors of our own tree are printed as one line on stderr with a non-zero exit; anything else
-is a bug and keeps its traceback.
+is a bug and keeps its traceback. Exit codes are in :mod:`scanner.cli_output`. Everything a
+person reads goes through :func:`scanner.terminal.for_terminal`; ``--json`` output is exact.
 """
 
 from __future__ import annotations
 
-import json
-import re
+import contextlib
+import logging
 import sys
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from scanner import cli_deliver, cli_fleet
-from scanner.emitters.records import change_lines, event_record
+from scanner import cli_deliver, cli_fleet, cli_policy
+from scanner.cli_output import (
+    EXIT_CODES_HELP,
+    EXIT_ERROR,
+    EXIT_USAGE,
+    coverage_lines,
+    err,
+    iso,
+    print_events,
+    say,
+    scan_exit_code,
+    stamp,
+    table,
+    warn,
+)
+from scanner.cli_support import (
+    JsonFlag,
+    MachineFilter,
+    not_empty,
+    open_repository,
+    parse_since,
+)
+from scanner.emitters.records import event_record
 from scanner.errors import ConfigError, SnapfimError
 from scanner.settings import Settings
+from scanner.terminal import for_terminal, write_json
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+__all__ = ["app", "main", "open_repository", "parse_since"]
+
+SCAN_PANEL, SETUP_PANEL, FLEET_PANEL = "Scan and review", "Policy and setup", "Fleet"
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode="rich", epilog=EXIT_CODES_HELP,
                   help="Agentless file integrity monitoring from disk images and snapshots.")
-policy_app = typer.Typer(no_args_is_help=True, help="Show and edit the monitored entities.")
-db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
-app.add_typer(policy_app, name="policy")
-app.add_typer(db_app, name="db")
-app.add_typer(cli_fleet.account_app, name="account")
-app.command()(cli_fleet.summary)
-app.command("cycle")(cli_fleet.run_cycle)
-app.command()(cli_fleet.worker)
-app.command()(cli_fleet.beat)
-app.command()(cli_deliver.deliver)
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+ExitCodeOption = Annotated[int, typer.Option(
+    "--exit-code", min=0, max=255, metavar="N",
+    help="Exit with N when changes were found (0, the default: do not).")]
 
 
-def open_repository(settings: Settings | None = None) -> Any:
-    """The repository on the configured database, its schema brought up to date."""
-    from scanner.storage.db import make_engine, upgrade
-    from scanner.storage.repository import Repository
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
 
-    settings = settings or Settings.from_env()
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    return Repository(engine)
+        try:
+            text = version("snapfim")
+        except PackageNotFoundError:
+            from scanner import __version__ as text
+        say(f"snapfim {text}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="Print the version and exit.")] = False) -> None:
+    """Agentless file integrity monitoring from disk images and snapshots."""
 
 
 class _BarProgress:
@@ -86,39 +110,14 @@ class _BarProgress:
         self._progress.update(self._task, detail=detail)
 
 
-def parse_since(text: str, now: datetime | None = None) -> datetime:
-    """``7d``, ``12h``, ``30m``, ``2w`` ago, or an ISO 8601 date/time (UTC if no zone)."""
-    now = now or datetime.now(UTC)
-    match = re.fullmatch(r"\s*(\d+)\s*([mhdw])\s*", text)
-    if match:
-        amount, unit = int(match.group(1)), match.group(2)
-        delta = {"m": timedelta(minutes=amount), "h": timedelta(hours=amount),
-                 "d": timedelta(days=amount), "w": timedelta(weeks=amount)}[unit]
-        return now - delta
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError as exc:
-        raise ConfigError(f"--since {text!r}: use 7d, 12h, 30m, 2w or an ISO date") from exc
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _print_events(rows: list[dict[str, Any]]) -> None:
-    for row in rows:
-        when = row["detected_at"].strftime("%Y-%m-%d %H:%M:%S") if row["detected_at"] else "-"
-        what = row["path"]
-        if row.get("value_name") is not None:
-            what = f"{what}  value {row['value_name'] or '(Default)'!r}"
-        out.print(f"{when}  {row['machine']}  {row['category']:<8}  {what}", markup=False)
-        for line in change_lines(row):
-            out.print(f"    {line}", markup=False)
-
-
 # -- scan -----------------------------------------------------------------------------------
-@app.command()
 def scan(
     image: Annotated[Path, typer.Argument(help="Raw disk image (MBR/GPT/bare fs) or fixed VHD.")],
-    machine: Annotated[str, typer.Option("--machine", "-m", help="Machine this disk belongs to.")],
+    machine: Annotated[str, typer.Option(
+        "--machine", "-m", help="Machine this disk belongs to (created on its first scan).",
+        callback=not_empty("--machine"))],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    exit_code: ExitCodeOption = 0,
 ) -> None:
     """Scan a disk image as the machine's next state and report the changes."""
     from scanner.emitters.delivery import DeliveryConfig
@@ -138,67 +137,77 @@ def scan(
             options = ScanOptions(settings.hash_workers, limits=settings.limits)
             record = run_scan(repo, source, machine, options, str(image), delivery=delivery)
     rows = repo.changes(scan_id=record.id)
-    scan_row = repo.scans(machine)[0]
-    coverage = scan_row["coverage"] or {}
+    coverage = repo.scan_row(record.id)["coverage"] or {}
+    total = record.added + record.removed + record.modified
+    code = scan_exit_code([record.status], total, exit_code)
     if as_json:
-        out.print_json(json.dumps({
+        write_json({
             "scan_id": record.id, "machine": machine, "status": record.status,
             "baseline": record.baseline, "entities": record.entities,
             "added": record.added, "removed": record.removed, "modified": record.modified,
-            "coverage": coverage, "events": [event_record(r) for r in rows]}))
-        return
-    _print_coverage(coverage)
+            "coverage": coverage, "events": [event_record(r) for r in rows]})
+        raise typer.Exit(code)
+    for line in coverage_lines(coverage):
+        say(line)
     if record.baseline:
-        out.print(f"{machine}: baseline recorded — {record.entities} entities "
-                  f"(first scan: changes are reported from the next scan on)")
+        say(f"{machine}: baseline recorded — {record.entities} entities "
+            "(first scan: changes are reported from the next scan on)")
     else:
-        total = record.added + record.removed + record.modified
-        out.print(f"{machine}: scan {record.id} ({record.status}): {total} changes — "
-                  f"{record.added} added, {record.removed} removed, {record.modified} modified "
-                  f"({record.entities} entities)")
-        _print_events(rows)
+        say(f"{machine}: scan {record.id} ({record.status}): {total} changes — "
+            f"{record.added} added, {record.removed} removed, {record.modified} modified "
+            f"({record.entities} entities)")
+        print_events(rows)
     if record.status == "partial":
-        err.print(f"warning: scan {record.id} is partial: "
-                  f"{coverage.get('unreadable_count', 0)} paths could not be read "
-                  "(their previous state is kept)")
-
-
-def _print_coverage(coverage: dict[str, Any]) -> None:
-    from scanner.coverage import Coverage, HiveReport, VolumeReport
-
-    if not coverage:
-        return
-    report = Coverage(source=coverage["source"], disk_size=coverage["disk_size"],
-                      partition_table=coverage["partition_table"],
-                      volumes=[VolumeReport(**v) for v in coverage["volumes"]],
-                      notes=coverage.get("notes", []), unreadable=coverage.get("unreadable", {}),
-                      hives=[HiveReport(**h) for h in coverage.get("hives", [])])
-    for line in report.summary_lines():
-        out.print(line, markup=False)
+        warn(f"warning: scan {record.id} is partial: "
+             f"{coverage.get('unreadable_count', 0)} paths could not be read "
+             "(their previous state is kept)")
+    raise typer.Exit(code)
 
 
 # -- changes ----------------------------------------------------------------------------------
-@app.command()
 def changes(
-    machine: Annotated[str | None, typer.Option("--machine", "-m")] = None,
+    machine: MachineFilter = None,
+    account: Annotated[str | None, typer.Option(
+        "--account", help="Only the machines of this account.",
+        callback=not_empty("--account"))] = None,
+    path: Annotated[str | None, typer.Option(
+        "--path", metavar="PATTERN", callback=not_empty("--path"),
+        help="Only this path and what lies below it; * and ? match within one segment "
+             "(/etc/*.conf, C:\\Windows\\*.ini, HKLM\\SOFTWARE\\*\\Run); Windows paths and "
+             "registry keys ignore case.")] = None,
     since: Annotated[str | None, typer.Option(help="7d, 12h, 30m, 2w or an ISO date.")] = None,
     category: Annotated[str | None, typer.Option(help="added, removed or modified.")] = None,
     entity_type: Annotated[str | None, typer.Option("--type", help="file or registry.")] = None,
     scan_id: Annotated[int | None, typer.Option("--scan", help="Only this scan's events.")] = None,
-    limit: Annotated[int | None, typer.Option(help="At most this many (the newest).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most this many (the newest).")
+                     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False,
     fmt: Annotated[str, typer.Option("--format", help="With --json: configchange or ocsf.")
                    ] = "configchange",
 ) -> None:
     """List change events (oldest first)."""
+    from scanner.cli_output import path_matcher
+
     if category is not None and category not in ("added", "removed", "modified"):
         raise ConfigError(f"--category {category!r}: use added, removed or modified")
     if entity_type is not None and entity_type not in ("file", "registry"):
         raise ConfigError(f"--type {entity_type!r}: use file or registry")
     repo = open_repository()
+    if machine is not None:
+        repo.require_machine(machine)
+    if account is not None:
+        from scanner.storage.fleet import get_account
+
+        with repo.transaction() as conn:
+            get_account(conn, account)
+    matches, prefix = path_matcher(path) if path else (None, None)
     rows = repo.changes(machine_name=machine, since=parse_since(since) if since else None,
                         category=category, entity_type=entity_type, scan_id=scan_id,
-                        limit=limit)
+                        limit=None if matches else limit, account_name=account,
+                        path_prefix=prefix, prefix_case_sensitive=bool(path and path[0] == "/"))
+    if matches is not None:
+        rows = [r for r in rows if matches(r["path"])]
+        rows = rows[-limit:] if limit else rows
     if as_json or fmt != "configchange":
         from scanner.emitters.sinks import format_records
 
@@ -206,163 +215,124 @@ def changes(
             sys.stdout.write(line + "\n")
         return
     if not rows:
-        out.print("no changes")
+        say("no changes")
         return
-    _print_events(rows)
+    print_events(rows)
 
 
-@app.command()
-def machines() -> None:
-    """List machines with their last scan."""
-    rows = open_repository().machines()
-    table = Table(box=None, pad_edge=False)
-    for column in ("machine", "account", "os", "scans", "last scan"):
-        table.add_column(column)
-    for row in rows:
-        last = row["last_scan"].strftime("%Y-%m-%d %H:%M") if row["last_scan"] else "-"
-        table.add_row(row["name"], row["account"], row["os"] or "-", str(row["scans"]), last)
-    out.print(table)
+def _scan_json(row: dict[str, Any]) -> dict[str, Any]:
+    keys = ("id", "machine", "status", "baseline", "entities", "added", "removed", "modified",
+            "error", "attempts", "source", "coverage")
+    return {"started_at": iso(row["started_at"]), "finished_at": iso(row["finished_at"]),
+            **{k: row.get(k) for k in keys}}
 
 
-@app.command()
 def scans(
-    machine: Annotated[str | None, typer.Option("--machine", "-m")] = None,
-    coverage: Annotated[bool, typer.Option("--coverage",
-                                           help="Show each scan's coverage.")] = False,
-    limit: Annotated[int, typer.Option()] = 20,
+    machine: MachineFilter = None,
+    coverage: Annotated[bool, typer.Option(
+        "--coverage", help="Show each scan's coverage report: volumes with offsets, UUIDs and "
+                           "labels, hives, notes, unreadable paths, counts.")] = False,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many scans (the newest).")
+                     ] = 20,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print JSON (every scan with its coverage report).")] = False,
 ) -> None:
     """List recent scans with status, counts and (optionally) coverage reports."""
-    for row in open_repository().scans(machine, limit):
-        kind = "baseline" if row["baseline"] else (
-            f"+{row['added']} -{row['removed']} ~{row['modified']}")
-        started = row["started_at"].strftime("%Y-%m-%d %H:%M:%S")
-        out.print(f"scan {row['id']}  {row['machine']}  {started}  {row['status']}  "
-                  f"{row['entities']} entities  {kind}", markup=False)
-        if row["error"]:
-            out.print(f"  error: {row['error']}", markup=False)
-        if coverage:
-            _print_coverage(row["coverage"] or {})
-
-
-# -- policy -----------------------------------------------------------------------------------
-AccountOption = Annotated[str | None, typer.Option(
-    "--account", help="An onboarded account's policy (default: the one `snapfim scan` uses).")]
-
-
-def _scope(conn: Any, account: str | None) -> int | None:
-    from scanner.storage.fleet import get_account
-    from scanner.storage.policies import ensure_recommended
-
-    account_id = None if account is None else get_account(conn, account).id
-    ensure_recommended(conn, account_id)
-    return account_id
-
-
-@policy_app.command("show")
-def policy_show(as_json: Annotated[bool, typer.Option("--json")] = False,
-                account: AccountOption = None) -> None:
-    """Show the monitored entities (recommended and custom), enabled or not."""
-    from scanner.storage.policies import load_policy
-
     repo = open_repository()
-    with repo.transaction() as conn:
-        entities = load_policy(conn, _scope(conn, account))
+    if machine is not None:
+        repo.require_machine(machine)
+    rows = repo.scans(machine, limit)
     if as_json:
-        out.print_json(json.dumps([{
-            "name": e.name, "kind": e.kind.value, "path": e.path, "depth": e.depth,
-            "excludes": list(e.excludes), "values": list(e.values), "enabled": e.enabled,
-            "source": e.source.value} for e in entities]))
+        write_json([_scan_json(r) for r in rows])
         return
-    table = Table(box=None, pad_edge=False)
-    for column in ("enabled", "kind", "source", "name", "path", "depth", "excludes", "values"):
-        table.add_column(column, overflow="fold")
-    for e in entities:
-        depth = "∞" if e.depth is None else str(e.depth)
-        table.add_row("yes" if e.enabled else "no", e.kind.value, e.source.value, e.name,
-                      e.path if e.path != e.name else "", depth, ", ".join(e.excludes),
-                      ", ".join(repr(v) for v in e.values))
-    out.print(table)
+    if not rows:
+        say("no scans")
+        return
+    if not coverage:
+        table([("scan", "n"), "machine", "started", "status", ("entities", "n"), "result"],
+              [(str(r["id"]), r["machine"], stamp(r["started_at"], seconds=True), r["status"],
+                str(r["entities"]), _scan_result(r)) for r in rows])
+        return
+    for row in rows:
+        say(f"scan {row['id']}  {row['machine']}  {stamp(row['started_at'], seconds=True)}  "
+            f"{row['status']}  {row['entities']} entities  {_scan_result(row)}")
+        for line in coverage_lines(row["coverage"] or {}, detailed=True):
+            say("  " + line)
 
 
-@policy_app.command("add")
-def policy_add(
-    path: Annotated[str, typer.Argument(help="/path, /dir/*.conf, C:\\path or HKLM\\key")],
-    name: Annotated[str | None, typer.Option(help="Entity name (default: the path).")] = None,
-    depth: Annotated[int | None,
-                     typer.Option(help="Levels below a directory (default: all).")] = None,
-    exclude: Annotated[list[str] | None, typer.Option(help="Path pattern to leave out.")] = None,
-    value: Annotated[list[str] | None, typer.Option(
-        help="Registry keys: monitor only this value (repeatable).")] = None,
-    account: AccountOption = None,
+def _scan_result(row: dict[str, Any]) -> str:
+    if row["status"] == "failed":
+        return f"error: {row['error']}" if row["error"] else "no result"
+    if row["status"] not in ("succeeded", "partial"):
+        return "in flight"
+    if row["baseline"]:
+        return "baseline"
+    return f"{row['added']} added, {row['removed']} removed, {row['modified']} modified"
+
+
+def machines(
+    account: Annotated[str | None, typer.Option(
+        "--account", help="Only the machines of this account.",
+        callback=not_empty("--account"))] = None,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Monitor a custom path or registry key (a directory or key monitors its tree)."""
-    from scanner.policy import make_entity
-    from scanner.storage.policies import add_entity
-
-    entity = make_entity(path, name=name, depth=depth, excludes=tuple(exclude or ()),
-                         values=tuple(value or ()))
-    repo = open_repository()
-    with repo.transaction() as conn:
-        add_entity(conn, entity, _scope(conn, account))
-    out.print(f"added {entity.name} ({entity.kind.value}: {entity.path})", markup=False)
-
-
-def _set_enabled(name: str, enabled: bool, account: str | None) -> None:
-    from scanner.storage.policies import set_enabled
-
-    repo = open_repository()
-    with repo.transaction() as conn:
-        set_enabled(conn, name, enabled, _scope(conn, account))
-    out.print(f"{'enabled' if enabled else 'disabled'} {name}", markup=False)
-
-
-@policy_app.command("disable")
-def policy_disable(name: str, account: AccountOption = None) -> None:
-    """Stop monitoring an entity, keeping its definition."""
-    _set_enabled(name, False, account)
-
-
-@policy_app.command("enable")
-def policy_enable(name: str, account: AccountOption = None) -> None:
-    """Monitor a disabled entity again."""
-    _set_enabled(name, True, account)
-
-
-@policy_app.command("remove")
-def policy_remove(name: str, account: AccountOption = None) -> None:
-    """Delete a custom entity (recommended ones can only be disabled)."""
-    from scanner.storage.policies import remove_entity
-
-    repo = open_repository()
-    with repo.transaction() as conn:
-        remove_entity(conn, name, _scope(conn, account))
-    out.print(f"removed {name}", markup=False)
+    """List machines with their latest scan (any outcome) and their last successful one."""
+    rows = open_repository().machines(account)
+    if as_json:
+        write_json([{
+            "machine": r["name"], "account": r["account"], "cloud": r["cloud"], "os": r["os"],
+            "present": r["present"], "scans": r["scans"], "last_scan_id": r["last_scan_id"],
+            "last_scan_status": r["last_scan_status"], "last_scan_at": iso(r["last_scan_at"]),
+            "last_scan_error": r["last_scan_error"],
+            "last_success_scan_id": r["last_success_scan_id"],
+            "last_success_at": iso(r["last_success_at"]),
+            "total_changes": r["total_changes"]} for r in rows])
+        return
+    if not rows:
+        say("no machines (scan one with `snapfim scan IMAGE --machine NAME`)")
+        return
+    table(["machine", "account", "os", ("changes", "n"), "last scan", "last success"],
+          [(r["name"], r["account"], r["os"] or "unknown", str(r["total_changes"]),
+            f"{r['last_scan_status']} {stamp(r['last_scan_at'])}" if r["last_scan_status"]
+            else "never", stamp(r["last_success_at"]) if r["last_success_at"] else "never")
+           for r in rows])
 
 
 # -- demo and maintenance ---------------------------------------------------------------------
-@app.command()
 def demo(
-    workdir: Annotated[Path | None, typer.Option(help="Where to build the images.")] = None,
-    machine: Annotated[str, typer.Option("--machine", "-m")] = "demo-web-01",
+    workdir: Annotated[Path | None, typer.Option(
+        help="Where to build the images (default: the data directory's demo/).")] = None,
+    machine: Annotated[str, typer.Option(
+        "--machine", "-m", help="Machine name the demo scans under (its history is reset).",
+        callback=not_empty("--machine"))] = "demo-web-01",
 ) -> None:
     """Build two small real Linux disk images (before/after), scan both, print the changes."""
-    from scanner.demo import build_demo_images
+    from scanner.demo import build_demo_images, closing_note
+    from scanner.storage.policies import load_policy
 
     settings = Settings.from_env()
     workdir = workdir or settings.data_dir / "demo"
-    out.print(f"building demo disk images in {workdir} ...", markup=False)
+    say(f"building demo disk images in {workdir} ...")
     before, after = build_demo_images(workdir)
     repo = open_repository(settings)
     if repo.delete_machine(machine):
-        out.print(f"(forgot the previous {machine} scans)", markup=False)
+        say(f"(forgot the previous {machine} scans)")
     for image in (before, after):
-        out.print(f"\n$ snapfim scan {image} --machine {machine}", markup=False)
-        scan(image, machine)
-    out.print("\nThe intruder also rewrote /etc/ssh/sshd_config and /var/log/syslog: they are not "
-              "in the recommended policy, so they are not reported (`snapfim policy add "
-              "/etc/ssh` watches the first from the next scan on).", markup=False)
-    out.print(f"\nNext: `snapfim changes --machine {machine} --json`, `snapfim policy show`, "
-              f"`snapfim scans --coverage`; database: {settings.database_url}", markup=False)
+        say(f"\n$ snapfim scan {image} --machine {machine}")
+        with contextlib.suppress(typer.Exit):  # scan's exit code: the demo goes on
+            scan(image, machine)
+    scan_id = repo.scans(machine, 1)[0]["id"]
+    reported = {row["path"] for row in repo.changes(scan_id=scan_id)}
+    with repo.transaction() as conn:
+        policy = load_policy(conn)
+    say("")
+    for line in closing_note(policy, reported):
+        say(line)
+    say(f"\nNext: `snapfim changes --machine {machine} --json`, `snapfim policy show`, "
+        f"`snapfim scans --coverage`; database: {settings.database_url}")
+
+
+db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
 
 
 @db_app.command("upgrade")
@@ -370,16 +340,49 @@ def db_upgrade() -> None:
     """Create or upgrade the database schema (done automatically by every command)."""
     settings = Settings.from_env()
     open_repository(settings)
-    out.print(f"schema up to date: {settings.database_url}", markup=False)
+    say(f"schema up to date: {settings.database_url}")
+
+
+# -- the command tree, in the order `snapfim --help` lists it ----------------------------------
+# Panels appear in the order of their first command: scan and review, then policy and setup,
+# then the fleet.
+for _command, _name, _panel in (
+        (scan, "scan", SCAN_PANEL), (changes, "changes", SCAN_PANEL),
+        (scans, "scans", SCAN_PANEL), (machines, "machines", SCAN_PANEL),
+        (cli_fleet.summary, "summary", SCAN_PANEL), (demo, "demo", SETUP_PANEL),
+        (cli_fleet.run_cycle, "cycle", FLEET_PANEL), (cli_fleet.worker, "worker", FLEET_PANEL),
+        (cli_fleet.beat, "beat", FLEET_PANEL), (cli_deliver.deliver, "deliver", FLEET_PANEL)):
+    app.command(_name, rich_help_panel=_panel)(_command)
+app.add_typer(cli_policy.policy_app, name="policy", rich_help_panel=SETUP_PANEL)
+app.add_typer(db_app, name="db", rich_help_panel=SETUP_PANEL)
+app.add_typer(cli_fleet.account_app, name="account", rich_help_panel=FLEET_PANEL)
+
+
+class _EscapingFormatter(logging.Formatter):
+    """Log lines for a terminal: disk text in messages is escaped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return for_terminal(super().format(record))
+
+
+def _log_to_stderr() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_EscapingFormatter("snapfim: %(levelname)s: %(message)s"))
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING)
 
 
 def main() -> None:
     """Console entry point: one clear line for our errors, a non-zero exit."""
+    _log_to_stderr()
     try:
-        app()
+        app(prog_name="snapfim")
     except SnapfimError as exc:
-        err.print(f"snapfim: error: {exc}", markup=False)
-        sys.exit(2 if isinstance(exc, ConfigError) else 1)
+        message = " ".join(str(exc).split("\n"))
+        warn(f"snapfim: error: {message}")
+        sys.exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_ERROR)
     except KeyboardInterrupt:
-        err.print("snapfim: interrupted", markup=False)
+        warn("snapfim: interrupted")
         sys.exit(130)

@@ -9,35 +9,42 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 from sqlalchemy import func, select
 
+from scanner.cli_output import EXIT_ERROR, iso, say, scan_exit_code, stamp, table, warn
+from scanner.cli_support import JsonFlag, open_repository, parse_since
 from scanner.errors import ConfigError
 from scanner.settings import Settings
+from scanner.storage.repository import LOCAL_ACCOUNT
+from scanner.terminal import write_json
 
 account_app = typer.Typer(no_args_is_help=True, help="Onboard and manage cloud accounts.")
-out = Console(highlight=False, soft_wrap=True)
 CLOUDS = ("local", "aws", "azure")
+IMPLICIT = "machines scanned with `snapfim scan`"
+AccountName = Annotated[str, typer.Argument(help="The account's name (`snapfim account list`).")]
 
 
 def _repo() -> Any:
-    from scanner.cli import open_repository
-
     return open_repository()
 
 
 @account_app.command("add")
 def account_add(
     cloud: Annotated[str, typer.Argument(help="local, aws or azure")],
-    name: Annotated[str | None, typer.Option(help="Account name (default: derived).")] = None,
-    images: Annotated[Path | None, typer.Option(help="local: directory of disk images.")] = None,
+    name: Annotated[str | None, typer.Option(
+        help="Account name (default: the image directory's name, aws-ID or azure-ID).")] = None,
+    images: Annotated[Path | None, typer.Option(
+        help="local: directory of disk images, one machine per image file.")] = None,
     account_id: Annotated[str | None, typer.Option("--account-id", help="aws: account id.")] = None,
     role_arn: Annotated[str | None, typer.Option("--role-arn", help="aws: role to assume.")] = None,
-    external_id: Annotated[str | None, typer.Option("--external-id")] = None,
-    regions: Annotated[str | None, typer.Option(help="aws/azure: comma-separated.")] = None,
-    subscription_id: Annotated[str | None, typer.Option("--subscription-id")] = None,
-    tenant_id: Annotated[str | None, typer.Option("--tenant-id")] = None,
+    external_id: Annotated[str | None, typer.Option(
+        "--external-id", help="aws: external id the role's trust policy requires.")] = None,
+    regions: Annotated[str | None, typer.Option(
+        help="aws/azure: regions to discover, comma-separated (default: all).")] = None,
+    subscription_id: Annotated[str | None, typer.Option(
+        "--subscription-id", help="azure: subscription id.")] = None,
+    tenant_id: Annotated[str | None, typer.Option(
+        "--tenant-id", help="azure: tenant (directory) id.")] = None,
 ) -> None:
     """Onboard an account; its policy starts as the recommended entities."""
     from scanner.storage.fleet import add_account
@@ -63,32 +70,58 @@ def account_add(
         default_name = f"azure-{subscription_id}"
     else:
         raise ConfigError(f"unknown cloud {cloud!r}: use {', '.join(CLOUDS)}")
+    account_name = name if name is not None else default_name
+    if not account_name.strip():
+        raise ConfigError("--name cannot be empty")
+    if account_name == LOCAL_ACCOUNT:
+        raise ConfigError(f"the account name {LOCAL_ACCOUNT!r} is reserved for the "
+                          "machines of `snapfim scan`: choose another --name")
     repo = _repo()
     with repo.transaction() as conn:
-        add_account(conn, name or default_name, cloud, config)
-    out.print(f"added {cloud} account {name or default_name}", markup=False)
+        add_account(conn, account_name, cloud, config)
+    say(f"added {cloud} account {account_name}")
+
+
+def _is_implicit(acct: Any) -> bool:
+    return bool(acct.name == LOCAL_ACCOUNT and acct.cloud == "local"
+                and "images" not in acct.config)
 
 
 @account_app.command("list")
-def account_list() -> None:
-    """Accounts with their machines and last discovery."""
+def account_list(as_json: JsonFlag = False) -> None:
+    """Accounts with their machines and last discovery (and the account of `snapfim scan`)."""
     from scanner.storage.fleet import list_accounts
     from scanner.storage.tables import machine
 
     repo = _repo()
     with repo.transaction() as conn:
-        rows = [a for a in list_accounts(conn) if a.cloud != "local" or "images" in a.config]
+        rows = list_accounts(conn)
         counts = dict(conn.execute(select(machine.c.account_id, func.count())
                                    .where(machine.c.present).group_by(machine.c.account_id)).all())
-    table = Table(box=None, pad_edge=False)
-    for column in ("account", "cloud", "enabled", "machines", "discovered", "config / error"):
-        table.add_column(column, overflow="fold")
-    for a in rows:
-        when = a.last_discovered_at.strftime("%Y-%m-%d %H:%M") if a.last_discovered_at else "-"
-        detail = a.discovery_error or ", ".join(f"{k}={v}" for k, v in a.config.items())
-        table.add_row(a.name, a.cloud, "yes" if a.enabled else "no", str(counts.get(a.id, 0)),
-                      when, detail)
-    out.print(table)
+    if as_json:
+        write_json([{"account": a.name, "cloud": a.cloud, "enabled": a.enabled,
+                     "implicit": _is_implicit(a), "machines": counts.get(a.id, 0),
+                     "last_discovered_at": iso(a.last_discovered_at),
+                     "discovery_error": a.discovery_error, "config": a.config} for a in rows])
+        return
+    if not rows:
+        say("no accounts (onboard one with `snapfim account add`)")
+        return
+    table(["account", "cloud", "enabled", ("machines", "n"), "discovered", "config or error"],
+          [(a.name, a.cloud, "yes" if a.enabled else "no", str(counts.get(a.id, 0)),
+            "not needed" if _is_implicit(a) else stamp(a.last_discovered_at),
+            IMPLICIT if _is_implicit(a) else (
+                f"discovery failed: {a.discovery_error}" if a.discovery_error
+                else ", ".join(f"{k}={_config_value(v)}" for k, v in a.config.items())))
+           for a in rows])
+
+
+def _config_value(value: Any) -> str:
+    if value is None or value == []:
+        return "-"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value)
 
 
 def _account_enabled(name: str, enabled: bool) -> None:
@@ -97,40 +130,61 @@ def _account_enabled(name: str, enabled: bool) -> None:
     repo = _repo()
     with repo.transaction() as conn:
         set_account_enabled(conn, name, enabled)
-    out.print(f"{'enabled' if enabled else 'disabled'} account {name}", markup=False)
+    say(f"{'enabled' if enabled else 'disabled'} account {name}")
 
 
 @account_app.command("disable")
-def account_disable(name: str) -> None:
+def account_disable(name: AccountName) -> None:
     """Stop discovering and scanning an account (its data is kept)."""
     _account_enabled(name, False)
 
 
 @account_app.command("enable")
-def account_enable(name: str) -> None:
+def account_enable(name: AccountName) -> None:
     """Resume an account."""
     _account_enabled(name, True)
 
 
 @account_app.command("remove")
-def account_remove(name: str) -> None:
-    """Delete an account with its machines, scans, state and events."""
-    from scanner.storage.fleet import remove_account
+def account_remove(
+    name: AccountName,
+    yes: Annotated[bool, typer.Option(
+        "--yes", "-y", help="Do not ask for confirmation (needed without a terminal).")] = False,
+) -> None:
+    """Delete an account with its machines, scans, state and events (asks first)."""
+    from scanner.storage.fleet import get_account, remove_account
+    from scanner.storage.tables import change_event, machine
 
     repo = _repo()
     with repo.transaction() as conn:
+        acct = get_account(conn, name)
+        machines = conn.execute(select(func.count()).select_from(machine)
+                                .where(machine.c.account_id == acct.id)).scalar() or 0
+        events = conn.execute(
+            select(func.count()).select_from(change_event)
+            .join(machine, machine.c.id == change_event.c.machine_id)
+            .where(machine.c.account_id == acct.id)).scalar() or 0
+    what = (f"account {name!r} ({'the machines of `snapfim scan`, ' if _is_implicit(acct) else ''}"
+            f"{machines} machines, {events} change events, with their scans and state)")
+    if not yes:
+        if not sys.stdin.isatty():
+            raise ConfigError(f"removing {what} needs confirmation: run it in a terminal or "
+                              "add --yes")
+        from scanner.terminal import for_terminal
+
+        if not typer.confirm(for_terminal(f"Remove {what}?"), default=False):
+            warn(f"kept account {name}")
+            raise typer.Exit(EXIT_ERROR)
+    with repo.transaction() as conn:
         remove_account(conn, name)
-    out.print(f"removed account {name}", markup=False)
+    say(f"removed account {name}")
 
 
 def summary(
     since: Annotated[str | None, typer.Option(help="7d, 12h, ... (default: all time)")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """The dashboard: machines, total changes, by type, by category, per machine."""
-    import json
-
-    from scanner.cli import parse_since
     from scanner.storage.tables import change_event, machine
 
     repo = _repo()
@@ -148,66 +202,76 @@ def summary(
             .join(change_event, change_event.c.machine_id == machine.c.id).where(*where)
             .group_by(machine.c.name, change_event.c.entity_type)
             .order_by(machine.c.name)).all()
-    table: dict[str, dict[str, int]] = {}
+    counts: dict[str, dict[str, int]] = {}
     for name, kind, count in per_machine:
-        table.setdefault(name, {"file": 0, "registry": 0})[kind] = count
-    result: dict[str, Any] = {"machines": machines,
-              "total_changes": sum(by["category"].values()),
-              "by_type": {"file": by["entity_type"].get("file", 0),
-                          "registry": by["entity_type"].get("registry", 0)},
-              "by_category": {c: by["category"].get(c, 0)
-                              for c in ("added", "removed", "modified")},
-              "per_machine": [{"machine": n, **v, "total": sum(v.values())}
-                              for n, v in table.items()]}
+        counts.setdefault(name, {"file": 0, "registry": 0})[kind] = count
+    result: dict[str, Any] = {
+        "machines": machines, "total_changes": sum(by["category"].values()),
+        "by_type": {"file": by["entity_type"].get("file", 0),
+                    "registry": by["entity_type"].get("registry", 0)},
+        "by_category": {c: by["category"].get(c, 0) for c in ("added", "removed", "modified")},
+        "per_machine": [{"machine": n, **v, "total": sum(v.values())}
+                        for n, v in counts.items()]}
     if as_json:
-        out.print_json(json.dumps(result))
+        write_json(result)
         return
-    window = f"since {start:%Y-%m-%d %H:%M}" if start else "all time"
-    out.print(f"{machines} machines; {result['total_changes']} changes ({window})", markup=False)
-    out.print("by type: " + ", ".join(f"{k} {v}" for k, v in result["by_type"].items()),
-              markup=False)
-    out.print("by category: " + ", ".join(f"{k} {v}" for k, v in result["by_category"].items()),
-              markup=False)
-    grid = Table(box=None, pad_edge=False)
-    for column in ("machine", "total", "files", "registry"):
-        grid.add_column(column)
-    for row in result["per_machine"]:
-        grid.add_row(row["machine"], str(row["total"]), str(row["file"]), str(row["registry"]))
-    out.print(grid)
+    window = f"since {stamp(start)}" if start else "all time"
+    say(f"{machines} machines; {result['total_changes']} changes ({window})")
+    say("by type: " + ", ".join(f"{k} {v}" for k, v in result["by_type"].items()))
+    say("by category: " + ", ".join(f"{k} {v}" for k, v in result["by_category"].items()))
+    if result["per_machine"]:
+        table(["machine", ("total", "n"), ("files", "n"), ("registry", "n")],
+              [(r["machine"], str(r["total"]), str(r["file"]), str(r["registry"]))
+               for r in result["per_machine"]])
 
 
 def run_cycle(
     wait: Annotated[bool, typer.Option(help="Scan what is due now, inline (no broker).")] = True,
+    exit_code: Annotated[int, typer.Option(
+        "--exit-code", min=0, max=255, metavar="N",
+        help="Exit with N when a scan found changes (0, the default: do not).")] = 0,
 ) -> None:
     """Run one planning round and its whole cycle inline, without Celery (local fleets, cron)."""
     from scanner import cycle
 
-    repo = _repo()
-    settings = Settings.from_env().fleet()
-    for account_id in cycle.accounts_to_discover(repo, settings):
+    settings = Settings.from_env()
+    repo = open_repository(settings)
+    fleet_settings = settings.fleet()
+    for account_id in cycle.accounts_to_discover(repo, fleet_settings):
         cycle.discover(repo, account_id)
-    scans = cycle.plan(repo, settings)
+    scans = cycle.plan(repo, fleet_settings)
+    statuses: list[str] = []
+    found = 0
     for scan_id in scans:
         cycle.take_snapshots(repo, scan_id)
         state = cycle.poll_snapshots(repo, scan_id)
         if state != "ready":
-            out.print(f"scan {scan_id}: snapshots {state}", markup=False)
+            row = repo.scan_row(scan_id)
+            statuses.append("failed" if state == "failed" else row["status"])
+            say(f"scan {scan_id} {row['machine']}: snapshots {state}"
+                + (f" ({row['error']})" if row.get("error") else ""))
             continue
-        diff = cycle.scan_cycle(repo, scan_id, settings)
-        cycle.emit(repo, scan_id, settings)
-        cycle.cleanup(repo, scan_id, settings)
+        diff = cycle.scan_cycle(repo, scan_id, fleet_settings)
+        cycle.emit(repo, scan_id, fleet_settings)
+        cycle.cleanup(repo, scan_id, fleet_settings)
         row = repo.scan_row(scan_id)
+        statuses.append(row["status"])
+        if diff is not None and not diff.baseline:
+            found += sum(diff.counts().values())
         what = "baseline" if diff is not None and diff.baseline else (
             ", ".join(f"{v} {k}" for k, v in diff.counts().items()) if diff else row["error"])
-        out.print(f"scan {scan_id} {row['machine']}: {row['status']} ({what})", markup=False)
+        say(f"scan {scan_id} {row['machine']}: {row['status']} ({what})")
     if not scans:
-        out.print(f"nothing due at {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC", markup=False)
-    cycle.deliver_round(repo, settings)  # stale-machine alerts, pending deliveries retried
+        say(f"nothing due at {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC")
+    cycle.deliver_round(repo, fleet_settings)  # stale-machine alerts, pending deliveries retried
+    raise typer.Exit(scan_exit_code(statuses, found, exit_code))
 
 
 def worker(
-    queues: Annotated[str, typer.Option(help="control, scan or both")] = "control,scan",
-    concurrency: Annotated[int, typer.Option()] = 1,
+    queues: Annotated[str, typer.Option(
+        help="Queues to consume: control, scan or both (comma-separated).")] = "control,scan",
+    concurrency: Annotated[int, typer.Option(
+        min=1, help="Worker processes (keep 1 on scan queues: one scan per process).")] = 1,
 ) -> None:
     """Start a Celery worker (scan queues: keep concurrency 1)."""
     os.execvp(sys.executable, [sys.executable, "-m", "celery", "-A", "workers.app", "worker",

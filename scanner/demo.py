@@ -14,6 +14,8 @@ import subprocess
 from pathlib import Path
 
 from scanner.errors import ConfigError
+from scanner.paths import is_within
+from scanner.policy import EntityKind, ExcludeMatcher, PolicyEntity, segment_regex
 
 SECTOR = 512
 PART_START = 2048  # sectors
@@ -65,12 +67,62 @@ rm /usr/bin/sh
 symlink /usr/bin/sh /tmp/.x/sh
 rm /etc/sysctl.conf
 write {sysctl} /etc/sysctl.conf
+rm /var/log/syslog
 write {syslog} /var/log/syslog
+sif /var/log/syslog mode 0100640
 """ + "".join(f"sif {path} {field} {_ATTACK_TIME}\n"
               for path in ("/etc/cron.hourly/backdoor", "/etc/ssh/sshd_config", "/usr/bin/sh",
-                           "/etc/sysctl.conf")
+                           "/etc/sysctl.conf", "/var/log/syslog")
               for field in ("mtime", "ctime", "crtime", "atime")) + (
     f"sif /usr/bin/find ctime {_ATTACK_TIME}\n")
+
+
+# Every path the "attacker" changes, for the demo's closing note.
+ATTACKED_PATHS = ("/etc/cron.hourly/backdoor", "/etc/ssh/sshd_config", "/usr/bin/find",
+                  "/usr/sbin/auditd", "/usr/bin/sh", "/etc/sysctl.conf", "/var/log/syslog")
+
+
+def _covers(entity: PolicyEntity, path: str) -> bool:
+    """True when an entity's tree (its depth and excludes considered) holds ``path``."""
+    if entity.kind is not EntityKind.LINUX_FILE:
+        return False
+    if ExcludeMatcher(entity.excludes).excluded(path):
+        return False
+    base = entity.path.rstrip("/") or "/"
+    if entity.is_pattern:
+        parent, _, last = base.rpartition("/")
+        parts = path.split("/")
+        level = len([p for p in (parent or "/").split("/") if p]) + 1
+        if len(parts) <= level or "/".join(parts[:level]) != (parent or ""):
+            return False
+        if not segment_regex(last).match(parts[level]):
+            return False
+        below = len(parts) - level - 1
+        return entity.depth is None or below <= entity.depth
+    if not is_within(path, base):
+        return False
+    below = len([p for p in path[len(base):].split("/") if p])
+    return entity.depth is None or below <= entity.depth
+
+
+def closing_note(policy: list[PolicyEntity], reported: set[str]) -> list[str]:
+    """What the demo says at the end, from the policy and what the scan reported: the
+    intruder's changes that were not reported and how to monitor them from the next scan."""
+    missed = [p for p in ATTACKED_PATHS if p not in reported]
+    if not missed:
+        return [f"Every file the intruder changed was reported ({len(ATTACKED_PATHS)})."]
+    lines = [f"The intruder also changed {', '.join(missed)}: not reported, because"]
+    for path in missed:
+        disabled = [e for e in policy if not e.enabled and _covers(e, path)]
+        if disabled:
+            lines.append(f"  {path}: {disabled[0].name} is disabled "
+                         f"(`snapfim policy enable {disabled[0].name}` watches it again)")
+        else:
+            parent = path.rsplit("/", 1)[0] or "/"
+            lines.append(f"  {path}: no monitored path covers it "
+                         f"(`snapfim policy add {parent}` watches it)")
+    lines.append("(from the next scan on; run `snapfim demo` again to see it)")
+    return lines
 
 
 def _run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[bytes]:

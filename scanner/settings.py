@@ -1,13 +1,21 @@
-"""Typed settings from the environment (``SNAPFIM_*``), built once and passed in."""
+"""Typed settings from the environment (``SNAPFIM_*``), built once and passed in.
+
+Every variable is validated when the settings are built: a bad value is a
+:class:`~scanner.errors.ConfigError` whose one-line message names the variable, its value and
+what would be accepted (``SNAPFIM_CADENCE_HOURS must be a number of hours greater than 0, not
+'0'``), never a traceback later in the command that uses it.
+"""
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import urlsplit
 
 from scanner.emitters.settings import AlertSettings
 from scanner.errors import ConfigError
@@ -15,6 +23,10 @@ from scanner.limits import Limits
 
 if TYPE_CHECKING:
     from scanner.cycle import FleetSettings
+
+EVENT_FORMATS = ("configchange", "ocsf")
+DATABASE_BACKENDS = ("sqlite", "postgresql", "postgres")
+N = TypeVar("N", int, float)
 
 
 def default_data_dir() -> Path:
@@ -28,15 +40,19 @@ def default_data_dir() -> Path:
 class Settings:
     """Everything configurable, with the embedded defaults.
 
-    ``SNAPFIM_DATABASE_URL``   SQLAlchemy URL (default: SQLite in the data directory)
-    ``SNAPFIM_DATA_DIR``       where the embedded database and demo images live
-    ``SNAPFIM_HASH_WORKERS``   processes hashing file content (default: CPU count, at most 4)
-    ``SNAPFIM_BROKER_URL``     Celery broker (default ``redis://127.0.0.1:6379/0``; amqp:// works)
-    ``SNAPFIM_CADENCE_HOURS``  hours between two scans of a machine (default 24)
-    ``SNAPFIM_PLAN_SECONDS``   how often the planner looks for due machines (default 60)
-    ``SNAPFIM_DISCOVERY_MINUTES``  how often accounts are re-discovered (default 30)
-    ``SNAPFIM_KEEP_SNAPSHOTS`` snapshots kept per disk after a scan (default 1)
-    ``SNAPFIM_SCAN_TIME_LIMIT`` seconds a scan task may run (default 10800)
+    ``SNAPFIM_DATABASE_URL``   SQLAlchemy URL, SQLite or PostgreSQL (default: SQLite in the
+                               data directory)
+    ``SNAPFIM_DATA_DIR``       where the embedded database and demo images live (created;
+                               must be writable)
+    ``SNAPFIM_HASH_WORKERS``   processes hashing file content, 1 or more (default: CPU count,
+                               at most 4)
+    ``SNAPFIM_BROKER_URL``     Celery broker, ``scheme://...`` (default
+                               ``redis://127.0.0.1:6379/0``; amqp:// works)
+    ``SNAPFIM_CADENCE_HOURS``  hours between two scans of a machine, > 0 (default 24)
+    ``SNAPFIM_PLAN_SECONDS``   how often the planner looks for due machines, > 0 (default 60)
+    ``SNAPFIM_DISCOVERY_MINUTES``  how often accounts are re-discovered, > 0 (default 30)
+    ``SNAPFIM_KEEP_SNAPSHOTS`` snapshots kept per disk after a scan, 0 or more (default 1)
+    ``SNAPFIM_SCAN_TIME_LIMIT`` seconds a scan task may run, 1 or more (default 10800)
     ``SNAPFIM_EVENTS_JSONL``   append every committed event to this JSON-lines file
     ``SNAPFIM_EVENTS_FORMAT``  ``configchange`` (default) or ``ocsf``
     ``SNAPFIM_MAX_*``          bounds on what a scanned disk can make a scan do (scanner.limits)
@@ -60,31 +76,41 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read settings from ``environ`` (default ``os.environ``)."""
+        """Read and validate settings from ``environ`` (default ``os.environ``).
+
+        Raises ``ConfigError`` naming the variable when a value cannot work.
+        """
         env = os.environ if environ is None else environ
-        data_dir = Path(env.get("SNAPFIM_DATA_DIR") or default_data_dir()).expanduser()
-        url = env.get("SNAPFIM_DATABASE_URL") or f"sqlite:///{data_dir / 'snapfim.db'}"
-        try:
-            workers = int(env.get("SNAPFIM_HASH_WORKERS") or min(os.cpu_count() or 1, 4))
-        except ValueError as exc:
-            raise ConfigError("SNAPFIM_HASH_WORKERS must be a whole number") from exc
-        if workers < 1:
-            raise ConfigError("SNAPFIM_HASH_WORKERS must be 1 or more")
-        try:
-            return cls(
-                database_url=url, data_dir=data_dir, hash_workers=workers,
-                broker_url=env.get("SNAPFIM_BROKER_URL") or cls.broker_url,
-                cadence_hours=float(env.get("SNAPFIM_CADENCE_HOURS") or cls.cadence_hours),
-                plan_seconds=float(env.get("SNAPFIM_PLAN_SECONDS") or cls.plan_seconds),
-                discovery_minutes=float(env.get("SNAPFIM_DISCOVERY_MINUTES")
-                                        or cls.discovery_minutes),
-                keep_snapshots=int(env.get("SNAPFIM_KEEP_SNAPSHOTS") or cls.keep_snapshots),
-                scan_time_limit=int(env.get("SNAPFIM_SCAN_TIME_LIMIT") or cls.scan_time_limit),
-                events_jsonl=env.get("SNAPFIM_EVENTS_JSONL") or None,
-                events_format=env.get("SNAPFIM_EVENTS_FORMAT") or cls.events_format,
-                limits=Limits.from_env(env), alerts=AlertSettings.from_env(env))
-        except ValueError as exc:
-            raise ConfigError(f"invalid SNAPFIM_* setting: {exc}") from exc
+        read = _Reader(env)
+        explicit_dir = read.raw("SNAPFIM_DATA_DIR")
+        data_dir = Path(explicit_dir or default_data_dir()).expanduser()
+        url = read.raw("SNAPFIM_DATABASE_URL")
+        if url is None:
+            _check_writable_dir("SNAPFIM_DATA_DIR", data_dir)
+            url = f"sqlite:///{data_dir / 'snapfim.db'}"
+        else:
+            if explicit_dir is not None:
+                _check_writable_dir("SNAPFIM_DATA_DIR", data_dir)
+            _check_database_url(url)
+        return cls(
+            database_url=url, data_dir=data_dir,
+            hash_workers=read.number("SNAPFIM_HASH_WORKERS", int, min(os.cpu_count() or 1, 4),
+                                     minimum=1),
+            broker_url=read.url("SNAPFIM_BROKER_URL", cls.broker_url),
+            cadence_hours=read.number("SNAPFIM_CADENCE_HOURS", float, cls.cadence_hours,
+                                      unit="hours", positive=True, at_least=1e-6 / 3600),
+            plan_seconds=read.number("SNAPFIM_PLAN_SECONDS", float, cls.plan_seconds,
+                                     unit="seconds", positive=True),
+            discovery_minutes=read.number("SNAPFIM_DISCOVERY_MINUTES", float,
+                                          cls.discovery_minutes, unit="minutes", positive=True),
+            keep_snapshots=read.number("SNAPFIM_KEEP_SNAPSHOTS", int, cls.keep_snapshots,
+                                       minimum=0),
+            scan_time_limit=read.number("SNAPFIM_SCAN_TIME_LIMIT", int, cls.scan_time_limit,
+                                        unit="seconds", minimum=1),
+            events_jsonl=read.jsonl_path("SNAPFIM_EVENTS_JSONL"),
+            events_format=read.choice("SNAPFIM_EVENTS_FORMAT", EVENT_FORMATS,
+                                      cls.events_format),
+            limits=Limits.from_env(env), alerts=AlertSettings.from_env(env))
 
     def fleet(self) -> FleetSettings:
         """The knobs of the fleet cycle."""
@@ -97,3 +123,108 @@ class Settings:
                              hash_workers=self.hash_workers, jsonl_path=self.events_jsonl,
                              output_format=self.events_format,
                              limits=self.limits, alerts=self.alerts)
+
+
+class _Reader:
+    """Reads ``SNAPFIM_*`` values, each checked with a message naming its variable."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def raw(self, name: str) -> str | None:
+        """The variable's value; unset and empty both mean "the default"."""
+        value = self.env.get(name)
+        return value if value else None
+
+    def number(self, name: str, kind: Callable[[str], N], default: N, *,
+                unit: str = "", positive: bool = False,
+                minimum: int | None = None, at_least: float = 0.0) -> N:
+        raw = self.raw(name)
+        if raw is None:
+            return default
+        what = "a whole number" if kind is int else "a number"
+        what += f" of {unit}" if unit else ""
+        if positive:
+            what += " greater than 0"
+        elif minimum is not None:
+            what += f" of at least {minimum}" if not unit else f", at least {minimum}"
+        try:
+            value = kind(raw.strip())
+        except ValueError:
+            raise ConfigError(f"{name} must be {what}, not {raw!r}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{name} must be {what}, not {raw!r}")
+        if (positive and value <= 0) or (minimum is not None and value < minimum):
+            raise ConfigError(f"{name} must be {what}, not {raw!r}")
+        if value < at_least:
+            raise ConfigError(f"{name} must be at least {at_least:.6g} {unit}, not {raw!r}")
+        return value
+
+    def url(self, name: str, default: str) -> str:
+        raw = self.raw(name)
+        if raw is None:
+            return default
+        try:
+            parts = urlsplit(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name} is not a valid URL ({exc}): {raw!r}") from None
+        if not parts.scheme or not raw.startswith(parts.scheme + "://"):
+            raise ConfigError(f"{name} must be a URL such as redis://host:6379/0, not {raw!r}")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            raise ConfigError(f"{name} has an invalid port: {raw!r}") from None
+        return raw
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        raw = self.raw(name)
+        if raw is None:
+            return default
+        if raw not in choices:
+            raise ConfigError(f"{name} must be {' or '.join(choices)}, not {raw!r}")
+        return raw
+
+    def jsonl_path(self, name: str) -> str | None:
+        raw = self.raw(name)
+        if raw is None:
+            return None
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            raise ConfigError(f"{name} must name a file, not the directory {raw!r}")
+        parent = path.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise ConfigError(f"{name}: cannot write {raw!r} ({parent} is not a writable "
+                              "directory)")
+        return raw
+
+
+def _check_writable_dir(name: str, path: Path) -> None:
+    """Create ``path`` if needed; it must be a writable directory."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"{name}={str(path)!r}: cannot create the directory "
+                          f"({reason})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{name}={str(path)!r}: the directory is not writable")
+
+
+def _check_database_url(url: str) -> None:
+    """A URL SQLAlchemy parses, for a backend snapfim supports; a SQLite file's directory is
+    created."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise ConfigError("SNAPFIM_DATABASE_URL is not a database URL such as "
+                          f"postgresql://user@host/db or sqlite:///path, not {url!r}") from None
+    if parsed.get_backend_name() not in DATABASE_BACKENDS:
+        raise ConfigError(f"SNAPFIM_DATABASE_URL: {parsed.get_backend_name()!r} databases are "
+                          "not supported (use postgresql:// or sqlite:///)")
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        _check_writable_dir("SNAPFIM_DATABASE_URL", Path(parsed.database).expanduser().parent)

@@ -14,7 +14,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Text, cast, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Engine,
+    Text,
+    cast,
+    column,
+    delete,
+    func,
+    insert,
+    select,
+    table,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from scanner.diff import ChangeEvent, FileDiff
@@ -32,7 +45,9 @@ from scanner.storage.tables import (
 )
 from scanner.textsafe import storable_id, storable_json
 
-LOCAL_ACCOUNT = "local"
+# The account `snapfim scan` files its machines under (created on first use). Its name is
+# reserved: no cloud is called that, so `snapfim account remove local` never reaches it.
+LOCAL_ACCOUNT = "cli"
 _CHUNK = 500
 
 
@@ -212,12 +227,25 @@ class Repository:
     # -- queries ----------------------------------------------------------------------------
     def changes(self, *, machine_name: str | None = None, since: datetime | None = None,
                 category: str | None = None, entity_type: str | None = None,
-                scan_id: int | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-        """Change events, oldest first, with the machine's name."""
+                scan_id: int | None = None, limit: int | None = None,
+                account_name: str | None = None, path_prefix: str | None = None,
+                prefix_case_sensitive: bool = True) -> list[dict[str, Any]]:
+        """Change events, oldest first, with the machine's name; ``path_prefix`` keeps the
+        events whose path starts with it (compared in lower case unless
+        ``prefix_case_sensitive``)."""
         query = (select(change_event, machine.c.name.label("machine"))
                  .join(machine, machine.c.id == change_event.c.machine_id))
         if machine_name is not None:
             query = query.where(machine.c.name == machine_name)
+        if account_name is not None:
+            query = query.join(account, account.c.id == machine.c.account_id).where(
+                account.c.name == account_name)
+        if path_prefix:
+            if prefix_case_sensitive:
+                query = query.where(change_event.c.path.startswith(path_prefix, autoescape=True))
+            else:
+                query = query.where(func.lower(change_event.c.path).startswith(
+                    path_prefix.lower(), autoescape=True))
         if since is not None:
             query = query.where(change_event.c.detected_at >= since)
         if category is not None:
@@ -261,22 +289,42 @@ class Repository:
             raise NotFound(f"no scan with id {scan_id}")
         return dict(row._mapping)
 
-    def machines(self) -> list[dict[str, Any]]:
-        """All machines with their account, OS, scan count and last scan time."""
-        last = (select(scan.c.machine_id, func.count().label("scans"),
-                       func.max(scan.c.finished_at).label("last_scan"))
-                .group_by(scan.c.machine_id).subquery())
-        query = (select(machine.c.name, machine.c.os, account.c.name.label("account"),
-                        func.coalesce(last.c.scans, 0).label("scans"), last.c.last_scan)
-                 .join(account, account.c.id == machine.c.account_id)
-                 .outerjoin(last, last.c.machine_id == machine.c.id)
-                 .order_by(machine.c.name))
+    def machines(self, account_name: str | None = None) -> list[dict[str, Any]]:
+        """All machines (or one account's), by name, as the ``fim_machine_status`` view shows
+        them: ``name``, ``account``, ``cloud``, ``os``, ``present``, ``scans`` (finished),
+        ``last_scan_id``/``last_scan_status``/``last_scan_at``/``last_scan_error`` (the latest
+        finished scan, any outcome), ``last_success_scan_id``/``last_success_at`` (the latest
+        succeeded one) and ``total_changes``."""
+        query = (select(MACHINE_STATUS).order_by(MACHINE_STATUS.c.machine,
+                                                 MACHINE_STATUS.c.account))
+        if account_name is not None:
+            query = query.where(MACHINE_STATUS.c.account == account_name)
         with self.transaction() as conn:
             rows = [dict(r._mapping) for r in conn.execute(query)]
         for row in rows:
-            row["last_scan"] = utc(row["last_scan"])
+            row["name"] = row.pop("machine")
+            row["present"] = bool(row["present"])
+            row["last_scan_at"] = utc(row["last_scan_at"])
+            row["last_success_at"] = utc(row["last_success_at"])
         return rows
 
+    def require_machine(self, name: str) -> None:
+        """Raise :class:`NotFound` ("unknown machine 'x'") unless a machine has this name."""
+        with self.transaction() as conn:
+            found = conn.execute(select(machine.c.id).where(machine.c.name == name)
+                                 .limit(1)).first()
+        if found is None:
+            raise NotFound(f"unknown machine {name!r}")
+
+
+# The view the migrations create (0004): one row per machine with its latest scan.
+MACHINE_STATUS = table(
+    "fim_machine_status", *(column(name) for name in (
+        "id", "account", "cloud", "machine", "os", "region", "state", "present",
+        "last_scan_id", "last_scan_status", "last_scan_error", "last_success_scan_id",
+        "scans", "total_changes")),
+    column("last_scan_at", DateTime(timezone=True)),
+    column("last_success_at", DateTime(timezone=True)))
 
 _EVENT_COLUMNS = ("machine_id", "scan_id", "previous_scan_id", "detected_at", "window_start",
                   "window_end", "entity_type", "category", "path", "value_name",

@@ -84,7 +84,7 @@ def test_syslog_receives_rfc5424_messages(repository: Repository, base_image: Pa
             assert message.sd == {
                 "origin": {"software": "snapfim", "swVersion": __version__},
                 "snapfim@32473": {"id": str(row["id"]), "machine": "web-01",
-                                  "account": "local", "scan": str(row["scan_id"]),
+                                  "account": "cli", "scan": str(row["scan_id"]),
                                   "entity": "file", "category": row["category"],
                                   "path": row["path"]}}
             assert message.json == event_record(row)

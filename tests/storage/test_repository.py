@@ -88,6 +88,6 @@ def test_machines_and_scans_listing(repository: Repository, images: tuple[Path, 
     scan_image(repository, before, "a")
     scan_image(repository, before, "b")
     assert [(m["name"], m["account"], m["scans"]) for m in repository.machines()] == [
-        ("a", "local", 1), ("b", "local", 1)]
+        ("a", "cli", 1), ("b", "cli", 1)]
     assert repository.scans("a")[0]["coverage"]["volumes"][0]["filesystem"] == "ext4"
     assert repository.delete_machine("a") and not repository.delete_machine("a")

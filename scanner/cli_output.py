@@ -1,0 +1,209 @@
+"""What the `snapfim` command prints for people, and its exit codes.
+
+Every line and table cell goes through :func:`scanner.terminal.for_terminal` (names, targets,
+registry data, labels and fstab lines come from the scanned disk); the consoles have rich
+markup and emoji codes off. JSON output does not come here (``scanner.terminal.write_json``).
+Tables fold long cells instead of cutting them, write ``-`` (or a word) instead of leaving a
+cell blank, and stay readable at 80 columns and when piped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from scanner.emitters.records import change_lines
+from scanner.policy import segment_regex
+from scanner.terminal import console, for_terminal
+
+# Exit codes (README "Exit codes", `snapfim --help`).
+EXIT_OK = 0          # done; every scan succeeded
+EXIT_ERROR = 1       # an error (nothing scanned, unknown machine, a scan of the cycle failed)
+EXIT_USAGE = 2       # bad arguments or settings
+EXIT_PARTIAL = 3     # a scan was partial: some paths could not be read (their state is kept)
+EXIT_CODES_HELP = (
+    "Exit codes: 0 done, every scan succeeded; 1 error (nothing scanned, unknown machine, "
+    "a scan of the cycle failed); 2 bad arguments or settings; 3 a scan was partial (some "
+    "paths could not be read); N with --exit-code N on scan and cycle: changes were found "
+    "(an error outranks N, N outranks 3).")
+
+
+def scan_exit_code(statuses: list[str], changes: int, exit_code: int) -> int:
+    """The exit code of `scan` and `cycle`: 1 when a scan failed, N (``--exit-code``) when
+    changes were found, 3 when a scan was partial, else 0."""
+    if "failed" in statuses:
+        return EXIT_ERROR
+    if exit_code and changes:
+        return exit_code
+    if "partial" in statuses:
+        return EXIT_PARTIAL
+    return EXIT_OK
+
+
+out = console(soft_wrap=False)
+err = console(stderr=True, soft_wrap=True)
+NONE = "-"
+
+
+def say(text: str) -> None:
+    """Print one line (or several) on stdout, each escaped for the terminal."""
+    out.print("\n".join(for_terminal(line) for line in text.split("\n")), soft_wrap=True)
+
+
+def warn(text: str) -> None:
+    """Print one line on stderr, escaped for the terminal."""
+    err.print(for_terminal(text))
+
+
+def stamp(value: datetime | None, seconds: bool = False) -> str:
+    """A UTC time as ``2026-11-20 03:14`` (``-`` when there is none)."""
+    if value is None:
+        return NONE
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
+def iso(value: datetime | None) -> str | None:
+    """A UTC time as ISO 8601 for JSON (``Z`` suffix)."""
+    if value is None:
+        return None
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+Cell = str | tuple[str, ...]
+
+
+def _cell(value: Cell) -> str:
+    if isinstance(value, tuple):  # several lines, each escaped
+        return "\n".join(for_terminal(line) for line in value) or NONE
+    return for_terminal(value) if value else NONE
+
+
+def table(columns: Sequence[str | tuple[str, str]], rows: Iterable[Sequence[Cell]]) -> None:
+    """Print a table: every cell escaped, long cells folded (never cut), empty cells ``-``.
+
+    A column is a header, or ``(header, "n")`` for a right-aligned number column that never
+    wraps. A cell is a string, or a tuple of lines. The last column takes what the others
+    leave.
+    """
+    from rich.table import Table
+
+    grid = Table(box=None, pad_edge=False, show_edge=False, header_style="bold",
+                 collapse_padding=True)
+    for spec in columns:
+        header, kind = (spec, "") if isinstance(spec, str) else spec
+        if kind == "n":
+            grid.add_column(header, justify="right", no_wrap=True)
+        else:
+            grid.add_column(header, overflow="fold")
+    for row in rows:
+        grid.add_row(*(_cell(cell) for cell in row))
+    with out.capture() as captured:
+        out.print(grid)
+    for line in captured.get().splitlines():  # no trailing padding in pipes and files
+        out.file.write(line.rstrip() + "\n")
+
+
+# -- change events ----------------------------------------------------------------------------
+def event_lines(row: dict[str, Any]) -> list[str]:
+    """One event as lines: when, machine, category, what; then one line per changed field."""
+    when = stamp(row["detected_at"], seconds=True)
+    what = row["path"]
+    if row.get("value_name") is not None:
+        what = f"{what}  value {row['value_name'] or '(Default)'!r}"
+    lines = [f"{when}  {row['machine']}  {row['category']:<8}  {what}"]
+    lines.extend(f"    {line}" for line in change_lines(row))
+    return lines
+
+
+def print_events(rows: Iterable[dict[str, Any]]) -> None:
+    """Print change events for a person."""
+    for row in rows:
+        for line in event_lines(row):
+            say(line)
+
+
+# -- coverage reports -------------------------------------------------------------------------
+def size(n: int | None) -> str:
+    """Bytes for people (``24.0 MiB``)."""
+    if n is None:
+        return NONE
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def coverage_lines(coverage: dict[str, Any], *, detailed: bool = False) -> list[str]:
+    """A stored coverage report as lines: the disk, each volume (``detailed``: its offset,
+    UUID and label), each hive, notes, unreadable paths, and (``detailed``) the counts."""
+    if not coverage:
+        return []
+    lines = [f"disk: {coverage.get('source', NONE)} ({size(coverage.get('disk_size'))}, "
+             f"partition table: {coverage.get('partition_table') or 'none'})"]
+    for v in coverage.get("volumes", []):
+        where = f" mounted at {v['mountpoint']}" if v.get("mountpoint") else ""
+        why = f" — {v['reason']}" if v.get("reason") else ""
+        at = f", offset {v.get('offset', 0):,}" if detailed else ""
+        lines.append(f"  {v['volume']}: {v.get('filesystem') or '?'}{at}, "
+                     f"{size(v.get('length'))}, {v.get('status', NONE)}{where}{why}")
+        if detailed:
+            lines.append(f"    uuid {v.get('uuid') or NONE}, label {v.get('label') or NONE}"
+                         f", partition {v.get('description') or NONE}")
+    for h in coverage.get("hives", []):
+        counts = (f", {h.get('keys', 0)} keys, {h.get('values', 0)} values"
+                  if h.get("status") not in ("failed", "missing") else "")
+        why = f" — {h['reason']}" if h.get("reason") else ""
+        file = f", file {h['file']}" if detailed and h.get("file") else ""
+        lines.append(f"  hive {h['hive']} ({h['mount']}): {h.get('status')}{counts}{file}{why}")
+    lines.extend(f"  note: {n}" for n in coverage.get("notes", []))
+    unreadable = coverage.get("unreadable", {})
+    total = coverage.get("unreadable_count", len(unreadable))
+    for path, reason in sorted(unreadable.items())[:20]:
+        lines.append(f"  unreadable: {path}: {reason}")
+    if total > min(len(unreadable), 20):
+        lines.append(f"  ... and {total - min(len(unreadable), 20)} more unreadable paths")
+    if detailed:
+        lines.append(f"  counts: {coverage.get('entities', 0)} entities, "
+                     f"{coverage.get('files_hashed', 0)} files hashed "
+                     f"({size(coverage.get('bytes_hashed', 0))}), {total} unreadable")
+    return lines
+
+
+# -- path patterns of `changes --path` --------------------------------------------------------
+def path_matcher(pattern: str) -> tuple[Callable[[str], bool], str]:
+    """``(matches, literal_prefix)`` for ``changes --path``.
+
+    The pattern is a path whose segments may hold ``*`` and ``?`` (within one segment, as in
+    policy excludes; ``[`` is literal); it matches that path and everything below it (an
+    NTFS stream ``file:s`` lies below ``file``, a registry value below its key). Linux paths
+    (``/...``) are case-sensitive, Windows paths and registry keys are not. The prefix before
+    the first wildcard narrows the query in SQL.
+    """
+    linux = pattern.startswith("/")
+    sep = "/" if linux else "\\"
+    segments = [s for s in pattern.split(sep) if s]
+    regexes = [segment_regex(s, case_sensitive=linux) for s in segments]
+    head = re.split(r"[*?]", pattern, maxsplit=1)[0]
+    prefix = head if head == pattern else head[:head.rfind(sep) + 1]
+
+    streams = re.match(r"[A-Za-z]:\\", pattern) is not None  # NTFS: file:stream
+
+    def matches(path: str) -> bool:
+        parts = [s for s in path.split(sep) if s]
+        if len(parts) < len(regexes):
+            return False
+        for i, (regex, part) in enumerate(zip(regexes, parts, strict=False)):
+            if regex.match(part):
+                continue
+            stream_of = streams and 0 < i == len(regexes) - 1 and ":" in part
+            if not (stream_of and regex.match(part.split(":", 1)[0])):
+                return False
+        return True
+
+    return matches, prefix

@@ -1,0 +1,122 @@
+"""`snapfim policy`: show and edit the monitored entities."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from scanner.cli_output import say, table
+from scanner.cli_support import JsonFlag, open_repository
+from scanner.policy import PolicyEntity
+from scanner.terminal import write_json
+
+policy_app = typer.Typer(no_args_is_help=True, help="Show and edit the monitored entities.")
+
+AccountOption = Annotated[str | None, typer.Option(
+    "--account", help="An onboarded account's policy (default: the one `snapfim scan` uses).")]
+EntityName = Annotated[str, typer.Argument(
+    help="The entity's name, as `snapfim policy show` lists it.")]
+KINDS = {"linux_file": "linux", "windows_file": "windows", "windows_registry": "registry"}
+
+
+def _scope(conn: Any, account: str | None) -> int | None:
+    from scanner.storage.fleet import get_account
+    from scanner.storage.policies import ensure_recommended
+
+    account_id = None if account is None else get_account(conn, account).id
+    ensure_recommended(conn, account_id)
+    return account_id
+
+
+def load_entities(account: str | None = None) -> list[PolicyEntity]:
+    """Every entity of a policy (the global one by default), enabled or not."""
+    from scanner.storage.policies import load_policy
+
+    repo = open_repository()
+    with repo.transaction() as conn:
+        return load_policy(conn, _scope(conn, account))
+
+
+def entity_cell(e: PolicyEntity) -> tuple[str, ...]:
+    """An entity's name, with its path, excludes and value names below when it has them."""
+    lines = [e.name]
+    if e.path != e.name:
+        lines.append(f"  path: {e.path}")
+    if e.excludes:
+        lines.append("  exclude: " + ", ".join(e.excludes))
+    if e.values:
+        lines.append("  values: " + ", ".join(e.values))
+    return tuple(lines)
+
+
+@policy_app.command("show")
+def policy_show(as_json: JsonFlag = False, account: AccountOption = None) -> None:
+    """Show the monitored entities (recommended and custom), enabled or not."""
+    entities = load_entities(account)
+    if as_json:
+        write_json([{
+            "name": e.name, "kind": e.kind.value, "path": e.path, "depth": e.depth,
+            "excludes": list(e.excludes), "values": list(e.values), "enabled": e.enabled,
+            "source": e.source.value} for e in entities])
+        return
+    table(["on", "kind", "source", "depth", "entity (path, excludes, values)"],
+          [("yes" if e.enabled else "no", KINDS.get(e.kind.value, e.kind.value),
+            e.source.value, "all" if e.depth is None else str(e.depth), entity_cell(e))
+           for e in entities])
+
+
+@policy_app.command("add")
+def policy_add(
+    path: Annotated[str, typer.Argument(help="/path, /dir/*.conf, C:\\path or HKLM\\key")],
+    name: Annotated[str | None, typer.Option(help="Entity name (default: the path).")] = None,
+    depth: Annotated[int | None, typer.Option(
+        help="Levels below a directory or key (default: all; 0 = the entry itself).")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(
+        help="Path pattern to leave out, with its subtree (repeatable).")] = None,
+    value: Annotated[list[str] | None, typer.Option(
+        help="Registry keys: monitor only this value (repeatable).")] = None,
+    account: AccountOption = None,
+) -> None:
+    """Monitor a custom path or registry key (a directory or key monitors its tree)."""
+    from scanner.policy import make_entity
+    from scanner.storage.policies import add_entity
+
+    entity = make_entity(path, name=name, depth=depth, excludes=tuple(exclude or ()),
+                         values=tuple(value or ()))
+    repo = open_repository()
+    with repo.transaction() as conn:
+        add_entity(conn, entity, _scope(conn, account))
+    say(f"added {entity.name} ({entity.kind.value}: {entity.path})")
+
+
+def _set_enabled(name: str, enabled: bool, account: str | None) -> None:
+    from scanner.storage.policies import set_enabled
+
+    repo = open_repository()
+    with repo.transaction() as conn:
+        set_enabled(conn, name, enabled, _scope(conn, account))
+    say(f"{'enabled' if enabled else 'disabled'} {name}")
+
+
+@policy_app.command("disable")
+def policy_disable(name: EntityName, account: AccountOption = None) -> None:
+    """Stop monitoring an entity, keeping its definition."""
+    _set_enabled(name, False, account)
+
+
+@policy_app.command("enable")
+def policy_enable(name: EntityName, account: AccountOption = None) -> None:
+    """Monitor a disabled entity again."""
+    _set_enabled(name, True, account)
+
+
+@policy_app.command("remove")
+def policy_remove(name: EntityName, account: AccountOption = None) -> None:
+    """Delete a custom entity (recommended ones can only be disabled)."""
+    from scanner.storage.policies import remove_entity
+
+    repo = open_repository()
+    with repo.transaction() as conn:
+        remove_entity(conn, name, _scope(conn, account))
+    say(f"removed {name}")
