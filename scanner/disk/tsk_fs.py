@@ -25,6 +25,7 @@ from scanner.disk.nodes import FileKind, FsIdentity, Node, Runs, normalize_runs,
 from scanner.errors import CorruptFilesystem, SourceReadError
 from scanner.limits import Limits
 from scanner.paths import decode_component, decode_name
+from scanner.timestamps import storable_ns
 
 if TYPE_CHECKING:
     from scanner.disk.ntfs_meta import NtfsMeta
@@ -70,7 +71,7 @@ def ensure_utc() -> None:
 def _ns(seconds: int, nano: int) -> int | None:
     if not seconds and not nano:
         return None
-    return int(seconds) * 1_000_000_000 + int(nano)
+    return storable_ns(int(seconds) * 1_000_000_000 + int(nano))
 
 
 class TskFilesystem:

@@ -50,6 +50,7 @@ from scanner.paths import decode_component, decode_name
 from scanner.sources.base import BlockSource, SliceSource
 from scanner.sources.fileobj import CachedSourceFile
 from scanner.sources.local import LocalFileSource
+from scanner.timestamps import storable_ns
 
 XFS_MAGIC = b"XFSB"
 
@@ -75,7 +76,7 @@ _DIR_LEAF_OFFSET = 32 << 30      # directory leaf/node and free-index blocks liv
 
 
 def _ns(value: int) -> int | None:
-    return int(value) or None
+    return storable_ns(int(value)) or None
 
 
 class _Geometry:

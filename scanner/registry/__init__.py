@@ -27,6 +27,8 @@ import struct
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from scanner.timestamps import storable_ns
+
 __all__ = [
     "HiveError", "HiveHeader", "Hive", "RegKey", "RegValue", "parse_header", "type_name",
     "filetime_to_ns", "REG_NONE", "REG_SZ", "REG_EXPAND_SZ", "REG_BINARY", "REG_DWORD",
@@ -84,8 +86,9 @@ def type_name(value_type: int) -> str:
 
 
 def filetime_to_ns(filetime: int) -> int:
-    """A Windows FILETIME (100 ns since 1601) as integer nanoseconds since the Unix epoch."""
-    return (filetime - _FILETIME_EPOCH) * 100
+    """A Windows FILETIME (100 ns since 1601) as integer nanoseconds since the Unix epoch,
+    clamped to the storable range (:func:`scanner.timestamps.storable_ns`)."""
+    return storable_ns((filetime - _FILETIME_EPOCH) * 100)
 
 
 @dataclass(frozen=True, slots=True)
