@@ -152,6 +152,12 @@ class XfsFilesystem:
                                     f"{_message(exc)}") from exc
         self._volume: Any = volume
         self._shape: XfsDirShape | None = None
+        try:
+            if self.root().kind is not FileKind.DIRECTORY:
+                raise CorruptFilesystem("xfs: the root directory is not a directory")
+        except CorruptFilesystem:
+            self.close()
+            raise
 
     # -- the Filesystem protocol --------------------------------------------------------------
     def root(self) -> Node:

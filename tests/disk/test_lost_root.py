@@ -1,12 +1,14 @@
 """Unreadable is not removed: the real root filesystem cannot be read (fuzz class C).
 
 A machine's disk holds its root and a separate /boot. The root then becomes unreadable: its
-superblock zeroed, the LVM metadata of the PV that holds it damaged, or the EBR chain that
-lists its logical partition broken (the partition vanishes from the table, every byte of the
-filesystem still there). Before: "no Linux root filesystem (no /etc) found; p2 is scanned as
-/": every path of the real root was ``removed`` and /boot's files moved to ``/``. Now no
-other volume is taken as /: / is unreadable (every path keeps its state, the scan is
-partial) and each readable volume is scanned as its own tree ``//<volume>``.
+superblock zeroed; its inode table moved onto zeros (the root inode reads as mode 0, so the
+volume fails to open: "the root directory is not a directory"); the LVM metadata of the PV
+that holds it damaged; or the EBR chain that lists its logical partition broken (the
+partition vanishes from the table, every byte of the filesystem still there). Before: "no
+Linux root filesystem (no /etc) found; p2 is scanned as /": every path of the real root was
+``removed`` and /boot's files moved to ``/``. Now no other volume is taken as /: / is
+unreadable (every path keeps its state, the scan is partial) and each readable volume is
+scanned as its own tree ``//<volume>``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from tests.imaging import (
     MIB,
     ROOT_MB,
     ROOT_UUID,
+    block_size,
     boot_fstab,
     boot_tree,
     build_ext4_volume,
@@ -48,6 +51,17 @@ def _gpt(workdir: Path) -> tuple[Path, Callable[[], str]]:
 
     def damage() -> str:  # the root's superblock zeroed: p1 fails to open
         write_at(image, root_off + 1024, bytes(1024))
+        return "p1 failed to open and could be /"
+    return image, damage
+
+
+def _gpt_inode_table(workdir: Path) -> tuple[Path, Callable[[], str]]:
+    image, root_off, _ = linux_gpt_disk(workdir)
+    size = block_size(image, offset=root_off)
+    descriptors = root_off + (2048 if size == 1024 else size)
+
+    def damage() -> str:  # group 0's inode table moved onto zeros: the root inode is mode 0
+        assert write_at(image, descriptors + 8, b"\x80\x00") != b"\x80\x00"
         return "p1 failed to open and could be /"
     return image, damage
 
@@ -86,7 +100,8 @@ def _lvm(workdir: Path) -> tuple[Path, Callable[[], str]]:
     return image, damage
 
 
-@pytest.mark.parametrize("build", [_gpt, _mbr, _lvm], ids=["superblock", "ebr", "lvm-text"])
+@pytest.mark.parametrize("build", [_gpt, _gpt_inode_table, _mbr, _lvm],
+                         ids=["superblock", "inode-table", "ebr", "lvm-text"])
 def test_unreadable_root_is_not_replaced_by_another_volume(
         tmp_path: Path, scan: Scan, repo: Repository, file_state: State,
         build: Callable[[Path], tuple[Path, Callable[[], str]]]) -> None:
