@@ -21,3 +21,11 @@ NS_MAX = (1 << 63) - 1
 def storable_ns(ns: int) -> int:
     """``ns`` (nanoseconds since the epoch) clamped to what a signed 64-bit integer holds."""
     return NS_MIN if ns < NS_MIN else NS_MAX if ns > NS_MAX else ns
+
+
+FILETIME_EPOCH = 116_444_736_000_000_000  # 1601-01-01 -> 1970-01-01 in 100 ns units
+
+
+def filetime_ns(filetime: int) -> int:
+    """A Windows FILETIME (100 ns since 1601) as storable nanoseconds since the epoch."""
+    return storable_ns((filetime - FILETIME_EPOCH) * 100)
