@@ -296,14 +296,18 @@ def _mount(opened: list[_Opened], coverage: Coverage) -> list[_LinuxTree]:
     state, the scan is partial) and each candidate is scanned as a tree of its own, named
     ``//<volume>/...`` (``/`` in a volume name written ``\\x2f``), with its own fstab."""
     roots = [o for o in opened if _could_be_root(o.fs)]
-    if not roots:
+    failed = [r.volume for r in coverage.volumes if r.status == "failed"]
+    if not roots and not failed:
         roots = [o for o in opened if _has_dir(o.fs, "etc")][:1]
-    if not roots:
+    if not roots and _bare(coverage, opened):
         roots = opened[:1]
         coverage.notes.append(f"no Linux root filesystem (no /etc) found; {roots[0].label} "
                               f"({roots[0].fs.fs_type}) is scanned as /")
     trees: list[_LinuxTree] = []
-    if len(roots) > 1:
+    if not roots:
+        _root_not_found(opened, failed, coverage)
+        trees = [_mount_tree(o, [o], coverage, _root_prefix(o.label)) for o in opened]
+    elif len(roots) > 1:
         labels = ", ".join(o.label for o in roots)
         coverage.unreadable["/"] = (f"several volumes could be / ({labels}): none is taken "
                                     "as /; each is scanned under //<volume>")
@@ -319,6 +323,29 @@ def _mount(opened: list[_Opened], coverage: Coverage) -> list[_LinuxTree]:
         else:
             item.report.reason = "not mounted by the root filesystem's /etc/fstab"
     return trees
+
+
+def _bare(coverage: Coverage, opened: list[_Opened]) -> bool:
+    """A bare filesystem: no partition table, one volume, and it opened. Then that
+    filesystem is / with confidence even without /etc (a data disk), as nothing else on the
+    disk could be /."""
+    return (coverage.partition_table == "none" and len(coverage.volumes) == 1
+            and len(opened) == 1)
+
+
+def _root_not_found(opened: list[_Opened], failed: list[str], coverage: Coverage) -> None:
+    """No volume is / with confidence: / is unreadable (the previous state of every path is
+    kept, the scan is partial), never another volume taken in its place. A volume that
+    failed to open (or an LV that could not be assembled) could be the root; on a
+    partitioned disk the root's entry itself may have been damaged out of the table."""
+    why = (f"{', '.join(failed)} failed to open and could be /" if failed
+           else "no volume holds a Linux root (/etc) and the disk is not one bare filesystem")
+    coverage.unreadable["/"] = (f"no root filesystem found ({why}): no other volume is "
+                                "taken as /; each readable volume is scanned under //<volume>")
+    if opened:
+        coverage.notes.append("no root filesystem found; each readable volume is scanned as "
+                              "its own tree, " + ", ".join(_root_prefix(o.label)
+                                                           for o in opened))
 
 
 def _root_prefix(label: str) -> str:

@@ -60,9 +60,12 @@ def _node_entity(win_path: str, node: Node, info: NtfsFileInfo | None,
     target = None
     if info is not None and info.reparse is not None and info.reparse.kind != "other":
         target = info.reparse.target
+    crtime, mtime, ctime, atime = node.crtime, node.mtime, node.ctime, node.atime
+    if info is not None and info.times is not None:  # the raw FILETIMEs (TSK drops far ones)
+        crtime, mtime, ctime, atime = info.times
     return FileEntity(
         path=win_path, type=node.kind.value, size=node.size, mode=0, uid=0, gid=0,
-        mtime=node.mtime, ctime=node.ctime, crtime=node.crtime, atime=node.atime,
+        mtime=mtime, ctime=ctime, crtime=crtime, atime=atime,
         inode=node.inode, nlink=node.nlink, link_target=target,
         acl=info.acl if info else None,
         attributes=(format_attributes(info.attributes) or None) if info else None,

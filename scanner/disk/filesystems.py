@@ -13,7 +13,7 @@ import pytsk3
 
 from scanner.disk.ext_raw import ExtInodes, symlink_bytes_in_inode
 from scanner.disk.identity import read_identity
-from scanner.disk.nodes import Filesystem, Node
+from scanner.disk.nodes import FileKind, Filesystem, Node
 from scanner.disk.tsk_fs import TskFilesystem
 from scanner.disk.volumes import Volume
 from scanner.disk.xfs_fs import XFS_MAGIC, XfsFilesystem
@@ -116,6 +116,10 @@ def open_filesystem(img: pytsk3.Img_Info | None, volume: Volume, volume_source: 
     if fs.fs_type.startswith("ext") and claimed > volume_source.size:
         raise CorruptFilesystem(f"{fs.fs_type} is truncated: it spans {claimed} bytes but only "
                                 f"{volume_source.size} are present")
+    root = fs.root()  # CorruptFilesystem when its record cannot be read
+    if root.kind is not FileKind.DIRECTORY:  # e.g. an inode table moved onto zeros
+        raise CorruptFilesystem(f"{fs.fs_type}: the root directory (inode {root.inode}) is not "
+                                "a directory")
     return fs
 
 

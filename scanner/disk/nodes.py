@@ -43,6 +43,10 @@ class Node:
     ``mode`` holds permission and set-id bits only (no type bits); times are integer
     nanoseconds since the epoch, ``None`` where the filesystem has no such time.
     ``handle`` is the backend's own reference (an inode number for pytsk3).
+    ``unreadable`` is set (the reason) on a name the directory lists as live whose
+    metadata cannot be read (an NTFS index entry naming a damaged or unallocated MFT
+    record): the entry exists, its state is unknown, the walk reports the path unreadable
+    (the other fields are placeholders).
     """
 
     name: str
@@ -59,6 +63,7 @@ class Node:
     atime: int | None
     link: str | None = None
     handle: Any = None
+    unreadable: str | None = None
 
 
 def read_in_chunks(read: Callable[[int, int], bytes], size: int, chunk_size: int, inode: int,

@@ -34,6 +34,7 @@ from scanner.disk.nodes import read_in_chunks
 from scanner.disk.tsk_fs import _tsk_message
 from scanner.errors import CorruptFilesystem, SourceReadError
 from scanner.paths import decode_name
+from scanner.timestamps import filetime_ns
 
 __all__ = ["NtfsFileInfo", "NtfsMeta", "Reparse", "Stream", "attribute_names",
            "format_attributes", "parse_reparse", "FILE_ATTRIBUTE_NAMES", "IO_REPARSE_TAG_SYMLINK",
@@ -139,6 +140,9 @@ class NtfsFileInfo:
     attributes: int  # FILE_ATTRIBUTE_* flags (0 without $STANDARD_INFORMATION)
     streams: tuple[Stream, ...]  # named $DATA attributes, in attribute order
     reparse: Reparse | None  # the parsed 0xC0 attribute
+    # (crtime, mtime, ctime, atime) from $STANDARD_INFORMATION as storable ns (None: a
+    # FILETIME of 0); None without it. TSK turns a time past 2106 into nothing at all.
+    times: tuple[int | None, int | None, int | None, int | None] | None = None
 
 
 class _Record:
@@ -185,6 +189,16 @@ class _Record:
             raise CorruptFilesystem(f"inode {self.inode}: bad reparse point: {exc}") from exc
 
 
+def _si_times(si: bytes | None) -> tuple[int | None, int | None, int | None, int | None] | None:
+    """$STANDARD_INFORMATION's creation, modification, MFT change and access FILETIMEs (in
+    that order on disk) as (crtime, mtime, ctime, atime), clamped to the storable range."""
+    if si is None or len(si) < 32:
+        return None
+    crtime, mtime, ctime, atime = (filetime_ns(ft) if ft else None
+                                   for ft in struct.unpack_from("<4Q", si, 0))
+    return crtime, mtime, ctime, atime
+
+
 class NtfsMeta:
     """NTFS metadata reader for one volume; ``$Secure:$SDS`` is indexed on first need.
 
@@ -213,7 +227,7 @@ class NtfsMeta:
                 if len(self._sddl) < _SDDL_CACHE_MAX:
                     self._sddl[sd] = acl
         return NtfsFileInfo(acl=acl, attributes=rec.dos_attributes(si),
-                            streams=rec.streams(), reparse=rec.reparse())
+                            streams=rec.streams(), reparse=rec.reparse(), times=_si_times(si))
 
     def security_descriptor(self, inode: int) -> bytes | None:
         """Self-relative descriptor: the 0x50 attribute, else SI security_id via ``$SDS``."""

@@ -25,6 +25,7 @@ from scanner.disk.nodes import FileKind, FsIdentity, Node, Runs, normalize_runs,
 from scanner.errors import CorruptFilesystem, SourceReadError
 from scanner.limits import Limits
 from scanner.paths import decode_component, decode_name
+from scanner.timestamps import storable_ns
 
 if TYPE_CHECKING:
     from scanner.disk.ntfs_meta import NtfsMeta
@@ -70,7 +71,7 @@ def ensure_utc() -> None:
 def _ns(seconds: int, nano: int) -> int | None:
     if not seconds and not nano:
         return None
-    return int(seconds) * 1_000_000_000 + int(nano)
+    return storable_ns(int(seconds) * 1_000_000_000 + int(nano))
 
 
 class TskFilesystem:
@@ -280,24 +281,35 @@ class TskFilesystem:
     def _node(self, entry: Any, at_root: bool) -> Node | None:
         info = entry.info
         name, meta = info.name, info.meta
-        if name is None or meta is None:
+        if name is None:
             return None
         raw = name.name
         if raw in (b".", b"..") or not raw:
             return None
-        if not int(name.flags) & _NAME_ALLOC or not int(meta.flags) & _META_ALLOC:
-            return None
-        if meta.type in _VIRTUAL_TYPES:
-            return None
-        if meta.addr == 0 and not self.is_ntfs:
-            return None
+        if not int(name.flags) & _NAME_ALLOC:
+            return None  # a deleted name
         if self.is_fat and raw.endswith(_FAT_LABEL_SUFFIX):
             return None
         if self.is_ntfs and at_root and raw.startswith(b"$"):
             return None  # NTFS metadata files ($MFT, $Secure, ...)
         if self.fs_type == "exfat" and at_root and raw in _EXFAT_METADATA:
             return None
+        if meta is None or not int(meta.flags) & _META_ALLOC:
+            # a live name whose record is unreadable or unallocated: an inconsistency, not
+            # a deletion (ext directories check this for the whole directory instead)
+            return None if self.is_ext else self._unreadable_entry(raw, int(name.meta_addr))
+        if meta.type in _VIRTUAL_TYPES:
+            return None
+        if meta.addr == 0 and not self.is_ntfs:
+            return None
         return self._from_meta(decode_component(raw), meta)
+
+    def _unreadable_entry(self, raw: bytes, addr: int) -> Node:
+        """A name the directory lists as live whose metadata record cannot be used."""
+        return Node(name=decode_component(raw), inode=addr, kind=FileKind.OTHER, size=0,
+                    mode=0, uid=0, gid=0, nlink=0, mtime=None, ctime=None, crtime=None,
+                    atime=None, unreadable=f"the directory lists this name but its record "
+                    f"({addr}) cannot be read or is not in use")
 
     def _from_meta(self, name: str, meta: Any) -> Node | None:
         if meta is None:

@@ -133,15 +133,19 @@ class _Unlistable(Exception):
 
 @dataclass(frozen=True, slots=True)
 class _Conflict:
-    """A name claimed by several entries of one directory."""
+    """A name the walk cannot take: claimed by several entries of one directory
+    (:meth:`claimed`), or a live entry whose metadata cannot be read (``Node.unreadable``).
+    Its path is unreadable (its previous state is kept)."""
 
     name: str
-    inodes: tuple[int, ...]
+    reason: str
 
-    @property
-    def reason(self) -> str:
-        return (f"conflict: {len(self.inodes)} directory entries claim this name (inodes "
-                f"{', '.join(map(str, self.inodes))}); none of them is taken")
+    @classmethod
+    def claimed(cls, nodes: list[Node]) -> _Conflict:
+        """The conflict of several entries claiming one name."""
+        return cls(nodes[0].name, f"conflict: {len(nodes)} directory entries claim this name "
+                                  f"(inodes {', '.join(str(n.inode) for n in nodes)}); none of "
+                                  "them is taken")
 
 
 class Walker:
@@ -229,7 +233,8 @@ class Walker:
                 self.result.flagged[join(dir_path, child.name)] = (
                     f"a directory entry whose name holds '/' or NUL (inode {child.inode}), "
                     "reported under its escaped name")
-        return [_Conflict(v[0].name, tuple(n.inode for n in v)) if isinstance(v, list) else v
+        return [_Conflict.claimed(v) if isinstance(v, list)
+                else _Conflict(v.name, v.unreadable) if v.unreadable is not None else v
                 for v in by_key.values()]
 
     def _listing(self, directory: Node, mount: Mount,

@@ -8,7 +8,8 @@ Checked, for the forms a directory takes:
   ascending offset, and the entries ending exactly at the inode's size;
 - block and data blocks: the magic, on v5 filesystems the block's CRC32C and owner inode, and
   every entry and free region chaining from the header to the end of the data area, 8-byte
-  aligned, each ending in a tag holding its own offset;
+  aligned, each ending in a tag holding its own offset; the header's best-free table naming
+  the longest free regions;
 - every inode number inside the filesystem's allocation groups;
 - (done by the caller) the inode's CRC on v5, libfsxfs's listing equal to these entries, the
   link count against the subdirectories listed.
@@ -111,6 +112,7 @@ def parse_data_block(block: bytes, owner: int, shape: XfsDirShape,
             raise DirectoryInconsistent(f"block leaf: {leaf_count - len(leaf)} stale entries, "
                                         f"the tail says {stale}")
     named: list[tuple[int, int]] = []  # (address, hash) of every entry, for the leaf check
+    free: list[tuple[int, int]] = []   # (offset, length) of every free region
     at = header
     while at < end:
         if at + 8 > end:
@@ -120,6 +122,7 @@ def parse_data_block(block: bytes, owner: int, shape: XfsDirShape,
             if length < 8 or length % 8 or at + length > end or \
                     struct.unpack_from(">H", block, at + length - 2)[0] != at:
                 raise DirectoryInconsistent(f"free region at {at}: bad length {length}")
+            free.append((at, length))
             at += length
             continue
         (inode,) = struct.unpack_from(">Q", block, at)
@@ -137,12 +140,27 @@ def parse_data_block(block: bytes, owner: int, shape: XfsDirShape,
         else:
             _check_inode(inode, repr(name.decode()), shape)
         at += used
+    _check_bestfree(block, 48 if magic in _V5_MAGICS else 4, free)
     if magic in _BLOCK_MAGICS:
         if shape.ascii_ci:
             leaf = [(address, 0) for address, _hash in leaf]
         if leaf != named:
             raise DirectoryInconsistent("the block's leaf (name hashes and addresses) does "
                                         "not match its entries")
+
+
+def _check_bestfree(block: bytes, at: int, free: list[tuple[int, int]]) -> None:
+    """The header's best-free table (the three longest free regions, longest first, as XFS
+    keeps it) must name exactly the longest free regions the entries leave: an entry turned
+    into free space without the table following is a damaged block, not a deletion."""
+    table = [(offset, length) for offset, length in
+             struct.iter_unpack(">HH", block[at:at + 12]) if length or offset]
+    longest = sorted(free, key=lambda region: -region[1])[:3]
+    if sorted(r[1] for r in table) != sorted(r[1] for r in longest) or \
+            any(region not in free for region in table) or \
+            [r[1] for r in table] != sorted((r[1] for r in table), reverse=True):
+        raise DirectoryInconsistent(f"best-free table {table} does not match the free "
+                                    f"regions {longest}")
 
 
 def hash_name(name: bytes) -> int:

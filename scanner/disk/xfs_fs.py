@@ -50,6 +50,7 @@ from scanner.paths import decode_component, decode_name
 from scanner.sources.base import BlockSource, SliceSource
 from scanner.sources.fileobj import CachedSourceFile
 from scanner.sources.local import LocalFileSource
+from scanner.timestamps import storable_ns
 
 XFS_MAGIC = b"XFSB"
 
@@ -75,7 +76,7 @@ _DIR_LEAF_OFFSET = 32 << 30      # directory leaf/node and free-index blocks liv
 
 
 def _ns(value: int) -> int | None:
-    return int(value) or None
+    return storable_ns(int(value)) or None
 
 
 class _Geometry:
@@ -151,6 +152,12 @@ class XfsFilesystem:
                                     f"{_message(exc)}") from exc
         self._volume: Any = volume
         self._shape: XfsDirShape | None = None
+        try:
+            if self.root().kind is not FileKind.DIRECTORY:
+                raise CorruptFilesystem("xfs: the root directory is not a directory")
+        except CorruptFilesystem:
+            self.close()
+            raise
 
     # -- the Filesystem protocol --------------------------------------------------------------
     def root(self) -> Node:

@@ -46,6 +46,7 @@ from typing import NamedTuple
 
 from scanner.limits import Limits
 from scanner.textsafe import escape_name
+from scanner.timestamps import storable_ns
 
 __all__ = [
     "HiveError", "HiveHeader", "Hive", "RegKey", "RegValue", "parse_header", "type_name",
@@ -106,8 +107,9 @@ def type_name(value_type: int) -> str:
 
 
 def filetime_to_ns(filetime: int) -> int:
-    """A Windows FILETIME (100 ns since 1601) as integer nanoseconds since the Unix epoch."""
-    return (filetime - _FILETIME_EPOCH) * 100
+    """A Windows FILETIME (100 ns since 1601) as integer nanoseconds since the Unix epoch,
+    clamped to the storable range (:func:`scanner.timestamps.storable_ns`)."""
+    return storable_ns((filetime - _FILETIME_EPOCH) * 100)
 
 
 @dataclass(frozen=True, slots=True)

@@ -252,7 +252,8 @@ def test_describe_opens_and_lists_once() -> None:
     info = NtfsMeta(fs).describe(40)
     assert info == NtfsFileInfo(acl=SDDL_FILE, attributes=0x06,
                                 streams=(Stream("Zone.Identifier", len(ZONE), 3),),
-                                reparse=Reparse(0xA000000C, "symlink", "x", relative=True))
+                                reparse=Reparse(0xA000000C, "symlink", "x", relative=True),
+                                times=(None, None, None, None))
     assert (fs.opens, handle.listings) == (1, 1)
 
 
@@ -276,7 +277,8 @@ def test_describe_on_image_matches_single_methods(mount: Mount) -> None:
     meta = mount.fs.ntfs_meta()
     for posix in ("/Users/Public/setup.exe", "/Documents and Settings", "/pagefile.sys",
                   "/Windows/System32/config/SOFTWARE"):
-        inode = walk(mount, posix)[posix].node.inode
+        node = walk(mount, posix)[posix].node
+        inode = node.inode
         assert meta.describe(inode) == NtfsFileInfo(
             meta.acl(inode), meta.dos_attributes(inode), tuple(meta.streams(inode)),
-            meta.reparse(inode))
+            meta.reparse(inode), (node.crtime, node.mtime, node.ctime, node.atime))
