@@ -174,7 +174,8 @@ def open_hive(data: bytes | BinaryIO, log1: bytes | BinaryIO | None = None,
         return Hive(replayed, status=status, status_reason=f"{why}; {detail}", limits=limits)
     except HiveError as exc:
         return Hive(raw, status="dirty-not-replayed",
-                    status_reason=f"{why}; replayed hive unreadable ({exc})", limits=limits)
+                    status_reason=f"{why}; {detail}; replayed hive unreadable ({exc})",
+                    limits=limits)
 
 
 _LOG_ENTRY = struct.Struct("<4sIIIII")  # HvLE, size, flags, sequence, hbins size, page count
