@@ -31,7 +31,8 @@ class HiveReport:
     hive: str                    # SOFTWARE, NTUSER.DAT (alice), ...
     file: str                    # C:\\Windows\\System32\\config\\SOFTWARE
     mount: str                   # HKLM\\SOFTWARE
-    status: str = "skipped"      # clean | replayed | dirty-not-replayed | missing | failed
+    # clean | replayed | replay-incomplete | dirty-not-replayed | missing | failed
+    status: str = "skipped"
     reason: str | None = None
     keys: int = 0
     values: int = 0
@@ -58,7 +59,8 @@ class Coverage:
         """``partial`` when anything that should have been read was not, else ``succeeded``."""
         if self.unreadable or any(v.status == "failed" for v in self.volumes):
             return "partial"
-        if any(h.status in ("failed", "dirty-not-replayed") for h in self.hives):
+        if any(h.status in ("failed", "dirty-not-replayed", "replay-incomplete")
+               for h in self.hives):
             return "partial"
         return "succeeded"
 

@@ -83,11 +83,22 @@ def normalize(path: str) -> str:
     return "/" if norm in ("/", "//") else norm.replace("//", "/")
 
 
+def fold(path: str) -> str:
+    """The form in which two ids name the same entity: Linux paths (``/``) as they are
+    (case-sensitive), Windows paths (``C:\\``) and registry ids (``HKLM\\``, ``HKU\\``)
+    case-folded, as Windows compares them. Both Windows' upper-case rule and Python's
+    case folding are applied, so names either of them equates fold alike (the walker matches
+    NTFS names by ``casefold``, the hive reader registry names by ``upper``)."""
+    return path if path.startswith("/") else path.upper().casefold()
+
+
 def is_within(path: str, prefix: str) -> bool:
     """True when ``path`` is ``prefix`` or lies below it: Linux paths (``/``), Windows paths
-    (``C:\\``, where ``file:stream`` lies within ``file``) and registry ids (``\\``)."""
+    (``C:\\``, where ``file:stream`` lies within ``file``) and registry ids (``\\``); the
+    last two case-insensitively (:func:`fold`)."""
     if prefix.startswith("/"):
         return prefix == "/" or path == prefix or path.startswith(prefix + "/")
+    path, prefix = fold(path), fold(prefix)
     if path == prefix:
         return True
     head = prefix.rstrip("\\")
@@ -100,7 +111,8 @@ class WithinAny:
     """``path in WithinAny(prefixes)`` is ``any(is_within(path, p) for p in prefixes)``, in
     time linear in the length of ``path`` instead of the number of prefixes: every prefix
     is kept in a set by the way :func:`is_within` compares it, and a path's own ancestors
-    (cut at each ``/``, ``\\`` or ``:``) are looked up there."""
+    (cut at each ``/``, ``\\`` or ``:``) are looked up there. Windows paths and registry
+    ids are compared case-insensitively (:func:`fold`), Linux paths exactly."""
 
     __slots__ = ("_all", "_exact", "_heads", "_slash", "_streams")
 
@@ -110,7 +122,7 @@ class WithinAny:
         self._heads: set[str] = set()    # others, trailing "\" dropped: "C:\a" covers "C:\a\..."
         self._streams: set[str] = set()  # drive paths: "C:\a\f" covers "C:\a\f:stream"
         self._all = False                # "/" covers everything
-        for prefix in prefixes:
+        for prefix in map(fold, prefixes):
             self._exact.add(prefix)
             if prefix.startswith("/"):
                 self._all = self._all or prefix == "/"
@@ -126,6 +138,7 @@ class WithinAny:
     def __contains__(self, path: object) -> bool:
         if not isinstance(path, str):
             return False
+        path = fold(path)
         if self._all or path in self._exact:
             return True
         return (_cut_in(path, "/", self._slash) or _cut_in(path, "\\", self._heads)

@@ -12,6 +12,9 @@ registry hives it holds. No database here; :mod:`scanner.pipeline` calls these.
   A hive that cannot be read marks its whole mount unreadable (its state is kept, never
   "removed"); a dirty hive read without replay makes the scan partial, and what its primary
   lacks is kept too (the logs may hold it), while additions and modifications are reported.
+  The same holds for a hive replayed only in part (a log refused, a damaged entry of the
+  flush, a gap between the logs: status ``replay-incomplete``) and for a replayed hive with
+  keys or values that cannot be read: a torn replay leaves it part old, part new.
 """
 
 from __future__ import annotations
@@ -162,6 +165,17 @@ def collect_registry(walker: Walker, system: WindowsSystem, policy: list[PolicyE
             coverage.unreadable[mount] = (f"hive {windows_name(path)} is dirty and was read "
                                           f"without its logs ({hive.status_reason}): "
                                           "removals under it are not trusted")
+        elif hive.status == "replay-incomplete":
+            # Part of the flush was not replayed: the hive is part old, part new.
+            coverage.unreadable[mount] = (f"hive {windows_name(path)} was replayed only in "
+                                          f"part ({hive.status_reason}): removals under it "
+                                          "are not trusted")
+        elif hive.status == "replayed" and unreadable:
+            # A replay that leaves keys unreadable wrote pages that do not fit together.
+            coverage.unreadable[mount] = (f"hive {windows_name(path)} was replayed from its "
+                                          f"logs and {len(unreadable)} of its keys or values "
+                                          "cannot be read (a torn replay): removals under "
+                                          "it are not trusted")
         report.keys = sum(1 for e in found.values() if isinstance(e, RegistryKeyEntity))
         report.values = len(found) - report.keys
         out.update(found)

@@ -40,6 +40,7 @@ from collections.abc import Iterable
 from typing import BinaryIO
 
 from Registry.RegistryLog import RegistryLog
+from Registry.RegistryParse import HvLEBlock
 
 from scanner.collectors.sddl import sddl_from_descriptor
 from scanner.entities import (
@@ -133,7 +134,10 @@ def open_hive(data: bytes | BinaryIO, log1: bytes | BinaryIO | None = None,
 
     ``hive.status`` is ``'clean'``, ``'replayed'`` (dirty, brought up to date from LOG1/LOG2
     with python-registry's ``RegistryLog``, in a copy) or ``'dirty-not-replayed'`` (read as
-    is: no usable log); ``hive.status_reason`` says why. A log is checked before it is replayed
+    is: no usable log) or ``'replay-incomplete'`` (replayed in part: a log was refused, an
+    entry of the flush is damaged, or a log starts after a gap; see :func:`_replay`: the hive
+    may be part old, part new, so removals under it are not to be trusted);
+    ``hive.status_reason`` says why. A log is checked before it is replayed
     (:func:`check_log`): one whose pages lie outside what the hive can grow to, or that holds
     more than ``limits.log_pages`` pages, is unusable (the reason is in ``status_reason``).
 
@@ -154,7 +158,7 @@ def open_hive(data: bytes | BinaryIO, log1: bytes | BinaryIO | None = None,
         return Hive(raw, status="dirty-not-replayed",
                     status_reason=f"{why}; no transaction log given", limits=limits)
     try:
-        replayed, detail = _replay(raw, header.hbins_size, logs, limits)
+        replayed, detail, incomplete = _replay(raw, header.hbins_size, logs, limits)
     except Exception as exc:  # python-registry raises many kinds on bad logs
         return Hive(raw, status="dirty-not-replayed",
                     status_reason=f"{why}; replay failed: {type(exc).__name__}: {exc}",
@@ -162,12 +166,16 @@ def open_hive(data: bytes | BinaryIO, log1: bytes | BinaryIO | None = None,
     if replayed is None:
         return Hive(raw, status="dirty-not-replayed", status_reason=f"{why}; {detail}",
                     limits=limits)
+    if incomplete is not None:
+        status, detail = "replay-incomplete", f"{detail}; replay incomplete: {incomplete}"
+    else:
+        status = "replayed"
     try:
-        return Hive(replayed, status="replayed", status_reason=f"{why}; {detail}",
-                    limits=limits)
+        return Hive(replayed, status=status, status_reason=f"{why}; {detail}", limits=limits)
     except HiveError as exc:
         return Hive(raw, status="dirty-not-replayed",
-                    status_reason=f"{why}; replayed hive unreadable ({exc})", limits=limits)
+                    status_reason=f"{why}; {detail}; replayed hive unreadable ({exc})",
+                    limits=limits)
 
 
 _LOG_ENTRY = struct.Struct("<4sIIIII")  # HvLE, size, flags, sequence, hbins size, page count
@@ -211,16 +219,48 @@ def check_log(log: bytes, hbins_size: int, limits: Limits, other_logs: int = 0
     return None
 
 
+def _stopped_early(log: bytes, first: int, last: int) -> str | None:
+    """Why a log whose entries ``first``..``last`` were replayed holds more of the same
+    flush that was not, or None when the replay used all of it.
+
+    The entry that follows the replayed ones (python-registry stops at the first entry with
+    an unexpected sequence number, a bad size or a bad hash) is a refused part of the flush
+    when it has the next sequence number, or when its header hash is wrong (its sequence
+    number cannot be trusted); an intact header with another sequence number is what is
+    left of an older flush, where a replay rightly ends."""
+    at = 512
+    for _ in range(last - first + 1):
+        if at + 40 > len(log) or log[at:at + 4] != b"HvLE":
+            return None
+        at += _LOG_ENTRY.unpack_from(log, at)[1]
+    if at + 40 > len(log) or log[at:at + 4] != b"HvLE":
+        return None
+    entry = HvLEBlock(log, at, None)
+    expected = (last + 1) & 0xFFFFFFFF
+    if entry.hash_2() != entry.calculate_hash_2():
+        return f"the entry after sequence {last} (at 0x{at:x}) has a damaged header"
+    if entry.sequence() == expected:
+        return f"entry {expected} (at 0x{at:x}) is damaged and was not replayed"
+    return None
+
+
 def _replay(raw: bytes, hbins_size: int, logs: list[tuple[str, bytes]], limits: Limits
-            ) -> tuple[bytes | None, str]:
+            ) -> tuple[bytes | None, str, str | None]:
+    """Replay the usable logs into a copy of ``raw``: (the replayed bytes or None, what was
+    done, why the replay is incomplete or None). A replay is incomplete when a log was
+    refused (:func:`check_log`) while another was replayed, when it stopped before the end
+    of the flush its last log holds (:func:`_stopped_early`), or when a log that should
+    continue it starts after a gap: the hive is then part old, part new."""
     primary = io.BytesIO(raw)
     opened = []
     skipped = []  # a log that cannot be parsed (empty, garbage) is left out, not fatal
+    refused = []  # a log check_log refuses: what it holds is missing from the replay
     total = sum(len(log) for _, log in logs)
     for name, log in logs:
         problem = check_log(log, hbins_size, limits, total - len(log))
         if problem is not None:
             skipped.append(f"{name} unusable ({problem})")
+            refused.append(name)
             continue
         primary.seek(0)
         try:
@@ -230,26 +270,36 @@ def _replay(raw: bytes, hbins_size: int, logs: list[tuple[str, bytes]], limits: 
             skipped.append(f"{name} unusable ({type(exc).__name__})")
             continue
         if usable:
-            opened.append((name, parsed))
+            opened.append((name, parsed, log))
         else:
             skipped.append(f"{name} older than the hive")
     eligible = opened
     if not eligible:
-        return None, "no usable transaction log: " + ", ".join(skipped)
+        return None, "no usable transaction log: " + ", ".join(skipped), None
     if len(eligible) == 2 and not eligible[0][1].is_starting_log(eligible[1][1]):
         eligible.reverse()
-    (first_name, first), rest = eligible[0], eligible[1:]
+    (first_name, first, first_log), rest = eligible[0], eligible[1:]
     last = first.recover_hive()
     if last is None:
-        return None, f"{first_name} has nothing to replay"
+        return None, f"{first_name} has nothing to replay", None
     applied = [first_name]
-    for name, log in rest:
+    ended = (first_name, first_log, first.first_log_sequence())
+    missing = [f"{name} was refused" for name in refused]
+    for name, log, data in rest:
+        start = log.first_log_sequence()
         more = log.recover_hive_continue(last + 1)
         if more is not None:
             last = more
             applied.append(name)
+            ended = (name, data, start)
+        elif start > last + 1:
+            missing.append(f"{name} starts at sequence {start}, after a gap")
+    stop = _stopped_early(ended[1], ended[2], last)
+    if stop is not None:
+        missing.insert(0, f"{ended[0]}: {stop}")
     note = f" ({', '.join(skipped)})" if skipped else ""
-    return primary.getvalue(), f"replayed {' then '.join(applied)} up to sequence {last}{note}"
+    return (primary.getvalue(), f"replayed {' then '.join(applied)} up to sequence {last}{note}",
+            "; ".join(missing) or None)
 
 
 # -- CurrentControlSet ---------------------------------------------------------------------
@@ -316,7 +366,14 @@ class _Collector:
     # -- finding the roots of an entity --
 
     def roots(self, entity: PolicyEntity) -> Iterable[tuple[RegKey, str, int | None]]:
-        """(key, id, remaining depth) for each key the entity starts at in this hive."""
+        """(key, id, remaining depth) for each key the entity starts at in this hive.
+
+        A subkey list that cannot be read on the way down is recorded in ``unreadable``
+        under the id the state uses for what the entity reaches there: the ids of the keys
+        found so far (on-disk spelling, ``CurrentControlSet`` kept), then the entity's next
+        segment when it is a plain name (matched case-insensitively downstream), or nothing
+        more when it is a wildcard (the whole key whose list failed); the entity then
+        yields nothing."""
         segs = _segments(entity.path)
         last = _name_regex(segs[-1])
         if len(segs) <= len(self.prefix):
@@ -333,20 +390,24 @@ class _Collector:
             return
         inner = segs[len(self.prefix):]
         key, key_id = self.hive.root, "\\".join(self.prefix)
-        for i, seg in enumerate(inner[:-1]):
-            found = self._child(key, seg, first=i == 0)
+        for i, seg in enumerate(inner):
+            pattern = i == len(inner) - 1 and entity.is_pattern
+            try:
+                if pattern:
+                    matches = [sub for sub in self.hive.subkeys(key) if last.match(sub.name)]
+                else:
+                    found = self._child(key, seg, first=i == 0)
+            except HiveError as exc:
+                self.unreadable[key_id if pattern else f"{key_id}\\{seg}"] = str(exc)
+                return
+            if pattern:
+                for sub in matches:
+                    yield sub, f"{key_id}\\{sub.name}", entity.depth
+                return
             if found is None:
                 return
-            key, name = found
-            key_id += "\\" + name
-        if not entity.is_pattern:
-            found = self._child(key, inner[-1], first=len(inner) == 1)
-            if found is not None:
-                yield found[0], f"{key_id}\\{found[1]}", entity.depth
-            return
-        for sub in self.hive.subkeys(key):
-            if last.match(sub.name):
-                yield sub, f"{key_id}\\{sub.name}", entity.depth
+            key, key_id = found[0], f"{key_id}\\{found[1]}"
+        yield key, key_id, entity.depth
 
     def _under_prefix(self, segs: list[str]) -> bool:
         return _prefix_matches(segs, self.prefix)
@@ -477,12 +538,7 @@ def collect(hive: Hive, mount_prefix: str, entities: Iterable[PolicyEntity],
             if not entity.enabled or entity.kind is not EntityKind.WINDOWS_REGISTRY:
                 continue
             excluded = [[_name_regex(s) for s in _segments(e)] for e in entity.excludes]
-            try:
-                roots = list(col.roots(entity))
-            except HiveError as exc:
-                col.unreadable["\\".join(_segments(entity.path))] = str(exc)
-                continue
-            for key, key_id, depth in roots:
+            for key, key_id, depth in list(col.roots(entity)):
                 col.walk(entity, key, key_id, depth, excluded)
     finally:
         if paused:
