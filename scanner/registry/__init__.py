@@ -167,6 +167,19 @@ def parse_header(data: bytes) -> HiveHeader:
     return header
 
 
+_NIL = 0xFFFFFFFF  # HCELL_NIL: no cell
+
+
+def _check_count(key: RegKey, what: str, count: int, list_offset: int) -> None:
+    """A key's count of subkeys or values must agree with its list: a count with no list, or
+    a list with a count of none, is a damaged key (its subtree is unreadable, never empty)."""
+    if list_offset == _NIL:
+        raise HiveError(f"key at 0x{key.offset:x} says {count} {what}s but has no {what} list")
+    if count == _NIL:
+        raise HiveError(f"key at 0x{key.offset:x} says it has no {what}s but points at a "
+                        f"{what} list (0x{list_offset:x})")
+
+
 class RegKey(NamedTuple):
     """One key (``nk`` cell). ``last_write`` is a FILETIME; offsets are hbin-relative.
     (A named tuple: a walk makes one per key, and a tuple is built several times faster than
@@ -263,10 +276,13 @@ class Hive:
                 else data[pos:pos + name_len].decode("utf-16le", "replace"))
         if _KEY_NAME_NEEDS(name):  # a control character or a backslash: hostile
             name = escape_name(name, key=True)
-        if nsub == 0xFFFFFFFF:
-            nsub = 0
-        if nval == 0xFFFFFFFF:
-            nval = 0
+        # A count of 0 or 0xFFFFFFFF means "none" only with no list (HCELL_NIL): a key that
+        # claims none but points at a list keeps a non-zero count, so that reading its list
+        # (subkeys / iter_values) meets the disagreement instead of hiding the subtree.
+        if nsub in (0, _NIL):
+            nsub = 0 if subs == _NIL else _NIL
+        if nval in (0, _NIL):
+            nval = 0 if vals == _NIL else _NIL
         return _tuple_new(RegKey, (offset, name, stamp, nsub, nval, subs, vals, sk))
 
     def _list_offsets(self, offset: int, depth: int = 0) -> list[int]:
@@ -309,8 +325,13 @@ class Hive:
         """The subkeys of ``key`` in stored order (sorted by upper-case name)."""
         if key.subkey_count == 0:
             return []
+        _check_count(key, "subkey", key.subkey_count, key.subkeys_offset)
+        offsets = self._list_offsets(key.subkeys_offset)
+        if len(offsets) != key.subkey_count:
+            raise HiveError(f"key at 0x{key.offset:x} says {key.subkey_count} subkeys but its "
+                            f"list holds {len(offsets)}")
         make = self._key
-        return [make(off) for off in self._list_offsets(key.subkeys_offset)]
+        return [make(off) for off in offsets]
 
     def subkey(self, key: RegKey, name: str) -> RegKey | None:
         """The subkey named ``name`` (case-insensitive), or None."""
@@ -356,6 +377,7 @@ class Hive:
         list itself cannot be read."""
         if key.value_count == 0:
             return
+        _check_count(key, "value", key.value_count, key.values_offset)
         if key.value_count > self.limits.values_per_key:
             raise HiveError(f"key at 0x{key.offset:x}: {key.value_count} values, over the bound "
                             f"of {self.limits.values_per_key} (SNAPFIM_MAX_VALUES)")

@@ -203,6 +203,40 @@ def test_a_key_that_is_its_own_descendant() -> None:
     assert all("appears twice (a cycle)" in r for r in unreadable.values())
 
 
+def _nk_field(data: bytearray, name: str, field_offset: int, value: int) -> None:
+    """Overwrite a 32-bit field of the ``nk`` cell of the key ``name`` (compressed name)."""
+    at = data.index(name.encode("latin-1"))
+    nk = at - 0x4C  # the name follows the 0x4C-byte nk header
+    assert data[nk:nk + 2] == b"nk"
+    struct.pack_into("<I", data, nk + field_offset, value)
+
+
+@pytest.mark.parametrize(("field_offset", "value", "why"), [
+    (0x14, 0xFFFFFFFF, "says it has no subkeys but points at a subkey list"),
+    (0x14, 0, "says it has no subkeys but points at a subkey list"),
+    (0x14, 3, "says 3 subkeys but its list holds 2"),
+    (0x1C, 0xFFFFFFFF, "says 2 subkeys but has no subkey list"),
+    (0x24, 0xFFFFFFFF, "says it has no values but points at a value list"),
+    (0x28, 0xFFFFFFFF, "says 1 values but has no value list"),
+])
+def test_counts_that_disagree_with_their_lists_make_the_key_unreadable(
+        field_offset: int, value: int, why: str) -> None:
+    """A key whose subkey or value count disagrees with its list (fuzz class L: a count of
+    0xFFFFFFFF read as "none") is unreadable, never an empty key hiding its subtree."""
+    b = HiveBuilder(hive_name="SOFTWARE")
+    parent = b.key(f"{VENDOR}\\Parentkey")
+    parent.value("pv", REG_SZ, sz("p"))
+    for child in ("ChildA", "ChildB"):
+        parent.key(child).value("v", REG_SZ, sz(child))
+    data = bytearray(b.build())
+    _nk_field(data, "Parentkey", field_offset, value)
+    out, unreadable = collect_vendor(bytes(data))
+    parent_id = f"{SW}\\{VENDOR}\\Parentkey"
+    assert list(unreadable) == [parent_id]
+    assert why in unreadable[parent_id]
+    assert not any(kid.startswith(parent_id + "\\Child") for kid in out)
+
+
 # -- transaction logs --------------------------------------------------------------------------
 
 def _vendor_hive() -> HiveBuilder:
