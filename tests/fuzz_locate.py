@@ -205,7 +205,7 @@ def mbr_regions(image: Path) -> list[Region]:
             regions.append(Region("ebr", f"EBR at sector {link}", link * SECTOR + 446,
                                   link * SECTOR + 512))
             nxt = struct.unpack_from("<I", ebr, 446 + 16 + 8)[0]
-            link = ext + nxt if nxt and ebr[446 + 16 + 4] else None  # type: ignore[operator]
+            link = ext + nxt if nxt and ebr[446 + 16 + 4] else None
             seen += 1
     return regions
 

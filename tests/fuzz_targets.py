@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from scanner.registry import base_block_checksum
-from scanner.registry.hivewriter import marvin32
+from scanner.registry.hivewriter import HiveBuilder, marvin32
 from tests.fuzz_locate import (
     ext4_regions,
     gpt_regions,
@@ -565,9 +565,11 @@ def windows_targets(workdir: Path) -> dict[str, Target]:
                   WINDOWS_POLICY, fixup_rate=0.5)
 
     dirty = copy_layout(layout)
-    dirty_with_log(dirty, SOFTWARE, lambda b: (
-        b.key(RUN).value("Updater", 1, "C:\\ProgramData\\upd.exe\0".encode("utf-16-le")),
-        b.key("Microsoft\\Windows\\CurrentVersion\\Fuzz\\Deep\\Key")), entries=2)
+    def pending(hive: HiveBuilder) -> None:  # what the log adds: a Run value and a deep key
+        hive.key(RUN).value("Updater", 1, "C:\\ProgramData\\upd.exe\0".encode("utf-16-le"))
+        hive.key("Microsoft\\Windows\\CurrentVersion\\Fuzz\\Deep\\Key")
+
+    dirty_with_log(dirty, SOFTWARE, pending, entries=2)
     dirty_image = build_windows_image(workdir / "dirty.img", dirty)
     log_path = SOFTWARE + ".LOG1"
     log = dirty.files[log_path].data  # type: ignore[union-attr]

@@ -141,8 +141,8 @@ def make_case(target: str, seed: int, regions: Sequence[Region], *,
     elif kind == "field":
         width = rng.choice([w for w in (2, 4, 8) if w <= length] or [1])
         value = rng.choice(_BOUNDARY + (rng.getrandbits(8 * width),)) & ((1 << 8 * width) - 1)
-        order = "little" if region.endian == "<" else "big"
-        edits = [Edit(at(width, width), "set", value.to_bytes(width, order))]
+        data = value.to_bytes(width, "little" if region.endian == "<" else "big")
+        edits = [Edit(at(width, width), "set", data)]
     elif kind == "run":
         width = min(rng.randrange(2, 17), length)
         data = bytes(width) if rng.random() < 0.3 else rng.randbytes(width)
