@@ -407,7 +407,8 @@ def _disk_check(volumes: dict[str, int], table: bool) -> Callable[[Path, Case, E
             if offset not in starts:
                 out.append(path)
                 continue
-            out += ext4_unconfirmed(corrupted, offset, _ext4_paths([event], mount))
+            if ext4_unconfirmed(corrupted, offset, _ext4_paths([event], mount)):
+                out.append(path)
         return out
 
     return check
