@@ -197,7 +197,8 @@ def _patched(target_image: Path, case: Case, workdir: Path,
 # -- independent checkers ------------------------------------------------------------------------
 
 def _tool(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(args), capture_output=True, text=True, timeout=120)
+    return subprocess.run(list(args), capture_output=True, text=True, errors="replace",
+                          timeout=120)
 
 
 def ext4_unconfirmed(image: Path, offset: int, paths: list[str]) -> list[str]:
@@ -209,7 +210,8 @@ def ext4_unconfirmed(image: Path, offset: int, paths: list[str]) -> list[str]:
         script.write("".join(f'imap "{p}"\n' for p in paths))
         script.flush()
         proc = subprocess.run(["debugfs", "-f", script.name, target], capture_output=True,
-                              text=True, timeout=120, stdin=subprocess.DEVNULL)
+                              text=True, errors="replace", timeout=120,
+                              stdin=subprocess.DEVNULL)
     # one "imap" per path: "located at" for a path that exists, an error for one that does not
     if "File not found" not in proc.stderr:
         return paths  # every path is still there (the usual violation): one debugfs run

@@ -9,7 +9,7 @@ wall-clock limit, and its outcome is classified (:func:`classify`):
 
 ===========  ==========================================================================
 ok           exit 0, scan ``succeeded`` (changes it reports are allowed)
-partial      exit 0, scan ``partial`` (something was unreadable; its state was kept)
+partial      exit 0 or 3, scan ``partial`` (something was unreadable; its state was kept)
 failed       exit 1, exactly one ``snapfim: error: ...`` line on stderr, nothing stored
 VIOLATION    anything else: a traceback, more than one line of error, a timeout, the memory
              bound hit, or a ``removed`` event that an independent checker (e2fsck/debugfs,
@@ -45,6 +45,7 @@ from typing import Any
 MEMORY_LIMIT = 2 << 30      # bytes of address space per scan (a bound against bombs)
 TIME_LIMIT = 60.0           # seconds per scan (generous: a bound, not a speed test)
 MACHINE = "fuzz-01"
+EXIT_PARTIAL = 3            # what `snapfim scan` may exit with after a partial scan
 
 
 # -- cases ----------------------------------------------------------------------------------
@@ -361,22 +362,24 @@ def classify(case: Case, result: RunResult, check_removed: Checker) -> Outcome:
     if result.returncode < 0:
         return outcome("VIOLATION", f"killed by signal {-result.returncode} "
                        f"(peak {result.max_rss_mb:.0f} MiB): {' | '.join(stderr_lines)[:300]}")
-    if result.returncode != 0:
-        if len(stderr_lines) == 1 and stderr_lines[0].startswith("snapfim: error: "):
-            return outcome("failed", stderr_lines[0][:300])
-        return outcome("VIOLATION", f"exit {result.returncode} with {len(stderr_lines)} "
-                       f"stderr lines: {' | '.join(stderr_lines)[:300]}")
     try:
         report = json.loads(result.stdout)
         status, events = report["status"], report["events"]
     except (ValueError, KeyError, TypeError) as exc:
-        return outcome("VIOLATION", f"exit 0 without a JSON report ({exc}): "
-                       f"{result.stdout[:200]!r}")
+        if result.returncode == 0:
+            return outcome("VIOLATION", f"exit 0 without a JSON report ({exc}): "
+                           f"{result.stdout[:200]!r}")
+        if len(stderr_lines) == 1 and stderr_lines[0].startswith("snapfim: error: "):
+            return outcome("failed", stderr_lines[0][:300])
+        return outcome("VIOLATION", f"exit {result.returncode} with {len(stderr_lines)} "
+                       f"stderr lines: {' | '.join(stderr_lines)[:300]}")
     extra = [line for line in stderr_lines if not line.startswith("warning: scan ")]
     if extra:
-        return outcome("VIOLATION", f"exit 0, unexpected stderr: {' | '.join(extra)[:300]}")
-    if status not in ("succeeded", "partial"):
-        return outcome("VIOLATION", f"exit 0 with status {status!r}")
+        return outcome("VIOLATION", f"exit {result.returncode}, unexpected stderr: "
+                       f"{' | '.join(extra)[:300]}")
+    allowed = {"succeeded": (0,), "partial": (0, EXIT_PARTIAL)}.get(status, ())
+    if result.returncode not in allowed:
+        return outcome("VIOLATION", f"exit {result.returncode} with status {status!r}")
     removed = removed_events(events)
     unconfirmed = check_removed(removed) if removed else []
     if unconfirmed:
