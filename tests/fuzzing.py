@@ -208,6 +208,9 @@ def _child(request: dict[str, Any]) -> None:
         err = os.open(request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(out, 1)
         os.dup2(err, 2)
+        import faulthandler
+
+        faulthandler.register(signal.SIGUSR1, all_threads=True)  # the stack, on a timeout
         sys.argv = ["snapfim", *request["argv"]]
         from scanner.cli import main
 
@@ -245,7 +248,9 @@ def _serve() -> None:
         fd = os.pidfd_open(pid)
         ready, _, _ = select.select([fd], [], [], float(request["timeout"]))
         timed_out = not ready
-        if timed_out:
+        if timed_out:  # where it is stuck goes to its stderr, then it is killed
+            os.kill(pid, signal.SIGUSR1)
+            select.select([fd], [], [], 2.0)
             os.kill(pid, signal.SIGKILL)
         _, status, usage = os.wait4(pid, 0)
         os.close(fd)
@@ -354,7 +359,9 @@ def classify(case: Case, result: RunResult, check_removed: Checker) -> Outcome:
 
     stderr_lines = [line for line in result.stderr.splitlines() if line.strip()]
     if result.timed_out:
-        return outcome("VIOLATION", f"time bound: killed after {result.seconds:.0f} s")
+        frames = [ln.strip() for ln in stderr_lines if ln.strip().startswith("File ")]
+        return outcome("VIOLATION", f"time bound: killed after {result.seconds:.0f} s, in "
+                       f"{' <- '.join(frames[:3]) or 'unknown'}")
     if "Traceback" in result.stderr or "MemoryError" in result.stderr:
         last = stderr_lines[-1] if stderr_lines else ""
         what = "memory bound" if "MemoryError" in result.stderr else "traceback"
