@@ -404,9 +404,11 @@ def _disk_check(volumes: dict[str, int], table: bool) -> Callable[[Path, Case, E
         starts: set[int] = set()
         if table:
             proc = _tool("sfdisk", "-J", str(corrupted))
-            if proc.returncode == 0:
+            try:  # no table found: exit 0 and nothing printed
                 parts = json.loads(proc.stdout)["partitiontable"].get("partitions", [])
                 starts = {int(p["start"]) * 512 for p in parts}
+            except (ValueError, KeyError, TypeError):
+                starts = set()
         out = []
         for event in events:
             path = str(event.get("FileSystemPath", ""))
