@@ -223,14 +223,14 @@ def lvm_regions(pv_offset: int, text_length: int) -> list[Region]:
 # -- registry hives and logs ------------------------------------------------------------------
 
 _CELLS = {b"nk": "nk cell", b"vk": "vk cell", b"lh": "subkey list", b"lf": "subkey list",
-          b"li": "subkey list", b"ri": "subkey list", b"sk": "sk cell", b"db": "db cell"}
+          b"li": "subkey list", b"ri": "index root", b"sk": "sk cell", b"db": "db cell"}
 
 
 def hive_regions(data: bytes, file: str) -> list[Region]:
     """The base block (its first 512 bytes: signature, sequence numbers, root cell, sizes,
     checksum), each hbin header and each allocated cell, named by its signature (``nk``,
-    ``vk``, subkey lists ``lh``/``lf``/``li``/``ri``, ``sk``, ``db``; value data and value
-    lists are ``data cell``)."""
+    ``vk``, subkey lists ``lh``/``lf``/``li``, index roots ``ri``, ``sk``, ``db``; value data,
+    value lists and big-data segment lists are ``data cell``)."""
     regions = [Region("base block", "base block", 0, 512, file)]
     at = HBIN_START
     while at + 32 <= len(data) and data[at:at + 4] == b"hbin":

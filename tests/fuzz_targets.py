@@ -8,7 +8,7 @@ ext4       bare ext4 (:func:`fuzz_tree`): superblock, group descriptors, inode b
            inode and its ``i_block`` (extent tree root / fast symlink), every directory block
 xfs        bare XFS (same tree): AG headers of every AG, the inobt root, every inode (short-form
            directories included) and the blocks of block-form directories and files
-ntfs       GPT Windows disk (:func:`tests.windows_image.base_layout`): the boot sector, every
+ntfs       GPT Windows disk (:func:`fuzz_layout`): the boot sector, every
            MFT record, ``$Secure:$SDS``, every directory's index blocks
 hive       the same disk, one of its seven hives changed: base block, hbin headers, ``nk``,
            ``vk``, subkey lists, ``sk``, ``db`` and data cells (checksum fixed half the time)
@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scanner.registry import base_block_checksum
-from scanner.registry.hivewriter import HiveBuilder, marvin32
+from scanner.registry import REG_BINARY, REG_DWORD, base_block_checksum
+from scanner.registry.hivewriter import HiveBuilder, dword, marvin32
 from tests.fuzz_locate import (
     ext4_regions,
     gpt_regions,
@@ -556,9 +556,22 @@ def _windows_check(layout: WindowsLayout, table: str = "gpt",
     return check
 
 
+def fuzz_layout() -> WindowsLayout:
+    """:func:`tests.windows_image.base_layout` with more kinds of cells in SOFTWARE: subkey
+    lists of at most 4 entries (so longer ones are ``ri`` index roots over ``lh`` leaves), ten
+    keys under ``Fuzz\\Lists`` and a 20 KiB value (``db`` big data) at ``Fuzz\\Big``."""
+    layout = base_layout()
+    software = layout.hives[SOFTWARE]
+    software.MAX_LEAF = 4
+    for n in range(10):
+        software.value(f"Fuzz\\Lists\\Key{n:02d}", "Data", REG_DWORD, dword(n))
+    software.value("Fuzz\\Big", "Blob", REG_BINARY, bytes(range(256)) * 80)
+    return layout
+
+
 def windows_targets(workdir: Path) -> dict[str, Target]:
     """The ``ntfs``, ``hive`` and ``hivelog`` targets (one Windows layout, two disks)."""
-    layout = base_layout()
+    layout = fuzz_layout()
     image = build_windows_image(workdir / "windows.img", layout)
     offset = system_volume_offset("gpt")
     hives = {path: hive_data(layout, path) for path in layout.hives}
