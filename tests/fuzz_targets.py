@@ -32,6 +32,7 @@ under a volume is confirmed only if the volume is still listed at its offset
 
 from __future__ import annotations
 
+import json
 import shutil
 import struct
 import tempfile
@@ -39,7 +40,6 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from scanner.registry import REG_BINARY, REG_DWORD, base_block_checksum
 from scanner.registry.hivewriter import HiveBuilder, dword, marvin32
@@ -66,6 +66,7 @@ from tests.fuzzing import (
     Case,
     Outcome,
     Region,
+    RunResult,
     ScanServer,
     apply_edits,
     checkpoint,
@@ -103,6 +104,7 @@ from tests.imaging import (
     xfs_set_xattr,
 )
 from tests.windows_image import (
+    NTFS_SIZE_MB,
     RUN,
     SOFTWARE,
     WindowsLayout,
@@ -118,7 +120,7 @@ TARGETS = ("ext4", "xfs", "ntfs", "hive", "hivelog", "gpt", "mbr", "lvm")
 
 LINUX_POLICY = [["/"]]
 WINDOWS_POLICY = [["C:\\"], ["HKLM\\SOFTWARE"], ["HKLM\\SYSTEM"], ["HKU\\*\\Software"]]
-
+UNCHECKABLE = -1  # the offset of a volume no independent tool can find (an LVM LV)
 
 
 @dataclass
@@ -143,7 +145,7 @@ class Target:
 
 # -- running -----------------------------------------------------------------------------------
 
-def scan_json(server: ScanServer, image: Path, db_url: str) -> Any:
+def scan_json(server: ScanServer, image: Path, db_url: str) -> RunResult:
     """``snapfim scan IMAGE --json`` as :data:`MACHINE`; returns the run result."""
     return server.run(["scan", str(image), "--machine", MACHINE, "--json"],
                       {"SNAPFIM_DATABASE_URL": db_url})
@@ -153,8 +155,6 @@ def record_baseline(server: ScanServer, target: Target, workdir: Path) -> None:
     """Create the target's baseline database: its policy, then a scan of the pristine disk
     (which must succeed), then check that a rescan of the pristine disk is ``ok`` with no
     events (else the harness would measure itself)."""
-    import json
-
     db = workdir / f"{target.name}-baseline.sqlite"
     url = f"sqlite:///{db}"
     for argv in target.policy:
@@ -263,8 +263,6 @@ def _disk_check(volumes: dict[str, int], table: bool) -> Callable[[Path, Case, E
     """Checker for a disk of ext4 volumes mounted at ``volumes`` (mount point -> offset):
     the volume must still be listed at its offset (``sfdisk -J``) when ``table``, else
     nothing is confirmed; then e2fsck + debugfs in that volume."""
-    import json
-
     def check(corrupted: Path, case: Case, events: Events) -> list[str]:
         starts: set[int] = set()
         if table:
@@ -387,7 +385,7 @@ def lvm_target(workdir: Path) -> Target:
         text_len = struct.unpack("<Q", fh.read(8))[0]
     return Target("lvm", image, lvm_regions(pv_off, text_len),
                   lambda c, w: _patched(image, c, w, _lvm_fixup(pv_off)),
-                  _disk_check({"/": -1, "/boot": boot_off}, table=True), LINUX_POLICY,
+                  _disk_check({"/": UNCHECKABLE, "/boot": boot_off}, table=True), LINUX_POLICY,
                   fixup_rate=0.5)
 
 
@@ -406,7 +404,7 @@ def _windows_check(layout: WindowsLayout, table: str = "gpt",
         if files:
             with tempfile.TemporaryDirectory() as tmp:
                 volume = Path(tmp) / "c.img"
-                size = 32 * MIB
+                size = NTFS_SIZE_MB * MIB
                 with volume.open("wb") as fh:
                     fh.truncate(size)
                 _copy_range(corrupted, volume, offset, size, 0)
