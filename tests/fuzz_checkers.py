@@ -67,7 +67,7 @@ def ntfs_unconfirmed(volume: Path, labels: list[str]) -> list[str]:
     def names(directory: str) -> set[str] | None:
         if directory not in listings:
             proc = tool("ntfsls", "-f", "-a", "-s", "-p", directory or "/", str(volume))
-            listings[directory] = ({n.strip().lower() for n in proc.stdout.splitlines()}
+            listings[directory] = ({n.strip() for n in proc.stdout.splitlines()}
                                    if proc.returncode == 0 else None)
         return listings[directory]
 
@@ -77,7 +77,7 @@ def ntfs_unconfirmed(volume: Path, labels: list[str]) -> list[str]:
         listed = names("/" + "/".join(parts[:-1]))
         if listed is None:
             return gone(parts[:-1])
-        return parts[-1].lower() not in listed
+        return parts[-1] not in listed  # exact: ids keep the on-disk spelling
 
     out = []
     for label in labels:
@@ -104,11 +104,22 @@ def _hive_for(key: str, hives: dict[str, bytes]) -> tuple[str, str] | None:
     return roots[head], "\\".join(parts[2:])
 
 
+def _exact_key(hive: Any, inner: str) -> Any:
+    """The key at ``inner`` with every name spelled exactly so (state ids keep the on-disk
+    spelling: a key renamed only in case is a removed entity and an added one), or None."""
+    key = hive.root
+    for name in (n for n in inner.split("\\") if n):
+        key = next((sub for sub in key.iter_subkeys() if sub.name == name), None)
+        if key is None:
+            return None
+    return key
+
+
 def registry_unconfirmed(hives: dict[str, bytes], labels_events: Events,
                          logs: dict[str, bytes] | None = None) -> list[str]:
     """Registry entities regipy does not confirm as gone: the hive (logs applied by regipy's
-    own replay when given) must walk completely and the key or value be absent."""
-    from regipy.exceptions import RegistryKeyNotFoundException
+    own replay when given) must walk completely and the key or value be absent (names
+    compared exactly: ids keep the on-disk spelling)."""
     from regipy.registry import RegistryHive
 
     out = []
@@ -143,14 +154,13 @@ def registry_unconfirmed(hives: dict[str, bytes], labels_events: Events,
                     current = next(v.value for v in hive.get_key("\\Select").iter_values()
                                    if v.name == "Current")
                     inner = f"ControlSet{current:03d}" + inner[len("CurrentControlSet"):]
-                try:
-                    key = hive.get_key("\\" + inner)
-                except RegistryKeyNotFoundException:
-                    continue  # the key is gone: confirmed (for its values too)
+                key = _exact_key(hive, inner)
+                if key is None:
+                    continue  # no key of that exact spelling: confirmed (for its values too)
                 value = event.get("ValueName")
-                if value is None or any((v.name or "").lower() == value.lower() or
-                         (value == "" and v.name in ("(default)", "")) for v in
-                         key.iter_values()):
+                if value is None or any(v.name == value or
+                                        (value == "" and v.name in ("(default)", ""))
+                                        for v in key.iter_values()):
                     out.append(label)
             except Exception:  # noqa: BLE001 - regipy cannot read it: not confirmed
                 out.append(label)
