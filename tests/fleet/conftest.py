@@ -70,11 +70,13 @@ class WorkerProcess:
         return [int(p) for p in out.stdout.split()]
 
     @contextmanager
-    def frozen(self) -> Iterator[list[int]]:
-        """Stop the pool processes (SIGSTOP) in the middle of what they do; continue them
-        (SIGCONT) when the block ends. Yields their PIDs."""
+    def frozen(self, *, whole: bool = False) -> Iterator[list[int]]:
+        """Stop the pool processes (SIGSTOP), or the whole worker, in the middle of what they
+        do; continue them (SIGCONT) when the block ends. Yields their PIDs."""
         children = self.pool_children()
         assert children, f"no pool process to freeze\n{self.log.read_text()[-4000:]}"
+        if whole:
+            children.insert(0, self.proc.pid)
         for pid in children:
             os.kill(pid, signal.SIGSTOP)
         try:
