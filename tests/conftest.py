@@ -28,10 +28,10 @@ PG_ADMIN_URL = os.environ.get("SNAPFIM_TEST_PG_URL",
 
 def pytest_configure(config: pytest.Config) -> None:
     """Property tests draw the same examples on every run (no example database, no deadline
-    on a busy machine); ``HYPOTHESIS_PROFILE=explore`` draws new, and more, examples."""
+    on a busy machine); ``HYPOTHESIS_PROFILE=explore`` draws new examples each run."""
     settings.register_profile("snapfim", derandomize=True, database=None, deadline=None,
                               print_blob=True)
-    settings.register_profile("explore", max_examples=1000, deadline=None)
+    settings.register_profile("explore", deadline=None, print_blob=True)
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "snapfim"))
 
 
