@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from sqlalchemy import create_engine, text
 
 from scanner.diff import ChangeEvent
@@ -23,6 +24,15 @@ from scanner.storage.repository import Repository, ScanRecord
 MACHINE = "web-01"
 PG_ADMIN_URL = os.environ.get("SNAPFIM_TEST_PG_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Property tests draw the same examples on every run (no example database, no deadline
+    on a busy machine); ``HYPOTHESIS_PROFILE=explore`` draws new examples each run."""
+    settings.register_profile("snapfim", derandomize=True, database=None, deadline=None,
+                              print_blob=True)
+    settings.register_profile("explore", deadline=None, print_blob=True)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "snapfim"))
 
 
 def changes(source: ScanRecord | list[ChangeEvent]

@@ -4,12 +4,14 @@ plus $SDS mirror handling and error translation with a fake pytsk3 handle."""
 from __future__ import annotations
 
 import hashlib
-import shutil
 import struct
 from typing import Any
 
 import pytest
+import pytsk3
 
+from scanner.disk import ntfs_meta
+from scanner.disk.ntfs_meta import NtfsMeta, Reparse, Stream
 from scanner.errors import CorruptFilesystem, SourceReadError
 from scanner.registry.hivewriter import security_descriptor
 from tests.fake_tsk import FakeAttr, FakeAttrInfo
@@ -23,14 +25,6 @@ from tests.ntfsbuilder import (
     Symlink,
     build_ntfs_tree,
 )
-
-pytsk3 = pytest.importorskip("pytsk3")
-ntfs_meta = pytest.importorskip("scanner.disk.ntfs_meta")
-NtfsMeta = ntfs_meta.NtfsMeta
-Reparse = ntfs_meta.Reparse
-Stream = ntfs_meta.Stream
-
-needs_mkntfs = pytest.mark.skipif(shutil.which("mkntfs") is None, reason="needs ntfs-3g")
 
 MIB = 1 << 20
 # O:BAG:SYD:PAI(A;OICI;FA;;;SY)(A;;0x1200a9;;;BU)
@@ -60,8 +54,6 @@ TREE: dict[str, Entry] = {
 
 @pytest.fixture(scope="module")
 def fs(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    if shutil.which("mkntfs") is None:
-        pytest.skip("needs ntfs-3g (mkntfs)")
     image = build_ntfs_tree(tmp_path_factory.mktemp("ntfsmeta") / "win.img", TREE)
     return pytsk3.FS_Info(pytsk3.Img_Info(str(image)))
 
@@ -75,7 +67,6 @@ def ino(fs: Any, path: str) -> int:
     return int(fs.open(path).info.meta.addr)
 
 
-@needs_mkntfs
 def test_custom_descriptors_exact(fs: Any, meta: Any) -> None:
     software = ino(fs, "/Windows/System32/config/SOFTWARE")
     assert meta.security_descriptor(software) == SD_FILE
@@ -88,7 +79,6 @@ def test_custom_descriptors_exact(fs: Any, meta: Any) -> None:
     assert meta._sds is not None and len(meta._sds) >= 2
 
 
-@needs_mkntfs
 def test_default_descriptor_attribute(fs: Any, meta: Any) -> None:
     system = ino(fs, "/Windows/System32/config/SYSTEM")
     assert any(int(a.info.type) == 0x50 for a in fs.open_meta(inode=system))
@@ -99,7 +89,6 @@ def test_default_descriptor_attribute(fs: Any, meta: Any) -> None:
     assert meta.acl(9) == "O:BAG:BAD:(A;;0x12019f;;;SY)(A;;0x12019f;;;BA)"  # $Secure, via $SDS
 
 
-@needs_mkntfs
 def test_acl_keeps_raw_bytes_when_sddl_fails(fs: Any, meta: Any,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(_sd: bytes) -> str:
@@ -109,7 +98,6 @@ def test_acl_keeps_raw_bytes_when_sddl_fails(fs: Any, meta: Any,
     assert meta.acl(ino(fs, "/Windows/System32/config/SOFTWARE")) == "0x" + SD_FILE.hex()
 
 
-@needs_mkntfs
 def test_dos_attributes(fs: Any, meta: Any) -> None:
     attrs = meta.dos_attributes(ino(fs, "/pagefile.sys"))
     assert attrs == FILE_ATTRIBUTE_HIDDEN | FILE_ATTRIBUTE_SYSTEM == 0x06
@@ -127,7 +115,6 @@ def test_attribute_rendering() -> None:
     assert fmt(0x10000000 | 0x8) == "directory_index,0x8"
 
 
-@needs_mkntfs
 def test_streams(fs: Any, meta: Any) -> None:
     setup = ino(fs, "/Users/Public/setup.exe")
     streams = meta.streams(setup)
@@ -143,14 +130,12 @@ def test_streams(fs: Any, meta: Any) -> None:
     assert got == BIG_ADS
 
 
-@needs_mkntfs
 def test_no_streams(fs: Any, meta: Any) -> None:
     assert meta.streams(ino(fs, "/pagefile.sys")) == []
     assert meta.streams(ino(fs, "/Windows/System32/config")) == []
     assert meta.reparse(ino(fs, "/pagefile.sys")) is None
 
 
-@needs_mkntfs
 def test_reparse_points(fs: Any, meta: Any) -> None:
     junction = meta.reparse(ino(fs, "/Documents and Settings"))
     assert junction == Reparse(0xA0000003, "junction", "C:\\Users")
@@ -176,7 +161,6 @@ def test_parse_reparse_variants() -> None:
         parse(b"\x0c\x00")
 
 
-@needs_mkntfs
 def test_bad_inode_is_corrupt_filesystem(meta: Any) -> None:
     with pytest.raises(CorruptFilesystem, match="inode 99999999"):
         meta.streams(99_999_999)

@@ -4,13 +4,13 @@ the ntfs-3g tools (ntfsfix, ntfsls, ntfssecaudit). Nothing is mounted."""
 from __future__ import annotations
 
 import hashlib
-import shutil
 import struct
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytsk3
 
 from scanner.collectors.sddl import sddl_from_descriptor
 from scanner.registry.hivewriter import security_descriptor
@@ -26,9 +26,6 @@ from tests.ntfsbuilder import (
     build_ntfs_tree,
     unix_ns_to_filetime,
 )
-
-pytsk3 = pytest.importorskip("pytsk3")
-pytestmark = pytest.mark.skipif(shutil.which("mkntfs") is None, reason="needs ntfs-3g (mkntfs)")
 
 MIB = 1 << 20
 T_FILE = (1_600_000_000_123_456_700, 1_600_000_100_000_000_000,
@@ -166,8 +163,6 @@ def test_security_descriptors(fs: Any) -> None:
 
 
 def test_security_with_ntfssecaudit(image: Path) -> None:
-    if shutil.which("ntfssecaudit") is None:
-        pytest.skip("ntfssecaudit not installed")
     out = subprocess.run(["ntfssecaudit", str(image), "/Windows/System32/config/SOFTWARE"],
                          capture_output=True, text=True, check=True).stdout
     assert "Windows owner S-1-5-32-544" in out and "Windows group S-1-5-18" in out
@@ -218,8 +213,6 @@ def test_deterministic(tmp_path: Path, image: Path) -> None:
 
 
 def test_partition_offset(tmp_path: Path) -> None:
-    if shutil.which("sfdisk") is None:
-        pytest.skip("sfdisk not installed")
     disk = tmp_path / "disk.img"
     with open(disk, "wb") as f:
         f.truncate(40 * MIB)

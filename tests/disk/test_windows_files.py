@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import shutil
 from typing import Any
 
 import pytest
@@ -69,8 +68,6 @@ TREE: dict[str, Entry] = {
 
 @pytest.fixture(scope="module")
 def mount(tmp_path_factory: pytest.TempPathFactory) -> Mount:
-    if shutil.which("mkntfs") is None:
-        pytest.skip("needs ntfs-3g (mkntfs)")
     image = build_ntfs_tree(tmp_path_factory.mktemp("winfiles") / "win.img", TREE)
     fs = TskFilesystem(pytsk3.Img_Info(str(image)), 0, FsIdentity())
     return Mount("/", fs, "p1")

@@ -6,7 +6,6 @@ and a mutated copy differs only where it was changed. Nothing is mounted."""
 from __future__ import annotations
 
 import hashlib
-import shutil
 import struct
 import subprocess
 import time
@@ -15,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytsk3
 
 from scanner.collectors.registry import open_hive, resolve_current_control_set
+from scanner.disk.ntfs_meta import NtfsMeta, Reparse
 from scanner.registry import REG_DWORD, REG_SZ, Hive, HiveError, parse_header
 from scanner.registry.hivewriter import dword, sz
 from tests.ntfsbuilder import DEFAULT_TIME, Dir, Entry, File, Junction
@@ -55,13 +56,6 @@ from tests.windows_image import (
     system_volume_offset,
     truncate_hive,
 )
-
-pytsk3 = pytest.importorskip("pytsk3")
-from scanner.disk.ntfs_meta import NtfsMeta, Reparse  # noqa: E402  (needs pytsk3)
-
-pytestmark = pytest.mark.skipif(
-    any(shutil.which(tool) is None for tool in ("mkntfs", "sfdisk", "mkfs.vfat", "mcopy")),
-    reason="needs ntfs-3g, sfdisk, dosfstools and mtools")
 
 MIB = 1 << 20
 
@@ -230,14 +224,11 @@ def test_filesystem_checkers_accept_the_volumes(images: dict[str, Path],
     ntfs = extract(images["gpt"], gpt["system"], 32 * MIB, "c.ntfs")
     fix = subprocess.run(["ntfsfix", "-n", str(ntfs)], capture_output=True, text=True)
     assert fix.returncode == 0 and "processed successfully" in fix.stdout, fix.stdout
-    if shutil.which("fsck.vfat"):
-        esp = extract(images["gpt"], gpt["esp"], 4 * MIB, "esp.fat")
-        check = subprocess.run(["fsck.vfat", "-n", str(esp)], capture_output=True, text=True)
-        assert check.returncode == 0, check.stdout + check.stderr
-    if shutil.which("ntfssecaudit"):
-        audit = subprocess.run(["ntfssecaudit", "-a", str(ntfs)], capture_output=True,
-                               text=True)
-        assert "No errors were found" in audit.stdout, audit.stdout
+    esp = extract(images["gpt"], gpt["esp"], 4 * MIB, "esp.fat")
+    check = subprocess.run(["fsck.vfat", "-n", str(esp)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    audit = subprocess.run(["ntfssecaudit", "-a", str(ntfs)], capture_output=True, text=True)
+    assert "No errors were found" in audit.stdout, audit.stdout
 
 
 # --- the system volume matches the layout ----------------------------------------------------
@@ -430,8 +421,6 @@ def test_hives_with_regipy(fs: Any, tmp_path: Path) -> None:
 
 
 def test_hives_with_hivexsh(fs: Any, tmp_path: Path) -> None:
-    if shutil.which("hivexsh") is None:
-        pytest.skip("hivexsh (libhivex-bin) not installed")
     target = tmp_path / "SOFTWARE"
     target.write_bytes(read_file(fs, SOFTWARE))
     script = tmp_path / "run.hsh"

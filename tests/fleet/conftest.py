@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +44,13 @@ def fleet_repo(pg_url: str) -> Iterator[Repository]:
 class WorkerProcess:
     """A `celery -A workers.app worker` child process with the test's settings."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, name: str = "test") -> None:
         self.log = log
         self._handle = open(log, "wb")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", "control,scan",
              "-c", "1", "-P", "prefork", "--without-gossip", "--without-mingle",
-             "--without-heartbeat", "-l", "INFO", "-n", f"test-{os.getpid()}@%h"],
+             "--without-heartbeat", "-l", "INFO", "-n", f"{name}-{os.getpid()}@%h"],
             env=env, stdout=self._handle, stderr=subprocess.STDOUT, start_new_session=True)
         self._wait_ready()
 
@@ -67,6 +68,33 @@ class WorkerProcess:
         """PIDs of the prefork pool processes (children of the worker's main process)."""
         out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
         return [int(p) for p in out.stdout.split()]
+
+    @contextmanager
+    def frozen(self, *, whole: bool = False) -> Iterator[list[int]]:
+        """Stop the pool processes (SIGSTOP), or the whole worker, in the middle of what they
+        do; continue them (SIGCONT) when the block ends. Yields their PIDs."""
+        children = self.pool_children()
+        assert children, f"no pool process to freeze\n{self.log.read_text()[-4000:]}"
+        if whole:
+            children.insert(0, self.proc.pid)
+        for pid in children:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            yield children
+        finally:
+            for pid in children:
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+
+    def task_lines(self, task_id: str) -> list[str]:
+        """The log lines of one task (received, succeeded, retry, failed), in order."""
+        return [line for line in self.log.read_text(errors="replace").splitlines()
+                if f"[{task_id}]" in line]
+
+    def succeeded(self, task_id: str) -> list[str]:
+        """What the task returned, once per successful run (``succeeded in ...s: VALUE``)."""
+        runs = [line.partition(" succeeded in ") for line in self.task_lines(task_id)]
+        return [tail.partition("s: ")[2] for _, sep, tail in runs if sep]
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -9,12 +9,16 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from celery import Celery
 from sqlalchemy import func, select
 
+from scanner import cycle
+from scanner.storage import fleet
 from scanner.storage.fleet import add_account
 from scanner.storage.repository import Repository
 from scanner.storage.tables import change_event, file_state, scan, snapshot
@@ -95,25 +99,93 @@ def test_three_machines_two_cycles(fleet_repo: Repository, images: Path, worker:
     assert [s for _, s in states] == ["deleted"] * 3 + ["scanned"] * 3
 
 
-def test_running_a_scan_task_twice_never_duplicates(fleet_repo: Repository, images: Path,
-                                                    worker: WorkerProcess, send: Any) -> None:
-    onboard(fleet_repo, images)
-    send(PLAN)
-    wait_for(lambda: done(fleet_repo, 3), what="baselines", log=worker.log)
-    debugfs(images / "web-01.img", "sif /etc/a.conf uid 1000")
-    next_cycle(send, fleet_repo, worker, 6)
-    scan_id = scans_of(fleet_repo)[3]["id"]
-    before = events(fleet_repo, "web-01")
-    assert before == [("modified", "/etc/a.conf", ("uid",))]
-    for task in ("workers.tasks.scan_machine", "workers.tasks.finish_cycle",
-                 "workers.tasks.snapshot_machine"):
-        send(task, scan_id)
-    send("workers.tasks.wait_snapshots", scan_id, 0)
-    time.sleep(3)
-    assert events(fleet_repo, "web-01") == before
-    assert len(scans_of(fleet_repo)) == 6
+def slow_machine(tmp_path: Path, name: str = "big-01") -> tuple[Path, Path]:
+    """A directory holding one machine whose scan takes seconds (2 GiB of sparse data to
+    hash), so that a test can act while it runs; returns (directory, image)."""
+    root = linux_tree(tmp_path / "src")
+    with open(root / "usr/bin/huge", "wb") as handle:
+        handle.truncate(2 << 30)
+        handle.seek(1 << 30)
+        handle.write(b"middle")
+    directory = tmp_path / "images"
+    directory.mkdir()
+    return directory, build_ext4(root, directory / f"{name}.img", size_mb=2400)
+
+
+def queue_scan(repo: Repository, machine: str) -> int:
+    """Open the next cycle of ``machine`` and bring it to ``queued`` (what plan_cycle,
+    snapshot_machine and wait_snapshots do), without sending the scan task."""
+    with repo.transaction() as conn:
+        scan_id = fleet.open_cycle(conn, repo.machine_id(conn, machine), datetime.now(UTC))
+    assert scan_id is not None
+    assert cycle.take_snapshots(repo, scan_id)
+    assert cycle.poll_snapshots(repo, scan_id) == "ready"
+    return scan_id
+
+
+def scan_row(repo: Repository, scan_id: int) -> dict[str, Any]:
+    with repo.transaction() as conn:
+        return dict(conn.execute(select(scan).where(scan.c.id == scan_id)).one()._mapping)
+
+
+def test_a_scan_delivered_twice_at_once_commits_once(
+        fleet_repo: Repository, tmp_path: Path, worker: WorkerProcess, worker_env: dict[str, str],
+        broker: str) -> None:
+    """Two deliveries of one scan task run the whole scan side by side (the first is frozen
+    mid-scan while a second worker runs the second); exactly one commits its result, and
+    redelivered follow-up tasks change nothing."""
+    directory, image = slow_machine(tmp_path)
+    onboard(fleet_repo, directory)
+    app = Celery("snapfim-test", broker=broker)
+    try:
+        app.send_task(PLAN, queue="control")
+        wait_for(lambda: done(fleet_repo, 1), what="the baseline", log=worker.log)
+        debugfs(image, "sif /etc/crontab uid 1000")
+        scan_id = queue_scan(fleet_repo, "big-01")
+        first = app.send_task("workers.tasks.scan_machine", args=(scan_id,), queue="scan")
+        wait_for(lambda: scan_row(fleet_repo, scan_id)["attempts"] == 1,
+                 what="the first delivery running", log=worker.log)
+        with worker.frozen():
+            assert (scan_row(fleet_repo, scan_id)["status"], scan_row(fleet_repo, scan_id)[
+                "attempts"]) == ("running", 1), "the first delivery finished before it froze"
+            second_worker = WorkerProcess(worker_env, tmp_path / "second.log", name="second")
+            try:
+                second = app.send_task("workers.tasks.scan_machine", args=(scan_id,),
+                                       queue="scan")
+                wait_for(lambda: second_worker.succeeded(second.id), what="the second delivery",
+                         log=second_worker.log)
+                wait_for(lambda: done(fleet_repo, 2), what="the emission", log=second_worker.log)
+            finally:
+                second_worker.stop()
+        # the first delivery wakes up with its whole scan read, and finds the scan committed
+        wait_for(lambda: worker.succeeded(first.id), what="the first delivery", log=worker.log)
+        assert second_worker.succeeded(second.id) == ["{'added': 0, 'removed': 0, 'modified': 1}"]
+        assert worker.succeeded(first.id) == ["None"]
+        row = scan_row(fleet_repo, scan_id)
+        assert (row["status"], row["attempts"]) == ("succeeded", 2)  # both ran the scan
+
+        # late duplicates of every step of the cycle: each runs, and does nothing
+        duplicates = [app.send_task(name, args=args, queue=queue) for name, args, queue in [
+            ("workers.tasks.scan_machine", (scan_id,), "scan"),
+            ("workers.tasks.finish_cycle", (scan_id,), "control"),
+            ("workers.tasks.snapshot_machine", (scan_id,), "control"),
+            ("workers.tasks.wait_snapshots", (scan_id, 0), "control")]]
+        for task in duplicates:
+            wait_for(lambda task=task: worker.succeeded(task.id), what=f"duplicate {task.id}",
+                     log=worker.log)
+        assert [worker.succeeded(t.id) for t in duplicates] == [
+            ["None"], ["None"], ["None"], ["'succeeded'"]]
+    finally:
+        app.close()
+    assert events(fleet_repo, "big-01") == [("modified", "/etc/crontab", ("uid",))]
+    assert [(r["status"], r["attempts"]) for r in scans_of(fleet_repo)] == [
+        ("succeeded", 1), ("succeeded", 2)]
     with fleet_repo.transaction() as conn:
         assert conn.execute(select(func.count()).select_from(change_event)).scalar() == 1
+        assert conn.execute(select(func.count()).select_from(file_state)).scalar() == \
+            scans_of(fleet_repo)[0]["entities"]
+    emitted = Path(worker_env["SNAPFIM_EVENTS_JSONL"]).read_text().splitlines()
+    assert [json.loads(x)["FileSystemPath"] for x in emitted] == ["/etc/crontab"]
 
 
 def test_unreadable_image_fails_its_scan_and_the_others_go_on(
@@ -153,7 +225,8 @@ def test_worker_killed_mid_scan_redelivers_to_one_clean_result(
     wait_for(lambda: (len(rows := scans_of(fleet_repo)) == 2 and rows[1]["status"] == "running"
                       and rows[1]["attempts"] == 1), what="the second scan running",
              log=worker.log)
-    time.sleep(0.3)  # well inside the hashing of the big file
+    # killed inside the scan; attempts == 2 below shows the first delivery never committed
+    # (a redelivery of a committed scan returns before counting an attempt)
     children = worker.pool_children()
     assert children, "no pool process to kill"
     for pid in children:
@@ -229,11 +302,20 @@ def test_database_briefly_unavailable_is_retried_and_nothing_is_lost(
     assert [r["status"] for r in scans_of(fleet_repo)] == ["succeeded"] * 6
 
 
-def test_broker_restart_is_survived(fleet_repo: Repository, images: Path, tmp_path: Path,
-                                    worker_env: dict[str, str]) -> None:
+@pytest.mark.parametrize("outage", ["long", "short"])
+def test_broker_outage_with_tasks_in_flight(fleet_repo: Repository, tmp_path: Path,
+                                            worker_env: dict[str, str], outage: str) -> None:
+    """Redis stops and comes back while one scan is mid-task (its message delivered, not yet
+    acknowledged) and another scan's message waits in the queue: the worker reconnects, both
+    scans are committed and emitted exactly once, and no message is left to run again.
+
+    long: the worker meets the outage (it tries to put the delivered message back and cannot),
+    the running scan finishes and is acknowledged. short: the whole worker is frozen through
+    the outage and only meets a broker that is back; it puts the delivered message back, and
+    that redelivery runs after the first delivery committed, and does nothing."""
     import socket
 
-    from celery import Celery
+    import redis
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -248,23 +330,61 @@ def test_broker_restart_is_survived(fleet_repo: Repository, images: Path, tmp_pa
                  what="redis", timeout=10)
         return proc
 
+    def in_broker() -> set[str]:
+        """Ids of the task messages Redis holds: queued, or delivered and not acknowledged
+        (kombu keeps those in the ``unacked`` hash as [message, exchange, routing key])."""
+        queued = [json.loads(m) for q in ("scan", "control") for m in client.lrange(q, 0, -1)]
+        unacked = [json.loads(m)[0] for m in client.hvals("unacked")]
+        return {m["headers"]["id"] for m in queued + unacked}
+
+    directory, slow_image = slow_machine(tmp_path)
+    fast_image = copy_image(linux_image(tmp_path / "build"), directory / "web-01.img")
     redis_proc = start_redis()
     broker = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis(port=port)
     worker = WorkerProcess({**worker_env, "SNAPFIM_BROKER_URL": broker}, tmp_path / "w.log")
     app = Celery("snapfim-test", broker=broker)
     try:
-        onboard(fleet_repo, images)
+        onboard(fleet_repo, directory)
         app.send_task(PLAN, queue="control")
-        wait_for(lambda: done(fleet_repo, 3), what="baselines", log=worker.log)
-        debugfs(images / "web-03.img", "sif /etc/crontab uid 5")
-        redis_proc.terminate()  # the broker goes away (its AOF keeps what was queued)
-        redis_proc.wait(10)
-        time.sleep(3)
-        redis_proc = start_redis()
-        app.send_task(PLAN, queue="control")
-        wait_for(lambda: done(fleet_repo, 6), what="a cycle after the broker came back",
-                 log=worker.log)
-        assert events(fleet_repo, "web-03") == [("modified", "/etc/crontab", ("uid",))]
+        wait_for(lambda: done(fleet_repo, 2), what="baselines", log=worker.log)
+        debugfs(slow_image, "sif /etc/crontab uid 5")
+        debugfs(fast_image, "rm /etc/ld.so.conf")
+        slow_scan, fast_scan = queue_scan(fleet_repo, "big-01"), queue_scan(fleet_repo, "web-01")
+        slow = app.send_task("workers.tasks.scan_machine", args=(slow_scan,), queue="scan")
+        wait_for(lambda: scan_row(fleet_repo, slow_scan)["attempts"] == 1,
+                 what="the slow scan running", log=worker.log)
+        with worker.frozen(whole=outage == "short"):
+            fast = app.send_task("workers.tasks.scan_machine", args=(fast_scan,), queue="scan")
+            assert scan_row(fleet_repo, slow_scan)["status"] == "running"
+            assert in_broker() == {slow.id, fast.id}  # one delivered, one waiting
+            redis_proc.terminate()  # the broker goes away (its AOF keeps both messages)
+            redis_proc.wait(10)
+            if outage == "long":  # the worker notices and fails to reconnect
+                wait_for(lambda: b"consumer: Cannot connect to redis" in worker.log.read_bytes(),
+                         what="the worker to meet the outage", log=worker.log, timeout=30)
+            redis_proc = start_redis()
+            assert in_broker() == {slow.id, fast.id}
+        wait_for(lambda: worker.succeeded(slow.id) and worker.succeeded(fast.id),
+                 what="both scans after the outage", log=worker.log)
+        wait_for(lambda: done(fleet_repo, 4), what="the emissions", log=worker.log)
+        counts = "{'added': 0, 'removed': 0, 'modified': 1}"
+        if outage == "short":  # the message was put back, redelivered, and did nothing
+            wait_for(lambda: len(worker.succeeded(slow.id)) == 2, what="the redelivery",
+                     log=worker.log)
+        assert worker.succeeded(slow.id) == ([counts] if outage == "long" else [counts, "None"])
+        # it tried to put the delivered message back once: in vain (long), or it did (short)
+        assert worker.log.read_text().count("Restoring 1 unacknowledged message(s)") == 1
+        assert worker.succeeded(fast.id) == ["{'added': 0, 'removed': 1, 'modified': 0}"]
+        assert events(fleet_repo, "big-01") == [("modified", "/etc/crontab", ("uid",))]
+        assert events(fleet_repo, "web-01") == [("removed", "/etc/ld.so.conf", ())]
+        assert [(r["status"], r["attempts"]) for r in scans_of(fleet_repo)[2:]] == [
+            ("succeeded", 1), ("succeeded", 1)]
+        wait_for(lambda: in_broker() == set(), what="every message acknowledged",  # none
+                 log=worker.log)                                           # left to run again
+        lines = Path(worker_env["SNAPFIM_EVENTS_JSONL"]).read_text().splitlines()
+        assert sorted(json.loads(x)["FileSystemPath"] for x in lines) == [
+            "/etc/crontab", "/etc/ld.so.conf"]
     finally:
         app.close()
         worker.stop()
