@@ -109,10 +109,15 @@ class WorkerProcess:
 
 @pytest.fixture
 def worker_env(pg_url: str, broker: str, tmp_path: Path) -> dict[str, str]:
-    """Environment of the worker: test database and broker, quick cadence, events file."""
+    """Environment of the worker: test database and broker, quick cadence, events file.
+
+    Holes of sparse files are hashed as zeros up to 8 GiB (``SNAPFIM_MAX_HOLE_BYTES``; the
+    default hashes past 1 MiB of holes from the extent map in no time), so that the slow
+    machine's 2 GiB sparse file keeps its scan busy for a while: the tests act mid-scan."""
     env = {**os.environ, "SNAPFIM_DATABASE_URL": pg_url, "SNAPFIM_BROKER_URL": broker,
            "SNAPFIM_DATA_DIR": str(tmp_path / "data"), "SNAPFIM_CADENCE_HOURS": "0.0005",
-           "SNAPFIM_EVENTS_JSONL": str(tmp_path / "events.jsonl"), "SNAPFIM_HASH_WORKERS": "1"}
+           "SNAPFIM_EVENTS_JSONL": str(tmp_path / "events.jsonl"), "SNAPFIM_HASH_WORKERS": "1",
+           "SNAPFIM_MAX_HOLE_BYTES": str(8 << 30)}
     return env
 
 
