@@ -14,7 +14,8 @@ of any :class:`SnapfimError` as one line; anything else is a bug.
     ├── DiskError                   volume system / filesystem layer
     │   ├── NoFilesystemError       nothing scannable on the disk
     │   ├── UnsupportedFilesystem
-    │   └── CorruptFilesystem       superblock or structures unreadable, truncated volume
+    │   ├── CorruptFilesystem       superblock or structures unreadable, truncated volume
+    │   └── ScanMemoryError         the scan needed more memory than its bound
     ├── PolicyError                 invalid monitored entity or pattern
     ├── StorageError                database layer
     │   └── NotFound                 a named machine / scan / entity does not exist
@@ -63,6 +64,10 @@ class UnsupportedFilesystem(DiskError):
     def __init__(self, message: str, name: str = "unknown") -> None:
         super().__init__(message)
         self.name = name
+
+
+class ScanMemoryError(DiskError):
+    """Reading the disk needed more memory than ``SNAPFIM_MAX_SCAN_MEMORY_MB`` allows."""
 
 
 class CorruptFilesystem(DiskError):

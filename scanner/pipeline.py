@@ -40,10 +40,12 @@ from scanner.errors import (
     CorruptFilesystem,
     DiskError,
     NoFilesystemError,
+    ScanMemoryError,
     SourceReadError,
     UnsupportedFilesystem,
 )
 from scanner.limits import Limits
+from scanner.membound import memory_bound
 from scanner.paths import decode_component
 from scanner.policy import EntityKind, PolicyEntity, active
 from scanner.sources.base import BlockSource, SliceSource
@@ -103,8 +105,22 @@ class _Opened:
 
 def scan_source(source: BlockSource, policy: list[PolicyEntity],
                 options: ScanOptions | None = None, name: str | None = None) -> ScanOutcome:
-    """Scan one disk: every readable volume, the Linux entities of ``policy``."""
+    """Scan one disk: every readable volume, the Linux entities of ``policy``.
+
+    The scan's memory is bounded by ``options.limits.scan_memory_mb``
+    (:mod:`scanner.membound`): past it, :class:`ScanMemoryError` and nothing is returned."""
     options = options or ScanOptions()
+    bound = options.limits.scan_memory_mb
+    try:
+        with memory_bound(bound):
+            return _scan_source(source, policy, options, name)
+    except MemoryError:
+        raise ScanMemoryError(f"reading the disk needed more than {bound} MiB of memory, the "
+                              "bound (SNAPFIM_MAX_SCAN_MEMORY_MB)") from None
+
+
+def _scan_source(source: BlockSource, policy: list[PolicyEntity], options: ScanOptions,
+                 name: str | None) -> ScanOutcome:
     progress = options.progress or _NoProgress()
     img = open_image(source)
     table, volumes = discover_volumes(img, source.size)
