@@ -34,95 +34,15 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import crc32c
+from scanner.disk.ext_geometry import ExtGeometry, crc
 
 ROOT_INODE = 2
 _HEADER = struct.Struct("<IHBB")  # inode, rec_len, name_len, file_type
-INCOMPAT_FILETYPE = 0x0002
-INCOMPAT_INLINE_DATA = 0x8000
-RO_COMPAT_DIR_NLINK = 0x0020
-RO_COMPAT_METADATA_CSUM = 0x0400
-INCOMPAT_64BIT = 0x0080
-INCOMPAT_CSUM_SEED = 0x2000
 _TAIL = struct.Struct("<IHBBI")  # inode 0, rec_len 12, name_len 0, file_type 0xDE, checksum
-_MASK = 0xFFFFFFFF
-
-
-def _crc(seed: int, data: bytes) -> int:
-    """The kernel's ``ext4_chksum``: CRC32C from ``seed`` without the final inversion."""
-    return ~crc32c.crc32c(data, (~seed) & _MASK) & _MASK
 
 
 class DirectoryInconsistent(ValueError):
     """A directory that cannot be listed completely and consistently (the reason)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ExtGeometry:
-    """What the superblock says that a directory check needs."""
-
-    block_size: int
-    inodes_count: int
-    first_ino: int
-    incompat: int
-    ro_compat: int
-    inodes_per_group: int = 0
-    inode_size: int = 128
-    first_data_block: int = 0
-    desc_size: int = 32
-    csum_seed: int | None = None     # None: no metadata_csum
-
-    @classmethod
-    def parse(cls, sb: bytes) -> ExtGeometry:
-        """From the 1024-byte superblock (``s_log_block_size`` at 24, features at 0x5C..)."""
-        if len(sb) < 0x68 or sb[0x38:0x3A] != b"\x53\xef":
-            raise DirectoryInconsistent("no ext superblock")
-        (inodes_count,) = struct.unpack_from("<I", sb, 0)
-        (log_block,) = struct.unpack_from("<I", sb, 24)
-        (rev,) = struct.unpack_from("<I", sb, 0x4C)
-        first_ino = struct.unpack_from("<I", sb, 0x54)[0] if rev >= 1 else 11
-        incompat, ro_compat = struct.unpack_from("<II", sb, 0x60)
-        if log_block > 6:
-            raise DirectoryInconsistent(f"block size 1024 << {log_block} out of range")
-        (first_data_block,) = struct.unpack_from("<I", sb, 0x14)
-        (inodes_per_group,) = struct.unpack_from("<I", sb, 0x28)
-        inode_size = struct.unpack_from("<H", sb, 0x58)[0] if rev >= 1 else 128
-        desc_size = 32
-        if incompat & INCOMPAT_64BIT and len(sb) >= 0x100:
-            desc_size = struct.unpack_from("<H", sb, 0xFE)[0] or 32
-        seed = None
-        if ro_compat & RO_COMPAT_METADATA_CSUM and len(sb) >= 0x274:
-            seed = (struct.unpack_from("<I", sb, 0x270)[0] if incompat & INCOMPAT_CSUM_SEED
-                    else _crc(_MASK, sb[0x68:0x78]))
-        if not inodes_per_group or inode_size < 128:
-            raise DirectoryInconsistent("superblock with zero inode geometry")
-        return cls(1024 << log_block, inodes_count, first_ino, incompat, ro_compat,
-                   inodes_per_group, inode_size, first_data_block, desc_size, seed)
-
-    def descriptor_offset(self, inode: int) -> int:
-        """Byte offset (in the filesystem) of the group descriptor of ``inode``'s group."""
-        group = (inode - 1) // self.inodes_per_group
-        return (self.first_data_block + 1) * self.block_size + group * self.desc_size
-
-    def inode_offset(self, inode: int, descriptor: bytes) -> int:
-        """Byte offset of ``inode`` given its group descriptor's bytes."""
-        (table,) = struct.unpack_from("<I", descriptor, 8)
-        if self.desc_size >= 64 and len(descriptor) >= 0x2C:
-            table |= struct.unpack_from("<I", descriptor, 0x28)[0] << 32
-        index = (inode - 1) % self.inodes_per_group
-        return table * self.block_size + index * self.inode_size
-
-    def directory_seed(self, inode: int, generation: int) -> int | None:
-        """The checksum seed of one directory's blocks (None without metadata_csum)."""
-        if self.csum_seed is None:
-            return None
-        return _crc(_crc(self.csum_seed, struct.pack("<I", inode)),
-                    struct.pack("<I", generation))
-
-    @property
-    def nlink_may_saturate(self) -> bool:
-        """``dir_nlink``: a directory with more than 65,000 subdirectories has link count 1."""
-        return bool(self.ro_compat & RO_COMPAT_DIR_NLINK)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +80,7 @@ def _check_tail(block: bytes, number: int, seed: int) -> None:
     zero, rec_len, name_len, ftype, stored = _TAIL.unpack_from(block, len(block) - 12)
     if (zero, rec_len, name_len, ftype) != (0, 12, 0, 0xDE):
         return
-    if _crc(seed, block[:-12]) != stored:
+    if crc(seed, block[:-12]) != stored:
         raise DirectoryInconsistent(f"block {number}: checksum mismatch")
 
 

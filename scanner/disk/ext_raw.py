@@ -5,7 +5,7 @@ pytsk3 gives no extended attributes and folds control characters of symlink targ
 ``^``; libfsext 20260821 caches each inode's attributes and loses those kept in the external
 attribute block from the second lookup of an inode on (the second name of a hard link, the
 second file sharing an attribute block). Both are read here from the on-disk structures
-(``Documentation/filesystems/ext4``): the superblock, the group descriptors, the inode, the
+(``Documentation/filesystems/ext4``): the inode (located by :mod:`scanner.disk.ext_geometry`), the
 in-inode attribute area (after ``i_extra_isize``) and the attribute block (``i_file_acl``).
 
 Everything is bytes and bounded: names are the namespace prefix of ``e_name_index`` plus the
@@ -18,16 +18,13 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from scanner.errors import CorruptFilesystem, SourceReadError
+from scanner.disk.ext_geometry import GOOD_OLD_INODE_SIZE, ExtInodeReader
+from scanner.errors import CorruptFilesystem
 from scanner.sources.base import BlockSource
 
-_SB_OFFSET = 1024
-_SB_MAGIC = 0xEF53
-_INCOMPAT_64BIT = 0x80
 _EA_MAGIC = 0xEA020000
 _EA_ENTRY = struct.Struct("<BBHIII")  # name_len, name_index, value_offs, value_inum, size, hash
 _EA_BLOCK_HEADER = 32
-_GOOD_OLD_INODE_SIZE = 128
 _I_BLOCK = slice(40, 100)  # i_block: 60 bytes (fast symlink target, inline data)
 INLINE_DATA_FL = 0x10000000
 EA_INODE_FL = 0x200000
@@ -48,53 +45,12 @@ class XattrLimitExceeded(CorruptFilesystem):
     """The attributes of one inode add up to more than the scan's bound."""
 
 
-class ExtInodes:
-    """Raw inode access for one ext filesystem at the start of ``source``."""
+class ExtInodes(ExtInodeReader):
+    """Raw inodes and their extended attributes for one ext filesystem at the start of
+    ``source`` (geometry and inode reads: :class:`~scanner.disk.ext_geometry.ExtInodeReader`)."""
 
     def __init__(self, source: BlockSource) -> None:
-        sb = source.read_at(_SB_OFFSET, 1024)
-        if len(sb) < 1024 or struct.unpack_from("<H", sb, 56)[0] != _SB_MAGIC:
-            raise CorruptFilesystem("ext: no superblock (magic 0xEF53 missing)")
-        self._source = source
-        (self.inodes_count,) = struct.unpack_from("<I", sb, 0)
-        (first_data_block, log_block) = struct.unpack_from("<II", sb, 20)
-        (self.inodes_per_group,) = struct.unpack_from("<I", sb, 40)
-        (rev_level,) = struct.unpack_from("<I", sb, 76)
-        (inode_size,) = struct.unpack_from("<H", sb, 88)
-        (incompat,) = struct.unpack_from("<I", sb, 96)
-        (desc_size,) = struct.unpack_from("<H", sb, 254)
-        if log_block > 6 or not self.inodes_per_group:
-            raise CorruptFilesystem("ext: superblock with impossible geometry")
-        self.block_size = 1024 << log_block
-        self.inode_size = inode_size if rev_level >= 1 else _GOOD_OLD_INODE_SIZE
-        if self.inode_size < _GOOD_OLD_INODE_SIZE or self.inode_size > self.block_size:
-            raise CorruptFilesystem(f"ext: impossible inode size {self.inode_size}")
-        self._is64 = bool(incompat & _INCOMPAT_64BIT)
-        self._desc_size = desc_size if self._is64 and desc_size >= 64 else 32
-        self._gdt = (first_data_block + 1) * self.block_size
-        self._tables: dict[int, int] = {}
-
-    def _inode_table(self, group: int) -> int:
-        table = self._tables.get(group)
-        if table is None:
-            desc = self._read(self._gdt + group * self._desc_size, self._desc_size)
-            (low,) = struct.unpack_from("<I", desc, 8)
-            high = struct.unpack_from("<I", desc, 0x28)[0] if self._desc_size >= 64 else 0
-            table = self._tables[group] = (high << 32 | low) * self.block_size
-        return table
-
-    def _read(self, offset: int, length: int) -> bytes:
-        data = self._source.read_at(offset, length)
-        if len(data) != length:
-            raise SourceReadError(f"ext: short read of {length} bytes at {offset}")
-        return data
-
-    def inode(self, number: int) -> bytes:
-        """The on-disk inode (``inode_size`` bytes)."""
-        if not 1 <= number <= self.inodes_count:
-            raise CorruptFilesystem(f"inode {number} out of range")
-        group, index = divmod(number - 1, self.inodes_per_group)
-        return self._read(self._inode_table(group) + index * self.inode_size, self.inode_size)
+        super().__init__(source.read_at)
 
     def xattrs(self, number: int, limit: int,
                read_inode_data: Callable[[int, int], bytes]) -> dict[bytes, bytes]:
@@ -107,9 +63,9 @@ class ExtInodes:
         raw = self.inode(number)
         out: dict[bytes, bytes] = {}
         budget = [limit]
-        if self.inode_size > _GOOD_OLD_INODE_SIZE:
+        if self.inode_size > GOOD_OLD_INODE_SIZE:
             (extra,) = struct.unpack_from("<H", raw, 128)
-            start = _GOOD_OLD_INODE_SIZE + extra
+            start = GOOD_OLD_INODE_SIZE + extra
             if extra % 4 == 0 and start + 4 <= self.inode_size \
                     and struct.unpack_from("<I", raw, start)[0] == _EA_MAGIC:
                 area = raw[start + 4:]
@@ -118,7 +74,7 @@ class ExtInodes:
         (acl_high,) = struct.unpack_from("<H", raw, 118)
         block = acl_high << 32 | acl_low
         if block:
-            data = self._read(block * self.block_size, self.block_size)
+            data = self.read(block * self.block_size, self.block_size)
             (magic, _refcount, blocks) = struct.unpack_from("<III", data, 0)
             if magic != _EA_MAGIC or blocks != 1:
                 raise CorruptFilesystem(f"inode {number}: extended attribute block {block} "

@@ -58,6 +58,10 @@ class ExtFilesystem(TskFilesystem):
             self._raw = ExtInodes(self._volume_source)
         return self._raw
 
+    def _ext_inodes(self) -> ExtInodes:
+        """One raw inode reader for directory checks, attributes and symlinks."""
+        return self._inodes()
+
     def xattrs(self, node: Node) -> dict[bytes, bytes]:
         """Extended attributes (incl. POSIX ACLs and ``security.capability``) by full name,
         as bytes. Raises :class:`CorruptFilesystem` (a bound exceeded, inconsistent

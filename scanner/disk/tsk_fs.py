@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytsk3
 
-from scanner.disk.ext_dirs import (
+from scanner.disk.ext_dirs import DirectoryInconsistent, parse_directory
+from scanner.disk.ext_geometry import (
     INCOMPAT_INLINE_DATA,
-    DirectoryInconsistent,
     ExtGeometry,
-    parse_directory,
+    ExtInodeReader,
+    inode_generation,
 )
 from scanner.disk.nodes import FileKind, FsIdentity, Node, Runs, normalize_runs, read_in_chunks
 from scanner.errors import CorruptFilesystem, SourceReadError
@@ -97,7 +98,7 @@ class TskFilesystem:
         self._ntfs_meta: NtfsMeta | None = None
         self.limits = Limits()
         self._img, self._offset = img, offset
-        self._ext_geo: ExtGeometry | None = None
+        self._ext_reader: ExtInodeReader | None = None
 
     # -- Filesystem protocol ------------------------------------------------------------
     def root(self) -> Node:
@@ -129,14 +130,18 @@ class TskFilesystem:
             self._check_ext_listing(directory, expected, listed, nodes)
         yield from nodes
 
+    def _ext_inodes(self) -> ExtInodeReader:
+        """The raw inode reader of this ext filesystem (built on first use)."""
+        if self._ext_reader is None:
+            self._ext_reader = ExtInodeReader(
+                lambda offset, length: self._img.read(self._offset + offset, length))
+        return self._ext_reader
+
     def _ext_geometry(self) -> ExtGeometry:
-        if self._ext_geo is None:
-            try:
-                sb = self._img.read(self._offset + 1024, 1024)
-                self._ext_geo = ExtGeometry.parse(sb)
-            except (OSError, DirectoryInconsistent) as exc:
-                raise CorruptFilesystem(f"ext superblock unreadable: {exc}") from exc
-        return self._ext_geo
+        try:
+            return self._ext_inodes().geometry
+        except (OSError, SourceReadError, CorruptFilesystem) as exc:
+            raise CorruptFilesystem(f"ext superblock unreadable: {exc}") from exc
 
     def _ext_entries(self, directory: Node) -> list[tuple[bytes, int]] | None:
         """The directory's live entries parsed from its own blocks (None for inline data)."""
@@ -158,12 +163,7 @@ class TskFilesystem:
         """The directory's checksum seed (needs its generation, read from the raw inode)."""
         if geo.csum_seed is None:
             return None
-        base = self._offset
-        descriptor = self._img.read(base + geo.descriptor_offset(inode), geo.desc_size)
-        raw = self._img.read(base + geo.inode_offset(inode, descriptor), 0x68)
-        if len(raw) < 0x68:
-            raise DirectoryInconsistent(f"inode {inode} unreadable")
-        return geo.directory_seed(inode, int.from_bytes(raw[0x64:0x68], "little"))
+        return geo.directory_seed(inode, inode_generation(self._ext_inodes().inode(inode)))
 
     def _check_ext_listing(self, directory: Node, expected: list[tuple[bytes, int]],
                            listed: list[tuple[bytes, int]], nodes: list[Node]) -> None:

@@ -207,7 +207,7 @@ def ext_refresh(image: Path, target: Target) -> None:
     """Recompute the checksum tail of the ext4 directory block at ``start``."""
     import struct
 
-    from scanner.disk.ext_dirs import ExtGeometry, _crc
+    from scanner.disk.ext_geometry import ExtGeometry, crc
 
     _directory, start, length, inode = target
     data = image.read_bytes()
@@ -219,7 +219,7 @@ def ext_refresh(image: Path, target: Target) -> None:
     generation = struct.unpack_from("<I", data, geo.inode_offset(inode, descriptor) + 0x64)[0]
     seed = geo.directory_seed(inode, generation)
     assert seed is not None
-    struct.pack_into("<I", block, length - 4, _crc(seed, bytes(block[:-12])))
+    struct.pack_into("<I", block, length - 4, crc(seed, bytes(block[:-12])))
     write_at(image, start, bytes(block))
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import crc32c
 import pytest
 
-from scanner.disk.ext_dirs import ExtGeometry, _crc
+from scanner.disk.ext_geometry import ExtGeometry, crc
 from scanner.disk.xfs_dirs import DINODE_CRC_OFFSET
 from scanner.disk.xfs_fs import _Geometry
 from scanner.limits import Limits
@@ -70,7 +70,7 @@ def rename_in_block(image: Path, directory: str, old: bytes, new: bytes) -> None
     generation = struct.unpack_from("<I", data, at_inode + 0x64)[0]
     seed = geo.directory_seed(inode, generation)
     assert seed is not None  # mkfs.ext4's default: metadata_csum
-    struct.pack_into("<I", raw, geo.block_size - 4, _crc(seed, bytes(raw[:-12])))
+    struct.pack_into("<I", raw, geo.block_size - 4, crc(seed, bytes(raw[:-12])))
     write_at(image, start, bytes(raw))
 
 
