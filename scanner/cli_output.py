@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from scanner.coverage import human_size
 from scanner.emitters.records import change_lines
 from scanner.policy import segment_regex
 from scanner.terminal import console, for_terminal
@@ -129,14 +130,7 @@ def print_events(rows: Iterable[dict[str, Any]]) -> None:
 # -- coverage reports -------------------------------------------------------------------------
 def size(n: int | None) -> str:
     """Bytes for people (``24.0 MiB``)."""
-    if n is None:
-        return NONE
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
+    return NONE if n is None else human_size(n)
 
 
 def coverage_lines(coverage: dict[str, Any], *, detailed: bool = False) -> list[str]:

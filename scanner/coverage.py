@@ -75,13 +75,13 @@ class Coverage:
 
     def summary_lines(self) -> list[str]:
         """Human-readable lines for the CLI."""
-        lines = [f"disk: {self.source} ({_size(self.disk_size)}, partition table: "
+        lines = [f"disk: {self.source} ({human_size(self.disk_size)}, partition table: "
                  f"{self.partition_table})"]
         for v in self.volumes:
             what = v.filesystem or "?"
             where = f" mounted at {v.mountpoint}" if v.mountpoint else ""
             why = f" — {v.reason}" if v.reason else ""
-            lines.append(f"  {v.volume}: {what}, {_size(v.length)}, {v.status}{where}{why}")
+            lines.append(f"  {v.volume}: {what}, {human_size(v.length)}, {v.status}{where}{why}")
         for h in self.hives:
             counts = f", {h.keys} keys, {h.values} values" if h.status not in (
                 "failed", "missing") else ""
@@ -95,7 +95,8 @@ class Coverage:
         return lines
 
 
-def _size(n: int) -> str:
+def human_size(n: int) -> str:
+    """Bytes for people (``24.0 MiB``)."""
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if value < 1024 or unit == "TiB":
