@@ -34,7 +34,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
-from scanner.errors import ConfigError
+from scanner.envreader import EnvReader
 
 _ENV = {
     "path_depth": "SNAPFIM_MAX_PATH_DEPTH",
@@ -77,18 +77,7 @@ class Limits:
 
         Raises ``ConfigError`` naming the variable when a value is not a positive whole number.
         """
-        env = os.environ if environ is None else environ
-        values: dict[str, int] = {}
-        for f in fields(cls):
-            name = _ENV[f.name]
-            raw = env.get(name)
-            if raw is None or raw == "":
-                continue
-            try:
-                value = int(raw)
-            except ValueError as exc:
-                raise ConfigError(f"{name} must be a whole number, not {raw!r}") from exc
-            if value < 1:
-                raise ConfigError(f"{name} must be 1 or more, not {value}")
-            values[f.name] = value
-        return cls(**values)
+        read = EnvReader(os.environ if environ is None else environ)
+        defaults = cls()
+        return cls(**{f.name: read.number(_ENV[f.name], int, getattr(defaults, f.name), minimum=1)
+                      for f in fields(cls)})

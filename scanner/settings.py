@@ -8,16 +8,15 @@ what would be accepted (``SNAPFIM_CADENCE_HOURS must be a number of hours greate
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
 
 from scanner.emitters.settings import AlertSettings
+from scanner.envreader import EnvReader
 from scanner.errors import ConfigError
 from scanner.limits import Limits
 
@@ -26,7 +25,6 @@ if TYPE_CHECKING:
 
 EVENT_FORMATS = ("configchange", "ocsf")
 DATABASE_BACKENDS = ("sqlite", "postgresql", "postgres")
-N = TypeVar("N", int, float)
 
 
 def default_data_dir() -> Path:
@@ -81,7 +79,7 @@ class Settings:
         Raises ``ConfigError`` naming the variable when a value cannot work.
         """
         env = os.environ if environ is None else environ
-        read = _Reader(env)
+        read = EnvReader(env)
         explicit_dir = read.raw("SNAPFIM_DATA_DIR")
         data_dir = Path(explicit_dir or default_data_dir()).expanduser()
         url = read.raw("SNAPFIM_DATABASE_URL")
@@ -123,81 +121,6 @@ class Settings:
                              hash_workers=self.hash_workers, jsonl_path=self.events_jsonl,
                              output_format=self.events_format,
                              limits=self.limits, alerts=self.alerts)
-
-
-class _Reader:
-    """Reads ``SNAPFIM_*`` values, each checked with a message naming its variable."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-
-    def raw(self, name: str) -> str | None:
-        """The variable's value; unset and empty both mean "the default"."""
-        value = self.env.get(name)
-        return value if value else None
-
-    def number(self, name: str, kind: Callable[[str], N], default: N, *,
-                unit: str = "", positive: bool = False,
-                minimum: int | None = None, at_least: float = 0.0) -> N:
-        raw = self.raw(name)
-        if raw is None:
-            return default
-        what = "a whole number" if kind is int else "a number"
-        what += f" of {unit}" if unit else ""
-        if positive:
-            what += " greater than 0"
-        elif minimum is not None:
-            what += f" of at least {minimum}" if not unit else f", at least {minimum}"
-        try:
-            value = kind(raw.strip())
-        except ValueError:
-            raise ConfigError(f"{name} must be {what}, not {raw!r}") from None
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{name} must be {what}, not {raw!r}")
-        if (positive and value <= 0) or (minimum is not None and value < minimum):
-            raise ConfigError(f"{name} must be {what}, not {raw!r}")
-        if value < at_least:
-            raise ConfigError(f"{name} must be at least {at_least:.6g} {unit}, not {raw!r}")
-        return value
-
-    def url(self, name: str, default: str) -> str:
-        raw = self.raw(name)
-        if raw is None:
-            return default
-        try:
-            parts = urlsplit(raw)
-        except ValueError as exc:
-            raise ConfigError(f"{name} is not a valid URL ({exc}): {raw!r}") from None
-        if not parts.scheme or not raw.startswith(parts.scheme + "://"):
-            raise ConfigError(f"{name} must be a URL such as redis://host:6379/0, not {raw!r}")
-        try:
-            parts.port  # noqa: B018 - raises on a bad port
-        except ValueError:
-            raise ConfigError(f"{name} has an invalid port: {raw!r}") from None
-        return raw
-
-    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
-        raw = self.raw(name)
-        if raw is None:
-            return default
-        if raw not in choices:
-            raise ConfigError(f"{name} must be {' or '.join(choices)}, not {raw!r}")
-        return raw
-
-    def jsonl_path(self, name: str) -> str | None:
-        raw = self.raw(name)
-        if raw is None:
-            return None
-        path = Path(raw).expanduser()
-        if path.is_dir():
-            raise ConfigError(f"{name} must name a file, not the directory {raw!r}")
-        parent = path.parent
-        while not parent.exists() and parent != parent.parent:
-            parent = parent.parent
-        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-            raise ConfigError(f"{name}: cannot write {raw!r} ({parent} is not a writable "
-                              "directory)")
-        return raw
 
 
 def _check_writable_dir(name: str, path: Path) -> None:

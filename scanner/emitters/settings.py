@@ -23,12 +23,12 @@ read from the environment variables *named* by ``SNAPFIM_WEBHOOK_BEARER_ENV`` /
 from __future__ import annotations
 
 import ipaddress
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from scanner.envreader import EnvReader
 from scanner.errors import ConfigError
 
 FACILITIES = {"kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6,
@@ -67,6 +67,7 @@ class AlertSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AlertSettings:
         """Read and check the alert settings; ConfigError names the variable at fault."""
+        read = EnvReader(env)
         syslog_url = env.get("SNAPFIM_SYSLOG_URL") or None
         webhook_url = env.get("SNAPFIM_WEBHOOK_URL") or None
         ca_text = env.get("SNAPFIM_WEBHOOK_CA_BUNDLE") or None
@@ -77,8 +78,8 @@ class AlertSettings:
             check_webhook_url(webhook_url)
         bearer = _secret(env, "SNAPFIM_WEBHOOK_BEARER_ENV")
         hmac_key = _secret(env, "SNAPFIM_WEBHOOK_HMAC_ENV")
-        retry = _number(env, "SNAPFIM_DELIVERY_RETRY_SECONDS", cls.retry_seconds, minimum=0)
-        retry_max = _number(env, "SNAPFIM_DELIVERY_RETRY_MAX_SECONDS", cls.retry_max_seconds,
+        retry = _number(read, "SNAPFIM_DELIVERY_RETRY_SECONDS", cls.retry_seconds, minimum=0)
+        retry_max = _number(read, "SNAPFIM_DELIVERY_RETRY_MAX_SECONDS", cls.retry_max_seconds,
                             minimum=0)
         if retry_max < retry:
             raise ConfigError("SNAPFIM_DELIVERY_RETRY_MAX_SECONDS must be at least "
@@ -89,15 +90,15 @@ class AlertSettings:
             syslog_facility=parse_facility(env.get("SNAPFIM_SYSLOG_FACILITY") or "local0"),
             webhook_url=webhook_url, webhook_ca_bundle=ca_bundle, webhook_bearer=bearer,
             webhook_hmac_key=hmac_key.encode() if hmac_key is not None else None,
-            batch=int(_number(env, "SNAPFIM_DELIVERY_BATCH", cls.batch, minimum=1,
+            batch=int(_number(read, "SNAPFIM_DELIVERY_BATCH", cls.batch, minimum=1,
                               maximum=MAX_BATCH, whole=True)),
-            timeout=_number(env, "SNAPFIM_DELIVERY_TIMEOUT", cls.timeout, minimum=0.1,
+            timeout=_number(read, "SNAPFIM_DELIVERY_TIMEOUT", cls.timeout, minimum=0.1,
                             maximum=600),
             retry_seconds=retry, retry_max_seconds=retry_max,
-            delivery_seconds=_number(env, "SNAPFIM_DELIVERY_SECONDS", cls.delivery_seconds,
+            delivery_seconds=_number(read, "SNAPFIM_DELIVERY_SECONDS", cls.delivery_seconds,
                                      minimum=1),
             stale_hours=None if stale_text is None else _number(
-                env, "SNAPFIM_STALE_HOURS", 0.0, minimum=0.01))
+                read, "SNAPFIM_STALE_HOURS", 0.0, minimum=0.01))
 
 
 def parse_syslog_url(url: str) -> SyslogTarget:
@@ -163,18 +164,8 @@ def _secret(env: Mapping[str, str], name: str) -> str | None:
     return value
 
 
-def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float,
+def _number(read: EnvReader, name: str, default: float, *, minimum: float,
             maximum: float | None = None, whole: bool = False) -> float:
-    text = env.get(name)
-    if text is None or text.strip() == "":
-        return default
-    try:
-        value = int(text) if whole else float(text)
-    except ValueError as exc:
-        kind = "a whole number" if whole else "a number"
-        raise ConfigError(f"{name}={text!r}: must be {kind}") from exc
-    if not math.isfinite(value) or value < minimum or (maximum is not None and value > maximum):
-        bound = f"between {minimum:g} and {maximum:g}" if maximum is not None else (
-            f"at least {minimum:g}")
-        raise ConfigError(f"{name}={text!r}: must be {bound}")
-    return value
+    if whole:
+        return read.number(name, int, int(default), minimum=minimum, maximum=maximum)
+    return read.number(name, float, default, minimum=minimum, maximum=maximum)
