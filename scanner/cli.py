@@ -318,7 +318,8 @@ def demo(
     if repo.delete_machine(machine):
         say(f"(forgot the previous {machine} scans)")
     for image in (before, after):
-        say(f"\n$ snapfim scan {image} --machine {machine}")
+        say("")
+        say(f"$ snapfim scan {image} --machine {machine}")
         with contextlib.suppress(typer.Exit):  # scan's exit code: the demo goes on
             scan(image, machine)
     scan_id = repo.scans(machine, 1)[0]["id"]
@@ -328,7 +329,8 @@ def demo(
     say("")
     for line in closing_note(policy, reported):
         say(line)
-    say(f"\nNext: `snapfim changes --machine {machine} --json`, `snapfim policy show`, "
+    say("")
+    say(f"Next: `snapfim changes --machine {machine} --json`, `snapfim policy show`, "
         f"`snapfim scans --coverage`; database: {settings.database_url}")
 
 

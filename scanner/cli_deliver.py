@@ -8,15 +8,13 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from scanner.cli_output import iso, say, stamp
 from scanner.settings import Settings
-
-out = Console(highlight=False, soft_wrap=True)
 
 
 def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
+    return stamp(value, seconds=True)
 
 
 def deliver(
@@ -44,24 +42,22 @@ def deliver(
                 raise ConfigError(f"--forget {forget!r}: no such sink (registered: "
                                   f"{', '.join(known) or 'none'})")
             dropped = outbox.forget_sink(conn, forget)
-        out.print(f"{forget}: unregistered, {dropped} queued records dropped", markup=False)
+        say(f"{forget}: unregistered, {dropped} queued records dropped")
         return
     if status:
         with repo.transaction() as conn:
             rows = outbox.sink_status(conn)
         if as_json:
-            for s in rows:
-                out.print(json.dumps({
+            for s in rows:  # JSON lines, ASCII: the receiver's error text stays exact
+                print(json.dumps({
                     "sink": s.name, "pending": s.pending, "delivered": s.delivered,
-                    "oldest_pending": _when(s.oldest_pending) if s.oldest_pending else None,
-                    "attempts": s.attempts,
-                    "next_attempt": _when(s.next_attempt_at) if s.next_attempt_at else None,
-                    "last_delivered": _when(s.last_delivered_at) if s.last_delivered_at
-                    else None, "last_error": s.last_error}), markup=False)
+                    "oldest_pending": iso(s.oldest_pending), "attempts": s.attempts,
+                    "next_attempt": iso(s.next_attempt_at),
+                    "last_delivered": iso(s.last_delivered_at), "last_error": s.last_error}))
             return
         if not rows:
-            out.print("no sink registered (set SNAPFIM_EVENTS_JSONL, SNAPFIM_SYSLOG_URL or "
-                      "SNAPFIM_WEBHOOK_URL)", markup=False)
+            say("no sink registered (set SNAPFIM_EVENTS_JSONL, SNAPFIM_SYSLOG_URL or "
+                "SNAPFIM_WEBHOOK_URL)")
         for s in rows:
             line = (f"{s.name}: {s.pending} pending, {s.delivered} delivered, "
                     f"last delivery {_when(s.last_delivered_at)}")
@@ -70,18 +66,18 @@ def deliver(
                          f"next {_when(s.next_attempt_at)}")
             if s.last_error:
                 line += f"; last error: {s.last_error}"
-            out.print(line, markup=False)
+            say(line)  # the receiver's error text is escaped for the terminal
         return
     config = DeliveryConfig.from_settings(settings)
     if not config.names:
-        out.print("no sink configured (SNAPFIM_EVENTS_JSONL, SNAPFIM_SYSLOG_URL, "
-                  "SNAPFIM_WEBHOOK_URL)", markup=False)
+        say("no sink configured (SNAPFIM_EVENTS_JSONL, SNAPFIM_SYSLOG_URL, "
+            "SNAPFIM_WEBHOOK_URL)")
         return
     report = run_delivery(repo, config, respect_backoff=False)
     with repo.transaction() as conn:
         pending = {s.name: s.pending for s in outbox.sink_status(conn)}
     for sink in report.sinks:
         line = f"{sink.name}: {sink.delivered} delivered, {pending.get(sink.name, 0)} pending"
-        out.print(line + (f" ({sink.error})" if sink.error else ""), markup=False)
+        say(line + (f" ({sink.error})" if sink.error else ""))
     if report.errors:
         raise typer.Exit(1)

@@ -49,8 +49,9 @@ NONE = "-"
 
 
 def say(text: str) -> None:
-    """Print one line (or several) on stdout, each escaped for the terminal."""
-    out.print("\n".join(for_terminal(line) for line in text.split("\n")), soft_wrap=True)
+    """Print one line on stdout, escaped for the terminal: a newline inside ``text`` (a file
+    name can hold one) is shown as ``\\x0a``, never a line of its own."""
+    out.print(for_terminal(text), soft_wrap=True)
 
 
 def warn(text: str) -> None:

@@ -73,27 +73,6 @@ class Coverage:
         data["status"] = self.status
         return data
 
-    def summary_lines(self) -> list[str]:
-        """Human-readable lines for the CLI."""
-        lines = [f"disk: {self.source} ({human_size(self.disk_size)}, partition table: "
-                 f"{self.partition_table})"]
-        for v in self.volumes:
-            what = v.filesystem or "?"
-            where = f" mounted at {v.mountpoint}" if v.mountpoint else ""
-            why = f" — {v.reason}" if v.reason else ""
-            lines.append(f"  {v.volume}: {what}, {human_size(v.length)}, {v.status}{where}{why}")
-        for h in self.hives:
-            counts = f", {h.keys} keys, {h.values} values" if h.status not in (
-                "failed", "missing") else ""
-            why = f" — {h.reason}" if h.reason else ""
-            lines.append(f"  hive {h.hive} ({h.mount}): {h.status}{counts}{why}")
-        lines.extend(f"  note: {n}" for n in self.notes)
-        for path, reason in sorted(self.unreadable.items())[:20]:
-            lines.append(f"  unreadable: {path}: {reason}")
-        if len(self.unreadable) > 20:
-            lines.append(f"  ... and {len(self.unreadable) - 20} more unreadable paths")
-        return lines
-
 
 def human_size(n: int) -> str:
     """Bytes for people (``24.0 MiB``)."""

@@ -93,15 +93,15 @@ def windows_name(posix_path: str) -> str:
 
 # -- registry ------------------------------------------------------------------------------
 
-def _read_file(walker: Walker, path: str) -> bytes | None:
-    """Content of a file on the system volume; None when it does not exist.
-    Raises DiskError / SourceReadError when it exists but cannot be read."""
+def _read_file(walker: Walker, path: str, max_bytes: int = MAX_HIVE_BYTES) -> bytes | None:
+    """Content of a file on the system volume (at most ``max_bytes``); None when it does not
+    exist. Raises DiskError / SourceReadError when it exists but cannot be read."""
     found = walker.resolve(path, follow_last=True)
     if found is None or found[1].kind is not FileKind.FILE:
         return None
     node, mount = found[1], found[2]
-    if node.size > MAX_HIVE_BYTES:
-        raise HiveError(f"{node.size} bytes: larger than any Windows hive")
+    if node.size > max_bytes:
+        raise HiveError(f"{node.size} bytes: larger than {max_bytes}, the bound for this file")
     return b"".join(mount.fs.iter_content(node))
 
 
@@ -152,7 +152,9 @@ def collect_registry(walker: Walker, system: WindowsSystem, policy: list[PolicyE
                     report.reason = "hive file not found"
                     coverage.unreadable[mount] = f"hive {windows_name(path)} not found"
                 continue
-            logs = [_read_optional(walker, f"{path}.{suffix}") for suffix in ("LOG1", "LOG2")]
+            log_bytes = (limits or Limits()).log_pages * 4096 + (1 << 20)  # pages + headers
+            logs = [_read_optional(walker, f"{path}.{suffix}", log_bytes)
+                    for suffix in ("LOG1", "LOG2")]
             hive = open_hive(data, log1=logs[0], log2=logs[1], limits=limits)
             found, unreadable = collect(hive, mount, entities)
         except (DiskError, SourceReadError, HiveError) as exc:
@@ -183,10 +185,11 @@ def collect_registry(walker: Walker, system: WindowsSystem, policy: list[PolicyE
     return out, [e.name for e in entities]
 
 
-def _read_optional(walker: Walker, path: str) -> bytes | None:
-    """A transaction log: None when missing or unreadable (the hive is then read as is)."""
+def _read_optional(walker: Walker, path: str, max_bytes: int) -> bytes | None:
+    """A transaction log: None when missing, unreadable or larger than ``max_bytes`` (the
+    hive is then read as is: a dirty one keeps the state under it)."""
     try:
-        return _read_file(walker, path)
+        return _read_file(walker, path, max_bytes)
     except (DiskError, SourceReadError, HiveError):
         return None
 

@@ -67,7 +67,8 @@ def test_bad_setting_is_one_line_naming_it(tmp_path: Path, fleet: Path, command:
     ("SNAPFIM_DATABASE_URL", "not a url", "SNAPFIM_DATABASE_URL is not a database URL"),
     ("SNAPFIM_EVENTS_FORMAT", "xml", "SNAPFIM_EVENTS_FORMAT must be configchange or ocsf"),
     ("SNAPFIM_EVENTS_JSONL", "/", "SNAPFIM_EVENTS_JSONL must name a file"),
-    ("SNAPFIM_MAX_PATH_DEPTH", "0", "SNAPFIM_MAX_PATH_DEPTH must be a whole number of at least 1, not '0'"),
+    ("SNAPFIM_MAX_PATH_DEPTH", "0",
+     "SNAPFIM_MAX_PATH_DEPTH must be a whole number of at least 1, not '0'"),
 ])
 def test_every_setting_is_checked(tmp_path: Path, variable: str, value: str,
                                   message: str) -> None:

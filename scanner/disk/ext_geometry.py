@@ -114,6 +114,14 @@ class ExtGeometry:
         return bool(self.ro_compat & RO_COMPAT_DIR_NLINK)
 
 
+INLINE_DATA_FL = 0x10000000  # i_flags: the inode holds its data itself (inline_data)
+
+
+def inode_flags(raw: bytes) -> int:
+    """``i_flags`` of an on-disk inode."""
+    return int(struct.unpack_from("<I", raw, 0x20)[0])
+
+
 def inode_generation(raw: bytes) -> int:
     """``i_generation`` of an on-disk inode."""
     return int(struct.unpack_from("<I", raw, 0x64)[0])

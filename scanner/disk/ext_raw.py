@@ -18,7 +18,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from scanner.disk.ext_geometry import GOOD_OLD_INODE_SIZE, ExtInodeReader
+from scanner.disk.ext_geometry import GOOD_OLD_INODE_SIZE, INLINE_DATA_FL, ExtInodeReader
 from scanner.errors import CorruptFilesystem
 from scanner.sources.base import BlockSource
 
@@ -26,7 +26,6 @@ _EA_MAGIC = 0xEA020000
 _EA_ENTRY = struct.Struct("<BBHIII")  # name_len, name_index, value_offs, value_inum, size, hash
 _EA_BLOCK_HEADER = 32
 _I_BLOCK = slice(40, 100)  # i_block: 60 bytes (fast symlink target, inline data)
-INLINE_DATA_FL = 0x10000000
 EA_INODE_FL = 0x200000
 
 # e_name_index -> name prefix (fs/ext4/xattr.c: ext4_xattr_handler_map)

@@ -18,8 +18,10 @@ import pytsk3
 from scanner.disk.ext_dirs import DirectoryInconsistent, parse_directory
 from scanner.disk.ext_geometry import (
     INCOMPAT_INLINE_DATA,
+    INLINE_DATA_FL,
     ExtGeometry,
     ExtInodeReader,
+    inode_flags,
     inode_generation,
 )
 from scanner.disk.nodes import FileKind, FsIdentity, Node, Runs, normalize_runs, read_in_chunks
@@ -146,8 +148,16 @@ class TskFilesystem:
     def _ext_entries(self, directory: Node) -> list[tuple[bytes, int]] | None:
         """The directory's live entries parsed from its own blocks (None for inline data)."""
         geo = self._ext_geometry()
-        if geo.incompat & INCOMPAT_INLINE_DATA and directory.size < geo.block_size:
-            return None  # data in the inode: pytsk3's listing is all there is
+        if geo.incompat & INCOMPAT_INLINE_DATA and inode_flags(
+                self._ext_inodes().inode(directory.inode)) & INLINE_DATA_FL:
+            return None  # data in the inode itself: pytsk3's listing is all there is
+        # Records are at least 12 bytes and at most 264: a size no directory of the bounded
+        # number of names can have is refused before anything is read.
+        most = self.limits.names_per_directory * 264 + geo.block_size
+        if directory.size > most:
+            raise CorruptFilesystem(f"cannot list directory (inode {directory.inode}): "
+                                    f"{directory.size} bytes, more than {most} "
+                                    "(SNAPFIM_MAX_DIR_ENTRIES names)")
         try:
             handle = self._fs.open_meta(inode=directory.inode)
             blocks = read_in_chunks(handle.read_random, directory.size, geo.block_size,

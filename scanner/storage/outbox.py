@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 
 from scanner.storage.repository import utc
 from scanner.storage.tables import account, alert, change_event, delivery, machine, scan, sink
+from scanner.textsafe import storable
 
 DONE_WITH_EVENTS = ("succeeded", "partial")
 
@@ -175,7 +176,9 @@ def mark_delivered(conn: Connection, name: str, ids: Sequence[int], now: datetim
 
 def mark_failed(conn: Connection, name: str, ids: Sequence[int], error: str,
                 next_attempt_at: datetime) -> None:
-    """The sink did not accept these rows: count the attempt, retry at ``next_attempt_at``."""
+    """The sink did not accept these rows: count the attempt, retry at ``next_attempt_at``.
+    ``error`` may quote the receiver's reply: it is made storable (:mod:`scanner.textsafe`)."""
+    error = storable(error)
     conn.execute(update(delivery).where(delivery.c.id.in_(ids)).values(
         attempts=delivery.c.attempts + 1, last_error=error, next_attempt_at=next_attempt_at))
     conn.execute(update(sink).where(sink.c.name == name).values(last_error=error))

@@ -31,6 +31,7 @@ from tests.imaging import (
     e2fsck_ok,
     inode_info,
     linux_tree,
+    run,
     write_at,
     xfs_inode,
 )
@@ -250,3 +251,36 @@ def test_xfs_short_form_directory_cut_short_is_unreadable(tmp_path: Path, scan: 
 def _first_entry_end(literal: bytes) -> int:
     """Where the first short-form entry ends (4-byte parent, ftype byte, 4-byte inode)."""
     return 6 + 3 + literal[6] + 1 + 4
+
+
+def test_directory_claiming_a_huge_size_is_refused_before_it_is_read(
+        base: Base, repo: Repository) -> None:
+    """/usr/sbin's inode claims 4 GiB (directories keep a 32-bit size): no directory of
+    1,000,000 names can be that large, so it is unreadable at once (nothing read, nothing
+    removed under it)."""
+    image = base.copy()
+    debugfs(image, f"sif /usr/sbin size {0xFFFFF000}")
+    record = _rescan(repo, image, Limits())
+    assert record.status == "partial" and changes(record) == []
+    [(path, reason)] = coverage(repo)["unreadable"].items()  # type: ignore[attr-defined]
+    assert path == "/usr/sbin"
+    assert reason.endswith(f"{0xFFFFF000} bytes, more than {1_000_000 * 264 + 1024} "
+                           "(SNAPFIM_MAX_DIR_ENTRIES names)")
+
+
+def test_inline_data_filesystem_directory_cut_to_nothing_is_unreadable(
+        tmp_path: Path, scan: Scan, repo: Repository) -> None:
+    """On an ext4 with the inline_data feature, a block directory whose size is set to 0 is
+    not taken for an inline (empty) directory: only the inode's own inline flag says so.
+    (A guard: pytsk3's own listing also fails on it today; the rule no longer relies on that.)"""
+    root = linux_tree(tmp_path / "src")
+    image = tmp_path / "inline.img"
+    with image.open("wb") as fh:
+        fh.truncate(32 << 20)
+    run("mkfs.ext4", "-q", "-F", "-O", "inline_data", "-d", root, "-E", "root_owner=0:0",
+        "-I", "256", image, "32768k")
+    assert scan(image).baseline
+    debugfs(image, "sif /usr/bin size 0")
+    record = scan(image)
+    assert record.status == "partial" and changes(record) == []
+    assert list(coverage(repo)["unreadable"]) == ["/usr/bin"]  # type: ignore[call-overload]

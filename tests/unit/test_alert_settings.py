@@ -71,16 +71,28 @@ def test_plain_http_is_allowed_to_loopback_only(url: str) -> None:
     ({"SNAPFIM_WEBHOOK_BEARER_ENV": "NOPE"}, "SNAPFIM_WEBHOOK_BEARER_ENV=NOPE: the variable "
      "NOPE is not set or empty"),
     ({"SNAPFIM_WEBHOOK_HMAC_ENV": "K", "K": ""}, "SNAPFIM_WEBHOOK_HMAC_ENV=K: the variable K"),
-    ({"SNAPFIM_DELIVERY_BATCH": "0"}, "SNAPFIM_DELIVERY_BATCH must be a whole number between 1 and 10000, not '0'"),
-    ({"SNAPFIM_DELIVERY_BATCH": "2.5"}, "SNAPFIM_DELIVERY_BATCH must be a whole number between 1 and 10000, not '2.5'"),
-    ({"SNAPFIM_DELIVERY_TIMEOUT": "abc"}, "SNAPFIM_DELIVERY_TIMEOUT must be a number between 0.1 and 600, not 'abc'"),
-    ({"SNAPFIM_DELIVERY_TIMEOUT": "nan"}, "SNAPFIM_DELIVERY_TIMEOUT must be a number between 0.1 and 600, not 'nan'"),
+    ({"SNAPFIM_DELIVERY_BATCH": "0"},
+     "SNAPFIM_DELIVERY_BATCH must be a whole"
+     " number between 1 and 10000, not '0'"),
+    ({"SNAPFIM_DELIVERY_BATCH": "2.5"},
+     "SNAPFIM_DELIVERY_BATCH must be a whole"
+     " number between 1 and 10000, not '2.5'"),
+    ({"SNAPFIM_DELIVERY_TIMEOUT": "abc"},
+     "SNAPFIM_DELIVERY_TIMEOUT must be a number"
+     " between 0.1 and 600, not 'abc'"),
+    ({"SNAPFIM_DELIVERY_TIMEOUT": "nan"},
+     "SNAPFIM_DELIVERY_TIMEOUT must be a number"
+     " between 0.1 and 600, not 'nan'"),
     ({"SNAPFIM_DELIVERY_RETRY_SECONDS": "-1"}, "SNAPFIM_DELIVERY_RETRY_SECONDS must be a "
      "number of at least 0, not '-1'"),
     ({"SNAPFIM_DELIVERY_RETRY_SECONDS": "100", "SNAPFIM_DELIVERY_RETRY_MAX_SECONDS": "10"},
      "SNAPFIM_DELIVERY_RETRY_MAX_SECONDS must be at least SNAPFIM_DELIVERY_RETRY_SECONDS"),
-    ({"SNAPFIM_DELIVERY_SECONDS": "0"}, "SNAPFIM_DELIVERY_SECONDS must be a number of at least 1, not '0'"),
-    ({"SNAPFIM_STALE_HOURS": "0"}, "SNAPFIM_STALE_HOURS must be a number of at least 0.01, not '0'"),
+    ({"SNAPFIM_DELIVERY_SECONDS": "0"},
+     "SNAPFIM_DELIVERY_SECONDS must be"
+     " a number of at least 1, not '0'"),
+    ({"SNAPFIM_STALE_HOURS": "0"},
+     "SNAPFIM_STALE_HOURS must be a number"
+     " of at least 0.01, not '0'"),
 ])
 def test_bad_settings_are_one_line_naming_the_variable(env: dict[str, str],
                                                        message: str) -> None:

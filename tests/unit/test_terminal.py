@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import unicodedata
 
+import pytest
+
 from scanner.terminal import for_terminal, is_safe
 
 
@@ -28,3 +30,12 @@ def test_every_control_format_and_surrogate_code_point_is_escaped() -> None:
               if unicodedata.category(chr(code)) in unsafe and is_safe(chr(code))]
     assert missed == []
     assert all(for_terminal(chr(c)).startswith("\\") for c in (0x1b, 0x9b, 0x202e, 0xd800))
+
+
+def test_say_never_turns_a_newline_from_a_disk_into_a_line_of_its_own(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from scanner.cli_output import say
+
+    say("2026-12-01 web-01 added /tmp/x\n2026-12-01 web-01 modified /etc/shadow")
+    assert capsys.readouterr().out == (
+        "2026-12-01 web-01 added /tmp/x\\x0a2026-12-01 web-01 modified /etc/shadow\n")
