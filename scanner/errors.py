@@ -8,9 +8,11 @@ of any :class:`SnapfimError` as one line; anything else is a bug.
 
     SnapfimError
     ├── ConfigError                 bad settings or arguments
+    │   └── AccountAccessError      a cloud account refuses us (AccessDenied, KMS, missing role)
     ├── SourceError                 block sources (image files, cloud snapshots)
     │   ├── SourceNotFound
     │   └── SourceReadError         a read failed or returned short (truncated image)
+    │       └── TransientSourceError  (+ TransientError) throttled, or a block failed its check
     ├── DiskError                   volume system / filesystem layer
     │   ├── NoFilesystemError       nothing scannable on the disk
     │   ├── UnsupportedFilesystem
@@ -38,6 +40,12 @@ class ConfigError(SnapfimError):
     """Settings or command-line arguments that cannot work."""
 
 
+class AccountAccessError(ConfigError):
+    """A cloud account refuses what snapfim needs (AccessDenied, a KMS key it may not use, a
+    role that cannot be assumed): the account is unhealthy until its owner fixes the grant;
+    its other machines' work is not retried meanwhile, other accounts go on."""
+
+
 class SourceError(SnapfimError):
     """A block source cannot be opened or read."""
 
@@ -48,6 +56,11 @@ class SourceNotFound(SourceError):
 
 class SourceReadError(SourceError):
     """A read failed, or returned fewer bytes than the source claims to hold."""
+
+
+class TransientSourceError(SourceReadError, TransientError):
+    """A read a retry may fix: the service throttled it, or a block's bytes did not match
+    their checksum or length in transit."""
 
 
 class DiskError(SnapfimError):

@@ -12,7 +12,8 @@ from scanner.sources.local import LocalFileSource
 def open_locator(locator: dict[str, Any]) -> BlockSource:
     """Open the source a locator describes; raise :class:`SourceError` for unknown kinds.
 
-    Kinds: ``local`` (an image file), ``slice`` (a byte range of another source) and ``lvm``
+    Kinds: ``local`` (an image file), ``ebs`` (an EBS snapshot read through the EBS direct
+    APIs, :mod:`scanner.cloud.aws.ebs`), ``slice`` (a byte range of another source) and ``lvm``
     (a logical volume over the physical volumes the locator lists; a PV that no longer holds
     the volume group raises :class:`~scanner.errors.CorruptFilesystem`).
     """
@@ -33,6 +34,10 @@ def open_locator(locator: dict[str, Any]) -> BlockSource:
             for source in pvs:
                 source.close()
             raise
+    if kind == "ebs":
+        from scanner.cloud.aws.ebs import open_ebs
+
+        return open_ebs(locator)  # type: ignore[no-any-return]
     raise SourceError(f"cannot reopen a block source of kind {kind!r}")
 
 
@@ -40,7 +45,7 @@ def reopenable(locator: dict[str, Any]) -> bool:
     """Whether :func:`open_locator` can open this locator in another process (memory sources,
     for one, cannot)."""
     kind = locator.get("kind")
-    if kind == "local":
+    if kind in ("local", "ebs"):
         return True
     if kind == "slice":
         return reopenable(locator["parent"])

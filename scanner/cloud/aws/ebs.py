@@ -1,0 +1,246 @@
+"""EBS snapshots read through the EBS direct APIs: the block fetcher behind the caching layer.
+
+:class:`EbsFetcher` implements the ``BlockFetcher`` protocol of :mod:`scanner.sources.cache`
+(``block_size``, ``size``, ``locator``, ``fetch(index)``): it lists the snapshot's written
+blocks (ListSnapshotBlocks, paginated until ``NextToken`` is None; a page may be empty),
+keeps each block's token and lists again before the tokens expire, serves unlisted blocks as
+zeros without a call, and checks every GetSnapshotBlock reply: the data length and the
+SHA-256 checksum (base64) must match, or the block is a :class:`TransientSourceError` (the
+caching layer retries it). Throttling is transient too; each request waits for the
+account's and region's rate limiter first. Changed blocks between two snapshots of one
+volume come from :func:`changed_blocks` (ListChangedBlocks, paginated).
+
+Locator: ``{"kind": "ebs", "snapshot": "snap-...", "region": "eu-west-1", "account": "1234..."}``
+(plus ``role_arn``/``external_id`` when the account is read through a role).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+import time
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from scanner.cloud.aws.faults import error_code, translate
+from scanner.cloud.aws.ratelimit import limiter
+from scanner.cloud.aws.session import AwsAccount, client
+from scanner.errors import SourceError, SourceReadError, TransientSourceError
+
+BLOCK_SIZE = 512 * 1024
+GIB = 1 << 30
+PAGE_SIZE = 10000
+TOKEN_MARGIN = 300.0  # list again this many seconds before the block tokens expire
+POOL = 64             # HTTP connections per fetcher (parallel read-ahead)
+
+_ZEROS = bytes(BLOCK_SIZE)
+
+
+def _expiry(value: Any, default: float) -> float:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, int | float):
+        return float(value)
+    return default
+
+
+class BlockListing:
+    """One paginated listing: indices (with their tokens or pairs), volume size, expiry."""
+
+    def __init__(self) -> None:
+        self.tokens: dict[int, str] = {}
+        self.volume_bytes = 0
+        self.block_size = BLOCK_SIZE
+        self.expiry = float("inf")
+
+
+def _paginate(call: Any, what: str, bucket: Any, **params: Any) -> Any:
+    """Every page of a List* call, until NextToken is None (pages may be empty); a bound on
+    the number of pages keeps a misbehaving endpoint from looping us forever."""
+    token: str | None = None
+    pages = 0
+    while True:
+        bucket.acquire()
+        args = dict(params, MaxResults=PAGE_SIZE)
+        if token is not None:
+            args["NextToken"] = token
+        try:
+            page = call(**args)
+        except Exception as exc:
+            raise translate(exc, what) from exc
+        yield page
+        token = page.get("NextToken")
+        pages += 1
+        if not token:
+            return
+        if pages > 1_000_000:
+            raise SourceError(f"{what}: the listing does not end (over a million pages)")
+
+
+def list_blocks(ebs: Any, snapshot_id: str, bucket: Any) -> BlockListing:
+    """The written blocks of a snapshot with their tokens (ListSnapshotBlocks)."""
+    out = BlockListing()
+    for page in _paginate(ebs.list_snapshot_blocks, f"listing the blocks of {snapshot_id}",
+                          bucket, SnapshotId=snapshot_id):
+        out.volume_bytes = int(page.get("VolumeSize") or 0) * GIB
+        out.block_size = int(page.get("BlockSize") or BLOCK_SIZE)
+        out.expiry = min(out.expiry, _expiry(page.get("ExpiryTime"), float("inf")))
+        for block in page.get("Blocks", []):
+            out.tokens[int(block["BlockIndex"])] = str(block["BlockToken"])
+    if out.block_size != BLOCK_SIZE:
+        raise SourceError(f"{snapshot_id}: block size {out.block_size}, expected {BLOCK_SIZE}")
+    return out
+
+
+def changed_blocks(account: AwsAccount, region: str, first: str, second: str) -> list[int]:
+    """Indices of the blocks that differ between two snapshots of one volume
+    (ListChangedBlocks); :class:`LineageError` when they are not of one lineage."""
+    ebs = client(account, "ebs", region, retries=1)
+    bucket = limiter(account.account_id, region, "list")
+    out: set[int] = set()
+    size = 0
+    try:
+        for page in _paginate(ebs.list_changed_blocks, f"comparing {first} with {second}",
+                              bucket, FirstSnapshotId=first, SecondSnapshotId=second):
+            size = int(page.get("BlockSize") or BLOCK_SIZE)
+            out.update(int(b["BlockIndex"]) for b in page.get("ChangedBlocks", []))
+    except SourceError as exc:
+        if "lineage" in str(exc).lower() or "ValidationException" in str(exc):
+            raise LineageError(str(exc)) from exc
+        raise
+    if out and size != BLOCK_SIZE:
+        raise SourceError(f"{second}: block size {size}, expected {BLOCK_SIZE}")
+    return sorted(out)
+
+
+class LineageError(SourceError):
+    """Two snapshots that are not of one volume's lineage cannot be compared block by block
+    (the scan falls back to reading everything)."""
+
+
+class EbsFetcher:
+    """Blocks of one completed EBS snapshot, fetched one 512 KiB block at a time."""
+
+    def __init__(self, snapshot_id: str, region: str, account: AwsAccount | None = None,
+                 token_margin: float = TOKEN_MARGIN) -> None:
+        self.snapshot_id = snapshot_id
+        self.region = region
+        self.account = account or AwsAccount()
+        self._ebs = client(self.account, "ebs", region, retries=1, pool=POOL)
+        self._get_bucket = limiter(self.account.account_id, region, "get")
+        self._list_bucket = limiter(self.account.account_id, region, "list")
+        self._margin = token_margin
+        self._lock = threading.Lock()
+        self.fetches = 0
+        self.listings = 0
+        self._listing = self._list()
+
+    def _list(self) -> BlockListing:
+        listing = list_blocks(self._ebs, self.snapshot_id, self._list_bucket)
+        if listing.volume_bytes <= 0:
+            raise SourceError(f"{self.snapshot_id}: the snapshot reports no volume size")
+        self.listings += 1
+        return listing
+
+    @property
+    def block_size(self) -> int:
+        """512 KiB."""
+        return BLOCK_SIZE
+
+    @property
+    def size(self) -> int:
+        """The volume's size in bytes."""
+        return self._listing.volume_bytes
+
+    @property
+    def locator(self) -> dict[str, Any]:
+        """``{"kind": "ebs", "snapshot": ..., "region": ..., "account": ...}``."""
+        return {"kind": "ebs", "snapshot": self.snapshot_id, "region": self.region,
+                **self.account.locator_fields()}
+
+    @property
+    def written_blocks(self) -> int:
+        """How many blocks the snapshot holds data for."""
+        return len(self._listing.tokens)
+
+    def _token(self, index: int) -> str | None:
+        listing = self._listing
+        if time.time() >= listing.expiry - self._margin:
+            with self._lock:
+                if self._listing is listing:  # one refresh for all the waiting threads
+                    self._listing = self._list()
+                listing = self._listing
+        return listing.tokens.get(index)
+
+    def fetch(self, index: int) -> bytes:
+        """Block ``index``: verified bytes, or zeros for a block the snapshot never wrote."""
+        if index < 0 or index * BLOCK_SIZE >= self.size:
+            raise SourceReadError(f"{self.snapshot_id}: block {index} is past the volume's end")
+        token = self._token(index)
+        if token is None:
+            return _ZEROS
+        what = f"reading block {index} of {self.snapshot_id}"
+        self._get_bucket.acquire()
+        self.fetches += 1
+        try:
+            reply = self._ebs.get_snapshot_block(SnapshotId=self.snapshot_id, BlockIndex=index,
+                                                 BlockToken=token)
+            data = reply["BlockData"].read()
+        except ClientError as exc:
+            if error_code(exc) == "ValidationException" and "expire" in str(exc).lower():
+                with self._lock:
+                    self._listing = self._list()
+                raise TransientSourceError(f"{what}: block token expired; listed again") from exc
+            raise translate(exc, what) from exc
+        except Exception as exc:
+            raise translate(exc, what) from exc
+        verify_block(index, data, reply, what)
+        return data
+
+    def close(self) -> None:
+        """Nothing held but a client (its pool closes with it)."""
+        close = getattr(self._ebs, "close", None)
+        if close is not None:
+            close()
+
+
+def verify_block(index: int, data: bytes, reply: dict[str, Any], what: str) -> None:
+    """Raise :class:`TransientSourceError` unless the block is 512 KiB, its length is the one
+    announced and its SHA-256 the announced checksum."""
+    announced = reply.get("DataLength")
+    if len(data) != BLOCK_SIZE or (announced is not None and int(announced) != len(data)):
+        raise TransientSourceError(f"{what}: {len(data)} bytes received, {announced} announced, "
+                                   f"{BLOCK_SIZE} expected")
+    algorithm = str(reply.get("ChecksumAlgorithm") or "SHA256").upper()
+    if algorithm != "SHA256":
+        raise SourceReadError(f"{what}: unknown checksum algorithm {algorithm}")
+    checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    if checksum != reply.get("Checksum"):
+        raise TransientSourceError(f"{what}: checksum mismatch (received {checksum}, "
+                                   f"announced {reply.get('Checksum')})")
+
+
+def ranges_of(indices: list[int], block_size: int = BLOCK_SIZE) -> list[tuple[int, int]]:
+    """Byte ranges ``(offset, length)`` of sorted block indices, adjacent blocks merged."""
+    out: list[tuple[int, int]] = []
+    for index in indices:
+        start = index * block_size
+        if out and out[-1][0] + out[-1][1] == start:
+            out[-1] = (out[-1][0], out[-1][1] + block_size)
+        else:
+            out.append((start, block_size))
+    return out
+
+
+def open_ebs(locator: dict[str, Any]) -> Any:
+    """The block source of an ``ebs`` locator: the fetcher behind the caching layer."""
+    from scanner.cloud.aws.blocksource import cached
+
+    snapshot = locator.get("snapshot")
+    region = locator.get("region")
+    if not isinstance(snapshot, str) or not isinstance(region, str):
+        raise SourceError(f"an ebs locator needs a snapshot and a region, not {locator!r}")
+    return cached(EbsFetcher(snapshot, region, AwsAccount.from_config(locator)))

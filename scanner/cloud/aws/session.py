@@ -1,0 +1,121 @@
+"""Who snapfim is in an AWS account: the credentials chain, or a role assumed with an external id.
+
+boto3's standard configuration is honoured everywhere (credentials chain, ``AWS_ENDPOINT_URL``
+and the per-service ``AWS_ENDPOINT_URL_EC2``/``_EBS``/``_STS``), so snapfim works against
+any compatible endpoint with no code of its own for it. A role's credentials refresh
+themselves before they expire (botocore's :class:`RefreshableCredentials`). Sessions are
+kept per process (one per role and external id); a forked process makes its own.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import botocore.session
+from botocore.config import Config
+from botocore.credentials import RefreshableCredentials
+
+from scanner.cloud.aws.faults import translate
+from scanner.errors import ConfigError
+
+SESSION_NAME = "snapfim"
+ROLE_SECONDS = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class AwsAccount:
+    """An onboarded AWS account: its id, the role to assume (None: the process's own
+    credentials), the external id the role's trust policy requires, the regions to discover
+    (empty: every enabled region)."""
+
+    account_id: str | None = None
+    role_arn: str | None = None
+    external_id: str | None = None
+    regions: tuple[str, ...] = ()
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> AwsAccount:
+        """From an account row's config (``snapfim account add aws``) or a locator."""
+        regions = config.get("regions") or ()
+        if isinstance(regions, str):
+            regions = tuple(r.strip() for r in regions.split(",") if r.strip())
+        if not all(isinstance(r, str) for r in regions):
+            raise ConfigError(f"aws regions must be names, not {regions!r}")
+        return cls(config.get("account_id") or config.get("account"), config.get("role_arn"),
+                   config.get("external_id"), tuple(regions))
+
+    def locator_fields(self) -> dict[str, Any]:
+        """What a locator carries so another process can read as this account (references
+        only: the role and external id, never credentials)."""
+        out: dict[str, Any] = {"account": self.account_id}
+        if self.role_arn:
+            out["role_arn"] = self.role_arn
+            if self.external_id:
+                out["external_id"] = self.external_id
+        return out
+
+
+_sessions: dict[tuple[int, str | None, str | None], boto3.Session] = {}
+_lock = threading.Lock()
+
+
+def forget_sessions() -> None:
+    """Drop the process's cached sessions (tests that change the environment)."""
+    with _lock:
+        _sessions.clear()
+
+
+def session_for(account: AwsAccount) -> boto3.Session:
+    """A boto3 session acting as the account (cached per process, role and external id)."""
+    key = (os.getpid(), account.role_arn, account.external_id)
+    with _lock:
+        found = _sessions.get(key)
+        if found is None:
+            found = _assumed(account) if account.role_arn else boto3.Session()
+            _sessions[key] = found
+        return found
+
+
+def _assumed(account: AwsAccount) -> boto3.Session:
+    base = boto3.Session()
+    region = base.region_name or "us-east-1"
+
+    def refresh() -> dict[str, str]:
+        sts = base.client("sts", region_name=region, config=client_config())
+        params: dict[str, Any] = {"RoleArn": account.role_arn, "RoleSessionName": SESSION_NAME,
+                                  "DurationSeconds": ROLE_SECONDS}
+        if account.external_id:
+            params["ExternalId"] = account.external_id
+        try:
+            creds = sts.assume_role(**params)["Credentials"]
+        except Exception as exc:
+            raise translate(exc, f"assuming role {account.role_arn}") from exc
+        return {"access_key": creds["AccessKeyId"], "secret_key": creds["SecretAccessKey"],
+                "token": creds["SessionToken"], "expiry_time": creds["Expiration"].isoformat()}
+
+    credentials = RefreshableCredentials.create_from_metadata(
+        metadata=refresh(), refresh_using=refresh, method="sts-assume-role")
+    core = botocore.session.get_session()
+    core._credentials = credentials  # the documented way to hand a session refreshable creds
+    return boto3.Session(botocore_session=core, region_name=region)
+
+
+def client_config(retries: int = 5, pool: int = 10) -> Config:
+    """Client settings: botocore's standard retries (``retries`` attempts; 1 = none, the caller
+    retries), ``pool`` connections, bounded timeouts."""
+    return Config(retries={"mode": "standard", "max_attempts": retries},
+                  max_pool_connections=pool, connect_timeout=10, read_timeout=60)
+
+
+def client(account: AwsAccount, service: str, region: str, retries: int = 5,
+           pool: int = 10) -> Any:
+    """A client of ``service`` in ``region`` as the account."""
+    try:
+        return session_for(account).client(service, region_name=region,
+                                           config=client_config(retries, pool))
+    except Exception as exc:
+        raise translate(exc, f"opening {service} in {region}") from exc
