@@ -23,16 +23,17 @@ from scanner.cloud.provider import DiskInfo, MachineInfo, Provider, SnapshotInfo
 from scanner.diff import FileDiff
 from scanner.emitters.delivery import DeliveryConfig, DeliveryReport, deliver
 from scanner.emitters.settings import AlertSettings
-from scanner.errors import NotFound, SnapfimError, TransientError
+from scanner.errors import AccountAccessError, NotFound, SnapfimError, TransientError
+from scanner.incremental import Reuse, locator_key
 from scanner.lifecycle import SCAN_DONE
 from scanner.limits import Limits
 from scanner.pipeline import ScanOptions, scan_source
-from scanner.runner import write_outcome
+from scanner.runner import prepare_reuse, write_outcome
 from scanner.schedule import due_machines
 from scanner.storage import fleet, outbox
 from scanner.storage.policies import load_policy
 from scanner.storage.repository import Repository, utc
-from scanner.storage.tables import account, machine, scan
+from scanner.storage.tables import account, machine, scan, snapshot
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,13 @@ def _reason(exc: BaseException) -> str:
     return line if len(line) <= 500 else line[:499] + "…"
 
 
+def _unhealthy(repo: Repository, account_id: int, exc: AccountAccessError) -> None:
+    """The account refused access: `snapfim account list` shows why until discovery works."""
+    with repo.transaction() as conn:
+        fleet.set_account_error(conn, account_id, _reason(exc))
+    log.warning("account %s is unhealthy: %s", account_id, exc)
+
+
 # -- discovery and planning -------------------------------------------------------------------
 def discover(repo: Repository, account_id: int) -> int:
     """Discover an account's machines and disks; returns how many are present."""
@@ -97,7 +105,7 @@ def discover(repo: Repository, account_id: int) -> int:
         raise
     except SnapfimError as exc:
         with repo.transaction() as conn:
-            fleet.record_discovery(conn, account_id, now, str(exc))
+            fleet.record_discovery(conn, account_id, now, _reason(exc))
         log.warning("discovery of account %s failed: %s", acct.name, exc)
         return 0
     with repo.transaction() as conn:
@@ -165,6 +173,8 @@ def take_snapshots(repo: Repository, scan_id: int) -> bool:
         except Exception as exc:  # this machine's snapshot fails; the cycle goes on
             if not isinstance(exc, SnapfimError):
                 log.exception("snapshot of scan %s failed", scan_id)
+            if isinstance(exc, AccountAccessError):
+                _unhealthy(repo, acct.id, exc)
             snap = SnapshotInfo("", "failed", {}, _reason(exc))
         with repo.transaction() as conn:
             fleet.add_snapshot(conn, scan_id, d.id, snap, _now())
@@ -241,7 +251,8 @@ def scan_cycle(repo: Repository, scan_id: int, settings: FleetSettings, *,
     try:
         source = provider.open_source(locator)
         try:
-            options = ScanOptions(settings.hash_workers, limits=settings.limits)
+            reuse = _reuse(repo, provider, snaps[0], mach.id, source.locator)
+            options = ScanOptions(settings.hash_workers, limits=settings.limits, reuse=reuse)
             outcome = scan_source(source, policy, options, name=mach.name)
         finally:
             source.close()
@@ -253,6 +264,8 @@ def scan_cycle(repo: Repository, scan_id: int, settings: FleetSettings, *,
     except Exception as exc:  # a disk we cannot read fails this machine's scan, no other
         if not isinstance(exc, SnapfimError):
             log.exception("scan %s of %s failed", scan_id, mach.name)
+        if isinstance(exc, AccountAccessError):
+            _unhealthy(repo, acct.id, exc)
         fail(repo, scan_id, _reason(exc))
         return None
     try:
@@ -276,6 +289,32 @@ def scan_cycle(repo: Repository, scan_id: int, settings: FleetSettings, *,
         fail(repo, scan_id, "could not store the scan: " + _reason(exc))
         return None
     return diff
+
+
+def _reuse(repo: Repository, provider: Provider, snap: Any, machine_id: int,
+           disk_locator: dict[str, Any]) -> Reuse | None:
+    """An incremental scan's reuse (:mod:`scanner.incremental`) when the provider can diff
+    the disk's snapshot against its parent (the snapshot the machine's last scan read, still
+    there); None: the scan reads everything. A diff that fails is a full scan, not an error."""
+    diff_ranges = getattr(provider, "changed_ranges", None)
+    if diff_ranges is None or snap.parent_id is None:
+        return None
+    with repo.transaction() as conn:
+        parent = conn.execute(snapshot.select().where(snapshot.c.id == snap.parent_id)).first()
+    if parent is None or parent.state != "scanned" or not parent.locator:
+        return None
+    try:
+        ranges = diff_ranges(dict(parent.locator), dict(snap.locator or {}))
+    except TransientError:
+        raise
+    except SnapfimError as exc:
+        log.warning("changed blocks of %s unavailable (%s): full scan", snap.cloud_id, exc)
+        return None
+    if ranges is None:
+        log.info("%s is not of its parent's lineage: full scan", snap.cloud_id)
+        return None
+    return prepare_reuse(repo, machine_id, dict(parent.locator),
+                         {locator_key(disk_locator): ranges})
 
 
 def fail(repo: Repository, scan_id: int, reason: str) -> None:

@@ -44,6 +44,7 @@ from scanner.errors import (
     SourceReadError,
     UnsupportedFilesystem,
 )
+from scanner.incremental import FileMeta, Reuse
 from scanner.limits import Limits
 from scanner.membound import memory_bound
 from scanner.paths import decode_component
@@ -77,6 +78,7 @@ class ScanOptions:
     hash_workers: int = field(default_factory=lambda: min(os.cpu_count() or 1, 4))  # incl. this one
     progress: ScanProgress | None = None
     limits: Limits = field(default_factory=Limits)
+    reuse: Reuse | None = None  # incremental: digests kept from the previous scan
 
 
 @dataclass(slots=True)
@@ -423,11 +425,24 @@ def _collect(trees: list[_LinuxTree],
              policy: list[PolicyEntity], coverage: Coverage, options: ScanOptions,
              progress: ScanProgress) -> tuple[dict[str, FileEntity], dict[str, RegistryEntity]]:
     """Walk the Linux and/or Windows entities, read the registry, build and hash entities."""
-    hasher = Hasher({o.label: o.ref for o in opened}, options.hash_workers, options.limits)
+    refs = {o.label: o.ref for o in opened}
+    hasher = Hasher(refs, options.hash_workers, options.limits)
+    kept: dict[tuple[str, int], FileEntity] = {}  # incremental: digests not read again
 
-    def on_found(path: str, found: Found) -> None:
-        if found.node.kind is FileKind.FILE:  # hashing starts while the walk goes on
+    def finder(name_of: Callable[[str], str]) -> Callable[[str, Found], None]:
+        def on_found(path: str, found: Found) -> None:
+            if found.node.kind is not FileKind.FILE:
+                return
+            key = (found.mount.volume, found.node.inode)
+            if key in kept:  # another name of an inode whose digest is kept
+                return
+            if options.reuse is not None:
+                before = _kept_digest(options.reuse, name_of(path), found, refs)
+                if before is not None:
+                    kept[key] = before
+                    return
             hasher.feed(HashJob(found.mount.volume, found.node.inode, found.node.size))
+        return on_found  # hashing starts while the walk goes on
 
     walks: list[tuple[WalkResult, Callable[[str], str], Builder]] = []
     coverage.policies = []
@@ -436,7 +451,7 @@ def _collect(trees: list[_LinuxTree],
         coverage.policies += [e.name for e in linux]
         progress.phase("walking", len(linux) * len(trees))
         for tree in trees:
-            walker = Walker(tree.mounts, on_found, tree.blocked, options.limits)
+            walker = Walker(tree.mounts, finder(tree.name_of), tree.blocked, options.limits)
             for entity in linux:
                 walker.walk_entity(entity)
                 progress.advance(1)
@@ -444,7 +459,8 @@ def _collect(trees: list[_LinuxTree],
     registry: dict[str, RegistryEntity] = {}
     if windows is not None:
         item, system = windows
-        win_walker = Walker([Mount("/", item.fs, item.label)], on_found, limits=options.limits)
+        win_walker = Walker([Mount("/", item.fs, item.label)], finder(windows_name),
+                            limits=options.limits)
         progress.phase("walking Windows", None)
         coverage.policies += walk_files(win_walker, system, policy, coverage)
         walks.append((win_walker.result, windows_name, windows_entities))
@@ -477,11 +493,40 @@ def _collect(trees: list[_LinuxTree],
     hashes = hasher.results({o.label: o.fs for o in opened}, progress.advance)
     coverage.files_hashed, coverage.bytes_hashed = hasher.files, hasher.bytes
     for file, volume, inode in pending:
+        if (volume, inode) not in hashes:  # kept from the previous scan (incremental)
+            before = kept[(volume, inode)]
+            file.sha256 = before.sha256
+            if before.attributes == SPARSE:
+                file.attributes = SPARSE
+            continue
         digest, error, sparse = hashes[(volume, inode)]
         if error is not None:  # metadata known, content not: the diff keeps the old hash
             coverage.unreadable[file.path] = error
         file.sha256 = digest
         if sparse:  # the sparse-aware digest (scanner.collectors.hashing.hash_node)
             file.attributes = SPARSE
+    if options.reuse is not None:
+        coverage.notes.append(f"incremental: {len(kept)} files kept their digest (no changed "
+                              "block under them)")
     coverage.policies.sort()
     return dict(sorted(entities.items())), registry
+
+
+def _kept_digest(reuse: Reuse, name: str, found: Found, refs: dict[str, VolumeRef]
+                 ) -> FileEntity | None:
+    """The previous entity whose digest a file keeps in an incremental scan (None: read it).
+    Only volumes that are a byte range of a disk (not logical volumes) and filesystems
+    that can say where a file's blocks lie (``disk_runs``) qualify."""
+    ref = refs[found.mount.volume]
+    disk_runs = getattr(found.mount.fs, "disk_runs", None)
+    if ref.volume_locator is not None or disk_runs is None:
+        return None
+    node = found.node
+    meta = FileMeta(node.inode, node.size, node.mtime, node.ctime, node.crtime)
+    try:
+        runs = disk_runs(node)
+    except (DiskError, SourceReadError):
+        return None
+    if runs is not None:
+        runs = [(ref.offset + offset, length) for offset, length in runs]
+    return reuse.digest_of(name, meta, ref.disk_locator, runs)

@@ -8,14 +8,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from scanner.diff import FileDiff
+from scanner.incremental import ChangedRanges, Reuse, locator_key
 from scanner.pipeline import ScanOptions, ScanOutcome, scan_source
 from scanner.sources.base import BlockSource
 from scanner.storage import outbox
 from scanner.storage.policies import ensure_recommended, load_policy
 from scanner.storage.repository import PreviousScan, Repository, ScanRecord
+from scanner.storage.tables import scan
 
 if TYPE_CHECKING:
     from scanner.emitters.delivery import DeliveryConfig
@@ -44,6 +46,34 @@ def run_scan(repo: Repository, source: BlockSource, machine_name: str,
 
         deliver_quietly(repo, delivery, timeout=3 * delivery.alerts.timeout)
     return record
+
+
+def same_snapshot(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two locators name the same snapshot (a cloud snapshot by kind and id; anything
+    else by the whole locator)."""
+    if a.get("snapshot") is not None or b.get("snapshot") is not None:
+        return bool(a.get("kind") == b.get("kind") and a.get("snapshot") == b.get("snapshot"))
+    return locator_key(a) == locator_key(b)
+
+
+def prepare_reuse(repo: Repository, machine_id: int | None, parent: dict[str, Any],
+                  changed: dict[str, list[tuple[int, int]]]) -> Reuse | None:
+    """What an incremental scan may keep: the machine's file state, when its last completed
+    scan read ``parent`` and succeeded in full (its state is then exactly that snapshot's);
+    None otherwise (the scan reads everything). ``changed``: changed byte ranges by disk
+    (:func:`scanner.incremental.locator_key` of the disk source's locator)."""
+    if machine_id is None:
+        return None
+    with repo.transaction() as conn:
+        row = conn.execute(
+            select(scan.c.status, scan.c.source)
+            .where(scan.c.machine_id == machine_id, scan.c.status.in_(("succeeded", "partial")))
+            .order_by(scan.c.id.desc()).limit(1)).first()
+        if row is None or row.status != "succeeded" or not same_snapshot(dict(row.source or {}),
+                                                                          parent):
+            return None
+        state = repo.load_file_state(conn, machine_id)
+    return Reuse(state, {key: ChangedRanges(ranges) for key, ranges in changed.items()})
 
 
 def commit_outcome(repo: Repository, outcome: ScanOutcome, machine_name: str,

@@ -80,5 +80,9 @@ def provider_for(cloud: str, config: dict[str, Any]) -> Provider:
         from scanner.cloud.local import LocalProvider
 
         return LocalProvider(config["images"])
+    if cloud == "aws":
+        from scanner.cloud.aws.provider import AwsProvider
+
+        return AwsProvider(config)
     raise ConfigError(f"the {cloud} provider is not available in this version yet "
                       "(account stored; discovery will start once it is)")

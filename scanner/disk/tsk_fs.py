@@ -246,6 +246,26 @@ class TskFilesystem:
                                   f"{_tsk_message(exc)}") from exc
         return None
 
+    def disk_runs(self, node: Node) -> Runs | None:
+        """Where the file's data lies in the volume: ``(byte offset, length)`` of each
+        allocated run (whole blocks; holes left out); None where :meth:`data_runs` is None
+        (content in the inode, compressed or encrypted, no run list)."""
+        try:
+            handle = self._fs.open_meta(inode=node.inode)
+            for attr in handle:
+                info = attr.info
+                if int(info.type) not in _DATA_TYPES or info.name:
+                    continue
+                if not int(info.flags) & _ATTR_NONRES or int(info.flags) & _ATTR_PACKED:
+                    return None
+                block = self.block_size
+                return [(int(run.addr) * block, int(run.len) * block)
+                        for run in attr if not int(run.flags) & _RUN_HOLE and int(run.len)]
+        except OSError as exc:
+            raise SourceReadError(f"cannot read the block map of inode {node.inode}: "
+                                  f"{_tsk_message(exc)}") from exc
+        return None
+
     def _content_chunks(self, inode: int, size: int, chunk_size: int,
                         start: int = 0) -> Iterator[bytes]:
         try:

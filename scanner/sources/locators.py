@@ -37,7 +37,7 @@ def open_locator(locator: dict[str, Any]) -> BlockSource:
     if kind == "ebs":
         from scanner.cloud.aws.ebs import open_ebs
 
-        return open_ebs(locator)  # type: ignore[no-any-return]
+        return open_ebs(locator)
     raise SourceError(f"cannot reopen a block source of kind {kind!r}")
 
 

@@ -86,6 +86,12 @@ def record_discovery(conn: Connection, account_id: int, now: datetime,
                          discovery_error=None if error is None else storable(error)))
 
 
+def set_account_error(conn: Connection, account_id: int, error: str) -> None:
+    """Mark an account unhealthy (the cloud refused access) until its next good discovery."""
+    conn.execute(update(account).where(account.c.id == account_id)
+                 .values(discovery_error=storable(error)))
+
+
 # -- machines and disks -----------------------------------------------------------------------
 def sync_machines(conn: Connection, account_id: int, found: list[MachineInfo],
                   now: datetime) -> None:

@@ -117,6 +117,7 @@ class EbsStore:
         self.faults: list[Fault] = []
         self.calls: dict[str, int] = {}
         self.block_gets: dict[str, int] = {}
+        self.block_log: list[tuple[str, int]] = []
         self.token_lifetime = token_lifetime
         self.page_size = page_size
         self.block_latency = 0.0
@@ -328,6 +329,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         with store.lock:
             store.block_gets[snapshot_id] = store.block_gets.get(snapshot_id, 0) + 1
+            store.block_log.append((snapshot_id, index))
         if store.block_latency:
             time.sleep(store.block_latency)
         data = ref.read()

@@ -5,6 +5,8 @@ the caching layer lands."""
 
 from __future__ import annotations
 
+import functools
+import importlib
 import threading
 import time
 from collections import OrderedDict
@@ -21,10 +23,10 @@ READ_AHEAD = 32        # blocks
 def cached(fetcher: Any) -> Any:
     """A block source over ``fetcher`` (the shared caching layer when available)."""
     try:
-        from scanner.sources.cache import CachedSource  # type: ignore[import-not-found]
+        cache = importlib.import_module("scanner.sources.cache")
     except ImportError:
         return InterimSource(fetcher)
-    return CachedSource(fetcher)
+    return cache.CachedSource(fetcher)
 
 
 class InterimSource:
@@ -39,6 +41,7 @@ class InterimSource:
         self._lock = threading.RLock()  # a done callback may run in the submitting thread
         self._pool = ThreadPoolExecutor(max_workers=READ_AHEAD)
         self._last = -2
+        self._window = 1
 
     @property
     def size(self) -> int:
@@ -70,13 +73,13 @@ class InterimSource:
             if future is None:
                 future = self._pool.submit(self._fetch_retrying, index)
                 self._inflight[index] = future
-                future.add_done_callback(lambda f, i=index: self._done(i, f))
+                future.add_done_callback(functools.partial(self._done, index))
             return future
 
     def _done(self, index: int, future: Future[bytes]) -> None:
         with self._lock:
             self._inflight.pop(index, None)
-            if future.exception() is None:
+            if not future.cancelled() and future.exception() is None:
                 self._cache[index] = future.result()
                 while len(self._cache) > CACHE_BLOCKS:
                     self._cache.popitem(last=False)
@@ -98,10 +101,14 @@ class InterimSource:
         if length == 0:
             return b""
         first, last = offset // self._bs, (offset + length - 1) // self._bs
-        if first in (self._last, self._last + 1):
-            end = min(last + READ_AHEAD, (self.size - 1) // self._bs)
+        if first == self._last + 1 or (first == self._last and last > first):
+            # moving forward block after block: read ahead, the window doubling each time
+            self._window = min(READ_AHEAD, self._window * 2)
+            end = min(last + self._window, (self.size - 1) // self._bs)
             for index in range(last + 1, end + 1):
                 self._future(index)
+        elif first != self._last:
+            self._window = 1
         self._last = last
         parts = [self._block(i) for i in range(first, last + 1)]
         data = b"".join(parts)

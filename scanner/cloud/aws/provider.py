@@ -1,0 +1,95 @@
+"""The AWS provider: EC2 instances of an account's regions, their EBS volumes snapshotted
+together, snapshots read through the EBS direct APIs (no volume is ever attached)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from scanner.cloud.aws import discovery, snapshots
+from scanner.cloud.aws.ebs import LineageError, changed_blocks, open_ebs, ranges_of
+from scanner.cloud.aws.session import AwsAccount
+from scanner.cloud.provider import DiskInfo, MachineInfo, SnapshotInfo
+from scanner.errors import ConfigError
+from scanner.sources.base import BlockSource
+
+
+class AwsProvider:
+    """One AWS account (``config``: account_id, role_arn, external_id, regions, tags)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.account = AwsAccount.from_config(config)
+        tags = config.get("tags") or {}
+        if not isinstance(tags, dict):
+            raise ConfigError(f"aws account tags must be a mapping, not {tags!r}")
+        self.tags = {str(k): str(v) for k, v in tags.items()}
+
+    def locator(self, snapshot_id: str, region: str, volume_id: str | None = None
+                ) -> dict[str, Any]:
+        """The ``ebs`` locator of one snapshot of this account."""
+        out: dict[str, Any] = {"kind": "ebs", "snapshot": snapshot_id, "region": region,
+                               **self.account.locator_fields()}
+        if volume_id is not None:
+            out["volume"] = volume_id
+        return out
+
+    def discover(self) -> list[MachineInfo]:
+        """Instances (running or stopped) of every configured region, with their volumes."""
+        return discovery.discover(self.account)
+
+    def create_snapshot(self, machine: MachineInfo, disk: DiskInfo,
+                        tags: dict[str, str]) -> SnapshotInfo:
+        """The disk's snapshot in the instance's crash-consistent set for these tags."""
+        if not machine.region:
+            raise ConfigError(f"{machine.resource_id}: no region recorded; discover again")
+        snap = snapshots.create_for_instance(self.account, machine.region, machine.resource_id,
+                                             disk.resource_id, {**self.tags, **tags})
+        return SnapshotInfo(str(snap["SnapshotId"]), snapshots.state_of(snap),
+                            self.locator(str(snap["SnapshotId"]), machine.region,
+                                         disk.resource_id))
+
+    def refresh(self, snapshot: SnapshotInfo) -> SnapshotInfo:
+        """pending, ready (completed) or failed (error, or gone)."""
+        region = str(snapshot.locator["region"])
+        snap = snapshots.describe(self.account, region, snapshot.cloud_id)
+        if snap is None:
+            return SnapshotInfo(snapshot.cloud_id, "failed", snapshot.locator,
+                                f"{snapshot.cloud_id} disappeared before it was read")
+        state = snapshots.state_of(snap)
+        error = None
+        if state == "failed":
+            error = f"{snapshot.cloud_id}: {snap.get('StateMessage') or 'snapshot failed'}"
+        return SnapshotInfo(snapshot.cloud_id, state, snapshot.locator, error)
+
+    def open_source(self, locator: dict[str, Any]) -> BlockSource:
+        """The snapshot's bytes through the EBS direct APIs, behind the caching layer."""
+        return open_ebs(locator)
+
+    def changed_ranges(self, previous: dict[str, Any], current: dict[str, Any]
+                       ) -> list[tuple[int, int]] | None:
+        """Byte ranges that differ between two snapshots of one volume; None when they
+        cannot be compared (another volume, another region, not one lineage)."""
+        if previous.get("kind") != "ebs" or current.get("kind") != "ebs":
+            return None
+        if previous.get("region") != current.get("region"):
+            return None
+        if previous.get("volume") and previous.get("volume") != current.get("volume"):
+            return None
+        try:
+            indices = changed_blocks(self.account, str(current["region"]),
+                                     str(previous["snapshot"]), str(current["snapshot"]))
+        except LineageError:
+            return None
+        return ranges_of(indices)
+
+    def delete_snapshot(self, snapshot: SnapshotInfo) -> None:
+        """Delete one of our snapshots (gone already is fine)."""
+        if snapshot.cloud_id and snapshot.locator.get("region"):
+            snapshots.delete(self.account, str(snapshot.locator["region"]), snapshot.cloud_id)
+
+    def sweep(self, older_than: datetime) -> list[str]:
+        """Delete snapfim-tagged snapshots older than ``older_than`` in every region."""
+        gone: list[str] = []
+        for region in discovery.regions(self.account):
+            gone.extend(snapshots.sweep(self.account, region, older_than))
+        return gone

@@ -1,0 +1,78 @@
+"""Test support for the AWS provider: instances whose root volume is a real disk image."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from tests.aws.fakeaws import EbsStore
+from tests.imaging import BASE_TIME, build_ext4, linux_tree, pin_owners, pin_times, tree_paths
+
+REGION = "eu-west-1"
+ACCOUNT = "123456789012"  # moto's default account: the role below lives in it
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/snapfim-reader"
+AMI = "ami-12c6146b"     # one of moto's built-in images
+
+
+def ec2(region: str = REGION) -> Any:
+    """An EC2 client on the local AWS (the environment points boto3 at it)."""
+    return boto3.client("ec2", region_name=region)
+
+
+def instance(store: EbsStore, image: Path, name: str, region: str = REGION,
+             platform_windows: bool = False) -> tuple[str, str]:
+    """Run an instance tagged ``Name=name`` whose root volume holds ``image``; returns
+    (instance id, volume id)."""
+    client = ec2(region)
+    tags = [{"Key": "Name", "Value": name}, {"Key": "team", "Value": "web"}]
+    reply = client.run_instances(ImageId=AMI, MinCount=1, MaxCount=1,
+                                 TagSpecifications=[{"ResourceType": "instance", "Tags": tags}])
+    inst = reply["Instances"][0]
+    volume_id = str(inst["BlockDeviceMappings"][0]["Ebs"]["VolumeId"])
+    size = int(client.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["Size"])
+    store.seed_volume(volume_id, image, size_gib=size)
+    return str(inst["InstanceId"]), volume_id
+
+
+def account_config(role: str = ROLE, external_id: str = "ext-42") -> dict[str, Any]:
+    """An aws account row's config, as `snapfim account add aws` writes it."""
+    return {"account_id": ACCOUNT, "role_arn": role, "external_id": external_id,
+            "regions": [REGION]}
+
+
+def tagged_snapshots(tag_value: str | None = None, region: str = REGION) -> list[dict[str, Any]]:
+    """Snapshots carrying snapfim's tag (with this value, if given)."""
+    filters = ([{"Name": "tag:snapfim:scan", "Values": [tag_value]}] if tag_value is not None
+               else [{"Name": "tag-key", "Values": ["snapfim:scan"]}])
+    return list(ec2(region).describe_snapshots(OwnerIds=["self"], Filters=filters)["Snapshots"])
+
+
+BIG_FILES = 24
+BIG_SIZE = 1 << 20
+
+
+def big_file(n: int) -> bytes:
+    """The content of ``/usr/bin/big-NN``: 1 MiB that differs per file (not compressible,
+    never zero)."""
+    seed = hashlib.sha256(f"big-{n}".encode()).digest()
+    return b"".join(hashlib.sha256(seed + i.to_bytes(4, "little")).digest()
+                    for i in range(BIG_SIZE // 32))
+
+
+def data_heavy_image(workdir: Path) -> Path:
+    """The :func:`tests.imaging.linux_tree` image plus ``BIG_FILES`` monitored binaries of
+    1 MiB (``/usr/bin/big-NN``), so that file data spans many 512 KiB EBS blocks; owners
+    0:0 and every time pinned to ``BASE_TIME``, like :func:`tests.imaging.linux_image`."""
+    root = linux_tree(workdir / "src")
+    for n in range(BIG_FILES):
+        path = root / "usr" / "bin" / f"big-{n:02d}"
+        path.write_bytes(big_file(n))
+        path.chmod(0o755)
+    image = build_ext4(root, workdir / "data-heavy.img", size_mb=96)
+    paths = list(tree_paths(root))
+    pin_owners(image, paths)
+    pin_times(image, paths, BASE_TIME)
+    return image

@@ -1,0 +1,165 @@
+"""End to end on a local AWS: a real ext4 image as an EC2 instance's root volume, two fleet
+cycles (discover, plan, snapshot, poll, scan, clean up), exact change events; the second scan
+is incremental (ListChangedBlocks) and equals a full scan of the same snapshot."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from scanner import cycle
+from scanner.cloud.aws.ebs import open_ebs
+from scanner.cycle import FleetSettings
+from scanner.pipeline import ScanOptions, scan_source
+from scanner.storage.fleet import add_account, list_accounts, snapshots_of
+from scanner.storage.policies import load_policy
+from scanner.storage.repository import Repository
+from scanner.storage.tables import scan
+from tests.aws.fakeaws import EbsStore, FakeAws, Fault
+from tests.aws.helpers import (
+    BIG_SIZE,
+    account_config,
+    big_file,
+    data_heavy_image,
+    instance,
+    tagged_snapshots,
+)
+from tests.conftest import changes
+from tests.imaging import copy_image, debugfs, e2fsck_ok, linux_image, overwrite_in_place
+
+SETTINGS = FleetSettings(hash_workers=1)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def run_cycle(repo: Repository, settings: FleetSettings = SETTINGS) -> int:
+    """One cycle of the only machine, as `snapfim cycle` runs it (earlier scans moved two
+    days back, so the machine is due); returns the scan id."""
+    with repo.transaction() as conn:
+        for scan_id, started in conn.execute(select(scan.c.id, scan.c.started_at)).all():
+            conn.execute(update(scan).where(scan.c.id == scan_id)
+                         .values(started_at=started - timedelta(days=2)))
+    [scan_id] = cycle.plan(repo, settings)
+    assert cycle.take_snapshots(repo, scan_id)
+    assert cycle.poll_snapshots(repo, scan_id) == "ready"
+    return scan_id
+
+
+def test_two_cycles_report_exact_changes_and_the_second_reads_only_changed_blocks(
+        fake_aws: FakeAws, ebs_store: EbsStore, repo: Repository, tmp_path: Path) -> None:
+    image = data_heavy_image(tmp_path / "build")
+    instance_id, volume_id = instance(ebs_store, image, "web-01")
+    with repo.transaction() as conn:
+        account_id = add_account(conn, "prod", "aws", account_config())
+    assert cycle.discover(repo, account_id) == 1
+    with repo.transaction() as conn:
+        [acct] = list_accounts(conn)
+    assert acct.discovery_error is None
+
+    first = run_cycle(repo)
+    diff = cycle.scan_cycle(repo, first, SETTINGS)
+    assert diff is not None and diff.baseline and diff.events == []
+    [snap1] = tagged_snapshots(str(first))
+    assert (snap1["VolumeId"], snap1["State"]) == (volume_id, "completed")
+    full_reads = ebs_store.block_gets[snap1["SnapshotId"]]
+    assert cycle.cleanup(repo, first, SETTINGS) == 0
+
+    changed = copy_image(image, tmp_path / "changed.img")
+    overwrite_in_place(changed, "/etc/a.conf", b"/etc/A.conf\n")  # same size, same times
+    new_big = bytes(BIG_SIZE - 1) + b"!"
+    overwrite_in_place(changed, "/usr/bin/big-07", new_big)
+    debugfs(changed, "sif /usr/bin/login mode 0100600")
+    assert e2fsck_ok(changed)
+    ebs_store.seed_volume(volume_id, changed, size_gib=8)
+
+    second = run_cycle(repo)
+    diff = cycle.scan_cycle(repo, second, SETTINGS)
+    assert diff is not None
+    assert changes(diff.events) == [
+        ("modified", "/etc/a.conf", ("sha256",),
+         {"sha256": (sha(b"/etc/a.conf\n"), sha(b"/etc/A.conf\n"))}),
+        ("modified", "/usr/bin/big-07", ("sha256",),
+         {"sha256": (sha(big_file(7)), sha(new_big))}),
+        ("modified", "/usr/bin/login", ("mode",), {"mode": (0o755, 0o600)}),
+    ]
+    [snap2] = tagged_snapshots(str(second))
+    incremental_reads = ebs_store.block_gets[snap2["SnapshotId"]]
+    assert ebs_store.calls["ListChangedBlocks"] >= 1
+    assert incremental_reads < full_reads
+    full_cov, incr_cov = (repo.scan_row(n)["coverage"] for n in (first, second))
+    # 41 monitored regular files (gzip and gunzip are one inode): the incremental scan reads
+    # only the changed ones and those sharing a 512 KiB block with a change
+    assert full_cov["files_hashed"] == 40
+    assert incr_cov["files_hashed"] <= 15
+    kept = 40 - incr_cov["files_hashed"]
+    assert f"incremental: {kept} files kept their digest (no changed block under them)" in (
+        incr_cov["notes"])
+
+    # the incremental scan's state is what a full scan of the same snapshot finds
+    with repo.transaction() as conn:
+        policy = load_policy(conn, account_id)
+    source = open_ebs({"kind": "ebs", "snapshot": snap2["SnapshotId"], "region": "eu-west-1"})
+    try:
+        full = scan_source(source, policy, ScanOptions(1))
+    finally:
+        source.close()
+    with repo.transaction() as conn:
+        machine_id = conn.exec_driver_sql("select id from machine where resource_id = ?",
+                                          (instance_id,)).scalar()
+        state = repo.load_file_state(conn, machine_id)
+    assert {p: e.values() for p, e in state.items()} == {
+        p: e.values() for p, e in full.entities.items()}
+
+    # retention: the first cycle's snapshot goes once the second one is scanned
+    assert cycle.cleanup(repo, second, SETTINGS) == 1
+    ids = {s["SnapshotId"] for s in tagged_snapshots()}
+    assert ids == {snap2["SnapshotId"]}
+    with repo.transaction() as conn:
+        assert [s.state for s in snapshots_of(conn, first)] == ["deleted"]
+
+
+def test_refused_access_marks_that_account_unhealthy_and_others_go_on(
+        fake_aws: FakeAws, ebs_store: EbsStore, repo: Repository, tmp_path: Path) -> None:
+    image = linux_image(tmp_path / "build")
+    instance(ebs_store, image, "web-01")
+    bad_role = "arn:aws:iam::123456789012:role/revoked"
+    ebs_store.inject(Fault("AssumeRole", "AccessDenied", 403, count=100, match="revoked",
+                           message="User is not authorized to perform sts:AssumeRole"))
+    with repo.transaction() as conn:
+        bad = add_account(conn, "revoked", "aws", account_config(bad_role))
+        good = add_account(conn, "prod", "aws", account_config())
+    assert cycle.discover(repo, bad) == 0
+    assert cycle.discover(repo, good) == 1
+    with repo.transaction() as conn:
+        health = {a.name: a.discovery_error for a in list_accounts(conn)}
+    assert health["prod"] is None
+    assert health["revoked"] == (
+        f"assuming role {bad_role}: AccessDenied: User is not authorized to perform "
+        "sts:AssumeRole")
+
+
+def test_access_denied_while_snapshotting_fails_the_scan_and_flags_the_account(
+        fake_aws: FakeAws, ebs_store: EbsStore, repo: Repository, tmp_path: Path) -> None:
+    image = linux_image(tmp_path / "build")
+    instance_id, _ = instance(ebs_store, image, "web-01")
+    with repo.transaction() as conn:
+        account_id = add_account(conn, "prod", "aws", account_config())
+    assert cycle.discover(repo, account_id) == 1
+    ebs_store.inject(Fault("CreateSnapshots", "UnauthorizedOperation", 403,
+                           message="You are not authorized to perform this operation."))
+    [scan_id] = cycle.plan(repo, SETTINGS)
+    assert cycle.take_snapshots(repo, scan_id)
+    assert cycle.poll_snapshots(repo, scan_id) == "failed"
+    reason = (f"snapshotting {instance_id} in eu-west-1: UnauthorizedOperation: You are not "
+              "authorized to perform this operation.")
+    row = repo.scan_row(scan_id)
+    assert (row["status"], row["error"]) == ("failed", reason)
+    with repo.transaction() as conn:
+        [acct] = list_accounts(conn)
+    assert acct.discovery_error == reason
+    assert tagged_snapshots() == []  # nothing was made, nothing untagged left behind
