@@ -112,30 +112,37 @@ class _BarProgress:
 
 # -- scan -----------------------------------------------------------------------------------
 def scan(
-    image: Annotated[Path, typer.Argument(help="Raw disk image (MBR/GPT/bare fs) or fixed VHD.")],
+    image: Annotated[str, typer.Argument(
+        help="Raw disk image (MBR/GPT/bare fs) or fixed VHD, or an EBS snapshot: "
+             "ebs://snap-ID?region=REGION.")],
     machine: Annotated[str, typer.Option(
         "--machine", "-m", help="Machine this disk belongs to (created on its first scan).",
         callback=not_empty("--machine"))],
+    parent: Annotated[str | None, typer.Option(
+        "--parent", help="Incremental: an earlier snapshot of the same volume "
+                         "(ebs://snap-ID), the one the machine's last scan read; files on "
+                         "no changed block keep their digest without being read.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     exit_code: ExitCodeOption = 0,
 ) -> None:
-    """Scan a disk image as the machine's next state and report the changes."""
+    """Scan a disk image or snapshot as the machine's next state and report the changes."""
+    from scanner.cli_sources import open_argument
     from scanner.emitters.delivery import DeliveryConfig
     from scanner.pipeline import ScanOptions
     from scanner.runner import run_scan
-    from scanner.sources.local import open_local
 
     settings = Settings.from_env()
     repo = open_repository(settings)
     delivery = DeliveryConfig.from_settings(settings)
-    with open_local(image) as source:
+    with contextlib.closing(open_argument(image)) as source:
+        reuse = _incremental(repo, machine, parent, source.locator) if parent else None
         if sys.stderr.isatty() and not as_json:
             with _BarProgress() as bar:
-                options = ScanOptions(settings.hash_workers, bar, settings.limits)
-                record = run_scan(repo, source, machine, options, str(image), delivery=delivery)
+                options = ScanOptions(settings.hash_workers, bar, settings.limits, reuse)
+                record = run_scan(repo, source, machine, options, image, delivery=delivery)
         else:
-            options = ScanOptions(settings.hash_workers, limits=settings.limits)
-            record = run_scan(repo, source, machine, options, str(image), delivery=delivery)
+            options = ScanOptions(settings.hash_workers, limits=settings.limits, reuse=reuse)
+            record = run_scan(repo, source, machine, options, image, delivery=delivery)
     rows = repo.changes(scan_id=record.id)
     coverage = repo.scan_row(record.id)["coverage"] or {}
     total = record.added + record.removed + record.modified
@@ -162,6 +169,30 @@ def scan(
              f"{coverage.get('unreadable_count', 0)} paths could not be read "
              "(their previous state is kept)")
     raise typer.Exit(code)
+
+
+def _incremental(repo: Any, machine: str, parent: str, locator: dict[str, Any]) -> Any:
+    """The reuse of an incremental scan against ``parent``, or None (with a warning saying
+    why the scan reads everything)."""
+    from scanner.cli_sources import changed_ranges, locator_of
+    from scanner.errors import NotFound
+    from scanner.incremental import locator_key
+    from scanner.runner import prepare_reuse
+
+    parent_locator = locator_of(parent)
+    ranges = changed_ranges(parent_locator, locator)
+    if ranges is None:
+        warn(f"{parent} is not of the same volume's lineage: full scan")
+        return None
+    try:
+        with repo.transaction() as conn:
+            machine_id = repo.machine_id(conn, machine)
+    except NotFound:
+        machine_id = None
+    reuse = prepare_reuse(repo, machine_id, parent_locator, {locator_key(locator): ranges})
+    if reuse is None:
+        warn(f"{machine}'s last scan did not read {parent} (or was partial): full scan")
+    return reuse
 
 
 # -- changes ----------------------------------------------------------------------------------
@@ -321,7 +352,7 @@ def demo(
         say("")
         say(f"$ snapfim scan {image} --machine {machine}")
         with contextlib.suppress(typer.Exit):  # scan's exit code: the demo goes on
-            scan(image, machine)
+            scan(str(image), machine)
     scan_id = repo.scans(machine, 1)[0]["id"]
     reported = {row["path"] for row in repo.changes(scan_id=scan_id)}
     with repo.transaction() as conn:
