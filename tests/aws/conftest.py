@@ -25,7 +25,7 @@ def aws_server() -> Iterator[FakeAws]:
 def fake_aws(aws_server: FakeAws, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAws]:
     """The server, reset, with boto3's environment pointing at it."""
     reset_moto(aws_server.moto_url)
-    aws_server.store.__init__()  # type: ignore[misc]
+    aws_server.store.reset()
     for name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
         monkeypatch.delenv(name, raising=False)
     for name, value in aws_server.environment().items():

@@ -112,6 +112,10 @@ class EbsStore:
     """Volumes seeded by the test and the snapshots taken of them; counters of calls."""
 
     def __init__(self, token_lifetime: float = 7 * 24 * 3600.0, page_size: int = 10000) -> None:
+        self.reset(token_lifetime, page_size)
+
+    def reset(self, token_lifetime: float = 7 * 24 * 3600.0, page_size: int = 10000) -> None:
+        """Forget everything (between tests)."""
         self.volumes: dict[str, Volume] = {}
         self.snapshots: dict[str, Snap] = {}
         self.faults: list[Fault] = []
@@ -121,6 +125,7 @@ class EbsStore:
         self.token_lifetime = token_lifetime
         self.page_size = page_size
         self.block_latency = 0.0
+        self.expiry_skew = 0.0  # announced ExpiryTime minus the real one (a skewed clock)
         self.lock = threading.Lock()
 
     # -- test side ---------------------------------------------------------------------------
@@ -275,6 +280,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not 100 <= limit <= 10000:
             self._ebs_error(400, "ValidationException", "maxResults must be 100 to 10000")
             return
+        limit = min(limit, store.page_size)
         token = query.get("pageToken")
         expiry = time.time() + store.token_lifetime
         if first is None:
@@ -292,7 +298,8 @@ class _Handler(BaseHTTPRequestHandler):
             rest = [i for i in indices if i >= begin]
             page = rest[:limit]
             next_at = rest[limit] if len(rest) > limit else None
-        out: dict[str, Any] = {"ExpiryTime": expiry, "VolumeSize": snap.size_gib,
+        out: dict[str, Any] = {"ExpiryTime": expiry + store.expiry_skew,
+                               "VolumeSize": snap.size_gib,
                                "BlockSize": BLOCK}
         if first is None:
             out["Blocks"] = [{"BlockIndex": i, "BlockToken": store.token(snapshot_id, i, expiry)}

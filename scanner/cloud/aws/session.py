@@ -107,7 +107,7 @@ def _assumed(account: AwsAccount) -> boto3.Session:
 def client_config(retries: int = 5, pool: int = 10) -> Config:
     """Client settings: botocore's standard retries (``retries`` attempts; 1 = none, the caller
     retries), ``pool`` connections, bounded timeouts."""
-    return Config(retries={"mode": "standard", "max_attempts": retries},
+    return Config(retries={"mode": "standard", "total_max_attempts": retries},
                   max_pool_connections=pool, connect_timeout=10, read_timeout=60)
 
 
