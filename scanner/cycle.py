@@ -46,6 +46,7 @@ class FleetSettings:
     discovery_interval: timedelta = timedelta(minutes=30)
     max_new_scans: int = 100           # per planning round
     keep_snapshots: int = 1            # per disk, as parents for incremental scans
+    snapshot_retention: timedelta = timedelta(days=3)  # tagged snapshots older: swept
     stale_after: timedelta = timedelta(hours=9)  # in flight longer: swept as failed
     max_attempts: int = 3              # deliveries of one scan before it is given up
     retry_failed_after: timedelta = timedelta(hours=1)
@@ -409,6 +410,31 @@ def cleanup(repo: Repository, scan_id: int, settings: FleetSettings) -> int:
         with repo.transaction() as conn:
             fleet.set_snapshot_state(conn, snap.id, "deleted", now=_now())
     return len(expired)
+
+
+def sweep_snapshots(repo: Repository, settings: FleetSettings) -> dict[str, list[str]]:
+    """Delete the snapshots this service tagged that are older than the retention, in every
+    enabled cloud account (what a crashed cleanup left behind); returns their ids by account.
+    An account that refuses is marked unhealthy; the others go on."""
+    with repo.transaction() as conn:
+        accounts = [a for a in fleet.list_accounts(conn) if a.enabled and a.cloud != "local"]
+    older_than = _now() - settings.snapshot_retention
+    swept: dict[str, list[str]] = {}
+    for acct in accounts:
+        try:
+            gone = provider_for(acct.cloud, dict(acct.config)).sweep(older_than)
+        except AccountAccessError as exc:
+            _unhealthy(repo, acct.id, exc)
+            continue
+        except SnapfimError as exc:  # transient or not: the next sweep tries again
+            log.warning("sweeping the snapshots of account %s failed: %s", acct.name, exc)
+            continue
+        if gone:
+            with repo.transaction() as conn:
+                fleet.mark_snapshots_deleted(conn, acct.id, gone, _now())
+            log.info("swept %d snapshots of account %s", len(gone), acct.name)
+        swept[acct.name] = gone
+    return swept
 
 
 def sweep(repo: Repository, settings: FleetSettings) -> list[int]:

@@ -97,9 +97,12 @@ def finish_cycle(self: Task, scan_id: int) -> None:
 
 @app.task(bind=True, **RETRY)
 def sweep_cycle(self: Task) -> list[int]:
-    """Fail scans stuck in flight (their tasks were lost)."""
+    """Fail scans stuck in flight (their tasks were lost); delete tagged snapshots older
+    than the retention in every cloud account."""
     repo, settings = _services()
-    return cycle.sweep(repo, settings)
+    stuck = cycle.sweep(repo, settings)
+    cycle.sweep_snapshots(repo, settings)
+    return stuck
 
 
 @app.task(bind=True, **RETRY)

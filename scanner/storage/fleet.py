@@ -260,6 +260,19 @@ def expired_snapshots(conn: Connection, machine_id: int, keep: int) -> list[Any]
     return out
 
 
+def mark_snapshots_deleted(conn: Connection, account_id: int, cloud_ids: list[str],
+                           now: datetime) -> int:
+    """Record snapshots of an account's machines as deleted (by cloud id; a sweep found them)."""
+    if not cloud_ids:
+        return 0
+    ids = select(snapshot.c.id).join(disk, disk.c.id == snapshot.c.disk_id).join(
+        machine, machine.c.id == disk.c.machine_id).where(
+        machine.c.account_id == account_id, snapshot.c.cloud_id.in_(cloud_ids),
+        snapshot.c.state != "deleted")
+    return int(conn.execute(update(snapshot).where(snapshot.c.id.in_(ids))
+                            .values(state="deleted", deleted_at=now)).rowcount or 0)
+
+
 def stale_scans(conn: Connection, older_than: datetime) -> list[int]:
     """Active scans started before ``older_than`` (stuck: their tasks were lost)."""
     return [int(r) for r in conn.execute(select(scan.c.id).where(

@@ -24,6 +24,7 @@ from tests.aws.helpers import (
     account_config,
     big_file,
     data_heavy_image,
+    ec2,
     instance,
     tagged_snapshots,
 )
@@ -163,3 +164,24 @@ def test_access_denied_while_snapshotting_fails_the_scan_and_flags_the_account(
         [acct] = list_accounts(conn)
     assert acct.discovery_error == reason
     assert tagged_snapshots() == []  # nothing was made, nothing untagged left behind
+
+
+def test_the_sweeper_deletes_only_snapfim_snapshots_past_the_retention(
+        fake_aws: FakeAws, ebs_store: EbsStore, repo: Repository, tmp_path: Path) -> None:
+    image = linux_image(tmp_path / "build")
+    _, volume_id = instance(ebs_store, image, "web-01")
+    customer = ec2().create_snapshot(VolumeId=volume_id)["SnapshotId"]  # not ours: untagged
+    with repo.transaction() as conn:
+        account_id = add_account(conn, "prod", "aws", account_config())
+    assert cycle.discover(repo, account_id) == 1
+    scan_id = run_cycle(repo)
+    [ours] = tagged_snapshots(str(scan_id))
+    assert cycle.sweep_snapshots(repo, SETTINGS) == {"prod": []}  # younger than 3 days
+    assert len(tagged_snapshots()) == 1
+    past = FleetSettings(snapshot_retention=timedelta(seconds=-60))  # everything is older
+    assert cycle.sweep_snapshots(repo, past) == {"prod": [ours["SnapshotId"]]}
+    assert tagged_snapshots() == []
+    left = ec2().describe_snapshots(SnapshotIds=[customer])["Snapshots"]
+    assert [s["SnapshotId"] for s in left] == [customer]
+    with repo.transaction() as conn:
+        assert [s.state for s in snapshots_of(conn, scan_id)] == ["deleted"]
