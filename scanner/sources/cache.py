@@ -6,8 +6,9 @@ A slow store is a :class:`BlockFetcher`: it returns one fixed-size block by inde
 * an LRU cache of whole blocks, bounded by bytes (``CacheSettings.cache_bytes``);
 * one fetch per block at a time: concurrent readers of a block in flight wait for it, and a
   failure reaches every waiter and is not cached;
-* parallel read-ahead (a thread pool) once a reader goes forward through the blocks, at most
-  ``read_ahead`` blocks in flight, never more than half the cache;
+* parallel read-ahead (a thread pool) once a reader goes forward or backward through the
+  blocks (:mod:`scanner.sources.readahead`), at most ``read_ahead`` blocks in flight, never
+  more than half the cache;
 * retries with exponential backoff and jitter for :class:`~scanner.errors.TransientError`,
   then a :class:`~scanner.errors.SourceReadError` saying why;
 * a ``verify(index, data)`` hook (checksums): a mismatch, or a block of the wrong length, is
@@ -33,11 +34,10 @@ from typing import Any, Protocol
 
 from scanner.errors import SnapfimError, SourceError, SourceReadError, TransientError
 from scanner.sources.base import BlockSource
+from scanner.sources.readahead import RunDetector
 
 BLOCK_SIZE = 512 << 10
 CACHE_BYTES = 64 << 20
-STREAMS = 16  # forward-reading streams remembered for read-ahead detection
-NEAR = 2      # a read starting at most this many blocks past a stream's last block continues it
 
 Verify = Callable[[int, bytes], None]
 
@@ -131,7 +131,7 @@ class CachedSource:
         self._cache: OrderedDict[int, bytes] = OrderedDict()
         self._inflight: dict[int, Future[bytes]] = {}
         self._ahead_inflight = 0
-        self._streams: OrderedDict[int, int] = OrderedDict()  # last block read -> run length
+        self._runs = RunDetector(self._depth)
         self._pool: ThreadPoolExecutor | None = None
         self._closed = False
         self._stats = CacheStats()
@@ -303,27 +303,18 @@ class CachedSource:
     # -- read-ahead --------------------------------------------------------------------------
     def _plan(self, first: int, last: int) -> None:
         """Start fetching, in the pool, the other blocks of a read and, when it continues a
-        forward run, the blocks after it."""
+        run of reads (forward or backward), the blocks that come next."""
         wanted = list(range(first + 1, last + 1))
         with self._lock:
             if self._closed:
                 return
-            run = -1
-            for gap in range(NEAR + 1):
-                found = self._streams.pop(first - gap, None)
-                if found is not None:
-                    run = found
-                    break
-            self._streams[last] = run + 1
-            while len(self._streams) > STREAMS:
-                self._streams.popitem(last=False)
-            if run >= 0:
-                wanted.extend(range(last + 1, last + 1 + self._depth))
+            wanted.extend(self._runs.observe(first, last))
             jobs = []
             for index in wanted:
-                if index >= self._blocks_total or self._ahead_inflight >= self._depth:
+                if self._ahead_inflight >= self._depth:
                     break
-                if index in self._cache or index in self._inflight:
+                if (not 0 <= index < self._blocks_total or index in self._cache
+                        or index in self._inflight):
                     continue
                 future: Future[bytes] = Future()
                 self._inflight[index] = future

@@ -201,23 +201,42 @@ def test_the_cache_bound_holds_under_every_access_pattern() -> None:
         assert stats.read_ahead > 0
 
 
-def test_forward_reads_fetch_ahead_and_random_reads_do_not() -> None:
+def test_random_reads_do_not_fetch_ahead() -> None:
     fetcher = FaultyFetcher(DATA, BLOCK)
     with cached(fetcher, cache_bytes=8 * BLOCK, read_ahead=3) as source:
-        for index in (7, 2, 5):  # no run: each block alone
+        for index in (10, 2, 6, 0):  # no two within two blocks of each other
             source.read_at(index * BLOCK, 10)
         settle(source)
-        assert fetcher.calls == {7: 1, 2: 1, 5: 1}
+        assert fetcher.calls == {10: 1, 2: 1, 6: 1, 0: 1}
         assert source.stats.read_ahead == 0
-        source.read_at(0, 10)
-        source.read_at(BLOCK, 10)  # block 1 continues the run that block 0 started
+
+
+def test_forward_reads_fetch_the_next_blocks() -> None:
+    fetcher = FaultyFetcher(DATA, BLOCK)
+    with cached(fetcher, cache_bytes=8 * BLOCK, read_ahead=3) as source:
+        source.read_at(8 * BLOCK, 10)
+        source.read_at(2 * BLOCK, 10)  # apart: nothing ahead yet
+        source.read_at(3 * BLOCK, 10)  # block 3 continues the run that block 2 started
         settle(source)
-        assert set(fetcher.calls) == {0, 1, 2, 3, 4, 5, 7}  # 3 and 4 ahead (2, 5 cached)
-        assert source.stats.read_ahead == 2
+        assert fetcher.calls == {8: 1, 2: 1, 3: 1, 4: 1, 5: 1, 6: 1}
+        assert source.stats.read_ahead == 3
         hits = source.stats.hits
-        assert source.read_at(3 * BLOCK, 2 * BLOCK) == DATA[3 * BLOCK:5 * BLOCK]
-        assert source.stats.hits == hits + 2
-        assert all(count == 1 for count in fetcher.calls.values())
+        assert source.read_at(4 * BLOCK, 3 * BLOCK) == DATA[4 * BLOCK:7 * BLOCK]
+        assert source.stats.hits == hits + 3
+        settle(source)  # 7 and 9 ahead of the run, 8 cached
+        assert fetcher.calls == {2: 1, 3: 1, 4: 1, 5: 1, 6: 1, 7: 1, 8: 1, 9: 1}
+
+
+def test_backward_reads_fetch_the_blocks_before() -> None:
+    fetcher = FaultyFetcher(DATA, BLOCK)
+    with cached(fetcher, cache_bytes=8 * BLOCK, read_ahead=3) as source:
+        source.read_at(9 * BLOCK + 5, 10)
+        source.read_at(8 * BLOCK + 5, 10)
+        settle(source)
+        assert fetcher.calls == {9: 1, 8: 1, 7: 1, 6: 1, 5: 1}
+        assert source.stats.read_ahead == 3
+        assert source.read_at(5 * BLOCK, 3 * BLOCK) == DATA[5 * BLOCK:8 * BLOCK]
+        assert source.stats.hits == 3
 
 
 def test_a_read_over_several_blocks_fetches_them_in_parallel() -> None:
