@@ -10,7 +10,9 @@ process's cache counters (blocks fetched, of which read ahead, hits, peak cached
 peak RSS.
 
     python benchmarks/bench_cached_source.py [--workdir /tmp/snapfim-bench] [--hash-workers N]
-        [--delay 0.02] [--read-ahead 32] [--threads 32] [--cache-mib 64]
+        [--delay 0.02] [--read-ahead 16] [--threads 16] [--cache-mib 64]
+
+(the defaults are :class:`~scanner.sources.cache.CacheSettings`'s).
 """
 
 from __future__ import annotations
@@ -52,9 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/snapfim-bench"))
     parser.add_argument("--hash-workers", type=int, default=min(os.cpu_count() or 1, 4))
     parser.add_argument("--delay", type=float, default=0.02, help="seconds per block fetch")
-    parser.add_argument("--read-ahead", type=int, default=32, help="blocks")
-    parser.add_argument("--threads", type=int, default=32, help="fetches at once")
-    parser.add_argument("--cache-mib", type=int, default=64)
+    defaults = CacheSettings()
+    parser.add_argument("--read-ahead", type=int, default=defaults.read_ahead, help="blocks")
+    parser.add_argument("--threads", type=int, default=defaults.threads,
+                        help="fetches at once")
+    parser.add_argument("--cache-mib", type=int, default=defaults.cache_bytes >> 20)
     args = parser.parse_args(argv)
 
     image = build_bench_image(args.workdir, quiet=True)

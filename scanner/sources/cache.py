@@ -379,15 +379,27 @@ class FileFetcher:
             self._source.close()
 
 
+def open_cached(fetcher: BlockFetcher, locator: dict[str, Any]) -> CachedSource:
+    """A :class:`CachedSource` over ``fetcher`` with the cache settings ``locator`` carries
+    (what a slow store's locator opener returns); the fetcher is closed if that fails."""
+    try:
+        return CachedSource(fetcher, CacheSettings.from_dict(locator.get("cache")))
+    except BaseException:
+        close = getattr(fetcher, "close", None)
+        if callable(close):
+            close()
+        raise
+
+
 def open_file_blocks(locator: dict[str, Any]) -> CachedSource:
     """Reopen a ``file-blocks`` locator: its source, a :class:`FileFetcher` and the cache."""
     from scanner.sources.locators import open_locator
 
     source = open_locator(locator["source"])
-    fetcher = FileFetcher(source, int(locator.get("block_size", BLOCK_SIZE)),
-                          float(locator.get("delay", 0.0)), owns=True)
     try:
-        return CachedSource(fetcher, CacheSettings.from_dict(locator.get("cache")))
+        fetcher = FileFetcher(source, int(locator.get("block_size", BLOCK_SIZE)),
+                              float(locator.get("delay", 0.0)), owns=True)
     except BaseException:
-        fetcher.close()
+        source.close()
         raise
+    return open_cached(fetcher, locator)

@@ -4,12 +4,18 @@ A locator is ``{"kind": KIND, ...}``. Every kind is one entry of :data:`KINDS`: 
 (locator -> source) and whether the locator can be reopened in another process (a forked hash
 worker, a Celery worker). Providers, hash workers and LVM all open sources through
 :func:`open_locator`; nothing else decides what a kind means. A new kind (a cloud snapshot)
-is one line in :func:`_kinds`; openers import their modules lazily, so importing this table
-costs nothing.
+is one line in :func:`_kinds`, e.g.::
+
+    "ebs": LocatorKind(lazy("scanner.cloud.ebs_blocks", "open_ebs"), needs("snapshot_id")),
+
+Openers import their modules when called (:func:`lazy`), so importing this table costs
+nothing. A slow store's opener wraps its fetcher in the caching layer
+(:func:`scanner.sources.cache.open_cached`).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,8 +35,25 @@ class LocatorKind:
     reopenable: Callable[[dict[str, Any]], bool]
 
 
-def _has_path(locator: dict[str, Any]) -> bool:
-    return isinstance(locator.get("path"), str)
+def lazy(module: str, function: str) -> Opener:
+    """An opener that imports ``module`` only when a locator of its kind is opened, then
+    calls its ``function(locator)``."""
+
+    def opener(locator: dict[str, Any]) -> BlockSource:
+        source: BlockSource = getattr(importlib.import_module(module), function)(locator)
+        return source
+
+    return opener
+
+
+def needs(*names: str) -> Callable[[dict[str, Any]], bool]:
+    """Reopenable anywhere when the locator has every field ``names`` lists (a file path, a
+    snapshot id: what another process needs to find the same bytes)."""
+
+    def check(locator: dict[str, Any]) -> bool:
+        return all(locator.get(name) not in (None, "") for name in names)
+
+    return check
 
 
 def _never(_locator: dict[str, Any]) -> bool:
@@ -74,12 +97,6 @@ def _lvm_reopenable(locator: dict[str, Any]) -> bool:
     return bool(pvs) and all(reopenable(pv) for pv in pvs)
 
 
-def _open_file_blocks(locator: dict[str, Any]) -> BlockSource:
-    from scanner.sources.cache import open_file_blocks
-
-    return open_file_blocks(locator)
-
-
 def _file_blocks_reopenable(locator: dict[str, Any]) -> bool:
     return reopenable(locator["source"])
 
@@ -92,11 +109,17 @@ def _open_memory(locator: dict[str, Any]) -> BlockSource:
 def _kinds() -> dict[str, LocatorKind]:
     """Every locator kind snapfim knows, in one place."""
     return {
-        "local": LocatorKind(_open_local, _has_path),              # an image file
-        "slice": LocatorKind(_open_slice, _slice_reopenable),      # a byte range of a source
-        "lvm": LocatorKind(_open_lvm, _lvm_reopenable),            # an LV over its PVs
-        "file-blocks": LocatorKind(_open_file_blocks, _file_blocks_reopenable),  # cached
-        "memory": LocatorKind(_open_memory, _never),               # tests, generated disks
+        # an image file (or block device) on this machine
+        "local": LocatorKind(_open_local, needs("path")),
+        # a byte range of another source (a partition, a PV)
+        "slice": LocatorKind(_open_slice, _slice_reopenable),
+        # an LVM2 logical volume over its physical volumes' sources
+        "lvm": LocatorKind(_open_lvm, _lvm_reopenable),
+        # any source read through the caching layer in fixed-size blocks
+        "file-blocks": LocatorKind(lazy("scanner.sources.cache", "open_file_blocks"),
+                                   _file_blocks_reopenable),
+        # bytes in this process's memory (tests, generated disks): never reopened
+        "memory": LocatorKind(_open_memory, _never),
     }
 
 

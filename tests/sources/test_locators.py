@@ -3,7 +3,10 @@ SourceError, and reopenable() says which can be opened in another process."""
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +17,12 @@ from scanner.errors import SourceError
 from scanner.sources.base import BlockSource, SliceSource
 from scanner.sources.cache import CachedSource, CacheSettings, FileFetcher
 from scanner.sources.local import open_local
-from scanner.sources.locators import KINDS, open_locator, reopenable
+from scanner.sources.locators import KINDS, LocatorKind, lazy, needs, open_locator, reopenable
 from scanner.sources.memory import MemorySource
 from tests.imaging import MIB, lvm_fill, lvm_linear, lvm_pv
 
 EXTENT = 4 * MIB
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -151,3 +155,31 @@ def test_hash_workers_reopen_any_reopenable_kind(tmp_path: Path) -> None:
     assert VolumeRef(memory, 0, 0, volume_locator=lvm_locator(blocks)).reopenable
     assert not VolumeRef(memory, 0, 10).reopenable
     assert not VolumeRef(blocks, 0, 10, volume_locator=lvm_locator(memory)).reopenable
+
+
+def test_the_table_imports_an_opener_only_when_its_kind_is_opened(tmp_path: Path) -> None:
+    (tmp_path / "a.img").write_bytes(b"abc" * 1000)
+    script = (
+        "import sys\n"
+        "from scanner.sources.locators import open_locator\n"
+        "before = {m for m in ('scanner.sources.cache', 'scanner.disk.lvm') if m in sys.modules}\n"
+        f"local = {{'kind': 'local', 'path': {str(tmp_path / 'a.img')!r}}}\n"
+        "s = open_locator({'kind': 'file-blocks', 'source': local, 'block_size': 512})\n"
+        "print(sorted(before), s.read_at(2998, 5), 'scanner.sources.cache' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.stdout == "[] b'bc' True\n"
+
+
+def test_a_new_kind_is_one_entry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "a.img").write_bytes(b"xyz" * 10)
+    monkeypatch.setitem(KINDS, "test-store", LocatorKind(
+        lazy("tests.sources.test_locators", "open_test_store"), needs("path")))
+    locator = {"kind": "test-store", "path": str(tmp_path / "a.img")}
+    assert reopenable(locator) and not reopenable({"kind": "test-store"})
+    assert open_locator(locator).read_at(0, 4) == b"xyzx"
+
+
+def open_test_store(locator: dict[str, Any]) -> BlockSource:
+    """The opener of the ``test-store`` kind above: the file as a plain local source."""
+    return open_local(locator["path"])
