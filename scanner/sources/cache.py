@@ -174,8 +174,10 @@ class CachedSource:
         start = offset - first * self._block_size
         if first == last:
             return self._block(first)[start:start + length]
-        parts = [self._block(index) for index in range(first, last + 1)]
-        return b"".join(parts)[start:start + length]
+        parts = [memoryview(self._block(index)) for index in range(first, last + 1)]
+        parts[0] = parts[0][start:]
+        parts[-1] = parts[-1][:offset + length - last * self._block_size]
+        return b"".join(parts)
 
     def close(self) -> None:
         """Stop read-ahead, drop the cache and close the fetcher."""

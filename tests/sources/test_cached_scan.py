@@ -4,13 +4,13 @@ gives, with hash workers that reopen the cached source from its locator in their
 from __future__ import annotations
 
 import hashlib
-import os
+import multiprocessing
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from scanner.collectors import hashing
+from scanner.limits import Limits
 from scanner.pipeline import ScanOptions, ScanOutcome, scan_source
 from scanner.policy import make_entity
 from scanner.sources.base import BlockSource
@@ -54,24 +54,42 @@ def test_a_scan_through_the_cache_equals_the_direct_scan(ext4: Path) -> None:
     assert stats.read_ahead > 0 and stats.hits > stats.fetched
 
 
-def test_hash_workers_reopen_the_cached_source(ext4: Path, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    opened = tmp_path / "opened"
-    real_open = hashing.open_volume_filesystem
-
-    def spy(ref: hashing.VolumeRef) -> Any:  # runs in the forked workers
-        with opened.open("a") as fh:
-            fh.write(f"{os.getpid()} {ref.disk_locator['kind']}\n")
-        return real_open(ref)
-
-    monkeypatch.setattr(hashing, "open_volume_filesystem", spy)
-    monkeypatch.setattr(hashing, "PARALLEL_MIN_BYTES", 1)
+def test_a_parallel_scan_through_the_cache_equals_the_direct_scan(
+        ext4: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hashing, "PARALLEL_MIN_BYTES", 1)  # workers start at the first file
     with open_local(ext4) as local:
         direct = scan(local, 1)
         cached = CachedSource(FileFetcher(local, 1 << 16), CacheSettings(cache_bytes=1 << 20))
         through = scan(cached, 3)
         cached.close()
     assert through.entities == direct.entities
-    calls = opened.read_text().splitlines()
-    assert calls and all(int(c.split()[0]) != os.getpid() for c in calls)
-    assert {c.split()[1] for c in calls} == {"file-blocks"}
+
+
+def test_a_hash_worker_reopens_the_cached_source_from_its_locator(ext4: Path) -> None:
+    """The worker side of parallel hashing, run alone in a forked process: it reopens the
+    ``file-blocks`` locator through the table and hashes the jobs it claims."""
+    with open_local(ext4) as local:
+        direct = scan(local, 1)
+        cached = CachedSource(FileFetcher(local, 1 << 16), CacheSettings(cache_bytes=1 << 20))
+        ref = hashing.VolumeRef(cached.locator, 0, cached.size, fs_type="ext4")
+        cached.close()
+    assert ref.reopenable
+    paths = [f"/opt/blob{n}" for n in range(4)] + ["/usr/bin/login"]
+    table = hashing._JobTable.create()  # noqa: SLF001 - the workers' shared job table
+    assert table is not None
+    for path in paths:
+        table.append(0, direct.entities[path].inode or 0, direct.entities[path].size or 0)
+    table.close()
+    ctx = multiprocessing.get_context("fork")
+    receiver, sender = ctx.Pipe(duplex=False)
+    worker = ctx.Process(target=hashing._worker_main,  # noqa: SLF001
+                         args=({"v": ref}, ["v"], table, sender, Limits()))
+    worker.start()
+    sender.close()
+    results = dict(receiver.recv())
+    worker.join()
+    table.release()
+    assert worker.exitcode == 0
+    assert {paths[i]: r.digest for i, r in results.items()} == \
+        {p: direct.entities[p].sha256 for p in paths}
+    assert results[0].digest == hashlib.sha256(b"\0" + BLOB).hexdigest()
