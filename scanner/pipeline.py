@@ -49,7 +49,7 @@ from scanner.limits import Limits
 from scanner.membound import memory_bound
 from scanner.paths import decode_component
 from scanner.policy import EntityKind, PolicyEntity, active
-from scanner.sources.base import BlockSource, SliceSource
+from scanner.sources.base import BlockSource, SliceSource, disk_offset
 from scanner.windows import WindowsSystem, collect_registry, find_windows, walk_files, windows_name
 
 
@@ -207,8 +207,9 @@ def _open_logical_volumes(group: AssembledGroup, disk_locator: dict[str, Any],
             continue  # internal parts (thin pool data, RAID images, snapshot exceptions)
         pv, start = first_extent(group, lv)
         offset = 0  # where the LV starts on the disk, for the report
-        if start is not None and isinstance(pv.source, SliceSource):
-            offset = pv.source.offset + start
+        at = disk_offset(pv.source)
+        if start is not None and at is not None:
+            offset = at + start
         label = lv_label(pv.key, vg.name, lv.name)
         report = VolumeReport(label, offset, lv.size, f"LVM2 logical volume {lv.full_name}")
         reports = coverage.volumes

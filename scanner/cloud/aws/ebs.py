@@ -29,6 +29,7 @@ from scanner.cloud.aws.faults import error_code, translate
 from scanner.cloud.aws.ratelimit import limiter
 from scanner.cloud.aws.session import AwsAccount, client
 from scanner.errors import SourceError, SourceReadError, TransientSourceError
+from scanner.sources.cache import CachedSource, open_cached
 
 BLOCK_SIZE = 512 * 1024
 GIB = 1 << 30
@@ -235,12 +236,12 @@ def ranges_of(indices: list[int], block_size: int = BLOCK_SIZE) -> list[tuple[in
     return out
 
 
-def open_ebs(locator: dict[str, Any]) -> Any:
-    """The block source of an ``ebs`` locator: the fetcher behind the caching layer."""
-    from scanner.cloud.aws.blocksource import cached
-
+def open_ebs(locator: dict[str, Any]) -> CachedSource:
+    """The block source of an ``ebs`` locator: the fetcher behind the shared caching layer
+    (LRU, single-flight, read-ahead, retries with backoff), with the cache settings the
+    locator carries."""
     snapshot = locator.get("snapshot")
     region = locator.get("region")
     if not isinstance(snapshot, str) or not isinstance(region, str):
         raise SourceError(f"an ebs locator needs a snapshot and a region, not {locator!r}")
-    return cached(EbsFetcher(snapshot, region, AwsAccount.from_config(locator)))
+    return open_cached(EbsFetcher(snapshot, region, AwsAccount.from_config(locator)), locator)
