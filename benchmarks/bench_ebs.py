@@ -26,7 +26,7 @@ import boto3
 import pytsk3
 
 from benchmarks.bench_image import build_bench_image
-from scanner.cloud.aws.ebs import open_ebs
+from scanner.cloud.aws.ebs import EBS_CACHE, open_ebs
 from scanner.cloud.aws.provider import AwsProvider
 from scanner.incremental import ChangedRanges, Reuse, locator_key
 from scanner.pipeline import ScanOptions, ScanOutcome, scan_source
@@ -85,9 +85,15 @@ def timed(label: str, run: Any) -> tuple[Any, float]:
     return result, wall
 
 
+CACHE: dict[str, Any] = {}
+
+
 def scan_snapshot(snapshot: str, policy: list[Any], workers: int,
                   reuse: Reuse | None = None) -> ScanOutcome:
-    source = open_ebs({"kind": "ebs", "snapshot": snapshot, "region": REGION})
+    locator: dict[str, Any] = {"kind": "ebs", "snapshot": snapshot, "region": REGION}
+    if CACHE:
+        locator["cache"] = {**EBS_CACHE.as_dict(), **CACHE}
+    source = open_ebs(locator)
     try:
         if reuse is not None:
             changed = reuse.changed.pop("pending")
@@ -111,7 +117,14 @@ def main(argv: list[str] | None = None) -> int:
                              "upgrade)")
     parser.add_argument("--verify", action="store_true",
                         help="also scan the second snapshot in full and compare")
+    parser.add_argument("--read-ahead", type=int, help="blocks (default: EBS_CACHE's)")
+    parser.add_argument("--threads", type=int, help="fetch threads (default: EBS_CACHE's)")
+    parser.add_argument("--cache-mib", type=int, help="cache size (default: EBS_CACHE's)")
     args = parser.parse_args(argv)
+    for key, value in (("read_ahead", args.read_ahead), ("threads", args.threads),
+                       ("cache_bytes", args.cache_mib and args.cache_mib << 20)):
+        if value:
+            CACHE[key] = value
     args.workdir.mkdir(parents=True, exist_ok=True)
     first_image = args.workdir / "snapshot-1.img"
     if args.image is not None:
