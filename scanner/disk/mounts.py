@@ -28,7 +28,7 @@ class FstabEntry:
 
 @dataclass(frozen=True, slots=True)
 class MountPlan:
-    """Mount points matched to volumes, and those whose device is not found on this disk."""
+    """Mount points matched to volumes, and those whose device is not found on the disks."""
 
     mounts: dict[str, str]    # mountpoint -> volume label
     missing: dict[str, str]   # mountpoint -> reason
@@ -82,8 +82,12 @@ def lvm_name(spec: str) -> tuple[str, str] | None:
 
 
 def plan_mounts(entries: list[FstabEntry], identities: dict[str, FsIdentity],
-                root_volume: str) -> MountPlan:
-    """Match fstab entries (other than ``/``) to volumes by filesystem UUID or label."""
+                root_volume: str, where: str = "this disk") -> MountPlan:
+    """Match fstab entries (other than ``/``) to volumes by filesystem UUID, label or LV name.
+
+    ``identities`` holds the volumes of every disk of the machine; when several match, the
+    first (in disk order) is mounted. ``where`` names the disks in the reason of a missing
+    device ("this disk", "the disks scanned")."""
     mounts: dict[str, str] = {}
     missing: dict[str, str] = {}
     for entry in entries:
@@ -101,5 +105,5 @@ def plan_mounts(entries: list[FstabEntry], identities: dict[str, FsIdentity],
         if match:
             mounts[entry.mountpoint] = match[0]
         else:
-            missing[entry.mountpoint] = f"{entry.spec} is not a readable volume of this disk"
+            missing[entry.mountpoint] = f"{entry.spec} is not a readable volume of {where}"
     return MountPlan(mounts, missing)
