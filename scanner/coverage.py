@@ -2,10 +2,10 @@
 
 A scan reads every disk of one machine: :attr:`Coverage.disks` lists each disk (its name,
 size, partition table, whether it could be read, and the labels of its volumes in
-:attr:`Coverage.volumes`: a logical volume is listed with the disk of its first extent). Reports stored before disks were
-listed have no ``disks`` key: their one disk is described by ``source``, ``disk_size`` and
-``partition_table``, which a scan still fills (the first disk's table; the names joined and
-the sizes added when there are several).
+:attr:`Coverage.volumes`; a logical volume is listed with the disk of its first extent).
+Reports stored before disks were listed have no ``disks`` key: their one disk is described
+by ``source``, ``disk_size`` and ``partition_table``, which a scan still fills (the first
+disk's table; the names joined and the sizes added when there are several).
 """
 
 from __future__ import annotations
