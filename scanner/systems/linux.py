@@ -181,6 +181,10 @@ def _mount_tree(root: OpenedVolume, opened: list[OpenedVolume], coverage: Covera
                 continue
             item.report.mountpoint = prefix + mountpoint
             mounts.append(Mount(mountpoint, item.fs, label))
+        for mountpoint, labels in sorted(plan.ambiguous.items()):
+            coverage.notes.append(f"fstab mount point {prefix + mountpoint}: its device matches "
+                                  f"several volumes ({', '.join(labels)}); {labels[0]} is "
+                                  "mounted")
         for mountpoint, reason in plan.missing.items():
             blocked[mountpoint] = f"not scanned: {reason}"
             coverage.notes.append(f"fstab mount point {prefix + mountpoint} not scanned: "

@@ -189,6 +189,26 @@ def test_opt_device_on_no_disk_is_unreadable(tmp_path: Path, scan_disks: ScanDis
     assert coverage_of(repo)["unreadable"] == {"/opt": OPT_MISSING}
 
 
+def test_a_device_on_two_disks_mounts_the_first(tmp_path: Path, scan_disks: ScanDisks,
+                                                repo: Repository) -> None:
+    """/opt's UUID on disks 1 and 2 (a cloned disk): disk 1's is mounted, with a note."""
+    disks = ext4_opt_machine(tmp_path)
+    clone = copy_image(disks.disk1, tmp_path / "clone.img")
+    overwrite_in_place(clone, "/app/app.conf", b"listen=9999\nworkers=4\n", disks.offset1)
+    record = scan_disks(disks.disk0, disks.disk1, clone)
+    assert record.status == "succeeded"
+    coverage = coverage_of(repo)
+    assert [(v["volume"], v["mountpoint"], v["reason"]) for v in coverage["volumes"]] == [
+        ("p1", "/", None), ("d1:p1", "/opt", None),
+        ("d2:p1", None, "not mounted by the root filesystem's /etc/fstab")]
+    assert coverage["notes"] == ["fstab mount point /opt: its device matches several volumes "
+                                 "(d1:p1, d2:p1); d1:p1 is mounted"]
+    data, _mode = OPT_FILES["app/app.conf"]
+    with repo.transaction() as conn:
+        state = repo.load_file_state(conn, repo.machine_id(conn, MACHINE))
+    assert state["/opt/app/app.conf"].sha256 == sha(data)
+
+
 class DeadSource:
     """A disk whose every read fails (a snapshot whose backing store went away)."""
 
