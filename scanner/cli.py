@@ -112,37 +112,45 @@ class _BarProgress:
 
 # -- scan -----------------------------------------------------------------------------------
 def scan(
-    image: Annotated[str, typer.Argument(
-        help="Raw disk image (MBR/GPT/bare fs) or fixed VHD, or an EBS snapshot: "
-             "ebs://snap-ID?region=REGION.")],
+    images: Annotated[list[str], typer.Argument(
+        help="Raw disk image (MBR/GPT/bare fs) or fixed VHD, or an EBS snapshot "
+             "(ebs://snap-ID?region=REGION); several: the disks of one machine, in order (the "
+             "first keeps one-disk volume names, the others' are d1:p1, d2:p1, ...).",
+        metavar="IMAGE...")],
     machine: Annotated[str, typer.Option(
-        "--machine", "-m", help="Machine this disk belongs to (created on its first scan).",
+        "--machine", "-m", help="Machine these disks belong to (created on its first scan).",
         callback=not_empty("--machine"))],
-    parent: Annotated[str | None, typer.Option(
+    parents: Annotated[list[str] | None, typer.Option(
         "--parent", help="Incremental: an earlier snapshot of the same volume "
-                         "(ebs://snap-ID), the one the machine's last scan read; files on "
-                         "no changed block keep their digest without being read.")] = None,
+                         "(ebs://snap-ID), the one the machine's last scan read (once per "
+                         "disk); files on no changed block keep their digest unread.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     exit_code: ExitCodeOption = 0,
 ) -> None:
-    """Scan a disk image or snapshot as the machine's next state and report the changes."""
+    """Scan disk images or snapshots (all the disks of one machine) as the machine's next
+    state and report the changes."""
     from scanner.cli_sources import open_argument
     from scanner.emitters.delivery import DeliveryConfig
     from scanner.pipeline import ScanOptions
-    from scanner.runner import run_scan
+    from scanner.runner import run_machine_scan
 
     settings = Settings.from_env()
     repo = open_repository(settings)
     delivery = DeliveryConfig.from_settings(settings)
-    with contextlib.closing(open_argument(image)) as source:
-        reuse = _incremental(repo, machine, parent, source.locator) if parent else None
+    with contextlib.ExitStack() as stack:
+        sources = []
+        for image in images:
+            source = open_argument(image)
+            stack.callback(source.close)
+            sources.append(source)
+        reuse = (_incremental(repo, machine, parents, [s.locator for s in sources])
+                 if parents else None)
         if sys.stderr.isatty() and not as_json:
-            with _BarProgress() as bar:
-                options = ScanOptions(settings.hash_workers, bar, settings.limits, reuse)
-                record = run_scan(repo, source, machine, options, image, delivery=delivery)
+            bar = stack.enter_context(_BarProgress())
+            options = ScanOptions(settings.hash_workers, bar, settings.limits, reuse)
         else:
             options = ScanOptions(settings.hash_workers, limits=settings.limits, reuse=reuse)
-            record = run_scan(repo, source, machine, options, image, delivery=delivery)
+        record = run_machine_scan(repo, sources, machine, options, images, delivery=delivery)
     rows = repo.changes(scan_id=record.id)
     coverage = repo.scan_row(record.id)["coverage"] or {}
     total = record.added + record.removed + record.modified
@@ -171,27 +179,40 @@ def scan(
     raise typer.Exit(code)
 
 
-def _incremental(repo: Any, machine: str, parent: str, locator: dict[str, Any]) -> Any:
-    """The reuse of an incremental scan against ``parent``, or None (with a warning saying
-    why the scan reads everything)."""
+def _incremental(repo: Any, machine: str, parents: list[str],
+                 locators: list[dict[str, Any]]) -> Any:
+    """The reuse of an incremental scan against ``parents`` (each disk's parent is the one of
+    its lineage), or None, with a warning saying why the scan reads everything."""
     from scanner.cli_sources import changed_ranges, locator_of
     from scanner.errors import NotFound
     from scanner.incremental import locator_key
     from scanner.runner import prepare_reuse
 
-    parent_locator = locator_of(parent)
-    ranges = changed_ranges(parent_locator, locator)
-    if ranges is None:
-        warn(f"{parent} is not of the same volume's lineage: full scan")
-        return None
+    parent_locators = [locator_of(parent) for parent in parents]
+    used: list[dict[str, Any]] = []
+    changed: dict[str, list[tuple[int, int]]] = {}
+    for locator in locators:
+        for parent in parent_locators:
+            ranges = changed_ranges(parent, locator)
+            if ranges is not None:
+                used.append(parent)
+                changed[locator_key(locator)] = ranges
+                break
+        else:
+            warn(f"no --parent is of the lineage of {locator.get('snapshot', locator)}: "
+                 "that disk is read in full")
+    for text, parent in zip(parents, parent_locators, strict=True):
+        if parent not in used:
+            warn(f"{text} is not of the same volume's lineage as any disk: full scan")
     try:
         with repo.transaction() as conn:
             machine_id = repo.machine_id(conn, machine)
     except NotFound:
         machine_id = None
-    reuse = prepare_reuse(repo, machine_id, parent_locator, {locator_key(locator): ranges})
-    if reuse is None:
-        warn(f"{machine}'s last scan did not read {parent} (or was partial): full scan")
+    reuse = prepare_reuse(repo, machine_id, used, changed)
+    if used and reuse is None:
+        warn(f"{machine}'s last scan did not read the --parent snapshots (or was partial): "
+             "full scan")
     return reuse
 
 
@@ -352,7 +373,7 @@ def demo(
         say("")
         say(f"$ snapfim scan {image} --machine {machine}")
         with contextlib.suppress(typer.Exit):  # scan's exit code: the demo goes on
-            scan(str(image), machine)
+            scan([str(image)], machine)
     scan_id = repo.scans(machine, 1)[0]["id"]
     reported = {row["path"] for row in repo.changes(scan_id=scan_id)}
     with repo.transaction() as conn:

@@ -15,6 +15,7 @@ transient errors (database or broker away, throttling) propagate, to be retried.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,13 +24,17 @@ from scanner.cloud.provider import DiskInfo, MachineInfo, Provider, SnapshotInfo
 from scanner.diff import FileDiff
 from scanner.emitters.delivery import DeliveryConfig, DeliveryReport, deliver
 from scanner.emitters.settings import AlertSettings
-from scanner.errors import AccountAccessError, NotFound, SnapfimError, TransientError
+from scanner.errors import AccountAccessError, NotFound, SnapfimError, SourceError, TransientError
 from scanner.incremental import Reuse, locator_key
 from scanner.lifecycle import SCAN_DONE
 from scanner.limits import Limits
-from scanner.pipeline import ScanOptions, scan_source
+from scanner.pipeline import ScanOptions, ScanOutcome, scan_sources
+from scanner.policy import PolicyEntity
 from scanner.runner import prepare_reuse, write_outcome
 from scanner.schedule import due_machines
+from scanner.sources.base import BlockSource
+from scanner.sources.machine import machine_locator
+from scanner.sources.unavailable import UnavailableSource
 from scanner.storage import fleet, outbox
 from scanner.storage.policies import load_policy
 from scanner.storage.repository import Repository, utc
@@ -228,7 +233,7 @@ def scan_cycle(repo: Repository, scan_id: int, settings: FleetSettings, *,
     ones and those in ``reraise`` (the caller's own: a task's time limit), which propagate."""
     passthrough: tuple[type[BaseException], ...] = (TransientError, *reraise)
     with repo.transaction() as conn:
-        row, mach, _disks, acct = _cycle(conn, scan_id)
+        row, mach, disks, acct = _cycle(conn, scan_id)
         if row.status in SCAN_DONE:
             return None
         gave_up = row.attempts >= settings.max_attempts
@@ -242,24 +247,14 @@ def scan_cycle(repo: Repository, scan_id: int, settings: FleetSettings, *,
     if gave_up:  # each earlier delivery died (worker killed, out of memory, time limit)
         fail(repo, scan_id, f"gave up after {row.attempts} attempts that did not finish")
         return None
-    if len(snaps) != 1:
-        fail(repo, scan_id, f"{len(snaps)} disks: multi-disk machines are scanned once the "
-                            "cloud providers arrive; local machines have one image")
-        return None
     provider = _provider(acct)
-    locator = dict(snaps[0].locator or {})
+    locator = machine_locator([dict(snap.locator or {}) for snap in snaps])
     started = _now()
     try:
-        source = provider.open_source(locator)
-        try:
-            reuse = _reuse(repo, provider, snaps[0], mach.id, source.locator)
-            options = ScanOptions(settings.hash_workers, limits=settings.limits, reuse=reuse)
-            outcome = scan_source(source, policy, options, name=mach.name)
-        finally:
-            source.close()
-        check = getattr(provider, "check", None)
-        if check is not None:
-            check(locator)  # the image must still be the snapshot it was
+        outcome = _read_disks(provider, snaps, {d.id: d for d in disks}, mach.name, policy,
+                              ScanOptions(settings.hash_workers, limits=settings.limits),
+                              passthrough,
+                              lambda pairs: _reuse(repo, provider, mach.id, pairs))
     except passthrough:
         raise
     except Exception as exc:  # a disk we cannot read fails this machine's scan, no other
@@ -292,30 +287,88 @@ def scan_cycle(repo: Repository, scan_id: int, settings: FleetSettings, *,
     return diff
 
 
-def _reuse(repo: Repository, provider: Provider, snap: Any, machine_id: int,
-           disk_locator: dict[str, Any]) -> Reuse | None:
+def _reuse(repo: Repository, provider: Provider, machine_id: int,
+           pairs: list[tuple[Any, BlockSource]]) -> Reuse | None:
     """An incremental scan's reuse (:mod:`scanner.incremental`) when the provider can diff
-    the disk's snapshot against its parent (the snapshot the machine's last scan read, still
-    there); None: the scan reads everything. A diff that fails is a full scan, not an error."""
+    the disks' snapshots against their parents (the snapshots the machine's last scan read,
+    still there); None: the scan reads everything. A disk whose diff is unavailable (another
+    lineage, an error) is read in full; a diff that fails is never an error of the scan."""
     diff_ranges = getattr(provider, "changed_ranges", None)
-    if diff_ranges is None or snap.parent_id is None:
+    if diff_ranges is None:
         return None
-    with repo.transaction() as conn:
-        parent = conn.execute(snapshot.select().where(snapshot.c.id == snap.parent_id)).first()
-    if parent is None or parent.state != "scanned" or not parent.locator:
-        return None
+    parents: list[dict[str, Any]] = []
+    changed: dict[str, list[tuple[int, int]]] = {}
+    for snap, source in pairs:
+        if snap.parent_id is None:
+            continue
+        with repo.transaction() as conn:
+            parent = conn.execute(snapshot.select()
+                                  .where(snapshot.c.id == snap.parent_id)).first()
+        if parent is None or parent.state != "scanned" or not parent.locator:
+            continue
+        try:
+            ranges = diff_ranges(dict(parent.locator), dict(snap.locator or {}))
+        except TransientError:
+            raise
+        except SnapfimError as exc:
+            log.warning("changed blocks of %s unavailable (%s): full read", snap.cloud_id, exc)
+            continue
+        if ranges is None:
+            log.info("%s is not of its parent's lineage: full read", snap.cloud_id)
+            continue
+        parents.append(dict(parent.locator))
+        changed[locator_key(source.locator)] = ranges
+    return prepare_reuse(repo, machine_id, parents, changed)
+
+
+def _read_disks(provider: Provider, snaps: list[Any], disks: dict[int, Any], machine_name: str,
+                policy: list[PolicyEntity], options: ScanOptions,
+                passthrough: tuple[type[BaseException], ...],
+                incremental: Callable[[list[tuple[Any, BlockSource]]], Reuse | None] | None = None,
+                ) -> ScanOutcome:
+    """Open every snapshot of the machine (in disk order), scan them as one machine, close
+    them, and check that each local snapshot is still what was snapshotted.
+
+    A snapshot that cannot be opened is a failed disk of a ``partial`` scan when another one
+    opened; when none opens, the first error is raised (the scan fails)."""
+    if not snaps:
+        raise SourceError("the scan has no snapshots to read")
+    sources: list[BlockSource] = []
+    opened: list[tuple[BlockSource, dict[str, Any]]] = []
+    pairs: list[tuple[Any, BlockSource]] = []
+    first_error: Exception | None = None
     try:
-        ranges = diff_ranges(dict(parent.locator), dict(snap.locator or {}))
-    except TransientError:
-        raise
-    except SnapfimError as exc:
-        log.warning("changed blocks of %s unavailable (%s): full scan", snap.cloud_id, exc)
-        return None
-    if ranges is None:
-        log.info("%s is not of its parent's lineage: full scan", snap.cloud_id)
-        return None
-    return prepare_reuse(repo, machine_id, dict(parent.locator),
-                         {locator_key(disk_locator): ranges})
+        for snap in snaps:
+            locator = dict(snap.locator or {})
+            try:
+                source = provider.open_source(locator)
+            except passthrough:
+                raise
+            except Exception as exc:  # this disk is missing from the scan, not the others
+                if not isinstance(exc, SnapfimError):
+                    log.exception("opening a snapshot of %s failed", machine_name)
+                first_error = first_error or exc
+                size = getattr(disks.get(snap.disk_id), "size_bytes", None) or 0
+                sources.append(UnavailableSource(locator, _reason(exc), size))
+                continue
+            sources.append(source)
+            opened.append((source, locator))
+            pairs.append((snap, source))
+        if not opened and first_error is not None:
+            raise first_error
+        if incremental is not None:  # the snapshots that opened, with their sources
+            options.reuse = incremental(pairs)
+        names = ([machine_name] if len(snaps) == 1 else
+                 [str(getattr(disks.get(s.disk_id), "resource_id", s.disk_id)) for s in snaps])
+        outcome = scan_sources(sources, policy, options, names)
+    finally:
+        for source, _locator in opened:
+            source.close()
+    check = getattr(provider, "check", None)
+    if check is not None:
+        for _source, locator in opened:
+            check(locator)  # each image must still be the snapshot it was
+    return outcome
 
 
 def fail(repo: Repository, scan_id: int, reason: str) -> None:

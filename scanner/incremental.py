@@ -62,41 +62,73 @@ class ChangedRanges:
         return index >= 0 and self._ends[index] > offset
 
 
-@dataclass(slots=True)
-class Reuse:
-    """The previous state of the machine's files (from the parent snapshot's scan, which
-    must have succeeded in full) and the changed ranges of each disk since it."""
-
-    previous: Mapping[str, FileEntity]
-    changed: dict[str, ChangedRanges] = field(default_factory=dict)
-    reused: int = 0
-
-    def digest_of(self, path: str, current: FileMeta, disk_locator: Mapping[str, Any],
-                  runs: Ranges | None) -> FileEntity | None:
-        """The previous entity whose digest ``path`` keeps, or None when it must be read:
-        no previous digest, metadata moved, no block map (``runs``: where the content lies on
-        the disk, absolute byte offsets), no changed ranges for the disk, or a run touched."""
-        before = self.previous.get(path)
-        if before is None or before.sha256 is None or before.type != "file":
-            return None
-        if (before.inode, before.size, before.mtime, before.ctime, before.crtime) != (
-                current.inode, current.size, current.mtime, current.ctime, current.crtime):
-            return None
-        changed = self.changed.get(locator_key(disk_locator))
-        if changed is None or runs is None:
-            return None
-        if any(changed.touches(offset, length) for offset, length in runs):
-            return None
-        self.reused += 1
-        return before
-
-
 @dataclass(frozen=True, slots=True)
 class FileMeta:
-    """The metadata :meth:`Reuse.digest_of` compares."""
+    """The metadata that must not have moved for a digest to be kept."""
 
     inode: int
     size: int
     mtime: int | None
     ctime: int | None
     crtime: int | None
+
+    @classmethod
+    def of(cls, item: Any) -> FileMeta:
+        """From anything with those attributes (a walked node, a stored entity)."""
+        return cls(item.inode, item.size, item.mtime, item.ctime, item.crtime)
+
+
+@dataclass(slots=True)
+class Reuse:
+    """The previous state of the machine's files (from the parent snapshot's scan, which
+    must have succeeded in full) and the changed ranges of each disk since it.
+
+    Two steps, because a walk reports inodes before their paths are named: while walking,
+    :meth:`candidate` picks the previous entity a regular file may keep the digest of, by its
+    metadata and blocks (the file is then not queued for hashing); once paths are named,
+    :meth:`confirm` checks that the path's own previous state is that file, or the file is
+    hashed after all."""
+
+    previous: Mapping[str, FileEntity]
+    changed: dict[str, ChangedRanges] = field(default_factory=dict)
+    reused: int = 0
+    _by_meta: dict[FileMeta, FileEntity | None] | None = None
+
+    def _index(self) -> dict[FileMeta, FileEntity | None]:
+        if self._by_meta is None:
+            index: dict[FileMeta, FileEntity | None] = {}
+            for entity in self.previous.values():
+                if entity.type == "file" and entity.sha256 is not None:
+                    key = FileMeta.of(entity)
+                    known = index.get(key, entity)
+                    # two files alike in every compared field with different digests (two
+                    # volumes cloned from one tree): neither can be chosen by metadata
+                    index[key] = entity if known is not None and (
+                        known.sha256, known.attributes) == (entity.sha256,
+                                                            entity.attributes) else None
+            self._by_meta = index
+        return self._by_meta
+
+    def candidate(self, current: FileMeta, disk_locator: Mapping[str, Any],
+                  runs: Ranges | None) -> FileEntity | None:
+        """The previous entity whose digest a file may keep, or None when it must be read: no
+        previous file alike, no block map (``runs``: where the content lies on the disk,
+        absolute byte offsets), no changed ranges for the disk, or a run touched."""
+        changed = self.changed.get(locator_key(disk_locator))
+        if changed is None or runs is None:
+            return None
+        before = self._index().get(current)
+        if before is None:
+            return None
+        if any(changed.touches(offset, length) for offset, length in runs):
+            return None
+        return before
+
+    def confirm(self, path: str, current: FileMeta, kept: FileEntity) -> bool:
+        """Whether ``path`` keeps ``kept``'s digest: its own previous state has the same
+        metadata and digest (else it is hashed)."""
+        before = self.previous.get(path)
+        ok = (before is not None and FileMeta.of(before) == current
+              and (before.sha256, before.attributes) == (kept.sha256, kept.attributes))
+        self.reused += ok
+        return ok

@@ -12,8 +12,9 @@ from sqlalchemy import Connection, select
 
 from scanner.diff import FileDiff
 from scanner.incremental import ChangedRanges, Reuse, locator_key
-from scanner.pipeline import ScanOptions, ScanOutcome, scan_source
+from scanner.pipeline import ScanOptions, ScanOutcome, scan_sources
 from scanner.sources.base import BlockSource
+from scanner.sources.machine import disk_locators, machine_locator
 from scanner.storage import outbox
 from scanner.storage.policies import ensure_recommended, load_policy
 from scanner.storage.repository import PreviousScan, Repository, ScanRecord
@@ -27,7 +28,19 @@ def run_scan(repo: Repository, source: BlockSource, machine_name: str,
              options: ScanOptions | None = None, source_name: str | None = None,
              account_id: int | None = None,
              delivery: DeliveryConfig | None = None) -> ScanRecord:
-    """Scan ``source`` as the next state of ``machine_name`` and record the changes.
+    """Scan ``source`` as the next state of ``machine_name`` and record the changes (a
+    machine with one disk: :func:`run_machine_scan`)."""
+    return run_machine_scan(repo, [source], machine_name, options,
+                            None if source_name is None else [source_name], account_id,
+                            delivery)
+
+
+def run_machine_scan(repo: Repository, sources: Sequence[BlockSource], machine_name: str,
+                     options: ScanOptions | None = None, names: Sequence[str] | None = None,
+                     account_id: int | None = None,
+                     delivery: DeliveryConfig | None = None) -> ScanRecord:
+    """Scan the disks ``sources`` (in order) as the next state of ``machine_name`` and record
+    the changes.
 
     Reading errors that leave nothing scannable raise before anything is written; per-volume
     and per-path failures make a ``partial`` scan whose unreadable paths keep their state.
@@ -38,8 +51,9 @@ def run_scan(repo: Repository, source: BlockSource, machine_name: str,
     with repo.transaction() as conn:
         ensure_recommended(conn)
         policy = load_policy(conn)
-    outcome = scan_source(source, policy, options, name=source_name)
-    record = commit_outcome(repo, outcome, machine_name, started, source.locator, account_id,
+    outcome = scan_sources(sources, policy, options, names)
+    locator = machine_locator([source.locator for source in sources])
+    record = commit_outcome(repo, outcome, machine_name, started, locator, account_id,
                             sinks=delivery.names if delivery else ())
     if delivery is not None and delivery.names:
         from scanner.emitters.delivery import deliver_quietly
@@ -56,21 +70,24 @@ def same_snapshot(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return locator_key(a) == locator_key(b)
 
 
-def prepare_reuse(repo: Repository, machine_id: int | None, parent: dict[str, Any],
+def prepare_reuse(repo: Repository, machine_id: int | None, parents: Sequence[dict[str, Any]],
                   changed: dict[str, list[tuple[int, int]]]) -> Reuse | None:
     """What an incremental scan may keep: the machine's file state, when its last completed
-    scan read ``parent`` and succeeded in full (its state is then exactly that snapshot's);
-    None otherwise (the scan reads everything). ``changed``: changed byte ranges by disk
-    (:func:`scanner.incremental.locator_key` of the disk source's locator)."""
-    if machine_id is None:
+    scan succeeded in full and read every one of ``parents`` (its state is then exactly
+    those snapshots'); None otherwise (the scan reads everything). ``changed``: the changed
+    byte ranges of each disk since its parent, by :func:`scanner.incremental.locator_key` of
+    the disk source's locator (a disk not listed is read in full)."""
+    if machine_id is None or not parents:
         return None
     with repo.transaction() as conn:
         row = conn.execute(
             select(scan.c.status, scan.c.source)
             .where(scan.c.machine_id == machine_id, scan.c.status.in_(("succeeded", "partial")))
             .order_by(scan.c.id.desc()).limit(1)).first()
-        if row is None or row.status != "succeeded" or not same_snapshot(dict(row.source or {}),
-                                                                          parent):
+        if row is None or row.status != "succeeded":
+            return None
+        read = disk_locators(dict(row.source or {}))
+        if not all(any(same_snapshot(r, p) for r in read) for p in parents):
             return None
         state = repo.load_file_state(conn, machine_id)
     return Reuse(state, {key: ChangedRanges(ranges) for key, ranges in changed.items()})

@@ -74,8 +74,8 @@ def test_a_parent_of_another_volume_means_a_full_scan(fake_aws: FakeAws, ebs_sto
     scan_json(tmp_path, f"ebs://{snap1}?region=eu-west-1", "--machine", instance_id)
     proc = snapfim(tmp_path, "scan", f"ebs://{snap2}?region=eu-west-1", "--machine",
                    instance_id, "--parent", f"ebs://{snap1}?region=eu-west-1", "--json")
-    assert f"ebs://{snap1}?region=eu-west-1 is not of the same volume's lineage: full scan" in (
-        proc.stderr)
+    assert (f"ebs://{snap1}?region=eu-west-1 is not of the same volume's lineage as any disk: "
+            "full scan") in proc.stderr
     result = json.loads(proc.stdout)
     assert (result["status"], result["events"]) == ("succeeded", [])
     assert result["coverage"]["files_hashed"] == 40
