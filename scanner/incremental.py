@@ -91,7 +91,7 @@ class Reuse:
 
     previous: Mapping[str, FileEntity]
     changed: dict[str, ChangedRanges] = field(default_factory=dict)
-    reused: int = 0
+    reused: int = 0  # files (inodes) whose digest was kept, counted by the pipeline
     _by_meta: dict[FileMeta, FileEntity | None] | None = None
 
     def _index(self) -> dict[FileMeta, FileEntity | None]:
@@ -128,7 +128,5 @@ class Reuse:
         """Whether ``path`` keeps ``kept``'s digest: its own previous state has the same
         metadata and digest (else it is hashed)."""
         before = self.previous.get(path)
-        ok = (before is not None and FileMeta.of(before) == current
-              and (before.sha256, before.attributes) == (kept.sha256, kept.attributes))
-        self.reused += ok
-        return ok
+        return (before is not None and FileMeta.of(before) == current
+                and (before.sha256, before.attributes) == (kept.sha256, kept.attributes))

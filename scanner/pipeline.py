@@ -231,6 +231,8 @@ def _keep_digests(reuse: Reuse, pending: list[tuple[FileEntity, str, int]],
             continue
         if not reuse.confirm(file.path, FileMeta.of(file), kept[key]):
             late[key] = HashJob(volume, inode, file.size)
+    reuse.reused = len({(v, i) for _f, v, i in pending} & kept.keys() - late.keys()
+                       - hashes.keys())
     coverage.notes.append(f"incremental: {reuse.reused} files kept their digest (no changed "
                           "block under them)")
     done = hash_in_process(late.values(), filesystems, None, limits)
