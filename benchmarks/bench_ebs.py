@@ -186,9 +186,10 @@ def main(argv: list[str] | None = None) -> int:
               f"({floor.coverage.entities} entities)")
         print(f"incremental scan: {incr_wall:6.1f} s  {incr_blocks} blocks fetched = "
               f"{100 * incr_blocks / max(full_blocks, 1):.1f}% of the full scan's (target <= 5%); "
-              f"{len(ranges)} changed ranges, {reuse.reused} files kept their digest, "
-              f"{incr.coverage.files_hashed} hashed; wall {100 * incr_wall / full_wall:.0f}% "
-              "of the full scan's")
+              f"{sum(n for _, n in ranges) // (512 << 10)} changed blocks, "
+              f"{reuse.reused} files kept their digest, {incr.coverage.files_hashed} hashed "
+              f"({incr.coverage.bytes_hashed / 1e6:.0f} MB); wall "
+              f"{100 * incr_wall / full_wall:.0f}% of the full scan's")
         print(f"files whose digest changed: {len(changed_paths)}; the {len(expected)} changed "
               f"files all among them: {expected <= changed_paths} (more: hard links)")
         if args.verify:
