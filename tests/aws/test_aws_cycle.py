@@ -14,8 +14,9 @@ from scanner import cycle
 from scanner.cloud.aws.ebs import open_ebs
 from scanner.cycle import FleetSettings
 from scanner.pipeline import ScanOptions, scan_source
+from scanner.policy import make_entity
 from scanner.storage.fleet import add_account, list_accounts, snapshots_of
-from scanner.storage.policies import load_policy
+from scanner.storage.policies import add_entity, load_policy
 from scanner.storage.repository import Repository
 from scanner.storage.tables import scan
 from tests.aws.fakeaws import EbsStore, FakeAws, Fault
@@ -30,6 +31,7 @@ from tests.aws.helpers import (
 )
 from tests.conftest import changes
 from tests.imaging import copy_image, debugfs, e2fsck_ok, linux_image, overwrite_in_place
+from tests.imaging_multidisk import OPT_FILES, ext4_opt_machine
 
 SETTINGS = FleetSettings(hash_workers=1)
 
@@ -185,3 +187,48 @@ def test_the_sweeper_deletes_only_snapfim_snapshots_past_the_retention(
     assert [s["SnapshotId"] for s in left] == [customer]
     with repo.transaction() as conn:
         assert [s.state for s in snapshots_of(conn, scan_id)] == ["deleted"]
+
+
+def test_every_volume_of_an_instance_is_snapshotted_together_and_scanned_as_one_machine(
+        fake_aws: FakeAws, ebs_store: EbsStore, repo: Repository, tmp_path: Path) -> None:
+    disks = ext4_opt_machine(tmp_path)  # root on the first volume, /opt (by UUID) on the second
+    instance_id, root_volume = instance(ebs_store, disks.disk0, "db-01")
+    client = ec2()
+    data_volume = client.create_volume(Size=1, AvailabilityZone="eu-west-1a")["VolumeId"]
+    client.attach_volume(VolumeId=data_volume, InstanceId=instance_id, Device="/dev/sdf")
+    ebs_store.seed_volume(data_volume, disks.disk1)
+    with repo.transaction() as conn:
+        account_id = add_account(conn, "prod", "aws", account_config())
+        add_entity(conn, make_entity("/opt/app"), account_id)  # what the data volume holds
+    assert cycle.discover(repo, account_id) == 1
+    first = run_cycle(repo)
+    diff = cycle.scan_cycle(repo, first, SETTINGS)
+    assert diff is not None and diff.baseline
+    made = tagged_snapshots(str(first))
+    assert sorted(s["VolumeId"] for s in made) == sorted([root_volume, data_volume])
+    assert len({s["StartTime"] for s in made}) == 1  # one CreateSnapshots call: one instant
+    coverage = repo.scan_row(first)["coverage"]
+    assert [(v["volume"], v["mountpoint"]) for v in coverage["volumes"]] == [
+        ("p1", "/"), ("d1:p1", "/opt")]
+
+    disk0 = copy_image(disks.disk0, tmp_path / "m0.img")
+    disk1 = copy_image(disks.disk1, tmp_path / "m1.img")
+    debugfs(disk0, "sif /etc/a.conf uid 1000", offset=disks.offset0)
+    old = OPT_FILES["app/app.conf"][0]
+    new = old.replace(b"8080", b"9090")
+    overwrite_in_place(disk1, "/app/app.conf", new, disks.offset1)
+    assert e2fsck_ok(disk0, disks.offset0) and e2fsck_ok(disk1, disks.offset1)
+    ebs_store.seed_volume(root_volume, disk0, size_gib=8)
+    ebs_store.seed_volume(data_volume, disk1)
+    second = run_cycle(repo)
+    diff = cycle.scan_cycle(repo, second, SETTINGS)
+    assert diff is not None
+    assert sorted(changes(diff.events)) == [
+        ("modified", "/etc/a.conf", ("uid",), {"uid": (0, 1000)}),
+        ("modified", "/opt/app/app.conf", ("sha256",), {"sha256": (sha(old), sha(new))}),
+    ]
+    # one diff per volume against its parent: 2 x (an empty first page + one page)
+    assert ebs_store.calls["ListChangedBlocks"] == 4
+    assert cycle.cleanup(repo, second, SETTINGS) == 2
+    assert {s["SnapshotId"] for s in tagged_snapshots()} == {
+        s["SnapshotId"] for s in tagged_snapshots(str(second))}
