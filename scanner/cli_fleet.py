@@ -102,6 +102,7 @@ def account_list(as_json: JsonFlag = False) -> None:
         write_json([{"account": a.name, "cloud": a.cloud, "enabled": a.enabled,
                      "implicit": _is_implicit(a), "machines": counts.get(a.id, 0),
                      "last_discovered_at": iso(a.last_discovered_at),
+                     "healthy": a.discovery_error is None,
                      "discovery_error": a.discovery_error, "config": a.config} for a in rows])
         return
     if not rows:
@@ -111,7 +112,7 @@ def account_list(as_json: JsonFlag = False) -> None:
           [(a.name, a.cloud, "yes" if a.enabled else "no", str(counts.get(a.id, 0)),
             "not needed" if _is_implicit(a) else stamp(a.last_discovered_at),
             IMPLICIT if _is_implicit(a) else (
-                f"discovery failed: {a.discovery_error}" if a.discovery_error
+                f"unhealthy: {a.discovery_error}" if a.discovery_error
                 else ", ".join(f"{k}={_config_value(v)}" for k, v in a.config.items())))
            for a in rows])
 

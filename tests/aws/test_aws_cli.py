@@ -17,7 +17,8 @@ from tests.imaging import copy_image, debugfs, e2fsck_ok, overwrite_in_place
 
 
 def snapfim(tmp_path: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SNAPFIM_DATA_DIR": str(tmp_path / "data"), "SNAPFIM_HASH_WORKERS": "1"}
+    env = {**os.environ, "SNAPFIM_DATA_DIR": str(tmp_path / "data"), "SNAPFIM_HASH_WORKERS": "1",
+           "COLUMNS": "250"}
     env.pop("SNAPFIM_DATABASE_URL", None)
     proc = subprocess.run([sys.executable, "-m", "scanner", *args], env=env, text=True,
                           capture_output=True, timeout=300)
@@ -108,9 +109,10 @@ def test_account_add_then_cycle_scans_the_instances_and_list_shows_health(
     assert snap["VolumeId"] == volume_id
     accounts = {a["account"]: a for a in json.loads(
         snapfim(tmp_path, "account", "list", "--json").stdout)}
-    assert accounts["prod"]["discovery_error"] is None
+    assert (accounts["prod"]["healthy"], accounts["prod"]["discovery_error"]) == (True, None)
+    assert accounts["gone"]["healthy"] is False
     assert accounts["prod"]["machines"] == 1
     assert accounts["gone"]["discovery_error"] == (
         f"assuming role {revoked}: AccessDenied: not authorized to perform sts:AssumeRole")
     table = snapfim(tmp_path, "account", "list").stdout
-    assert "discovery failed: assuming role" in table
+    assert "unhealthy: assuming role" in table
