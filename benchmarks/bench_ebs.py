@@ -89,10 +89,12 @@ CACHE: dict[str, Any] = {}
 
 
 def scan_snapshot(snapshot: str, policy: list[Any], workers: int,
-                  reuse: Reuse | None = None) -> ScanOutcome:
+                  reuse: Reuse | None = None, read_ahead: int | None = None) -> ScanOutcome:
     locator: dict[str, Any] = {"kind": "ebs", "snapshot": snapshot, "region": REGION}
-    if CACHE:
+    if CACHE or read_ahead:
         locator["cache"] = {**EBS_CACHE.as_dict(), **CACHE}
+        if read_ahead:
+            locator["cache"]["read_ahead"] = read_ahead
     source = open_ebs(locator)
     try:
         if reuse is not None:
@@ -120,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--read-ahead", type=int, help="blocks (default: EBS_CACHE's)")
     parser.add_argument("--threads", type=int, help="fetch threads (default: EBS_CACHE's)")
     parser.add_argument("--cache-mib", type=int, help="cache size (default: EBS_CACHE's)")
+    parser.add_argument("--incremental-read-ahead", type=int,
+                        help="read-ahead of the incremental scan only (blocks)")
     args = parser.parse_args(argv)
     for key, value in (("read_ahead", args.read_ahead), ("threads", args.threads),
                        ("cache_bytes", args.cache_mib and args.cache_mib << 20)):
@@ -173,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         assert ranges is not None
         reuse = Reuse(full.entities, {"pending": ChangedRanges(ranges)})
         incr, incr_wall = timed("incremental scan of snapshot 2 through EBS",
-                                lambda: scan_snapshot(snap2, policy, args.hash_workers, reuse))
+                                lambda: scan_snapshot(snap2, policy, args.hash_workers, reuse,
+                                                      args.incremental_read_ahead))
         incr_blocks = server.store.block_gets.get(snap2, 0)
         changed_paths = {p for p, e in incr.entities.items()
                          if p in full.entities and e.sha256 != full.entities[p].sha256}
