@@ -232,3 +232,32 @@ def test_every_volume_of_an_instance_is_snapshotted_together_and_scanned_as_one_
     assert cycle.cleanup(repo, second, SETTINGS) == 2
     assert {s["SnapshotId"] for s in tagged_snapshots()} == {
         s["SnapshotId"] for s in tagged_snapshots(str(second))}
+
+
+def test_faults_while_reading_are_retried_and_a_kms_refusal_flags_the_account(
+        fake_aws: FakeAws, ebs_store: EbsStore, repo: Repository, tmp_path: Path) -> None:
+    image = linux_image(tmp_path / "build")
+    instance(ebs_store, image, "web-01")
+    with repo.transaction() as conn:
+        account_id = add_account(conn, "prod", "aws", account_config())
+    assert cycle.discover(repo, account_id) == 1
+    # throttling and a corrupt block in transit: retried, the scan succeeds
+    ebs_store.inject(Fault("GetSnapshotBlock", "RequestThrottledException", 400, count=2))
+    ebs_store.inject(Fault("GetSnapshotBlock", corrupt=True, count=1))
+    first = run_cycle(repo)
+    diff = cycle.scan_cycle(repo, first, SETTINGS)
+    assert diff is not None and diff.baseline
+    assert repo.scan_row(first)["status"] == "succeeded"
+    assert [f.count for f in ebs_store.faults] == [0, 0]
+    # the volume's KMS key is no longer usable by the role: the scan fails with the reason,
+    # and the account is unhealthy until a discovery succeeds
+    ebs_store.inject(Fault("GetSnapshotBlock", "AccessDeniedException", 403, count=1000,
+                           message="The KMS key is disabled"))
+    second = run_cycle(repo)
+    assert cycle.scan_cycle(repo, second, SETTINGS) is None
+    row = repo.scan_row(second)
+    assert row["status"] == "failed"
+    assert row["error"].endswith("AccessDeniedException: The KMS key is disabled")
+    with repo.transaction() as conn:
+        [acct] = list_accounts(conn)
+    assert acct.discovery_error == row["error"]

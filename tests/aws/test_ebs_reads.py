@@ -14,7 +14,12 @@ from scanner.cloud.aws.ebs import BLOCK_SIZE, EbsFetcher, LineageError, changed_
 from scanner.cloud.aws.provider import AwsProvider
 from scanner.cloud.aws.session import AwsAccount
 from scanner.collectors import hashing
-from scanner.errors import SourceNotFound, SourceReadError, TransientSourceError
+from scanner.errors import (
+    AccountAccessError,
+    SourceNotFound,
+    SourceReadError,
+    TransientSourceError,
+)
 from scanner.pipeline import ScanOptions, scan_source
 from scanner.policy import recommended_entities
 from scanner.sources.local import open_local
@@ -75,7 +80,7 @@ def test_throttling_is_transient_and_retried(ebs_store: EbsStore, snapshot: str)
     ebs_store.inject(Fault("GetSnapshotBlock", "RequestThrottledException", 400, count=1,
                            message="Rate exceeded"))
     with pytest.raises(TransientSourceError, match="RequestThrottledException: Rate exceeded"):
-        fetcher.fetch(0)
+        fetcher.fetch(1)  # block 0 was read when the snapshot was opened
     ebs_store.inject(Fault("GetSnapshotBlock", "ConcurrentLimitExceededException", 400,
                            count=2))
     source = open_ebs(fetcher.locator)
@@ -122,9 +127,21 @@ def test_an_expired_token_is_listed_again_and_retried(ebs_store: EbsStore,
     fetcher = EbsFetcher(snapshot, REGION, token_margin=0.0)
     time.sleep(1.1)
     with pytest.raises(TransientSourceError, match="block token expired; listed again"):
-        fetcher.fetch(0)
+        fetcher.fetch(1)
     assert fetcher.listings == 2
-    assert fetcher.fetch(0) == block(0)  # the retry uses the fresh token
+    assert fetcher.fetch(1) == block(1)  # the retry uses the fresh token
+
+
+def test_a_snapshot_that_may_be_listed_but_not_read_fails_at_open(ebs_store: EbsStore,
+                                                                    snapshot: str) -> None:
+    ebs_store.inject(Fault("GetSnapshotBlock", "AccessDeniedException", 403, count=1,
+                           message="The KMS key is not accessible"))
+    with pytest.raises(AccountAccessError, match=(
+            "reading block 0 of snap-.*: AccessDeniedException: The KMS key is not accessible")):
+        EbsFetcher(snapshot, REGION)
+    fetcher = EbsFetcher(snapshot, REGION)  # the first block read at open is not read again
+    assert fetcher.fetch(0) == block(0)
+    assert ebs_store.block_gets[snapshot] == 1
 
 
 def test_an_unknown_snapshot_is_not_found(fake_aws: FakeAws) -> None:

@@ -28,7 +28,7 @@ from botocore.exceptions import ClientError
 from scanner.cloud.aws.faults import error_code, translate
 from scanner.cloud.aws.ratelimit import limiter
 from scanner.cloud.aws.session import AwsAccount, client
-from scanner.errors import SourceError, SourceReadError, TransientSourceError
+from scanner.errors import SourceError, SourceReadError, TransientError, TransientSourceError
 from scanner.sources.cache import CachedSource, CacheSettings, open_cached
 
 BLOCK_SIZE = 512 * 1024
@@ -141,6 +141,25 @@ class EbsFetcher:
         self.fetches = 0
         self.listings = 0
         self._listing = self._list()
+        # one block read now: a snapshot we may list but not read (a KMS key the role may
+        # not use, a tag condition) fails here, at open, with the account's reason, instead
+        # of as unreadable bytes deep inside a filesystem; the block is served once later
+        self._first: tuple[int, bytes] | None = None
+        if self._listing.tokens:
+            first = min(self._listing.tokens)
+            self._first = (first, self._fetch_retrying(first))
+
+    def _fetch_retrying(self, index: int, attempts: int = 5) -> bytes:
+        """One block, transient faults retried with backoff (the caching layer does this for
+        every later read)."""
+        for attempt in range(attempts):
+            try:
+                return self.fetch(index)
+            except TransientError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(min(2.0, 0.05 * 2 ** attempt))
+        raise AssertionError("unreachable")
 
     def _list(self) -> BlockListing:
         listing = list_blocks(self._ebs, self.snapshot_id, self._list_bucket)
@@ -183,6 +202,10 @@ class EbsFetcher:
         """Block ``index``: verified bytes, or zeros for a block the snapshot never wrote."""
         if index < 0 or index * BLOCK_SIZE >= self.size:
             raise SourceReadError(f"{self.snapshot_id}: block {index} is past the volume's end")
+        first = self._first
+        if first is not None and first[0] == index:
+            self._first = None
+            return first[1]
         token = self._token(index)
         if token is None:
             return _ZEROS
