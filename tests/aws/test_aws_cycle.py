@@ -8,11 +8,13 @@ import hashlib
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select, update
 
 from scanner import cycle
 from scanner.cloud.aws.ebs import open_ebs
 from scanner.cycle import FleetSettings
+from scanner.errors import TransientError
 from scanner.pipeline import ScanOptions, scan_source
 from scanner.policy import make_entity
 from scanner.storage.fleet import add_account, list_accounts, snapshots_of
@@ -261,3 +263,23 @@ def test_faults_while_reading_are_retried_and_a_kms_refusal_flags_the_account(
     with repo.transaction() as conn:
         [acct] = list_accounts(conn)
     assert acct.discovery_error == row["error"]
+
+
+def test_snapshot_rate_limits_are_transient_and_the_retry_makes_one_set(
+        fake_aws: FakeAws, ebs_store: EbsStore, repo: Repository, tmp_path: Path) -> None:
+    image = linux_image(tmp_path / "build")
+    instance(ebs_store, image, "web-01")
+    with repo.transaction() as conn:
+        account_id = add_account(conn, "prod", "aws", account_config())
+    assert cycle.discover(repo, account_id) == 1
+    ebs_store.inject(Fault("CreateSnapshots", "SnapshotCreationPerVolumeRateExceeded", 400,
+                           message="The maximum per volume CreateSnapshot request rate has "
+                                   "been exceeded."))
+    [scan_id] = cycle.plan(repo, SETTINGS)
+    with pytest.raises(TransientError, match="SnapshotCreationPerVolumeRateExceeded"):
+        cycle.take_snapshots(repo, scan_id)  # the task is retried later
+    assert tagged_snapshots() == []
+    assert cycle.take_snapshots(repo, scan_id)
+    assert cycle.take_snapshots(repo, scan_id)  # a redelivered task makes nothing more
+    assert len(tagged_snapshots(str(scan_id))) == 1
+    assert cycle.poll_snapshots(repo, scan_id) == "ready"
