@@ -71,7 +71,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
-from scanner.registry import (  # noqa: E402
+from scanner.registry.hive import (  # noqa: E402
     REG_BINARY,
     REG_DWORD,
     REG_EXPAND_SZ,
@@ -586,8 +586,9 @@ def run_phase1(hive_path: Path, runs: int, custom: str, walk: bool) -> dict[str,
     """Phase 1 in this process (meant to be a fresh one: the peak RSS is the process's):
     open the hive, optionally time the bare walk, then ``collect`` with the default policy
     plus ``custom`` recursive, best of ``runs``."""
-    from scanner.collectors.registry import collect, open_hive
+    from scanner.collectors.registry import collect
     from scanner.entities import RegistryKeyEntity
+    from scanner.registry.replay import open_hive
 
     rss0 = _rss_kib()
     start = time.perf_counter()

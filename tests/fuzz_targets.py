@@ -41,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scanner.registry import REG_BINARY, REG_DWORD, base_block_checksum
+from scanner.registry.hive import REG_BINARY, REG_DWORD, base_block_checksum
 from scanner.registry.hivewriter import HiveBuilder, dword, marvin32
 from tests.fuzz_checkers import (
     Events,

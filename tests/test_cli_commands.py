@@ -222,7 +222,7 @@ def test_json_listings_and_change_filters(tmp_path: Path, gpt: dict[str, Path]) 
 
 
 def test_changes_path_on_windows_paths_and_registry_keys(tmp_path: Path) -> None:
-    from scanner.registry import REG_SZ
+    from scanner.registry.hive import REG_SZ
     from scanner.registry.hivewriter import sz
     from tests.ntfsbuilder import File
     from tests.windows_image import RUN, SOFTWARE, base_layout, build_windows_image, copy_layout

@@ -97,7 +97,7 @@ def test_markup_in_names_is_printed_as_it_is(tmp_path: Path) -> None:
 
 
 def test_registry_run_value_is_escaped(tmp_path: Path) -> None:
-    from scanner.registry import REG_SZ
+    from scanner.registry.hive import REG_SZ
     from scanner.registry.hivewriter import sz
     from tests.windows_image import RUN, SOFTWARE, base_layout, build_windows_image, copy_layout
 

@@ -44,7 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from scanner.registry import (
+from scanner.registry.hive import (
     HBIN_START,
     REG_BINARY,
     REG_DWORD,

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import pytsk3
 
-from scanner.collectors.sddl import sddl_from_descriptor
 from scanner.registry.hivewriter import security_descriptor
+from scanner.sddl import sddl_from_descriptor
 from tests.ntfsbuilder import (
     DEFAULT_TIME,
     FILE_ATTRIBUTE_HIDDEN,

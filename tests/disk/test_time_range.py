@@ -15,7 +15,7 @@ import pytest
 
 from scanner.entities import RegistryKeyEntity
 from scanner.policy import make_entity
-from scanner.registry import filetime_to_ns
+from scanner.registry.hive import filetime_to_ns
 from scanner.storage.policies import add_entity, ensure_recommended
 from scanner.storage.repository import Repository
 from scanner.timestamps import NS_MAX, NS_MIN, storable_ns

@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 import pytsk3
 
-from scanner.collectors.registry import open_hive, resolve_current_control_set
 from scanner.disk.ntfs_meta import NtfsMeta, Reparse
-from scanner.registry import REG_DWORD, REG_SZ, Hive, HiveError, parse_header
+from scanner.registry.controlset import resolve_current_control_set
+from scanner.registry.hive import REG_DWORD, REG_SZ, Hive, HiveError, parse_header
 from scanner.registry.hivewriter import dword, sz
+from scanner.registry.replay import open_hive
 from tests.ntfsbuilder import DEFAULT_TIME, Dir, Entry, File, Junction
 from tests.windows_image import (
     ALICE_NTUSER,

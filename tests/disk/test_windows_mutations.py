@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from scanner.collectors.sddl import sddl_from_descriptor
 from scanner.policy import make_entity
-from scanner.registry import REG_DWORD, REG_EXPAND_SZ, REG_SZ
+from scanner.registry.hive import REG_DWORD, REG_EXPAND_SZ, REG_SZ
 from scanner.registry.hivewriter import dword, security_descriptor, sz
 from scanner.runner import run_scan
+from scanner.sddl import sddl_from_descriptor
 from scanner.sources.local import open_local
 from scanner.storage.policies import add_entity, ensure_recommended
 from scanner.storage.repository import Repository, ScanRecord

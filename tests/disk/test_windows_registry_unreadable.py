@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from scanner.registry import HBIN_START, REG_DWORD, REG_SZ, Hive
+from scanner.registry.hive import HBIN_START, REG_DWORD, REG_SZ, Hive
 from scanner.registry.hivewriter import HiveBuilder, dword, sz, write_transaction_log
 from scanner.runner import run_scan
 from scanner.sources.local import open_local

@@ -18,7 +18,7 @@ import pytest
 from Registry import Registry, RegistryLog
 from Registry.RegistryParse import HvLEBlock
 
-from scanner.registry import (
+from scanner.registry.hive import (
     REG_BINARY,
     REG_DWORD,
     REG_DWORD_BIG_ENDIAN,

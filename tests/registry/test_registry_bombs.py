@@ -18,12 +18,12 @@ from typing import Any, TypeVar
 
 import pytest
 
-from scanner.collectors.registry import collect, open_hive
+from scanner.collectors.registry import collect
 from scanner.entities import RegistryKeyEntity, RegistryValueEntity
 from scanner.limits import Limits
 from scanner.pipeline import ScanOptions
 from scanner.policy import make_entity
-from scanner.registry import BIG_DATA_SEGMENT, REG_BINARY, REG_SZ
+from scanner.registry.hive import BIG_DATA_SEGMENT, REG_BINARY, REG_SZ
 from scanner.registry.hivewriter import (
     HiveBuilder,
     RepeatedSegments,
@@ -32,6 +32,7 @@ from scanner.registry.hivewriter import (
     sz,
     write_transaction_log,
 )
+from scanner.registry.replay import open_hive
 from scanner.runner import run_scan
 from scanner.sources.local import open_local
 from scanner.storage.repository import Repository, ScanRecord

@@ -9,18 +9,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from scanner.collectors.registry import (
-    PREVIEW_CHARS,
-    HiveError,
-    collect,
-    open_hive,
-    preview,
-    resolve_current_control_set,
-)
+from scanner.collectors.registry import PREVIEW_CHARS, collect, preview
 from scanner.entities import RegistryKeyEntity, RegistryValueEntity, split_value_id, value_id
 from scanner.entities import changed_registry_fields as changed_fields
 from scanner.policy import EntityKind, make_entity, recommended_entities
-from scanner.registry import (
+from scanner.registry.controlset import resolve_current_control_set
+from scanner.registry.hive import (
     REG_BINARY,
     REG_DWORD,
     REG_DWORD_BIG_ENDIAN,
@@ -31,6 +25,7 @@ from scanner.registry import (
     REG_QWORD,
     REG_SZ,
     Hive,
+    HiveError,
 )
 from scanner.registry.hivewriter import (
     HiveBuilder,
@@ -42,6 +37,7 @@ from scanner.registry.hivewriter import (
     sz,
     write_transaction_log,
 )
+from scanner.registry.replay import open_hive
 
 SW = "HKLM\\SOFTWARE"
 RUN = "Microsoft\\Windows\\CurrentVersion\\Run"

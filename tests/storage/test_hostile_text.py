@@ -18,7 +18,7 @@ from scanner import cycle
 from scanner.cycle import FleetSettings
 from scanner.entities import RegistryKeyEntity
 from scanner.pipeline import ScanOptions
-from scanner.registry import REG_LINK, REG_SZ
+from scanner.registry.hive import REG_LINK, REG_SZ
 from scanner.registry.hivewriter import sz
 from scanner.runner import run_scan
 from scanner.sources.local import open_local

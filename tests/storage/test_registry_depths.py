@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from scanner.pipeline import ScanOptions
 from scanner.policy import RECOMMENDED_REGISTRY_DEPTHS, recommended_entities
-from scanner.registry import REG_BINARY, REG_NONE, REG_SZ
+from scanner.registry.hive import REG_BINARY, REG_NONE, REG_SZ
 from scanner.registry.hivewriter import sz
 from scanner.runner import run_scan
 from scanner.sources.local import open_local
