@@ -10,7 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.imaging import copy_image, debugfs, linux_image
+from tests.imaging.ext4 import debugfs, linux_image
+from tests.imaging.tools import copy_image
 from tests.receivers import HttpsReceiver, make_ca_and_server_cert, records
 
 

@@ -7,7 +7,7 @@ python-registry stays the tool for replaying transaction logs (see
 inline REG_MULTI_SZ as 0, an inline REG_DWORD_BIG_ENDIAN is read from a bogus cell) and is
 slower: its bare walk of a 200k-key / 500k-value hive takes ~8 s; this reader's takes ~1.2 s,
 and a whole-hive ``collect`` (with hashing and SDDL) over it ~3 s
-(``benchmarks/bench_registry.py --whole``).
+(``python3 -m benchmarks.bench_registry --whole``).
 
 Layout (offsets of cells are relative to the first hbin, at file offset 0x1000):
 

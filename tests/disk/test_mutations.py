@@ -1,6 +1,6 @@
 """The ext4 mutation matrix: one change to a real image between two scans -> exact events.
 
-Each test builds the small merged-/usr tree of :func:`tests.imaging.linux_tree` into an ext4
+Each test builds the small merged-/usr tree of :func:`tests.imaging.trees.linux_tree` into an ext4
 image (every timestamp pinned to ``BASE_TIME``), scans it as the baseline, applies ONE
 mutation to a copy with debugfs (clock set to ``NEW_TIME``) or by writing data blocks
 directly, checks the copy with ``e2fsck -fn``, scans it again through the real pipeline and
@@ -26,12 +26,8 @@ from scanner.policy import make_entity
 from scanner.storage.policies import add_entity, ensure_recommended, set_enabled
 from scanner.storage.repository import Repository, ScanRecord
 from tests.conftest import changes
-from tests.imaging import (
-    BASE_TIME,
+from tests.imaging.ext4 import (
     BASE_TOOL_ACL,
-    acl_xattr,
-    capability_xattr,
-    copy_image,
     debugfs,
     e2fsck_ok,
     inode_info,
@@ -39,6 +35,8 @@ from tests.imaging import (
     overwrite_in_place,
     set_xattr,
 )
+from tests.imaging.tools import BASE_TIME, copy_image
+from tests.imaging.xattrs import acl_xattr, capability_xattr
 
 NEW_TIME = 1_800_000_000            # debugfs clock during mutations (2027-01-15)
 T0 = BASE_TIME * 10**9              # scanner times are integer nanoseconds

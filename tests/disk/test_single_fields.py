@@ -15,7 +15,8 @@ import pytest
 
 from scanner.storage.repository import ScanRecord
 from tests.disk.test_mutations import NEW_TIME, T0, T1, Base, content, make_base
-from tests.imaging import BASE_TIME, inode_info
+from tests.imaging.ext4 import inode_info
+from tests.imaging.tools import BASE_TIME
 
 
 @pytest.fixture

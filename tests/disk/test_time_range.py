@@ -20,8 +20,8 @@ from scanner.storage.policies import add_entity, ensure_recommended
 from scanner.storage.repository import Repository
 from scanner.timestamps import NS_MAX, NS_MIN, storable_ns
 from tests.disk.test_windows_mutations import HKLM_SW, MACHINE, events, scan_image
-from tests.ntfsbuilder import File
-from tests.windows_image import (
+from tests.imaging.ntfs import File
+from tests.imaging.windows import (
     RUN,
     RUN_TIME,
     SOFTWARE,

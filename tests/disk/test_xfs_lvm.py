@@ -1,7 +1,7 @@
 """XFS (libfsxfs) and LVM2 logical volumes on real images: same entities, same events as ext4.
 
 Images are built on the fly without mounting (see :mod:`tests.imaging`): XFS with
-``mkfs.xfs -p`` from the :func:`tests.imaging.linux_tree` source tree (owners 0:0, every
+``mkfs.xfs -p`` from the :func:`tests.imaging.trees.linux_tree` source tree (owners 0:0, every
 timestamp pinned to ``BASE_TIME`` with xfs_db, ``/usr/bin/tool`` carrying the POSIX ACL
 ``BASE_TOOL_ACL`` like the ext4 base), changed in place with xfs_db (modes, owners,
 timestamps with nanoseconds, xattrs, symlink targets, same-length renames) or by writing data
@@ -45,34 +45,31 @@ from tests.disk.test_volumes import (
     last_coverage,
     vol,
 )
-from tests.imaging import (
-    BASE_TIME,
+from tests.imaging.ext4 import (
     BASE_TOOL_ACL,
+    build_ext4_volume,
+    e2fsck_ok,
+    inode_info,
+    overwrite_in_place,
+)
+from tests.imaging.linux_disk import (
     BOOT_MB,
     BOOT_UUID,
     GRUB_CFG,
-    MIB,
     ROOT_MB,
     ROOT_UUID,
     VMLINUZ,
     boot_tree,
-    build_ext4_volume,
-    build_swap,
-    build_xfs_tree,
-    capability_xattr,
-    copy_image,
-    e2fsck_ok,
-    gpt_disk,
-    inode_info,
-    linux_tree,
-    lvm_fill,
-    lvm_linear,
-    lvm_pv,
-    lvm_segment_striped,
-    lvm_vg,
-    overwrite_in_place,
     root_tree,
-    write_at,
+)
+from tests.imaging.lvm import lvm_fill, lvm_linear, lvm_pv, lvm_segment_striped, lvm_vg
+from tests.imaging.partitions import gpt_disk
+from tests.imaging.swap import build_swap
+from tests.imaging.tools import BASE_TIME, MIB, copy_image, write_at
+from tests.imaging.trees import linux_tree
+from tests.imaging.xattrs import capability_xattr
+from tests.imaging.xfs import (
+    build_xfs_tree,
     xfs_acl,
     xfs_inode,
     xfs_overwrite_in_place,
@@ -104,7 +101,7 @@ def copy_tree(src: Path, dst: Path) -> Path:
 
 def xfs_linux_image(workdir: Path, src: Path, name: str, *, last: tuple[str, ...] = ("usr/bin",),
                     **kwargs: Any) -> Path:
-    """The XFS twin of :func:`tests.imaging.linux_image` built from ``src``: owners 0:0,
+    """The XFS twin of :func:`tests.imaging.ext4.linux_image` built from ``src``: owners 0:0,
     times BASE_TIME, ``/usr/bin/tool`` (when present) with BASE_TOOL_ACL, ``/usr/bin`` last
     in the protofile (so a file added there by a rebuild leaves every other inode alone)."""
     image = build_xfs_tree(src, workdir / name, uuid=XFS_UUID, last=last, **kwargs)
@@ -867,7 +864,7 @@ def test_metadata_text_that_wraps_around_the_circular_buffer() -> None:
     of the area (just after its header): the text is then in two pieces."""
     from scanner.disk.lvm import parse_volume_group, probe_label, read_metadata_text
     from scanner.sources.memory import MemorySource
-    from tests.imaging import _lvm_crc, _lvm_id, lvm_metadata, lvm_pv_header
+    from tests.imaging.lvm import _lvm_crc, _lvm_id, lvm_metadata, lvm_pv_header
 
     raw, dashed = _lvm_id("pv:wrap")
     text = lvm_metadata("wrapvg", [{"name": "pv0", "uuid": dashed, "dev_size": 8 * MIB,

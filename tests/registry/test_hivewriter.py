@@ -1,4 +1,4 @@
-"""Tests of scanner.registry.hivewriter, read back with python-registry, our reader, regipy and
+"""Tests of tests.imaging.hives, read back with python-registry, our reader, regipy and
 hivex (libhivex through Debian's python3-hivex, run by the system Python)."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from scanner.registry.hive import (
     base_block_checksum,
     parse_header,
 )
-from scanner.registry.hivewriter import (
+from tests.imaging.hives import (
     DEFAULT_SECURITY,
     HiveBuilder,
     dword,

@@ -1,4 +1,4 @@
-"""Tests of scanner.collectors.registry on hives written by scanner.registry.hivewriter."""
+"""Tests of scanner.collectors.registry on hives written by tests.imaging.hives."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ from scanner.registry.hive import (
     Hive,
     HiveError,
 )
-from scanner.registry.hivewriter import (
+from scanner.registry.replay import open_hive
+from tests.imaging.hives import (
     HiveBuilder,
     dword,
     dword_be,
@@ -37,7 +38,6 @@ from scanner.registry.hivewriter import (
     sz,
     write_transaction_log,
 )
-from scanner.registry.replay import open_hive
 
 SW = "HKLM\\SOFTWARE"
 RUN = "Microsoft\\Windows\\CurrentVersion\\Run"

@@ -16,8 +16,8 @@ import struct
 from scanner.collectors.registry import collect
 from scanner.policy import make_entity
 from scanner.registry.hive import HBIN_START, REG_SZ, Hive
-from scanner.registry.hivewriter import HiveBuilder, marvin32, sz, write_transaction_log
 from scanner.registry.replay import open_hive
+from tests.imaging.hives import HiveBuilder, marvin32, sz, write_transaction_log
 
 SW = "HKLM\\SOFTWARE"
 NK_SUBKEY_LIST = 4 + 0x1C

@@ -11,7 +11,8 @@ from scanner.cycle import FleetSettings
 from scanner.storage.fleet import add_account, schedules
 from scanner.storage.repository import Repository
 from scanner.storage.tables import scan
-from tests.imaging import copy_image, linux_image
+from tests.imaging.ext4 import linux_image
+from tests.imaging.tools import copy_image
 
 
 def test_a_scan_whose_deliveries_keep_dying_is_given_up(repository: Repository,

@@ -27,7 +27,8 @@ from scanner.storage import fleet
 from scanner.storage.db import make_engine
 from scanner.storage.repository import Repository
 from scanner.storage.tables import alert, delivery, scan
-from tests.imaging import copy_image, debugfs, linux_image
+from tests.imaging.ext4 import debugfs, linux_image
+from tests.imaging.tools import copy_image
 from tests.ocsf_schema import validate_ocsf
 from tests.receivers import HttpsReceiver, Request, SyslogListener, make_ca_and_server_cert
 

@@ -19,14 +19,14 @@ from scanner.cycle import FleetSettings
 from scanner.entities import RegistryKeyEntity
 from scanner.pipeline import ScanOptions
 from scanner.registry.hive import REG_LINK, REG_SZ
-from scanner.registry.hivewriter import sz
 from scanner.runner import run_scan
 from scanner.sources.local import open_local
 from scanner.storage.fleet import add_account
 from scanner.storage.repository import Repository, ScanRecord
 from scanner.textsafe import restore
-from tests.ntfsbuilder import Symlink
-from tests.windows_image import (
+from tests.imaging.hives import sz
+from tests.imaging.ntfs import Symlink
+from tests.imaging.windows import (
     RUN,
     SOFTWARE,
     T_OS,
