@@ -15,7 +15,7 @@ from pathlib import Path
 
 from scanner.storage.repository import Repository, ScanRecord
 from tests.conftest import MACHINE, changes
-from tests.disk.test_mutations import MONITORED, NEW_TIME, T1, file_values
+from tests.disk.fs_baselines import MONITORED, NEW_TIME, T1, file_values
 from tests.imaging.ext4 import build_ext4_volume, debugfs, inode_info
 from tests.imaging.partitions import gpt_disk
 from tests.imaging.tools import copy_image, write_at

@@ -29,17 +29,17 @@ from scanner.sources.local import open_local
 from scanner.sources.memory import MemorySource
 from scanner.storage.repository import Repository, ScanRecord
 from tests.conftest import MACHINE, changes
-from tests.disk.test_mutations import (
+from tests.disk.fs_baselines import (
     CAP_NET_RAW,
     NEW_TIME,
     T0,
     T1,
+    XfsBase,
     content,
     make_base,
     sha,
 )
 from tests.disk.test_volumes import last_coverage
-from tests.disk.test_xfs_lvm import XfsBase
 from tests.imaging.ext4 import (
     build_ext4,
     debugfs,

@@ -27,8 +27,7 @@ from scanner.collectors import hashing
 from scanner.errors import SourceReadError
 from scanner.storage.repository import ScanRecord
 from tests.conftest import changes
-from tests.disk.test_mutations import T0, sha
-from tests.disk.test_xfs_lvm import xfs_linux_image
+from tests.disk.fs_baselines import T0, sha, xfs_linux_image
 from tests.imaging.ext4 import (
     BASE_TOOL_ACL,
     block_size,
