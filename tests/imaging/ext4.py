@@ -52,8 +52,6 @@ def _target(image: str | os.PathLike[str], offset: int) -> str:
     return f"{os.fspath(image)}?offset={offset}" if offset else os.fspath(image)
 
 
-# -- ext4 -------------------------------------------------------------------------------------
-
 def build_ext4(src_dir: str | os.PathLike[str], image: str | os.PathLike[str],
                size_mb: int = 32, offset: int = 0) -> Path:
     """Create an ext4 filesystem of ``size_mb`` MiB holding a copy of ``src_dir``.

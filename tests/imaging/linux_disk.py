@@ -12,17 +12,9 @@ from tests.imaging.ext4 import build_ext4_volume
 from tests.imaging.partitions import gpt_disk
 from tests.imaging.trees import _write, linux_tree
 
-# A Linux machine whose /boot is a partition of its own ------------------------------------------
-
 ROOT_UUID = "7a0c1c5e-0d1f-4c2b-9a3e-5b6c7d8e9f01"
-
-
 BOOT_UUID = "0b0e0b0e-1111-4222-8333-444455556666"
-
-
 VMLINUZ = b"\x7fKERNEL" + bytes(range(256)) * 12 + b"\xee" * 121  # 3200 bytes, 4 blocks of 1 KiB
-
-
 GRUB_CFG = b"set timeout=5\nmenuentry 'Debian' { linux /vmlinuz root=UUID=" + \
     ROOT_UUID.encode() + b" }\n"
 

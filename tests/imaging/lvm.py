@@ -10,8 +10,6 @@ from typing import Any
 
 from tests.imaging.tools import BASE_TIME, MIB, _copy_range, write_at
 
-# LVM2, written directly (pvcreate refuses plain files) ------------------------------------------
-#
 # LVM2 on-disk format (lib/format_text/layout.h; little-endian): a 512-byte label in sector 1
 # (``LABELONE``, sector number, CRC of bytes 20..511, offset 32, ``LVM2 001``) holding the PV
 # header (32-character UUID, device size, zero-terminated (offset, size) lists of data areas and

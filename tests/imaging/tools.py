@@ -62,8 +62,6 @@ def copy_image(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path
 
 
 MIB = 1024 * 1024
-
-
 SECTOR = 512
 
 

@@ -7,7 +7,6 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-# -- source trees -----------------------------------------------------------------------------
 
 def _write(root: Path, rel: str, data: bytes, mode: int = 0o644) -> None:
     path = root / rel

@@ -9,8 +9,6 @@ from pathlib import Path
 
 from tests.imaging.tools import MIB, SECTOR
 
-# VHD ----------------------------------------------------------------------------------------
-
 VHD_FIXED, VHD_DYNAMIC = 2, 3
 
 

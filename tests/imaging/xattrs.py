@@ -11,8 +11,6 @@ from collections.abc import Iterable
 
 _ACL_TAGS = {("user", False): 0x01, ("user", True): 0x02, ("group", False): 0x04,
              ("group", True): 0x08, ("mask", False): 0x10, ("other", False): 0x20}
-
-
 _ACL_UNDEFINED_ID = 0xFFFFFFFF
 
 

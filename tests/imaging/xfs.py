@@ -60,16 +60,10 @@ def build_xfs(image: str | os.PathLike[str], *, size_mb: int = 300,
 #   (sparse) and back in by :func:`xfs_db` and :func:`xfs_repair_ok`.
 
 XFS_EPOCH_OFFSET = 1 << 31   # bigtime: seconds from 1901-12-13T20:45:52Z to the Unix epoch
-
-
 XFS_MIN_MB = 300
-
-
 _XFS_DB_ERRORS = re.compile(r"not found|No such file|parsing error|\b(?:[Ii]nvalid|[Bb]ad|"
                             r"[Uu]nable|[Cc]annot|can't|[Uu]nknown|[Ee]rror|must be|too large)\b|"
                             r"Allowing write of corrupted data")  # "\b": hex like 0x..fbad
-
-
 _XFS_DB_FIELD = re.compile(r"^[\w.\[\]-]+ = ")  # printed fields (names may hold "bad")
 
 
@@ -384,8 +378,6 @@ def xfs_overwrite_in_place(image: str | os.PathLike[str], path: str, data: bytes
 
 
 _XATTR_NAMESPACES = {"user.": "-u", "trusted.": "-r", "security.": "-s"}
-
-
 _ACL_XFS_NAMES = {"system.posix_acl_access": ("-r", "SGI_ACL_FILE"),
                   "system.posix_acl_default": ("-r", "SGI_ACL_DEFAULT")}
 
