@@ -14,15 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from scanner.cloud.provider import DiskInfo, MachineInfo, SnapshotInfo
-from scanner.errors import ConfigError, SourceError, SourceNotFound
+from scanner.errors import ConfigError, SnapshotGone, SourceNotFound
 from scanner.sources.base import BlockSource
 from scanner.sources.local import LocalFileSource
 
 IMAGE_SUFFIXES = (".img", ".raw", ".vhd", ".disk")
-
-
-class SnapshotGone(SourceError):
-    """The image changed or disappeared after its snapshot was taken."""
 
 
 def _fingerprint(path: Path) -> list[int]:
