@@ -52,9 +52,9 @@ from bench_image import build_bench_image  # noqa: E402
 from bench_store import create_database, drop_database  # noqa: E402
 
 from scanner import cycle  # noqa: E402
-from scanner.cycle import FleetSettings  # noqa: E402
 from scanner.diff import FileDiff  # noqa: E402
 from scanner.policy import make_entity  # noqa: E402
+from scanner.settings import FleetSettings  # noqa: E402
 from scanner.storage import fleet  # noqa: E402
 from scanner.storage.db import make_engine, upgrade  # noqa: E402
 from scanner.storage.policies import add_entity  # noqa: E402

@@ -9,6 +9,7 @@ the snapshot it is not (the next cycle picks it up).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,14 @@ class LocalProvider:
 
     def __init__(self, images: str | os.PathLike[str]) -> None:
         self.directory = Path(images)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> LocalProvider:
+        """The provider of a local account (``{"images": DIR}``)."""
+        images = config.get("images")
+        if not isinstance(images, str) or not images:
+            raise ConfigError("a local account needs an image directory (--images DIR)")
+        return cls(images)
 
     def discover(self) -> list[MachineInfo]:
         """Every regular image file of the directory, sorted by name."""

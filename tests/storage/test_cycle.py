@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy import update
 
 from scanner import cycle
-from scanner.cycle import FleetSettings
+from scanner.settings import FleetSettings
 from scanner.storage.fleet import add_account, schedules
 from scanner.storage.repository import Repository
 from scanner.storage.tables import scan
