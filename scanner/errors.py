@@ -17,6 +17,7 @@ of any :class:`SnapfimError` as one line; anything else is a bug.
     │   ├── UnsupportedFilesystem
     │   ├── CorruptFilesystem       superblock or structures unreadable, truncated volume
     │   │   ├── LvmError            an LVM physical volume's label or metadata is damaged
+    │   │   ├── XattrLimitExceeded  one inode's extended attributes exceed the scan's bound
     │   │   └── DirectoryInconsistent  a directory's blocks do not list consistently
     │   ├── UnlistableDirectory     a directory the walk will not list (a bound exceeded)
     │   └── ScanMemoryError         the scan needed more memory than its bound
@@ -29,10 +30,12 @@ of any :class:`SnapfimError` as one line; anything else is a bug.
     ├── DeliveryError               a sink (syslog, webhook, file) did not accept a batch
     └── TransientError              marks what a retry can fix (throttling, broker or DB away)
 
-Errors inside one file or directory of a disk (``DirectoryInconsistent``,
-``UnlistableDirectory``, ``HiveError``) are caught where that file is read and become an
-unreadable path or a coverage note; whole-disk errors (``SourceError``, ``DiskError``) fail
-the scan of that disk. Every class lives here, never in the module that raises it.
+Errors from a disk's content are caught as close to where they occur as the reader can
+still go on: a file, directory or hive that cannot be read (``DirectoryInconsistent``,
+``UnlistableDirectory``, ``XattrLimitExceeded``, ``HiveError``) becomes an unreadable path
+(its previous state kept) or a coverage note, a volume a coverage note; what leaves nothing
+scannable fails the scan. Every class lives here, never in the module that raises it
+(``tests/unit/test_layering.py`` checks).
 """
 
 from __future__ import annotations
@@ -89,6 +92,10 @@ class CorruptFilesystem(DiskError):
 
 class LvmError(CorruptFilesystem):
     """A physical volume whose label or metadata cannot be read."""
+
+
+class XattrLimitExceeded(CorruptFilesystem):
+    """The extended attributes of one inode add up to more than the scan's bound."""
 
 
 class DirectoryInconsistent(CorruptFilesystem):
