@@ -12,9 +12,9 @@ import os
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from scanner.cloud.provider import DiskInfo, MachineInfo, SnapshotInfo
+from scanner.cloud.provider import DiskInfo, MachineInfo, Provider, SnapshotInfo
 from scanner.errors import ConfigError, SnapshotGone, SourceNotFound
 from scanner.sources.base import BlockSource
 from scanner.sources.local import LocalFileSource
@@ -97,3 +97,8 @@ class LocalProvider:
     def sweep(self, older_than: datetime) -> list[str]:
         """Nothing is ever left behind."""
         return []
+
+
+if TYPE_CHECKING:  # mypy checks here that the local provider implements the whole protocol
+    def _is_a_provider(provider: LocalProvider) -> Provider:
+        return provider
