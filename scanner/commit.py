@@ -45,13 +45,13 @@ class CommittedScan:
 
 def commit_scan(repo: Repository, conn: Connection, machine_id: int, outcome: ScanOutcome, *,
                 started: datetime, source: Mapping[str, Any], sinks: Sequence[str] = (),
-                scan_id: int | None = None, finished: datetime | None = None) -> CommittedScan:
+                scan_id: int | None = None) -> CommittedScan:
     """Diff a scan's outcome against the machine's state and write it in ``conn``'s
     transaction: the machine is locked (its scans are serialised), the configured ``sinks``
     are registered, the scan row (``scan_id``: the fleet's row, else a new one), the state and
     the events are written, the machine's OS family recorded, and every event queued for every
     registered sink. Rolled back with the caller's transaction, nothing of it remains."""
-    finished = finished or datetime.now(UTC)
+    finished = datetime.now(UTC)
     repo.lock_machine(conn, machine_id)
     previous = repo.previous_scan(conn, machine_id)
     outbox.register_sinks(conn, sinks, finished)
