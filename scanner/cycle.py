@@ -2,9 +2,12 @@
 (commit) -> emit -> clean up, plus discovery, sweeps, and the delivery round (alerts for
 stale machines, pending deliveries retried).
 
-Each step takes database ids, reads what it needs from the database, does its work and records
-the outcome; the Celery tasks in ``workers/`` only call these and chain them. Every step is
-idempotent: running it twice (a redelivered task) changes nothing the first run did not.
+Each step takes database ids, reads what it needs through :mod:`scanner.storage` (typed rows:
+no SQL here), does its work and records the outcome; the Celery tasks in ``workers/`` only
+call these and chain them. A scan is committed and emitted by :mod:`scanner.commit`, the path
+`snapfim scan` takes too. ``FleetSettings`` lives in :mod:`scanner.settings` (re-exported
+here). Every step is idempotent: running it twice (a redelivered task) changes nothing the
+first run did not.
 
 One machine's failure stays that machine's: any error while snapshotting, reading or storing
 one machine (our own errors, and anything unforeseen a hostile disk provokes) becomes that
