@@ -90,6 +90,7 @@ class SnapshotRow:
     state: str
     locator: dict[str, Any]
     error: str | None
+    parent_id: int | None = None   # the disk's previous snapshot (incremental scans)
 
     def info(self) -> SnapshotInfo:
         """The snapshot as its provider reported it."""
@@ -135,7 +136,8 @@ def _scan(row: Any) -> ScanRow:
 
 def _snapshot(row: Any) -> SnapshotRow:
     return SnapshotRow(int(row.id), int(row.scan_id), int(row.disk_id), row.cloud_id,
-                       row.state, dict(row.locator or {}), row.error)
+                       row.state, dict(row.locator or {}), row.error,
+                       None if row.parent_id is None else int(row.parent_id))
 
 
 # -- accounts ---------------------------------------------------------------------------------
@@ -341,6 +343,12 @@ def snapshots_of(conn: Connection, scan_id: int) -> list[SnapshotRow]:
     """The snapshots of a scan cycle, by disk."""
     return [_snapshot(r) for r in conn.execute(select(snapshot).where(
         snapshot.c.scan_id == scan_id).order_by(snapshot.c.disk_id))]
+
+
+def snapshot_by_id(conn: Connection, snapshot_id: int) -> SnapshotRow | None:
+    """One snapshot (a parent, for an incremental scan), None if there is none."""
+    row = conn.execute(select(snapshot).where(snapshot.c.id == snapshot_id)).first()
+    return None if row is None else _snapshot(row)
 
 
 def set_snapshot_state(conn: Connection, snapshot_id: int, state: str, *,

@@ -17,6 +17,7 @@ from scanner.storage.fleet import (
     list_accounts,
     open_cycle,
     schedules,
+    snapshot_by_id,
     snapshots_of,
 )
 from scanner.storage.repository import Repository
@@ -87,6 +88,12 @@ def test_an_image_replaced_after_its_snapshot_fails_the_scan_and_keeps_the_state
     assert second is not None
     assert cycle.take_snapshots(repository, second)
     assert cycle.poll_snapshots(repository, second) == "ready"
+    with repository.transaction() as conn:            # the new snapshot's parent: the last one
+        [before], [now] = snapshots_of(conn, first), snapshots_of(conn, second)
+        parent = snapshot_by_id(conn, before.id)
+        assert snapshot_by_id(conn, now.id + 1000) is None
+    assert (now.parent_id, before.parent_id) == (before.id, None)
+    assert parent is not None and (parent.state, parent.scan_id) == ("scanned", first)
     debugfs(image, "rm /etc/crontab")                 # the image changes after its snapshot
     assert cycle.scan_cycle(repository, second, settings) is None
     row = repository.scan_row(second)
