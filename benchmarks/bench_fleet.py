@@ -48,9 +48,9 @@ from typing import Any
 from benchmarks.bench_image import build_bench_image
 from benchmarks.bench_store import create_database, drop_database
 from scanner import cycle
-from scanner.cycle import FleetSettings
 from scanner.diff import FileDiff
 from scanner.policy import make_entity
+from scanner.settings import FleetSettings
 from scanner.storage import fleet
 from scanner.storage.db import make_engine, upgrade
 from scanner.storage.policies import add_entity

@@ -44,6 +44,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from scanner.errors import HiveError
 from scanner.limits import Limits
 from scanner.textsafe import escape_name
 from scanner.timestamps import storable_ns
@@ -94,10 +95,6 @@ _CLAIM_BYTES = 1024  # data cells larger than this have one owner ...
 _CLAIM_VALUES = 64  # ... and value lists longer than this
 _KEY_COMP_NAME = 0x20
 _VALUE_COMP_NAME = 0x1
-
-
-class HiveError(Exception):
-    """The hive is truncated, corrupt or not a registry hive."""
 
 
 def type_name(value_type: int) -> str:

@@ -535,7 +535,8 @@ def test_metadata_text_that_wraps_around_the_circular_buffer() -> None:
 
 
 def test_metadata_syntax() -> None:
-    from scanner.disk.lvm import LvmError, parse_config
+    from scanner.disk.lvm import parse_config
+    from scanner.errors import LvmError
 
     tree = parse_config('vg {\n# comment\nid = "a\\"b"  # trailing\nlist = ["x", 1,\n"y", 2,\n]\n'
                         'sub { n = -3 f = 1.5 }\n}\ncontents = "Text Format Volume Group"\n')

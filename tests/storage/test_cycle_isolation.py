@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from scanner import cycle
-from scanner.cycle import FleetSettings
+from scanner.settings import FleetSettings
 from scanner.storage.fleet import add_account
 from scanner.storage.repository import Repository
 from tests.imaging.ext4 import linux_image

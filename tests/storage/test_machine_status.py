@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import insert, select, text
 
 from scanner import cycle
-from scanner.cycle import FleetSettings
+from scanner.settings import FleetSettings
 from scanner.storage import fleet
 from scanner.storage.db import make_engine, upgrade
 from scanner.storage.repository import Repository
