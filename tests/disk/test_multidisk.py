@@ -7,7 +7,7 @@
   disks; a file whose data lies on both disks changes on both; without disk 1 the LV cannot be
   read, / is unreadable and nothing is ``removed``.
 
-Images are built by :mod:`tests.imaging_multidisk`; expected values come from what the tests
+Images are built by :mod:`tests.imaging.multidisk`; expected values come from what the tests
 wrote and from debugfs / xfs_db, never from the scanner.
 """
 
@@ -34,22 +34,10 @@ from scanner.sources.local import open_local
 from scanner.storage.policies import add_entity, ensure_recommended
 from scanner.storage.repository import Repository, ScanRecord
 from tests.conftest import MACHINE, changes
-from tests.disk.test_mutations import T0, file_values
-from tests.imaging import (
-    MIB,
-    ROOT_MB,
-    ROOT_UUID,
-    copy_image,
-    debugfs,
-    e2fsck_ok,
-    inode_info,
-    overwrite_in_place,
-    xfs_inode,
-    xfs_overwrite_in_place,
-    xfs_repair_ok,
-    xfs_set,
-)
-from tests.imaging_multidisk import (
+from tests.disk.fs_baselines import T0, file_values
+from tests.imaging.ext4 import debugfs, e2fsck_ok, inode_info, overwrite_in_place
+from tests.imaging.linux_disk import ROOT_MB, ROOT_UUID
+from tests.imaging.multidisk import (
     BIG_FILE,
     BIG_SIZE,
     EXTENT,
@@ -67,6 +55,8 @@ from tests.imaging_multidisk import (
     split_through,
     xfs_file_ranges,
 )
+from tests.imaging.tools import MIB, copy_image
+from tests.imaging.xfs import xfs_inode, xfs_overwrite_in_place, xfs_repair_ok, xfs_set
 
 ScanDisks = Callable[..., ScanRecord]
 State = Callable[[], dict[str, FileEntity]]
