@@ -175,7 +175,8 @@ def poll_snapshots(repo: Repository, scan_id: int) -> str:
 # -- the scan ---------------------------------------------------------------------------------
 def scan_cycle(repo: Repository, scan_id: int, settings: FleetSettings, *,
                reraise: tuple[type[BaseException], ...] = ()) -> FileDiff | None:
-    """Read the snapshots, diff and commit atomically. None when there was nothing to do
+    """Read the snapshots (every disk of the machine, in one scan: :func:`_read_disks`), diff
+    and commit atomically. None when there was nothing to do
     (the scan was committed or failed by an earlier delivery of the same task).
 
     Any error of this machine fails its scan (see the module docstring), except transient
