@@ -76,8 +76,8 @@ class CacheSettings:
     """How a :class:`CachedSource` caches, reads ahead and retries (JSON-able)."""
 
     cache_bytes: int = CACHE_BYTES      # bound of the cached blocks' bytes
-    read_ahead: int = 16                # blocks fetched ahead of a forward reader, at most
-    threads: int = 16                   # read-ahead fetches running at once
+    read_ahead: int = 32                # blocks fetched ahead of a reader, at most
+    threads: int = 32                   # read-ahead fetches running at once
     attempts: int = 5                   # tries of a block that keeps failing transiently
     mismatch_attempts: int = 3          # tries of a block that fails verification
     backoff: float = 0.05               # seconds before the first retry, doubled each time
