@@ -120,7 +120,7 @@ def scan(
     exit_code: ExitCodeOption = 0,
 ) -> None:
     """Scan a disk image as the machine's next state and report the changes."""
-    from scanner.emitters.delivery import DeliveryConfig
+    from scanner.emitters.settings import DeliveryConfig
     from scanner.pipeline import ScanOptions
     from scanner.runner import run_scan
     from scanner.sources.local import open_local

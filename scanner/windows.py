@@ -21,15 +21,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scanner.collectors.registry import collect, open_hive, reaches
+from scanner.collectors.registry import collect, reaches
 from scanner.coverage import Coverage, HiveReport
 from scanner.disk.nodes import FileKind, Filesystem, Node
 from scanner.disk.walker import Walker
 from scanner.entities import RegistryEntity, RegistryKeyEntity
-from scanner.errors import DiskError, SourceReadError
+from scanner.errors import DiskError, HiveError, SourceReadError
 from scanner.limits import Limits
 from scanner.policy import EntityKind, PolicyEntity, active
-from scanner.registry import HiveError
+from scanner.registry.replay import open_hive
 from scanner.winpaths import system_variables, to_windows, walk_entity
 
 SYSTEM_DRIVE = "C:"
