@@ -9,7 +9,7 @@ MB/s of file data hashed (the fastest of ``--runs`` interleaved runs of each), t
 the local scan (target: at least 0.5), the scanning process's cache counters (blocks
 fetched, of which read ahead, hits, peak cached bytes) and peak RSS.
 
-    python benchmarks/bench_cached_source.py [--workdir /tmp/snapfim-bench] [--hash-workers N]
+    python3 -m benchmarks.bench_cached_source [--workdir /tmp/snapfim-bench] [--hash-workers N]
         [--delay 0.02] [--read-ahead 32] [--threads 32] [--cache-mib 64]
 
 (the defaults are :class:`~scanner.sources.cache.CacheSettings`'s).
@@ -21,22 +21,16 @@ import argparse
 import os
 import resource
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(ROOT))
-
-from bench_image import build_bench_image  # noqa: E402
-
-from scanner.pipeline import ScanOptions, scan_source  # noqa: E402
-from scanner.policy import make_entity  # noqa: E402
-from scanner.sources.base import BlockSource  # noqa: E402
-from scanner.sources.cache import BLOCK_SIZE, CachedSource, CacheSettings, FileFetcher  # noqa: E402
-from scanner.sources.local import open_local  # noqa: E402
+from benchmarks.bench_image import build_bench_image
+from scanner.pipeline import ScanOptions, scan_source
+from scanner.policy import make_entity
+from scanner.sources.base import BlockSource
+from scanner.sources.cache import BLOCK_SIZE, CachedSource, CacheSettings, FileFetcher
+from scanner.sources.local import open_local
 
 
 def timed(source: BlockSource, workers: int) -> dict[str, Any]:
