@@ -319,3 +319,15 @@ def test_many_threads_reading_at_once_get_the_raw_bytes() -> None:
     assert source.stats.peak_bytes <= 3 * BLOCK
     assert source.stats.retries == len(faults)
     source.close()
+
+
+def test_a_fetchers_own_verify_method_is_the_hook() -> None:
+    class Checked(FaultyFetcher):
+        verify = staticmethod(checksums(FaultyFetcher(DATA, BLOCK)))
+
+    fetcher = Checked(DATA, BLOCK, faults={7: ["corrupt"] * 3})
+    source = CachedSource(fetcher, CacheSettings.from_dict({**FAST.as_dict(), "read_ahead": 0}))
+    with pytest.raises(SourceReadError, match=r"^block 7 \(offset 28672\): verification "
+                                              r"failed: checksum mismatch on block 7"):
+        source.read_at(7 * BLOCK, 1)
+    source.close()
