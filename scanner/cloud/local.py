@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from scanner.cloud.provider import DiskInfo, MachineInfo, Provider, SnapshotInfo
 from scanner.errors import ConfigError, SnapshotGone, SourceNotFound
 from scanner.sources.base import BlockSource
-from scanner.sources.local import LocalFileSource
+from scanner.sources.locators import open_locator
 
 IMAGE_SUFFIXES = (".img", ".raw", ".vhd", ".disk")
 
@@ -90,8 +90,7 @@ class LocalProvider:
 
     def open_source(self, locator: dict[str, Any]) -> BlockSource:
         """Open the image, refusing it when it is no longer the snapshotted content."""
-        path = Path(locator["path"])
-        source = LocalFileSource(path)
+        source = open_locator(locator)
         try:
             self.check(locator)
         except BaseException:

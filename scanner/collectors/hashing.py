@@ -1,10 +1,12 @@
 """SHA-256 of file contents: streamed (no size cap), each inode once, over several processes;
 sparse files whose holes outweigh their data get the sparse-aware digest (:func:`hash_node`).
 
-Worker processes reopen the disk from its locator (a raw image path, later a cloud snapshot)
-and the filesystem at the volume's offset, then hash by inode number. When the source cannot
-be reopened, the total is small, or we run inside a daemon process (a Celery prefork child),
-hashing happens in-process.
+Worker processes reopen the disk from its locator through the one table of locator kinds
+(:mod:`scanner.sources.locators`: an image file, an LV, a cloud snapshot behind the caching
+layer, any kind the table calls reopenable) and the filesystem at the volume's offset, then
+hash by inode number. When the source cannot be reopened (a memory source), the total is
+small, or we run inside a daemon process (a Celery prefork child), hashing happens
+in-process.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ class VolumeRef:
 
     @property
     def reopenable(self) -> bool:
-        """Whether another process can open this volume again."""
+        """Whether another process can open this volume again (the locator table says)."""
         from scanner.sources.locators import reopenable
 
         return reopenable(self.volume_locator or self.disk_locator)

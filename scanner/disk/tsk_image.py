@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytsk3
 
 from scanner.errors import SourceReadError
-from scanner.sources.base import BlockSource
-from scanner.sources.local import LocalFileSource
+from scanner.sources.base import BlockSource, whole_local_path
 
 
 class SourceImgInfo(pytsk3.Img_Info):
@@ -36,7 +35,9 @@ class SourceImgInfo(pytsk3.Img_Info):
 
 
 def open_image(source: BlockSource) -> pytsk3.Img_Info:
-    """An ``Img_Info`` for the source: native for raw local files (faster), adapted otherwise."""
-    if isinstance(source, LocalFileSource) and source.format == "raw":
-        return pytsk3.Img_Info(str(source.path))
+    """An ``Img_Info`` for the source: native when its bytes are exactly a local file's
+    (faster), adapted otherwise."""
+    path = whole_local_path(source)
+    if path is not None:
+        return pytsk3.Img_Info(path)
     return SourceImgInfo(source)

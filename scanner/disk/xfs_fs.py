@@ -46,9 +46,8 @@ from scanner.disk.xfs_dirs import (
 from scanner.errors import CorruptFilesystem, DirectoryInconsistent, SourceReadError
 from scanner.limits import Limits
 from scanner.paths import decode_component, decode_name
-from scanner.sources.base import BlockSource, SliceSource
+from scanner.sources.base import BlockSource, whole_local_path
 from scanner.sources.fileobj import CachedSourceFile
-from scanner.sources.local import LocalFileSource
 from scanner.timestamps import storable_ns
 
 XFS_MAGIC = b"XFSB"
@@ -140,7 +139,7 @@ class XfsFilesystem:
         self._source = source
         self.limits = Limits()
         volume = pyfsxfs.volume()
-        path = _local_path(source)
+        path = whole_local_path(source)
         try:
             if path is not None:  # a bare raw image: libfsxfs reads the file itself (faster)
                 volume.open(path)
@@ -545,18 +544,6 @@ def _extent_records(fork: bytes, count: int) -> list[tuple[int, int, int]]:
         out.append(((high >> 9) & ((1 << 54) - 1),
                     ((high & 0x1FF) << 43) | (low >> 21), low & ((1 << 21) - 1)))
     return out
-
-
-def _local_path(source: BlockSource) -> str | None:
-    """The path of a raw local image when ``source`` is all of it, else None."""
-    inner = source
-    if isinstance(inner, SliceSource):
-        if inner.offset != 0 or inner.size != inner.parent.size:
-            return None
-        inner = inner.parent
-    if isinstance(inner, LocalFileSource) and inner.format == "raw":
-        return str(inner.path)
-    return None
 
 
 _INDEX_MAGICS = {0xD2F1, 0xD2FF, 0xFEBE, 0x3DF1, 0x3DFF, 0x3EBE}  # leaf, leafn, node (v4, v5)

@@ -1,10 +1,32 @@
-"""The block source protocol and a view of a byte range of another source."""
+"""The block source protocol, its optional capabilities, and a view of a byte range of
+another source.
+
+Capabilities are optional methods a source may have; callers ask through
+:func:`local_file`, :func:`whole_local_path` and :func:`disk_offset`, never with
+``isinstance`` on a concrete class:
+
+``local_file() -> LocalFile | None``
+    the source's bytes are a byte range of a local file (pread fast paths, native readers);
+``disk_offset() -> int | None``
+    where the source's byte 0 lies on the disk it is part of (0 for a whole disk, None when
+    it is no byte range of one disk, e.g. a logical volume).
+"""
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from scanner.errors import SourceReadError
+
+
+class LocalFile(NamedTuple):
+    """Byte ``i`` of a source is byte ``offset + i`` of the local file ``path``, open as
+    ``fd`` (owned by the source: do not close it); the file holds ``file_size`` bytes."""
+
+    path: str
+    fd: int
+    offset: int
+    file_size: int
 
 
 @runtime_checkable
@@ -14,7 +36,8 @@ class BlockSource(Protocol):
     ``read_at`` returns exactly ``length`` bytes, fewer only at the end of the source, and
     raises :class:`~scanner.errors.SourceReadError` when the bytes cannot be had.
     ``locator`` is a small JSON-able value from which another process can open the same
-    source again (used by parallel hashing and by workers).
+    source again (used by parallel hashing and by workers). The optional capabilities
+    (``local_file``, ``disk_offset``) are described in the module docstring.
     """
 
     @property
@@ -39,10 +62,12 @@ class BlockSource(Protocol):
 class SliceSource:
     """A byte range ``[offset, offset + length)`` of another source, seen as a source."""
 
-    def __init__(self, parent: BlockSource, offset: int, length: int) -> None:
+    def __init__(self, parent: BlockSource, offset: int, length: int,
+                 owns_parent: bool = False) -> None:
         self._parent = parent
         self._offset = offset
         self._length = length
+        self._owns_parent = owns_parent
 
     @property
     def parent(self) -> BlockSource:
@@ -74,5 +99,40 @@ class SliceSource:
             return b""
         return self._parent.read_at(self._offset + offset, length)
 
+    def local_file(self) -> LocalFile | None:
+        """The parent's local file, shifted by the slice's offset."""
+        inner = local_file(self._parent)
+        return None if inner is None else inner._replace(offset=inner.offset + self._offset)
+
+    def disk_offset(self) -> int | None:
+        """The parent's disk offset plus the slice's."""
+        base = disk_offset(self._parent)
+        return None if base is None else base + self._offset
+
     def close(self) -> None:
-        """Slices own nothing; closing the parent is the caller's business."""
+        """Close the parent only when the slice opened it (reopened from a locator)."""
+        if self._owns_parent:
+            self._owns_parent = False
+            self._parent.close()
+
+
+def local_file(source: BlockSource) -> LocalFile | None:
+    """The local file a source's bytes are read from, when it has that capability."""
+    method = getattr(source, "local_file", None)
+    return method() if callable(method) else None
+
+
+def whole_local_path(source: BlockSource) -> str | None:
+    """The path of a local file whose bytes are exactly the source's (for readers that open
+    a path themselves: pytsk3's native image, libfsxfs), else None."""
+    found = local_file(source)
+    if found is None or found.offset != 0 or found.file_size != source.size:
+        return None
+    return found.path
+
+
+def disk_offset(source: BlockSource) -> int | None:
+    """Where byte 0 of ``source`` lies on its disk; a source without the capability is a
+    whole disk (0)."""
+    method = getattr(source, "disk_offset", None)
+    return method() if callable(method) else 0

@@ -7,8 +7,7 @@ import os
 from collections import OrderedDict
 
 from scanner.errors import SourceReadError
-from scanner.sources.base import BlockSource, SliceSource
-from scanner.sources.local import LocalFileSource
+from scanner.sources.base import BlockSource, local_file
 
 
 class SourceFile(io.RawIOBase):
@@ -21,14 +20,9 @@ class SourceFile(io.RawIOBase):
         self._size = source.size
         # Fast path: a local file (or a slice of one) is read with pread directly, which
         # matters because libyal readers issue one small read per inode.
-        self._fd = -1
-        self._base = 0
-        inner: BlockSource = source
-        while isinstance(inner, SliceSource):
-            self._base += inner.offset
-            inner = inner.parent
-        if isinstance(inner, LocalFileSource):
-            self._fd = inner.fileno()
+        found = local_file(source)
+        self._fd = -1 if found is None else found.fd
+        self._base = 0 if found is None else found.offset
 
     def readable(self) -> bool:
         """Always readable."""

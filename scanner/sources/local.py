@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from scanner.errors import SourceError, SourceNotFound, SourceReadError
+from scanner.sources.base import LocalFile
 
 VHD_COOKIE = b"conectix"
 VHD_FOOTER_SIZE = 512
@@ -39,12 +40,13 @@ class LocalFileSource:
         except OSError as exc:
             raise SourceError(f"{self.path}: cannot open: {exc.strerror}") from exc
         try:
-            self._size, self.format = self._probe()
+            self._file_size, self._size, self.format = self._probe()
         except BaseException:
             os.close(self._fd)
             raise
 
-    def _probe(self) -> tuple[int, str]:
+    def _probe(self) -> tuple[int, int, str]:
+        """(file size, disk size, format) of the open file."""
         info = os.fstat(self._fd)
         if stat.S_ISDIR(info.st_mode):
             raise SourceError(f"{self.path}: is a directory, not a disk image")
@@ -63,8 +65,8 @@ class LocalFileSource:
                 if disk_type != VHD_TYPE_FIXED:
                     raise SourceError(f"{self.path}: dynamic/differencing VHD is not supported; "
                                       "convert to a fixed VHD or raw image")
-                return size - VHD_FOOTER_SIZE, "vhd-fixed"
-        return size, "raw"
+                return size, size - VHD_FOOTER_SIZE, "vhd-fixed"
+        return size, size, "raw"
 
     @property
     def size(self) -> int:
@@ -88,6 +90,17 @@ class LocalFileSource:
         if len(data) != length:
             raise SourceReadError(f"{self.path}: short read at {offset} (image changed?)")
         return data
+
+    def local_file(self) -> LocalFile | None:
+        """The image file itself (a fixed VHD too: its disk bytes start at 0, the footer
+        lies past ``size``); None once closed."""
+        if self._fd < 0:
+            return None
+        return LocalFile(str(self.path), self._fd, 0, self._file_size)
+
+    def disk_offset(self) -> int:
+        """The image is a whole disk."""
+        return 0
 
     def fileno(self) -> int:
         """The open file descriptor (for readers that can ``pread`` it directly)."""

@@ -89,6 +89,14 @@ class LvmVolumeSource:
             index += 1
         return b"".join(parts)
 
+    def local_file(self) -> None:
+        """A logical volume is no single byte range of a file."""
+        return None
+
+    def disk_offset(self) -> None:
+        """A logical volume is no single byte range of a disk."""
+        return None
+
     def close(self) -> None:
         """Close the PV sources this volume opened itself (reopened from a locator)."""
         for source in self._owned:

@@ -28,5 +28,13 @@ class MemorySource:
         self.reads += 1
         return bytes(self._data[offset : offset + length])
 
+    def local_file(self) -> None:
+        """Memory is no local file."""
+        return None
+
+    def disk_offset(self) -> int:
+        """A memory source is a whole disk."""
+        return 0
+
     def close(self) -> None:
         """Nothing to release."""

@@ -1,0 +1,414 @@
+"""The shared caching layer for slow block sources (cloud snapshots, remote blobs).
+
+A slow store is a :class:`BlockFetcher`: it returns one fixed-size block by index.
+:class:`CachedSource` turns a fetcher into a :class:`~scanner.sources.base.BlockSource`:
+
+* an LRU cache of whole blocks, bounded by bytes (``CacheSettings.cache_bytes``);
+* one fetch per block at a time: concurrent readers of a block in flight wait for it, and a
+  failure reaches every waiter and is not cached;
+* parallel read-ahead (a thread pool) once a reader goes forward or backward through the
+  blocks (:mod:`scanner.sources.readahead`), at most ``read_ahead`` blocks in flight, never
+  more than half the cache;
+* retries with exponential backoff and jitter for :class:`~scanner.errors.TransientError`,
+  then a :class:`~scanner.errors.SourceReadError` saying why;
+* a ``verify(index, data)`` hook (checksums): a mismatch, or a block of the wrong length, is
+  fetched again a few times, then is a :class:`~scanner.errors.SourceReadError` naming the
+  block.
+
+The source's locator is the fetcher's with the cache settings under ``"cache"``, so the
+locator table (:mod:`scanner.sources.locators`) reopens it in a hash worker.
+:class:`FileFetcher` serves any block source (a local image) as blocks: wrapping a local file
+gives the same bytes, and its ``delay`` models a remote store's latency for benchmarks.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Protocol
+
+from scanner.errors import SnapfimError, SourceError, SourceReadError, TransientError
+from scanner.sources.base import BlockSource
+from scanner.sources.readahead import RunDetector
+
+BLOCK_SIZE = 512 << 10
+CACHE_BYTES = 64 << 20
+
+Verify = Callable[[int, bytes], None]
+
+
+class BlockFetcher(Protocol):
+    """A store read one fixed-size block at a time.
+
+    ``fetch(index)`` returns exactly ``block_size`` bytes (fewer only for the last block of
+    ``size``), raises :class:`~scanner.errors.TransientError` for what a retry may fix and
+    :class:`~scanner.errors.SourceReadError` for what it cannot. It is called from several
+    threads at once. A fetcher may also have ``close()`` and ``verify(index, data)``.
+    """
+
+    @property
+    def block_size(self) -> int:
+        """Bytes per block."""
+        ...
+
+    @property
+    def size(self) -> int:
+        """Bytes in the store."""
+        ...
+
+    @property
+    def locator(self) -> dict[str, Any]:
+        """The locator the table reopens (its kind's opener builds the fetcher and cache)."""
+        ...
+
+    def fetch(self, index: int) -> bytes:
+        """Block ``index``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    """How a :class:`CachedSource` caches, reads ahead and retries (JSON-able)."""
+
+    cache_bytes: int = CACHE_BYTES      # bound of the cached blocks' bytes
+    read_ahead: int = 32                # blocks fetched ahead of a reader, at most
+    threads: int = 32                   # read-ahead fetches running at once
+    attempts: int = 5                   # tries of a block that keeps failing transiently
+    mismatch_attempts: int = 3          # tries of a block that fails verification
+    backoff: float = 0.05               # seconds before the first retry, doubled each time
+    max_backoff: float = 2.0            # cap of one wait
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-able dict (they ride along in the locator)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> CacheSettings:
+        """Settings from :meth:`as_dict` output; unknown keys are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (values or {}).items() if k in known})
+
+
+@dataclass(slots=True)
+class CacheStats:
+    """Counters of a :class:`CachedSource`, for benchmarks and tests."""
+
+    fetched: int = 0       # blocks fetched successfully (read-ahead included)
+    read_ahead: int = 0    # of which fetched ahead of the reader (not for a read in progress)
+    hits: int = 0          # block lookups served from the cache
+    waits: int = 0         # block lookups that joined a fetch already in flight
+    retries: int = 0       # fetch attempts repeated (transient fault or failed verification)
+    cached_bytes: int = 0  # bytes cached now
+    peak_bytes: int = 0    # most bytes ever cached at once
+
+
+class CachedSource:
+    """A block source over a :class:`BlockFetcher`: LRU-cached, single-flight, read-ahead,
+    retrying and verifying blocks (see the module docstring). ``read_at`` may be called from
+    several threads."""
+
+    def __init__(self, fetcher: BlockFetcher, settings: CacheSettings | None = None,
+                 verify: Verify | None = None) -> None:
+        self._fetcher = fetcher
+        self._settings = settings = settings or CacheSettings()
+        self._block_size = fetcher.block_size
+        if self._block_size <= 0:
+            raise SourceError(f"block size must be positive, not {self._block_size}")
+        if settings.cache_bytes < 2 * self._block_size:
+            raise SourceError(f"cache of {settings.cache_bytes} bytes cannot hold two blocks "
+                              f"of {self._block_size}")
+        self._size = fetcher.size
+        self._blocks_total = -(-self._size // self._block_size)
+        self._depth = max(0, min(settings.read_ahead,
+                                 settings.cache_bytes // self._block_size // 2))
+        self._verify = verify if verify is not None else getattr(fetcher, "verify", None)
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[int, bytes] = OrderedDict()
+        self._inflight: dict[int, Future[bytes]] = {}
+        self._ahead_inflight = 0
+        self._runs = RunDetector(self._depth)
+        self._pool: ThreadPoolExecutor | None = None
+        self._closed = False
+        self._stats = CacheStats()
+
+    # -- the BlockSource protocol --------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        """Size of the fetcher's store."""
+        return self._size
+
+    @property
+    def locator(self) -> dict[str, Any]:
+        """The fetcher's locator with the cache settings under ``"cache"``."""
+        return {**self._fetcher.locator, "cache": self._settings.as_dict()}
+
+    @property
+    def stats(self) -> CacheStats:
+        """A copy of the counters now."""
+        with self._lock:
+            return replace(self._stats)
+
+    def local_file(self) -> None:
+        """Reads go through the cache, never around it."""
+        return None
+
+    def disk_offset(self) -> int:
+        """The fetcher's store is a whole disk."""
+        return 0
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        """Read through the cache; short only at the end of the source."""
+        if offset < 0 or length < 0:
+            raise SourceReadError(f"negative read at {offset} ({length} bytes)")
+        length = min(length, self._size - offset)
+        if length <= 0:
+            return b""
+        first = offset // self._block_size
+        last = (offset + length - 1) // self._block_size
+        self._plan(first, last)
+        start = offset - first * self._block_size
+        if first == last:
+            return self._block(first)[start:start + length]
+        parts = [memoryview(self._block(index)) for index in range(first, last + 1)]
+        parts[0] = parts[0][start:]
+        parts[-1] = parts[-1][:offset + length - last * self._block_size]
+        return b"".join(parts)
+
+    def close(self) -> None:
+        """Stop read-ahead, drop the cache and close the fetcher."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            left = list(self._inflight.values())
+            self._inflight.clear()
+            self._cache.clear()
+            self._stats.cached_bytes = 0
+        for future in left:  # read-ahead cancelled before it ran
+            if not future.done():
+                future.set_exception(SourceReadError("block source closed"))
+        close = getattr(self._fetcher, "close", None)
+        if callable(close):
+            close()
+
+    def __enter__(self) -> CachedSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- blocks ------------------------------------------------------------------------------
+    def _block(self, index: int) -> bytes:
+        """Block ``index`` from the cache, from a fetch in flight, or fetched now."""
+        with self._lock:
+            if self._closed:
+                raise SourceReadError("block source closed")
+            data = self._cache.get(index)
+            if data is not None:
+                self._cache.move_to_end(index)
+                self._stats.hits += 1
+                return data
+            future = self._inflight.get(index)
+            owner = future is None
+            if future is None:
+                future = self._inflight[index] = Future()
+            else:
+                self._stats.waits += 1
+        if owner:
+            self._run(index, future)
+            return future.result()
+        try:
+            return future.result()
+        except SourceError as exc:  # each waiter raises its own error, caused by the fetch's
+            raise SourceReadError(str(exc)) from exc
+
+    def _run(self, index: int, future: Future[bytes], ahead: bool = False) -> None:
+        """Fetch a block for its future: cache it, or hand the failure to every waiter."""
+        try:
+            data = self._fetch(index)
+        except BaseException as exc:
+            with self._lock:
+                self._inflight.pop(index, None)
+            future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        with self._lock:
+            self._inflight.pop(index, None)
+            self._stats.fetched += 1
+            self._stats.read_ahead += ahead
+            if not self._closed:
+                self._store(index, data)
+        future.set_result(data)
+
+    def _store(self, index: int, data: bytes) -> None:
+        """Cache a block, first evicting the least recently used ones (under the lock)."""
+        stats = self._stats
+        while self._cache and stats.cached_bytes + len(data) > self._settings.cache_bytes:
+            _, old = self._cache.popitem(last=False)
+            stats.cached_bytes -= len(old)
+        self._cache[index] = data
+        stats.cached_bytes += len(data)
+        stats.peak_bytes = max(stats.peak_bytes, stats.cached_bytes)
+
+    def _fetch(self, index: int) -> bytes:
+        """One block from the fetcher, retried and verified."""
+        settings = self._settings
+        expected = min(self._block_size, self._size - index * self._block_size)
+        where = f"block {index} (offset {index * self._block_size})"
+        faults = mismatches = 0
+        while True:
+            try:
+                data = bytes(self._fetcher.fetch(index))
+            except TransientError as exc:
+                faults += 1
+                if faults >= settings.attempts:
+                    raise SourceReadError(f"{where}: still failing after {faults} attempts: "
+                                          f"{exc}") from exc
+                self._backoff(faults)
+                continue
+            problem = self._check(index, data, expected)
+            if problem is None:
+                return data
+            mismatches += 1
+            if mismatches >= settings.mismatch_attempts:
+                raise SourceReadError(f"{where}: {problem} (fetched {mismatches} times)")
+            self._backoff(mismatches)
+
+    def _check(self, index: int, data: bytes, expected: int) -> str | None:
+        """Why a fetched block cannot be used, or None."""
+        if len(data) != expected:
+            return f"{len(data)} bytes where {expected} were expected"
+        if self._verify is not None:
+            try:
+                self._verify(index, data)
+            except (SnapfimError, ValueError) as exc:
+                return f"verification failed: {exc}"
+        return None
+
+    def _backoff(self, attempt: int) -> None:
+        """Wait before retry ``attempt`` (1-based): exponential, capped, with jitter."""
+        with self._lock:
+            self._stats.retries += 1
+        delay = min(self._settings.max_backoff, self._settings.backoff * 2 ** (attempt - 1))
+        time.sleep(random.uniform(delay / 2, delay))
+
+    # -- read-ahead --------------------------------------------------------------------------
+    def _plan(self, first: int, last: int) -> None:
+        """Start fetching, in the pool, the other blocks of a read and, when it continues a
+        run of reads (forward or backward), the blocks that come next."""
+        wanted = list(range(first + 1, last + 1))
+        with self._lock:
+            if self._closed:
+                return
+            wanted.extend(self._runs.observe(first, last))
+            jobs = []
+            for index in wanted:
+                if self._ahead_inflight >= self._depth:
+                    break
+                if (not 0 <= index < self._blocks_total or index in self._cache
+                        or index in self._inflight):
+                    continue
+                future: Future[bytes] = Future()
+                self._inflight[index] = future
+                self._ahead_inflight += 1
+                jobs.append((index, future))
+            if not jobs:
+                return
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max(1, self._settings.threads),
+                                                thread_name_prefix="snapfim-fetch")
+            pool = self._pool
+        for index, future in jobs:
+            try:
+                pool.submit(self._background, index, future, not first <= index <= last)
+            except RuntimeError:  # closed meanwhile: the pool takes no more work
+                with self._lock:
+                    self._inflight.pop(index, None)
+                    self._ahead_inflight -= 1
+                if not future.done():
+                    future.set_exception(SourceReadError("block source closed"))
+
+    def _background(self, index: int, future: Future[bytes], ahead: bool) -> None:
+        """A pool task: fetch one block of a read, or one ahead of the reader."""
+        try:
+            self._run(index, future, ahead)
+        finally:
+            with self._lock:
+                self._ahead_inflight -= 1
+
+
+class FileFetcher:
+    """Any block source (a local image) served as fixed-size blocks, so it can sit under a
+    :class:`CachedSource`. ``delay`` seconds are slept before each fetch, to model a remote
+    store's latency (benchmarks, tests); ``owns`` closes the source with the fetcher."""
+
+    def __init__(self, source: BlockSource, block_size: int = BLOCK_SIZE, delay: float = 0.0,
+                 owns: bool = False) -> None:
+        self._source = source
+        self._block_size = block_size
+        self._delay = delay
+        self._owns = owns
+
+    @property
+    def block_size(self) -> int:
+        """Bytes per block."""
+        return self._block_size
+
+    @property
+    def size(self) -> int:
+        """The source's size."""
+        return self._source.size
+
+    @property
+    def locator(self) -> dict[str, Any]:
+        """``{"kind": "file-blocks", "source": ..., "block_size": ..., "delay": ...}``."""
+        return {"kind": "file-blocks", "source": self._source.locator,
+                "block_size": self._block_size, "delay": self._delay}
+
+    def fetch(self, index: int) -> bytes:
+        """Block ``index`` of the source (after the delay)."""
+        if self._delay:
+            time.sleep(self._delay)
+        return self._source.read_at(index * self._block_size, self._block_size)
+
+    def close(self) -> None:
+        """Close the source when the fetcher owns it."""
+        if self._owns:
+            self._owns = False
+            self._source.close()
+
+
+def open_cached(fetcher: BlockFetcher, locator: dict[str, Any]) -> CachedSource:
+    """A :class:`CachedSource` over ``fetcher`` with the cache settings ``locator`` carries
+    (what a slow store's locator opener returns); the fetcher is closed if that fails."""
+    try:
+        return CachedSource(fetcher, CacheSettings.from_dict(locator.get("cache")))
+    except BaseException:
+        close = getattr(fetcher, "close", None)
+        if callable(close):
+            close()
+        raise
+
+
+def open_file_blocks(locator: dict[str, Any]) -> CachedSource:
+    """Reopen a ``file-blocks`` locator: its source, a :class:`FileFetcher` and the cache."""
+    from scanner.sources.locators import open_locator
+
+    source = open_locator(locator["source"])
+    try:
+        fetcher = FileFetcher(source, int(locator.get("block_size", BLOCK_SIZE)),
+                              float(locator.get("delay", 0.0)), owns=True)
+    except BaseException:
+        source.close()
+        raise
+    return open_cached(fetcher, locator)

@@ -1,0 +1,96 @@
+"""A full scan of a real ext4 image through the caching layer gives what the direct scan
+gives, with hash workers that reopen the cached source from its locator in their process."""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from scanner.collectors import hashing
+from scanner.limits import Limits
+from scanner.pipeline import ScanOptions, ScanOutcome, scan_source
+from scanner.policy import make_entity
+from scanner.sources.base import BlockSource
+from scanner.sources.cache import CachedSource, CacheSettings, FileFetcher
+from scanner.sources.local import open_local
+from tests.imaging.ext4 import build_ext4
+from tests.imaging.trees import linux_tree
+
+BLOB = hashlib.sha256(b"blob").digest() * (3 * (1 << 20) // 32)  # 3 MiB over many blocks
+
+
+def scan(source: BlockSource, workers: int) -> ScanOutcome:
+    return scan_source(source, [make_entity("/")], ScanOptions(hash_workers=workers),
+                       name="disk")
+
+
+@pytest.fixture(scope="module")
+def ext4(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = tmp_path_factory.mktemp("cached")
+    root = linux_tree(workdir / "src")
+    (root / "opt").mkdir(exist_ok=True)
+    for n in range(4):
+        (root / f"opt/blob{n}").write_bytes(bytes([n]) + BLOB)
+    return build_ext4(root, workdir / "disk.img")
+
+
+def test_a_scan_through_the_cache_equals_the_direct_scan(ext4: Path) -> None:
+    with open_local(ext4) as local:
+        direct = scan(local, 1)
+        cached = CachedSource(FileFetcher(local, 1 << 16),
+                              CacheSettings(cache_bytes=1 << 20, read_ahead=4, threads=4))
+        through = scan(cached, 1)
+        stats = cached.stats
+        cached.close()
+    assert direct.coverage.status == "succeeded"
+    assert through.entities == direct.entities
+    assert len(direct.entities) == direct.coverage.entities > 40
+    assert through.entities["/opt/blob1"].sha256 == hashlib.sha256(b"\1" + BLOB).hexdigest()
+    assert [(v.volume, v.filesystem, v.status) for v in through.coverage.volumes] == \
+        [(v.volume, v.filesystem, v.status) for v in direct.coverage.volumes]
+    assert stats.peak_bytes <= 1 << 20
+    assert stats.read_ahead > 0 and stats.hits > stats.fetched
+
+
+def test_a_parallel_scan_through_the_cache_equals_the_direct_scan(
+        ext4: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hashing, "PARALLEL_MIN_BYTES", 1)  # workers start at the first file
+    with open_local(ext4) as local:
+        direct = scan(local, 1)
+        cached = CachedSource(FileFetcher(local, 1 << 16), CacheSettings(cache_bytes=1 << 20))
+        through = scan(cached, 3)
+        cached.close()
+    assert through.entities == direct.entities
+
+
+def test_a_hash_worker_reopens_the_cached_source_from_its_locator(ext4: Path) -> None:
+    """The worker side of parallel hashing, run alone in a forked process: it reopens the
+    ``file-blocks`` locator through the table and hashes the jobs it claims."""
+    with open_local(ext4) as local:
+        direct = scan(local, 1)
+        cached = CachedSource(FileFetcher(local, 1 << 16), CacheSettings(cache_bytes=1 << 20))
+        ref = hashing.VolumeRef(cached.locator, 0, cached.size, fs_type="ext4")
+        cached.close()
+    assert ref.reopenable
+    paths = [f"/opt/blob{n}" for n in range(4)] + ["/usr/bin/login"]
+    table = hashing._JobTable.create()  # noqa: SLF001 - the workers' shared job table
+    assert table is not None
+    for path in paths:
+        table.append(0, direct.entities[path].inode or 0, direct.entities[path].size or 0)
+    table.close()
+    ctx = multiprocessing.get_context("fork")
+    receiver, sender = ctx.Pipe(duplex=False)
+    worker = ctx.Process(target=hashing._worker_main,  # noqa: SLF001
+                         args=({"v": ref}, ["v"], table, sender, Limits()))
+    worker.start()
+    sender.close()
+    results = dict(receiver.recv())
+    worker.join()
+    table.release()
+    assert worker.exitcode == 0
+    assert {paths[i]: r.digest for i, r in results.items()} == \
+        {p: direct.entities[p].sha256 for p in paths}
+    assert results[0].digest == hashlib.sha256(b"\0" + BLOB).hexdigest()
