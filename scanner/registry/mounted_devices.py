@@ -89,14 +89,14 @@ def _target(letter: str, data: bytes) -> LetterTarget:
     if len(data) > MAX_DATA_BYTES:
         return LetterTarget(letter, None, f"{len(data)} bytes of data, over the bound of "
                                           f"{MAX_DATA_BYTES}")
-    if len(data) == _MBR.size:
-        signature, offset = _MBR.unpack(data)
-        return LetterTarget(letter, PartitionId(signature=signature, offset=offset))
     if data.startswith(_DMIO):
         if len(data) != len(_DMIO) + 16:
             return LetterTarget(letter, None, f"malformed DMIO:ID: value ({len(data)} bytes, "
                                               f"not {len(_DMIO) + 16})")
         return LetterTarget(letter, PartitionId(guid=uuid.UUID(bytes_le=data[len(_DMIO):])))
+    if len(data) == _MBR.size:
+        signature, offset = _MBR.unpack(data)
+        return LetterTarget(letter, PartitionId(signature=signature, offset=offset))
     if len(data) >= 4 and len(data) % 2 == 0 and data[1] == 0:
         return LetterTarget(letter, None, f"a device, not a partition of a disk "
                                           f"({_shown(data)})")
