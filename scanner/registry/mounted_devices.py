@@ -19,7 +19,9 @@ Windows is ``C:`` whatever the hive says (a disagreement is noted). A letter is 
 unmapped, with a reason, when its data names no partition, when its partition is on none of
 the disks or on several (a cloned disk), when that volume is not NTFS or could not be read,
 when it is the Windows volume under another letter, or when the hive lists the letter twice.
-What lies under an unmapped letter is unknown this scan (its state is kept), not gone.
+When the letter's volume should be there but cannot be read (``LetterPlan.missing``: a disk
+not given, a filesystem that does not open, an unreadable value), what lies under it is
+unknown this scan (its state is kept), not gone.
 
 Hostile data: only the 26 letter values are parsed, each value's data is bounded
 (:data:`MAX_DATA_BYTES`), device paths are shown escaped and cut short.
@@ -50,11 +52,14 @@ _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 @dataclass(frozen=True, slots=True)
 class LetterTarget:
-    """What the hive says lies behind a drive letter: a partition id, or why none."""
+    """What the hive says lies behind a drive letter: a partition id, or why none
+    (``unknown``: the value could not be read or is listed twice, so the letter may well
+    name a partition)."""
 
     letter: str  # "D:"
     target: PartitionId | None
     reason: str | None = None
+    unknown: bool = False
 
 
 @dataclass(slots=True)
@@ -70,10 +75,17 @@ class MountedDevices:
 class LetterPlan:
     """Drive letter (``"C:"``) -> volume label of each letter that can be scanned; the
     letters that cannot, with why (``unmapped``); one note per oddity, each naming its
-    letter (for the coverage report)."""
+    letter (for the coverage report).
+
+    ``missing``: the unmapped letters whose volume should be there but cannot be read this
+    time (its partition is on none of the disks given, or on several, its filesystem cannot
+    be read, its value cannot be read or is listed twice): what lies under them is unknown
+    and keeps its state. The other unmapped letters (removable media, a non-NTFS volume)
+    are never scanned."""
 
     letters: dict[str, str] = field(default_factory=dict)
     unmapped: dict[str, str] = field(default_factory=dict)
+    missing: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
 
 
@@ -125,11 +137,13 @@ def parse_mounted_devices(values: Mapping[str, bytes] | Iterable[tuple[str, byte
         seen.add(letter)
         if data is None:
             why = (unreadable or {}).get(name, "cannot be read")
-            out.letters[letter] = LetterTarget(letter, None, f"its value cannot be read: {why}")
+            out.letters[letter] = LetterTarget(letter, None, f"its value cannot be read: {why}",
+                                               unknown=True)
         else:
             out.letters[letter] = _target(letter, bytes(data))
     for letter in sorted(twice):
-        out.letters[letter] = LetterTarget(letter, None, "MountedDevices lists it twice")
+        out.letters[letter] = LetterTarget(letter, None, "MountedDevices lists it twice",
+                                           unknown=True)
     return out
 
 
@@ -150,8 +164,10 @@ def drive_letters(values: Mapping[str, bytes] | Iterable[tuple[str, bytes]],
         owners.setdefault(pid, []).append(label)
     plan = LetterPlan(letters={"C:": system}, notes=list(parsed.notes))
 
-    def unmapped(letter: str, why: str) -> None:
+    def unmapped(letter: str, why: str, missing: bool) -> None:
         plan.unmapped[letter] = why
+        if missing:
+            plan.missing.add(letter)
         plan.notes.append(f"drive {letter} not scanned: {why}")
 
     for letter, target in sorted(parsed.letters.items()):
@@ -160,7 +176,7 @@ def drive_letters(values: Mapping[str, bytes] | Iterable[tuple[str, bytes]],
                 plan.notes.append(f"MountedDevices gives C: no partition ({target.reason}); "
                                   f"{system}, which holds Windows, is C:")
             else:
-                unmapped(letter, target.reason or "no partition")
+                unmapped(letter, target.reason or "no partition", target.unknown)
             continue
         labels = sorted(owners.get(target.target, []))
         described = target.target.describe()
@@ -172,16 +188,16 @@ def drive_letters(values: Mapping[str, bytes] | Iterable[tuple[str, bytes]],
                                   "which holds Windows, is C:")
             continue
         if not labels:
-            unmapped(letter, f"{described} is on none of the machine's disks")
+            unmapped(letter, f"{described} is on none of the machine's disks", True)
         elif len(labels) > 1:
             unmapped(letter, f"{described} is held by several volumes ({', '.join(labels)}): "
-                             "a cloned disk?")
+                             "a cloned disk?", True)
         elif labels[0] == system:
-            unmapped(letter, f"{described} is the Windows volume, scanned as C:")
+            unmapped(letter, f"{described} is the Windows volume, scanned as C:", False)
         elif filesystems.get(labels[0]) != "ntfs":
             fs = filesystems.get(labels[0])
             unmapped(letter, f"{labels[0]} ({described}) " + (
-                f"holds {fs}, not NTFS" if fs else "has no readable filesystem"))
+                f"holds {fs}, not NTFS" if fs else "has no readable filesystem"), fs is None)
         else:
             plan.letters[letter] = labels[0]
     by_volume: dict[str, list[str]] = {}

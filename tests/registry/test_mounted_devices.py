@@ -62,10 +62,10 @@ def test_a_letter_listed_twice_or_unreadable_is_unmapped() -> None:
          ("\\DosDevices\\F:", guid_value(DATA))],
         unreadable={"\\DosDevices\\G:": "value data cell 0x1234 runs past the hive"})
     assert parsed.letters == {
-        "D:": LetterTarget("D:", None, "MountedDevices lists it twice"),
+        "D:": LetterTarget("D:", None, "MountedDevices lists it twice", unknown=True),
         "F:": LetterTarget("F:", gpt(DATA)),
         "G:": LetterTarget("G:", None, "its value cannot be read: value data cell 0x1234 "
-                                       "runs past the hive"),
+                                       "runs past the hive", unknown=True),
     }
 
 
@@ -86,6 +86,7 @@ def test_letters_map_to_the_volumes_with_the_same_partition_id() -> None:
     assert result.letters == {"C:": "disk0/p2", "D:": "disk1/p1"}
     reason = f"a device, not a partition of a disk ({USB_DEVICE[:80]}...)"
     assert result.unmapped == {"E:": reason}
+    assert result.missing == set()  # removable media: nothing to keep
     assert result.notes == [f"drive E: not scanned: {reason}"]
 
 
@@ -100,6 +101,7 @@ def test_mbr_letters_match_signature_and_offset() -> None:
     assert result.letters == {"C:": "disk0/p2", "D:": "disk1/p2"}
     assert result.unmapped == {
         "F:": f"MBR disk 0x00000002 at byte {3 << 20} is on none of the machine's disks"}
+    assert result.missing == {"F:"}
 
 
 def test_letters_that_cannot_be_scanned_each_say_why() -> None:
@@ -120,6 +122,7 @@ def test_letters_that_cannot_be_scanned_each_say_why() -> None:
               "machine's disks"}
     assert result.notes == [f"drive {letter} not scanned: {why}"
                             for letter, why in sorted(result.unmapped.items())]
+    assert result.missing == {"D:", "H:"}  # a volume that should be there, unread
 
 
 def test_a_cloned_disk_makes_its_letter_ambiguous() -> None:
@@ -130,6 +133,7 @@ def test_a_cloned_disk_makes_its_letter_ambiguous() -> None:
     assert result.unmapped == {
         "D:": "GPT partition {5EED00D1-0000-4000-8000-0000000000D1} is held by several "
               "volumes (disk1/p1, disk2/p1): a cloned disk?"}
+    assert result.missing == {"D:"}
 
 
 def test_c_is_always_the_windows_volume() -> None:
@@ -164,3 +168,14 @@ def test_read_mounted_devices_from_a_real_hive() -> None:
                                      ("\\??\\Volume{x}", b"DMIO:ID:" + bytes(16))])
     assert errors == {}
     assert read_mounted_devices(Hive(HiveBuilder("ROOT").build())) == ([], {})
+
+
+def test_an_unreadable_or_doubled_letter_value_keeps_its_paths_state() -> None:
+    result = drive_letters([("\\DosDevices\\D:", guid_value(DATA)),
+                            ("\\DosDevices\\D:", guid_value(DATA))], VOLUMES,
+                           system="disk0/p2", filesystems=FILESYSTEMS,
+                           unreadable={"\\DosDevices\\G:": "big data segment missing"})
+    assert result.letters == {"C:": "disk0/p2"}
+    assert result.unmapped == {"D:": "MountedDevices lists it twice",
+                               "G:": "its value cannot be read: big data segment missing"}
+    assert result.missing == {"D:", "G:"}
