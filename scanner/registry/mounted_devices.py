@@ -39,7 +39,7 @@ from scanner.disk.partition_ids import PartitionId
 from scanner.registry import Hive
 
 __all__ = ["LetterTarget", "MountedDevices", "LetterPlan", "parse_mounted_devices",
-           "drive_letters", "read_mounted_devices", "MAX_DATA_BYTES", "KEY"]
+           "drive_letters", "read_mounted_devices", "unread_plan", "MAX_DATA_BYTES", "KEY"]
 
 KEY = "MountedDevices"
 MAX_DATA_BYTES = 4096  # a device path is a few hundred bytes; a partition id 12 or 24
@@ -81,12 +81,34 @@ class LetterPlan:
     time (its partition is on none of the disks given, or on several, its filesystem cannot
     be read, its value cannot be read or is listed twice): what lies under them is unknown
     and keeps its state. The other unmapped letters (removable media, a non-NTFS volume)
-    are never scanned."""
+    are never scanned.
+
+    ``complete``: False when ``MountedDevices`` itself could not be read (:func:`unread_plan`):
+    then any letter but C: may exist, and what lies under it keeps its state."""
 
     letters: dict[str, str] = field(default_factory=dict)
     unmapped: dict[str, str] = field(default_factory=dict)
     missing: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
+    complete: bool = True
+
+    def why_not(self, letter: str) -> tuple[str, bool]:
+        """Why ``letter`` (not in :attr:`letters`) is not scanned, and whether what lies
+        under it keeps its state (True) or was never scanned (False)."""
+        if letter in self.unmapped:
+            return f"drive {letter} not scanned: {self.unmapped[letter]}", letter in self.missing
+        if not self.complete:
+            return (f"drive {letter} not scanned: the drive letters could not be read "
+                    "(SYSTEM\\MountedDevices)"), True
+        return f"the machine has no drive {letter} (SYSTEM\\MountedDevices names none)", False
+
+
+def unread_plan(system: str, why: str) -> LetterPlan:
+    """The plan when ``MountedDevices`` cannot be read (``why``): only the Windows volume,
+    as C:, and every other letter unknown."""
+    return LetterPlan(letters={"C:": system}, complete=False,
+                      notes=[f"drive letters not read ({why}): only C: is scanned; paths on "
+                             "other drives keep their state"])
 
 
 def _shown(data: bytes) -> str:

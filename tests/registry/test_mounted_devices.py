@@ -16,6 +16,7 @@ from scanner.registry.mounted_devices import (
     drive_letters,
     parse_mounted_devices,
     read_mounted_devices,
+    unread_plan,
 )
 from tests.imaging_windows_multidisk import USB_DEVICE, guid_value, mbr_value
 
@@ -179,3 +180,22 @@ def test_an_unreadable_or_doubled_letter_value_keeps_its_paths_state() -> None:
     assert result.unmapped == {"D:": "MountedDevices lists it twice",
                                "G:": "its value cannot be read: big data segment missing"}
     assert result.missing == {"D:", "G:"}
+
+
+def test_why_a_letter_is_not_scanned() -> None:
+    result = plan({"\\DosDevices\\D:": guid_value(OTHER),
+                   "\\DosDevices\\E:": USB_DEVICE.encode("utf-16-le")})
+    assert result.why_not("D:") == (
+        "drive D: not scanned: GPT partition {0BADC0DE-0000-4000-8000-000000000001} is on "
+        "none of the machine's disks", True)
+    assert result.why_not("E:") == (
+        f"drive E: not scanned: a device, not a partition of a disk ({USB_DEVICE[:80]}...)",
+        False)
+    assert result.why_not("Z:") == (
+        "the machine has no drive Z: (SYSTEM\\MountedDevices names none)", False)
+    unread = unread_plan("disk0/p2", "hive truncated")
+    assert (unread.letters, unread.complete) == ({"C:": "disk0/p2"}, False)
+    assert unread.notes == ["drive letters not read (hive truncated): only C: is scanned; "
+                            "paths on other drives keep their state"]
+    assert unread.why_not("D:") == ("drive D: not scanned: the drive letters could not be "
+                                    "read (SYSTEM\\MountedDevices)", True)
