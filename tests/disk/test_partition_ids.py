@@ -10,15 +10,19 @@ import zlib
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from scanner.disk.partition_ids import (
     MAX_ENTRIES,
+    MAX_ENTRY_SIZE,
     DiskIds,
     PartitionId,
     parse_gpt_header,
     read_partition_ids,
 )
 from scanner.sources.local import open_local
+from scanner.sources.memory import MemorySource
 from tests.imaging import SECTOR, _partition, run, write_at
 
 GUID_1 = "11111111-2222-4333-8444-555555555501"
@@ -171,3 +175,61 @@ def _partition_mbr_in_place(image: Path) -> None:
 def test_parse_gpt_header_refuses_what_is_not_a_header() -> None:
     assert parse_gpt_header(bytes(512), 1, 512, 1 << 30) == "no GPT header (EFI PART)"
     assert parse_gpt_header(b"EFI PART", 1, 512, 1 << 30) == "no GPT header (EFI PART)"
+
+
+class _CountingSource(MemorySource):
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.bytes_read = 0
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        self.bytes_read += length
+        return super().read_at(offset, length)
+
+
+def _small_gpt() -> bytes:
+    """A 1 MiB GPT disk image (made by hand, like sgdisk would): one partition at LBA 34."""
+    disk = bytearray(MIB)
+    entries = bytearray(128 * 128)
+    struct.pack_into("<16s16sQQ", entries, 0, uuid.UUID(GUID_2).bytes_le,
+                     uuid.UUID(GUID_1).bytes_le, 34, 1000)
+    last = MIB // SECTOR - 1
+    for lba, entries_lba, alt in ((1, 2, last), (last, last - 32, 1)):
+        header = bytearray(92)
+        struct.pack_into("<8sIIIIQQQQ16sQIII", header, 0, b"EFI PART", 0x10000, 92, 0, 0, lba,
+                         alt, 34, last - 33, bytes(16), entries_lba, 128, 128,
+                         zlib.crc32(entries))
+        struct.pack_into("<I", header, 16, zlib.crc32(header))
+        disk[lba * SECTOR:lba * SECTOR + 92] = header
+        disk[entries_lba * SECTOR:entries_lba * SECTOR + len(entries)] = entries
+    disk[0x1BE + 4] = 0xEE
+    disk[510:512] = b"\x55\xaa"
+    return bytes(disk)
+
+
+SMALL_GPT = _small_gpt()
+
+
+def test_the_hand_made_gpt_reads() -> None:
+    ids = read_partition_ids(MemorySource(SMALL_GPT))
+    assert (ids.scheme, ids.guids, ids.notes) == ("gpt", {34 * SECTOR: uuid.UUID(GUID_1)}, [])
+
+
+@given(st.lists(st.tuples(st.sampled_from([0, 1, 2, 3]), st.integers(0, 600), st.binary(
+    min_size=1, max_size=8)), min_size=1, max_size=12))
+def test_damaged_tables_never_raise_and_reads_stay_bounded(
+        damage: list[tuple[int, int, bytes]]) -> None:
+    """Random bytes over the MBR, the primary header, the entries and the backup header:
+    an answer (maybe with notes), never an exception, never more than one entry array of
+    the bound read."""
+    disk = bytearray(SMALL_GPT)
+    last = MIB // SECTOR - 1
+    bases = [0, SECTOR, 2 * SECTOR, last * SECTOR]
+    for area, at, data in damage:
+        start = min(bases[area] + at, len(disk) - len(data))
+        disk[start:start + len(data)] = data
+    source = _CountingSource(bytes(disk))
+    ids = read_partition_ids(source)
+    assert ids.scheme in ("gpt", "mbr", "none")
+    assert source.bytes_read <= 512 + 2 * (512 + 4096) + MAX_ENTRIES * MAX_ENTRY_SIZE
+    assert all(isinstance(g, uuid.UUID) for g in ids.guids.values())
