@@ -112,30 +112,35 @@ class _BarProgress:
 
 # -- scan -----------------------------------------------------------------------------------
 def scan(
-    image: Annotated[Path, typer.Argument(help="Raw disk image (MBR/GPT/bare fs) or fixed VHD.")],
+    images: Annotated[list[Path], typer.Argument(
+        help="Raw disk image (MBR/GPT/bare fs) or fixed VHD; several: the disks of one "
+             "machine, in order (the first keeps one-disk volume names, the others' are "
+             "d1:p1, d2:p1, ...).", metavar="IMAGE...")],
     machine: Annotated[str, typer.Option(
-        "--machine", "-m", help="Machine this disk belongs to (created on its first scan).",
+        "--machine", "-m", help="Machine these disks belong to (created on its first scan).",
         callback=not_empty("--machine"))],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     exit_code: ExitCodeOption = 0,
 ) -> None:
-    """Scan a disk image as the machine's next state and report the changes."""
+    """Scan disk images (all the disks of one machine) as the machine's next state and report
+    the changes."""
     from scanner.emitters.delivery import DeliveryConfig
     from scanner.pipeline import ScanOptions
-    from scanner.runner import run_scan
+    from scanner.runner import run_machine_scan
     from scanner.sources.local import open_local
 
     settings = Settings.from_env()
     repo = open_repository(settings)
     delivery = DeliveryConfig.from_settings(settings)
-    with open_local(image) as source:
+    names = [str(image) for image in images]
+    with contextlib.ExitStack() as stack:
+        sources = [stack.enter_context(open_local(image)) for image in images]
         if sys.stderr.isatty() and not as_json:
-            with _BarProgress() as bar:
-                options = ScanOptions(settings.hash_workers, bar, settings.limits)
-                record = run_scan(repo, source, machine, options, str(image), delivery=delivery)
+            bar = stack.enter_context(_BarProgress())
+            options = ScanOptions(settings.hash_workers, bar, settings.limits)
         else:
             options = ScanOptions(settings.hash_workers, limits=settings.limits)
-            record = run_scan(repo, source, machine, options, str(image), delivery=delivery)
+        record = run_machine_scan(repo, sources, machine, options, names, delivery=delivery)
     rows = repo.changes(scan_id=record.id)
     coverage = repo.scan_row(record.id)["coverage"] or {}
     total = record.added + record.removed + record.modified
@@ -321,7 +326,7 @@ def demo(
         say("")
         say(f"$ snapfim scan {image} --machine {machine}")
         with contextlib.suppress(typer.Exit):  # scan's exit code: the demo goes on
-            scan(image, machine)
+            scan([image], machine)
     scan_id = repo.scans(machine, 1)[0]["id"]
     reported = {row["path"] for row in repo.changes(scan_id=scan_id)}
     with repo.transaction() as conn:

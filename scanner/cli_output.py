@@ -135,21 +135,29 @@ def size(n: int | None) -> str:
 
 
 def coverage_lines(coverage: dict[str, Any], *, detailed: bool = False) -> list[str]:
-    """A stored coverage report as lines: the disk, each volume (``detailed``: its offset,
-    UUID and label), each hive, notes, unreadable paths, and (``detailed``) the counts."""
+    """A stored coverage report as lines: each disk then its volumes (``detailed``: their
+    offset, UUID and label), each hive, notes, unreadable paths, and (``detailed``) the
+    counts. Reports stored before disks were listed describe their one disk at the top."""
     if not coverage:
         return []
-    lines = [f"disk: {coverage.get('source', NONE)} ({size(coverage.get('disk_size'))}, "
-             f"partition table: {coverage.get('partition_table') or 'none'})"]
-    for v in coverage.get("volumes", []):
-        where = f" mounted at {v['mountpoint']}" if v.get("mountpoint") else ""
-        why = f" — {v['reason']}" if v.get("reason") else ""
-        at = f", offset {v.get('offset', 0):,}" if detailed else ""
-        lines.append(f"  {v['volume']}: {v.get('filesystem') or '?'}{at}, "
-                     f"{size(v.get('length'))}, {v.get('status', NONE)}{where}{why}")
-        if detailed:
-            lines.append(f"    uuid {v.get('uuid') or NONE}, label {v.get('label') or NONE}"
-                         f", partition {v.get('description') or NONE}")
+    volumes = coverage.get("volumes", [])
+    disks = coverage.get("disks")
+    if not disks:  # an old report: one disk
+        disks = [{"name": coverage.get("source", NONE), "size": coverage.get("disk_size"),
+                  "partition_table": coverage.get("partition_table"),
+                  "volumes": [v["volume"] for v in volumes]}]
+    by_label = {v["volume"]: v for v in volumes}
+    lines: list[str] = []
+    listed: set[str] = set()
+    for index, disk in enumerate(disks):
+        lines.append(_disk_line(disk, None if len(disks) == 1 else index))
+        for label in disk.get("volumes", []):
+            if label in by_label and label not in listed:
+                listed.add(label)
+                lines.extend(_volume_lines(by_label[label], detailed))
+    for v in volumes:
+        if v["volume"] not in listed:
+            lines.extend(_volume_lines(v, detailed))
     for h in coverage.get("hives", []):
         counts = (f", {h.get('keys', 0)} keys, {h.get('values', 0)} values"
                   if h.get("status") not in ("failed", "missing") else "")
@@ -167,6 +175,29 @@ def coverage_lines(coverage: dict[str, Any], *, detailed: bool = False) -> list[
         lines.append(f"  counts: {coverage.get('entities', 0)} entities, "
                      f"{coverage.get('files_hashed', 0)} files hashed "
                      f"({size(coverage.get('bytes_hashed', 0))}), {total} unreadable")
+    return lines
+
+
+def _disk_line(disk: dict[str, Any], index: int | None) -> str:
+    """``disk: NAME (SIZE, partition table: gpt)``; ``disk N: ...`` on a machine with several
+    disks; a disk that could not be read says why."""
+    head = "disk" if index is None else f"disk {index}"
+    line = (f"{head}: {disk.get('name', NONE)} ({size(disk.get('size'))}, "
+            f"partition table: {disk.get('partition_table') or 'none'})")
+    if disk.get("status") == "failed":
+        line += f" — failed: {disk.get('reason') or NONE}"
+    return line
+
+
+def _volume_lines(v: dict[str, Any], detailed: bool) -> list[str]:
+    where = f" mounted at {v['mountpoint']}" if v.get("mountpoint") else ""
+    why = f" — {v['reason']}" if v.get("reason") else ""
+    at = f", offset {v.get('offset', 0):,}" if detailed else ""
+    lines = [f"  {v['volume']}: {v.get('filesystem') or '?'}{at}, "
+             f"{size(v.get('length'))}, {v.get('status', NONE)}{where}{why}"]
+    if detailed:
+        lines.append(f"    uuid {v.get('uuid') or NONE}, label {v.get('label') or NONE}"
+                     f", partition {v.get('description') or NONE}")
     return lines
 
 

@@ -1,4 +1,12 @@
-"""The coverage report of a scan: what was found, scanned, skipped or unreadable, and why."""
+"""The coverage report of a scan: what was found, scanned, skipped or unreadable, and why.
+
+A scan reads every disk of one machine: :attr:`Coverage.disks` lists each disk (its name,
+size, partition table, whether it could be read, and the labels of its volumes in
+:attr:`Coverage.volumes`; a logical volume is listed with the disk of its first extent).
+Reports stored before disks were listed have no ``disks`` key: their one disk is described
+by ``source``, ``disk_size`` and ``partition_table``, which a scan still fills (the first
+disk's table; the names joined and the sizes added when there are several).
+"""
 
 from __future__ import annotations
 
@@ -22,6 +30,18 @@ class VolumeReport:
     mountpoint: str | None = None
     uuid: str | None = None
     label: str | None = None
+
+
+@dataclass(slots=True)
+class DiskReport:
+    """One disk of the machine and whether it could be read."""
+
+    name: str                    # the image path or the name the caller gave
+    size: int
+    partition_table: str = "none"   # gpt | mbr | ... | none (a whole-disk filesystem)
+    status: str = "read"         # read | failed
+    reason: str | None = None
+    volumes: list[str] = field(default_factory=list)  # labels (an LV: on its first extent's disk)
 
 
 @dataclass(slots=True)
@@ -53,11 +73,14 @@ class Coverage:
     bytes_hashed: int = 0
     policies: list[str] = field(default_factory=list)
     hives: list[HiveReport] = field(default_factory=list)
+    disks: list[DiskReport] = field(default_factory=list)
 
     @property
     def status(self) -> str:
         """``partial`` when anything that should have been read was not, else ``succeeded``."""
         if self.unreadable or any(v.status == "failed" for v in self.volumes):
+            return "partial"
+        if any(d.status == "failed" for d in self.disks):
             return "partial"
         if any(h.status in ("failed", "dirty-not-replayed", "replay-incomplete")
                for h in self.hives):

@@ -23,12 +23,16 @@ from scanner.cloud.provider import DiskInfo, MachineInfo, Provider, SnapshotInfo
 from scanner.diff import FileDiff
 from scanner.emitters.delivery import DeliveryConfig, DeliveryReport, deliver
 from scanner.emitters.settings import AlertSettings
-from scanner.errors import NotFound, SnapfimError, TransientError
+from scanner.errors import NotFound, SnapfimError, SourceError, TransientError
 from scanner.lifecycle import SCAN_DONE
 from scanner.limits import Limits
-from scanner.pipeline import ScanOptions, scan_source
+from scanner.pipeline import ScanOptions, ScanOutcome, scan_sources
+from scanner.policy import PolicyEntity
 from scanner.runner import write_outcome
 from scanner.schedule import due_machines
+from scanner.sources.base import BlockSource
+from scanner.sources.machine import machine_locator
+from scanner.sources.unavailable import UnavailableSource
 from scanner.storage import fleet, outbox
 from scanner.storage.policies import load_policy
 from scanner.storage.repository import Repository, utc
@@ -217,7 +221,7 @@ def scan_cycle(repo: Repository, scan_id: int, settings: FleetSettings, *,
     ones and those in ``reraise`` (the caller's own: a task's time limit), which propagate."""
     passthrough: tuple[type[BaseException], ...] = (TransientError, *reraise)
     with repo.transaction() as conn:
-        row, mach, _disks, acct = _cycle(conn, scan_id)
+        row, mach, disks, acct = _cycle(conn, scan_id)
         if row.status in SCAN_DONE:
             return None
         gave_up = row.attempts >= settings.max_attempts
@@ -231,23 +235,13 @@ def scan_cycle(repo: Repository, scan_id: int, settings: FleetSettings, *,
     if gave_up:  # each earlier delivery died (worker killed, out of memory, time limit)
         fail(repo, scan_id, f"gave up after {row.attempts} attempts that did not finish")
         return None
-    if len(snaps) != 1:
-        fail(repo, scan_id, f"{len(snaps)} disks: multi-disk machines are scanned once the "
-                            "cloud providers arrive; local machines have one image")
-        return None
     provider = _provider(acct)
-    locator = dict(snaps[0].locator or {})
+    locator = machine_locator([dict(snap.locator or {}) for snap in snaps])
     started = _now()
     try:
-        source = provider.open_source(locator)
-        try:
-            options = ScanOptions(settings.hash_workers, limits=settings.limits)
-            outcome = scan_source(source, policy, options, name=mach.name)
-        finally:
-            source.close()
-        check = getattr(provider, "check", None)
-        if check is not None:
-            check(locator)  # the image must still be the snapshot it was
+        outcome = _read_disks(provider, snaps, {d.id: d for d in disks}, mach.name, policy,
+                              ScanOptions(settings.hash_workers, limits=settings.limits),
+                              passthrough)
     except passthrough:
         raise
     except Exception as exc:  # a disk we cannot read fails this machine's scan, no other
@@ -276,6 +270,50 @@ def scan_cycle(repo: Repository, scan_id: int, settings: FleetSettings, *,
         fail(repo, scan_id, "could not store the scan: " + _reason(exc))
         return None
     return diff
+
+
+def _read_disks(provider: Provider, snaps: list[Any], disks: dict[int, Any], machine_name: str,
+                policy: list[PolicyEntity], options: ScanOptions,
+                passthrough: tuple[type[BaseException], ...]) -> ScanOutcome:
+    """Open every snapshot of the machine (in disk order), scan them as one machine, close
+    them, and check that each local snapshot is still what was snapshotted.
+
+    A snapshot that cannot be opened is a failed disk of a ``partial`` scan when another one
+    opened; when none opens, the first error is raised (the scan fails)."""
+    if not snaps:
+        raise SourceError("the scan has no snapshots to read")
+    sources: list[BlockSource] = []
+    opened: list[tuple[BlockSource, dict[str, Any]]] = []
+    first_error: Exception | None = None
+    try:
+        for snap in snaps:
+            locator = dict(snap.locator or {})
+            try:
+                source = provider.open_source(locator)
+            except passthrough:
+                raise
+            except Exception as exc:  # this disk is missing from the scan, not the others
+                if not isinstance(exc, SnapfimError):
+                    log.exception("opening a snapshot of %s failed", machine_name)
+                first_error = first_error or exc
+                size = getattr(disks.get(snap.disk_id), "size_bytes", None) or 0
+                sources.append(UnavailableSource(locator, _reason(exc), size))
+                continue
+            sources.append(source)
+            opened.append((source, locator))
+        if not opened and first_error is not None:
+            raise first_error
+        names = ([machine_name] if len(snaps) == 1 else
+                 [str(getattr(disks.get(s.disk_id), "resource_id", s.disk_id)) for s in snaps])
+        outcome = scan_sources(sources, policy, options, names)
+    finally:
+        for source, _locator in opened:
+            source.close()
+    check = getattr(provider, "check", None)
+    if check is not None:
+        for _source, locator in opened:
+            check(locator)  # each image must still be the snapshot it was
+    return outcome
 
 
 def fail(repo: Repository, scan_id: int, reason: str) -> None:

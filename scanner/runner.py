@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection
 
 from scanner.diff import FileDiff
-from scanner.pipeline import ScanOptions, ScanOutcome, scan_source
+from scanner.pipeline import ScanOptions, ScanOutcome, scan_sources
 from scanner.sources.base import BlockSource
+from scanner.sources.machine import machine_locator
 from scanner.storage import outbox
 from scanner.storage.policies import ensure_recommended, load_policy
 from scanner.storage.repository import PreviousScan, Repository, ScanRecord
@@ -25,7 +26,19 @@ def run_scan(repo: Repository, source: BlockSource, machine_name: str,
              options: ScanOptions | None = None, source_name: str | None = None,
              account_id: int | None = None,
              delivery: DeliveryConfig | None = None) -> ScanRecord:
-    """Scan ``source`` as the next state of ``machine_name`` and record the changes.
+    """Scan ``source`` as the next state of ``machine_name`` and record the changes (a
+    machine with one disk: :func:`run_machine_scan`)."""
+    return run_machine_scan(repo, [source], machine_name, options,
+                            None if source_name is None else [source_name], account_id,
+                            delivery)
+
+
+def run_machine_scan(repo: Repository, sources: Sequence[BlockSource], machine_name: str,
+                     options: ScanOptions | None = None, names: Sequence[str] | None = None,
+                     account_id: int | None = None,
+                     delivery: DeliveryConfig | None = None) -> ScanRecord:
+    """Scan the disks ``sources`` (in order) as the next state of ``machine_name`` and record
+    the changes.
 
     Reading errors that leave nothing scannable raise before anything is written; per-volume
     and per-path failures make a ``partial`` scan whose unreadable paths keep their state.
@@ -36,8 +49,9 @@ def run_scan(repo: Repository, source: BlockSource, machine_name: str,
     with repo.transaction() as conn:
         ensure_recommended(conn)
         policy = load_policy(conn)
-    outcome = scan_source(source, policy, options, name=source_name)
-    record = commit_outcome(repo, outcome, machine_name, started, source.locator, account_id,
+    outcome = scan_sources(sources, policy, options, names)
+    locator = machine_locator([source.locator for source in sources])
+    record = commit_outcome(repo, outcome, machine_name, started, locator, account_id,
                             sinks=delivery.names if delivery else ())
     if delivery is not None and delivery.names:
         from scanner.emitters.delivery import deliver_quietly

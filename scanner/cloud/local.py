@@ -1,4 +1,6 @@
-"""The local provider: a directory of disk images, one machine per image file.
+"""The local provider: a directory of disk images. An image file is a machine with one disk
+(machine name = file stem); a sub-directory is a machine with several disks (machine name =
+directory name), the image files in it, in name order (the first is disk 0).
 
 It is a real provider, not a test double: the image file is the machine's disk and its
 content at snapshot time is the snapshot. A snapshot is the file's identity (inode, size,
@@ -30,19 +32,36 @@ def _fingerprint(path: Path) -> list[int]:
     return [st.st_ino, st.st_size, st.st_mtime_ns]
 
 
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+
+
+def _images(directory: Path) -> list[Path]:
+    """The image files of a machine's sub-directory, by name (its disks in order)."""
+    return sorted(p for p in directory.iterdir() if _is_image(p))
+
+
 class LocalProvider:
-    """Machines are the image files of one directory (machine name = file stem)."""
+    """Machines are the image files (one disk each) and the sub-directories of image files
+    (one disk per file) of one directory."""
 
     def __init__(self, images: str | os.PathLike[str]) -> None:
         self.directory = Path(images)
 
     def discover(self) -> list[MachineInfo]:
-        """Every regular image file of the directory, sorted by name."""
+        """Every regular image file and every sub-directory holding image files, sorted by
+        name (a sub-directory without image files is no machine)."""
         if not self.directory.is_dir():
             raise ConfigError(f"{self.directory}: image directory not found")
         machines = []
         for path in sorted(self.directory.iterdir()):
-            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+            if path.is_dir():
+                disks = tuple(DiskInfo(str(image.resolve()), image.name, image.stat().st_size)
+                              for image in _images(path))
+                if disks:
+                    machines.append(MachineInfo(str(path.resolve()), path.name, disks,
+                                                state="images"))
+            elif _is_image(path):
                 disk = DiskInfo(str(path.resolve()), "image", path.stat().st_size)
                 machines.append(MachineInfo(str(path.resolve()), path.stem, (disk,),
                                             state="image"))

@@ -6,7 +6,7 @@ Pure: parsing and planning take text and identities, and return a plan.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from scanner.disk.nodes import FsIdentity
 from scanner.paths import normalize
@@ -28,10 +28,12 @@ class FstabEntry:
 
 @dataclass(frozen=True, slots=True)
 class MountPlan:
-    """Mount points matched to volumes, and those whose device is not found on this disk."""
+    """Mount points matched to volumes, and those whose device is not found on the disks."""
 
     mounts: dict[str, str]    # mountpoint -> volume label
     missing: dict[str, str]   # mountpoint -> reason
+    # mountpoint -> every volume its device matched, when several did (the first is mounted)
+    ambiguous: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def parse_fstab(text: str) -> list[FstabEntry]:
@@ -82,10 +84,16 @@ def lvm_name(spec: str) -> tuple[str, str] | None:
 
 
 def plan_mounts(entries: list[FstabEntry], identities: dict[str, FsIdentity],
-                root_volume: str) -> MountPlan:
-    """Match fstab entries (other than ``/``) to volumes by filesystem UUID or label."""
+                root_volume: str, where: str = "this disk") -> MountPlan:
+    """Match fstab entries (other than ``/``) to volumes by filesystem UUID, label or LV name.
+
+    ``identities`` holds the volumes of every disk of the machine; when several match (a
+    cloned disk), the first (in disk order) is mounted and all are listed in ``ambiguous``.
+    ``where`` names the disks in the reason of a missing device ("this disk", "the disks
+    scanned")."""
     mounts: dict[str, str] = {}
     missing: dict[str, str] = {}
+    ambiguous: dict[str, tuple[str, ...]] = {}
     for entry in entries:
         if entry.mountpoint == "/":
             continue
@@ -100,6 +108,8 @@ def plan_mounts(entries: list[FstabEntry], identities: dict[str, FsIdentity],
             or (kind == "lvm" and label.endswith("/" + value)))]
         if match:
             mounts[entry.mountpoint] = match[0]
+            if len(match) > 1:
+                ambiguous[entry.mountpoint] = tuple(match)
         else:
-            missing[entry.mountpoint] = f"{entry.spec} is not a readable volume of this disk"
-    return MountPlan(mounts, missing)
+            missing[entry.mountpoint] = f"{entry.spec} is not a readable volume of {where}"
+    return MountPlan(mounts, missing, ambiguous)

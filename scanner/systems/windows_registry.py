@@ -1,97 +1,35 @@
-"""Windows disks: find the system volume, walk the Windows file entities on it, and read the
-registry hives it holds. No database here; :mod:`scanner.pipeline` calls these.
+"""The registry of a Windows installation: which hives to read, reading them (with their
+transaction logs), and the registry entities of the policy they hold.
 
-* The system volume is the NTFS volume holding ``<windows dir>\\System32\\config`` (the
-  Windows directory is found by that content, whatever its name). It is the ``C:`` drive:
-  paths are named ``C:\\Windows\\explorer.exe`` with the on-disk spelling, and policy paths
-  with ``%windir%``-style variables or ``C:`` are matched on it case-insensitively. Policy
-  paths on other drive letters are listed in the coverage notes, not guessed.
-* Hives: SYSTEM, SOFTWARE, SECURITY, SAM and DEFAULT under ``System32\\config`` are mounted at
-  ``HKLM\\<name>`` (DEFAULT at ``HKU\\.DEFAULT``), each user's ``NTUSER.DAT`` under
-  ``Users\\<user>`` at ``HKU\\<user>``; a dirty hive is replayed from its ``.LOG1``/``.LOG2``.
-  A hive that cannot be read marks its whole mount unreadable (its state is kept, never
-  "removed"); a dirty hive read without replay makes the scan partial, and what its primary
-  lacks is kept too (the logs may hold it), while additions and modifications are reported.
-  The same holds for a hive replayed only in part (a log refused, a damaged entry of the
-  flush, a gap between the logs: status ``replay-incomplete``) and for a replayed hive with
-  keys or values that cannot be read: a torn replay leaves it part old, part new.
+SYSTEM, SOFTWARE, SECURITY, SAM and DEFAULT under ``System32\\config`` are mounted at
+``HKLM\\<name>`` (DEFAULT at ``HKU\\.DEFAULT``), each user's ``NTUSER.DAT`` under
+``Users\\<user>`` at ``HKU\\<user>``; a dirty hive is replayed from its ``.LOG1``/``.LOG2``.
+A hive that cannot be read marks its whole mount unreadable (its state is kept, never
+"removed"); a dirty hive read without replay makes the scan partial, and what its primary
+lacks is kept too (the logs may hold it), while additions and modifications are reported.
+The same holds for a hive replayed only in part (a log refused, a damaged entry of the
+flush, a gap between the logs: status ``replay-incomplete``) and for a replayed hive with
+keys or values that cannot be read: a torn replay leaves it part old, part new.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from scanner.collectors.registry import collect, open_hive, reaches
 from scanner.coverage import Coverage, HiveReport
-from scanner.disk.nodes import FileKind, Filesystem, Node
+from scanner.disk.nodes import FileKind
 from scanner.disk.walker import Walker
 from scanner.entities import RegistryEntity, RegistryKeyEntity
 from scanner.errors import DiskError, SourceReadError
 from scanner.limits import Limits
 from scanner.policy import EntityKind, PolicyEntity, active
 from scanner.registry import HiveError
-from scanner.winpaths import system_variables, to_windows, walk_entity
+from scanner.systems.windows_install import WindowsInstall, windows_name
 
-SYSTEM_DRIVE = "C:"
 MACHINE_HIVES = (("SYSTEM", "HKLM\\SYSTEM"), ("SOFTWARE", "HKLM\\SOFTWARE"),
                  ("SECURITY", "HKLM\\SECURITY"), ("SAM", "HKLM\\SAM"),
                  ("DEFAULT", "HKU\\.DEFAULT"))
 MAX_HIVE_BYTES = 2 << 30  # Windows caps a hive at 2 GiB
 
-
-@dataclass(frozen=True, slots=True)
-class WindowsSystem:
-    """The Windows directory found on a volume (posix path, on-disk spelling: ``/Windows``)."""
-
-    windows_dir: str
-
-
-def _child_dir(fs: Filesystem, directory: Node, name: str) -> Node | None:
-    folded = name.casefold()
-    return next((c for c in fs.children(directory)
-                 if c.kind is FileKind.DIRECTORY and c.name.casefold() == folded), None)
-
-
-def find_windows(fs: Filesystem) -> WindowsSystem | None:
-    """The Windows installation on an NTFS volume: a top-level directory holding
-    ``System32\\config`` (``Windows`` first). None when there is none or it cannot be read."""
-    if fs.fs_type != "ntfs":
-        return None
-    try:
-        root = fs.root()
-        dirs = [c for c in fs.children(root) if c.kind is FileKind.DIRECTORY]
-        dirs.sort(key=lambda c: (c.name.casefold() != "windows", c.name.casefold()))
-        for top in dirs:
-            system32 = _child_dir(fs, top, "System32")
-            if system32 is not None and _child_dir(fs, system32, "config") is not None:
-                return WindowsSystem("/" + top.name)
-    except (DiskError, SourceReadError):
-        return None
-    return None
-
-
-def walk_files(walker: Walker, system: WindowsSystem, policy: list[PolicyEntity],
-               coverage: Coverage) -> list[str]:
-    """Walk the enabled Windows file entities on the system volume; returns their names.
-    Entities that cannot apply on this disk (another drive, an unknown variable) are noted."""
-    variables = system_variables(system.windows_dir, SYSTEM_DRIVE)
-    names = []
-    for entity in active(policy, EntityKind.WINDOWS_FILE):
-        translated = walk_entity(entity, variables, SYSTEM_DRIVE)
-        if isinstance(translated, str):
-            coverage.notes.append(f"{entity.name}: not scanned: {translated}")
-            continue
-        walker.walk_entity(translated)
-        names.append(entity.name)
-    return names
-
-
-def windows_name(posix_path: str) -> str:
-    """A path the walker found on the system volume, as Windows names it."""
-    return to_windows(posix_path, SYSTEM_DRIVE)
-
-
-# -- registry ------------------------------------------------------------------------------
 
 def _read_file(walker: Walker, path: str, max_bytes: int = MAX_HIVE_BYTES) -> bytes | None:
     """Content of a file on the system volume (at most ``max_bytes``); None when it does not
@@ -105,7 +43,7 @@ def _read_file(walker: Walker, path: str, max_bytes: int = MAX_HIVE_BYTES) -> by
     return b"".join(mount.fs.iter_content(node))
 
 
-def _hive_files(walker: Walker, system: WindowsSystem, want_users: bool
+def _hive_files(walker: Walker, system: WindowsInstall, want_users: bool
                 ) -> list[tuple[str, str, str, bool]]:
     """(report name, posix path, mount prefix, required) of each hive to read."""
     config = f"{system.windows_dir}/System32/config"
@@ -120,7 +58,7 @@ def _hive_files(walker: Walker, system: WindowsSystem, want_users: bool
     return hives
 
 
-def collect_registry(walker: Walker, system: WindowsSystem, policy: list[PolicyEntity],
+def collect_registry(walker: Walker, system: WindowsInstall, policy: list[PolicyEntity],
                      coverage: Coverage, limits: Limits | None = None,
                      ) -> tuple[dict[str, RegistryEntity], list[str]]:
     """Read every hive an enabled registry entity reaches and collect its keys and values

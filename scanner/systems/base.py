@@ -1,0 +1,69 @@
+"""What every operating system of a scan provides: one small interface, and helpers.
+
+After volume discovery (:mod:`scanner.disk.discovery`), each system detected on the opened
+volumes (:func:`scanner.systems.detect_systems`) has mounted them its way (Linux: the root and
+its /etc/fstab; Windows: drive letters), then :meth:`System.walk` finds the monitored paths
+and says how each found path becomes entities, and :meth:`System.collect_registry` reads what
+is no file (the Windows registry) while the hash workers run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from scanner.coverage import Coverage
+from scanner.disk.nodes import FileKind, Filesystem
+from scanner.disk.walker import Found, WalkResult
+from scanner.entities import FileEntity, RegistryEntity
+from scanner.errors import DiskError
+from scanner.limits import Limits
+from scanner.policy import PolicyEntity
+
+Builder = Callable[[str, Found, tuple[str, ...]], tuple[list[FileEntity], dict[str, str]]]
+OnFound = Callable[[str, Found], None]
+
+
+class ScanProgress(Protocol):
+    """Where a long scan reports progress (the CLI draws a bar; others ignore it)."""
+
+    def phase(self, name: str, total: int | None) -> None:
+        """A new phase starts; ``total`` in its own units, when known."""
+
+    def advance(self, amount: int) -> None:
+        """Progress within the current phase."""
+
+
+@dataclass(slots=True)
+class Walk:
+    """What one walk found, how its paths are named, and the collector building entities."""
+
+    result: WalkResult
+    name_of: Callable[[str], str]
+    build: Builder
+
+
+class System(Protocol):
+    """One operating system found on the machine's volumes, already mounted."""
+
+    os_family: str  # "linux" | "windows"
+
+    def walk(self, policy: list[PolicyEntity], on_found: OnFound, coverage: Coverage,
+             limits: Limits, progress: ScanProgress) -> list[Walk]:
+        """Walk the monitored paths of ``policy``; ``on_found`` sees each path as found.
+        Appends the names of the policy entities walked to ``coverage.policies``."""
+        ...
+
+    def collect_registry(self, policy: list[PolicyEntity], coverage: Coverage, limits: Limits,
+                         progress: ScanProgress) -> dict[str, RegistryEntity]:
+        """Entities that are no files (registry keys and values), by id."""
+        ...
+
+
+def has_dir(fs: Filesystem, name: str) -> bool:
+    """Whether the root directory of ``fs`` holds a directory ``name`` (False if unreadable)."""
+    try:
+        return any(c.name == name and c.kind is FileKind.DIRECTORY for c in fs.children(fs.root()))
+    except DiskError:
+        return False
