@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from scanner.errors import SourceReadError
 from scanner.sources.base import BlockSource
 
-__all__ = ["PartitionId", "DiskIds", "read_partition_ids", "parse_gpt_header",
+__all__ = ["PartitionId", "DiskIds", "MachineIds", "read_partition_ids", "parse_gpt_header",
            "GptHeader", "MAX_ENTRIES", "MAX_ENTRY_SIZE"]
 
 MAX_ENTRIES = 1024  # Windows makes 128; a header asking for more than this is refused
@@ -218,3 +218,29 @@ def read_partition_ids(source: BlockSource) -> DiskIds:
         ids.scheme = "mbr"
         (ids.signature,) = struct.unpack_from("<I", mbr, _MBR_SIGNATURE_AT)
     return ids
+
+
+@dataclass(slots=True)
+class MachineIds:
+    """The partition ids of a machine's volumes by volume label (every partition of a GPT or
+    MBR disk that has one), and notes on the tables they come from (``disk0.img: GPT ...``).
+    Filled by volume discovery; the notes go to the coverage report only where the ids are
+    used (Windows drive letters)."""
+
+    by_label: dict[str, PartitionId] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def add_disk(self, source: BlockSource, disk: str, partitions: list[tuple[str, int]]) -> None:
+        """Read the table of the disk ``source`` (named ``disk``) and record the id of each
+        of its ``partitions`` ((label, start offset in bytes)); a table that cannot be read
+        is a note."""
+        try:
+            ids = read_partition_ids(source)
+        except SourceReadError as exc:
+            self.notes.append(f"{disk}: partition ids not read: {exc}")
+            return
+        self.notes.extend(f"{disk}: {note}" for note in ids.notes)
+        for label, offset in partitions:
+            pid = ids.partition_id(offset)
+            if pid is not None:
+                self.by_label[label] = pid

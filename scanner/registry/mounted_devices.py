@@ -210,7 +210,7 @@ def drive_letters(values: Mapping[str, bytes] | Iterable[tuple[str, bytes]],
                                   "which holds Windows, is C:")
             continue
         if not labels:
-            unmapped(letter, f"{described} is on none of the machine's disks", True)
+            unmapped(letter, f"{described} is on none of the disks scanned", True)
         elif len(labels) > 1:
             unmapped(letter, f"{described} is held by several volumes ({', '.join(labels)}): "
                              "a cloned disk?", True)

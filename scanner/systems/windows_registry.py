@@ -22,7 +22,7 @@ from scanner.entities import RegistryEntity, RegistryKeyEntity
 from scanner.errors import DiskError, SourceReadError
 from scanner.limits import Limits
 from scanner.policy import EntityKind, PolicyEntity, active
-from scanner.registry import HiveError
+from scanner.registry import Hive, HiveError
 from scanner.systems.windows_install import WindowsInstall, windows_name
 
 MACHINE_HIVES = (("SYSTEM", "HKLM\\SYSTEM"), ("SOFTWARE", "HKLM\\SOFTWARE"),
@@ -41,6 +41,27 @@ def _read_file(walker: Walker, path: str, max_bytes: int = MAX_HIVE_BYTES) -> by
     if node.size > max_bytes:
         raise HiveError(f"{node.size} bytes: larger than {max_bytes}, the bound for this file")
     return b"".join(mount.fs.iter_content(node))
+
+
+def open_hive_file(walker: Walker, path: str, limits: Limits | None = None) -> Hive | None:
+    """The hive file at ``path`` (posix, on the system volume), replayed from its
+    ``.LOG1``/``.LOG2`` when dirty (see :func:`scanner.collectors.registry.open_hive`); None
+    when the file does not exist.
+
+    Raises:
+        HiveError, DiskError, SourceReadError: it exists but cannot be read as a hive.
+    """
+    data = _read_file(walker, path)
+    if data is None:
+        return None
+    log_bytes = (limits or Limits()).log_pages * 4096 + (1 << 20)  # pages + headers
+    logs = [_read_optional(walker, f"{path}.{suffix}", log_bytes) for suffix in ("LOG1", "LOG2")]
+    return open_hive(data, log1=logs[0], log2=logs[1], limits=limits)
+
+
+def system_hive_path(install: WindowsInstall) -> str:
+    """The posix path of the SYSTEM hive file of ``install``."""
+    return f"{install.windows_dir}/System32/config/SYSTEM"
 
 
 def _hive_files(walker: Walker, system: WindowsInstall, want_users: bool
@@ -83,17 +104,13 @@ def collect_registry(walker: Walker, system: WindowsInstall, policy: list[Policy
         report = HiveReport(name, windows_name(path), mount)
         coverage.hives.append(report)
         try:
-            data = _read_file(walker, path)
-            if data is None:
+            hive = open_hive_file(walker, path, limits)
+            if hive is None:
                 report.status = "missing"
                 if required:
                     report.reason = "hive file not found"
                     coverage.unreadable[mount] = f"hive {windows_name(path)} not found"
                 continue
-            log_bytes = (limits or Limits()).log_pages * 4096 + (1 << 20)  # pages + headers
-            logs = [_read_optional(walker, f"{path}.{suffix}", log_bytes)
-                    for suffix in ("LOG1", "LOG2")]
-            hive = open_hive(data, log1=logs[0], log2=logs[1], limits=limits)
             found, unreadable = collect(hive, mount, entities)
         except (DiskError, SourceReadError, HiveError) as exc:
             report.status, report.reason = "failed", str(exc)

@@ -11,17 +11,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from scanner.pipeline import ScanOptions, scan_sources
+from scanner.pipeline import ScanOptions
 from scanner.policy import make_entity
-from scanner.runner import commit_outcome
+from scanner.runner import run_machine_scan
 from scanner.sources.local import open_local
-from scanner.storage.policies import add_entity, ensure_recommended, load_policy
+from scanner.storage.policies import add_entity, ensure_recommended
 from scanner.storage.repository import Repository, ScanRecord
 from tests.imaging_windows_multidisk import (
     CONFIG_INI,
@@ -64,18 +63,13 @@ def events(record: ScanRecord) -> list[Event]:
 
 def scan_disks(repo: Repository, disks: Sequence[Path]) -> ScanRecord:
     """One scan of the machine made of ``disks`` (in order), committed as the next state."""
-    started = datetime.now(UTC)
-    with repo.transaction() as conn:
-        ensure_recommended(conn)
-        policy = load_policy(conn)
     sources = [open_local(d) for d in disks]
     try:
-        outcome = scan_sources(sources, policy, ScanOptions(hash_workers=1),
-                               [d.name for d in disks])
+        return run_machine_scan(repo, sources, MACHINE, ScanOptions(hash_workers=1),
+                                [d.name for d in disks])
     finally:
         for source in sources:
             source.close()
-    return commit_outcome(repo, outcome, MACHINE, started, sources[0].locator)
 
 
 def coverage_of(repo: Repository, record: ScanRecord) -> dict[str, Any]:
@@ -190,8 +184,8 @@ def test_a_missing_data_disk_keeps_the_d_state(repo: Repository, disks: list[Pat
     coverage = coverage_of(repo, alone)
     target = (f"GPT partition {{{DATA_PART_GUID}}}" if machine.table == "gpt"
               else f"MBR disk 0x5EED00D1 at byte {DATA_OFFSET}")
-    why = f"drive D: not scanned: {target} is on none of the machine's disks"
-    assert coverage["unreadable"] == {CONFIG: why, "D:\\app\\bin": why}
+    why = f"drive D: not scanned: {target} is on none of the disks scanned"
+    assert coverage["unreadable"] == {CONFIG: why, "D:\\APP\\bin": why}  # as the policy spells it
     assert why in coverage["notes"] and E_NOTE in coverage["notes"]
     assert file_state(repo) == before  # nothing under D: removed
     # back with a change made while it was away: one modification, against the kept state
@@ -228,4 +222,5 @@ def test_a_data_volume_under_another_letter(repo: Repository, tmp_path: Path) ->
     assert [(v["volume"], v["mountpoint"]) for v in coverage["volumes"] if v["mountpoint"]] == [
         ("p2", "C:\\"), ("d1:p1", "F:\\")]
     assert not any(p.startswith("D:") for p in file_state(repo))
-    assert "D:\\app\\config.ini: not scanned: the machine has no drive D:" in coverage["notes"]
+    assert ("D:\\app\\config.ini: not scanned: the machine has no drive D: "
+            "(SYSTEM\\MountedDevices names none)") in coverage["notes"]

@@ -101,7 +101,7 @@ def test_mbr_letters_match_signature_and_offset() -> None:
                   volumes, {"disk0/p2": "ntfs", "disk1/p1": "ntfs", "disk1/p2": "ntfs"})
     assert result.letters == {"C:": "disk0/p2", "D:": "disk1/p2"}
     assert result.unmapped == {
-        "F:": f"MBR disk 0x00000002 at byte {3 << 20} is on none of the machine's disks"}
+        "F:": f"MBR disk 0x00000002 at byte {3 << 20} is on none of the disks scanned"}
     assert result.missing == {"F:"}
 
 
@@ -120,7 +120,7 @@ def test_letters_that_cannot_be_scanned_each_say_why() -> None:
         "G:": "GPT partition {5EED0002-0000-4000-8000-00000000C0DE} is the Windows volume, "
               "scanned as C:",
         "H:": "GPT partition {0BADC0DE-0000-4000-8000-000000000001} is on none of the "
-              "machine's disks"}
+              "disks scanned"}
     assert result.notes == [f"drive {letter} not scanned: {why}"
                             for letter, why in sorted(result.unmapped.items())]
     assert result.missing == {"D:", "H:"}  # a volume that should be there, unread
@@ -187,7 +187,7 @@ def test_why_a_letter_is_not_scanned() -> None:
                    "\\DosDevices\\E:": USB_DEVICE.encode("utf-16-le")})
     assert result.why_not("D:") == (
         "drive D: not scanned: GPT partition {0BADC0DE-0000-4000-8000-000000000001} is on "
-        "none of the machine's disks", True)
+        "none of the disks scanned", True)
     assert result.why_not("E:") == (
         f"drive E: not scanned: a device, not a partition of a disk ({USB_DEVICE[:80]}...)",
         False)

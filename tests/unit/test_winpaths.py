@@ -117,7 +117,7 @@ def test_recommended_windows_files_all_translate() -> None:
 
 
 def test_drive_of_expands_variables_and_names_the_letter() -> None:
-    assert drive_of(make_entity("d:\\app\\config.ini"), VARS) == ("D:", "d:\\app\\config.ini")
+    assert drive_of(make_entity("d:\\app\\config.ini"), VARS) == ("D:", "D:\\app\\config.ini")
     assert drive_of(make_entity("%windir%\\win.ini"), VARS) == ("C:", "C:\\Windows\\win.ini")
     assert drive_of(make_entity("%SystemDrive%\\boot.ini"), system_variables("/W", "E:")) == (
         "E:", "E:\\boot.ini")
