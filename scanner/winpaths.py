@@ -82,8 +82,8 @@ def expand(path: str, variables: Mapping[str, str]) -> str:
 
 def drive_of(entity: PolicyEntity, variables: Mapping[str, str]) -> tuple[str, str]:
     """The drive letter (upper case, ``"D:"``) of a Windows file entity's path and that path
-    with its variables expanded (and its letter in upper case). Raises :class:`PolicyError` for an unknown variable or a
-    path that does not start with a drive once expanded."""
+    with its variables expanded (its letter in upper case). Raises :class:`PolicyError` for
+    an unknown variable or a path that does not start with a drive once expanded."""
     path = expand(entity.path, variables).replace("/", "\\")
     match = _DRIVE.match(path)
     if match is None:

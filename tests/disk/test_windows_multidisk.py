@@ -9,6 +9,7 @@ SQLite storage; every expected value comes from the layout, never from the scann
 from __future__ import annotations
 
 import hashlib
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -18,10 +19,12 @@ import pytest
 
 from scanner.pipeline import ScanOptions
 from scanner.policy import make_entity
+from scanner.registry import HBIN_START
 from scanner.runner import run_machine_scan
 from scanner.sources.local import open_local
 from scanner.storage.policies import add_entity, ensure_recommended
 from scanner.storage.repository import Repository, ScanRecord
+from tests.imaging import SECTOR, write_at
 from tests.imaging_windows_multidisk import (
     CONFIG_INI,
     DATA_OFFSET,
@@ -36,7 +39,7 @@ from tests.imaging_windows_multidisk import (
     set_mounted_devices,
 )
 from tests.ntfsbuilder import File
-from tests.windows_image import WIN_INI
+from tests.windows_image import SYSTEM, WIN_INI, truncate_hive
 
 MACHINE = "win-db-01"
 CONFIG = "D:\\app\\config.ini"
@@ -224,3 +227,51 @@ def test_a_data_volume_under_another_letter(repo: Repository, tmp_path: Path) ->
     assert not any(p.startswith("D:") for p in file_state(repo))
     assert ("D:\\app\\config.ini: not scanned: the machine has no drive D: "
             "(SYSTEM\\MountedDevices names none)") in coverage["notes"]
+
+
+# -- what cannot be read is kept -----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def gpt_disks(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    return build_machine(tmp_path_factory.mktemp("win-gpt-base"), base_machine("gpt"))
+
+
+@pytest.mark.usefixtures("policy")
+def test_unreadable_drive_letters_keep_the_d_state(repo: Repository, gpt_disks: list[Path],
+                                                   tmp_path: Path) -> None:
+    scan_disks(repo, gpt_disks)
+    before = file_state(repo)
+    changed = copy_machine(base_machine("gpt"))
+    truncate_hive(changed.layout, SYSTEM, HBIN_START + 4096)  # MountedDevices cut off
+    record = scan_disks(repo, build_machine(tmp_path / "cut", changed))
+    assert record.status == "partial" and events(record) == []
+    coverage = coverage_of(repo, record)
+    why = ("drive D: not scanned: the drive letters could not be read "
+           "(SYSTEM\\MountedDevices)")
+    assert {p: r for p, r in coverage["unreadable"].items() if p.startswith("D:")} == {
+        CONFIG: why, "D:\\APP\\bin": why}
+    assert "HKLM\\SYSTEM" in coverage["unreadable"]  # the registry collector's own entry
+    note = next(n for n in coverage["notes"] if n.startswith("drive letters not read"))
+    assert note.endswith("only C: is scanned; paths on other drives keep their state")
+    assert "SYSTEM hive" in note
+    assert [(v["volume"], v["mountpoint"]) for v in coverage["volumes"]] == [
+        ("p1", None), ("p2", "C:\\"), ("d1:p1", None)]
+    assert {p: s for p, s in file_state(repo).items() if p.startswith("D:")} == {
+        p: s for p, s in before.items() if p.startswith("D:")}
+
+
+@pytest.mark.usefixtures("policy")
+def test_a_data_volume_that_does_not_open_keeps_the_d_state(
+        repo: Repository, gpt_disks: list[Path], tmp_path: Path) -> None:
+    scan_disks(repo, gpt_disks)
+    before = file_state(repo)
+    broken = tmp_path / "disk1.img"
+    shutil.copyfile(gpt_disks[1], broken)
+    write_at(broken, DATA_OFFSET, bytes(SECTOR))  # the NTFS boot sector
+    record = scan_disks(repo, [gpt_disks[0], broken])
+    assert record.status == "partial" and events(record) == []
+    coverage = coverage_of(repo, record)
+    why = (f"drive D: not scanned: d1:p1 (GPT partition {{{DATA_PART_GUID}}}) has no "
+           "readable filesystem")
+    assert coverage["unreadable"] == {CONFIG: why, "D:\\APP\\bin": why}
+    assert file_state(repo) == before
