@@ -21,11 +21,12 @@ from scanner.entities import RegistryEntity
 from scanner.errors import PolicyError
 from scanner.limits import Limits
 from scanner.policy import EntityKind, PolicyEntity, active
+from scanner.registry import Hive
 from scanner.registry.mounted_devices import LetterPlan
 from scanner.systems.base import OnFound, ScanProgress, Walk
 from scanner.systems.windows_install import SYSTEM_DRIVE, WindowsInstall, find_install
 from scanner.systems.windows_letters import plan_letters
-from scanner.systems.windows_registry import collect_registry
+from scanner.systems.windows_registry import collect_registry, system_hive_path
 from scanner.winpaths import drive_of, fixed_prefix, system_variables, to_windows, walk_entity
 
 
@@ -45,6 +46,7 @@ class WindowsSystem:
         self._opened = opened
         self._ids = ids
         self._plan: LetterPlan | None = None
+        self._hives: dict[str, Hive] = {}  # read for the letters, reused for the registry
         self._walker: Walker | None = None
 
     @property
@@ -57,8 +59,11 @@ class WindowsSystem:
         the notes of the letters and of the partition tables go to ``coverage``."""
         if self._plan is None:
             volume = self.system_volume
-            self._plan = plan = plan_letters(volume, self.install, self._opened, coverage,
-                                             self._ids, volume.fs.limits)
+            plan, hive = plan_letters(volume, self.install, self._opened, coverage,
+                                      self._ids, volume.fs.limits)
+            self._plan = plan
+            if hive is not None:
+                self._hives[system_hive_path(self.install)] = hive
             coverage.notes.extend(self._ids.notes)
             coverage.notes.extend(plan.notes)
             by_label = {o.label: o for o in self._opened}
@@ -117,7 +122,8 @@ class WindowsSystem:
         walker = self._walker or Walker([Mount("/", self.system_volume.fs,
                                                self.system_volume.label)], limits=limits)
         progress.phase("registry", None)
-        registry, names = collect_registry(walker, self.install, policy, coverage, limits)
+        registry, names = collect_registry(walker, self.install, policy, coverage, limits,
+                                           self._hives)
         coverage.policies += names
         return registry
 

@@ -16,7 +16,7 @@ from scanner.disk.partition_ids import MachineIds
 from scanner.disk.walker import Mount, Walker
 from scanner.errors import DiskError, SourceReadError
 from scanner.limits import Limits
-from scanner.registry import HiveError
+from scanner.registry import Hive, HiveError
 from scanner.registry.mounted_devices import (
     LetterPlan,
     drive_letters,
@@ -38,21 +38,23 @@ def volume_filesystems(opened: list[OpenedVolume], coverage: Coverage) -> dict[s
 
 def plan_letters(system_volume: OpenedVolume, install: WindowsInstall,
                  opened: list[OpenedVolume], coverage: Coverage, ids: MachineIds,
-                 limits: Limits) -> LetterPlan:
-    """The drive letters of the machine (see the module doc); the plan's notes and the
-    partition tables' notes are for the caller to report."""
+                 limits: Limits) -> tuple[LetterPlan, Hive | None]:
+    """The drive letters of the machine (see the module doc), and the SYSTEM hive they were
+    read from (None when it could not be read), for the registry collector to reuse. The
+    plan's notes and the partition tables' notes are for the caller to report."""
     walker = Walker([Mount("/", system_volume.fs, system_volume.label)], limits=limits)
+    hive: Hive | None = None
     try:
         hive = open_hive_file(walker, system_hive_path(install), limits)
         if hive is None:
             raise HiveError("hive file not found")
         values, errors = read_mounted_devices(hive)
     except (DiskError, SourceReadError, HiveError) as exc:
-        return unread_plan(system_volume.label, f"SYSTEM hive: {exc}")
+        return unread_plan(system_volume.label, f"SYSTEM hive: {exc}"), hive
     plan = drive_letters(values, ids.by_label, system=system_volume.label,
                          filesystems=volume_filesystems(opened, coverage), unreadable=errors)
     if hive.status in ("dirty-not-replayed", "replay-incomplete"):
         plan.notes.append(f"drive letters read from a SYSTEM hive that is {hive.status} "
                           f"({hive.status_reason}): a letter given since its last flush is "
                           "not known")
-    return plan
+    return plan, hive

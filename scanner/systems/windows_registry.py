@@ -14,6 +14,8 @@ keys or values that cannot be read: a torn replay leaves it part old, part new.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from scanner.collectors.registry import collect, open_hive, reaches
 from scanner.coverage import Coverage, HiveReport
 from scanner.disk.nodes import FileKind
@@ -81,9 +83,11 @@ def _hive_files(walker: Walker, system: WindowsInstall, want_users: bool
 
 def collect_registry(walker: Walker, system: WindowsInstall, policy: list[PolicyEntity],
                      coverage: Coverage, limits: Limits | None = None,
+                     opened: Mapping[str, Hive] | None = None,
                      ) -> tuple[dict[str, RegistryEntity], list[str]]:
     """Read every hive an enabled registry entity reaches and collect its keys and values
     (within ``limits``: a value, subkey list or log beyond a bound is listed as unreadable).
+    ``opened``: hives read already, by the posix path of their file (not read again).
 
     Returns the entities by id and the names of the registry entities scanned. Hive reports
     go to ``coverage.hives``; unreadable hives and keys to ``coverage.unreadable``.
@@ -104,7 +108,7 @@ def collect_registry(walker: Walker, system: WindowsInstall, policy: list[Policy
         report = HiveReport(name, windows_name(path), mount)
         coverage.hives.append(report)
         try:
-            hive = open_hive_file(walker, path, limits)
+            hive = (opened or {}).get(path) or open_hive_file(walker, path, limits)
             if hive is None:
                 report.status = "missing"
                 if required:

@@ -17,10 +17,12 @@ from scanner.disk.partition_ids import (
     MAX_ENTRIES,
     MAX_ENTRY_SIZE,
     DiskIds,
+    MachineIds,
     PartitionId,
     parse_gpt_header,
     read_partition_ids,
 )
+from scanner.errors import SourceReadError
 from scanner.sources.local import open_local
 from scanner.sources.memory import MemorySource
 from tests.imaging import SECTOR, _partition, run, write_at
@@ -233,3 +235,22 @@ def test_damaged_tables_never_raise_and_reads_stay_bounded(
     assert ids.scheme in ("gpt", "mbr", "none")
     assert source.bytes_read <= 512 + 2 * (512 + 4096) + MAX_ENTRIES * MAX_ENTRY_SIZE
     assert all(isinstance(g, uuid.UUID) for g in ids.guids.values())
+
+
+class _FailingSource(MemorySource):
+    def read_at(self, offset: int, length: int) -> bytes:
+        raise SourceReadError(f"I/O error at {offset}")
+
+
+def test_machine_ids_by_volume_label_with_each_disk_named_in_its_notes() -> None:
+    damaged = bytearray(SMALL_GPT)
+    damaged[SECTOR + 16:SECTOR + 20] = bytes(4)  # primary header CRC
+    ids = MachineIds()
+    ids.add_disk(MemorySource(SMALL_GPT), "disk0.img", [("p1", 34 * SECTOR), ("p2", 99)])
+    ids.add_disk(MemorySource(bytes(damaged)), "disk1.img", [("d1:p1", 34 * SECTOR)])
+    ids.add_disk(_FailingSource(SMALL_GPT), "disk2.img", [("d2:p1", 34 * SECTOR)])
+    assert ids.by_label == {"p1": PartitionId(guid=uuid.UUID(GUID_1)),
+                            "d1:p1": PartitionId(guid=uuid.UUID(GUID_1))}
+    assert ids.notes == [
+        "disk1.img: primary GPT header CRC32 mismatch: the header is used as it is",
+        "disk2.img: partition ids not read: I/O error at 0"]

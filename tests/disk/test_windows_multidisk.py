@@ -275,3 +275,20 @@ def test_a_data_volume_that_does_not_open_keeps_the_d_state(
            "readable filesystem")
     assert coverage["unreadable"] == {CONFIG: why, "D:\\APP\\bin": why}
     assert file_state(repo) == before
+
+
+@pytest.mark.usefixtures("policy")
+def test_a_cloned_data_disk_makes_d_ambiguous(repo: Repository, gpt_disks: list[Path],
+                                              tmp_path: Path) -> None:
+    scan_disks(repo, gpt_disks)
+    before = file_state(repo)
+    clone = tmp_path / "disk2.img"
+    shutil.copyfile(gpt_disks[1], clone)
+    record = scan_disks(repo, [*gpt_disks, clone])
+    assert record.status == "partial" and events(record) == []
+    coverage = coverage_of(repo, record)
+    why = (f"drive D: not scanned: GPT partition {{{DATA_PART_GUID}}} is held by several "
+           "volumes (d1:p1, d2:p1): a cloned disk?")
+    assert coverage["unreadable"] == {CONFIG: why, "D:\\APP\\bin": why}
+    assert why in coverage["notes"]
+    assert file_state(repo) == before
