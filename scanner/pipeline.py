@@ -91,10 +91,11 @@ def scan_sources(sources: Sequence[BlockSource], policy: list[PolicyEntity],
     if names is not None and len(names) != len(sources):
         raise ValueError(f"{len(names)} names for {len(sources)} disks")
     options = options or ScanOptions()
-    disk_names = [disk_name(s, names[i] if names else None) for i, s in enumerate(sources)]
     bound = options.limits.scan_memory_mb
     try:
-        with memory_bound(bound):
+        with memory_bound(bound):  # the whole machine: every disk's reading inside
+            disk_names = [disk_name(s, names[i] if names else None)
+                          for i, s in enumerate(sources)]
             return _scan(sources, disk_names, policy, options)
     except MemoryError:
         raise ScanMemoryError(f"reading the disk needed more than {bound} MiB of memory, the "

@@ -10,7 +10,7 @@ import pytest
 from scanner.errors import ScanMemoryError
 from scanner.limits import Limits
 from scanner.membound import mapped_bytes, memory_bound
-from scanner.pipeline import ScanOptions, scan_source
+from scanner.pipeline import ScanOptions, scan_source, scan_sources
 from scanner.sources.memory import MemorySource
 
 MIB = 1 << 20
@@ -59,3 +59,11 @@ def test_a_scan_past_its_bound_is_one_clean_error() -> None:
     assert str(raised.value) == ("reading the disk needed more than 64 MiB of memory, the "
                                  "bound (SNAPFIM_MAX_SCAN_MEMORY_MB)")
     assert len(bytearray(512 * MIB)) == 512 * MIB  # the bound is gone with the scan
+
+
+def test_the_bound_covers_every_disk_of_a_machine() -> None:
+    """A machine's scan is bounded as a whole: a greedy second disk fails it cleanly."""
+    with pytest.raises(ScanMemoryError):
+        scan_sources([MemorySource(bytes(1 << 20)), _GreedySource(bytes(1 << 20))], [],
+                     ScanOptions(1, limits=Limits(scan_memory_mb=64)), ["a", "b"])
+    assert len(bytearray(512 * MIB)) == 512 * MIB
