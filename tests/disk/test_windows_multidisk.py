@@ -64,11 +64,12 @@ def events(record: ScanRecord) -> list[Event]:
     return out
 
 
-def scan_disks(repo: Repository, disks: Sequence[Path]) -> ScanRecord:
-    """One scan of the machine made of ``disks`` (in order), committed as the next state."""
+def scan_disks(repo: Repository, disks: Sequence[Path], workers: int = 1) -> ScanRecord:
+    """One scan of the machine made of ``disks`` (in order), committed as the next state
+    (``workers``: hash workers, forked ones reopen each disk from its locator)."""
     sources = [open_local(d) for d in disks]
     try:
-        return run_machine_scan(repo, sources, MACHINE, ScanOptions(hash_workers=1),
+        return run_machine_scan(repo, sources, MACHINE, ScanOptions(hash_workers=workers),
                                 [d.name for d in disks])
     finally:
         for source in sources:
@@ -164,7 +165,7 @@ def test_changes_on_both_disks_are_exact_events(repo: Repository, disks: list[Pa
         replace_file(m.layout.files, "Windows/win.ini", new_win_ini)
         replace_file(m.data_files, "backups/db.bak", b"changed, but not monitored\r\n")
 
-    record = scan_disks(repo, change(machine, tmp_path, mutate))
+    record = scan_disks(repo, change(machine, tmp_path, mutate), workers=3)
     assert record.status == "succeeded"
     assert events(record) == [
         ("modified", "C:\\Windows\\win.ini", ("size", "sha256"),
