@@ -92,18 +92,12 @@ class WindowsSystem:
             except PolicyError as exc:
                 coverage.notes.append(f"{entity.name}: not scanned: {exc}")
                 continue
-            volume = self.drives.get(letter)
-            if volume is None:
+            if letter not in self.drives:
                 plan = self.assign_letters(coverage)
-                volume = self.drives.get(letter)
-            if volume is None:
-                why, missing = plan.why_not(letter)
-                if missing:  # unknown this time, not gone
-                    coverage.unreadable[fixed_prefix(path)] = why
-                    coverage.policies.append(entity.name)
-                elif letter not in plan.unmapped:  # (an unmapped letter has its own note)
-                    coverage.notes.append(f"{entity.name}: not scanned: {why}")
-                continue
+                if letter not in self.drives:
+                    _not_walked(entity, letter, path, plan, coverage)
+                    continue
+            volume = self.drives[letter]
             walker = walkers.get(letter)
             if walker is None:
                 walker = walkers[letter] = Walker([Mount("/", volume.fs, volume.label)],
@@ -126,6 +120,19 @@ class WindowsSystem:
                                            self._hives)
         coverage.policies += names
         return registry
+
+
+def _not_walked(entity: PolicyEntity, letter: str, path: str, plan: LetterPlan,
+                coverage: Coverage) -> None:
+    """Report a policy path on a drive that is not scanned: unreadable (its state kept, the
+    entity counted as scanned) when the drive's volume should be there, else a note (none
+    when the letter has a note of its own already)."""
+    why, missing = plan.why_not(letter)
+    if missing:  # unknown this time, not gone
+        coverage.unreadable[fixed_prefix(path)] = why
+        coverage.policies.append(entity.name)
+    elif letter not in plan.unmapped:
+        coverage.notes.append(f"{entity.name}: not scanned: {why}")
 
 
 def find_windows(opened: list[OpenedVolume], coverage: Coverage

@@ -39,7 +39,7 @@ from tests.imaging_windows_multidisk import (
     set_mounted_devices,
 )
 from tests.ntfsbuilder import File
-from tests.windows_image import SYSTEM, WIN_INI, truncate_hive
+from tests.windows_image import SYSTEM, WIN_INI, dirty_without_log, truncate_hive
 
 MACHINE = "win-db-01"
 CONFIG = "D:\\app\\config.ini"
@@ -293,3 +293,20 @@ def test_a_cloned_data_disk_makes_d_ambiguous(repo: Repository, gpt_disks: list[
     assert coverage["unreadable"] == {CONFIG: why, "D:\\APP\\bin": why}
     assert why in coverage["notes"]
     assert file_state(repo) == before
+
+
+@pytest.mark.usefixtures("policy")
+def test_letters_from_a_dirty_system_hive_are_used_with_a_note(
+        repo: Repository, gpt_disks: list[Path], tmp_path: Path) -> None:
+    scan_disks(repo, gpt_disks)
+    changed = copy_machine(base_machine("gpt"))
+    dirty_without_log(changed.layout, SYSTEM)
+    record = scan_disks(repo, build_machine(tmp_path / "dirty", changed))
+    assert events(record) == []
+    coverage = coverage_of(repo, record)
+    assert [(v["volume"], v["mountpoint"]) for v in coverage["volumes"] if v["mountpoint"]] == [
+        ("p2", "C:\\"), ("d1:p1", "D:\\")]
+    note = next(n for n in coverage["notes"] if n.startswith("drive letters read from"))
+    assert note.startswith("drive letters read from a SYSTEM hive that is dirty-not-replayed (")
+    assert note.endswith("): a letter given since its last flush is not known")
+    assert not any(p.startswith("D:") for p in coverage["unreadable"])
