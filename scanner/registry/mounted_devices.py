@@ -43,7 +43,7 @@ __all__ = ["LetterTarget", "MountedDevices", "LetterPlan", "parse_mounted_device
 
 KEY = "MountedDevices"
 MAX_DATA_BYTES = 4096  # a device path is a few hundred bytes; a partition id 12 or 24
-_LETTER_NAME = re.compile(r"\\DosDevices\\([A-Za-z]):\Z", re.IGNORECASE)
+_LETTER_NAME = re.compile(r"\\DosDevices\\([A-Za-z]):\Z", re.IGNORECASE | re.ASCII)
 _DMIO = b"DMIO:ID:"
 _MBR = struct.Struct("<IQ")
 _SHOWN = 80  # characters of a device path quoted in a reason

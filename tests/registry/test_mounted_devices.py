@@ -6,6 +6,9 @@ from __future__ import annotations
 import struct
 import uuid
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from scanner.disk.partition_ids import PartitionId
 from scanner.registry import REG_BINARY, Hive
 from scanner.registry.hivewriter import HiveBuilder
@@ -42,6 +45,8 @@ def test_each_form_of_letter_data() -> None:
         "#{a1b2c3d4-0000-0000-0000-000000000000}": b"x",
         "\\DosDevices\\CC:": guid_value(SYS),
         "\\DosDevices\\1:": guid_value(SYS),
+        "\\DosDevices\\\u212a:": guid_value(SYS),  # KELVIN SIGN: a K only to Unicode folding
+        "\\DosDevices\\\u017f:": guid_value(SYS),  # LONG S
     })
     assert parsed.letters == {
         "C:": LetterTarget("C:", gpt(SYS)),
@@ -199,3 +204,22 @@ def test_why_a_letter_is_not_scanned() -> None:
                             "paths on other drives keep their state"]
     assert unread.why_not("D:") == ("drive D: not scanned: the drive letters could not be "
                                     "read (SYSTEM\\MountedDevices)", True)
+
+
+_NAMES = st.one_of(
+    st.builds(lambda c: f"\\DosDevices\\{c}:",
+              st.characters(min_codepoint=0, max_codepoint=0x2200)),
+    st.text(max_size=40))
+
+
+@given(st.lists(st.tuples(_NAMES, st.binary(max_size=64) | st.builds(
+    lambda g: b"DMIO:ID:" + g, st.binary(min_size=14, max_size=18))), max_size=30))
+def test_any_values_give_a_plan_and_never_raise(values: list[tuple[str, bytes]]) -> None:
+    result = drive_letters(values, VOLUMES, system="disk0/p2", filesystems=FILESYSTEMS)
+    assert result.letters["C:"] == "disk0/p2"
+    assert all(len(k) == 2 and "A" <= k[0] <= "Z" and k[1] == ":" for k in
+               [*result.letters, *result.unmapped])
+    assert set(result.letters) & set(result.unmapped) == set()
+    assert result.missing <= set(result.unmapped)
+    assert all(label in VOLUMES for label in result.letters.values())
+    assert all(len(note) < 400 for note in result.notes)
