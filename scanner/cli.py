@@ -124,7 +124,7 @@ def scan(
 ) -> None:
     """Scan disk images (all the disks of one machine) as the machine's next state and report
     the changes."""
-    from scanner.emitters.delivery import DeliveryConfig
+    from scanner.emitters.settings import DeliveryConfig
     from scanner.pipeline import ScanOptions
     from scanner.runner import run_machine_scan
     from scanner.sources.local import open_local

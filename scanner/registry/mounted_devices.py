@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from scanner.disk.partition_ids import PartitionId
-from scanner.registry import Hive
+from scanner.registry.hive import Hive
 
 __all__ = ["LetterTarget", "MountedDevices", "LetterPlan", "parse_mounted_devices",
            "drive_letters", "read_mounted_devices", "unread_plan", "MAX_DATA_BYTES", "KEY"]

@@ -21,7 +21,7 @@ from scanner.entities import RegistryEntity
 from scanner.errors import PolicyError
 from scanner.limits import Limits
 from scanner.policy import EntityKind, PolicyEntity, active
-from scanner.registry import Hive
+from scanner.registry.hive import Hive
 from scanner.registry.mounted_devices import LetterPlan
 from scanner.systems.base import OnFound, ScanProgress, Walk
 from scanner.systems.windows_install import SYSTEM_DRIVE, WindowsInstall, find_install

@@ -14,9 +14,9 @@ from scanner.coverage import Coverage
 from scanner.disk.discovery import OpenedVolume
 from scanner.disk.partition_ids import MachineIds
 from scanner.disk.walker import Mount, Walker
-from scanner.errors import DiskError, SourceReadError
+from scanner.errors import DiskError, HiveError, SourceReadError
 from scanner.limits import Limits
-from scanner.registry import Hive, HiveError
+from scanner.registry.hive import Hive
 from scanner.registry.mounted_devices import (
     LetterPlan,
     drive_letters,

@@ -16,15 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from scanner.collectors.registry import collect, open_hive, reaches
+from scanner.collectors.registry import collect, reaches
 from scanner.coverage import Coverage, HiveReport
 from scanner.disk.nodes import FileKind
 from scanner.disk.walker import Walker
 from scanner.entities import RegistryEntity, RegistryKeyEntity
-from scanner.errors import DiskError, SourceReadError
+from scanner.errors import DiskError, HiveError, SourceReadError
 from scanner.limits import Limits
 from scanner.policy import EntityKind, PolicyEntity, active
-from scanner.registry import Hive, HiveError
+from scanner.registry.hive import Hive
+from scanner.registry.replay import open_hive
 from scanner.systems.windows_install import WindowsInstall, windows_name
 
 MACHINE_HIVES = (("SYSTEM", "HKLM\\SYSTEM"), ("SOFTWARE", "HKLM\\SOFTWARE"),

@@ -25,7 +25,8 @@ from scanner.disk.partition_ids import (
 from scanner.errors import SourceReadError
 from scanner.sources.local import open_local
 from scanner.sources.memory import MemorySource
-from tests.imaging import SECTOR, _partition, run, write_at
+from tests.imaging.partitions import _partition
+from tests.imaging.tools import SECTOR, run, write_at
 
 GUID_1 = "11111111-2222-4333-8444-555555555501"
 GUID_2 = "11111111-2222-4333-8444-555555555502"

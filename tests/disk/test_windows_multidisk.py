@@ -2,7 +2,7 @@
 SYSTEM\\MountedDevices names D: (by GPT partition GUID, or by MBR signature + offset), plus a
 USB stick's E: that no disk holds.
 
-Real images (:mod:`tests.imaging_windows_multidisk`), the real pipeline over both disks,
+Real images (:mod:`tests.imaging.windows_multidisk`), the real pipeline over both disks,
 SQLite storage; every expected value comes from the layout, never from the scanner.
 """
 
@@ -19,13 +19,15 @@ import pytest
 
 from scanner.pipeline import ScanOptions
 from scanner.policy import make_entity
-from scanner.registry import HBIN_START
+from scanner.registry.hive import HBIN_START
 from scanner.runner import run_machine_scan
 from scanner.sources.local import open_local
 from scanner.storage.policies import add_entity, ensure_recommended
 from scanner.storage.repository import Repository, ScanRecord
-from tests.imaging import SECTOR, write_at
-from tests.imaging_windows_multidisk import (
+from tests.imaging.ntfs import File
+from tests.imaging.tools import SECTOR, write_at
+from tests.imaging.windows import SYSTEM, WIN_INI, dirty_without_log, truncate_hive
+from tests.imaging.windows_multidisk import (
     CONFIG_INI,
     DATA_OFFSET,
     DATA_PART_GUID,
@@ -38,8 +40,6 @@ from tests.imaging_windows_multidisk import (
     mounted_devices,
     set_mounted_devices,
 )
-from tests.ntfsbuilder import File
-from tests.windows_image import SYSTEM, WIN_INI, dirty_without_log, truncate_hive
 
 MACHINE = "win-db-01"
 CONFIG = "D:\\app\\config.ini"

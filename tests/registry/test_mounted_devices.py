@@ -10,8 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scanner.disk.partition_ids import PartitionId
-from scanner.registry import REG_BINARY, Hive
-from scanner.registry.hivewriter import HiveBuilder
+from scanner.registry.hive import REG_BINARY, Hive
 from scanner.registry.mounted_devices import (
     MAX_DATA_BYTES,
     LetterPlan,
@@ -21,7 +20,8 @@ from scanner.registry.mounted_devices import (
     read_mounted_devices,
     unread_plan,
 )
-from tests.imaging_windows_multidisk import USB_DEVICE, guid_value, mbr_value
+from tests.imaging.hives import HiveBuilder
+from tests.imaging.windows_multidisk import USB_DEVICE, guid_value, mbr_value
 
 SYS = "5eed0002-0000-4000-8000-00000000c0de"
 DATA = "5eed00d1-0000-4000-8000-0000000000d1"

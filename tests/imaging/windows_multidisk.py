@@ -1,5 +1,5 @@
 """A Windows machine with two disks, built on the fly: the system disk of
-:mod:`tests.windows_image` (C:) and a data disk whose NTFS volume is D:.
+:mod:`tests.imaging.windows` (C:) and a data disk whose NTFS volume is D:.
 
     machine = base_machine("gpt")                 # or "mbr": how the letters name partitions
     disks = build_machine(tmp_path / "m", machine)  # [system disk, data disk]
@@ -18,7 +18,7 @@ The SYSTEM hive's ``MountedDevices`` holds what Windows would write:
 
 The data disk has one NTFS partition (label ``Data``) at 1 MiB holding :attr:`WindowsMachine.
 data_files`; its identifiers are fixed (:data:`DATA_PART_GUID`, :data:`DATA_MBR_SIGNATURE`).
-Deterministic, like :func:`tests.windows_image.build_windows_image`.
+Deterministic, like :func:`tests.imaging.windows.build_windows_image`.
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scanner.registry import REG_BINARY
-from tests.imaging import MIB, SECTOR, _partition
-from tests.ntfsbuilder import FILE_ATTRIBUTE_ARCHIVE, Dir, Entry, File
-from tests.windows_image import (
+from scanner.registry.hive import REG_BINARY
+from tests.imaging.ntfs import FILE_ATTRIBUTE_ARCHIVE, Dir, Entry, File
+from tests.imaging.partitions import _partition
+from tests.imaging.tools import MIB, SECTOR
+from tests.imaging.windows import (
     MBR_DISK_ID,
     SD_ADMIN_FILE,
     SD_DIR,
@@ -54,7 +55,7 @@ __all__ = [
 ]
 
 MOUNTED_DEVICES = "MountedDevices"
-SYSTEM_PART_GUID = "5EED0002-0000-4000-8000-00000000C0DE"  # tests.windows_image's C: partition
+SYSTEM_PART_GUID = "5EED0002-0000-4000-8000-00000000C0DE"  # tests.imaging.windows' C: partition
 DATA_DISK_GUID = "5EED00D0-0000-4000-8000-0000000000D0"
 DATA_PART_GUID = "5EED00D1-0000-4000-8000-0000000000D1"
 DATA_MBR_SIGNATURE = 0x5EED00D1
