@@ -17,4 +17,6 @@ committed, nothing mounted). Import from the module that builds what a test need
 * :mod:`tests.imaging.windows`: Windows disks (system volume, hives, ESP / System Reserved).
 * :mod:`tests.imaging.multidisk`: machines with several disks (/opt on a second disk, a volume
   group over two disks).
+* :mod:`tests.imaging.windows_multidisk`: a Windows machine with a data disk (D: by
+  ``SYSTEM\\MountedDevices``).
 """
