@@ -22,4 +22,4 @@ lint:
 	mypy
 
 bench: setup
-	python3 benchmarks/bench_scan.py
+	python3 -m benchmarks.bench_scan

@@ -12,7 +12,7 @@ parsed to check that regular files really got SHA-256 digests.
 
 CLI::
 
-    python benchmarks/aide_peer.py --workdir DIR [--tree DIR] [--workers N] [--cold] [--json]
+    python3 -m benchmarks.aide_peer --workdir DIR [--tree DIR] [--workers N] [--cold] [--json]
 
 ``--tree`` defaults to ``WORKDIR/tree`` (the tree made by ``bench_image.py``).
 """

@@ -4,21 +4,20 @@ The same rule as ``tests/disk/test_dir_fuzz.py`` (no traceback; no path missing 
 ``succeeded`` scan unless it is really gone from a consistent directory), over more seeds and
 cases. Prints, per filesystem, the cases run, the statuses, the failures and the time.
 
-    python benchmarks/bench_dir_fuzz.py [--cases 500] [--seeds 1,2,3] [--fs ext4,xfs]
+    python3 -m benchmarks.bench_dir_fuzz [--cases 500] [--seeds 1,2,3] [--fs ext4,xfs]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from tests.disk import dirfuzz  # noqa: E402
-from tests.imaging import build_xfs_tree, linux_image, linux_tree  # noqa: E402
+from tests.disk import dirfuzz
+from tests.imaging.ext4 import linux_image
+from tests.imaging.trees import linux_tree
+from tests.imaging.xfs import build_xfs_tree
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ scans/hour = 3600 / mean cycle wall time, for one scan at a time on this host (t
 queue's worker runs with concurrency 1). The steady-state figure (rescans only, without the
 one-off baseline) is printed too. The page cache is warmed with the image first.
 
-    python benchmarks/bench_fleet.py [--workdir /tmp/snapfim-bench] [--cycles 3]
+    python3 -m benchmarks.bench_fleet [--workdir /tmp/snapfim-bench] [--cycles 3]
         [--hash-workers 1,2] [--policies recommended,everything] [--database-url URL] [--keep]
 """
 
@@ -38,7 +38,6 @@ import secrets
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -46,19 +45,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_image import build_bench_image  # noqa: E402
-from bench_store import create_database, drop_database  # noqa: E402
-
-from scanner import cycle  # noqa: E402
-from scanner.cycle import FleetSettings  # noqa: E402
-from scanner.diff import FileDiff  # noqa: E402
-from scanner.policy import make_entity  # noqa: E402
-from scanner.storage import fleet  # noqa: E402
-from scanner.storage.db import make_engine, upgrade  # noqa: E402
-from scanner.storage.policies import add_entity  # noqa: E402
-from scanner.storage.repository import Repository  # noqa: E402
+from benchmarks.bench_image import build_bench_image
+from benchmarks.bench_store import create_database, drop_database
+from scanner import cycle
+from scanner.diff import FileDiff
+from scanner.policy import make_entity
+from scanner.settings import FleetSettings
+from scanner.storage import fleet
+from scanner.storage.db import make_engine, upgrade
+from scanner.storage.policies import add_entity
+from scanner.storage.repository import Repository
 
 STEPS = ("discover", "plan", "snapshot", "scan", "commit", "emit", "cleanup")
 

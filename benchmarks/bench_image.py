@@ -30,7 +30,7 @@ Everything is deterministic for a given ``(entries, data_bytes, seed)``.
 
 CLI::
 
-    python benchmarks/bench_image.py --workdir DIR [--entries N] [--bytes N]
+    python3 -m benchmarks.bench_image --workdir DIR [--entries N] [--bytes N]
                                      [--seed N] [--force]
 """
 

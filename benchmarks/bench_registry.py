@@ -34,7 +34,7 @@ values/s, RSS and peak RSS. ``--whole`` adds the same with ``HKLM\\SOFTWARE`` re
 **Phase 2** (end to end): an NTFS image (``WORKDIR/bench-registry-ntfs.img``, cached while
 the hive is the same) holding ``Windows/System32/config/SOFTWARE``, a minimal ``SYSTEM``
 (``Select\\Current`` = 1, ``ControlSet001`` with the recommended SYSTEM keys) and minimal
-``SECURITY``, ``SAM`` and ``DEFAULT``, built with ``tests/ntfsbuilder.py``. First
+``SECURITY``, ``SAM`` and ``DEFAULT``, built with ``tests/imaging/ntfs.py``. First
 ``scan_source`` alone in a child process (volume, hives, collect; no database), then
 ``snapfim scan IMG --machine bench-N --json`` run twice (the baseline, then a rescan that
 must report nothing) as real processes under ``/usr/bin/time``, with the same policy
@@ -45,7 +45,7 @@ database from ``bench_store.create_database``, dropped after): wall time, keys/s
 one-value hive is scanned in-process; when the pipeline returns no registry entity from it,
 phase 2 stops with one line saying that Windows registry scanning is not there yet.
 
-    python benchmarks/bench_registry.py [--workdir DIR] [--scale 1.0] [--seed 1] [--runs 3]
+    python3 -m benchmarks.bench_registry [--workdir DIR] [--scale 1.0] [--seed 1] [--runs 3]
                                         [--phase 1|2|all] [--whole] [--postgres]
                                         [--database-url URL] [--force]
 """
@@ -67,11 +67,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(ROOT))
-
-from scanner.registry import (  # noqa: E402
+from scanner.registry.hive import (
     REG_BINARY,
     REG_DWORD,
     REG_EXPAND_SZ,
@@ -82,7 +78,7 @@ from scanner.registry import (  # noqa: E402
     Hive,
     RegKey,
 )
-from scanner.registry.hivewriter import (  # noqa: E402
+from tests.imaging.hives import (
     DEFAULT_SECURITY,
     HiveBuilder,
     KeyHandle,
@@ -92,6 +88,8 @@ from scanner.registry.hivewriter import (  # noqa: E402
     security_descriptor,
     sz,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
 
 #: Bump when the generator changes in a way that alters the produced hive.
 GENERATOR_VERSION = 1
@@ -586,8 +584,9 @@ def run_phase1(hive_path: Path, runs: int, custom: str, walk: bool) -> dict[str,
     """Phase 1 in this process (meant to be a fresh one: the peak RSS is the process's):
     open the hive, optionally time the bare walk, then ``collect`` with the default policy
     plus ``custom`` recursive, best of ``runs``."""
-    from scanner.collectors.registry import collect, open_hive
+    from scanner.collectors.registry import collect
     from scanner.entities import RegistryKeyEntity
+    from scanner.registry.replay import open_hive
 
     rss0 = _rss_kib()
     start = time.perf_counter()
@@ -627,7 +626,7 @@ def run_phase1(hive_path: Path, runs: int, custom: str, walk: bool) -> dict[str,
 def phase1(hive: Path, runs: int, custom: str = CUSTOM_KEY, walk: bool = True
            ) -> dict[str, Any]:
     """``run_phase1`` in a fresh interpreter."""
-    argv = [sys.executable, str(Path(__file__).resolve()), "--child-phase1", str(hive),
+    argv = [sys.executable, "-m", "benchmarks.bench_registry", "--child-phase1", str(hive),
             "--runs", str(runs), "--custom", custom] + (["--walk"] if walk else [])
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -673,7 +672,7 @@ def _probe() -> None:
     when the pipeline returns no registry entity."""
     from scanner.pipeline import ScanOptions, scan_source
     from scanner.sources.local import open_local
-    from tests.ntfsbuilder import File, build_ntfs_tree
+    from tests.imaging.ntfs import File, build_ntfs_tree
 
     b = HiveBuilder("ROOT", hive_name="SOFTWARE")
     b.value("Microsoft\\Windows\\CurrentVersion\\Run", "Probe", REG_SZ, sz("C:\\probe.exe"))
@@ -695,7 +694,7 @@ def _probe() -> None:
 
 def ensure_image(workdir: Path, hive: Path, marker: dict[str, Any]) -> Path:
     """``workdir/bench-registry-ntfs.img`` holding the hives, rebuilt when they change."""
-    from tests.ntfsbuilder import File, build_ntfs_tree
+    from tests.imaging.ntfs import File, build_ntfs_tree
 
     image = workdir / IMAGE_NAME
     image_marker = workdir / IMAGE_MARKER
@@ -765,7 +764,7 @@ def phase2(workdir: Path, hive: Path, marker: dict[str, Any], database_url: str 
     _probe()
     image = ensure_image(workdir, hive, marker)
     subprocess.run(["cat", str(image)], stdout=subprocess.DEVNULL, check=True)  # warm cache
-    argv = [sys.executable, str(Path(__file__).resolve()), "--child-scan", str(image)]
+    argv = [sys.executable, "-m", "benchmarks.bench_registry", "--child-scan", str(image)]
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"phase 2: scan_source failed:\n{proc.stderr.strip()}")
@@ -773,7 +772,7 @@ def phase2(workdir: Path, hive: Path, marker: dict[str, Any], database_url: str 
         proc.stdout.strip().splitlines()[-1]), "runs": []}
     created = None
     if postgres and database_url is None:
-        from bench_store import create_database
+        from benchmarks.bench_store import create_database
 
         database_url, created = create_database()
     try:
@@ -796,7 +795,7 @@ def phase2(workdir: Path, hive: Path, marker: dict[str, Any], database_url: str 
             report["runs"].append((label, first, rescan))
     finally:
         if created:
-            from bench_store import drop_database
+            from benchmarks.bench_store import drop_database
 
             drop_database(created)
     return report

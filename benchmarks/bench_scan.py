@@ -4,7 +4,7 @@ Prints entries/s, MB/s hashed, wall time of a full first scan (walk + hash + sto
 rescan of the same image, peak RSS, and ``aide --init`` (sha256) over the same tree as the peer.
 Each scan runs as a real ``snapfim scan`` process under ``/usr/bin/time``.
 
-    python benchmarks/bench_scan.py [--workdir /tmp/snapfim-bench] [--database-url URL]
+    python3 -m benchmarks.bench_scan [--workdir /tmp/snapfim-bench] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -19,10 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from aide_peer import run_aide  # noqa: E402
-from bench_image import build_bench_image  # noqa: E402
+from benchmarks.aide_peer import run_aide
+from benchmarks.bench_image import build_bench_image
 
 
 def timed_scan(image: Path, env: dict[str, str], machine: str) -> dict[str, Any]:

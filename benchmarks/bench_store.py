@@ -26,7 +26,7 @@ policies tuples such as ``('/usr/bin',)``. Which entities change is decided by a
 permutation of the indices, so the rescan has exactly N/100 modified, N/1000 added and N/1000
 removed entities; the event counts (and the state row count) are asserted.
 
-    python benchmarks/bench_store.py [--entities 1000000] [--compare 100000]
+    python3 -m benchmarks.bench_store [--entities 1000000] [--compare 100000]
                                      [--database-url URL] [--keep] [--seed 1]
 
 Without ``--database-url`` a temporary database ``snapfim_bench_<random>`` is created on
@@ -48,7 +48,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from scanner.entities import FileEntity
@@ -284,7 +283,7 @@ def drop_database(name: str) -> None:
 
 def run_child(url: str, n: int, seed: int) -> dict[str, Any]:
     """``run_size`` in a fresh interpreter, so its RSS is its own."""
-    argv = [sys.executable, str(Path(__file__).resolve()), "--child", "--entities", str(n),
+    argv = [sys.executable, "-m", "benchmarks.bench_store", "--child", "--entities", str(n),
             "--seed", str(seed), "--database-url", url]
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     if proc.returncode != 0:

@@ -9,7 +9,7 @@ Two figures per size: the pure in-memory diff (:func:`scanner.diff.diff_files`) 
 set-based SQL diff on SQLite (:meth:`Repository.commit_scan`, staging included). Every path
 must be kept (no ``removed`` event, no delete); this is asserted.
 
-    python benchmarks/bench_unreadable.py [--sizes 40000,200000] [--naive]
+    python3 -m benchmarks.bench_unreadable [--sizes 40000,200000] [--naive]
 
 ``--naive`` also times the old pairwise check on a tenth of the paths, for comparison.
 """
@@ -17,19 +17,16 @@ must be kept (no ``removed`` event, no delete); this is asserted.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from scanner.diff import diff_files  # noqa: E402
-from scanner.entities import FileEntity  # noqa: E402
-from scanner.paths import is_within  # noqa: E402
-from scanner.storage.db import make_engine, upgrade  # noqa: E402
-from scanner.storage.repository import Repository  # noqa: E402
+from scanner.diff import diff_files
+from scanner.entities import FileEntity
+from scanner.paths import is_within
+from scanner.storage.db import make_engine, upgrade
+from scanner.storage.repository import Repository
 
 POLICY = "/srv"
 

@@ -11,7 +11,7 @@ through a file object over the block source. Each image is scanned in-process wi
 ``--hash-workers``; each configuration runs twice and the faster (page-cache warm) run is
 printed: entries/s and MB/s hashed.
 
-    python benchmarks/bench_xfs.py [--workdir /tmp/snapfim-bench] [--hash-workers N]
+    python3 -m benchmarks.bench_xfs [--workdir /tmp/snapfim-bench] [--hash-workers N]
 """
 
 from __future__ import annotations
@@ -20,22 +20,17 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(ROOT))
-
-from bench_image import TREE_DIR, build_bench_image, load_bench_info  # noqa: E402
-
-from scanner.pipeline import ScanOptions, scan_source  # noqa: E402
-from scanner.policy import make_entity  # noqa: E402
-from scanner.sources.local import open_local  # noqa: E402
-from tests.imaging import lvm_fill, lvm_linear, lvm_pv, xfs_protofile  # noqa: E402
+from benchmarks.bench_image import TREE_DIR, build_bench_image, load_bench_info
+from scanner.pipeline import ScanOptions, scan_source
+from scanner.policy import make_entity
+from scanner.sources.local import open_local
+from tests.imaging.lvm import lvm_fill, lvm_linear, lvm_pv
+from tests.imaging.xfs import xfs_protofile
 
 XFS_IMAGE = "bench-xfs.img"
 LVM_IMAGE = "bench-xfs-lvm.img"

@@ -1,8 +1,8 @@
 """Fuzz the scanner with corrupted disks and print the outcomes per target.
 
-    python benchmarks/fuzz_disks.py                       # 300 seeds of each target
-    python benchmarks/fuzz_disks.py --seeds 1000 --targets ext4,xfs
-    python benchmarks/fuzz_disks.py --targets hive --first 40 --seeds 1 --keep /tmp/case
+    python3 -m benchmarks.fuzz_disks                       # 300 seeds of each target
+    python3 -m benchmarks.fuzz_disks --seeds 1000 --targets ext4,xfs
+    python3 -m benchmarks.fuzz_disks --targets hive --first 40 --seeds 1 --keep /tmp/case
 
 Every case is deterministic in (target, seed) (tests/fuzzing.py, tests/fuzz_targets.py): the
 same seed corrupts the same bytes on any machine, so a violating seed printed here is a
@@ -25,10 +25,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from tests.fuzz_targets import TARGETS, TargetSet, run_case  # noqa: E402
-from tests.fuzzing import MACHINE, Outcome, ScanServer, fresh_database  # noqa: E402
+from tests.fuzz_targets import TARGETS, TargetSet, run_case
+from tests.fuzzing import MACHINE, Outcome, ScanServer, fresh_database
 
 
 def main() -> int:

@@ -130,7 +130,7 @@ def scan(
     """Scan disk images or snapshots (all the disks of one machine) as the machine's next
     state and report the changes."""
     from scanner.cli_sources import open_argument
-    from scanner.emitters.delivery import DeliveryConfig
+    from scanner.emitters.settings import DeliveryConfig
     from scanner.pipeline import ScanOptions
     from scanner.runner import run_machine_scan
 

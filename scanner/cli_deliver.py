@@ -27,8 +27,8 @@ def deliver(
     """Send pending events and alerts to the configured sinks now (syslog, webhook, events
     file), retrying failed ones at once; exit 1 if a sink did not accept its records."""
     from scanner.cli import open_repository
-    from scanner.emitters.delivery import DeliveryConfig
     from scanner.emitters.delivery import deliver as run_delivery
+    from scanner.emitters.settings import DeliveryConfig
     from scanner.storage import outbox
 
     settings = Settings.from_env()

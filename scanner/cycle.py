@@ -2,9 +2,12 @@
 (commit) -> emit -> clean up, plus discovery, sweeps, and the delivery round (alerts for
 stale machines, pending deliveries retried).
 
-Each step takes database ids, reads what it needs from the database, does its work and records
-the outcome; the Celery tasks in ``workers/`` only call these and chain them. Every step is
-idempotent: running it twice (a redelivered task) changes nothing the first run did not.
+Each step takes database ids, reads what it needs through :mod:`scanner.storage` (typed rows:
+no SQL here), does its work and records the outcome; the Celery tasks in ``workers/`` only
+call these and chain them. A scan is committed and emitted by :mod:`scanner.commit`, the path
+`snapfim scan` takes too. ``FleetSettings`` lives in :mod:`scanner.settings` (re-exported
+here). Every step is idempotent: running it twice (a redelivered task) changes nothing the
+first run did not.
 
 One machine's failure stays that machine's: any error while snapshotting, reading or storing
 one machine (our own errors, and anything unforeseen a hostile disk provokes) becomes that
@@ -16,70 +19,44 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from scanner.cloud.provider import DiskInfo, MachineInfo, Provider, SnapshotInfo, provider_for
+from sqlalchemy import Connection
+
+from scanner.cloud.provider import Provider, SnapshotInfo, provider_for
+from scanner.commit import commit_scan, emit_scan
 from scanner.diff import FileDiff
-from scanner.emitters.delivery import DeliveryConfig, DeliveryReport, deliver
-from scanner.emitters.settings import AlertSettings
-from scanner.errors import AccountAccessError, NotFound, SnapfimError, SourceError, TransientError
+from scanner.emitters.delivery import DeliveryReport, deliver
+from scanner.errors import AccountAccessError, SnapfimError, SourceError, TransientError
 from scanner.incremental import Reuse, locator_key
 from scanner.lifecycle import SCAN_DONE
-from scanner.limits import Limits
 from scanner.pipeline import ScanOptions, ScanOutcome, scan_sources
 from scanner.policy import PolicyEntity
-from scanner.runner import prepare_reuse, write_outcome
+from scanner.runner import prepare_reuse
 from scanner.schedule import due_machines
+from scanner.settings import FleetSettings
 from scanner.sources.base import BlockSource
 from scanner.sources.machine import machine_locator
 from scanner.sources.unavailable import UnavailableSource
 from scanner.storage import fleet, outbox
+from scanner.storage.fleet import AccountRow, DiskRow, SnapshotRow
 from scanner.storage.policies import load_policy
 from scanner.storage.repository import Repository, utc
-from scanner.storage.tables import account, machine, scan, snapshot
+
+__all__ = ["FleetSettings", "accounts_to_discover", "alert_stale", "cleanup", "deliver_round",
+           "discover", "emit", "fail", "plan", "poll_snapshots", "raise_failed_alert",
+           "scan_cycle", "sweep", "sweep_snapshots", "take_snapshots"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class FleetSettings:
-    """Knobs of the fleet service (see :class:`scanner.settings.Settings`)."""
-
-    cadence: timedelta = timedelta(hours=24)
-    discovery_interval: timedelta = timedelta(minutes=30)
-    max_new_scans: int = 100           # per planning round
-    keep_snapshots: int = 1            # per disk, as parents for incremental scans
-    snapshot_retention: timedelta = timedelta(days=3)  # tagged snapshots older: swept
-    stale_after: timedelta = timedelta(hours=9)  # in flight longer: swept as failed
-    max_attempts: int = 3              # deliveries of one scan before it is given up
-    retry_failed_after: timedelta = timedelta(hours=1)
-    hash_workers: int = 1
-    jsonl_path: str | None = None
-    output_format: str = "configchange"
-    limits: Limits = Limits()
-    alerts: AlertSettings = AlertSettings()
-
-    @property
-    def delivery(self) -> DeliveryConfig:
-        """The sinks events and alerts go to."""
-        return DeliveryConfig(self.jsonl_path, self.output_format, self.alerts)
-
-    @property
-    def stale_machine_after(self) -> timedelta:
-        """A machine without a successful scan for this long is alerted (default 2 cadences)."""
-        if self.alerts.stale_hours is not None:
-            return timedelta(hours=self.alerts.stale_hours)
-        return 2 * self.cadence
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _provider(acct: Any) -> Provider:
-    return provider_for(acct.cloud, dict(acct.config or {}))
+def _provider(acct: AccountRow) -> Provider:
+    return provider_for(acct.cloud, acct.config)
 
 
 def _reason(exc: BaseException) -> str:
@@ -101,9 +78,7 @@ def _unhealthy(repo: Repository, account_id: int, exc: AccountAccessError) -> No
 def discover(repo: Repository, account_id: int) -> int:
     """Discover an account's machines and disks; returns how many are present."""
     with repo.transaction() as conn:
-        acct = conn.execute(account.select().where(account.c.id == account_id)).first()
-    if acct is None:
-        raise NotFound(f"no account with id {account_id}")
+        acct = fleet.account_by_id(conn, account_id)
     now = _now()
     try:
         found = _provider(acct).discover()
@@ -111,7 +86,7 @@ def discover(repo: Repository, account_id: int) -> int:
         raise
     except SnapfimError as exc:
         with repo.transaction() as conn:
-            fleet.record_discovery(conn, account_id, now, _reason(exc))
+            fleet.record_discovery(conn, account_id, now, str(exc))
         log.warning("discovery of account %s failed: %s", acct.name, exc)
         return 0
     with repo.transaction() as conn:
@@ -143,33 +118,20 @@ def plan(repo: Repository, settings: FleetSettings) -> list[int]:
 
 
 # -- snapshots --------------------------------------------------------------------------------
-def _cycle(conn: Any, scan_id: int) -> tuple[Any, Any, list[Any], Any]:
-    row = fleet.lock_scan(conn, scan_id)
-    mach, disks = fleet.machine_info(conn, row.machine_id)
-    acct = conn.execute(account.select().where(account.c.id == mach.account_id)).first()
-    return row, mach, disks, acct
-
-
-def _machine_info(mach: Any, disks: list[Any]) -> MachineInfo:
-    return MachineInfo(mach.resource_id, mach.name,
-                       tuple(DiskInfo(d.resource_id, d.device, d.size_bytes) for d in disks),
-                       mach.os, mach.region, mach.state, dict(mach.tags or {}))
-
-
 def take_snapshots(repo: Repository, scan_id: int) -> bool:
     """Start a snapshot of every disk of the scan's machine; False if the scan is not
     snapshotting any more (already handled by an earlier delivery)."""
     with repo.transaction() as conn:
-        row, mach, disks, acct = _cycle(conn, scan_id)
+        cyc = fleet.lock_cycle(conn, scan_id)
         existing = {s.disk_id for s in fleet.snapshots_of(conn, scan_id)}
-    if row.status != "snapshotting":
+    if cyc.scan.status != "snapshotting":
         return False
-    if not disks:
+    if not cyc.disks:
         fail(repo, scan_id, "the machine has no disks")
         return False
-    provider = _provider(acct)
-    info = _machine_info(mach, disks)
-    for d, disk_info in zip(disks, info.disks, strict=True):
+    provider = _provider(cyc.account)
+    info = cyc.machine_info()
+    for d, disk_info in zip(cyc.disks, info.disks, strict=True):
         if d.id in existing:
             continue
         try:
@@ -180,7 +142,7 @@ def take_snapshots(repo: Repository, scan_id: int) -> bool:
             if not isinstance(exc, SnapfimError):
                 log.exception("snapshot of scan %s failed", scan_id)
             if isinstance(exc, AccountAccessError):
-                _unhealthy(repo, acct.id, exc)
+                _unhealthy(repo, cyc.account.id, exc)
             snap = SnapshotInfo("", "failed", {}, _reason(exc))
         with repo.transaction() as conn:
             fleet.add_snapshot(conn, scan_id, d.id, snap, _now())
@@ -190,16 +152,16 @@ def take_snapshots(repo: Repository, scan_id: int) -> bool:
 def poll_snapshots(repo: Repository, scan_id: int) -> str:
     """Refresh pending snapshots: ``ready`` (scan queued), ``waiting`` or ``failed``."""
     with repo.transaction() as conn:
-        row, _mach, _disks, acct = _cycle(conn, scan_id)
+        cyc = fleet.lock_cycle(conn, scan_id)
         snaps = fleet.snapshots_of(conn, scan_id)
-    if row.status == "queued":
+    if cyc.scan.status == "queued":
         return "ready"
-    if row.status != "snapshotting":
-        return row.status
-    provider = _provider(acct)
+    if cyc.scan.status != "snapshotting":
+        return cyc.scan.status
+    provider = _provider(cyc.account)
     states = []
     for snap in snaps:
-        info = SnapshotInfo(snap.cloud_id or "", snap.state, dict(snap.locator or {}), snap.error)
+        info = snap.info()
         if snap.state in ("requested", "pending"):
             try:
                 info = provider.refresh(info)
@@ -226,14 +188,16 @@ def poll_snapshots(repo: Repository, scan_id: int) -> str:
 # -- the scan ---------------------------------------------------------------------------------
 def scan_cycle(repo: Repository, scan_id: int, settings: FleetSettings, *,
                reraise: tuple[type[BaseException], ...] = ()) -> FileDiff | None:
-    """Read the snapshots, diff and commit atomically. None when there was nothing to do
+    """Read the snapshots (every disk of the machine, in one scan: :func:`_read_disks`), diff
+    and commit atomically. None when there was nothing to do
     (the scan was committed or failed by an earlier delivery of the same task).
 
     Any error of this machine fails its scan (see the module docstring), except transient
     ones and those in ``reraise`` (the caller's own: a task's time limit), which propagate."""
     passthrough: tuple[type[BaseException], ...] = (TransientError, *reraise)
     with repo.transaction() as conn:
-        row, mach, disks, acct = _cycle(conn, scan_id)
+        cyc = fleet.lock_cycle(conn, scan_id)
+        row, mach, acct = cyc.scan, cyc.machine, cyc.account
         if row.status in SCAN_DONE:
             return None
         gave_up = row.attempts >= settings.max_attempts
@@ -251,10 +215,9 @@ def scan_cycle(repo: Repository, scan_id: int, settings: FleetSettings, *,
     locator = machine_locator([dict(snap.locator or {}) for snap in snaps])
     started = _now()
     try:
-        outcome = _read_disks(provider, snaps, {d.id: d for d in disks}, mach.name, policy,
+        outcome = _read_disks(provider, snaps, {d.id: d for d in cyc.disks}, mach.name, policy,
                               ScanOptions(settings.hash_workers, limits=settings.limits),
-                              passthrough,
-                              lambda pairs: _reuse(repo, provider, mach.id, pairs))
+                              passthrough, lambda pairs: _reuse(repo, provider, mach.id, pairs))
     except passthrough:
         raise
     except Exception as exc:  # a disk we cannot read fails this machine's scan, no other
@@ -266,15 +229,11 @@ def scan_cycle(repo: Repository, scan_id: int, settings: FleetSettings, *,
         return None
     try:
         with repo.transaction() as conn:
-            row = fleet.lock_scan(conn, scan_id)
-            if row.status in SCAN_DONE:  # another delivery committed meanwhile
+            if fleet.lock_scan(conn, scan_id).status in SCAN_DONE:  # committed meanwhile
                 return None
-            previous = repo.previous_scan(conn, mach.id)
-            _scan_id, diff = write_outcome(repo, conn, mach.id, outcome, previous=previous,
-                                           started=started, finished=_now(), source=locator,
-                                           scan_id=scan_id, sinks=settings.delivery.names)
-            conn.execute(machine.update().where(machine.c.id == mach.id)
-                         .values(os=outcome.os_family))
+            committed = commit_scan(repo, conn, mach.id, outcome, started=started,
+                                    source=locator, scan_id=scan_id,
+                                    sinks=settings.delivery.names)
             for snap in snaps:
                 fleet.set_snapshot_state(conn, snap.id, "scanned")
     except passthrough:
@@ -284,11 +243,11 @@ def scan_cycle(repo: Repository, scan_id: int, settings: FleetSettings, *,
             log.exception("storing scan %s of %s failed", scan_id, mach.name)
         fail(repo, scan_id, "could not store the scan: " + _reason(exc))
         return None
-    return diff
+    return committed.diff
 
 
 def _reuse(repo: Repository, provider: Provider, machine_id: int,
-           pairs: list[tuple[Any, BlockSource]]) -> Reuse | None:
+           pairs: list[tuple[SnapshotRow, BlockSource]]) -> Reuse | None:
     """An incremental scan's reuse (:mod:`scanner.incremental`) when the provider can diff
     the disks' snapshots against their parents (the snapshots the machine's last scan read,
     still there); None: the scan reads everything. A disk whose diff is unavailable (another
@@ -302,12 +261,11 @@ def _reuse(repo: Repository, provider: Provider, machine_id: int,
         if snap.parent_id is None:
             continue
         with repo.transaction() as conn:
-            parent = conn.execute(snapshot.select()
-                                  .where(snapshot.c.id == snap.parent_id)).first()
+            parent = fleet.snapshot_by_id(conn, snap.parent_id)
         if parent is None or parent.state != "scanned" or not parent.locator:
             continue
         try:
-            ranges = diff_ranges(dict(parent.locator), dict(snap.locator or {}))
+            ranges = diff_ranges(dict(parent.locator), dict(snap.locator))
         except TransientError:
             raise
         except SnapfimError as exc:
@@ -321,21 +279,23 @@ def _reuse(repo: Repository, provider: Provider, machine_id: int,
     return prepare_reuse(repo, machine_id, parents, changed)
 
 
-def _read_disks(provider: Provider, snaps: list[Any], disks: dict[int, Any], machine_name: str,
-                policy: list[PolicyEntity], options: ScanOptions,
+Incremental = Callable[[list[tuple[SnapshotRow, BlockSource]]], Reuse | None]
+
+
+def _read_disks(provider: Provider, snaps: list[SnapshotRow], disks: dict[int, DiskRow],
+                machine_name: str, policy: list[PolicyEntity], options: ScanOptions,
                 passthrough: tuple[type[BaseException], ...],
-                incremental: Callable[[list[tuple[Any, BlockSource]]], Reuse | None] | None = None,
-                ) -> ScanOutcome:
+                incremental: Incremental | None = None) -> ScanOutcome:
     """Open every snapshot of the machine (in disk order), scan them as one machine, close
-    them, and check that each local snapshot is still what was snapshotted.
+    them, and check that each snapshot read is still the snapshot it was.
 
     A snapshot that cannot be opened is a failed disk of a ``partial`` scan when another one
     opened; when none opens, the first error is raised (the scan fails)."""
     if not snaps:
         raise SourceError("the scan has no snapshots to read")
     sources: list[BlockSource] = []
-    opened: list[tuple[BlockSource, dict[str, Any]]] = []
-    pairs: list[tuple[Any, BlockSource]] = []
+    opened: list[tuple[BlockSource, dict[str, object]]] = []
+    pairs: list[tuple[SnapshotRow, BlockSource]] = []
     first_error: Exception | None = None
     try:
         for snap in snaps:
@@ -348,7 +308,8 @@ def _read_disks(provider: Provider, snaps: list[Any], disks: dict[int, Any], mac
                 if not isinstance(exc, SnapfimError):
                     log.exception("opening a snapshot of %s failed", machine_name)
                 first_error = first_error or exc
-                size = getattr(disks.get(snap.disk_id), "size_bytes", None) or 0
+                disk = disks.get(snap.disk_id)
+                size = disk.size_bytes or 0 if disk is not None else 0
                 sources.append(UnavailableSource(locator, _reason(exc), size))
                 continue
             sources.append(source)
@@ -359,16 +320,19 @@ def _read_disks(provider: Provider, snaps: list[Any], disks: dict[int, Any], mac
         if incremental is not None:  # the snapshots that opened, with their sources
             options.reuse = incremental(pairs)
         names = ([machine_name] if len(snaps) == 1 else
-                 [str(getattr(disks.get(s.disk_id), "resource_id", s.disk_id)) for s in snaps])
+                 [_disk_name(disks.get(s.disk_id), s.disk_id) for s in snaps])
         outcome = scan_sources(sources, policy, options, names)
     finally:
         for source, _locator in opened:
             source.close()
-    check = getattr(provider, "check", None)
-    if check is not None:
-        for _source, locator in opened:
-            check(locator)  # each image must still be the snapshot it was
+    for _source, locator in opened:
+        provider.check(locator)  # the data read must still be the snapshot it was
     return outcome
+
+
+def _disk_name(disk: DiskRow | None, disk_id: int) -> str:
+    """How a disk of a machine with several is named in its coverage report."""
+    return disk.resource_id if disk is not None else f"disk {disk_id}"
 
 
 def fail(repo: Repository, scan_id: int, reason: str) -> None:
@@ -390,27 +354,25 @@ def fail(repo: Repository, scan_id: int, reason: str) -> None:
 # -- after the scan ---------------------------------------------------------------------------
 def emit(repo: Repository, scan_id: int, settings: FleetSettings) -> int:
     """Deliver what is pending (this scan's events were queued when it committed) and mark
-    the scan emitted once every sink accepted its events; returns how many records went out."""
-    report = deliver(repo, settings.delivery)
-    with repo.transaction() as conn:
-        outbox.mark_emitted(conn, _now(), scan_id)
-    return report.delivered
+    the scan emitted once every sink accepted its events (:func:`scanner.commit.emit_scan`,
+    as a command-line scan does); returns how many records went out."""
+    return emit_scan(repo, settings.delivery, scan_id).delivered
 
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def raise_failed_alert(conn: Any, scan_id: int, now: datetime) -> int | None:
+def raise_failed_alert(conn: Connection, scan_id: int, now: datetime) -> int | None:
     """The alert of a failed scan (once per scan), queued in ``conn``'s transaction."""
     ctx = outbox.scan_alert_context(conn, scan_id)
     if ctx is None:
         return None
-    detail = {"status": ctx["status"], "error": ctx["error"], "attempts": ctx["attempts"],
-              "started_at": _iso(ctx["started_at"]), "finished_at": _iso(ctx["finished_at"]),
-              "last_success_scan_id": ctx["last_success_scan_id"],
-              "last_success_at": _iso(ctx["last_success_at"])}
-    return outbox.raise_alert(conn, machine_id=ctx["machine_id"], kind="scan_failed",
+    detail = {"status": ctx.status, "error": ctx.error, "attempts": ctx.attempts,
+              "started_at": _iso(ctx.started_at), "finished_at": _iso(ctx.finished_at),
+              "last_success_scan_id": ctx.last_success_scan_id,
+              "last_success_at": _iso(ctx.last_success_at)}
+    return outbox.raise_alert(conn, machine_id=ctx.machine_id, kind="scan_failed",
                               dedupe_key=f"scan_failed:{scan_id}", scan_id=scan_id,
                               detail=detail, now=now)
 
@@ -423,13 +385,13 @@ def alert_stale(repo: Repository, settings: FleetSettings) -> list[int]:
     raised = []
     with repo.transaction() as conn:
         for m in outbox.stale_machines(conn, now - after):
-            detail = {"last_success_scan_id": m["scan_id"],
-                      "last_success_at": _iso(m["finished_at"]),
+            detail = {"last_success_scan_id": m.scan_id,
+                      "last_success_at": _iso(m.finished_at),
                       "stale_hours": after.total_seconds() / 3600}
             alert_id = outbox.raise_alert(
-                conn, machine_id=m["machine_id"], kind="scan_stale",
-                dedupe_key=f"scan_stale:{m['machine_id']}:{m['scan_id'] or 0}",
-                scan_id=m["scan_id"], detail=detail, now=now)
+                conn, machine_id=m.machine_id, kind="scan_stale",
+                dedupe_key=f"scan_stale:{m.machine_id}:{m.scan_id or 0}",
+                scan_id=m.scan_id, detail=detail, now=now)
             if alert_id is not None:
                 raised.append(alert_id)
     return raised
@@ -450,16 +412,16 @@ def deliver_round(repo: Repository, settings: FleetSettings) -> DeliveryReport:
 def cleanup(repo: Repository, scan_id: int, settings: FleetSettings) -> int:
     """Delete the machine's snapshots beyond the newest ``keep_snapshots`` per disk."""
     with repo.transaction() as conn:
-        row = conn.execute(scan.select().where(scan.c.id == scan_id)).first()
+        row = fleet.get_scan(conn, scan_id)
         if row is None:
             return 0
         mach, _disks = fleet.machine_info(conn, row.machine_id)
-        acct = conn.execute(account.select().where(account.c.id == mach.account_id)).first()
+        acct = fleet.account_by_id(conn, mach.account_id)
         expired = fleet.expired_snapshots(conn, mach.id, settings.keep_snapshots)
     provider = _provider(acct)
     for snap in expired:
         provider.delete_snapshot(SnapshotInfo(snap.cloud_id or "", snap.state,
-                                              dict(snap.locator or {})))
+                                              dict(snap.locator)))
         with repo.transaction() as conn:
             fleet.set_snapshot_state(conn, snap.id, "deleted", now=_now())
     return len(expired)
@@ -475,7 +437,7 @@ def sweep_snapshots(repo: Repository, settings: FleetSettings) -> dict[str, list
     swept: dict[str, list[str]] = {}
     for acct in accounts:
         try:
-            gone = provider_for(acct.cloud, dict(acct.config)).sweep(older_than)
+            gone = _provider(acct).sweep(older_than)
         except AccountAccessError as exc:
             _unhealthy(repo, acct.id, exc)
             continue

@@ -11,18 +11,33 @@ of any :class:`SnapfimError` as one line; anything else is a bug.
     │   └── AccountAccessError      a cloud account refuses us (AccessDenied, KMS, missing role)
     ├── SourceError                 block sources (image files, cloud snapshots)
     │   ├── SourceNotFound
-    │   └── SourceReadError         a read failed or returned short (truncated image)
-    │       └── TransientSourceError  (+ TransientError) throttled, or a block failed its check
+    │   ├── SourceReadError         a read failed or returned short (truncated image)
+    │   │   └── TransientSourceError  (+ TransientError) throttled, or a block failed its check
+    │   └── SnapshotGone            the snapshot's data changed or vanished after it was taken
     ├── DiskError                   volume system / filesystem layer
     │   ├── NoFilesystemError       nothing scannable on the disk
     │   ├── UnsupportedFilesystem
     │   ├── CorruptFilesystem       superblock or structures unreadable, truncated volume
+    │   │   ├── LvmError            an LVM physical volume's label or metadata is damaged
+    │   │   ├── XattrLimitExceeded  one inode's extended attributes exceed the scan's bound
+    │   │   └── DirectoryInconsistent  a directory's blocks do not list consistently
+    │   ├── UnlistableDirectory     a directory the walk will not list (a bound exceeded)
     │   └── ScanMemoryError         the scan needed more memory than its bound
+    ├── HiveError                   a registry hive file is truncated, corrupt or not a hive
     ├── PolicyError                 invalid monitored entity or pattern
     ├── StorageError                database layer
-    │   └── NotFound                 a named machine / scan / entity does not exist
+    │   ├── NotFound                a named machine / scan / entity does not exist
+    │   └── TransientStorageError   (also TransientError) database away, lost a race
+    ├── IllegalTransition           a scan or snapshot state change the lifecycle forbids
     ├── DeliveryError               a sink (syslog, webhook, file) did not accept a batch
-    └── TransientError (mixin)      marks what a retry can fix (throttling, broker or DB away)
+    └── TransientError              marks what a retry can fix (throttling, broker or DB away)
+
+Errors from a disk's content are caught as close to where they occur as the reader can
+still go on: a file, directory or hive that cannot be read (``DirectoryInconsistent``,
+``UnlistableDirectory``, ``XattrLimitExceeded``, ``HiveError``) becomes an unreadable path
+(its previous state kept) or a coverage note, a volume a coverage note; what leaves nothing
+scannable fails the scan. Every class lives here, never in the module that raises it
+(``tests/unit/test_layering.py`` checks).
 """
 
 from __future__ import annotations
@@ -63,6 +78,11 @@ class TransientSourceError(SourceReadError, TransientError):
     their checksum or length in transit."""
 
 
+class SnapshotGone(SourceError):
+    """The snapshot's data changed or disappeared after it was taken (a local image
+    replaced mid-cycle): scanning it would record content that is not the snapshot."""
+
+
 class DiskError(SnapfimError):
     """The volume system or a filesystem on the disk cannot be used."""
 
@@ -79,12 +99,33 @@ class UnsupportedFilesystem(DiskError):
         self.name = name
 
 
+class CorruptFilesystem(DiskError):
+    """A filesystem whose structures are damaged or cut short."""
+
+
+class LvmError(CorruptFilesystem):
+    """A physical volume whose label or metadata cannot be read."""
+
+
+class XattrLimitExceeded(CorruptFilesystem):
+    """The extended attributes of one inode add up to more than the scan's bound."""
+
+
+class DirectoryInconsistent(CorruptFilesystem):
+    """A directory that cannot be listed completely and consistently (the reason); the
+    filesystem readers re-raise it as a :class:`CorruptFilesystem` naming the inode."""
+
+
+class UnlistableDirectory(DiskError):
+    """A directory the walk will not list (a bound exceeded); the message is the reason."""
+
+
 class ScanMemoryError(DiskError):
     """Reading the disk needed more memory than ``SNAPFIM_MAX_SCAN_MEMORY_MB`` allows."""
 
 
-class CorruptFilesystem(DiskError):
-    """A filesystem whose structures are damaged or cut short."""
+class HiveError(SnapfimError):
+    """A registry hive (or one of its cells) is truncated, corrupt or not a hive."""
 
 
 class PolicyError(SnapfimError):
@@ -101,6 +142,10 @@ class TransientStorageError(StorageError, TransientError):
 
 class NotFound(StorageError):
     """A named machine, scan or policy entity does not exist."""
+
+
+class IllegalTransition(SnapfimError):
+    """A scan or snapshot state change the lifecycle does not allow (a bug or a lost race)."""
 
 
 class DeliveryError(SnapfimError):

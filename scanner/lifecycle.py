@@ -10,12 +10,7 @@ Snapshot:  requested -> pending -> ready -> scanning -> scanned -> deleted
 
 from __future__ import annotations
 
-from scanner.errors import SnapfimError
-
-
-class IllegalTransition(SnapfimError):
-    """A state change the lifecycle does not allow (a bug or a lost race)."""
-
+from scanner.errors import IllegalTransition
 
 SCAN_ACTIVE = frozenset({"snapshotting", "queued", "running"})
 SCAN_DONE = frozenset({"succeeded", "partial", "failed"})

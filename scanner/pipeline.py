@@ -21,6 +21,7 @@ from scanner.collectors.hashing import Hasher, HashJob, HashResult, VolumeRef, h
 from scanner.coverage import MAX_LISTED_ERRORS, Coverage
 from scanner.disk.discovery import OpenedVolume, discover, disk_name
 from scanner.disk.nodes import FileKind, Filesystem
+from scanner.disk.partition_ids import MachineIds
 from scanner.disk.walker import Found
 from scanner.entities import SPARSE, FileEntity, RegistryEntity
 from scanner.errors import DiskError, NoFilesystemError, ScanMemoryError, SourceReadError
@@ -107,12 +108,13 @@ def _scan(sources: Sequence[BlockSource], names: list[str], policy: list[PolicyE
           options: ScanOptions) -> ScanOutcome:
     coverage = Coverage(source=", ".join(names), disk_size=sum(s.size for s in sources),
                         partition_table="none")
-    opened = discover(sources, names, coverage, options.limits)
+    ids = MachineIds()
+    opened = discover(sources, names, coverage, options.limits, ids)
     coverage.partition_table = coverage.disks[0].partition_table
     if not opened:
         raise NoFilesystemError(_nothing_readable(coverage))
     try:
-        systems = detect_systems(opened, coverage)
+        systems = detect_systems(opened, coverage, ids)
         entities, registry = _collect(systems, opened, policy, coverage, options)
     finally:
         for item in opened:

@@ -13,15 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from scanner.emitters.settings import AlertSettings
+from scanner.emitters.settings import AlertSettings, DeliveryConfig
 from scanner.envreader import EnvReader
 from scanner.errors import ConfigError
 from scanner.limits import Limits
-
-if TYPE_CHECKING:
-    from scanner.cycle import FleetSettings
 
 EVENT_FORMATS = ("configchange", "ocsf")
 DATABASE_BACKENDS = ("sqlite", "postgresql", "postgres")
@@ -112,8 +108,6 @@ class Settings:
 
     def fleet(self) -> FleetSettings:
         """The knobs of the fleet cycle."""
-        from scanner.cycle import FleetSettings
-
         return FleetSettings(cadence=timedelta(hours=self.cadence_hours),
                              discovery_interval=timedelta(minutes=self.discovery_minutes),
                              keep_snapshots=self.keep_snapshots,
@@ -121,6 +115,37 @@ class Settings:
                              hash_workers=self.hash_workers, jsonl_path=self.events_jsonl,
                              output_format=self.events_format,
                              limits=self.limits, alerts=self.alerts)
+
+
+@dataclass(frozen=True, slots=True)
+class FleetSettings:
+    """Knobs of the fleet service (:mod:`scanner.cycle`), from :meth:`Settings.fleet`."""
+
+    cadence: timedelta = timedelta(hours=24)
+    discovery_interval: timedelta = timedelta(minutes=30)
+    max_new_scans: int = 100           # per planning round
+    keep_snapshots: int = 1            # per disk, as parents for incremental scans
+    snapshot_retention: timedelta = timedelta(days=3)  # tagged snapshots older: swept
+    stale_after: timedelta = timedelta(hours=9)  # in flight longer: swept as failed
+    max_attempts: int = 3              # deliveries of one scan before it is given up
+    retry_failed_after: timedelta = timedelta(hours=1)
+    hash_workers: int = 1
+    jsonl_path: str | None = None
+    output_format: str = "configchange"
+    limits: Limits = Limits()
+    alerts: AlertSettings = AlertSettings()
+
+    @property
+    def delivery(self) -> DeliveryConfig:
+        """The sinks events and alerts go to."""
+        return DeliveryConfig(self.jsonl_path, self.output_format, self.alerts)
+
+    @property
+    def stale_machine_after(self) -> timedelta:
+        """A machine without a successful scan for this long is alerted (default 2 cadences)."""
+        if self.alerts.stale_hours is not None:
+            return timedelta(hours=self.alerts.stale_hours)
+        return 2 * self.cadence
 
 
 def _check_writable_dir(name: str, path: Path) -> None:

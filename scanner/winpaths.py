@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from scanner.errors import PolicyError
-from scanner.policy import EntityKind, PolicyEntity
+from scanner.policy import WILDCARDS, EntityKind, PolicyEntity
 
-__all__ = ["expand", "system_variables", "to_posix", "to_windows", "walk_entity"]
+__all__ = ["drive_of", "expand", "fixed_prefix", "system_variables", "to_posix", "to_windows",
+           "walk_entity"]
 
 _VARIABLE = re.compile(r"%([A-Za-z_][A-Za-z0-9_()]*)%")
 _DRIVE = re.compile(r"([A-Za-z]:)(?:\\(.*))?\Z", re.DOTALL)
@@ -77,6 +78,28 @@ def expand(path: str, variables: Mapping[str, str]) -> str:
         return found
 
     return _VARIABLE.sub(value, path)
+
+
+def drive_of(entity: PolicyEntity, variables: Mapping[str, str]) -> tuple[str, str]:
+    """The drive letter (upper case, ``"D:"``) of a Windows file entity's path and that path
+    with its variables expanded (its letter in upper case). Raises :class:`PolicyError` for
+    an unknown variable or a path that does not start with a drive once expanded."""
+    path = expand(entity.path, variables).replace("/", "\\")
+    match = _DRIVE.match(path)
+    if match is None:
+        raise PolicyError(f"{path}: no drive letter")
+    letter = match.group(1).upper()
+    return letter, letter + path[2:]
+
+
+def fixed_prefix(windows_path: str) -> str:
+    """The part of a Windows path that names one place: the path above a last segment with a
+    wildcard (``D:\\app\\*.ini`` -> ``D:\\app``), else the whole path (trailing
+    separators dropped; ``D:\\`` -> ``D:``)."""
+    head, _, last = windows_path.rstrip("\\").rpartition("\\")
+    if head and any(ch in WILDCARDS for ch in last):
+        return head
+    return windows_path.rstrip("\\")
 
 
 def walk_entity(entity: PolicyEntity, variables: Mapping[str, str],

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.fuzzing import event_label
-from tests.windows_image import ALICE_NTUSER, BOB_NTUSER, MACHINE_HIVES, SYSTEM
+from tests.imaging.windows import ALICE_NTUSER, BOB_NTUSER, MACHINE_HIVES, SYSTEM
 
 Events = list[dict[str, Any]]
 

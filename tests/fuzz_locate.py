@@ -15,7 +15,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tests.fuzzing import Region
-from tests.imaging import SECTOR, debugfs, xfs_db
+from tests.imaging.ext4 import debugfs
+from tests.imaging.tools import SECTOR
+from tests.imaging.xfs import xfs_db
 
 HBIN_START = 4096
 
@@ -212,7 +214,7 @@ def mbr_regions(image: Path) -> list[Region]:
 
 def lvm_regions(pv_offset: int, text_length: int) -> list[Region]:
     """The LVM2 label sector (label header and PV header), the metadata-area header and
-    the metadata text, as :func:`tests.imaging.lvm_pv` lays them out."""
+    the metadata text, as :func:`tests.imaging.lvm.lvm_pv` lays them out."""
     text = pv_offset + 4096 + 512
     return [Region("lvm label", "label + PV header", pv_offset + 512, pv_offset + 512 + 160),
             Region("lvm mda header", "metadata area header", pv_offset + 4096,

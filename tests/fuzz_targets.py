@@ -41,8 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scanner.registry import REG_BINARY, REG_DWORD, base_block_checksum
-from scanner.registry.hivewriter import HiveBuilder, dword, marvin32
+from scanner.registry.hive import REG_BINARY, REG_DWORD, base_block_checksum
 from tests.fuzz_checkers import (
     Events,
     ext4_unconfirmed,
@@ -76,34 +75,15 @@ from tests.fuzzing import (
     make_case,
     patch_file,
 )
-from tests.imaging import (
-    BASE_TOOL_ACL,
-    BOOT_MB,
-    BOOT_UUID,
-    MIB,
-    ROOT_UUID,
-    _copy_range,
-    _lvm_crc,
-    acl_xattr,
-    boot_fstab,
-    boot_tree,
-    build_ext4_volume,
-    build_swap,
-    build_xfs_tree,
-    copy_image,
-    gpt_disk,
-    linux_tree,
-    lvm_fill,
-    lvm_linear,
-    lvm_pv,
-    mbr_disk,
-    root_tree,
-    set_xattr,
-    tree_paths,
-    xfs_acl,
-    xfs_set_xattr,
-)
-from tests.windows_image import (
+from tests.imaging.ext4 import BASE_TOOL_ACL, build_ext4_volume, set_xattr
+from tests.imaging.hives import HiveBuilder, dword, marvin32
+from tests.imaging.linux_disk import BOOT_MB, BOOT_UUID, ROOT_UUID, boot_fstab, boot_tree, root_tree
+from tests.imaging.lvm import _lvm_crc, lvm_fill, lvm_linear, lvm_pv
+from tests.imaging.partitions import gpt_disk, mbr_disk
+from tests.imaging.swap import build_swap
+from tests.imaging.tools import MIB, _copy_range, copy_image
+from tests.imaging.trees import linux_tree, tree_paths
+from tests.imaging.windows import (
     NTFS_SIZE_MB,
     RUN,
     SOFTWARE,
@@ -115,6 +95,8 @@ from tests.windows_image import (
     hive_data,
     system_volume_offset,
 )
+from tests.imaging.xattrs import acl_xattr
+from tests.imaging.xfs import build_xfs_tree, xfs_acl, xfs_set_xattr
 
 TARGETS = ("ext4", "xfs", "ntfs", "hive", "hivelog", "gpt", "mbr", "lvm")
 
@@ -206,7 +188,7 @@ def _patched(target_image: Path, case: Case, workdir: Path,
 # -- Linux targets -------------------------------------------------------------------------------
 
 def fuzz_tree(root: Path) -> Path:
-    """:func:`tests.imaging.linux_tree` plus ``/etc/conf.d`` with 64 files, so directories
+    """:func:`tests.imaging.trees.linux_tree` plus ``/etc/conf.d`` with 64 files, so directories
     span several blocks (ext4 1 KiB blocks) and one XFS directory is in block form."""
     linux_tree(root)
     for n in range(64):
@@ -420,7 +402,7 @@ def _windows_check(layout: WindowsLayout, table: str = "gpt",
 
 
 def fuzz_layout() -> WindowsLayout:
-    """:func:`tests.windows_image.base_layout` with more kinds of cells in SOFTWARE: subkey
+    """:func:`tests.imaging.windows.base_layout` with more kinds of cells in SOFTWARE: subkey
     lists of at most 4 entries (so longer ones are ``ri`` index roots over ``lh`` leaves), ten
     keys under ``Fuzz\\Lists`` and a 20 KiB value (``db`` big data) at ``Fuzz\\Big``."""
     layout = base_layout()
@@ -468,7 +450,7 @@ def windows_targets(workdir: Path) -> dict[str, Target]:
         data = apply_edits(log, case.edits)
         if case.fixup:
             _log_fixup(data)
-        from tests.windows_image import _set_log
+        from tests.imaging.windows import _set_log
 
         _set_log(changed, log_path, bytes(data))
         return build_windows_image(where / "disk.img", changed)

@@ -190,7 +190,8 @@ class RunResult:
 
 _PRELOAD = ("scanner.cli", "scanner.runner", "scanner.pipeline", "scanner.sources.local",
             "scanner.storage.db", "scanner.storage.repository", "scanner.collectors.registry",
-            "scanner.registry", "scanner.systems.windows", "alembic.command", "alembic.config",
+            "scanner.registry.replay", "scanner.systems.windows", "alembic.command",
+            "alembic.config",
             "pytsk3", "pyfsxfs", "pyfsext", "pyvslvm", "typer._adapters", "pydantic", "sqlite3",
             "rich.json", "platformdirs", "regipy")
 

@@ -170,10 +170,10 @@ def test_bad_since_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_windows_disk_registry_changes_filtered_by_type(tmp_path: Path) -> None:
-    from scanner.registry import REG_SZ
-    from scanner.registry.hivewriter import sz
-    from tests.ntfsbuilder import File
-    from tests.windows_image import (
+    from scanner.registry.hive import REG_SZ
+    from tests.imaging.hives import sz
+    from tests.imaging.ntfs import File
+    from tests.imaging.windows import (
         RUN,
         SOFTWARE,
         WINDOWS_KEY,

@@ -18,7 +18,9 @@ from typing import Any
 import pytest
 import typer.main
 
-from tests.imaging import copy_image, debugfs, linux_gpt_disk, linux_image, write_at
+from tests.imaging.ext4 import debugfs, linux_image
+from tests.imaging.linux_disk import linux_gpt_disk
+from tests.imaging.tools import copy_image, write_at
 from tests.test_cli import one_line_error, run
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -222,10 +224,10 @@ def test_json_listings_and_change_filters(tmp_path: Path, gpt: dict[str, Path]) 
 
 
 def test_changes_path_on_windows_paths_and_registry_keys(tmp_path: Path) -> None:
-    from scanner.registry import REG_SZ
-    from scanner.registry.hivewriter import sz
-    from tests.ntfsbuilder import File
-    from tests.windows_image import RUN, SOFTWARE, base_layout, build_windows_image, copy_layout
+    from scanner.registry.hive import REG_SZ
+    from tests.imaging.hives import sz
+    from tests.imaging.ntfs import File
+    from tests.imaging.windows import RUN, SOFTWARE, base_layout, build_windows_image, copy_layout
 
     base = base_layout()
     first = build_windows_image(tmp_path / "win1.img", base)

@@ -10,7 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.imaging import copy_image, debugfs, linux_image
+from tests.imaging.ext4 import debugfs, linux_image
+from tests.imaging.tools import copy_image
 from tests.receivers import HttpsReceiver, make_ca_and_server_cert, records
 
 
@@ -72,3 +73,32 @@ def test_scan_succeeds_with_the_webhook_down_and_deliver_sends_it_later(tmp_path
     assert bad.returncode == 2
     assert bad.stderr.strip().startswith("snapfim: error: SNAPFIM_WEBHOOK_URL "
                                          "'http://192.0.2.1/x': plain http is only allowed")
+
+
+def test_scan_appends_its_events_to_the_events_file_like_the_fleet(tmp_path: Path) -> None:
+    image = copy_image(linux_image(tmp_path / "build"), tmp_path / "web-01.img")
+    events = tmp_path / "events.jsonl"
+    env = {"SNAPFIM_EVENTS_JSONL": str(events)}
+    assert snapfim(tmp_path, env, "scan", str(image), "--machine", "web-01").returncode == 0
+    assert not events.exists()                              # a baseline has no events
+    debugfs(image, "sif /usr/bin/tool mode 0104755", "rm /etc/crontab",
+            "sif /etc/a.conf uid 1000")
+    scanned = snapfim(tmp_path, env, "scan", str(image), "--machine", "web-01", "--json")
+    assert scanned.returncode == 0, scanned.stderr
+    result = json.loads(scanned.stdout)
+    lines = [json.loads(x) for x in events.read_text().splitlines()]
+    assert lines == result["events"]                        # the very records it reports
+    assert [(x["Computer"], x["ScanId"], x["ChangeCategory"], x["FileSystemPath"],
+             x["FieldsChanged"]) for x in lines] == [
+        ("web-01", result["scan_id"], "Modified", "/etc/a.conf", ["OwnerId"]),
+        ("web-01", result["scan_id"], "Removed", "/etc/crontab", []),
+        ("web-01", result["scan_id"], "Modified", "/usr/bin/tool", ["Mode"])]
+    assert (lines[0]["PreviousOwnerId"], lines[0]["OwnerId"]) == (0, 1000)
+    assert (lines[2]["PreviousMode"], lines[2]["Mode"]) == ("0755", "4755")
+    assert "Mode" not in lines[1] and lines[1]["PreviousMode"] == "0644"
+    status = snapfim(tmp_path, env, "deliver", "--status", "--json")
+    assert [(s["sink"], s["pending"], s["delivered"]) for s in
+            map(json.loads, status.stdout.splitlines())] == [("jsonl", 0, 3)]
+    again = snapfim(tmp_path, env, "scan", str(image), "--machine", "web-01")
+    assert again.returncode == 0 and "0 changes" in again.stdout
+    assert len(events.read_text().splitlines()) == 3        # nothing appended twice

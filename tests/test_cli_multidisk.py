@@ -11,8 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.imaging import ROOT_MB, copy_image, debugfs, linux_image, overwrite_in_place
-from tests.imaging_multidisk import OPT_FILES, OPT_MB, OPT_UUID, ext4_opt_machine
+from tests.imaging.ext4 import debugfs, linux_image, overwrite_in_place
+from tests.imaging.linux_disk import ROOT_MB
+from tests.imaging.multidisk import OPT_FILES, OPT_MB, OPT_UUID, ext4_opt_machine
+from tests.imaging.tools import copy_image
 from tests.test_cli import one_line_error, run
 from tests.test_cli_commands import snapfim
 

@@ -15,8 +15,9 @@ import pytest
 
 from scanner.paths import decode_name
 from scanner.terminal import is_safe
-from tests.imaging import build_ext4, linux_tree
-from tests.imaging import run as run_tool
+from tests.imaging.ext4 import build_ext4
+from tests.imaging.tools import run as run_tool
+from tests.imaging.trees import linux_tree
 from tests.test_cli import run
 
 OSC52 = "\x1b]52;c;ZXZpbA==\x07"          # writes "evil" to the clipboard
@@ -97,9 +98,9 @@ def test_markup_in_names_is_printed_as_it_is(tmp_path: Path) -> None:
 
 
 def test_registry_run_value_is_escaped(tmp_path: Path) -> None:
-    from scanner.registry import REG_SZ
-    from scanner.registry.hivewriter import sz
-    from tests.windows_image import RUN, SOFTWARE, base_layout, build_windows_image, copy_layout
+    from scanner.registry.hive import REG_SZ
+    from tests.imaging.hives import sz
+    from tests.imaging.windows import RUN, SOFTWARE, base_layout, build_windows_image, copy_layout
 
     name = f"Updater{RLO}exe.txt"
     data = f"C:\\x.exe {OSC52}{CSI}2J{HEART}"

@@ -14,9 +14,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
 
 from scanner import cycle
-from scanner.cycle import FleetSettings
 from scanner.errors import TransientError
-from scanner.settings import Settings
+from scanner.settings import FleetSettings, Settings
 from scanner.storage.db import make_engine, upgrade
 from scanner.storage.repository import Repository
 from workers.app import app

@@ -11,20 +11,17 @@ the snapshot it is not (the next cycle picks it up).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from scanner.cloud.provider import DiskInfo, MachineInfo, SnapshotInfo
-from scanner.errors import ConfigError, SourceError, SourceNotFound
+from scanner.cloud.provider import DiskInfo, MachineInfo, Provider, SnapshotInfo
+from scanner.errors import ConfigError, SnapshotGone, SourceNotFound
 from scanner.sources.base import BlockSource
 from scanner.sources.locators import open_locator
 
 IMAGE_SUFFIXES = (".img", ".raw", ".vhd", ".disk")
-
-
-class SnapshotGone(SourceError):
-    """The image changed or disappeared after its snapshot was taken."""
 
 
 def _fingerprint(path: Path) -> list[int]:
@@ -47,6 +44,14 @@ class LocalProvider:
 
     def __init__(self, images: str | os.PathLike[str]) -> None:
         self.directory = Path(images)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> LocalProvider:
+        """The provider of a local account (``{"images": DIR}``)."""
+        images = config.get("images")
+        if not isinstance(images, str) or not images:
+            raise ConfigError("a local account needs an image directory (--images DIR)")
+        return cls(images)
 
     def discover(self) -> list[MachineInfo]:
         """Every regular image file and every sub-directory holding image files, sorted by
@@ -110,3 +115,8 @@ class LocalProvider:
     def sweep(self, older_than: datetime) -> list[str]:
         """Nothing is ever left behind."""
         return []
+
+
+if TYPE_CHECKING:  # mypy checks here that the local provider implements the whole protocol
+    def _is_a_provider(provider: LocalProvider) -> Provider:
+        return provider

@@ -1,7 +1,15 @@
-"""The provider protocol every cloud (and the local image directory) implements."""
+"""The provider protocol every cloud (and the local image directory) implements, and the
+table that finds an account's provider by its cloud's name.
+
+Adding a provider is one entry in :data:`PROVIDERS`: the cloud's name and the
+``module:callable`` that builds it from the account's stored configuration (imported only
+when an account of that cloud is used, so an SDK is loaded by the processes that need it).
+"""
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -65,6 +73,12 @@ class Provider(Protocol):
         """A read-only block source over a ready snapshot."""
         ...
 
+    def check(self, locator: dict[str, Any]) -> None:
+        """After a read: raise :class:`~scanner.errors.SnapshotGone` when the data read may
+        not be the snapshot's any more (a local image replaced meanwhile). Providers whose
+        snapshots cannot change once ready do nothing."""
+        ...
+
     def delete_snapshot(self, snapshot: SnapshotInfo) -> None:
         """Delete a snapshot this service made (no error if it is gone already)."""
         ...
@@ -74,15 +88,28 @@ class Provider(Protocol):
         ...
 
 
-def provider_for(cloud: str, config: dict[str, Any]) -> Provider:
-    """The provider of an account."""
-    if cloud == "local":
-        from scanner.cloud.local import LocalProvider
+# cloud name -> "module:callable" building the provider from the account's configuration
+PROVIDERS: dict[str, str] = {
+    "local": "scanner.cloud.local:LocalProvider.from_config",
+    "aws": "scanner.cloud.aws.provider:AwsProvider",
+}
 
-        return LocalProvider(config["images"])
-    if cloud == "aws":
-        from scanner.cloud.aws.provider import AwsProvider
 
-        return AwsProvider(config)
-    raise ConfigError(f"the {cloud} provider is not available in this version yet "
-                      "(account stored; discovery will start once it is)")
+def provider_factory(cloud: str) -> Callable[[Mapping[str, Any]], Provider]:
+    """The callable that builds the providers of ``cloud`` (imported on first use);
+    ConfigError for a cloud this version has no provider for."""
+    target = PROVIDERS.get(cloud)
+    if target is None:
+        raise ConfigError(f"the {cloud} provider is not available in this version yet "
+                          "(account stored; discovery will start once it is)")
+    module_name, _, attribute = target.partition(":")
+    found: Any = importlib.import_module(module_name)
+    for name in attribute.split("."):
+        found = getattr(found, name)
+    factory: Callable[[Mapping[str, Any]], Provider] = found
+    return factory
+
+
+def provider_for(cloud: str, config: Mapping[str, Any]) -> Provider:
+    """The provider of an account, from its cloud's name and stored configuration."""
+    return provider_factory(cloud)(config)

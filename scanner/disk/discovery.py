@@ -34,6 +34,7 @@ from scanner.disk.lvm import (
     read_physical_volume,
 )
 from scanner.disk.nodes import Filesystem
+from scanner.disk.partition_ids import MachineIds
 from scanner.disk.tsk_image import open_image
 from scanner.disk.volumes import Volume, discover_volumes, lv_label
 from scanner.errors import CorruptFilesystem, SourceReadError, UnsupportedFilesystem
@@ -71,11 +72,13 @@ def disk_name(source: BlockSource, name: str | None) -> str:
 
 
 def discover(sources: Sequence[BlockSource], names: Sequence[str], coverage: Coverage,
-             limits: Limits) -> list[OpenedVolume]:
+             limits: Limits, ids: MachineIds | None = None) -> list[OpenedVolume]:
     """Open every readable filesystem of the disks ``sources`` (named ``names``, in order).
 
-    Fills ``coverage.disks`` and ``coverage.volumes``. A disk that cannot be read fails only
-    itself (its report says why); the caller decides what no open filesystem at all means.
+    Fills ``coverage.disks`` and ``coverage.volumes``, and ``ids`` (when given) with the
+    partition ids of the GPT and MBR partitions (what Windows drive letters name). A disk
+    that cannot be read fails only itself (its report says why); the caller decides what no
+    open filesystem at all means.
     """
     opened: list[OpenedVolume] = []
     pvs: list[PhysicalVolume] = []
@@ -90,6 +93,9 @@ def discover(sources: Sequence[BlockSource], names: Sequence[str], coverage: Cov
         except (SourceReadError, OSError) as exc:
             disk.status, disk.reason = "failed", f"cannot read the disk: {exc}"
             continue
+        if ids is not None and disk.partition_table in ("gpt", "mbr"):
+            ids.add_disk(source, name, [(disk_prefix(index) + v.label, v.offset)
+                                        for v in volumes if v.table == disk.partition_table])
         for volume in volumes:
             label = disk_prefix(index) + volume.label
             report = VolumeReport(label, volume.offset, volume.length, volume.description)

@@ -35,14 +35,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from scanner.disk.ext_geometry import ExtGeometry, crc
+from scanner.errors import DirectoryInconsistent
 
 ROOT_INODE = 2
 _HEADER = struct.Struct("<IHBB")  # inode, rec_len, name_len, file_type
 _TAIL = struct.Struct("<IHBBI")  # inode 0, rec_len 12, name_len 0, file_type 0xDE, checksum
-
-
-class DirectoryInconsistent(ValueError):
-    """A directory that cannot be listed completely and consistently (the reason)."""
 
 
 @dataclass(frozen=True, slots=True)

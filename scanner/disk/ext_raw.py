@@ -19,7 +19,7 @@ import struct
 from collections.abc import Callable
 
 from scanner.disk.ext_geometry import GOOD_OLD_INODE_SIZE, INLINE_DATA_FL, ExtInodeReader
-from scanner.errors import CorruptFilesystem
+from scanner.errors import CorruptFilesystem, XattrLimitExceeded
 from scanner.sources.base import BlockSource
 
 _EA_MAGIC = 0xEA020000
@@ -38,10 +38,6 @@ NAME_PREFIXES: dict[int, bytes] = {
     7: b"system.",
     8: b"system.richacl",
 }
-
-
-class XattrLimitExceeded(CorruptFilesystem):
-    """The attributes of one inode add up to more than the scan's bound."""
 
 
 class ExtInodes(ExtInodeReader):

@@ -38,7 +38,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from scanner.errors import CorruptFilesystem, SourceReadError
+from scanner.errors import LvmError, SourceReadError
 from scanner.limits import Limits
 from scanner.sources.base import BlockSource
 from scanner.sources.lvm import Extent, LvmVolumeSource
@@ -51,10 +51,6 @@ MDA_MAGIC = b" LVM2 x[5A%r0N*>"
 MDA_HEADER_SIZE = 512
 INITIAL_CRC = 0xF597A6CF
 MAX_DIGITS = 20  # a 64-bit number has at most 20 digits
-
-
-class LvmError(CorruptFilesystem):
-    """A physical volume whose label or metadata cannot be read."""
 
 
 def lvm_crc(data: bytes) -> int:

@@ -29,11 +29,11 @@ from typing import Any, Literal
 
 import pytsk3
 
-from scanner.collectors.sddl import sddl_from_descriptor
 from scanner.disk.nodes import read_in_chunks
 from scanner.disk.tsk_fs import _tsk_message
 from scanner.errors import CorruptFilesystem, SourceReadError
 from scanner.paths import decode_name
+from scanner.sddl import sddl_from_descriptor
 from scanner.timestamps import filetime_ns
 
 __all__ = ["NtfsFileInfo", "NtfsMeta", "Reparse", "Stream", "attribute_names",

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytsk3
 
-from scanner.disk.ext_dirs import DirectoryInconsistent, parse_directory
+from scanner.disk.ext_dirs import parse_directory
 from scanner.disk.ext_geometry import (
     INCOMPAT_INLINE_DATA,
     INLINE_DATA_FL,
@@ -25,7 +25,7 @@ from scanner.disk.ext_geometry import (
     inode_generation,
 )
 from scanner.disk.nodes import FileKind, FsIdentity, Node, Runs, normalize_runs, read_in_chunks
-from scanner.errors import CorruptFilesystem, SourceReadError
+from scanner.errors import CorruptFilesystem, DirectoryInconsistent, SourceReadError
 from scanner.limits import Limits
 from scanner.paths import decode_component, decode_name
 from scanner.timestamps import storable_ns

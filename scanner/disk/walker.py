@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from scanner.disk.nodes import FileKind, Filesystem, Node
-from scanner.errors import CorruptFilesystem, SourceReadError
+from scanner.errors import CorruptFilesystem, SourceReadError, UnlistableDirectory
 from scanner.limits import Limits
 from scanner.paths import join, names_a_separator
 from scanner.policy import ExcludeMatcher, PolicyEntity, segment_regex
@@ -127,10 +127,6 @@ class PolicyAssigner:
         return self._intern(names)
 
 
-class _Unlistable(Exception):
-    """A directory the walk will not list (a bound exceeded); the message is the reason."""
-
-
 @dataclass(frozen=True, slots=True)
 class _Conflict:
     """A name the walk cannot take: claimed by several entries of one directory
@@ -182,7 +178,7 @@ class Walker:
             regex = segment_regex(pattern, entity.case_sensitive)
             try:
                 children = list(self._listing(dir_node, mount, dir_path).values())
-            except (CorruptFilesystem, SourceReadError, _Unlistable) as exc:
+            except (CorruptFilesystem, SourceReadError, UnlistableDirectory) as exc:
                 self.result.unreadable[dir_path] = str(exc)
                 return
             for child in children:
@@ -213,13 +209,14 @@ class Walker:
 
     def _list(self, directory: Node, mount: Mount, dir_path: str) -> list[Node | _Conflict]:
         """A directory's entries, bounded, with names claimed twice turned into conflicts and
-        names holding ``/`` or NUL flagged. Raises what the backend raises, or _Unlistable."""
+        names holding ``/`` or NUL flagged. Raises what the backend raises, or
+        UnlistableDirectory."""
         limit = self._limits.names_per_directory
         fold = not mount.fs.case_sensitive
         by_key: dict[str, Node | list[Node]] = {}
         for count, child in enumerate(mount.fs.children(directory), 1):
             if count > limit:
-                raise _Unlistable(f"more than {limit} names in one directory "
+                raise UnlistableDirectory(f"more than {limit} names in one directory "
                                   "(SNAPFIM_MAX_DIR_ENTRIES)")
             key = child.name.casefold() if fold else child.name
             seen = by_key.get(key)
@@ -276,7 +273,7 @@ class Walker:
             sub = self._mount_at(child_path)
             try:
                 child = self._child(cur_node, cur_mount, name, cur_path)
-            except (CorruptFilesystem, SourceReadError, _Unlistable) as exc:
+            except (CorruptFilesystem, SourceReadError, UnlistableDirectory) as exc:
                 self.result.unreadable[cur_path] = str(exc)
                 return None
             if isinstance(child, _Conflict) and sub is None:
@@ -342,7 +339,7 @@ class Walker:
             child_budget = None if budget is None else budget - 1
             try:
                 children = list(self._children(dir_path, dir_node, dir_mount))
-            except (CorruptFilesystem, SourceReadError, _Unlistable) as exc:
+            except (CorruptFilesystem, SourceReadError, UnlistableDirectory) as exc:
                 self.result.unreadable[dir_path] = str(exc)
                 continue
             for child_path, child, child_mount in children:

@@ -1,6 +1,6 @@
 """XFS directories, parsed strictly: a directory is listed completely and consistently or not
 at all (the XFS counterpart of :mod:`scanner.disk.ext_dirs`). Pure: bytes in, entries or
-:class:`~scanner.disk.ext_dirs.DirectoryInconsistent` out.
+:class:`~scanner.errors.DirectoryInconsistent` out.
 
 Checked, for the forms a directory takes:
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import crc32c
 
-from scanner.disk.ext_dirs import DirectoryInconsistent
+from scanner.errors import DirectoryInconsistent
 
 _DATA_MAGICS = {b"XDB3": 64, b"XDD3": 64, b"XD2B": 16, b"XD2D": 16}  # -> header size
 _BLOCK_MAGICS = {b"XDB3", b"XD2B"}

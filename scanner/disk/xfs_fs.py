@@ -34,7 +34,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from scanner.disk import xfs_attrs
-from scanner.disk.ext_dirs import DirectoryInconsistent
 from scanner.disk.identity import read_identity
 from scanner.disk.nodes import FileKind, FsIdentity, Node, Runs, normalize_runs, read_in_chunks
 from scanner.disk.xfs_dirs import (
@@ -44,7 +43,7 @@ from scanner.disk.xfs_dirs import (
     parse_data_block,
     parse_shortform,
 )
-from scanner.errors import CorruptFilesystem, SourceReadError
+from scanner.errors import CorruptFilesystem, DirectoryInconsistent, SourceReadError
 from scanner.limits import Limits
 from scanner.paths import decode_component, decode_name
 from scanner.sources.base import BlockSource, whole_local_path

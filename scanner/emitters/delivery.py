@@ -15,66 +15,21 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime
+from typing import Any
 
 from scanner.emitters.alerts import alert_ocsf, alert_record
 from scanner.emitters.item import Outgoing, Sink
 from scanner.emitters.ocsf import ocsf_record
 from scanner.emitters.ocsf import severity_id as ocsf_severity
 from scanner.emitters.records import event_record
-from scanner.emitters.settings import AlertSettings
-from scanner.emitters.sinks import JsonlSink
-from scanner.errors import DeliveryError, SnapfimError
+from scanner.emitters.settings import DeliveryConfig
+from scanner.errors import DeliveryError
 from scanner.storage import outbox
 from scanner.storage.repository import Repository
 
-if TYPE_CHECKING:
-    from scanner.settings import Settings
-
 log = logging.getLogger(__name__)
 SYSLOG_NOTICE, SYSLOG_WARNING, SYSLOG_ERROR = 5, 4, 3
-
-
-@dataclass(frozen=True)
-class DeliveryConfig:
-    """Which sinks are configured, the record format, and the retry policy."""
-
-    jsonl_path: str | None = None
-    fmt: str = "configchange"
-    alerts: AlertSettings = AlertSettings()
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> DeliveryConfig:
-        """The delivery configuration of the settings (SNAPFIM_EVENTS_*, alert sinks)."""
-        return cls(settings.events_jsonl, settings.events_format, settings.alerts)
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """Names of the configured sinks."""
-        return tuple(s for s, on in (("jsonl", self.jsonl_path), ("syslog", self.alerts.syslog),
-                                     ("webhook", self.alerts.webhook_url)) if on)
-
-    def sinks(self) -> list[Sink]:
-        """The configured sinks, ready to send."""
-        from scanner.emitters.syslog import SyslogSink
-        from scanner.emitters.webhook import WebhookSink
-
-        a = self.alerts
-        out: list[Sink] = []
-        if self.jsonl_path:
-            out.append(JsonlSink(self.jsonl_path))
-        if a.syslog is not None:
-            out.append(SyslogSink(a.syslog, a.syslog_facility, a.timeout))
-        if a.webhook_url:
-            out.append(WebhookSink(a.webhook_url, timeout=a.timeout, ca_bundle=a.webhook_ca_bundle,
-                                   bearer=a.webhook_bearer, hmac_key=a.webhook_hmac_key))
-        return out
-
-    def backoff(self, attempts: int) -> timedelta:
-        """How long to wait after the ``attempts``-th failed send."""
-        seconds = self.alerts.retry_seconds * 2 ** max(attempts - 1, 0)
-        return timedelta(seconds=min(seconds, self.alerts.retry_max_seconds))
 
 
 @dataclass
@@ -184,12 +139,3 @@ def deliver(repo: Repository, config: DeliveryConfig, *, now: datetime | None = 
                                          respect_backoff=respect_backoff, deadline=deadline))
     return report
 
-
-def deliver_quietly(repo: Repository, config: DeliveryConfig, *, timeout: float) -> DeliveryReport:
-    """Deliver after a command-line scan: bounded by ``timeout`` seconds, ignoring backoff (the
-    user's run is the retry); a failure only leaves rows pending, never fails the scan."""
-    try:
-        return deliver(repo, config, respect_backoff=False, deadline=time.monotonic() + timeout)
-    except SnapfimError as exc:  # the database went away after the commit: retried next time
-        log.warning("delivery postponed: %s", exc)
-        return DeliveryReport([SinkReport("all", error=str(exc))])

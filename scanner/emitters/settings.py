@@ -1,8 +1,9 @@
 """Settings of the alert sinks and their delivery (``SNAPFIM_SYSLOG_*``, ``SNAPFIM_WEBHOOK_*``,
 ``SNAPFIM_DELIVERY_*``, ``SNAPFIM_STALE_HOURS``), validated with one-line errors naming the
-variable. Secrets are never settings themselves: the webhook's bearer token and HMAC key are
-read from the environment variables *named* by ``SNAPFIM_WEBHOOK_BEARER_ENV`` /
-``SNAPFIM_WEBHOOK_HMAC_ENV`` and live in memory only (never in the database).
+variable, and :class:`DeliveryConfig`, the sinks a process delivers to. Secrets are never
+settings themselves: the webhook's bearer token and HMAC key are read from the environment
+variables *named* by ``SNAPFIM_WEBHOOK_BEARER_ENV`` / ``SNAPFIM_WEBHOOK_HMAC_ENV`` and live in
+memory only (never in the database).
 
 ``SNAPFIM_SYSLOG_URL``        ``udp://host[:514]`` or ``tcp://host[:601]`` (RFC 5424 messages;
                               TCP frames them by octet counting, RFC 6587)
@@ -25,11 +26,17 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from scanner.envreader import EnvReader
 from scanner.errors import ConfigError
+
+if TYPE_CHECKING:
+    from scanner.emitters.item import Sink
+    from scanner.settings import Settings
 
 FACILITIES = {"kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6,
               "news": 7, "uucp": 8, "cron": 9, "authpriv": 10, "ftp": 11, "ntp": 12,
@@ -99,6 +106,48 @@ class AlertSettings:
                                      minimum=1),
             stale_hours=None if stale_text is None else _number(
                 read, "SNAPFIM_STALE_HOURS", 0.0, minimum=0.01))
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    """Which sinks are configured, the record format, and the retry policy."""
+
+    jsonl_path: str | None = None
+    fmt: str = "configchange"
+    alerts: AlertSettings = AlertSettings()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DeliveryConfig:
+        """The delivery configuration of the settings (SNAPFIM_EVENTS_*, alert sinks)."""
+        return cls(settings.events_jsonl, settings.events_format, settings.alerts)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Names of the configured sinks."""
+        return tuple(s for s, on in (("jsonl", self.jsonl_path), ("syslog", self.alerts.syslog),
+                                     ("webhook", self.alerts.webhook_url)) if on)
+
+    def sinks(self) -> list[Sink]:
+        """The configured sinks, ready to send."""
+        from scanner.emitters.sinks import JsonlSink
+        from scanner.emitters.syslog import SyslogSink
+        from scanner.emitters.webhook import WebhookSink
+
+        a = self.alerts
+        out: list[Sink] = []
+        if self.jsonl_path:
+            out.append(JsonlSink(self.jsonl_path))
+        if a.syslog is not None:
+            out.append(SyslogSink(a.syslog, a.syslog_facility, a.timeout))
+        if a.webhook_url:
+            out.append(WebhookSink(a.webhook_url, timeout=a.timeout, ca_bundle=a.webhook_ca_bundle,
+                                   bearer=a.webhook_bearer, hmac_key=a.webhook_hmac_key))
+        return out
+
+    def backoff(self, attempts: int) -> timedelta:
+        """How long to wait after the ``attempts``-th failed send."""
+        seconds = self.alerts.retry_seconds * 2 ** max(attempts - 1, 0)
+        return timedelta(seconds=min(seconds, self.alerts.retry_max_seconds))
 
 
 def parse_syslog_url(url: str) -> SyslogTarget:

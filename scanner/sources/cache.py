@@ -76,8 +76,8 @@ class CacheSettings:
     """How a :class:`CachedSource` caches, reads ahead and retries (JSON-able)."""
 
     cache_bytes: int = CACHE_BYTES      # bound of the cached blocks' bytes
-    read_ahead: int = 16                # blocks fetched ahead of a forward reader, at most
-    threads: int = 16                   # read-ahead fetches running at once
+    read_ahead: int = 32                # blocks fetched ahead of a reader, at most
+    threads: int = 32                   # read-ahead fetches running at once
     attempts: int = 5                   # tries of a block that keeps failing transiently
     mismatch_attempts: int = 3          # tries of a block that fails verification
     backoff: float = 0.05               # seconds before the first retry, doubled each time
@@ -99,7 +99,7 @@ class CacheStats:
     """Counters of a :class:`CachedSource`, for benchmarks and tests."""
 
     fetched: int = 0       # blocks fetched successfully (read-ahead included)
-    read_ahead: int = 0    # of which fetched ahead of the reader
+    read_ahead: int = 0    # of which fetched ahead of the reader (not for a read in progress)
     hits: int = 0          # block lookups served from the cache
     waits: int = 0         # block lookups that joined a fetch already in flight
     retries: int = 0       # fetch attempts repeated (transient fault or failed verification)
@@ -329,12 +329,19 @@ class CachedSource:
                                                 thread_name_prefix="snapfim-fetch")
             pool = self._pool
         for index, future in jobs:
-            pool.submit(self._ahead, index, future)
+            try:
+                pool.submit(self._background, index, future, not first <= index <= last)
+            except RuntimeError:  # closed meanwhile: the pool takes no more work
+                with self._lock:
+                    self._inflight.pop(index, None)
+                    self._ahead_inflight -= 1
+                if not future.done():
+                    future.set_exception(SourceReadError("block source closed"))
 
-    def _ahead(self, index: int, future: Future[bytes]) -> None:
-        """A pool task: fetch one block ahead of the reader."""
+    def _background(self, index: int, future: Future[bytes], ahead: bool) -> None:
+        """A pool task: fetch one block of a read, or one ahead of the reader."""
         try:
-            self._run(index, future, ahead=True)
+            self._run(index, future, ahead)
         finally:
             with self._lock:
                 self._ahead_inflight -= 1

@@ -2,8 +2,9 @@
 
 Pure logic, no I/O: :class:`RunDetector` remembers the last few reads (several readers
 interleave: the walk, the hash of a file, a worker's claim) and, when a read continues one of
-them by at most ``near`` blocks in a direction it already went, names the ``depth`` blocks
-that come next that way.
+them by at most ``near`` blocks in a direction it already went, names the blocks that come
+next that way: ``start`` of them on the run's first step, twice as many on each further
+step, up to ``depth`` (a short run costs few fetches, a long one gets the full window).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ class _Run:
 class RunDetector:
     """Detects forward and backward runs of block reads (not thread-safe: callers lock)."""
 
-    def __init__(self, depth: int, runs: int = 16, near: int = 2) -> None:
+    def __init__(self, depth: int, runs: int = 16, near: int = 2, start: int = 8) -> None:
         self._depth = depth
+        self._start = max(1, start)
         self._runs: list[_Run] = []  # most recent first, at most ``runs``
         self._limit = runs
         self._near = near
@@ -49,9 +51,10 @@ class RunDetector:
         del self._runs[self._limit:]
         if run.steps == steps or self._depth <= 0:
             return range(0)
+        window = min(self._depth, self._start << min(run.steps - 1, 16))
         if run.direction > 0:
-            return range(last + 1, last + 1 + self._depth)
-        return range(first - 1, max(-1, first - 1 - self._depth), -1)
+            return range(last + 1, last + 1 + window)
+        return range(first - 1, max(-1, first - 1 - window), -1)
 
     def _match(self, first: int, last: int) -> _Run | None:
         """The most recent run this read continues, if any."""

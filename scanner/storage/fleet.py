@@ -1,5 +1,9 @@
 """Fleet state in the database: accounts, discovered machines and disks, scan cycles and
-their snapshots. The database, not the broker, is the source of truth for scan state."""
+their snapshots. The database, not the broker, is the source of truth for scan state.
+
+What the fleet's cycle (:mod:`scanner.cycle`) reads comes back as typed rows (the frozen
+dataclasses below), never as SQLAlchemy rows: the cycle does not know the tables.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from scanner.cloud.provider import MachineInfo, SnapshotInfo
+from scanner.cloud.provider import DiskInfo, MachineInfo, SnapshotInfo
 from scanner.errors import NotFound, StorageError
 from scanner.lifecycle import SCAN_ACTIVE, check_scan, check_snapshot
 from scanner.schedule import MachineSchedule
@@ -33,9 +37,107 @@ class AccountRow:
     discovery_error: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class MachineRow:
+    """A machine: discovered by its account's provider, or created by `snapfim scan`."""
+
+    id: int
+    account_id: int
+    name: str
+    resource_id: str | None
+    os: str | None
+    region: str | None
+    state: str | None
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class DiskRow:
+    """A present disk of a machine."""
+
+    id: int
+    machine_id: int
+    resource_id: str
+    device: str | None
+    size_bytes: int | None
+
+    def info(self) -> DiskInfo:
+        """The disk as its provider described it."""
+        return DiskInfo(self.resource_id, self.device, self.size_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class ScanRow:
+    """A scan's lifecycle fields (its results are read by :class:`Repository`)."""
+
+    id: int
+    machine_id: int
+    status: str
+    attempts: int
+    error: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRow:
+    """A snapshot of one disk for one scan cycle."""
+
+    id: int
+    scan_id: int
+    disk_id: int
+    cloud_id: str | None
+    state: str
+    locator: dict[str, Any]
+    error: str | None
+    parent_id: int | None = None   # the disk's previous snapshot (incremental scans)
+
+    def info(self) -> SnapshotInfo:
+        """The snapshot as its provider reported it."""
+        return SnapshotInfo(self.cloud_id or "", self.state, dict(self.locator), self.error)
+
+
+@dataclass(frozen=True, slots=True)
+class CycleRows:
+    """What one step of a scan cycle reads: the scan (locked), its machine, the machine's
+    present disks and its account."""
+
+    scan: ScanRow
+    machine: MachineRow
+    disks: list[DiskRow]
+    account: AccountRow
+
+    def machine_info(self) -> MachineInfo:
+        """The machine as its provider described it, with its present disks."""
+        m = self.machine
+        return MachineInfo(m.resource_id or "", m.name, tuple(d.info() for d in self.disks),
+                           m.os, m.region, m.state, dict(m.tags))
+
+
 def _account(row: Any) -> AccountRow:
     return AccountRow(row.id, row.name, row.cloud, dict(row.config or {}), bool(row.enabled),
                       row.last_discovered_at, row.discovery_error)
+
+
+def _machine(row: Any) -> MachineRow:
+    return MachineRow(int(row.id), int(row.account_id), row.name, row.resource_id, row.os,
+                      row.region, row.state, dict(row.tags or {}))
+
+
+def _disk(row: Any) -> DiskRow:
+    return DiskRow(int(row.id), int(row.machine_id), row.resource_id, row.device,
+                   row.size_bytes)
+
+
+def _scan(row: Any) -> ScanRow:
+    return ScanRow(int(row.id), int(row.machine_id), row.status, int(row.attempts or 0),
+                   row.error, utc(row.started_at), utc(row.finished_at))
+
+
+def _snapshot(row: Any) -> SnapshotRow:
+    return SnapshotRow(int(row.id), int(row.scan_id), int(row.disk_id), row.cloud_id,
+                       row.state, dict(row.locator or {}), row.error,
+                       None if row.parent_id is None else int(row.parent_id))
 
 
 # -- accounts ---------------------------------------------------------------------------------
@@ -57,6 +159,14 @@ def get_account(conn: Connection, name: str) -> AccountRow:
     row = conn.execute(select(account).where(account.c.name == name)).first()
     if row is None:
         raise NotFound(f"no account named {name!r} (see `snapfim account list`)")
+    return _account(row)
+
+
+def account_by_id(conn: Connection, account_id: int) -> AccountRow:
+    """An account by id."""
+    row = conn.execute(select(account).where(account.c.id == account_id)).first()
+    if row is None:
+        raise NotFound(f"no account with id {account_id}")
     return _account(row)
 
 
@@ -130,14 +240,19 @@ def sync_machines(conn: Connection, account_id: int, found: list[MachineInfo],
         conn.execute(update(machine).where(machine.c.id.in_(missing)).values(present=False))
 
 
-def machine_info(conn: Connection, machine_id: int) -> tuple[Any, list[Any]]:
-    """A machine row and its present disks."""
+def machine_info(conn: Connection, machine_id: int) -> tuple[MachineRow, list[DiskRow]]:
+    """A machine and its present disks."""
     row = conn.execute(select(machine).where(machine.c.id == machine_id)).first()
     if row is None:
         raise NotFound(f"no machine with id {machine_id}")
     disks = conn.execute(select(disk).where(disk.c.machine_id == machine_id, disk.c.present)
                          .order_by(disk.c.id)).all()
-    return row, list(disks)
+    return _machine(row), [_disk(d) for d in disks]
+
+
+def set_machine_os(conn: Connection, machine_id: int, os_family: str | None) -> None:
+    """Record the operating system family a scan of the machine found."""
+    conn.execute(update(machine).where(machine.c.id == machine_id).values(os=os_family))
 
 
 def schedules(conn: Connection) -> list[MachineSchedule]:
@@ -174,12 +289,26 @@ def open_cycle(conn: Connection, machine_id: int, now: datetime) -> int | None:
     return int(key[0])
 
 
-def lock_scan(conn: Connection, scan_id: int) -> Any:
-    """The scan row, locked for update until the transaction ends."""
+def lock_scan(conn: Connection, scan_id: int) -> ScanRow:
+    """The scan, its row locked for update until the transaction ends."""
     row = conn.execute(select(scan).where(scan.c.id == scan_id).with_for_update()).first()
     if row is None:
         raise NotFound(f"no scan with id {scan_id}")
-    return row
+    return _scan(row)
+
+
+def get_scan(conn: Connection, scan_id: int) -> ScanRow | None:
+    """The scan (not locked), None if there is none with this id."""
+    row = conn.execute(select(scan).where(scan.c.id == scan_id)).first()
+    return None if row is None else _scan(row)
+
+
+def lock_cycle(conn: Connection, scan_id: int) -> CycleRows:
+    """The scan cycle (its scan row locked until the transaction ends), its machine with
+    the present disks, and its account."""
+    row = lock_scan(conn, scan_id)
+    mach, disks = machine_info(conn, row.machine_id)
+    return CycleRows(row, mach, disks, account_by_id(conn, mach.account_id))
 
 
 def set_scan_status(conn: Connection, scan_id: int, status: str, *, error: str | None = None,
@@ -216,10 +345,16 @@ def add_snapshot(conn: Connection, scan_id: int, disk_id: int, info: SnapshotInf
     return int(key[0])
 
 
-def snapshots_of(conn: Connection, scan_id: int) -> list[Any]:
+def snapshots_of(conn: Connection, scan_id: int) -> list[SnapshotRow]:
     """The snapshots of a scan cycle, by disk."""
-    return list(conn.execute(select(snapshot).where(snapshot.c.scan_id == scan_id)
-                             .order_by(snapshot.c.disk_id)))
+    return [_snapshot(r) for r in conn.execute(select(snapshot).where(
+        snapshot.c.scan_id == scan_id).order_by(snapshot.c.disk_id))]
+
+
+def snapshot_by_id(conn: Connection, snapshot_id: int) -> SnapshotRow | None:
+    """One snapshot (a parent, for an incremental scan), None if there is none."""
+    row = conn.execute(select(snapshot).where(snapshot.c.id == snapshot_id)).first()
+    return None if row is None else _snapshot(row)
 
 
 def set_snapshot_state(conn: Connection, snapshot_id: int, state: str, *,
@@ -242,7 +377,7 @@ def set_snapshot_state(conn: Connection, snapshot_id: int, state: str, *,
     conn.execute(update(snapshot).where(snapshot.c.id == snapshot_id).values(**values))
 
 
-def expired_snapshots(conn: Connection, machine_id: int, keep: int) -> list[Any]:
+def expired_snapshots(conn: Connection, machine_id: int, keep: int) -> list[SnapshotRow]:
     """Live snapshots of a machine's disks beyond the newest ``keep`` per disk."""
     rows = conn.execute(
         select(snapshot).join(disk, disk.c.id == snapshot.c.disk_id)
@@ -251,12 +386,12 @@ def expired_snapshots(conn: Connection, machine_id: int, keep: int) -> list[Any]
                ~exists().where(and_(scan.c.id == snapshot.c.scan_id,
                                     scan.c.status.in_(SCAN_ACTIVE))))
         .order_by(snapshot.c.disk_id, snapshot.c.id.desc())).all()
-    out: list[Any] = []
+    out: list[SnapshotRow] = []
     per_disk: dict[int, int] = {}
     for row in rows:
         per_disk[row.disk_id] = per_disk.get(row.disk_id, 0) + 1
         if per_disk[row.disk_id] > keep:
-            out.append(row)
+            out.append(_snapshot(row))
     return out
 
 

@@ -59,6 +59,31 @@ class SinkStatus:
     last_error: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class StaleMachine:
+    """A machine without a recent successful scan: its last one (None if it never had one)."""
+
+    machine_id: int
+    scan_id: int | None
+    finished_at: datetime | None
+    created_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class FailedScan:
+    """What a failed-scan alert says: the scan's machine, times, error, and the machine's last
+    successful scan."""
+
+    machine_id: int
+    status: str
+    error: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int
+    last_success_scan_id: int | None
+    last_success_at: datetime | None
+
+
 def register_sinks(conn: Connection, names: Iterable[str], now: datetime) -> None:
     """Register sinks not registered yet (records committed from now on are queued for them)."""
     wanted = set(names)
@@ -226,7 +251,7 @@ def forget_sink(conn: Connection, name: str) -> int:
     return int(dropped or 0)
 
 
-def stale_machines(conn: Connection, older_than: datetime) -> list[dict[str, Any]]:
+def stale_machines(conn: Connection, older_than: datetime) -> list[StaleMachine]:
     """Present, discovered machines of enabled accounts whose last successful (or partial)
     scan finished before ``older_than`` (or that never had one and were created before)."""
     ok = (select(scan.c.machine_id, func.max(scan.c.id).label("scan_id"))
@@ -240,11 +265,11 @@ def stale_machines(conn: Connection, older_than: datetime) -> list[dict[str, Any
              .where(machine.c.present, machine.c.resource_id.is_not(None), account.c.enabled,
                     func.coalesce(last.c.finished_at, machine.c.created_at) < older_than)
              .order_by(machine.c.id))
-    return [{"machine_id": int(r.id), "scan_id": r.scan_id, "finished_at": utc(r.finished_at),
-             "created_at": utc(r.created_at)} for r in conn.execute(query)]
+    return [StaleMachine(int(r.id), None if r.scan_id is None else int(r.scan_id),
+                         utc(r.finished_at), utc(r.created_at)) for r in conn.execute(query)]
 
 
-def scan_alert_context(conn: Connection, scan_id: int) -> dict[str, Any] | None:
+def scan_alert_context(conn: Connection, scan_id: int) -> FailedScan | None:
     """What a failed-scan alert says: the scan's machine, times and error."""
     row = conn.execute(select(scan.c.machine_id, scan.c.status, scan.c.error, scan.c.started_at,
                               scan.c.finished_at, scan.c.attempts)
@@ -254,8 +279,7 @@ def scan_alert_context(conn: Connection, scan_id: int) -> dict[str, Any] | None:
     last_ok = conn.execute(select(scan.c.id, scan.c.finished_at).where(
         and_(scan.c.machine_id == row.machine_id, scan.c.status.in_(DONE_WITH_EVENTS)))
         .order_by(scan.c.id.desc()).limit(1)).first()
-    return {"machine_id": int(row.machine_id), "status": row.status, "error": row.error,
-            "started_at": utc(row.started_at), "finished_at": utc(row.finished_at),
-            "attempts": int(row.attempts),
-            "last_success_scan_id": None if last_ok is None else int(last_ok.id),
-            "last_success_at": None if last_ok is None else utc(last_ok.finished_at)}
+    return FailedScan(int(row.machine_id), row.status, row.error, utc(row.started_at),
+                      utc(row.finished_at), int(row.attempts),
+                      None if last_ok is None else int(last_ok.id),
+                      None if last_ok is None else utc(last_ok.finished_at))

@@ -188,12 +188,14 @@ class Repository:
                     previous: PreviousScan | None, started_at: datetime, finished_at: datetime,
                     status: str, source: dict[str, Any], coverage: dict[str, Any],
                     policies: list[str], scan_id: int | None = None,
-                    registry: Iterable[RegistryEntity] = ()) -> tuple[int, FileDiff]:
+                    registry: Iterable[RegistryEntity] = (),
+                    os_family: str | None = None) -> tuple[int, FileDiff]:
         """Diff the scan's file and registry entities against the state and write everything,
         in the caller's transaction: the scan row (created, or the fleet's row updated), the
-        state, the events. ``unreadable`` holds paths and registry ids whose state is unknown.
-        Every string is stored as :func:`scanner.textsafe.storable` makes it (NUL and unpaired
-        surrogates escaped), and the events carry the same spelling as the state.
+        state, the events, the machine's last scan (and ``os_family``, when given).
+        ``unreadable`` holds paths and registry ids whose state is unknown. Every string is
+        stored as :func:`scanner.textsafe.storable` makes it (NUL and unpaired surrogates
+        escaped), and the events carry the same spelling as the state.
         """
         # one representation in the database (scanner.textsafe): the rows are made storable
         # where they are built (sqldiff), the paths they are compared with and the report here
@@ -220,8 +222,9 @@ class Repository:
         conn.execute(update(scan).where(scan.c.id == scan_id).values(
             status=status, finished_at=finished_at, source=source, baseline=diff.baseline,
             entities=total, policies=policies, coverage=coverage, error=None, **diff.counts()))
+        found = {} if os_family is None else {"os": os_family}
         conn.execute(update(machine).where(machine.c.id == machine_id)
-                     .values(last_scan_id=scan_id))
+                     .values(last_scan_id=scan_id, **found))
         return scan_id, diff
 
     # -- queries ----------------------------------------------------------------------------

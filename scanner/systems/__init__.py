@@ -5,20 +5,23 @@ from __future__ import annotations
 
 from scanner.coverage import Coverage
 from scanner.disk.discovery import OpenedVolume
+from scanner.disk.partition_ids import MachineIds
 from scanner.systems.base import System, has_dir
 from scanner.systems.linux import mount_linux
 from scanner.systems.windows import find_windows, mount_windows
 
 
-def detect_systems(opened: list[OpenedVolume], coverage: Coverage) -> list[System]:
+def detect_systems(opened: list[OpenedVolume], coverage: Coverage,
+                   ids: MachineIds | None = None) -> list[System]:
     """The systems on the opened volumes, each mounted: Windows when a volume holds a Windows
     installation; Linux when none does, or when a volume has an ``/etc`` besides (both are
-    then scanned). Linux comes first."""
+    then scanned). Linux comes first. ``ids``: the partition ids of the machine's volumes
+    (Windows drive letters name partitions by them)."""
     windows = find_windows(opened, coverage)
     linux = windows is None or any(has_dir(o.fs, "etc") for o in opened)
     systems: list[System] = []
     if linux:
         systems.append(mount_linux(opened, coverage))
     if windows is not None:
-        systems.append(mount_windows(windows, opened, coverage, alone=not linux))
+        systems.append(mount_windows(windows, opened, coverage, alone=not linux, ids=ids))
     return systems

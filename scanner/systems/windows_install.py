@@ -1,24 +1,22 @@
-"""A Windows installation: find it on an NTFS volume, name its paths, walk the Windows file
-entities on it. The hives it holds are read by :mod:`scanner.systems.windows_registry`; the
-system as a whole (detection, drive letters) is :mod:`scanner.systems.windows`.
+"""A Windows installation: find it on an NTFS volume and name the paths of its system
+volume. The hives it holds are read by
+:mod:`scanner.systems.windows_registry`; the system as a whole (detection, drive letters,
+walking the Windows file entities on each drive) is :mod:`scanner.systems.windows`.
 
 The system volume is the NTFS volume holding ``<windows dir>\\System32\\config`` (the
 Windows directory is found by that content, whatever its name). It is the ``C:`` drive:
 paths are named ``C:\\Windows\\explorer.exe`` with the on-disk spelling, and policy paths
-with ``%windir%``-style variables or ``C:`` are matched on it case-insensitively. Policy
-paths on other drive letters are listed in the coverage notes, not guessed.
+with ``%windir%``-style variables or ``C:`` are matched on it case-insensitively. Other
+drive letters come from ``SYSTEM\\MountedDevices`` (:mod:`scanner.systems.windows_letters`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scanner.coverage import Coverage
 from scanner.disk.nodes import FileKind, Filesystem, Node
-from scanner.disk.walker import Walker
 from scanner.errors import DiskError, SourceReadError
-from scanner.policy import EntityKind, PolicyEntity, active
-from scanner.winpaths import system_variables, to_windows, walk_entity
+from scanner.winpaths import to_windows
 
 SYSTEM_DRIVE = "C:"
 
@@ -52,22 +50,6 @@ def find_install(fs: Filesystem) -> WindowsInstall | None:
     except (DiskError, SourceReadError):
         return None
     return None
-
-
-def walk_files(walker: Walker, system: WindowsInstall, policy: list[PolicyEntity],
-               coverage: Coverage) -> list[str]:
-    """Walk the enabled Windows file entities on the system volume; returns their names.
-    Entities that cannot apply on this disk (another drive, an unknown variable) are noted."""
-    variables = system_variables(system.windows_dir, SYSTEM_DRIVE)
-    names = []
-    for entity in active(policy, EntityKind.WINDOWS_FILE):
-        translated = walk_entity(entity, variables, SYSTEM_DRIVE)
-        if isinstance(translated, str):
-            coverage.notes.append(f"{entity.name}: not scanned: {translated}")
-            continue
-        walker.walk_entity(translated)
-        names.append(entity.name)
-    return names
 
 
 def windows_name(posix_path: str) -> str:

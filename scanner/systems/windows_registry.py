@@ -14,15 +14,18 @@ keys or values that cannot be read: a torn replay leaves it part old, part new.
 
 from __future__ import annotations
 
-from scanner.collectors.registry import collect, open_hive, reaches
+from collections.abc import Mapping
+
+from scanner.collectors.registry import collect, reaches
 from scanner.coverage import Coverage, HiveReport
 from scanner.disk.nodes import FileKind
 from scanner.disk.walker import Walker
 from scanner.entities import RegistryEntity, RegistryKeyEntity
-from scanner.errors import DiskError, SourceReadError
+from scanner.errors import DiskError, HiveError, SourceReadError
 from scanner.limits import Limits
 from scanner.policy import EntityKind, PolicyEntity, active
-from scanner.registry import HiveError
+from scanner.registry.hive import Hive
+from scanner.registry.replay import open_hive
 from scanner.systems.windows_install import WindowsInstall, windows_name
 
 MACHINE_HIVES = (("SYSTEM", "HKLM\\SYSTEM"), ("SOFTWARE", "HKLM\\SOFTWARE"),
@@ -43,6 +46,27 @@ def _read_file(walker: Walker, path: str, max_bytes: int = MAX_HIVE_BYTES) -> by
     return b"".join(mount.fs.iter_content(node))
 
 
+def open_hive_file(walker: Walker, path: str, limits: Limits | None = None) -> Hive | None:
+    """The hive file at ``path`` (posix, on the system volume), replayed from its
+    ``.LOG1``/``.LOG2`` when dirty (see :func:`scanner.collectors.registry.open_hive`); None
+    when the file does not exist.
+
+    Raises:
+        HiveError, DiskError, SourceReadError: it exists but cannot be read as a hive.
+    """
+    data = _read_file(walker, path)
+    if data is None:
+        return None
+    log_bytes = (limits or Limits()).log_pages * 4096 + (1 << 20)  # pages + headers
+    logs = [_read_optional(walker, f"{path}.{suffix}", log_bytes) for suffix in ("LOG1", "LOG2")]
+    return open_hive(data, log1=logs[0], log2=logs[1], limits=limits)
+
+
+def system_hive_path(install: WindowsInstall) -> str:
+    """The posix path of the SYSTEM hive file of ``install``."""
+    return f"{install.windows_dir}/System32/config/SYSTEM"
+
+
 def _hive_files(walker: Walker, system: WindowsInstall, want_users: bool
                 ) -> list[tuple[str, str, str, bool]]:
     """(report name, posix path, mount prefix, required) of each hive to read."""
@@ -60,9 +84,11 @@ def _hive_files(walker: Walker, system: WindowsInstall, want_users: bool
 
 def collect_registry(walker: Walker, system: WindowsInstall, policy: list[PolicyEntity],
                      coverage: Coverage, limits: Limits | None = None,
+                     opened: Mapping[str, Hive] | None = None,
                      ) -> tuple[dict[str, RegistryEntity], list[str]]:
     """Read every hive an enabled registry entity reaches and collect its keys and values
     (within ``limits``: a value, subkey list or log beyond a bound is listed as unreadable).
+    ``opened``: hives read already, by the posix path of their file (not read again).
 
     Returns the entities by id and the names of the registry entities scanned. Hive reports
     go to ``coverage.hives``; unreadable hives and keys to ``coverage.unreadable``.
@@ -83,17 +109,13 @@ def collect_registry(walker: Walker, system: WindowsInstall, policy: list[Policy
         report = HiveReport(name, windows_name(path), mount)
         coverage.hives.append(report)
         try:
-            data = _read_file(walker, path)
-            if data is None:
+            hive = (opened or {}).get(path) or open_hive_file(walker, path, limits)
+            if hive is None:
                 report.status = "missing"
                 if required:
                     report.reason = "hive file not found"
                     coverage.unreadable[mount] = f"hive {windows_name(path)} not found"
                 continue
-            log_bytes = (limits or Limits()).log_pages * 4096 + (1 << 20)  # pages + headers
-            logs = [_read_optional(walker, f"{path}.{suffix}", log_bytes)
-                    for suffix in ("LOG1", "LOG2")]
-            hive = open_hive(data, log1=logs[0], log2=logs[1], limits=limits)
             found, unreadable = collect(hive, mount, entities)
         except (DiskError, SourceReadError, HiveError) as exc:
             report.status, report.reason = "failed", str(exc)

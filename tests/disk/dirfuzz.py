@@ -23,7 +23,9 @@ from scanner.paths import WithinAny, encode_component
 from scanner.pipeline import ScanOptions, ScanOutcome, scan_source
 from scanner.policy import make_entity
 from scanner.sources.local import open_local
-from tests.imaging import copy_image, debugfs, write_at, xfs_db
+from tests.imaging.ext4 import debugfs
+from tests.imaging.tools import copy_image, write_at
+from tests.imaging.xfs import xfs_db
 
 POLICY = [make_entity("/", name="all")]
 
@@ -121,7 +123,7 @@ def ext_targets(image: Path, src: Path) -> list[Target]:
     dirs = directories(src)
     bs = int(re.search(r"^Block size:\s+(\d+)", debugfs(image, "stats", write=False),
                        re.MULTILINE).group(1))  # type: ignore[union-attr]
-    from tests.imaging import inode_info
+    from tests.imaging.ext4 import inode_info
 
     inodes = {d: inode_info(image, d)["inode"] for d in dirs}
     return [(d, at, bs, inodes[d]) for d, at in ext_dir_blocks(image, dirs)]
@@ -160,7 +162,7 @@ def xfs_targets(image: Path, src: Path) -> list[Target]:
 
 def directories(src: Path) -> list[str]:
     """The directories of a source tree, as paths inside the image."""
-    from tests.imaging import tree_paths
+    from tests.imaging.trees import tree_paths
 
     return [p for p in tree_paths(src)
             if (src / p.lstrip("/")).is_dir() and not (src / p.lstrip("/")).is_symlink()]

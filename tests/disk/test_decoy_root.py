@@ -15,16 +15,11 @@ from pathlib import Path
 
 from scanner.storage.repository import Repository, ScanRecord
 from tests.conftest import MACHINE, changes
-from tests.disk.test_mutations import MONITORED, NEW_TIME, T1, file_values
-from tests.imaging import (
-    build_ext4_volume,
-    copy_image,
-    debugfs,
-    gpt_disk,
-    inode_info,
-    linux_tree,
-    write_at,
-)
+from tests.disk.fs_baselines import MONITORED, NEW_TIME, T1, file_values
+from tests.imaging.ext4 import build_ext4_volume, debugfs, inode_info
+from tests.imaging.partitions import gpt_disk
+from tests.imaging.tools import copy_image, write_at
+from tests.imaging.trees import linux_tree
 
 ROOT_MB = 24
 CRONTAB = b"* * * * * root /usr/local/bin/miner\n"

@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from tests.disk import dirfuzz
-from tests.imaging import build_xfs_tree, linux_image, linux_tree
+from tests.imaging.ext4 import linux_image
+from tests.imaging.trees import linux_tree
+from tests.imaging.xfs import build_xfs_tree
 
 EXT_CASES, XFS_CASES = 70, 40
 

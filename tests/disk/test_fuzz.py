@@ -6,7 +6,7 @@ registry hives, hive transaction logs, GPT, MBR, LVM) and asserts for every case
 a one-line ``snapfim: error:``, no traceback, inside the time and memory bounds
 (tests/fuzzing.py: 60 s, 2 GiB of address space), and no ``removed`` event that the
 independent checker does not confirm as really gone. A failure lists the violating seeds with
-what happened; ``python benchmarks/fuzz_disks.py --targets T --first SEED --seeds 1 --keep
+what happened; ``python3 -m benchmarks.fuzz_disks --targets T --first SEED --seeds 1 --keep
 DIR`` reproduces one (the benchmark runs many more seeds).
 """
 

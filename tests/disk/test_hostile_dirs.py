@@ -23,18 +23,11 @@ from scanner.runner import run_scan
 from scanner.sources.local import open_local
 from scanner.storage.repository import Repository, ScanRecord
 from tests.conftest import MACHINE, changes
-from tests.disk.test_mutations import NEW_TIME, T0, T1, Base, content, file_values, make_base
-from tests.imaging import (
-    build_xfs_tree,
-    copy_image,
-    debugfs,
-    e2fsck_ok,
-    inode_info,
-    linux_tree,
-    run,
-    write_at,
-    xfs_inode,
-)
+from tests.disk.fs_baselines import NEW_TIME, T0, T1, Base, content, file_values, make_base
+from tests.imaging.ext4 import debugfs, e2fsck_ok, inode_info
+from tests.imaging.tools import copy_image, run, write_at
+from tests.imaging.trees import linux_tree
+from tests.imaging.xfs import build_xfs_tree, xfs_inode
 
 Scan = Callable[[Path], ScanRecord]
 

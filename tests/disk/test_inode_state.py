@@ -29,21 +29,19 @@ from scanner.sources.local import open_local
 from scanner.sources.memory import MemorySource
 from scanner.storage.repository import Repository, ScanRecord
 from tests.conftest import MACHINE, changes
-from tests.disk.test_mutations import (
+from tests.disk.fs_baselines import (
     CAP_NET_RAW,
     NEW_TIME,
     T0,
     T1,
+    XfsBase,
     content,
     make_base,
     sha,
 )
 from tests.disk.test_volumes import last_coverage
-from tests.disk.test_xfs_lvm import XfsBase
-from tests.imaging import (
-    acl_xattr,
+from tests.imaging.ext4 import (
     build_ext4,
-    capability_xattr,
     debugfs,
     e2fsck_ok,
     linux_image,
@@ -51,13 +49,10 @@ from tests.imaging import (
     pin_owners,
     pin_times,
     set_xattr,
-    tree_paths,
-    xfs_acl,
-    xfs_db,
-    xfs_overwrite_in_place,
-    xfs_set_times,
-    xfs_set_xattr,
 )
+from tests.imaging.trees import tree_paths
+from tests.imaging.xattrs import acl_xattr, capability_xattr
+from tests.imaging.xfs import xfs_acl, xfs_db, xfs_overwrite_in_place, xfs_set_times, xfs_set_xattr
 
 Scan = Callable[[Path], ScanRecord]
 State = Callable[[], dict[str, Any]]
@@ -293,7 +288,7 @@ def test_ext_attribute_reader_on_corrupted_inodes_and_blocks(tmp_path: Path) -> 
 
     from scanner.disk.ext_raw import ExtInodes
     from scanner.errors import CorruptFilesystem, SourceReadError
-    from tests.imaging import inode_info
+    from tests.imaging.ext4 import inode_info
 
     image = linux_image(tmp_path)
     set_xattr(image, "/usr/bin/tool", "security.capability", capability_xattr([CAP_NET_RAW]))
@@ -352,7 +347,7 @@ def test_xattr_value_kept_in_an_inode_of_its_own(tmp_path: Path) -> None:
     from scanner.disk.filesystems import open_filesystem
     from scanner.disk.tsk_image import open_image
     from scanner.disk.volumes import Volume
-    from tests.imaging import run
+    from tests.imaging.tools import run
 
     src = tmp_path / "src"
     src.mkdir()

@@ -31,8 +31,9 @@ from scanner.storage.repository import Repository, ScanRecord
 from tests.conftest import MACHINE as LINUX_MACHINE
 from tests.conftest import changes
 from tests.disk.test_windows_mutations import MACHINE, scan_image
-from tests.imaging import copy_image, debugfs, inode_info, linux_image, write_at
-from tests.windows_image import base_layout, build_windows_image, system_volume_offset
+from tests.imaging.ext4 import debugfs, inode_info, linux_image
+from tests.imaging.tools import copy_image, write_at
+from tests.imaging.windows import base_layout, build_windows_image, system_volume_offset
 
 LOG1 = "C:\\Windows\\System32\\config\\DEFAULT.LOG1"
 RECORD = 1024

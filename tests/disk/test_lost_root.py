@@ -21,25 +21,20 @@ import pytest
 from scanner.entities import FileEntity
 from scanner.storage.repository import Repository, ScanRecord
 from tests.conftest import MACHINE, changes
-from tests.imaging import (
+from tests.imaging.ext4 import block_size, build_ext4_volume
+from tests.imaging.linux_disk import (
     BOOT_MB,
     BOOT_UUID,
-    MIB,
     ROOT_MB,
     ROOT_UUID,
-    block_size,
     boot_fstab,
     boot_tree,
-    build_ext4_volume,
-    gpt_disk,
     linux_gpt_disk,
-    lvm_fill,
-    lvm_linear,
-    lvm_pv,
-    mbr_disk,
     root_tree,
-    write_at,
 )
+from tests.imaging.lvm import lvm_fill, lvm_linear, lvm_pv
+from tests.imaging.partitions import gpt_disk, mbr_disk
+from tests.imaging.tools import MIB, write_at
 
 Scan = Callable[[Path], ScanRecord]
 State = Callable[[], dict[str, FileEntity]]

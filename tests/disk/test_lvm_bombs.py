@@ -16,19 +16,11 @@ from scanner.policy import make_entity
 from scanner.storage.policies import add_entity, ensure_recommended
 from scanner.storage.repository import Repository, ScanRecord
 from tests.disk.test_volumes import LINUX_TREE_BOOT, ROOT_MONITORED, last_coverage, vol
-from tests.imaging import (
-    MIB,
-    ROOT_MB,
-    ROOT_UUID,
-    build_ext4_volume,
-    gpt_disk,
-    lvm_fill,
-    lvm_linear,
-    lvm_metadata,
-    lvm_pv,
-    lvm_pv_text,
-    root_tree,
-)
+from tests.imaging.ext4 import build_ext4_volume
+from tests.imaging.linux_disk import ROOT_MB, ROOT_UUID, root_tree
+from tests.imaging.lvm import lvm_fill, lvm_linear, lvm_metadata, lvm_pv, lvm_pv_text
+from tests.imaging.partitions import gpt_disk
+from tests.imaging.tools import MIB
 
 DATA_UUID = "0d0d0d0d-1111-4222-8333-444455556666"
 PV_MB = 80

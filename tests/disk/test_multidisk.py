@@ -7,13 +7,15 @@
   disks; a file whose data lies on both disks changes on both; without disk 1 the LV cannot be
   read, / is unreadable and nothing is ``removed``.
 
-Images are built by :mod:`tests.imaging_multidisk`; expected values come from what the tests
+Images are built by :mod:`tests.imaging.multidisk`; expected values come from what the tests
 wrote and from debugfs / xfs_db, never from the scanner.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from scanner.collectors import hashing
 from scanner.entities import FileEntity
 from scanner.errors import NoFilesystemError, SourceReadError
 from scanner.pipeline import ScanOptions, scan_source, scan_sources
@@ -31,22 +34,10 @@ from scanner.sources.local import open_local
 from scanner.storage.policies import add_entity, ensure_recommended
 from scanner.storage.repository import Repository, ScanRecord
 from tests.conftest import MACHINE, changes
-from tests.disk.test_mutations import T0, file_values
-from tests.imaging import (
-    MIB,
-    ROOT_MB,
-    ROOT_UUID,
-    copy_image,
-    debugfs,
-    e2fsck_ok,
-    inode_info,
-    overwrite_in_place,
-    xfs_inode,
-    xfs_overwrite_in_place,
-    xfs_repair_ok,
-    xfs_set,
-)
-from tests.imaging_multidisk import (
+from tests.disk.fs_baselines import T0, file_values
+from tests.imaging.ext4 import debugfs, e2fsck_ok, inode_info, overwrite_in_place
+from tests.imaging.linux_disk import ROOT_MB, ROOT_UUID
+from tests.imaging.multidisk import (
     BIG_FILE,
     BIG_SIZE,
     EXTENT,
@@ -64,6 +55,8 @@ from tests.imaging_multidisk import (
     split_through,
     xfs_file_ranges,
 )
+from tests.imaging.tools import MIB, copy_image
+from tests.imaging.xfs import xfs_inode, xfs_overwrite_in_place, xfs_repair_ok, xfs_set
 
 ScanDisks = Callable[..., ScanRecord]
 State = Callable[[], dict[str, FileEntity]]
@@ -340,3 +333,40 @@ def test_lv_without_its_second_disk_fails_and_keeps_everything(
     assert file_state() == baseline
     record = scan_disks(disks.disk0, disks.disk1)
     assert (record.status, record.events) == ("succeeded", [])
+
+
+def test_parallel_hashing_reopens_volumes_of_both_disks(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch
+                                                        ) -> None:
+    """Forked hash workers reopen the LV over the PVs of both disks from its locator, and
+    the ext4 volumes from their own disk's locator: same digests as in-process."""
+    fs = build_lvm_root_fs(lvm_root_tree(tmp_path / "src"), tmp_path / "rootfs.img")
+    lvm = lvm_xfs_machine(tmp_path, fs, split_through(fs, "/" + BIG_FILE))
+    ext = ext4_opt_machine(tmp_path / "ext")
+    opened = tmp_path / "opened"
+    real_open = hashing.open_volume_filesystem
+
+    def spy(ref: hashing.VolumeRef) -> Any:  # runs in the forked workers
+        with opened.open("a") as fh:
+            fh.write(json.dumps([os.getpid(), ref.volume_locator or ref.disk_locator]) + "\n")
+        return real_open(ref)
+
+    monkeypatch.setattr(hashing, "open_volume_filesystem", spy)
+    monkeypatch.setattr(hashing, "PARALLEL_MIN_BYTES", 0)
+    policy = [*recommended_entities(), make_entity("/opt/app")]
+    for disks in (lvm, ext):
+        results = {}
+        for workers in (1, 3):
+            with open_local(disks.disk0) as d0, open_local(disks.disk1) as d1:
+                outcome = scan_sources([d0, d1], policy, ScanOptions(hash_workers=workers))
+            assert outcome.coverage.status == "succeeded"
+            results[workers] = {p: e.sha256 for p, e in outcome.entities.items()}
+        assert results[1] == results[3]
+    assert results[3]["/opt/app/app.conf"] == sha(OPT_FILES["app/app.conf"][0])
+    calls = [json.loads(line) for line in opened.read_text().splitlines()]
+    assert calls and all(pid != os.getpid() for pid, _ in calls)
+    lv_paths = {tuple(pv["parent"]["path"] for pv in locator["pvs"])
+                for _, locator in calls if locator["kind"] == "lvm"}
+    assert lv_paths == {(str(lvm.disk0), str(lvm.disk1))}
+    assert {locator["path"] for _, locator in calls if locator["kind"] == "local"} <= {
+        str(ext.disk0), str(ext.disk1)}

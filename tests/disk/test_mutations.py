@@ -1,37 +1,60 @@
-"""The ext4 mutation matrix: one change to a real image between two scans -> exact events.
+"""The mutation matrix: one change to a real image between two scans -> exact events, on every
+filesystem builder.
 
-Each test builds the small merged-/usr tree of :func:`tests.imaging.linux_tree` into an ext4
-image (every timestamp pinned to ``BASE_TIME``), scans it as the baseline, applies ONE
-mutation to a copy with debugfs (clock set to ``NEW_TIME``) or by writing data blocks
-directly, checks the copy with ``e2fsck -fn``, scans it again through the real pipeline and
-SQLite storage, and compares the complete event list: category, path, fields_changed and the
-before/after value of every changed field. Everything not mutated must stay silent.
+Each test takes a scanned baseline of the small merged-/usr tree of
+:func:`tests.imaging.trees.linux_tree` (:mod:`tests.disk.fs_baselines`: every timestamp pinned
+to ``BASE_TIME``), applies ONE mutation to a copy (ext4: debugfs with the clock at
+``NEW_TIME`` or data blocks written directly, checked with ``e2fsck -fn``; XFS: xfs_db in
+place or a rebuild with the changed path last, checked with ``xfs_repair -n``), scans it again
+through the real pipeline and SQLite storage, and compares the complete event list: category,
+path, fields_changed and the before/after value of every changed field. Everything not mutated
+must stay silent.
+
+Tests taking ``fs_base`` run once per filesystem (ext4, XFS); the ones taking ``base`` (ext4)
+or ``xfs_base`` use what only that filesystem's tools can do (debugfs creates and unlinks
+entries in place; xfs_db renames in place and keeps nanoseconds; an XFS rebuild takes names
+that are not UTF-8).
 
 Expected values come from the test's own knowledge of the tree (content, modes) or from
-debugfs (inode numbers), never from the scanner.
+debugfs / xfs_db (inode numbers), never from the scanner.
 """
 
 from __future__ import annotations
 
-import hashlib
+import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from scanner.entities import FileEntity
 from scanner.policy import make_entity
 from scanner.storage.policies import add_entity, ensure_recommended, set_enabled
 from scanner.storage.repository import Repository, ScanRecord
 from tests.conftest import changes
-from tests.imaging import (
-    BASE_TIME,
+from tests.disk.fs_baselines import (
+    CAP_NET_BIND_SERVICE,
+    CAP_NET_RAW,
+    MONITORED,
+    NEW_TIME,
+    T0,
+    T1,
+    USR_BIN,
+    XFS_MB,
+    XFS_UUID,
+    Base,
+    FsBase,
+    Scan,
+    State,
+    XfsBase,
+    content,
+    file_values,
+    make_base,
+    sha,
+)
+from tests.disk.test_volumes import last_coverage, vol
+from tests.imaging.ext4 import (
     BASE_TOOL_ACL,
-    acl_xattr,
-    capability_xattr,
-    copy_image,
     debugfs,
     e2fsck_ok,
     inode_info,
@@ -39,107 +62,51 @@ from tests.imaging import (
     overwrite_in_place,
     set_xattr,
 )
-
-NEW_TIME = 1_800_000_000            # debugfs clock during mutations (2027-01-15)
-T0 = BASE_TIME * 10**9              # scanner times are integer nanoseconds
-T1 = NEW_TIME * 10**9
-CAP_NET_BIND_SERVICE, CAP_NET_RAW = 10, 13
-
-# What the recommended policy covers in the linux_tree image, and nothing else.
-MONITORED = {
-    "/bin", "/sbin",
-    "/boot", "/boot/grub", "/boot/grub/grub.cfg", "/boot/vmlinuz-6.1",
-    "/etc/a.conf", "/etc/ld.so.conf", "/etc/crontab",
-    "/etc/cron.daily", "/etc/cron.daily/logrotate", "/etc/init.d", "/etc/init.d/ssh",
-    "/usr/bin", "/usr/bin/dash", "/usr/bin/gunzip", "/usr/bin/gzip", "/usr/bin/login",
-    "/usr/bin/ls", "/usr/bin/passwd", "/usr/bin/ping", "/usr/bin/sh", "/usr/bin/tool",
-    "/usr/sbin", "/usr/sbin/sshd", "/usr/sbin/useradd",
-}
-USR_BIN = ("/bin", "/usr/bin")
-
-State = Callable[[], dict[str, FileEntity]]  # the conftest ``file_state`` fixture
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def content(path: str) -> bytes:
-    """Base content of a regular file of linux_tree (all but /boot/vmlinuz-6.1)."""
-    return f"{path}\n".encode()
-
-
-
-
-def file_values(data: bytes, *, inode: int, mode: int = 0o755, nlink: int = 1,
-                time: int = T0, uid: int = 0, gid: int = 0) -> dict[str, Any]:
-    """The full recorded values of a regular file without xattrs."""
-    return {"type": "file", "size": len(data), "mode": mode, "uid": uid, "gid": gid,
-            "link_target": None, "sha256": sha(data), "acl": None, "capability": None,
-            "xattrs": {}, "attributes": None, "mtime": time, "ctime": time, "crtime": time,
-            "inode": inode,
-            "nlink": nlink, "atime": time}
-
-
-@dataclass
-class Base:
-    """A scanned baseline image and a way to make mutated copies of it."""
-
-    image: Path
-    workdir: Path
-    scan: Callable[[Path], ScanRecord]
-
-    def copy(self, name: str = "mutated.img") -> Path:
-        return copy_image(self.image, self.workdir / name)
-
-    def mutate(self, *commands: str) -> Path:
-        """A copy changed by one debugfs session whose clock reads NEW_TIME; fsck-checked."""
-        target = self.copy()
-        debugfs(target, f"set_current_time @{NEW_TIME}", *commands)
-        assert e2fsck_ok(target)
-        return target
-
-    def host_file(self, data: bytes, name: str = "payload") -> Path:
-        """A host file for debugfs ``write``."""
-        path = self.workdir / name
-        path.write_bytes(data)
-        return path
-
-    def record(self, image: Path) -> ScanRecord:
-        """The next (non-baseline, fully readable) scan of the machine, from ``image``."""
-        record = self.scan(image)
-        assert not record.baseline
-        assert record.status == "succeeded", record
-        return record
-
-    def rescan(self, image: Path) -> list[tuple[str, str, tuple[str, ...], dict[str, Any]]]:
-        """The events of the next scan, as :func:`changes` lists them."""
-        return changes(self.record(image).events)
-
-
-def make_base(tmp_path: Path, scan: Callable[[Path], ScanRecord],
-              image: Path | None = None) -> Base:
-    """Scan ``image`` (default: a fresh :func:`linux_image`) as the machine's baseline."""
-    image = image or linux_image(tmp_path)
-    assert e2fsck_ok(image)
-    record = scan(image)
-    assert record.baseline and record.events == [] and record.status == "succeeded"
-    return Base(image, tmp_path, scan)
+from tests.imaging.tools import BASE_TIME, MIB
+from tests.imaging.xattrs import capability_xattr
+from tests.imaging.xfs import (
+    xfs_acl,
+    xfs_inode,
+    xfs_overwrite_in_place,
+    xfs_remove_xattr,
+    xfs_rename_in_place,
+    xfs_retarget_symlink,
+    xfs_set,
+    xfs_set_times,
+    xfs_set_xattr,
+)
 
 
 @pytest.fixture
-def base(tmp_path: Path, scan: Callable[[Path], ScanRecord]) -> Base:
+def base(tmp_path: Path, scan: Scan) -> Base:
+    """The ext4 baseline."""
     return make_base(tmp_path, scan)
 
 
+@pytest.fixture
+def xfs_base(tmp_path: Path, scan: Scan) -> XfsBase:
+    """The XFS baseline."""
+    return XfsBase(tmp_path, scan)
+
+
+@pytest.fixture(params=["ext4", "xfs"])
+def fs_base(request: pytest.FixtureRequest, tmp_path: Path, scan: Scan) -> FsBase:
+    """The baseline on each filesystem builder in turn."""
+    if request.param == "ext4":
+        return make_base(tmp_path, scan)
+    return XfsBase(tmp_path, scan)
+
+
+# == every filesystem ==========================================================================
+
 # -- baseline and no-op ------------------------------------------------------------------------
 
-def test_baseline_records_exactly_the_monitored_paths(base: Base, file_state: State) -> None:
+def test_baseline_records_exactly_the_monitored_paths(fs_base: FsBase, file_state: State) -> None:
     recorded = file_state()
     assert set(recorded) == MONITORED
     login = recorded["/usr/bin/login"]
     assert login.values() == file_values(content("/usr/bin/login"),
-                                         inode=inode_info(base.image, "/usr/bin/login")["inode"])
+                                         inode=fs_base.inode(fs_base.image, "/usr/bin/login"))
     assert recorded["/usr/bin/tool"].acl == BASE_TOOL_ACL
     assert recorded["/usr/bin/passwd"].mode == 0o4755
     assert recorded["/bin"].type == "symlink" and recorded["/bin"].link_target == "usr/bin"
@@ -147,12 +114,12 @@ def test_baseline_records_exactly_the_monitored_paths(base: Base, file_state: St
     assert recorded["/usr/bin/gzip"].nlink == 2
 
 
-def test_unchanged_rescan_reports_nothing(base: Base) -> None:
-    record = base.scan(base.image)
+def test_unchanged_rescan_reports_nothing(fs_base: FsBase) -> None:
+    record = fs_base.record(fs_base.image)
     assert (record.baseline, record.events, record.added, record.removed, record.modified) == \
         (False, [], 0, 0, 0)
     assert record.entities == len(MONITORED)
-    assert base.rescan(base.copy()) == []  # a byte-identical copy elsewhere: same state
+    assert fs_base.rescan(fs_base.copy()) == []  # a byte-identical copy elsewhere: same state
 
 
 # -- content -----------------------------------------------------------------------------------
@@ -163,24 +130,24 @@ def test_unchanged_rescan_reports_nothing(base: Base) -> None:
     ("/boot/vmlinuz-6.1", bytes(range(256)) * 11 + b"\x00" * 184,
      bytes(range(256)) * 11 + b"\xcc" * 184),
 ])
-def test_timestomped_content_change_reports_sha256_only(base: Base, path: str, old: bytes,
+def test_timestomped_content_change_reports_sha256_only(fs_base: FsBase, path: str, old: bytes,
                                                         new: bytes) -> None:
-    image = base.copy()
-    before = inode_info(image, path)
-    overwrite_in_place(image, path, new)
-    assert inode_info(image, path) == before  # size, mode, owners and all four times kept
-    assert e2fsck_ok(image)
-    assert base.rescan(image) == [
+    image = fs_base.copy()
+    before = fs_base.inode_fields(image, path)
+    fs_base.overwrite(image, path, new)
+    assert fs_base.inode_fields(image, path) == before  # size, mode, owners and times kept
+    fs_base.check(image)
+    assert fs_base.rescan(image) == [
         ("modified", path, ("sha256",), {"sha256": (sha(old), sha(new))}),
     ]
 
 
-def test_hard_linked_twin_reports_the_content_change_too(base: Base) -> None:
-    image = base.copy()
-    overwrite_in_place(image, "/usr/bin/gzip", b"/usr/bin/GZIP\n")
-    assert e2fsck_ok(image)
+def test_hard_linked_twin_reports_the_content_change_too(fs_base: FsBase) -> None:
+    image = fs_base.copy()
+    fs_base.overwrite(image, "/usr/bin/gzip", b"/usr/bin/GZIP\n")
+    fs_base.check(image)
     change = {"sha256": (sha(content("/usr/bin/gzip")), sha(b"/usr/bin/GZIP\n"))}
-    assert base.rescan(image) == [
+    assert fs_base.rescan(image) == [
         ("modified", "/usr/bin/gunzip", ("sha256",), change),
         ("modified", "/usr/bin/gzip", ("sha256",), change),
     ]
@@ -189,39 +156,51 @@ def test_hard_linked_twin_reports_the_content_change_too(base: Base) -> None:
 # -- metadata ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("path", "new_mode", "old", "new"), [
-    ("/usr/bin/login", "0100600", 0o755, 0o600),        # chmod 600
-    ("/usr/bin/login", "0104755", 0o755, 0o4755),       # setuid added
-    ("/usr/bin/ls", "0102755", 0o755, 0o2755),          # setgid added
-    ("/usr/bin/passwd", "0100755", 0o4755, 0o755),      # setuid removed
-    ("/usr/sbin/sshd", "0101755", 0o755, 0o1755),       # sticky bit
+    ("/usr/bin/login", 0o100600, 0o755, 0o600),        # chmod 600
+    ("/usr/bin/login", 0o104755, 0o755, 0o4755),       # setuid added
+    ("/usr/bin/ls", 0o102755, 0o755, 0o2755),          # setgid added
+    ("/usr/bin/passwd", 0o100755, 0o4755, 0o755),      # setuid removed
+    ("/usr/sbin/sshd", 0o101755, 0o755, 0o1755),       # sticky bit
 ], ids=["chmod", "setuid", "setgid", "setuid-removed", "sticky"])
-def test_mode_change(base: Base, path: str, new_mode: str, old: int, new: int) -> None:
-    # debugfs sif changes the field only: ctime stays (the kernel would move it)
-    image = base.mutate(f"sif {path} mode {new_mode}")
-    assert base.rescan(image) == [("modified", path, ("mode",), {"mode": (old, new)})]
+def test_mode_change(fs_base: FsBase, path: str, new_mode: int, old: int, new: int) -> None:
+    # the mode field only: ctime stays (the kernel would move it)
+    image = fs_base.copy()
+    fs_base.set_mode(image, path, new_mode)
+    fs_base.check(image)
+    assert fs_base.rescan(image) == [("modified", path, ("mode",), {"mode": (old, new)})]
 
 
-def test_chown_uid_and_gid(base: Base) -> None:
-    image = base.mutate("sif /usr/bin/ls uid 1000", "sif /usr/bin/ls gid 1001")
-    assert base.rescan(image) == [
+def test_chown_uid_and_gid(fs_base: FsBase) -> None:
+    image = fs_base.copy()
+    fs_base.set_owner(image, "/usr/bin/ls", uid=1000, gid=1001)
+    fs_base.check(image)
+    assert fs_base.rescan(image) == [
         ("modified", "/usr/bin/ls", ("uid", "gid"), {"uid": (0, 1000), "gid": (0, 1001)}),
     ]
 
 
-def test_chown_with_kernel_like_ctime(base: Base) -> None:
-    """What a real chown leaves: owners and ctime, listed in the compared-field order."""
-    image = base.mutate("sif /usr/bin/ls uid 1000", f"sif /usr/bin/ls ctime @{NEW_TIME}")
-    assert base.rescan(image) == [
-        ("modified", "/usr/bin/ls", ("uid", "ctime"), {"uid": (0, 1000), "ctime": (T0, T1)}),
+def test_chown_with_kernel_like_ctime(fs_base: FsBase) -> None:
+    """What a real chown leaves: owners and ctime, listed in the compared-field order (with
+    nanoseconds where the filesystem's tool can set them)."""
+    ns = fs_base.ns(250_000_001)
+    image = fs_base.copy()
+    fs_base.set_owner(image, "/usr/bin/ls", uid=1000)
+    fs_base.set_times(image, "/usr/bin/ls", NEW_TIME, ns, ("ctime",))
+    fs_base.check(image)
+    assert fs_base.rescan(image) == [
+        ("modified", "/usr/bin/ls", ("uid", "ctime"), {"uid": (0, 1000), "ctime": (T0, T1 + ns)}),
     ]
 
 
-def test_timestamps_alone_are_changes(base: Base) -> None:
-    image = base.mutate(f"sif /etc/crontab mtime @{NEW_TIME}",
-                        f"sif /etc/crontab crtime @{NEW_TIME}",
-                        f"sif /etc/crontab atime @{NEW_TIME}")  # atime: recorded, not compared
-    assert base.rescan(image) == [
-        ("modified", "/etc/crontab", ("mtime", "crtime"), {"mtime": (T0, T1), "crtime": (T0, T1)}),
+def test_timestamps_alone_are_changes(fs_base: FsBase) -> None:
+    ns = fs_base.ns(999_999_999)
+    image = fs_base.copy()
+    fs_base.set_times(image, "/etc/crontab", NEW_TIME, ns,
+                      ("mtime", "crtime", "atime"))  # atime: recorded, not compared
+    fs_base.check(image)
+    assert fs_base.rescan(image) == [
+        ("modified", "/etc/crontab", ("mtime", "crtime"),
+         {"mtime": (T0, T1 + ns), "crtime": (T0, T1 + ns)}),
     ]
 
 
@@ -231,14 +210,107 @@ def test_timestamps_alone_are_changes(base: Base) -> None:
     ((CAP_NET_RAW,), "cap_net_raw=ep"),
     ((CAP_NET_BIND_SERVICE, CAP_NET_RAW), "cap_net_bind_service,cap_net_raw=ep"),
 ])
-def test_capability_added(base: Base, caps: tuple[int, ...], text: str) -> None:
-    image = base.copy()
-    set_xattr(image, "/usr/bin/ping", "security.capability", capability_xattr(caps))
-    assert e2fsck_ok(image)
-    assert base.rescan(image) == [
+def test_capability_added(fs_base: FsBase, caps: tuple[int, ...], text: str) -> None:
+    image = fs_base.copy()
+    fs_base.set_xattr(image, "/usr/bin/ping", "security.capability", capability_xattr(caps))
+    fs_base.check(image)
+    assert fs_base.rescan(image) == [
         ("modified", "/usr/bin/ping", ("capability",), {"capability": (None, text)}),
     ]
 
+
+def test_capability_changed_then_removed(fs_base: FsBase) -> None:
+    image = fs_base.copy()
+    fs_base.set_xattr(image, "/usr/bin/ping", "security.capability",
+                      capability_xattr([CAP_NET_RAW]))
+    fs_base.check(image)
+    assert fs_base.rescan(image) == [
+        ("modified", "/usr/bin/ping", ("capability",), {"capability": (None, "cap_net_raw=ep")}),
+    ]
+    fs_base.remove_xattr(image, "/usr/bin/ping", "security.capability")
+    fs_base.check(image)
+    assert fs_base.rescan(image) == [
+        ("modified", "/usr/bin/ping", ("capability",), {"capability": ("cap_net_raw=ep", None)}),
+    ]
+
+
+@pytest.mark.parametrize(("path", "acl", "old"), [
+    ("/usr/bin/tool", "user::rwx,user:1000:r--,group::r-x,group:50:r--,mask::r-x,other::r-x",
+     BASE_TOOL_ACL),
+    ("/usr/bin/ls", "user::rwx,user:1000:rwx,group::r-x,mask::rwx,other::r-x", None),
+], ids=["changed", "added"])
+def test_posix_acl_set(fs_base: FsBase, path: str, acl: str, old: str | None) -> None:
+    image = fs_base.copy()
+    fs_base.set_acl(image, path, acl)
+    fs_base.check(image)
+    assert fs_base.rescan(image) == [("modified", path, ("acl",), {"acl": (old, acl)})]
+
+
+def test_posix_acl_removed(fs_base: FsBase) -> None:
+    image = fs_base.copy()
+    fs_base.remove_xattr(image, "/usr/bin/tool", "system.posix_acl_access")
+    fs_base.check(image)
+    assert fs_base.rescan(image) == [
+        ("modified", "/usr/bin/tool", ("acl",), {"acl": (BASE_TOOL_ACL, None)}),
+    ]
+
+
+def test_other_xattrs_added(fs_base: FsBase) -> None:
+    image = fs_base.copy()
+    fs_base.set_xattr(image, "/usr/sbin/sshd", "user.origin", b"pkg sshd")
+    fs_base.set_xattr(image, "/usr/sbin/sshd", "trusted.origin", b"\x00\x01")
+    fs_base.check(image)
+    assert fs_base.rescan(image) == [
+        ("modified", "/usr/sbin/sshd", ("xattrs",),
+         {"xattrs": ({}, {"user.origin": "pkg sshd", "trusted.origin": "0x0001"})}),
+    ]
+
+
+# -- added, removed, linked --------------------------------------------------------------------
+
+def test_file_added(fs_base: FsBase) -> None:
+    data = b"#!/bin/sh\nexec nc -l 4444\n"
+    image = fs_base.with_file("/usr/bin/evil", data, mode=0o4750, gid=50)
+    fs_base.check(image)
+    record = fs_base.record(image)
+    assert changes(record.events) == [("added", "/usr/bin/evil", (), {})]
+    event = record.events[0]
+    assert event.previous is None
+    assert event.current == file_values(data, inode=fs_base.inode(image, "/usr/bin/evil"),
+                                        mode=0o4750, gid=50, time=T1)
+    assert event.policies == USR_BIN
+
+
+def test_file_with_an_acl_deleted(fs_base: FsBase) -> None:
+    # /usr/bin/tool: last in its directory, so an XFS rebuild without it renumbers nothing
+    inode = fs_base.inode(fs_base.image, "/usr/bin/tool")
+    image = fs_base.without("/usr/bin/tool")
+    fs_base.check(image)
+    record = fs_base.record(image)
+    assert changes(record.events) == [("removed", "/usr/bin/tool", (), {})]
+    event = record.events[0]
+    assert event.current is None
+    assert event.previous == {**file_values(content("/usr/bin/tool"), inode=inode),
+                              "acl": BASE_TOOL_ACL}
+    assert event.policies == USR_BIN
+
+
+def test_hard_link_added(fs_base: FsBase) -> None:
+    image = fs_base.with_hard_link("/usr/bin/login", "/usr/bin/login.hard")
+    fs_base.check(image)
+    record = fs_base.record(image)
+    inode = fs_base.inode(image, "/usr/bin/login")
+    assert changes(record.events) == [
+        ("modified", "/usr/bin/login", ("nlink",), {"nlink": (1, 2)}),
+        ("added", "/usr/bin/login.hard", (), {}),
+    ]
+    added = record.events[1]
+    assert added.previous is None
+    assert added.current == file_values(content("/usr/bin/login"), inode=inode, nlink=2)
+    assert added.policies == USR_BIN
+
+
+# == ext4 only (debugfs) =======================================================================
 
 def test_capability_removed(tmp_path: Path, scan: Callable[[Path], ScanRecord]) -> None:
     image = linux_image(tmp_path)
@@ -250,34 +322,6 @@ def test_capability_removed(tmp_path: Path, scan: Callable[[Path], ScanRecord]) 
     ]
 
 
-@pytest.mark.parametrize(("path", "acl", "old", "new"), [
-    ("/usr/bin/tool", "user::rwx,user:1000:r--,group::r-x,group:50:r--,mask::r-x,other::r-x",
-     BASE_TOOL_ACL, "user::rwx,user:1000:r--,group::r-x,group:50:r--,mask::r-x,other::r-x"),
-    ("/usr/bin/ls", "user::rwx,user:1000:rwx,group::r-x,mask::rwx,other::r-x",
-     None, "user::rwx,user:1000:rwx,group::r-x,mask::rwx,other::r-x"),
-], ids=["changed", "added"])
-def test_posix_acl_set(base: Base, path: str, acl: str, old: str | None, new: str) -> None:
-    image = base.copy()
-    set_xattr(image, path, "system.posix_acl_access", acl_xattr(acl))
-    assert e2fsck_ok(image)
-    assert base.rescan(image) == [("modified", path, ("acl",), {"acl": (old, new)})]
-
-
-def test_posix_acl_removed(base: Base) -> None:
-    image = base.mutate("ea_rm /usr/bin/tool system.posix_acl_access")
-    assert base.rescan(image) == [
-        ("modified", "/usr/bin/tool", ("acl",), {"acl": (BASE_TOOL_ACL, None)}),
-    ]
-
-
-def test_other_xattr_added(base: Base) -> None:
-    image = base.mutate('ea_set /usr/sbin/sshd user.origin "pkg sshd"')
-    assert base.rescan(image) == [
-        ("modified", "/usr/sbin/sshd", ("xattrs",), {"xattrs": ({}, {"user.origin": "pkg sshd"})}),
-    ]
-
-
-# -- links and types ---------------------------------------------------------------------------
 
 def test_symlink_retargeted(base: Base) -> None:
     # like `ln -sfn busybox sh`: a new symlink inode; debugfs reuses the freed inode number
@@ -339,35 +383,7 @@ def test_file_replaced_by_directory(base: Base) -> None:
     ]
 
 
-def test_hard_link_added(base: Base) -> None:
-    # debugfs `ln` adds the name only; the link count is raised by hand (ctime untouched)
-    image = base.mutate("ln /usr/bin/login /usr/bin/login.hard",
-                        "sif /usr/bin/login links_count 2")
-    record = base.record(image)
-    inode = inode_info(image, "/usr/bin/login")["inode"]
-    assert changes(record.events) == [
-        ("modified", "/usr/bin/login", ("nlink",), {"nlink": (1, 2)}),
-        ("added", "/usr/bin/login.hard", (), {}),
-    ]
-    added = record.events[1]
-    assert added.previous is None
-    assert added.current == file_values(content("/usr/bin/login"), inode=inode, nlink=2)
-    assert added.policies == USR_BIN
 
-
-# -- added, removed, renamed -------------------------------------------------------------------
-
-def test_file_added(base: Base) -> None:
-    data = b"#!/bin/sh\nexec nc -l 4444\n"
-    image = base.mutate(f"write {base.host_file(data)} /usr/bin/evil",
-                        "sif /usr/bin/evil mode 0104750", "sif /usr/bin/evil gid 50")
-    record = base.record(image)
-    assert changes(record.events) == [("added", "/usr/bin/evil", (), {})]
-    event = record.events[0]
-    assert event.previous is None
-    assert event.current == file_values(data, inode=inode_info(image, "/usr/bin/evil")["inode"],
-                                        mode=0o4750, gid=50, time=T1)
-    assert event.policies == USR_BIN
 
 
 def test_monitored_directory_appears(base: Base) -> None:
@@ -391,6 +407,9 @@ def test_monitored_directory_appears(base: Base) -> None:
     assert helper.current == file_values(
         data, inode=inode_info(image, "/usr/local/bin/helper")["inode"], time=T1)
     assert directory.policies == helper.policies == ("/usr/local/bin",)
+
+
+
 
 
 def test_file_deleted(base: Base) -> None:
@@ -441,6 +460,7 @@ def test_directory_metadata_changes_are_reported_but_not_its_size_or_times(base:
     assert base.rescan(image) == [
         ("modified", "/etc/init.d", ("mode",), {"mode": (0o755, 0o700)}),
     ]
+
 
 
 # -- scope -------------------------------------------------------------------------------------
@@ -551,3 +571,141 @@ def test_custom_entity_depth_and_excludes(app_base: Base, commands: list[str],
     record = app_base.record(image)
     assert changes(record.events) == expected
     assert all(e.policies == ("/srv/app",) for e in record.events)
+
+
+# == XFS only (xfs_db, rebuilds) ===============================================================
+
+def test_xfs_baseline_coverage_and_values(xfs_base: XfsBase, repo: Repository,
+                                          file_state: State) -> None:
+    coverage = last_coverage(repo)
+    assert coverage["partition_table"] == "none"
+    assert coverage["volumes"] == [
+        vol("disk", 0, XFS_MB * MIB, "whole disk", "xfs", mountpoint="/", uuid=XFS_UUID)]
+    assert (coverage["notes"], coverage["unreadable"]) == ([], {})
+
+    recorded = file_state()
+    assert recorded["/boot/vmlinuz-6.1"].values() == file_values(
+        bytes(range(256)) * 11 + b"\x00" * 184, mode=0o600,
+        inode=xfs_inode(xfs_base.image, "/boot/vmlinuz-6.1")["inode"])
+    assert recorded["/bin"].size == len("usr/bin")
+    gzip, gunzip = recorded["/usr/bin/gzip"], recorded["/usr/bin/gunzip"]
+    assert gzip.inode == gunzip.inode == xfs_inode(xfs_base.image, "/usr/bin/gzip")["inode"]
+    assert gzip.nlink == gunzip.nlink == 2
+    usr_bin = xfs_inode(xfs_base.image, "/usr/bin")
+    assert recorded["/usr/bin"].values() == {
+        "type": "directory", "size": usr_bin["size"], "mode": 0o755, "uid": 0, "gid": 0,
+        "link_target": None, "sha256": None, "acl": None, "capability": None, "xattrs": {},
+        "attributes": None,
+        "mtime": T0, "ctime": T0, "crtime": T0, "atime": T0, "nlink": 2,
+        "inode": usr_bin["inode"]}
+    assert usr_bin["size"] > 0  # the short-form directory's byte count, not libfsxfs's 0
+
+
+def test_xfs_timestamps_are_compared_to_the_nanosecond(xfs_base: XfsBase) -> None:
+    image = xfs_base.copy()
+    xfs_set_times(image, ["/etc/a.conf"], BASE_TIME, 1, fields=("mtime",))
+    assert xfs_base.rescan(image) == [
+        ("modified", "/etc/a.conf", ("mtime",), {"mtime": (T0, T0 + 1)}),
+    ]
+
+
+def test_xfs_default_acl_and_acl_removed(xfs_base: XfsBase) -> None:
+    image = xfs_base.copy()
+    xfs_set_xattr(image, "/etc/init.d", "system.posix_acl_default",
+                  xfs_acl("user::rwx,group::r-x,other::---"))
+    xfs_remove_xattr(image, "/usr/bin/tool", "system.posix_acl_access")
+    assert xfs_base.rescan(image) == [
+        ("modified", "/etc/init.d", ("acl",),
+         {"acl": (None, "default:user::rwx,default:group::r-x,default:other::---")}),
+        ("modified", "/usr/bin/tool", ("acl",), {"acl": (BASE_TOOL_ACL, None)}),
+    ]
+
+
+def test_xfs_symlink_retargeted_in_place(xfs_base: XfsBase) -> None:
+    image = xfs_base.copy()
+    xfs_retarget_symlink(image, "/usr/bin/sh", "busybox")
+    assert xfs_base.rescan(image) == [
+        ("modified", "/usr/bin/sh", ("size", "link_target"),
+         {"size": (4, 7), "link_target": ("dash", "busybox")}),
+    ]
+
+
+def test_xfs_file_renamed_in_place(xfs_base: XfsBase) -> None:
+    inode = xfs_inode(xfs_base.image, "/usr/bin/ls")["inode"]
+    image = xfs_base.copy()
+    xfs_rename_in_place(image, "/usr/bin/ls", "sl")
+    record = xfs_base.record(image)
+    assert changes(record.events) == [
+        ("removed", "/usr/bin/ls", (), {}),
+        ("added", "/usr/bin/sl", (), {}),
+    ]
+    removed, added = record.events
+    assert added.current == removed.previous == file_values(content("/usr/bin/ls"), inode=inode)
+
+
+LONG_TARGET = b"/opt/" + b"\xfe" * 10 + b"y" * 400
+
+
+def test_xfs_file_replaced_by_symlink_by_rebuild(xfs_base: XfsBase) -> None:
+    def replace(src: Path) -> None:
+        (src / "usr/bin/tool").unlink()
+        os.symlink("busybox", src / "usr/bin/tool")
+
+    image = xfs_base.rebuilt(replace, last=("usr/bin",))
+    xfs_set_times(image, ["/usr/bin/tool"], NEW_TIME)
+    assert xfs_base.rescan(image) == [
+        ("modified", "/usr/bin/tool",
+         ("type", "size", "mode", "link_target", "sha256", "acl", "mtime", "ctime", "crtime"),
+         {"type": ("file", "symlink"), "size": (14, 7), "mode": (0o755, 0o777),
+          "link_target": (None, "busybox"), "sha256": (sha(content("/usr/bin/tool")), None),
+          "acl": (BASE_TOOL_ACL, None), "mtime": (T0, T1), "ctime": (T0, T1),
+          "crtime": (T0, T1)}),
+    ]
+
+
+def test_xfs_changes_outside_the_policy_are_silent(xfs_base: XfsBase) -> None:
+    image = xfs_base.copy()
+    xfs_overwrite_in_place(image, "/var/log/syslog", b"/var/log/SYSLOG\n")
+    xfs_set(image, "/home/u/notes", uid=1000)
+    xfs_set(image, "/etc/passwd", mode=0o100666)  # not a *.conf
+    xfs_set(image, "/etc/sub/b.conf", uid=1000)   # /etc/*.conf is one level
+    xfs_set_xattr(image, "/srv/app/run.sh", "security.capability",
+                  capability_xattr([CAP_NET_RAW]))
+    assert xfs_base.rescan(image) == []
+
+
+def test_xfs_names_and_targets_that_are_not_utf8(xfs_base: XfsBase) -> None:
+    """libfsxfs refuses such names; the raw bytes come from the directory entries (short-form
+    and block directories) and the symlink inode, escaped as on every other filesystem."""
+    bad = os.fsdecode(b"ev\xffil")
+
+    def add(src: Path) -> None:
+        (src / "usr/bin" / bad).write_bytes(b"x\n")
+        (src / "usr/bin" / bad).chmod(0o755)
+        os.symlink(os.fsdecode(b"/opt/\xfe"), src / "usr/bin/zz-link")
+        os.symlink(os.fsdecode(LONG_TARGET), src / "usr/bin/zz-long")  # in a block of its own
+        many = src / "usr/bin/zz-many"
+        many.mkdir()
+        for n in range(200):  # a block-format directory
+            (many / f"file-{n:03d}").write_bytes(b"")
+        (many / os.fsdecode(b"bad\xc3name")).write_bytes(b"")
+
+    image = xfs_base.rebuilt(add, last=(f"usr/bin/{bad}", "usr/bin/zz-link", "usr/bin/zz-long",
+                                    "usr/bin/zz-many"))
+    assert xfs_inode(image, "/usr/bin/zz-many")["format"] == 2  # extents, not short-form
+    assert xfs_inode(image, "/usr/bin/zz-long")["format"] == 2
+    record = xfs_base.record(image)
+    events = changes(record.events)
+    assert [e[:2] for e in events if e[0] == "added"] == [
+        ("added", "/usr/bin/ev\\xffil"),
+        ("added", "/usr/bin/zz-link"),
+        ("added", "/usr/bin/zz-long"),
+        ("added", "/usr/bin/zz-many"),
+        *[("added", f"/usr/bin/zz-many/{name}") for name in sorted(
+            ["bad\\xc3name"] + [f"file-{n:03d}" for n in range(200)])],
+    ]
+    assert len(events) == 205
+    targets = {e.path: e.current["link_target"] for e in record.events
+               if e.current is not None and e.current["type"] == "symlink"}
+    assert targets == {"/usr/bin/zz-link": "/opt/\\xfe",
+                       "/usr/bin/zz-long": "/opt/" + "\\xfe" * 10 + "y" * 400}

@@ -1,4 +1,4 @@
-"""scanner.disk.ntfs_meta against real NTFS images from tests.ntfsbuilder (nothing mounted),
+"""scanner.disk.ntfs_meta against real NTFS images from tests.imaging.ntfs (nothing mounted),
 plus $SDS mirror handling and error translation with a fake pytsk3 handle."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import pytsk3
 from scanner.disk import ntfs_meta
 from scanner.disk.ntfs_meta import NtfsMeta, Reparse, Stream
 from scanner.errors import CorruptFilesystem, SourceReadError
-from scanner.registry.hivewriter import security_descriptor
 from tests.fake_tsk import FakeAttr, FakeAttrInfo
-from tests.ntfsbuilder import (
+from tests.imaging.hives import security_descriptor
+from tests.imaging.ntfs import (
     FILE_ATTRIBUTE_HIDDEN,
     FILE_ATTRIBUTE_SYSTEM,
     Dir,

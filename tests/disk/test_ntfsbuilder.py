@@ -1,4 +1,4 @@
-"""tests.ntfsbuilder: real NTFS images written through libntfs-3g, checked with pytsk3 and
+"""tests.imaging.ntfs: real NTFS images written through libntfs-3g, checked with pytsk3 and
 the ntfs-3g tools (ntfsfix, ntfsls, ntfssecaudit). Nothing is mounted."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import pytsk3
 
-from scanner.collectors.sddl import sddl_from_descriptor
-from scanner.registry.hivewriter import security_descriptor
-from tests.ntfsbuilder import (
+from scanner.sddl import sddl_from_descriptor
+from tests.imaging.hives import security_descriptor
+from tests.imaging.ntfs import (
     DEFAULT_TIME,
     FILE_ATTRIBUTE_HIDDEN,
     FILE_ATTRIBUTE_SYSTEM,

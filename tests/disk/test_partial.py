@@ -24,19 +24,10 @@ from scanner.entities import FileEntity
 from scanner.errors import NoFilesystemError
 from scanner.storage.repository import Repository, ScanRecord
 from tests.conftest import MACHINE, changes
-from tests.imaging import (
-    BOOT_MB,
-    BOOT_UUID,
-    block_size,
-    build_ext4_volume,
-    copy_image,
-    debugfs,
-    e2fsck_ok,
-    inode_info,
-    linux_gpt_disk,
-    linux_tree,
-    write_at,
-)
+from tests.imaging.ext4 import block_size, build_ext4_volume, debugfs, e2fsck_ok, inode_info
+from tests.imaging.linux_disk import BOOT_MB, BOOT_UUID, linux_gpt_disk
+from tests.imaging.tools import copy_image, write_at
+from tests.imaging.trees import linux_tree
 
 Scan = Callable[[Path], ScanRecord]
 State = Callable[[], dict[str, FileEntity]]

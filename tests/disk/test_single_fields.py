@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from scanner.storage.repository import ScanRecord
-from tests.disk.test_mutations import NEW_TIME, T0, T1, Base, content, make_base
-from tests.imaging import BASE_TIME, inode_info
+from tests.disk.fs_baselines import NEW_TIME, T0, T1, Base, content, make_base
+from tests.imaging.ext4 import inode_info
+from tests.imaging.tools import BASE_TIME
 
 
 @pytest.fixture

@@ -27,25 +27,20 @@ from scanner.collectors import hashing
 from scanner.errors import SourceReadError
 from scanner.storage.repository import ScanRecord
 from tests.conftest import changes
-from tests.disk.test_mutations import T0, sha
-from tests.disk.test_xfs_lvm import xfs_linux_image
-from tests.imaging import (
-    BASE_TIME,
+from tests.disk.fs_baselines import T0, sha, xfs_linux_image
+from tests.imaging.ext4 import (
     BASE_TOOL_ACL,
-    acl_xattr,
     block_size,
     build_ext4,
-    copy_image,
     e2fsck_ok,
-    linux_tree,
     pin_owners,
     pin_times,
     set_xattr,
-    tree_paths,
-    xfs_db,
-    xfs_inode,
-    xfs_repair_ok,
 )
+from tests.imaging.tools import BASE_TIME, copy_image
+from tests.imaging.trees import linux_tree, tree_paths
+from tests.imaging.xattrs import acl_xattr
+from tests.imaging.xfs import xfs_db, xfs_inode, xfs_repair_ok
 
 Scan = Callable[[Path], ScanRecord]
 State = Callable[[], dict[str, Any]]
@@ -87,7 +82,7 @@ def sparse_digest(size: int, runs: list[tuple[int, bytes]]) -> str:
 def sparse_image(workdir: Path, name: str, writes: dict[int, bytes]) -> Path:
     """linux_tree plus ``/usr/bin/big``: 1 TiB, holes but for ``writes`` (offset -> bytes),
     and ``/usr/bin/holey``: 6 KiB with a 2 KiB hole (hashed plainly); owners, times and the
-    tool ACL as in :func:`tests.imaging.linux_image`."""
+    tool ACL as in :func:`tests.imaging.ext4.linux_image`."""
     src = linux_tree(workdir / f"src-{name}")
     with open(src / "usr/bin/big", "wb") as fh:
         fh.truncate(TIB)

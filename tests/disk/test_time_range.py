@@ -15,13 +15,13 @@ import pytest
 
 from scanner.entities import RegistryKeyEntity
 from scanner.policy import make_entity
-from scanner.registry import filetime_to_ns
+from scanner.registry.hive import filetime_to_ns
 from scanner.storage.policies import add_entity, ensure_recommended
 from scanner.storage.repository import Repository
 from scanner.timestamps import NS_MAX, NS_MIN, storable_ns
 from tests.disk.test_windows_mutations import HKLM_SW, MACHINE, events, scan_image
-from tests.ntfsbuilder import File
-from tests.windows_image import (
+from tests.imaging.ntfs import File
+from tests.imaging.windows import (
     RUN,
     RUN_TIME,
     SOFTWARE,

@@ -28,37 +28,26 @@ from scanner.sources.local import open_local
 from scanner.storage.policies import add_entity, ensure_recommended
 from scanner.storage.repository import Repository, ScanRecord
 from tests.conftest import MACHINE, changes
-from tests.imaging import (
-    BASE_TIME,
+from tests.imaging.ext4 import build_ext4_volume, debugfs, e2fsck_ok, inode_info, overwrite_in_place
+from tests.imaging.fat import build_exfat, build_vfat
+from tests.imaging.linux_disk import (
     BOOT_MB,
     BOOT_UUID,
     GRUB_CFG,
-    MIB,
     ROOT_MB,
     ROOT_UUID,
     VMLINUZ,
-    append_vhd_footer,
     boot_fstab,
     boot_tree,
-    build_exfat,
-    build_ext4_volume,
-    build_ntfs,
-    build_swap,
-    build_vfat,
-    copy_image,
-    debugfs,
-    dynamic_vhd,
-    e2fsck_ok,
-    embed,
-    gpt_disk,
-    inode_info,
     linux_gpt_disk,
-    linux_tree,
-    mbr_disk,
-    overwrite_in_place,
     root_tree,
-    write_at,
 )
+from tests.imaging.ntfs import build_ntfs
+from tests.imaging.partitions import gpt_disk, mbr_disk
+from tests.imaging.swap import build_swap
+from tests.imaging.tools import BASE_TIME, MIB, copy_image, embed, write_at
+from tests.imaging.trees import linux_tree
+from tests.imaging.vhd import append_vhd_footer, dynamic_vhd
 
 T0 = BASE_TIME * 10**9
 Scan = Callable[[Path], ScanRecord]

@@ -1,4 +1,4 @@
-"""Windows file entities from real NTFS images (tests.ntfsbuilder, nothing mounted): SDDL,
+"""Windows file entities from real NTFS images (tests.imaging.ntfs, nothing mounted): SDDL,
 DOS attributes, alternate data streams, reparse targets, times, and a walk of a translated
 ``%windir%`` pattern; plus NtfsMeta.describe's single open with a fake pytsk3 handle."""
 
@@ -19,10 +19,10 @@ from scanner.disk.walker import Found, Mount, Walker
 from scanner.entities import FileEntity
 from scanner.errors import CorruptFilesystem, SourceReadError
 from scanner.policy import make_entity
-from scanner.registry.hivewriter import security_descriptor
 from scanner.winpaths import system_variables, to_windows, walk_entity
 from tests.fake_tsk import FakeAttr, FakeAttrInfo
-from tests.ntfsbuilder import (
+from tests.imaging.hives import security_descriptor
+from tests.imaging.ntfs import (
     DEFAULT_TIME,
     FILE_ATTRIBUTE_ARCHIVE,
     FILE_ATTRIBUTE_HIDDEN,

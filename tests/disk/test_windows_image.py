@@ -1,4 +1,4 @@
-"""tests.windows_image: the built disks hold exactly what the layout says, read back with
+"""tests.imaging.windows: the built disks hold exactly what the layout says, read back with
 pytsk3 (partitions, NTFS files, times, descriptors, attributes, streams, reparse points),
 scanner.registry and independent hive parsers (regipy, hivexsh); builds are deterministic
 and a mutated copy differs only where it was changed. Nothing is mounted."""
@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 import pytsk3
 
-from scanner.collectors.registry import open_hive, resolve_current_control_set
 from scanner.disk.ntfs_meta import NtfsMeta, Reparse
-from scanner.registry import REG_DWORD, REG_SZ, Hive, HiveError, parse_header
-from scanner.registry.hivewriter import dword, sz
-from tests.ntfsbuilder import DEFAULT_TIME, Dir, Entry, File, Junction
-from tests.windows_image import (
+from scanner.registry.controlset import resolve_current_control_set
+from scanner.registry.hive import REG_DWORD, REG_SZ, Hive, HiveError, parse_header
+from scanner.registry.replay import open_hive
+from tests.imaging.hives import dword, sz
+from tests.imaging.ntfs import DEFAULT_TIME, Dir, Entry, File, Junction
+from tests.imaging.windows import (
     ALICE_NTUSER,
     ALICE_SID,
     BOB_NTUSER,
@@ -598,7 +599,7 @@ def test_dirty_hive_without_log(tmp_path: Path, layout: WindowsLayout,
 
 def test_added_file_renumbers_no_other_mft_record(tmp_path: Path, fs: Any,
                                                  layout: WindowsLayout) -> None:
-    """tests.ntfsbuilder creates entries in the order given: a new entry (appended to the
+    """tests.imaging.ntfs creates entries in the order given: a new entry (appended to the
     layout) gets a new MFT record and every other entry keeps its number and metadata."""
     changed = copy_layout(layout)
     changed.files["Windows/Temp/evil.exe"] = File(b"MZ evil", times=T_DIR)

@@ -1,7 +1,7 @@
 """The Windows mutation matrix: one change to a real Windows disk between two scans -> exact
 events, files and registry alike.
 
-Each test takes :func:`tests.windows_image.base_layout` (GPT: an EFI FAT partition, then the
+Each test takes :func:`tests.imaging.windows.base_layout` (GPT: an EFI FAT partition, then the
 NTFS system volume with hives written by the hive writer), scans it as the baseline, applies
 ONE change to a copy of the layout, builds the second image, scans it through the real
 pipeline and SQLite storage and compares the complete event list: entity type, category,
@@ -19,21 +19,21 @@ from typing import Any
 
 import pytest
 
-from scanner.collectors.sddl import sddl_from_descriptor
 from scanner.policy import make_entity
-from scanner.registry import REG_DWORD, REG_EXPAND_SZ, REG_SZ
-from scanner.registry.hivewriter import dword, security_descriptor, sz
+from scanner.registry.hive import REG_DWORD, REG_EXPAND_SZ, REG_SZ
 from scanner.runner import run_scan
+from scanner.sddl import sddl_from_descriptor
 from scanner.sources.local import open_local
 from scanner.storage.policies import add_entity, ensure_recommended
 from scanner.storage.repository import Repository, ScanRecord
-from tests.ntfsbuilder import (
+from tests.imaging.hives import dword, security_descriptor, sz
+from tests.imaging.ntfs import (
     FILE_ATTRIBUTE_ARCHIVE,
     FILE_ATTRIBUTE_HIDDEN,
     FILE_ATTRIBUTE_SYSTEM,
     File,
 )
-from tests.windows_image import (
+from tests.imaging.windows import (
     BOB_NTUSER,
     FIREWALL_POLICY,
     HOSTS,

@@ -1,6 +1,6 @@
 """Unreadable is not removed, in the registry (issue 9; fuzz classes F and K).
 
-Each test scans :func:`tests.windows_image.base_layout` as the baseline, then a copy whose
+Each test scans :func:`tests.imaging.windows.base_layout` as the baseline, then a copy whose
 hive (or transaction log) an attacker damaged, through the real pipeline and SQLite storage,
 and asserts the exact outcome: the events (none for what could not be read), the scan status,
 the coverage entry and the state kept.
@@ -24,13 +24,13 @@ from typing import Any
 
 import pytest
 
-from scanner.registry import HBIN_START, REG_DWORD, REG_SZ, Hive
-from scanner.registry.hivewriter import HiveBuilder, dword, sz, write_transaction_log
+from scanner.registry.hive import HBIN_START, REG_DWORD, REG_SZ, Hive
 from scanner.runner import run_scan
 from scanner.sources.local import open_local
 from scanner.storage.repository import Repository, ScanRecord
-from tests.ntfsbuilder import File
-from tests.windows_image import (
+from tests.imaging.hives import HiveBuilder, dword, sz, write_transaction_log
+from tests.imaging.ntfs import File
+from tests.imaging.windows import (
     BOB_NTUSER,
     RUN,
     SECURITY,

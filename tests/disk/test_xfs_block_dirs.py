@@ -27,7 +27,9 @@ from scanner.storage.policies import add_entity, ensure_recommended
 from scanner.storage.repository import Repository, ScanRecord
 from tests.conftest import MACHINE, changes
 from tests.disk import dirfuzz
-from tests.imaging import build_xfs_tree, copy_image, linux_tree, write_at
+from tests.imaging.tools import copy_image, write_at
+from tests.imaging.trees import linux_tree
+from tests.imaging.xfs import build_xfs_tree
 
 Scan = Callable[[Path], ScanRecord]
 State = Callable[[], dict[str, FileEntity]]

@@ -23,7 +23,9 @@ from scanner.storage.fleet import add_account
 from scanner.storage.repository import Repository
 from scanner.storage.tables import change_event, file_state, scan, snapshot
 from tests.fleet.conftest import WorkerProcess, wait_for
-from tests.imaging import build_ext4, copy_image, debugfs, linux_image, linux_tree
+from tests.imaging.ext4 import build_ext4, debugfs, linux_image
+from tests.imaging.tools import copy_image
+from tests.imaging.trees import linux_tree
 
 PLAN = "workers.tasks.plan_cycle"
 

@@ -16,7 +16,8 @@ from scanner.storage.fleet import add_account
 from scanner.storage.repository import Repository
 from scanner.storage.tables import delivery, scan
 from tests.fleet.conftest import WorkerProcess, wait_for
-from tests.imaging import copy_image, debugfs, linux_image
+from tests.imaging.ext4 import debugfs, linux_image
+from tests.imaging.tools import copy_image
 from tests.ocsf_schema import validate_ocsf
 from tests.receivers import HttpsReceiver, make_ca_and_server_cert, records
 

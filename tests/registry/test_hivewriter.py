@@ -1,4 +1,4 @@
-"""Tests of scanner.registry.hivewriter, read back with python-registry, our reader, regipy and
+"""Tests of tests.imaging.hives, read back with python-registry, our reader, regipy and
 hivex (libhivex through Debian's python3-hivex, run by the system Python)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from Registry import Registry, RegistryLog
 from Registry.RegistryParse import HvLEBlock
 
-from scanner.registry import (
+from scanner.registry.hive import (
     REG_BINARY,
     REG_DWORD,
     REG_DWORD_BIG_ENDIAN,
@@ -33,7 +33,7 @@ from scanner.registry import (
     base_block_checksum,
     parse_header,
 )
-from scanner.registry.hivewriter import (
+from tests.imaging.hives import (
     DEFAULT_SECURITY,
     HiveBuilder,
     dword,

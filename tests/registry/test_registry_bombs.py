@@ -18,13 +18,17 @@ from typing import Any, TypeVar
 
 import pytest
 
-from scanner.collectors.registry import collect, open_hive
+from scanner.collectors.registry import collect
 from scanner.entities import RegistryKeyEntity, RegistryValueEntity
 from scanner.limits import Limits
 from scanner.pipeline import ScanOptions
 from scanner.policy import make_entity
-from scanner.registry import BIG_DATA_SEGMENT, REG_BINARY, REG_SZ
-from scanner.registry.hivewriter import (
+from scanner.registry.hive import BIG_DATA_SEGMENT, REG_BINARY, REG_SZ
+from scanner.registry.replay import open_hive
+from scanner.runner import run_scan
+from scanner.sources.local import open_local
+from scanner.storage.repository import Repository, ScanRecord
+from tests.imaging.hives import (
     HiveBuilder,
     RepeatedSegments,
     log_with_pages,
@@ -32,11 +36,8 @@ from scanner.registry.hivewriter import (
     sz,
     write_transaction_log,
 )
-from scanner.runner import run_scan
-from scanner.sources.local import open_local
-from scanner.storage.repository import Repository, ScanRecord
-from tests.ntfsbuilder import File
-from tests.windows_image import (
+from tests.imaging.ntfs import File
+from tests.imaging.windows import (
     RUN,
     SECRETS,
     SECURITY,

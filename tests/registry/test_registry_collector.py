@@ -1,4 +1,4 @@
-"""Tests of scanner.collectors.registry on hives written by scanner.registry.hivewriter."""
+"""Tests of scanner.collectors.registry on hives written by tests.imaging.hives."""
 
 from __future__ import annotations
 
@@ -9,18 +9,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from scanner.collectors.registry import (
-    PREVIEW_CHARS,
-    HiveError,
-    collect,
-    open_hive,
-    preview,
-    resolve_current_control_set,
-)
+from scanner.collectors.registry import PREVIEW_CHARS, collect, preview
 from scanner.entities import RegistryKeyEntity, RegistryValueEntity, split_value_id, value_id
 from scanner.entities import changed_registry_fields as changed_fields
 from scanner.policy import EntityKind, make_entity, recommended_entities
-from scanner.registry import (
+from scanner.registry.controlset import resolve_current_control_set
+from scanner.registry.hive import (
     REG_BINARY,
     REG_DWORD,
     REG_DWORD_BIG_ENDIAN,
@@ -31,8 +25,10 @@ from scanner.registry import (
     REG_QWORD,
     REG_SZ,
     Hive,
+    HiveError,
 )
-from scanner.registry.hivewriter import (
+from scanner.registry.replay import open_hive
+from tests.imaging.hives import (
     HiveBuilder,
     dword,
     dword_be,

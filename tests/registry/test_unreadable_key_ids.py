@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import struct
 
-from scanner.collectors.registry import collect, open_hive
+from scanner.collectors.registry import collect
 from scanner.policy import make_entity
-from scanner.registry import HBIN_START, REG_SZ, Hive
-from scanner.registry.hivewriter import HiveBuilder, marvin32, sz, write_transaction_log
+from scanner.registry.hive import HBIN_START, REG_SZ, Hive
+from scanner.registry.replay import open_hive
+from tests.imaging.hives import HiveBuilder, marvin32, sz, write_transaction_log
 
 SW = "HKLM\\SOFTWARE"
 NK_SUBKEY_LIST = 4 + 0x1C

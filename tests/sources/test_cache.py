@@ -254,6 +254,7 @@ def test_a_read_over_several_blocks_fetches_them_in_parallel() -> None:
     assert out == [DATA[100:100 + 4 * BLOCK]]
     assert fetcher.calls == {0: 1, 1: 1, 2: 1, 3: 1, 4: 1}
     assert fetcher.peak == 5
+    assert (source.stats.fetched, source.stats.read_ahead) == (5, 0)  # all for the read
     source.close()
 
 
@@ -291,3 +292,42 @@ def test_a_closed_source_refuses_reads() -> None:
     assert fetcher.closed and source.stats.cached_bytes == 0
     with pytest.raises(SourceReadError, match="closed"):
         source.read_at(0, 10)
+
+
+def test_many_threads_reading_at_once_get_the_raw_bytes() -> None:
+    faults = {i: ["transient"] for i in range(0, 11, 3)}  # some blocks fail once
+    fetcher = FaultyFetcher(DATA, BLOCK, delay=0.001, faults=faults)
+    source = cached(fetcher, cache_bytes=3 * BLOCK, read_ahead=2, threads=3)
+    wrong: list[object] = []
+
+    def reader(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(150):
+            offset, length = rng.randrange(len(DATA)), rng.randrange(1, 2 * BLOCK)
+            try:
+                if source.read_at(offset, length) != DATA[offset:offset + length]:
+                    wrong.append((offset, length))
+            except Exception as exc:  # reported by the assert below
+                wrong.append(exc)
+
+    threads = [threading.Thread(target=reader, args=(seed,)) for seed in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == []
+    assert source.stats.peak_bytes <= 3 * BLOCK
+    assert source.stats.retries == len(faults)
+    source.close()
+
+
+def test_a_fetchers_own_verify_method_is_the_hook() -> None:
+    class Checked(FaultyFetcher):
+        verify = staticmethod(checksums(FaultyFetcher(DATA, BLOCK)))
+
+    fetcher = Checked(DATA, BLOCK, faults={7: ["corrupt"] * 3})
+    source = CachedSource(fetcher, CacheSettings.from_dict({**FAST.as_dict(), "read_ahead": 0}))
+    with pytest.raises(SourceReadError, match=r"^block 7 \(offset 28672\): verification "
+                                              r"failed: checksum mismatch on block 7"):
+        source.read_at(7 * BLOCK, 1)
+    source.close()

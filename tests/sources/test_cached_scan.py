@@ -16,7 +16,8 @@ from scanner.policy import make_entity
 from scanner.sources.base import BlockSource
 from scanner.sources.cache import CachedSource, CacheSettings, FileFetcher
 from scanner.sources.local import open_local
-from tests.imaging import build_ext4, linux_tree
+from tests.imaging.ext4 import build_ext4
+from tests.imaging.trees import linux_tree
 
 BLOB = hashlib.sha256(b"blob").digest() * (3 * (1 << 20) // 32)  # 3 MiB over many blocks
 

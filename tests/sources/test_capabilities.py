@@ -17,7 +17,7 @@ from scanner.sources.fileobj import SourceFile
 from scanner.sources.local import open_local
 from scanner.sources.lvm import Extent, LvmVolumeSource
 from scanner.sources.memory import MemorySource
-from tests.imaging import append_vhd_footer
+from tests.imaging.vhd import append_vhd_footer
 
 DATA = random.Random(5).randbytes(200_000)
 

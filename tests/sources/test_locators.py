@@ -19,7 +19,8 @@ from scanner.sources.cache import CachedSource, CacheSettings, FileFetcher
 from scanner.sources.local import open_local
 from scanner.sources.locators import KINDS, LocatorKind, lazy, needs, open_locator, reopenable
 from scanner.sources.memory import MemorySource
-from tests.imaging import MIB, lvm_fill, lvm_linear, lvm_pv
+from tests.imaging.lvm import lvm_fill, lvm_linear, lvm_pv
+from tests.imaging.tools import MIB
 
 EXTENT = 4 * MIB
 ROOT = Path(__file__).resolve().parents[2]

@@ -44,3 +44,12 @@ def test_no_depth_no_read_ahead() -> None:
     runs = RunDetector(depth=0)
     runs.observe(0, 0)
     assert list(runs.observe(1, 1)) == []
+
+
+def test_the_window_doubles_with_each_step_up_to_the_depth() -> None:
+    runs = RunDetector(depth=32, start=4)
+    runs.observe(0, 0)
+    windows = [len(runs.observe(block, block)) for block in range(1, 7)]
+    assert windows == [4, 8, 16, 32, 32, 32]
+    runs.observe(100, 100)
+    assert list(runs.observe(99, 99)) == [98, 97, 96, 95]  # a new run starts small again

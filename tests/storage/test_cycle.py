@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy import update
 
 from scanner import cycle
-from scanner.cycle import FleetSettings
-from scanner.storage.fleet import add_account, schedules
+from scanner.cloud.provider import provider_for
+from scanner.errors import ConfigError
+from scanner.settings import FleetSettings
+from scanner.storage.fleet import (
+    add_account,
+    list_accounts,
+    open_cycle,
+    schedules,
+    snapshot_by_id,
+    snapshots_of,
+)
 from scanner.storage.repository import Repository
 from scanner.storage.tables import scan
-from tests.imaging import copy_image, linux_image
+from tests.imaging.ext4 import debugfs, linux_image
+from tests.imaging.tools import copy_image
 
 
 def test_a_scan_whose_deliveries_keep_dying_is_given_up(repository: Repository,
@@ -38,3 +50,58 @@ def test_a_scan_whose_deliveries_keep_dying_is_given_up(repository: Repository,
         [machine] = schedules(conn)
     assert (machine.in_flight, machine.last_failed, machine.last_started is not None) == (
         False, True, True)
+
+
+def test_an_account_of_a_cloud_without_a_provider_records_why(repository: Repository) -> None:
+    with repository.transaction() as conn:
+        account_id = add_account(conn, "elsewhere", "gcp", {"project": "p-1"})
+    assert cycle.discover(repository, account_id) == 0
+    with repository.transaction() as conn:
+        [acct] = [a for a in list_accounts(conn) if a.name == "elsewhere"]
+    assert acct.discovery_error == ("the gcp provider is not available in this version yet "
+                                    "(account stored; discovery will start once it is)")
+    assert acct.last_discovered_at is not None
+
+
+def test_a_local_account_without_its_image_directory_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="^a local account needs an image directory"):
+        provider_for("local", {})
+    with pytest.raises(ConfigError, match="^the gcp provider is not available"):
+        provider_for("gcp", {})
+
+
+def test_an_image_replaced_after_its_snapshot_fails_the_scan_and_keeps_the_state(
+        repository: Repository, tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    built = linux_image(tmp_path / "build")
+    image = copy_image(built, images / "web-01.img")
+    with repository.transaction() as conn:
+        account_id = add_account(conn, "lab", "local", {"images": str(images)})
+    settings = FleetSettings()
+    cycle.discover(repository, account_id)
+    [first] = cycle.plan(repository, settings)
+    assert cycle.take_snapshots(repository, first)
+    assert cycle.poll_snapshots(repository, first) == "ready"
+    assert cycle.scan_cycle(repository, first, settings) is not None   # the baseline
+    with repository.transaction() as conn:
+        second = open_cycle(conn, repository.machine_id(conn, "web-01"), datetime.now(UTC))
+    assert second is not None
+    assert cycle.take_snapshots(repository, second)
+    assert cycle.poll_snapshots(repository, second) == "ready"
+    with repository.transaction() as conn:            # the new snapshot's parent: the last one
+        [before], [now] = snapshots_of(conn, first), snapshots_of(conn, second)
+        parent = snapshot_by_id(conn, before.id)
+        assert snapshot_by_id(conn, now.id + 1000) is None
+    assert (now.parent_id, before.parent_id) == (before.id, None)
+    assert parent is not None and (parent.state, parent.scan_id) == ("scanned", first)
+    debugfs(image, "rm /etc/crontab")                 # the image changes after its snapshot
+    assert cycle.scan_cycle(repository, second, settings) is None
+    row = repository.scan_row(second)
+    assert (row["status"], row["error"]) == (
+        "failed", f"{image.resolve()}: image changed after its snapshot was taken; the next "
+                  "cycle scans the new content")
+    with repository.transaction() as conn:
+        state = repository.load_file_state(conn, repository.machine_id(conn, "web-01"))
+        assert "/etc/crontab" in state                # not removed: the read never happened
+        assert [s.state for s in snapshots_of(conn, second)] == ["failed"]

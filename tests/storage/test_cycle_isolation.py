@@ -9,10 +9,11 @@ import os
 from pathlib import Path
 
 from scanner import cycle
-from scanner.cycle import FleetSettings
+from scanner.settings import FleetSettings
 from scanner.storage.fleet import add_account
 from scanner.storage.repository import Repository
-from tests.imaging import copy_image, linux_image
+from tests.imaging.ext4 import linux_image
+from tests.imaging.tools import copy_image
 
 
 def test_an_unforeseen_snapshot_error_fails_that_machine_only(repository: Repository,

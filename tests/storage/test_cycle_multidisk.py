@@ -15,8 +15,9 @@ from scanner.policy import make_entity
 from scanner.storage.fleet import add_account
 from scanner.storage.policies import add_entity, ensure_recommended
 from scanner.storage.repository import Repository
-from tests.imaging import copy_image, debugfs
-from tests.imaging_multidisk import OPT_UUID, TwoDisks, ext4_opt_machine
+from tests.imaging.ext4 import debugfs
+from tests.imaging.multidisk import OPT_UUID, TwoDisks, ext4_opt_machine
+from tests.imaging.tools import copy_image
 
 
 def _machine(repository: Repository, tmp_path: Path) -> tuple[int, Path, TwoDisks]:

@@ -14,20 +14,21 @@ import pytest
 from sqlalchemy import select, update
 
 from scanner import __version__, cycle
-from scanner.cycle import FleetSettings
-from scanner.emitters.delivery import DeliveryConfig, deliver
+from scanner.emitters.delivery import deliver
 from scanner.emitters.ocsf import ocsf_record
 from scanner.emitters.records import event_record
-from scanner.emitters.settings import AlertSettings, parse_syslog_url
+from scanner.emitters.settings import AlertSettings, DeliveryConfig, parse_syslog_url
 from scanner.emitters.webhook import signature
 from scanner.pipeline import ScanOptions
 from scanner.runner import run_scan
+from scanner.settings import FleetSettings
 from scanner.sources.local import open_local
 from scanner.storage import fleet
 from scanner.storage.db import make_engine
 from scanner.storage.repository import Repository
 from scanner.storage.tables import alert, delivery, scan
-from tests.imaging import copy_image, debugfs, linux_image
+from tests.imaging.ext4 import debugfs, linux_image
+from tests.imaging.tools import copy_image
 from tests.ocsf_schema import validate_ocsf
 from tests.receivers import HttpsReceiver, Request, SyslogListener, make_ca_and_server_cert
 

@@ -15,18 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from scanner import cycle
-from scanner.cycle import FleetSettings
 from scanner.entities import RegistryKeyEntity
 from scanner.pipeline import ScanOptions
-from scanner.registry import REG_LINK, REG_SZ
-from scanner.registry.hivewriter import sz
+from scanner.registry.hive import REG_LINK, REG_SZ
 from scanner.runner import run_scan
+from scanner.settings import FleetSettings
 from scanner.sources.local import open_local
 from scanner.storage.fleet import add_account
 from scanner.storage.repository import Repository, ScanRecord
 from scanner.textsafe import restore
-from tests.ntfsbuilder import Symlink
-from tests.windows_image import (
+from tests.imaging.hives import sz
+from tests.imaging.ntfs import Symlink
+from tests.imaging.windows import (
     RUN,
     SOFTWARE,
     T_OS,

@@ -9,12 +9,13 @@ from pathlib import Path
 from sqlalchemy import insert, select, text
 
 from scanner import cycle
-from scanner.cycle import FleetSettings
+from scanner.settings import FleetSettings
 from scanner.storage import fleet
 from scanner.storage.db import make_engine, upgrade
 from scanner.storage.repository import Repository
 from scanner.storage.tables import account, machine
-from tests.imaging import copy_image, linux_image
+from tests.imaging.ext4 import linux_image
+from tests.imaging.tools import copy_image
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -15,15 +15,15 @@ from sqlalchemy import select
 
 from scanner.pipeline import ScanOptions
 from scanner.policy import RECOMMENDED_REGISTRY_DEPTHS, recommended_entities
-from scanner.registry import REG_BINARY, REG_NONE, REG_SZ
-from scanner.registry.hivewriter import sz
+from scanner.registry.hive import REG_BINARY, REG_NONE, REG_SZ
 from scanner.runner import run_scan
 from scanner.sources.local import open_local
 from scanner.storage.db import make_engine, upgrade
 from scanner.storage.policies import load_policy
 from scanner.storage.repository import Repository, ScanRecord
 from scanner.storage.tables import policy_entity, scan
-from tests.windows_image import (
+from tests.imaging.hives import sz
+from tests.imaging.windows import (
     SECRETS,
     SECURITY,
     SOFTWARE,

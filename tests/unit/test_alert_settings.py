@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from scanner import __version__
-from scanner.emitters.delivery import DeliveryConfig
-from scanner.emitters.settings import AlertSettings, SyslogTarget
+from scanner.emitters.settings import AlertSettings, DeliveryConfig, SyslogTarget
 from scanner.emitters.syslog import frame, syslog_message, timestamp
 from scanner.errors import ConfigError
 from scanner.settings import Settings

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from scanner.lifecycle import IllegalTransition, check_scan, check_snapshot
+from scanner.errors import IllegalTransition
+from scanner.lifecycle import check_scan, check_snapshot
 from scanner.schedule import MachineSchedule, due_machines, is_due, last_slot, slot_offset
 
 DAY = timedelta(hours=24)

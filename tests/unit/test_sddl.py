@@ -1,4 +1,4 @@
-"""Tests of scanner.collectors.sddl: security descriptors built byte by byte here."""
+"""Tests of scanner.sddl: security descriptors built byte by byte here."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scanner.collectors.sddl import sddl_from_descriptor, sid_to_string
+from scanner.sddl import sddl_from_descriptor, sid_to_string
 
 TRUSTED_INSTALLER = "S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464"
 SELF_RELATIVE, DACL_PRESENT, SACL_PRESENT = 0x8000, 0x0004, 0x0010

@@ -6,7 +6,15 @@ import pytest
 
 from scanner.errors import PolicyError
 from scanner.policy import EntityKind, EntitySource, make_entity, recommended_entities
-from scanner.winpaths import expand, system_variables, to_posix, to_windows, walk_entity
+from scanner.winpaths import (
+    drive_of,
+    expand,
+    fixed_prefix,
+    system_variables,
+    to_posix,
+    to_windows,
+    walk_entity,
+)
 
 VARS = system_variables("/Windows")
 
@@ -106,3 +114,22 @@ def test_recommended_windows_files_all_translate() -> None:
         "/Windows/regedit.exe", "/Windows/System32/userinit.exe", "/Windows/explorer.exe",
         "/Program Files/Microsoft Security Client/msseces.exe",
     ]
+
+
+def test_drive_of_expands_variables_and_names_the_letter() -> None:
+    assert drive_of(make_entity("d:\\app\\config.ini"), VARS) == ("D:", "D:\\app\\config.ini")
+    assert drive_of(make_entity("%windir%\\win.ini"), VARS) == ("C:", "C:\\Windows\\win.ini")
+    assert drive_of(make_entity("%SystemDrive%\\boot.ini"), system_variables("/W", "E:")) == (
+        "E:", "E:\\boot.ini")
+    with pytest.raises(PolicyError, match="unknown variable %nope%"):
+        drive_of(make_entity("%nope%\\x"), VARS)
+    with pytest.raises(PolicyError, match="no drive letter"):
+        drive_of(make_entity("%temp%\\x"), {"temp": "\\\\server\\share"})
+
+
+def test_fixed_prefix_is_the_place_above_a_wildcard() -> None:
+    assert fixed_prefix("D:\\app\\*.ini") == "D:\\app"
+    assert fixed_prefix("D:\\app\\config.ini") == "D:\\app\\config.ini"
+    assert fixed_prefix("D:\\app\\") == "D:\\app"
+    assert fixed_prefix("D:\\") == "D:"
+    assert fixed_prefix("D:\\*") == "D:"

@@ -330,7 +330,7 @@ def _read_xattrs(image: Path, path: str) -> dict[bytes, bytes]:
     """The attributes as the ext backend reads them from the raw inode."""
     from scanner.disk.ext_raw import ExtInodes
     from scanner.sources.local import open_local
-    from tests.imaging import inode_info
+    from tests.imaging.ext4 import inode_info
 
     def no_ea_inodes(inode: int, size: int) -> bytes:
         raise AssertionError("no attribute lives in an inode of its own here")

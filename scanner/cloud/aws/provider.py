@@ -3,6 +3,7 @@ together, snapshots read through the EBS direct APIs (no volume is ever attached
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +18,7 @@ from scanner.sources.base import BlockSource
 class AwsProvider:
     """One AWS account (``config``: account_id, role_arn, external_id, regions, tags)."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: Mapping[str, Any]) -> None:
         self.account = AwsAccount.from_config(config)
         tags = config.get("tags") or {}
         if not isinstance(tags, dict):
@@ -64,6 +65,9 @@ class AwsProvider:
     def open_source(self, locator: dict[str, Any]) -> BlockSource:
         """The snapshot's bytes through the EBS direct APIs, behind the caching layer."""
         return open_ebs(locator)
+
+    def check(self, locator: dict[str, Any]) -> None:
+        """EBS snapshots are immutable once completed: what was read is the snapshot."""
 
     def changed_ranges(self, previous: dict[str, Any], current: dict[str, Any]
                        ) -> list[tuple[int, int]] | None:

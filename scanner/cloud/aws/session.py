@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,7 @@ class AwsAccount:
     regions: tuple[str, ...] = ()
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> AwsAccount:
+    def from_config(cls, config: Mapping[str, Any]) -> AwsAccount:
         """From an account row's config (``snapfim account add aws``) or a locator."""
         regions = config.get("regions") or ()
         if isinstance(regions, str):

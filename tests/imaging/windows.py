@@ -17,8 +17,8 @@ The disk (:func:`build_windows_image`):
   the system volume must be found by its content, not its type.
 * ``table="none"``: the NTFS system volume alone, no partition table.
 
-The system volume is written by :mod:`tests.ntfsbuilder` (libntfs-3g, no mount); hives are
-:class:`~scanner.registry.hivewriter.HiveBuilder` objects serialized at build time. For a path
+The system volume is written by :mod:`tests.imaging.ntfs` (libntfs-3g, no mount); hives are
+:class:`~tests.imaging.hives.HiveBuilder` objects serialized at build time. For a path
 in :attr:`WindowsLayout.hives`, ``files[path]`` (if present) gives the hive file's metadata
 (times, descriptor, attributes) and its ``data`` is ignored: the content is
 ``hive_bytes[path]`` when set (a dirty or truncated primary, see :func:`dirty_with_log`,
@@ -44,7 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from scanner.registry import (
+from scanner.registry.hive import (
     HBIN_START,
     REG_BINARY,
     REG_DWORD,
@@ -54,7 +54,7 @@ from scanner.registry import (
     REG_QWORD,
     REG_SZ,
 )
-from scanner.registry.hivewriter import (
+from tests.imaging.hives import (
     HiveBuilder,
     LoggedHive,
     dword,
@@ -66,8 +66,7 @@ from scanner.registry.hivewriter import (
     to_filetime,
     write_transaction_log,
 )
-from tests.imaging import MIB, SECTOR, _partition, _run_env, embed, run
-from tests.ntfsbuilder import (
+from tests.imaging.ntfs import (
     FILE_ATTRIBUTE_ARCHIVE,
     FILE_ATTRIBUTE_HIDDEN,
     FILE_ATTRIBUTE_READONLY,
@@ -78,6 +77,8 @@ from tests.ntfsbuilder import (
     Junction,
     build_ntfs_tree,
 )
+from tests.imaging.partitions import _partition
+from tests.imaging.tools import MIB, SECTOR, _run_env, embed, run
 
 __all__ = [
     "WindowsLayout", "base_layout", "build_windows_image", "copy_layout", "ntfs_tree",
@@ -108,7 +109,7 @@ def _ns(when: datetime) -> int:
 
 
 _INSTALL = _ns(datetime(2023, 3, 14, 9, 0, tzinfo=UTC))
-# (crtime, mtime, ctime, atime) in ns since the Unix epoch, as tests.ntfsbuilder wants them.
+# (crtime, mtime, ctime, atime) in ns since the Unix epoch, as tests.imaging.ntfs wants them.
 # OS files keep the build's mtime (older than their creation on this disk), as on real Windows.
 T_OS = (_INSTALL, _ns(datetime(2019, 12, 7, 9, 10, tzinfo=UTC)), _INSTALL,
         _ns(datetime(2024, 1, 15, 8, 0, tzinfo=UTC)))
@@ -217,7 +218,7 @@ _FIRST = 2048  # first partition sector (1 MiB)
 class WindowsLayout:
     """What a Windows disk holds; mutate a :func:`copy_layout` copy, then build it.
 
-    ``files``: ntfsbuilder entries of the system volume by path relative to its root
+    ``files``: tests.imaging.ntfs entries of the system volume by path relative to its root
     (``"Windows/explorer.exe"``; ``""`` is the root directory). ``hives``: hive builders by
     the path of the hive file; ``files[path]`` carries the hive file's metadata (its ``data``
     is ignored). ``hive_bytes``: raw bytes written instead of ``hives[path].build()``.
@@ -246,7 +247,7 @@ def copy_layout(layout: WindowsLayout) -> WindowsLayout:
 
 def hive_data(layout: WindowsLayout, path: str) -> bytes:
     """The bytes written for the hive file ``path``: ``hive_bytes[path]`` if set, else the
-    builder's :meth:`~scanner.registry.hivewriter.HiveBuilder.build`."""
+    builder's :meth:`~tests.imaging.hives.HiveBuilder.build`."""
     raw = layout.hive_bytes.get(path)
     return raw if raw is not None else layout.hives[path].build()
 
@@ -287,7 +288,7 @@ def dirty_with_log(layout: WindowsLayout, path: str, change: Callable[[HiveBuild
     ``change`` mutates ``layout.hives[path]``; afterwards the builder describes the hive *as
     replayed* (what a scanner should report), while the file holds the old primary marked
     dirty and ``<path>.LOG1`` carries ``entries`` HvLE entries with the new pages
-    (:func:`~scanner.registry.hivewriter.write_transaction_log`). ``.LOG2`` gets a stale log
+    (:func:`~tests.imaging.hives.write_transaction_log`). ``.LOG2`` gets a stale log
     from an earlier flush (a valid header, sequence number too old to replay), or with
     ``dual=True`` the second half of the entries (stale when there is one entry). The log
     files' other metadata is kept, so no MFT record moves. Returns the primary and logs
@@ -697,7 +698,7 @@ def _scrub_ntfs_slack(disk: Path, offset: int) -> None:
 
     libntfs-3g leaves stale bytes there: when a directory's resident index moves to an index
     block, the old entries (with the wall-clock times ``ntfs_create`` gave them, before
-    tests.ntfsbuilder pins the times) stay after the record's end marker. No reader looks at
+    tests.imaging.ntfs pins the times) stay after the record's end marker. No reader looks at
     them, but they make two builds differ."""
     import pytsk3  # test dependency; imported here so the module imports without it
 
@@ -753,7 +754,7 @@ def build_windows_image(path: Path, layout: WindowsLayout, *, table: str = "gpt"
     :func:`partition_offsets`. The system volume is ``ntfs_size_mb`` MiB, labelled
     ``layout.label``, with serial ``layout.serial``. Deterministic: same layout, same bytes.
 
-    MFT record numbers (what pytsk3 gives as inode numbers) follow tests.ntfsbuilder's
+    MFT record numbers (what pytsk3 gives as inode numbers) follow tests.imaging.ntfs's
     creation order, the sorted paths: changing content, metadata or hives keeps every
     number, while adding or removing an entry renumbers every entry sorted after it (e.g. all
     of ``Windows/*.exe``, ``*.ini`` and ``boot.ini`` for a new ``Windows/Temp/evil.exe``),

@@ -37,7 +37,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from scanner.registry import (
+from scanner.registry.hive import (
     BIG_DATA_SEGMENT,
     HBIN_START,
     base_block_checksum,

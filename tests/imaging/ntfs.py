@@ -29,8 +29,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.imaging.tools import MIB, run
+
 __all__ = [
     "DEFAULT_TIME", "Dir", "Entry", "File", "Junction", "Symlink", "NtfsError", "build_ntfs_tree",
+    "build_ntfs",
     "FILE_ATTRIBUTE_READONLY", "FILE_ATTRIBUTE_HIDDEN", "FILE_ATTRIBUTE_SYSTEM",
     "FILE_ATTRIBUTE_ARCHIVE", "unix_ns_to_filetime",
 ]
@@ -415,3 +418,19 @@ def _populate(path: Path, entries: Mapping[str, Entry]) -> None:
                 vol.close_inode(ni, p)
     finally:
         vol.close()
+
+
+def build_ntfs(image: str | os.PathLike[str], files: dict[str, bytes], *,
+               size_mb: int = 16) -> Path:
+    """An NTFS image (``mkntfs -F -Q -q``) with ``files`` (name -> content) in its root
+    directory (``ntfscp``, which copies into existing directories only)."""
+    image = Path(image)
+    with image.open("wb") as fh:
+        fh.truncate(size_mb * MIB)
+    run("mkntfs", "-F", "-Q", "-q", image)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in files.items():
+            host = Path(tmp) / "payload"
+            host.write_bytes(data)
+            run("ntfscp", image, host, f"/{name}")
+    return image

@@ -1,4 +1,5 @@
-"""Build machines with several disk images for tests (see :mod:`tests.imaging` for the tools).
+"""Machines with several disk images (built with the tools of the other :mod:`tests.imaging`
+modules).
 
 * :func:`ext4_opt_machine`: disk 0 a GPT disk whose p1 is the ext4 root (its /etc/fstab mounts
   / by UUID and ``/opt`` by ``UUID=OPT_UUID``), disk 1 a GPT disk whose p1 is that ext4 /opt.
@@ -17,21 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.imaging import (
-    MIB,
-    ROOT_UUID,
-    _copy_range,
-    _lvm_id,
-    build_ext4_volume,
-    build_xfs_tree,
-    gpt_disk,
-    lvm_linear,
-    lvm_metadata,
-    lvm_pv_header,
-    root_tree,
-    write_at,
-    xfs_db,
-)
+from tests.imaging.ext4 import build_ext4_volume
+from tests.imaging.linux_disk import ROOT_UUID, root_tree
+from tests.imaging.lvm import _lvm_id, lvm_linear, lvm_metadata, lvm_pv_header
+from tests.imaging.partitions import gpt_disk
+from tests.imaging.tools import MIB, _copy_range, write_at
+from tests.imaging.xfs import build_xfs_tree, xfs_db
 
 OPT_UUID = "0de0a11c-2222-4333-8444-555566667777"
 OPT_MB = 16
