@@ -13,6 +13,7 @@ of any :class:`SnapfimError` as one line; anything else is a bug.
     │   ├── SourceNotFound
     │   ├── SourceReadError         a read failed or returned short (truncated image)
     │   │   └── TransientSourceError  (+ TransientError) throttled, or a block failed its check
+    │   ├── LineageError            two snapshots that cannot be compared block by block
     │   └── SnapshotGone            the snapshot's data changed or vanished after it was taken
     ├── DiskError                   volume system / filesystem layer
     │   ├── NoFilesystemError       nothing scannable on the disk
@@ -81,6 +82,11 @@ class TransientSourceError(SourceReadError, TransientError):
 class SnapshotGone(SourceError):
     """The snapshot's data changed or disappeared after it was taken (a local image
     replaced mid-cycle): scanning it would record content that is not the snapshot."""
+
+
+class LineageError(SourceError):
+    """Two snapshots that are not of one volume's lineage cannot be compared block by block
+    (an incremental scan then reads everything)."""
 
 
 class DiskError(SnapfimError):

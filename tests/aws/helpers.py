@@ -9,7 +9,9 @@ from typing import Any
 import boto3
 
 from tests.aws.fakeaws import EbsStore
-from tests.imaging import BASE_TIME, build_ext4, linux_tree, pin_owners, pin_times, tree_paths
+from tests.imaging.ext4 import build_ext4, pin_owners, pin_times
+from tests.imaging.tools import BASE_TIME
+from tests.imaging.trees import linux_tree, tree_paths
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"  # moto's default account: the role below lives in it

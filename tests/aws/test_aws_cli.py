@@ -13,7 +13,8 @@ from typing import Any
 
 from tests.aws.fakeaws import EbsStore, FakeAws, Fault
 from tests.aws.helpers import ROLE, data_heavy_image, ec2, instance, tagged_snapshots
-from tests.imaging import copy_image, debugfs, e2fsck_ok, overwrite_in_place
+from tests.imaging.ext4 import debugfs, e2fsck_ok, overwrite_in_place
+from tests.imaging.tools import copy_image
 
 
 def snapfim(tmp_path: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:

@@ -32,8 +32,9 @@ from tests.aws.helpers import (
     tagged_snapshots,
 )
 from tests.conftest import changes
-from tests.imaging import copy_image, debugfs, e2fsck_ok, linux_image, overwrite_in_place
-from tests.imaging_multidisk import OPT_FILES, ext4_opt_machine
+from tests.imaging.ext4 import debugfs, e2fsck_ok, linux_image, overwrite_in_place
+from tests.imaging.multidisk import OPT_FILES, ext4_opt_machine
+from tests.imaging.tools import copy_image
 
 SETTINGS = FleetSettings(hash_workers=1)
 

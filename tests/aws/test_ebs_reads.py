@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from scanner.cloud.aws.ebs import BLOCK_SIZE, EbsFetcher, LineageError, changed_blocks, open_ebs
+from scanner.cloud.aws.ebs import BLOCK_SIZE, EbsFetcher, changed_blocks, open_ebs
 from scanner.cloud.aws.provider import AwsProvider
 from scanner.cloud.aws.session import AwsAccount
 from scanner.collectors import hashing
 from scanner.errors import (
     AccountAccessError,
+    LineageError,
     SourceNotFound,
     SourceReadError,
     TransientSourceError,

@@ -12,7 +12,8 @@ from scanner.pipeline import ScanOptions, ScanOutcome, scan_source
 from scanner.policy import recommended_entities
 from scanner.sources.local import open_local
 from tests.aws.helpers import BIG_SIZE, data_heavy_image
-from tests.imaging import copy_image, debugfs, e2fsck_ok, overwrite_in_place
+from tests.imaging.ext4 import debugfs, e2fsck_ok, overwrite_in_place
+from tests.imaging.tools import copy_image
 
 BLOCK = 512 * 1024
 

@@ -28,7 +28,13 @@ from botocore.exceptions import ClientError
 from scanner.cloud.aws.faults import error_code, translate
 from scanner.cloud.aws.ratelimit import limiter
 from scanner.cloud.aws.session import AwsAccount, client
-from scanner.errors import SourceError, SourceReadError, TransientError, TransientSourceError
+from scanner.errors import (
+    LineageError,
+    SourceError,
+    SourceReadError,
+    TransientError,
+    TransientSourceError,
+)
 from scanner.sources.cache import CachedSource, CacheSettings, open_cached
 
 BLOCK_SIZE = 512 * 1024
@@ -118,11 +124,6 @@ def changed_blocks(account: AwsAccount, region: str, first: str, second: str) ->
     if out and size != BLOCK_SIZE:
         raise SourceError(f"{second}: block size {size}, expected {BLOCK_SIZE}")
     return sorted(out)
-
-
-class LineageError(SourceError):
-    """Two snapshots that are not of one volume's lineage cannot be compared block by block
-    (the scan falls back to reading everything)."""
 
 
 class EbsFetcher:

@@ -8,10 +8,10 @@ from datetime import datetime
 from typing import Any
 
 from scanner.cloud.aws import discovery, snapshots
-from scanner.cloud.aws.ebs import LineageError, changed_blocks, open_ebs, ranges_of
+from scanner.cloud.aws.ebs import changed_blocks, open_ebs, ranges_of
 from scanner.cloud.aws.session import AwsAccount
 from scanner.cloud.provider import DiskInfo, MachineInfo, SnapshotInfo
-from scanner.errors import ConfigError
+from scanner.errors import ConfigError, LineageError
 from scanner.sources.base import BlockSource
 
 
