@@ -321,9 +321,9 @@ def _change_plan(conn: Connection, flt: ChangeFilter) -> _Plan:
     plan = _Plan()
     c = change_event.c
     if flt.since is not None:
-        plan.where.append(c.detected_at >= flt.since.astimezone(UTC))
+        plan.where.append(c.detected_at >= _time_bound(conn, flt.since))
     if flt.until is not None:
-        plan.where.append(c.detected_at < flt.until.astimezone(UTC))
+        plan.where.append(c.detected_at < _time_bound(conn, flt.until))
     if flt.machine_id is not None:
         plan.where.append(c.machine_id == flt.machine_id)
     if flt.machine is not None:
@@ -357,15 +357,49 @@ def _change_plan(conn: Connection, flt: ChangeFilter) -> _Plan:
     return plan
 
 
+def _time_bound(conn: Connection, value: datetime) -> Any:
+    """A time to compare ``change_event.detected_at`` with. SQLite compares the stored text:
+    events are written as ``str()`` of an aware UTC time (``2026-12-01 12:00:00.5+00:00``),
+    so the bound is spelt the same way."""
+    value = value.astimezone(UTC)
+    if conn.dialect.name == "sqlite":
+        return literal(str(value), Text)
+    return literal(value, change_event.c.detected_at.type)
+
+
+def _time_key(conn: Connection) -> Any:
+    """The sort key of an event's time as a cursor holds it: the stored text on SQLite (so a
+    page resumes exactly where the last one stopped, whatever the spelling), the time on
+    PostgreSQL."""
+    if conn.dialect.name == "sqlite":
+        return cast(change_event.c.detected_at, Text).label("time_key")
+    return change_event.c.detected_at.label("time_key")
+
+
+def _key_bound(conn: Connection, key: str) -> Any:
+    if conn.dialect.name == "sqlite":
+        return literal(key, Text)
+    try:
+        value = datetime.fromisoformat(key)
+    except ValueError:
+        raise ConfigError("invalid cursor (use the next_cursor a page returned)") from None
+    if value.tzinfo is None:
+        raise ConfigError("invalid cursor (use the next_cursor a page returned)")
+    return literal(value.astimezone(UTC), change_event.c.detected_at.type)
+
+
 def changes_page(conn: Connection, flt: ChangeFilter, *, limit: int = 50,
                  cursor: str | None = None) -> Page:
     """Change events newest first (``detected_at``, then id), with the machine's name and
     account, as rows :func:`scanner.emitters.records.event_record` turns into records."""
     limit = _limit(limit)
     plan = _change_plan(conn, flt)
-    after = Cursor.decode(cursor, (datetime, int)).key if cursor is not None else None
+    after: tuple[Any, ...] | None = None
+    if cursor is not None:
+        after = Cursor.decode(cursor, (str, int)).key
+        _key_bound(conn, after[0])
     base = (select(change_event, machine.c.name.label("machine"),
-                   account.c.name.label("account"))
+                   account.c.name.label("account"), _time_key(conn))
             .join(machine, machine.c.id == change_event.c.machine_id)
             .join(account, account.c.id == machine.c.account_id)
             .where(*plan.where))
@@ -377,20 +411,19 @@ def changes_page(conn: Connection, flt: ChangeFilter, *, limit: int = 50,
         query = base
         if after is not None:
             query = query.where(tuple_(change_event.c.detected_at, change_event.c.id)
-                                < tuple_(literal(after[0].astimezone(UTC),
-                                                 change_event.c.detected_at.type),
-                                         literal(after[1])))
+                                < tuple_(_key_bound(conn, after[0]), literal(after[1])))
         rows = conn.execute(query.order_by(*order).limit(batch)).all()
         for row in rows:
             examined += 1
+            key = (_key_text(row.time_key), int(row.id))
             if plan.matches is not None and not plan.matches(row.path):
-                after = (utc(row.detected_at), row.id)
+                after = key
                 continue
             if len(items) == limit:   # one more row matches: there is a next page
-                last = items[-1]
-                return Page(items, Cursor((last["detected_at"], last["id"])).encode())
+                assert after is not None
+                return Page(items, Cursor(after).encode())
             items.append(_event_dict(row))
-            after = (items[-1]["detected_at"], items[-1]["id"])
+            after = key
         if len(rows) < batch:
             return Page(items, None)
         if examined >= MAX_EXAMINED:  # bounded work per request: a short page, go on later
@@ -398,8 +431,15 @@ def changes_page(conn: Connection, flt: ChangeFilter, *, limit: int = 50,
             return Page(items, Cursor(after).encode())
 
 
+def _key_text(value: Any) -> str:
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    return str(value)
+
+
 def _event_dict(row: Any) -> dict[str, Any]:
     out = dict(row._mapping)
+    out.pop("time_key", None)
     for key in ("detected_at", "window_start", "window_end"):
         out[key] = utc(out[key])
     return out
@@ -417,9 +457,9 @@ def summary(conn: Connection, *, since: datetime, until: datetime | None = None,
     """The overview's numbers for ``[since, until)``: machines by account, cloud and OS,
     total changes, by type, by category, per day (by category and by type), and the
     ``top`` machines with most changes."""
-    where = [change_event.c.detected_at >= since.astimezone(UTC)]
+    where = [change_event.c.detected_at >= _time_bound(conn, since)]
     if until is not None:
-        where.append(change_event.c.detected_at < until.astimezone(UTC))
+        where.append(change_event.c.detected_at < _time_bound(conn, until))
     day = _day(conn).label("day")
     per_day: dict[str, dict[str, int]] = {}
     by_type = dict.fromkeys(ENTITY_TYPES, 0)
