@@ -30,6 +30,7 @@ def environment() -> Environment:
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["iso"] = views.iso
     env.filters["shown"] = views.shown
+    env.filters["when"] = views.when
     env.globals["query"] = lambda **kw: urlencode({k: v for k, v in kw.items()
                                                    if v not in (None, "")})
     return env
@@ -63,7 +64,7 @@ def overview(request: Request, window: str = "30d") -> HTMLResponse:
     return render("overview.html", active="overview", numbers=numbers, health=health,
                   machines=[views.machine_json(m) for m in attention.items],
                   more_machines=attention.next_cursor, charts=charts, windows=WINDOWS,
-                  window=window, since=since)
+                  window=window, window_text=dict(WINDOWS)[window])
 
 
 def _every_day(rows: list[dict[str, Any]], since: Any, now: Any) -> list[dict[str, Any]]:

@@ -19,6 +19,16 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def when(value: datetime | str | None) -> str:
+    """A time for people: ``2026-12-01 13:00:18 UTC`` (``never`` when there is none)."""
+    if value is None or value == "":
+        return "never"
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 MACHINE_KEYS = ("id", "name", "account", "cloud", "os", "region", "state", "present",
                 "resource_id", "health", "last_scan_id", "last_scan_status", "last_scan_error",
                 "last_success_scan_id", "total_changes")
