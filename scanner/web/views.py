@@ -74,13 +74,13 @@ STATE_FIELDS = ("type", "size", "mode", "uid", "gid", "sha256", "link_target", "
                 "last_write")
 
 
-def before_after(row: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """``(field, before, after)`` for each changed field of a modified entry, or each known
-    field of an added (before empty) or removed (after empty) one."""
+def before_after(row: dict[str, Any]) -> list[tuple[str, str | None, str | None]]:
+    """``(field, before, after)`` for each changed field of a modified entry; for an added
+    (before None) or removed (after None) one, each field its state has a value for."""
     previous, current = row.get("previous") or {}, row.get("current") or {}
     fields = list(row.get("fields_changed") or ())
     if not fields:
         state = current or previous
-        fields = [f for f in STATE_FIELDS if f in state]
-    return [(f, shown(render_value(f, previous.get(f))) if previous else "",
-             shown(render_value(f, current.get(f))) if current else "") for f in fields]
+        fields = [f for f in STATE_FIELDS if state.get(f) not in (None, "", {}, [])]
+    return [(f, shown(render_value(f, previous.get(f))) if previous else None,
+             shown(render_value(f, current.get(f))) if current else None) for f in fields]

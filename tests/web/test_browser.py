@@ -105,6 +105,10 @@ def test_a_filter_narrows_the_changes_table(base_url: str, watched: Watched) -> 
     page.wait_for_load_state()
     assert [(r[3], r[4]) for r in rows(page, "table.changes")] == [("modified", "/etc/a.conf")]
     assert "category=modified" in page.url and "path=%2Fetc%2F*.conf" in page.url
+    page.goto(base_url + "/changes?category=removed")
+    [removed] = rows(page, "table.changes")
+    assert (removed[4], removed[7]) == ("/etc/crontab", "not present")
+    assert removed[6].splitlines()[:4] == ["type file", "size 13", "mode 0644", "uid 0"]
 
 
 def test_the_pager_walks_every_change_once(base_url: str, watched: Watched) -> None:
