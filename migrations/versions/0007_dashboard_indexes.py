@@ -1,5 +1,6 @@
 """Indexes of the dashboard and its API: change events newest first by ``(detected_at, id)``,
-fleet-wide and per machine, so every page is a keyset read of an index.
+fleet-wide and per machine, so every page is a keyset read of an index; events by type and
+time, and scans by finish time, for the summary's counts.
 
 Revision ID: 0007
 Revises: 0006
@@ -18,13 +19,18 @@ depends_on: Union[str, Sequence[str], None] = None
 
 
 def upgrade() -> None:
-    """Create the two keyset indexes of change_event."""
+    """Create the keyset indexes of change_event and the summary's indexes."""
     op.create_index('ix_change_event_detected_at_id', 'change_event', ['detected_at', 'id'])
     op.create_index('ix_change_event_machine_id_detected_at_id', 'change_event',
                     ['machine_id', 'detected_at', 'id'])
+    op.create_index('ix_change_event_entity_type_detected_at', 'change_event',
+                    ['entity_type', 'detected_at'])
+    op.create_index('ix_scan_finished_at', 'scan', ['finished_at'])
 
 
 def downgrade() -> None:
     """Drop them."""
+    op.drop_index('ix_scan_finished_at', table_name='scan')
+    op.drop_index('ix_change_event_entity_type_detected_at', table_name='change_event')
     op.drop_index('ix_change_event_machine_id_detected_at_id', table_name='change_event')
     op.drop_index('ix_change_event_detected_at_id', table_name='change_event')

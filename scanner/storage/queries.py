@@ -446,40 +446,55 @@ def _event_dict(row: Any) -> dict[str, Any]:
 
 
 # -- summary ------------------------------------------------------------------------------------
-def _day(conn: Connection) -> Any:
+def _day(conn: Connection, column: Any) -> Any:
+    """The UTC day of a time column as ``YYYY-MM-DD`` text."""
     if conn.dialect.name == "postgresql":
-        return func.to_char(func.timezone("UTC", change_event.c.detected_at), "YYYY-MM-DD")
-    return func.substr(cast(change_event.c.detected_at, Text), 1, 10)
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
+    return func.substr(cast(column, Text), 1, 10)
 
 
 def summary(conn: Connection, *, since: datetime, until: datetime | None = None,
             top: int = 10) -> dict[str, Any]:
     """The overview's numbers for ``[since, until)``: machines by account, cloud and OS,
     total changes, by type, by category, per day (by category and by type), and the
-    ``top`` machines with most changes."""
-    where = [change_event.c.detected_at >= _time_bound(conn, since)]
+    ``top`` machines with most changes.
+
+    Counts by category come from the scan rows (each completed scan holds how many events it
+    added, removed and modified, and its events are stamped with its finish time): a read of
+    the scans in the window, not of every event. By type, the registry events are counted
+    (by the ``(entity_type, detected_at)`` index) and the rest are files.
+    """
+    finished = [scan.c.status.in_(DONE_WITH_EVENTS), scan.c.finished_at >= since]
+    registry = [change_event.c.entity_type == "registry",
+                change_event.c.detected_at >= _time_bound(conn, since)]
     if until is not None:
-        where.append(change_event.c.detected_at < _time_bound(conn, until))
-    day = _day(conn).label("day")
+        finished.append(scan.c.finished_at < until)
+        registry.append(change_event.c.detected_at < _time_bound(conn, until))
     per_day: dict[str, dict[str, int]] = {}
-    by_type = dict.fromkeys(ENTITY_TYPES, 0)
-    by_category = dict.fromkeys(CATEGORIES, 0)
-    for d, kind, category, count in conn.execute(
-            select(day, change_event.c.entity_type, change_event.c.category, func.count())
-            .where(*where).group_by(day, change_event.c.entity_type, change_event.c.category)):
-        slot = per_day.setdefault(str(d), {k: 0 for k in (*CATEGORIES, *ENTITY_TYPES)})
-        slot[category] = slot.get(category, 0) + int(count)
-        slot[kind] = slot.get(kind, 0) + int(count)
-        by_type[kind] = by_type.get(kind, 0) + int(count)
-        by_category[category] = by_category.get(category, 0) + int(count)
-    n = func.count().label("changes")
+    day = _day(conn, scan.c.finished_at).label("day")
+    for d, added, removed, modified in conn.execute(
+            select(day, func.sum(scan.c.added), func.sum(scan.c.removed),
+                   func.sum(scan.c.modified)).where(*finished).group_by(day)):
+        counts = {"added": int(added or 0), "removed": int(removed or 0),
+                  "modified": int(modified or 0)}
+        if sum(counts.values()):
+            per_day[str(d)] = {**counts, "file": sum(counts.values()), "registry": 0}
+    event_day = _day(conn, change_event.c.detected_at).label("day")
+    for d, count in conn.execute(select(event_day, func.count()).where(*registry)
+                                 .group_by(event_day)):
+        slot = per_day.setdefault(str(d), dict.fromkeys((*CATEGORIES, *ENTITY_TYPES), 0))
+        slot["registry"] += int(count)
+        slot["file"] -= int(count)
+    by_category = {c: sum(v[c] for v in per_day.values()) for c in CATEGORIES}
+    by_type = {t: sum(v[t] for v in per_day.values()) for t in ENTITY_TYPES}
+    n = func.sum(scan.c.added + scan.c.removed + scan.c.modified).label("changes")
     top_rows = conn.execute(
         select(machine.c.id, machine.c.name, account.c.name.label("account"), n)
-        .select_from(change_event)
-        .join(machine, machine.c.id == change_event.c.machine_id)
+        .select_from(scan)
+        .join(machine, machine.c.id == scan.c.machine_id)
         .join(account, account.c.id == machine.c.account_id)
-        .where(*where).group_by(machine.c.id, machine.c.name, account.c.name)
-        .order_by(n.desc(), machine.c.name).limit(top)).all()
+        .where(*finished).group_by(machine.c.id, machine.c.name, account.c.name)
+        .having(n > 0).order_by(n.desc(), machine.c.name).limit(top)).all()
     fleet: dict[str, list[dict[str, Any]]] = {}
     for key, col in (("by_account", account.c.name), ("by_cloud", account.c.cloud),
                      ("by_os", machine.c.os)):
