@@ -101,15 +101,20 @@ def _limit(limit: int) -> int:
 # -- machines -----------------------------------------------------------------------------------
 def _machine_status_query(now: datetime, stale_after: timedelta) -> Any:
     """One row per machine: account, cloud, latest finished scan, last successful (or
-    partial) scan, and ``health`` (failed, stale, pending, ok) with its sort rank."""
+    partial) scan, and ``health`` (failed, stale, pending, ok) with its sort rank. Each
+    machine's two scan ids are read backwards on the ``(machine_id, id)`` index, then their
+    rows by primary key."""
     last = scan.alias("last_scan")
     ok = scan.alias("last_ok")
-    last_id = (select(func.max(scan.c.id)).where(scan.c.machine_id == machine.c.id,
-                                                 scan.c.status.in_(FINISHED))
-               .scalar_subquery())
-    ok_id = (select(func.max(scan.c.id)).where(scan.c.machine_id == machine.c.id,
-                                               scan.c.status.in_(DONE_WITH_EVENTS))
-             .scalar_subquery())
+    newest = scan.alias("newest")
+    ids = select(
+        machine.c.id.label("machine_id"),
+        select(func.max(newest.c.id)).where(newest.c.machine_id == machine.c.id,
+                                            newest.c.status.in_(FINISHED))
+        .scalar_subquery().label("last_id"),
+        select(func.max(newest.c.id)).where(newest.c.machine_id == machine.c.id,
+                                            newest.c.status.in_(DONE_WITH_EVENTS))
+        .scalar_subquery().label("ok_id")).subquery("latest")
     older_than = now - stale_after
     rank = case(
         (last.c.status == "failed", 0),
@@ -126,8 +131,9 @@ def _machine_status_query(now: datetime, stale_after: timedelta) -> Any:
                    ok.c.id.label("last_success_scan_id"),
                    ok.c.finished_at.label("last_success_at"), rank.label("rank"))
             .join(account, account.c.id == machine.c.account_id)
-            .outerjoin(last, last.c.id == last_id)
-            .outerjoin(ok, ok.c.id == ok_id))
+            .join(ids, ids.c.machine_id == machine.c.id)
+            .outerjoin(last, last.c.id == ids.c.last_id)
+            .outerjoin(ok, ok.c.id == ids.c.ok_id))
 
 
 def _machine_dict(row: Any) -> dict[str, Any]:
