@@ -459,11 +459,10 @@ def _day(conn: Connection, column: Any) -> Any:
     return func.substr(cast(column, Text), 1, 10)
 
 
-def summary(conn: Connection, *, since: datetime, until: datetime | None = None,
-            top: int = 10) -> dict[str, Any]:
-    """The overview's numbers for ``[since, until)``: machines by account, cloud and OS,
-    total changes, by type, by category, per day (by category and by type), and the
-    ``top`` machines with most changes.
+def change_summary(conn: Connection, *, since: datetime, until: datetime | None = None,
+                   top: int = 10) -> dict[str, Any]:
+    """The changes in ``[since, until)``: total, by type, by category, per day (by category
+    and by type), and the ``top`` machines with most.
 
     Counts by category come from the scan rows (each completed scan holds how many events it
     added, removed and modified, and its events are stamped with its finish time): a read of
@@ -501,21 +500,46 @@ def summary(conn: Connection, *, since: datetime, until: datetime | None = None,
         .join(account, account.c.id == machine.c.account_id)
         .where(*finished).group_by(machine.c.id, machine.c.name, account.c.name)
         .having(n > 0).order_by(n.desc(), machine.c.name).limit(top)).all()
-    fleet: dict[str, list[dict[str, Any]]] = {}
+    return {
+        "total_changes": sum(by_category.values()), "by_type": by_type,
+        "by_category": by_category,
+        "per_day": [{"day": d, **v} for d, v in sorted(per_day.items())],
+        "top_machines": [{"id": r.id, "machine": r.name, "account": r.account,
+                          "changes": int(r.changes)} for r in top_rows]}
+
+
+def fleet_counts(conn: Connection) -> dict[str, Any]:
+    """Machines in all, and by account, by cloud and by operating system."""
+    fleet: dict[str, Any] = {}
     for key, col in (("by_account", account.c.name), ("by_cloud", account.c.cloud),
                      ("by_os", machine.c.os)):
         fleet[key] = [{"name": name, "machines": int(count)} for name, count in conn.execute(
             select(col, func.count()).select_from(machine)
             .join(account, account.c.id == machine.c.account_id)
             .group_by(col).order_by(col))]
-    total_machines = conn.execute(select(func.count()).select_from(machine)).scalar() or 0
-    return {
-        "since": since, "until": until, "machines": int(total_machines), **fleet,
-        "total_changes": sum(by_category.values()), "by_type": by_type,
-        "by_category": by_category,
-        "per_day": [{"day": d, **v} for d, v in sorted(per_day.items())],
-        "top_machines": [{"id": r.id, "machine": r.name, "account": r.account,
-                          "changes": int(r.changes)} for r in top_rows]}
+    fleet["machines"] = int(conn.execute(select(func.count()).select_from(machine)).scalar()
+                            or 0)
+    return fleet
+
+
+def data_version(conn: Connection) -> tuple[int, ...]:
+    """What changes whenever :func:`change_summary` could: the newest machine, scan and
+    event ids and the number of machines (a scan's counts are written with its events;
+    deleting a machine takes its scans and events with it). Read on primary keys."""
+    row = conn.execute(select(
+        select(func.count()).select_from(machine).scalar_subquery(),
+        select(func.max(machine.c.id)).scalar_subquery(),
+        select(func.max(scan.c.id)).scalar_subquery(),
+        select(func.max(change_event.c.id)).scalar_subquery())).one()
+    return tuple(int(v or 0) for v in row)
+
+
+def summary(conn: Connection, *, since: datetime, until: datetime | None = None,
+            top: int = 10) -> dict[str, Any]:
+    """The overview's numbers for ``[since, until)``: :func:`fleet_counts` and
+    :func:`change_summary`."""
+    return {"since": since, "until": until, **fleet_counts(conn),
+            **change_summary(conn, since=since, until=until, top=top)}
 
 
 def health_counts(conn: Connection, *, now: datetime, stale_after: timedelta) -> dict[str, int]:
@@ -552,5 +576,6 @@ def policy_scopes(conn: Connection, account_name: str | None = None) -> list[dic
 
 
 __all__ = ["Cursor", "ChangeFilter", "Page", "changes_page", "machines_page", "machine_detail",
-           "scans_page", "scan_detail", "summary", "health_counts", "policy_scopes",
+           "scans_page", "scan_detail", "summary", "change_summary", "fleet_counts",
+           "data_version", "health_counts", "policy_scopes",
            "change_counts", "machine_id_by_name", "field_names"]

@@ -4,7 +4,7 @@ summary and the policy. Read-only: GET routes only."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -252,17 +252,19 @@ def list_changes(
 
 @router.get("/summary", response_model=Summary)
 def get_summary(request: Request,
-                since: Annotated[str, Query(description="7d, 12h, ... or an ISO time")] = "30d",
+                since: Annotated[str | None, Query(
+                    description="7d, 12h, ... or an ISO time (default: the last 30 whole "
+                                "days, today included)")] = None,
                 until: str | None = None,
                 top: Annotated[int, Query(ge=1, le=100)] = 10) -> dict[str, Any]:
     """Machines by account, cloud and OS and by health; changes in the window: total, by
     type, by category, per day, and the machines with most."""
     ctx = context(request)
     now = ctx.now()
-    start = parse_time("since", since, now) or now - timedelta(days=30)
+    start = parse_time("since", since, now) or ctx.days_back(30)
     end = parse_time("until", until, now)
     with ctx.repo.transaction() as conn:
-        result = queries.summary(conn, since=start, until=end, top=top)
+        result = ctx.summary(conn, since=start, until=end, top=top)
         result["health"] = queries.health_counts(conn, now=now, stale_after=ctx.stale_after)
     result["since"], result["until"] = views.iso(start), views.iso(end)
     return result

@@ -14,7 +14,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from scanner.storage import queries
 from scanner.web import views
-from scanner.web.api import change_filter, parse_time
+from scanner.web.api import change_filter
 from scanner.web.charts import stacked_bars
 from scanner.web.context import context
 
@@ -52,9 +52,9 @@ def overview(request: Request, window: str = "30d") -> HTMLResponse:
     if window not in dict(WINDOWS):
         window = "30d"
     now = ctx.now()
-    since = parse_time("window", window, now) or now - timedelta(days=30)
+    since = ctx.days_back(int(window.rstrip("d")))
     with ctx.repo.transaction() as conn:
-        numbers = queries.summary(conn, since=since, top=10)
+        numbers = ctx.summary(conn, since=since, top=10)
         health = queries.health_counts(conn, now=now, stale_after=ctx.stale_after)
         attention = queries.machines_page(conn, now=now, stale_after=ctx.stale_after,
                                           limit=20)
@@ -68,7 +68,7 @@ def overview(request: Request, window: str = "30d") -> HTMLResponse:
 
 
 def _every_day(rows: list[dict[str, Any]], since: Any, now: Any) -> list[dict[str, Any]]:
-    """Per-day rows with the days without changes filled in (at most 90)."""
+    """Per-day rows with the days without changes filled in (at most 92)."""
     have = {r["day"]: r for r in rows}
     out: list[dict[str, Any]] = []
     day = since.date()
