@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
+from scanner.policy import RECOMMENDED_LINUX
 from tests.web.conftest import Scanned
 from tests.web.fleet import IMG_NAME, SCRIPT_PATH
 from tests.web.server import serving
@@ -160,3 +161,16 @@ def test_hostile_names_show_as_text(base_url: str, watched: Watched, where: str,
     if where != "/changes?path=/usr/bin":
         assert f"/etc/{IMG_NAME}" in codes
     assert "&lt;script&gt;alert(1)" in page.content()
+
+
+def test_the_policy_page_lists_each_scope_read_only(base_url: str, watched: Watched) -> None:
+    page = watched.page
+    page.goto(base_url + "/policy")
+    assert page.locator("section.scope h2").all_inner_texts() == [
+        "global policy (snapfim scan)", "account cli (local)", "account lab (local)"]
+    lab = page.locator("section.scope").nth(2)
+    linux = [r[0] for r in rows(lab, "table") if r[1] == "linux_file"]  # type: ignore[arg-type]
+    assert linux == sorted(RECOMMENDED_LINUX)
+    assert rows(page.locator("section.scope").nth(1), "table") == [  # type: ignore[arg-type]
+        ["none of its own: snapfim scan machines use the global policy"]]
+    assert page.locator("form, input, button").count() == 0     # nothing to submit
