@@ -508,6 +508,18 @@ def change_summary(conn: Connection, *, since: datetime, until: datetime | None 
                           "changes": int(r.changes)} for r in top_rows]}
 
 
+def machine_days(conn: Connection, machine_id: int, *, since: datetime) -> list[dict[str, Any]]:
+    """One machine's changes per day since ``since``, by category (from its scan rows)."""
+    day = _day(conn, scan.c.finished_at).label("day")
+    rows = conn.execute(
+        select(day, func.sum(scan.c.added), func.sum(scan.c.removed),
+               func.sum(scan.c.modified))
+        .where(scan.c.machine_id == machine_id, scan.c.status.in_(DONE_WITH_EVENTS),
+               scan.c.finished_at >= since).group_by(day).order_by(day))
+    return [{"day": str(d), "added": int(a or 0), "removed": int(r or 0),
+             "modified": int(m or 0)} for d, a, r, m in rows]
+
+
 def fleet_counts(conn: Connection) -> dict[str, Any]:
     """Machines in all, and by account, by cloud and by operating system."""
     fleet: dict[str, Any] = {}
@@ -577,5 +589,5 @@ def policy_scopes(conn: Connection, account_name: str | None = None) -> list[dic
 
 __all__ = ["Cursor", "ChangeFilter", "Page", "changes_page", "machines_page", "machine_detail",
            "scans_page", "scan_detail", "summary", "change_summary", "fleet_counts",
-           "data_version", "health_counts", "policy_scopes",
+           "data_version", "machine_days", "health_counts", "policy_scopes",
            "change_counts", "machine_id_by_name", "field_names"]

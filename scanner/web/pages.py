@@ -115,7 +115,11 @@ def machine(request: Request, machine_id: int, scans_cursor: str | None = None
         scans = queries.scans_page(conn, machine_id=machine_id, limit=10, cursor=scans_cursor)
         events = queries.changes_page(conn, queries.ChangeFilter(machine_id=machine_id),
                                       limit=25)
-    return render("machine.html", active="machines", m=views.machine_json(row),
+        since = ctx.days_back(30)
+        days = queries.machine_days(conn, machine_id, since=since)
+    chart = stacked_bars("Changes per day by category (30 days)",
+                         _every_day(days, since, ctx.now()), queries.CATEGORIES)
+    return render("machine.html", active="machines", m=views.machine_json(row), chart=chart,
                   disks=row["disks"], policies=row["policies"], tags=row["tags"],
                   scans=[views.scan_json(s) for s in scans.items],
                   scans_next=scans.next_cursor, rows=[_change_row(r) for r in events.items],

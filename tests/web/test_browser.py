@@ -140,6 +140,9 @@ def test_a_machine_page_shows_its_coverage_report(base_url: str, watched: Watche
     note = latest.locator("ul.notes li").inner_text()
     assert note.startswith(f"note: {SCRIPT_PATH}: a directory entry whose name holds '/'")
     assert page.locator("#policy-in-force li").count() == 18
+    today = datetime.now(UTC).date().isoformat()
+    assert page.locator("figure.chart svg rect.bar title").all_text_contents() == [
+        f"{today}: 2 added", f"{today}: 1 removed", f"{today}: 2 modified"]
     broken = scanned_sqlite.ids.broken
     page.goto(f"{base_url}/machines/{broken}")
     assert page.locator("p.error").first.inner_text() == (
