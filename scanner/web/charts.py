@@ -81,6 +81,6 @@ def stacked_bars(title: str, rows: Sequence[dict[str, Any]], series: Sequence[st
         if i % every == 0:
             x_ticks.append(Tick(round(x + bar_w / 2, 1), HEIGHT - BOTTOM + 16,
                                 str(row[label_key])[5:]))
-    y_ticks = [Tick(LEFT - 6, round(TOP + plot_h - plot_h * f, 1), str(int(top * f)))
+    y_ticks = [Tick(LEFT - 6, round(TOP + plot_h - plot_h * f, 1), f"{top * f:g}")
                for f in (0, 0.5, 1)]
     return Chart(title, WIDTH, HEIGHT, bars, x_ticks, y_ticks, list(series), not rows)

@@ -20,7 +20,7 @@ def test_stacked_bars_scale_and_stack_each_series() -> None:
     assert modified.y + modified.height == added.y          # stacked on top
     assert modified.height == pytest.approx(1.5 * added.height)
     assert modified.y == 10                                 # the largest total: the top
-    assert [t.text for t in chart.y_ticks] == ["0", "2", "5"]
+    assert [t.text for t in chart.y_ticks] == ["0", "2.5", "5"]
     assert [t.text for t in chart.x_ticks] == ["12-01", "12-02"]
     assert not chart.empty and stacked_bars("t", [], ("added",)).empty
 
