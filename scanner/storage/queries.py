@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -60,28 +61,26 @@ class Cursor:
     key: tuple[Any, ...]
 
     def encode(self) -> str:
-        """An opaque URL-safe token."""
-        parts = [v.astimezone(UTC).isoformat() if isinstance(v, datetime) else str(v)
+        """An opaque URL-safe token (the key as JSON, base64url)."""
+        parts = [v.astimezone(UTC).isoformat() if isinstance(v, datetime) else v
                  for v in self.key]
-        return base64.urlsafe_b64encode("|".join(parts).encode()).decode().rstrip("=")
+        raw = json.dumps(parts, separators=(",", ":"), ensure_ascii=False).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     @staticmethod
     def decode(token: str, kinds: Sequence[type]) -> Cursor:
-        """The cursor a token holds, each part parsed as ``kinds`` says (``datetime``,
-        ``int`` or ``str``); a malformed token is a :class:`ConfigError`."""
+        """The cursor a token holds, each part checked to be of ``kinds`` (``int`` or
+        ``str``); a malformed token is a :class:`ConfigError`."""
         try:
-            text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-            parts = text.split("|", len(kinds) - 1)
-            if len(parts) != len(kinds):
-                raise ValueError("wrong number of parts")
-            key = tuple(datetime.fromisoformat(p) if k is datetime else k(p)
-                        for p, k in zip(parts, kinds, strict=True))
+            if len(token) > 4096:
+                raise ValueError("too long")
+            parts = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         except (ValueError, binascii.Error, UnicodeDecodeError):
             raise ConfigError("invalid cursor (use the next_cursor a page returned)") from None
-        for value in key:
-            if isinstance(value, datetime) and value.tzinfo is None:
-                raise ConfigError("invalid cursor (use the next_cursor a page returned)")
-        return Cursor(key)
+        if (not isinstance(parts, list) or len(parts) != len(kinds)
+                or not all(type(p) is k for p, k in zip(parts, kinds, strict=True))):
+            raise ConfigError("invalid cursor (use the next_cursor a page returned)")
+        return Cursor(tuple(parts))
 
 
 @dataclass(slots=True)

@@ -42,3 +42,20 @@ def test_before_after_of_modified_added_and_removed() -> None:
         ("type", None, "file"), ("size", None, "5")]
     assert before_after({"fields_changed": [], "previous": state, "current": None}) == [
         ("type", "file", None), ("size", "5", None)]
+
+
+def test_cursors_round_trip_any_text_and_refuse_anything_else() -> None:
+    import pytest as _pytest
+
+    from scanner.errors import ConfigError
+    from scanner.storage.queries import Cursor
+
+    key = (1, "db|01 \\u00e9\u00e9 <x>\"", 42)
+    token = Cursor(key).encode()
+    assert Cursor.decode(token, (int, str, int)).key == key
+    assert Cursor.decode(Cursor(("2026-12-01 10:00:00+00:00", 7)).encode(), (str, int)).key == (
+        "2026-12-01 10:00:00+00:00", 7)
+    for bad, kinds in ((token, (int, str)), (token, (int, int, int)), ("!!", (int,)),
+                       (Cursor((True,)).encode(), (int,)), ("x" * 5000, (int,))):
+        with _pytest.raises(ConfigError, match="invalid cursor"):
+            Cursor.decode(bad, kinds)
