@@ -177,3 +177,19 @@ def test_the_policy_page_lists_each_scope_read_only(base_url: str, watched: Watc
     assert rows(page.locator("section.scope").nth(1), "table") == [  # type: ignore[arg-type]
         ["none of its own: snapfim scan machines use the global policy"]]
     assert page.locator("form, input, button").count() == 0     # nothing to submit
+
+
+def test_the_window_selector_and_the_machines_list(base_url: str, watched: Watched) -> None:
+    page = watched.page
+    page.goto(base_url + "/")
+    page.select_option("select[name=window]", "7d")
+    page.click("form.window button")
+    page.wait_for_load_state()
+    assert page.url == base_url + "/?window=7d"
+    assert page.locator("#tile-changes").inner_text() == "6\nchanges in the last 7 days"
+    ticks = page.locator("figure.chart").nth(0).locator("svg text.tick").all_text_contents()
+    assert len(ticks) == 3 + 7                       # y axis: 0, middle, top; a day each
+    page.click("text=Machines")
+    page.wait_for_load_state()
+    assert [(r[0], r[4]) for r in rows(page, "#machines")] == [
+        ("broken-01", "failed"), ("app-01", "ok"), ("db-01", "ok"), ("web-01", "ok")]
