@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from scanner import cli_deliver, cli_fleet, cli_policy
+from scanner import cli_deliver, cli_fleet, cli_policy, cli_serve
 from scanner.cli_output import (
     EXIT_CODES_HELP,
     EXIT_ERROR,
@@ -405,7 +405,8 @@ for _command, _name, _panel in (
         (scans, "scans", SCAN_PANEL), (machines, "machines", SCAN_PANEL),
         (cli_fleet.summary, "summary", SCAN_PANEL), (demo, "demo", SETUP_PANEL),
         (cli_fleet.run_cycle, "cycle", FLEET_PANEL), (cli_fleet.worker, "worker", FLEET_PANEL),
-        (cli_fleet.beat, "beat", FLEET_PANEL), (cli_deliver.deliver, "deliver", FLEET_PANEL)):
+        (cli_fleet.beat, "beat", FLEET_PANEL), (cli_deliver.deliver, "deliver", FLEET_PANEL),
+        (cli_serve.serve, "serve", SCAN_PANEL)):
     app.command(_name, rich_help_panel=_panel)(_command)
 app.add_typer(cli_policy.policy_app, name="policy", rich_help_panel=SETUP_PANEL)
 app.add_typer(db_app, name="db", rich_help_panel=SETUP_PANEL)

@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(e2fsprogs gdisk fdisk dosfstools mtools ntfs-3g exfatprogs attr acl libcap2-bin aide xfsprogs
-              time python3-hivex libhivex-bin redis-server)
+              time python3-hivex libhivex-bin redis-server
+              chromium)  # chromium: the dashboard's browser tests (Playwright drives it; no download)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -201,6 +201,14 @@ change_event = Table(
     Index(None, "machine_id", "detected_at"),
     Index(None, "scan_id"),
 )
+# The dashboard's pages of events, newest first, by keyset (migration 0007).
+Index("ix_change_event_detected_at_id", change_event.c.detected_at, change_event.c.id)
+Index("ix_change_event_machine_id_detected_at_id", change_event.c.machine_id,
+      change_event.c.detected_at, change_event.c.id)
+Index("ix_change_event_entity_type_detected_at", change_event.c.entity_type,
+      change_event.c.detected_at)
+Index("ix_scan_finished_at", scan.c.finished_at)
+Index("ix_scan_machine_id_id", scan.c.machine_id, scan.c.id)
 
 # -- delivery of events and alerts to the configured sinks (the outbox) -----------------------
 # A sink is registered (by name: jsonl, syslog, webhook) the first time a process with it
