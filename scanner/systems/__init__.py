@@ -6,7 +6,7 @@ from __future__ import annotations
 from scanner.coverage import Coverage
 from scanner.disk.discovery import OpenedVolume
 from scanner.disk.partition_ids import MachineIds
-from scanner.systems.base import System, has_dir
+from scanner.systems.base import System, has_dir, unsure_system_volume
 from scanner.systems.linux import mount_linux
 from scanner.systems.windows import find_windows, mount_windows
 
@@ -19,6 +19,12 @@ def detect_systems(opened: list[OpenedVolume], coverage: Coverage,
     (Windows drive letters name partitions by them)."""
     windows = find_windows(opened, coverage)
     linux = windows is None or any(has_dir(o.fs, "etc") for o in opened)
+    if windows is not None and (why := unsure_system_volume(coverage, windows[0].label)):
+        # not C:, and nothing else is: every path keeps its state
+        coverage.unreadable["/"] = f"the Windows installation is not taken as C: ({why})"
+        coverage.notes.append(coverage.unreadable["/"])
+        windows = None
+        linux = any(has_dir(o.fs, "etc") for o in opened)
     systems: list[System] = []
     if linux:
         systems.append(mount_linux(opened, coverage))

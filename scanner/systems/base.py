@@ -61,6 +61,23 @@ class System(Protocol):
         ...
 
 
+def failed_disks(coverage: Coverage) -> list[str]:
+    """The disks of the machine that could not be read at all."""
+    return [d.name for d in coverage.disks if d.status == "failed"]
+
+
+def unsure_system_volume(coverage: Coverage, label: str) -> str | None:
+    """Why the one volume that looks like the system (``/`` or ``C:``) cannot be trusted as
+    it, or None: when a disk could not be read, a candidate on another disk than the first
+    may be a data disk or an old copy standing in for the system disk that is missing (its
+    content would be compared with the real system's state)."""
+    failed = failed_disks(coverage)
+    if not failed or (coverage.disks and label in coverage.disks[0].volumes):
+        return None
+    return (f"{', '.join(failed)} could not be read and could hold the system; {label} "
+            "is on another disk")
+
+
 def has_dir(fs: Filesystem, name: str) -> bool:
     """Whether the root directory of ``fs`` holds a directory ``name`` (False if unreadable)."""
     try:

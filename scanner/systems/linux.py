@@ -23,7 +23,14 @@ from scanner.errors import DiskError, SourceReadError
 from scanner.limits import Limits
 from scanner.paths import decode_component
 from scanner.policy import EntityKind, PolicyEntity, active
-from scanner.systems.base import OnFound, ScanProgress, Walk, has_dir
+from scanner.systems.base import (
+    OnFound,
+    ScanProgress,
+    Walk,
+    failed_disks,
+    has_dir,
+    unsure_system_volume,
+)
 
 _OS_LOOK = ("os-release", "passwd", "fstab", "hostname")
 
@@ -99,6 +106,7 @@ def mount_linux(opened: list[OpenedVolume], coverage: Coverage) -> LinuxSystem:
     ``//<volume>/...`` (``/`` in a volume name written ``\\x2f``), with its own fstab."""
     roots = [o for o in opened if could_be_root(o.fs)]
     failed = [r.volume for r in coverage.volumes if r.status == "failed"]
+    failed += failed_disks(coverage)  # a disk that could not be read could hold /
     if not roots and not failed:
         roots = [o for o in opened if has_dir(o.fs, "etc")][:1]
     if not roots and _bare(coverage, opened):
@@ -117,6 +125,12 @@ def mount_linux(opened: list[OpenedVolume], coverage: Coverage) -> LinuxSystem:
                               "each is scanned as its own tree, "
                               + ", ".join(root_prefix(o.label) for o in roots))
         trees = [_mount_tree(o, opened, coverage, root_prefix(o.label)) for o in roots]
+    elif (why := unsure_system_volume(coverage, roots[0].label)) is not None:
+        prefix = root_prefix(roots[0].label)
+        coverage.unreadable["/"] = f"{roots[0].label} is not taken as / ({why})"
+        coverage.notes.append(f"the root filesystem is not taken as / ({why}); it is "
+                              f"scanned as its own tree, {prefix}")
+        trees = [_mount_tree(roots[0], opened, coverage, prefix)]
     else:
         trees = [_mount_tree(roots[0], opened, coverage, "")]
     for item in opened:

@@ -35,7 +35,7 @@ from scanner.storage.policies import add_entity, ensure_recommended
 from scanner.storage.repository import Repository, ScanRecord
 from tests.conftest import MACHINE, changes
 from tests.disk.fs_baselines import T0, file_values
-from tests.imaging.ext4 import debugfs, e2fsck_ok, inode_info, overwrite_in_place
+from tests.imaging.ext4 import build_ext4, debugfs, e2fsck_ok, inode_info, overwrite_in_place
 from tests.imaging.linux_disk import ROOT_MB, ROOT_UUID
 from tests.imaging.multidisk import (
     BIG_FILE,
@@ -370,3 +370,28 @@ def test_parallel_hashing_reopens_volumes_of_both_disks(tmp_path: Path,
     assert lv_paths == {(str(lvm.disk0), str(lvm.disk1))}
     assert {locator["path"] for _, locator in calls if locator["kind"] == "local"} <= {
         str(ext.disk0), str(ext.disk1)}
+
+
+def test_a_root_on_another_disk_is_not_taken_while_the_first_disk_fails(
+        opt_machine: TwoDisks, repo: Repository, tmp_path: Path, file_state: State) -> None:
+    """Disk 0 (the root) cannot be read and disk 1 holds something that looks like a root (an
+    old copy, a data disk with an etc/): it is not taken as /, so no path of the real root is
+    reported removed; it is scanned under //d1:disk, / keeps its state."""
+    baseline = file_state()
+    tree = tmp_path / "decoy"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\n")
+    (tree / "srv").mkdir()
+    (tree / "srv" / "x").write_text("x\n")
+    decoy = build_ext4(tree, tmp_path / "decoy.img", size_mb=8)
+    with open_local(decoy) as source:
+        record = run_machine_scan(repo, [DeadSource(ROOT_MB * MIB), source], MACHINE,
+                                  ScanOptions(hash_workers=1), ["dead", str(decoy)])
+    assert (record.status, record.removed) == ("partial", 0)
+    assert changes(record) == []
+    coverage = coverage_of(repo)
+    assert coverage["unreadable"]["/"] == (
+        "d1:disk is not taken as / (dead could not be read and could hold the system; "
+        "d1:disk is on another disk)")
+    state = file_state()
+    assert {p: state[p] for p in baseline} == baseline

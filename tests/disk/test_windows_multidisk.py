@@ -22,6 +22,7 @@ from scanner.policy import make_entity
 from scanner.registry.hive import HBIN_START
 from scanner.runner import run_machine_scan
 from scanner.sources.local import open_local
+from scanner.sources.unavailable import UnavailableSource
 from scanner.storage.policies import add_entity, ensure_recommended
 from scanner.storage.repository import Repository, ScanRecord
 from tests.imaging.ntfs import File
@@ -310,3 +311,26 @@ def test_letters_from_a_dirty_system_hive_are_used_with_a_note(
     assert note.startswith("drive letters read from a SYSTEM hive that is dirty-not-replayed (")
     assert note.endswith("): a letter given since its last flush is not known")
     assert not any(p.startswith("D:") for p in coverage["unreadable"])
+
+
+@pytest.mark.usefixtures("policy")
+def test_a_windows_copy_on_another_disk_is_not_c_while_the_first_disk_fails(
+        repo: Repository, disks: list[Path]) -> None:
+    """Disk 0 cannot be read and the Windows installation found is on disk 1: it is not taken
+    as C: (it could be an old copy standing in for the missing system disk); every path keeps
+    its state and nothing is removed."""
+    scan_disks(repo, disks)
+    baseline = file_state(repo)
+    dead = UnavailableSource({"kind": "local", "path": "gone.img"}, "snapshot deleted")
+    system = open_local(disks[0])
+    try:
+        record = run_machine_scan(repo, [dead, system], MACHINE,
+                                  ScanOptions(hash_workers=1), ["gone.img", disks[0].name])
+    finally:
+        system.close()
+    assert (record.status, record.removed, events(record)) == ("partial", 0, [])
+    coverage = coverage_of(repo, record)
+    assert ("the Windows installation is not taken as C: (gone.img could not be read and "
+            "could hold the system; d1:p2 is on another disk)") in coverage["notes"]
+    assert "/" in coverage["unreadable"]
+    assert file_state(repo) == baseline
