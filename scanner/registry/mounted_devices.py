@@ -36,6 +36,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from scanner.disk.partition_ids import PartitionId
+from scanner.errors import HiveError
 from scanner.registry.hive import Hive
 
 __all__ = ["LetterTarget", "MountedDevices", "LetterPlan", "parse_mounted_devices",
@@ -235,14 +236,16 @@ def drive_letters(values: Mapping[str, bytes] | Iterable[tuple[str, bytes]],
 
 def read_mounted_devices(hive: Hive) -> tuple[list[tuple[str, bytes]], dict[str, str]]:
     """The values of ``MountedDevices`` in a SYSTEM hive: (name, data) pairs in stored order,
-    and value name -> why its data cannot be read. No key gives no values.
+    and value name -> why its data cannot be read.
 
     Raises:
-        HiveError: the key or its value list cannot be read.
+        HiveError: the key or its value list cannot be read, or the key is missing (every
+            Windows SYSTEM hive has it: without it no letter is known, which is not the
+            same as a machine without other drives).
     """
     key = hive.find(KEY)
     if key is None:
-        return [], {}
+        raise HiveError(f"no {KEY} key")
     values: list[tuple[str, bytes]] = []
     errors: dict[str, str] = {}
     for value in hive.iter_values(key):
