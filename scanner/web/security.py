@@ -37,8 +37,30 @@ def token_matches(header: bytes | None, token: str) -> bool:
     return hmac.compare_digest(given.strip(), token.encode())
 
 
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def loopback_host(header: bytes | None) -> bool:
+    """True when a ``Host`` header names this machine's loopback (``localhost``,
+    ``127.0.0.1`` or ``[::1]``, with or without a port). Without a token the service only
+    answers such requests: a page on another site that rebinds its DNS name to 127.0.0.1
+    sends its own name as the Host, and gets nothing."""
+    if not header:
+        return False
+    host = header.decode("latin-1").strip().lower()
+    if host.startswith("["):
+        name, bracket, port = host[1:].partition("]")
+        if not bracket:
+            return False
+        port = port.removeprefix(":") if port.startswith(":") else "x" if port else ""
+    else:
+        name, _, port = host.partition(":")
+    return name in LOOPBACK_NAMES and (port == "" or port.isdigit())
+
+
 class SecurityMiddleware:
-    """Refuses requests without the bearer token (when one is set) with 401, and sets the
+    """Refuses requests without the bearer token (when one is set) with 401, and, without a
+    token, requests whose Host is not a loopback name with 400 (DNS rebinding); sets the
     security headers on every HTTP response, errors included."""
 
     def __init__(self, app: ASGIApp, token: str | None) -> None:
@@ -58,14 +80,25 @@ class SecurityMiddleware:
                 message["headers"] = kept + list(HEADERS)
             await send(message)
 
+        if self.token is None and not loopback_host(
+                dict(scope.get("headers") or []).get(b"host")):
+            await _refuse(send_secured, 400, "without a token only a loopback Host is served "
+                                             "(localhost, 127.0.0.1, [::1])", [])
+            return
         if self.token is not None:
             header = dict(scope.get("headers") or []).get(b"authorization")
             if not token_matches(header, self.token):
-                body = json.dumps({"detail": "a bearer token is required"}).encode()
-                await send_secured({"type": "http.response.start", "status": 401, "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", b'Bearer realm="snapfim"')]})
-                await send({"type": "http.response.body", "body": body})
+                await _refuse(send_secured, 401, "a bearer token is required",
+                              [(b"www-authenticate", b'Bearer realm="snapfim"')])
                 return
         await self.app(scope, receive, send_secured)
+
+
+async def _refuse(send: Send, status: int, detail: str,
+                  headers: list[tuple[bytes, bytes]]) -> None:
+    """Answer ``status`` with ``{"detail": ...}`` as JSON."""
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": body})

@@ -31,7 +31,7 @@ STALE = timedelta(hours=48)
 def client(scanned: Scanned, now: datetime | None = None) -> TestClient:
     clock = (lambda: now) if now else (lambda: datetime.now(UTC))
     ctx = WebContext(scanned.repo, STALE, clock)
-    return TestClient(create_app(scanned.repo, token=None, context=ctx))
+    return TestClient(create_app(scanned.repo, token=None, context=ctx), base_url="http://127.0.0.1")
 
 
 @pytest.fixture

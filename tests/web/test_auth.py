@@ -68,7 +68,7 @@ def test_every_route_needs_the_token_when_one_is_set(empty_repo: Repository) -> 
 
 
 def test_security_headers_on_every_response(empty_repo: Repository) -> None:
-    with TestClient(create_app(empty_repo, token=None)) as client:
+    with TestClient(create_app(empty_repo, token=None), base_url="http://localhost:8080") as client:
         for route in ROUTES:
             response = client.get(route)
             assert headers_of(response) == SECURITY_HEADERS, route
@@ -174,3 +174,23 @@ def test_serve_with_a_token_requires_it_on_any_address(scanned_sqlite: Scanned,
         assert _get(base + "/")[0] == 401
         status, _, body = _get(base + "/api/v1/summary", TOKEN)
         assert status == 200 and json.loads(body)["total_changes"] == 6
+
+
+def test_without_a_token_only_loopback_hosts_are_served(empty_repo: Repository) -> None:
+    """DNS rebinding: a page of evil.example whose name now resolves to 127.0.0.1 reaches
+    the port, but sends its own Host; without a token that is refused."""
+    with TestClient(create_app(empty_repo, token=None)) as client:
+        for host in ("evil.example", "evil.example:8080", "127.0.0.1.evil.example",
+                     "localhost:80x", "[::1]x", "", "127.0.0.2"):
+            response = client.get("/api/v1/machines", headers={"Host": host})
+            assert response.status_code == 400, host
+            assert response.json() == {"detail": "without a token only a loopback Host is "
+                                                  "served (localhost, 127.0.0.1, [::1])"}
+            assert headers_of(response) == SECURITY_HEADERS
+        for host in ("localhost", "LOCALHOST:8080", "127.0.0.1:8080", "[::1]:8080", "[::1]"):
+            response = client.get("/api/v1/machines", headers={"Host": host})
+            assert response.status_code == 200, host
+    with TestClient(create_app(empty_repo, token=TOKEN)) as client:  # a token: any Host
+        response = client.get("/api/v1/machines", headers={
+            "Host": "fim.example.com", "Authorization": f"Bearer {TOKEN}"})
+        assert response.status_code == 200
