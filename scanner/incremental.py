@@ -78,6 +78,13 @@ class FileMeta:
         return cls(item.inode, item.size, item.mtime, item.ctime, item.crtime)
 
 
+def mount_layout(volumes: Iterable[tuple[str, str | None, str | None]]) -> dict[str, str]:
+    """Where each volume was mounted: mount point (``/``, ``/opt``, ``D:\\``) -> the volume's
+    label and filesystem UUID, from ``(label, mountpoint, uuid)`` of a coverage report."""
+    return {mountpoint: f"{label} {uuid or '-'}" for label, mountpoint, uuid in volumes
+            if mountpoint}
+
+
 @dataclass(slots=True)
 class Reuse:
     """The previous state of the machine's files (from the parent snapshot's scan, which
@@ -91,6 +98,11 @@ class Reuse:
 
     previous: Mapping[str, FileEntity]
     changed: dict[str, ChangedRanges] = field(default_factory=dict)
+    # the previous scan's :func:`mount_layout`; None: not known, nothing is kept. A path
+    # keeps a digest only if it lies on the volume it lay on then: a clone of a volume (A/B
+    # roots, an fstab entry moved to a copy on another disk) has files alike in metadata
+    # whose content may differ, and its blocks need not have changed since its own parent
+    layout: Mapping[str, str] | None = None
     reused: int = 0  # files (inodes) whose digest was kept, counted by the pipeline
     _by_meta: dict[FileMeta, FileEntity | None] | None = None
 
@@ -108,6 +120,10 @@ class Reuse:
                                                             entity.attributes) else None
             self._by_meta = index
         return self._by_meta
+
+    def same_layout(self, current: Mapping[str, str]) -> bool:
+        """Whether the volumes are mounted as in the previous scan (else nothing is kept)."""
+        return self.layout is not None and dict(self.layout) == dict(current)
 
     def candidate(self, current: FileMeta, disk_locator: Mapping[str, Any],
                   runs: Ranges | None) -> FileEntity | None:

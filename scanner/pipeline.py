@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from scanner.collectors.hashing import Hasher, HashJob, HashResult, VolumeRef, hash_in_process
 from scanner.coverage import MAX_LISTED_ERRORS, Coverage
@@ -25,7 +25,7 @@ from scanner.disk.partition_ids import MachineIds
 from scanner.disk.walker import Found
 from scanner.entities import SPARSE, FileEntity, RegistryEntity
 from scanner.errors import DiskError, NoFilesystemError, ScanMemoryError, SourceReadError
-from scanner.incremental import FileMeta, Reuse
+from scanner.incremental import FileMeta, Reuse, mount_layout
 from scanner.limits import Limits
 from scanner.membound import memory_bound
 from scanner.policy import PolicyEntity
@@ -115,6 +115,11 @@ def _scan(sources: Sequence[BlockSource], names: list[str], policy: list[PolicyE
         raise NoFilesystemError(_nothing_readable(coverage))
     try:
         systems = detect_systems(opened, coverage, ids)
+        if options.reuse is not None and not options.reuse.same_layout(mount_layout(
+                (r.volume, r.mountpoint, r.uuid) for r in coverage.volumes)):
+            coverage.notes.append("incremental: the volumes are not mounted as in the "
+                                  "previous scan; every file is read")
+            options = replace(options, reuse=None)
         entities, registry = _collect(systems, opened, policy, coverage, options)
     finally:
         for item in opened:

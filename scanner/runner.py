@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from scanner.commit import commit_scan, emit_scan
 from scanner.emitters.settings import DeliveryConfig
-from scanner.incremental import ChangedRanges, Reuse, locator_key
+from scanner.incremental import ChangedRanges, Reuse, locator_key, mount_layout
 from scanner.pipeline import ScanOptions, ScanOutcome, scan_sources
 from scanner.sources.base import BlockSource
 from scanner.sources.machine import disk_locators, machine_locator
@@ -78,7 +78,7 @@ def prepare_reuse(repo: Repository, machine_id: int | None, parents: Sequence[di
         return None
     with repo.transaction() as conn:
         row = conn.execute(
-            select(scan.c.status, scan.c.source)
+            select(scan.c.status, scan.c.source, scan.c.coverage)
             .where(scan.c.machine_id == machine_id, scan.c.status.in_(("succeeded", "partial")))
             .order_by(scan.c.id.desc()).limit(1)).first()
         if row is None or row.status != "succeeded":
@@ -87,7 +87,11 @@ def prepare_reuse(repo: Repository, machine_id: int | None, parents: Sequence[di
         if not all(any(same_snapshot(r, p) for r in read) for p in parents):
             return None
         state = repo.load_file_state(conn, machine_id)
-    return Reuse(state, {key: ChangedRanges(ranges) for key, ranges in changed.items()})
+    volumes = (dict(row.coverage or {})).get("volumes") or []
+    layout = mount_layout((str(v.get("volume")), v.get("mountpoint"), v.get("uuid"))
+                          for v in volumes if isinstance(v, dict))
+    return Reuse(state, {key: ChangedRanges(ranges) for key, ranges in changed.items()},
+                 layout=layout)
 
 
 def commit_outcome(repo: Repository, outcome: ScanOutcome, machine_name: str,
