@@ -238,7 +238,7 @@ def changes(
                    ] = "configchange",
 ) -> None:
     """List change events (oldest first)."""
-    from scanner.cli_output import path_matcher
+    from scanner.policy import path_matcher
 
     if category is not None and category not in ("added", "removed", "modified"):
         raise ConfigError(f"--category {category!r}: use added, removed or modified")

@@ -9,14 +9,12 @@ cell blank, and stay readable at 80 columns and when piped.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from scanner.coverage import human_size
 from scanner.emitters.records import change_lines
-from scanner.policy import segment_regex
 from scanner.terminal import console, for_terminal
 
 # Exit codes (README "Exit codes", `snapfim --help`).
@@ -199,37 +197,3 @@ def _volume_lines(v: dict[str, Any], detailed: bool) -> list[str]:
         lines.append(f"    uuid {v.get('uuid') or NONE}, label {v.get('label') or NONE}"
                      f", partition {v.get('description') or NONE}")
     return lines
-
-
-# -- path patterns of `changes --path` --------------------------------------------------------
-def path_matcher(pattern: str) -> tuple[Callable[[str], bool], str]:
-    """``(matches, literal_prefix)`` for ``changes --path``.
-
-    The pattern is a path whose segments may hold ``*`` and ``?`` (within one segment, as in
-    policy excludes; ``[`` is literal); it matches that path and everything below it (an
-    NTFS stream ``file:s`` lies below ``file``, a registry value below its key). Linux paths
-    (``/...``) are case-sensitive, Windows paths and registry keys are not. The prefix before
-    the first wildcard narrows the query in SQL.
-    """
-    linux = pattern.startswith("/")
-    sep = "/" if linux else "\\"
-    segments = [s for s in pattern.split(sep) if s]
-    regexes = [segment_regex(s, case_sensitive=linux) for s in segments]
-    head = re.split(r"[*?]", pattern, maxsplit=1)[0]
-    prefix = head if head == pattern else head[:head.rfind(sep) + 1]
-
-    streams = re.match(r"[A-Za-z]:\\", pattern) is not None  # NTFS: file:stream
-
-    def matches(path: str) -> bool:
-        parts = [s for s in path.split(sep) if s]
-        if len(parts) < len(regexes):
-            return False
-        for i, (regex, part) in enumerate(zip(regexes, parts, strict=False)):
-            if regex.match(part):
-                continue
-            stream_of = streams and 0 < i == len(regexes) - 1 and ":" in part
-            if not (stream_of and regex.match(part.split(":", 1)[0])):
-                return False
-        return True
-
-    return matches, prefix

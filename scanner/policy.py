@@ -15,6 +15,7 @@ Rules (as the seeds describe, plus what we add):
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -320,3 +321,36 @@ def recommended_entities() -> list[PolicyEntity]:
 def active(entities: list[PolicyEntity], kind: EntityKind) -> list[PolicyEntity]:
     """Enabled entities of one kind, in a stable order."""
     return sorted((e for e in entities if e.enabled and e.kind is kind), key=lambda e: e.name)
+
+
+def path_matcher(pattern: str) -> tuple[Callable[[str], bool], str]:
+    """``(matches, literal_prefix)`` for ``changes --path``.
+
+    The pattern is a path whose segments may hold ``*`` and ``?`` (within one segment, as in
+    policy excludes; ``[`` is literal); it matches that path and everything below it (an
+    NTFS stream ``file:s`` lies below ``file``, a registry value below its key). Linux paths
+    (``/...``) are case-sensitive, Windows paths and registry keys are not. The prefix before
+    the first wildcard narrows the query in SQL.
+    """
+    linux = pattern.startswith("/")
+    sep = "/" if linux else "\\"
+    segments = [s for s in pattern.split(sep) if s]
+    regexes = [segment_regex(s, case_sensitive=linux) for s in segments]
+    head = re.split(r"[*?]", pattern, maxsplit=1)[0]
+    prefix = head if head == pattern else head[:head.rfind(sep) + 1]
+
+    streams = re.match(r"[A-Za-z]:\\", pattern) is not None  # NTFS: file:stream
+
+    def matches(path: str) -> bool:
+        parts = [s for s in path.split(sep) if s]
+        if len(parts) < len(regexes):
+            return False
+        for i, (regex, part) in enumerate(zip(regexes, parts, strict=False)):
+            if regex.match(part):
+                continue
+            stream_of = streams and 0 < i == len(regexes) - 1 and ":" in part
+            if not (stream_of and regex.match(part.split(":", 1)[0])):
+                return False
+        return True
+
+    return matches, prefix

@@ -320,7 +320,7 @@ class _Plan:
 
 
 def _change_plan(conn: Connection, flt: ChangeFilter) -> _Plan:
-    from scanner.cli_output import path_matcher
+    from scanner.policy import path_matcher
 
     flt.check()
     plan = _Plan()
