@@ -5,7 +5,9 @@ expiry, changed blocks and lineage, parallel hashing that reopens the ebs locato
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -131,6 +133,32 @@ def test_an_expired_token_is_listed_again_and_retried(ebs_store: EbsStore,
         fetcher.fetch(1)
     assert fetcher.listings == 2
     assert fetcher.fetch(1) == block(1)  # the retry uses the fresh token
+
+
+def test_threads_whose_tokens_expired_together_list_once(ebs_store: EbsStore,
+                                                        snapshot: str) -> None:
+    """Every read-ahead thread whose token expired at once gets one fresh listing, not one
+    listing each (a listing of a large volume takes seconds)."""
+    ebs_store.token_lifetime = 1.0
+    ebs_store.expiry_skew = 3600.0
+    fetcher = EbsFetcher(snapshot, REGION, token_margin=0.0)
+    time.sleep(1.1)
+    barrier = threading.Barrier(len(WRITTEN) - 1)
+
+    def fetch(index: int) -> str:
+        barrier.wait()
+        try:
+            fetcher.fetch(index)
+        except TransientSourceError as exc:
+            return str(exc)
+        return "read"
+
+    with ThreadPoolExecutor(len(WRITTEN) - 1) as pool:  # block 0 was read at open
+        outcomes = list(pool.map(fetch, WRITTEN[1:]))
+    assert all(o.endswith("block token expired; listed again") or o == "read"
+               for o in outcomes), outcomes
+    assert fetcher.listings == 2
+    assert [fetcher.fetch(i) == block(i) for i in WRITTEN[1:]] == [True] * (len(WRITTEN) - 1)
 
 
 def test_a_snapshot_that_may_be_listed_but_not_read_fails_at_open(ebs_store: EbsStore,

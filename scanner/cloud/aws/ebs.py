@@ -219,8 +219,9 @@ class EbsFetcher:
             data = reply["BlockData"].read()
         except ClientError as exc:
             if error_code(exc) == "ValidationException" and "expire" in str(exc).lower():
-                with self._lock:
-                    self._listing = self._list()
+                with self._lock:  # one listing for all the threads whose token expired
+                    if self._listing.tokens.get(index) == token:
+                        self._listing = self._list()
                 raise TransientSourceError(f"{what}: block token expired; listed again") from exc
             raise translate(exc, what) from exc
         except Exception as exc:

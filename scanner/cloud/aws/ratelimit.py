@@ -10,6 +10,7 @@ are retried with backoff.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -43,11 +44,24 @@ class TokenBucket:
 
 _buckets: dict[tuple[str, str, str], TokenBucket] = {}
 _lock = threading.Lock()
+_fork_hook = False
+
+
+def _forget_after_fork() -> None:
+    """In a forked child (a hash worker): new buckets and lock. A lock another thread of the
+    parent held at the fork would stay locked in the child forever."""
+    global _lock
+    _lock = threading.Lock()
+    _buckets.clear()
 
 
 def limiter(account: str | None, region: str, family: str) -> TokenBucket:
     """The process's bucket for ``family`` ("get" or "list") of one account and region."""
+    global _fork_hook
     key = (account or "", region, family)
+    if not _fork_hook:  # registered on first use, not at import
+        _fork_hook = True
+        os.register_at_fork(after_in_child=_forget_after_fork)
     with _lock:
         bucket = _buckets.get(key)
         if bucket is None:
