@@ -28,7 +28,13 @@ from scanner.cloud.provider import SNAPFIM_TAG, Provider, SnapshotInfo, provider
 from scanner.commit import commit_scan, emit_scan
 from scanner.diff import FileDiff
 from scanner.emitters.delivery import DeliveryReport, deliver
-from scanner.errors import AccountAccessError, SnapfimError, SourceError, TransientError
+from scanner.errors import (
+    AccountAccessError,
+    SnapfimError,
+    SourceError,
+    StorageError,
+    TransientError,
+)
 from scanner.incremental import Reuse, locator_key
 from scanner.lifecycle import SCAN_DONE
 from scanner.pipeline import ScanOptions, ScanOutcome, scan_sources
@@ -89,9 +95,17 @@ def discover(repo: Repository, account_id: int) -> int:
             fleet.record_discovery(conn, account_id, now, str(exc))
         log.warning("discovery of account %s failed: %s", acct.name, exc)
         return 0
-    with repo.transaction() as conn:
-        fleet.sync_machines(conn, account_id, found, now)
-        fleet.record_discovery(conn, account_id, now)
+    try:
+        with repo.transaction() as conn:
+            fleet.sync_machines(conn, account_id, found, now)
+            fleet.record_discovery(conn, account_id, now)
+    except TransientError:
+        raise
+    except StorageError as exc:  # rolled back: the account shows why, the others go on
+        with repo.transaction() as conn:
+            fleet.record_discovery(conn, account_id, now, f"storing the machines: {exc}")
+        log.warning("storing the machines of account %s failed: %s", acct.name, exc)
+        return 0
     return len(found)
 
 
