@@ -24,11 +24,17 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from scanner.cloud.provider import Provider, SnapshotInfo, provider_for
+from scanner.cloud.provider import SNAPFIM_TAG, Provider, SnapshotInfo, provider_for
 from scanner.commit import commit_scan, emit_scan
 from scanner.diff import FileDiff
 from scanner.emitters.delivery import DeliveryReport, deliver
-from scanner.errors import AccountAccessError, SnapfimError, SourceError, TransientError
+from scanner.errors import (
+    AccountAccessError,
+    SnapfimError,
+    SourceError,
+    StorageError,
+    TransientError,
+)
 from scanner.incremental import Reuse, locator_key
 from scanner.lifecycle import SCAN_DONE
 from scanner.pipeline import ScanOptions, ScanOutcome, scan_sources
@@ -89,9 +95,17 @@ def discover(repo: Repository, account_id: int) -> int:
             fleet.record_discovery(conn, account_id, now, str(exc))
         log.warning("discovery of account %s failed: %s", acct.name, exc)
         return 0
-    with repo.transaction() as conn:
-        fleet.sync_machines(conn, account_id, found, now)
-        fleet.record_discovery(conn, account_id, now)
+    try:
+        with repo.transaction() as conn:
+            fleet.sync_machines(conn, account_id, found, now)
+            fleet.record_discovery(conn, account_id, now)
+    except TransientError:
+        raise
+    except StorageError as exc:  # rolled back: the account shows why, the others go on
+        with repo.transaction() as conn:
+            fleet.record_discovery(conn, account_id, now, f"storing the machines: {exc}")
+        log.warning("storing the machines of account %s failed: %s", acct.name, exc)
+        return 0
     return len(found)
 
 
@@ -119,8 +133,12 @@ def plan(repo: Repository, settings: FleetSettings) -> list[int]:
 
 # -- snapshots --------------------------------------------------------------------------------
 def take_snapshots(repo: Repository, scan_id: int) -> bool:
-    """Start a snapshot of every disk of the scan's machine; False if the scan is not
-    snapshotting any more (already handled by an earlier delivery)."""
+    """Start one snapshot set of every disk of the scan's machine (one provider call per
+    machine: the disks at one instant) and record all its snapshots together; False if the
+    scan is not snapshotting any more (already handled by an earlier delivery). A
+    redelivered task gets the set the first delivery made (the provider finds it by its
+    scan tag); a disk the set lacks is a failed snapshot (the scan fails, the next cycle
+    takes a complete set: a second set would mix two instants)."""
     with repo.transaction() as conn:
         cyc = fleet.lock_cycle(conn, scan_id)
         existing = {s.disk_id for s in fleet.snapshots_of(conn, scan_id)}
@@ -129,23 +147,27 @@ def take_snapshots(repo: Repository, scan_id: int) -> bool:
     if not cyc.disks:
         fail(repo, scan_id, "the machine has no disks")
         return False
+    if all(d.id in existing for d in cyc.disks):
+        return True
     provider = _provider(cyc.account)
     info = cyc.machine_info()
-    for d, disk_info in zip(cyc.disks, info.disks, strict=True):
-        if d.id in existing:
-            continue
-        try:
-            snap = provider.create_snapshot(info, disk_info, {"snapfim:scan": str(scan_id)})
-        except TransientError:
-            raise
-        except Exception as exc:  # this machine's snapshot fails; the cycle goes on
-            if not isinstance(exc, SnapfimError):
-                log.exception("snapshot of scan %s failed", scan_id)
-            if isinstance(exc, AccountAccessError):
-                _unhealthy(repo, cyc.account.id, exc)
-            snap = SnapshotInfo("", "failed", {}, _reason(exc))
-        with repo.transaction() as conn:
-            fleet.add_snapshot(conn, scan_id, d.id, snap, _now())
+    try:
+        made = provider.create_snapshots(info, {SNAPFIM_TAG: str(scan_id)})
+        snaps = {d.id: made.get(d.resource_id) or SnapshotInfo(
+            "", "failed", {}, f"{d.resource_id} is not in the machine's snapshot set "
+            "(attached after it was taken?)") for d in cyc.disks}
+    except TransientError:
+        raise
+    except Exception as exc:  # this machine's snapshot fails; the cycle goes on
+        if not isinstance(exc, SnapfimError):
+            log.exception("snapshot of scan %s failed", scan_id)
+        if isinstance(exc, AccountAccessError):
+            _unhealthy(repo, cyc.account.id, exc)
+        failed = SnapshotInfo("", "failed", {}, _reason(exc))
+        snaps = {d.id: failed for d in cyc.disks}
+    with repo.transaction() as conn:
+        for disk_id, snap in snaps.items():
+            fleet.add_snapshot(conn, scan_id, disk_id, snap, _now())
     return True
 
 
@@ -436,8 +458,15 @@ def sweep_snapshots(repo: Repository, settings: FleetSettings) -> dict[str, list
     older_than = _now() - settings.snapshot_retention
     swept: dict[str, list[str]] = {}
     for acct in accounts:
+        with repo.transaction() as conn:
+            ours = fleet.scan_ids_of_account(conn, acct.id)
+
+        def deleted(cloud_id: str, account_id: int = acct.id) -> None:
+            with repo.transaction() as conn:
+                fleet.mark_snapshots_deleted(conn, account_id, [cloud_id], _now())
+
         try:
-            gone = _provider(acct).sweep(older_than)
+            gone = _provider(acct).sweep(older_than, {str(n) for n in ours}, deleted)
         except AccountAccessError as exc:
             _unhealthy(repo, acct.id, exc)
             continue
@@ -445,8 +474,6 @@ def sweep_snapshots(repo: Repository, settings: FleetSettings) -> dict[str, list
             log.warning("sweeping the snapshots of account %s failed: %s", acct.name, exc)
             continue
         if gone:
-            with repo.transaction() as conn:
-                fleet.mark_snapshots_deleted(conn, acct.id, gone, _now())
             log.info("swept %d snapshots of account %s", len(gone), acct.name)
         swept[acct.name] = gone
     return swept

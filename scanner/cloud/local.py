@@ -11,7 +11,7 @@ the snapshot it is not (the next cycle picks it up).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,24 +65,28 @@ class LocalProvider:
                               for image in _images(path))
                 if disks:
                     machines.append(MachineInfo(str(path.resolve()), path.name, disks,
-                                                state="images"))
+                                                state="images", qualifier=f"{path.name}/"))
             elif _is_image(path):
                 disk = DiskInfo(str(path.resolve()), "image", path.stat().st_size)
                 machines.append(MachineInfo(str(path.resolve()), path.stem, (disk,),
-                                            state="image"))
+                                            state="image", qualifier=path.name))
         return machines
 
-    def create_snapshot(self, machine: MachineInfo, disk: DiskInfo,
-                        tags: dict[str, str]) -> SnapshotInfo:
-        """Record the image's identity now; ready at once."""
-        path = Path(disk.resource_id)
-        try:
-            fingerprint = _fingerprint(path)
-        except FileNotFoundError as exc:
-            raise SourceNotFound(f"{path}: image disappeared") from exc
-        cloud_id = f"{path}@{fingerprint[2]}"
-        return SnapshotInfo(cloud_id, "ready",
-                            {"kind": "local", "path": str(path), "fingerprint": fingerprint})
+    def create_snapshots(self, machine: MachineInfo, tags: dict[str, str]
+                         ) -> dict[str, SnapshotInfo]:
+        """Record every image's identity now (ready at once), by disk resource id; the same
+        call again records the images as they are then (nothing is made)."""
+        out = {}
+        for disk in machine.disks:
+            path = Path(disk.resource_id)
+            try:
+                fingerprint = _fingerprint(path)
+            except FileNotFoundError as exc:
+                raise SourceNotFound(f"{path}: image disappeared") from exc
+            out[disk.resource_id] = SnapshotInfo(
+                f"{path}@{fingerprint[2]}", "ready",
+                {"kind": "local", "path": str(path), "fingerprint": fingerprint})
+        return out
 
     def refresh(self, snapshot: SnapshotInfo) -> SnapshotInfo:
         """Local snapshots are ready from the start."""
@@ -112,7 +116,8 @@ class LocalProvider:
     def delete_snapshot(self, snapshot: SnapshotInfo) -> None:
         """Nothing to delete: the snapshot is a record, not a copy."""
 
-    def sweep(self, older_than: datetime) -> list[str]:
+    def sweep(self, older_than: datetime, scans: Collection[str],
+              deleted: Callable[[str], None]) -> list[str]:
         """Nothing is ever left behind."""
         return []
 

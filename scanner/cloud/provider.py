@@ -9,7 +9,7 @@ when an account of that cloud is used, so an SDK is loaded by the processes that
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -18,6 +18,7 @@ from scanner.errors import ConfigError
 from scanner.sources.base import BlockSource
 
 SNAPFIM_TAG = "snapfim:scan"  # every snapshot the service makes carries this tag (scan id)
+ACCOUNT_TAG = "snapfim:account"  # and this one (the cloud account's id), where the cloud has tags
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,8 @@ class MachineInfo:
     region: str | None = None
     state: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    # what tells the machine apart from a namesake in its account (default: its resource id)
+    qualifier: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +63,12 @@ class Provider(Protocol):
         """All machines of the account (every configured region), with their disks."""
         ...
 
-    def create_snapshot(self, machine: MachineInfo, disk: DiskInfo,
-                        tags: dict[str, str]) -> SnapshotInfo:
-        """Start a snapshot of one disk, tagged; idempotent for the same tags."""
+    def create_snapshots(self, machine: MachineInfo, tags: dict[str, str]
+                         ) -> dict[str, SnapshotInfo]:
+        """Start one snapshot set of every disk of the machine (one instant where the cloud
+        can), tagged; the snapshots by disk resource id. Idempotent for the same tags: a
+        second call returns the set the first one made (found by its tags), never a second
+        set. A disk missing from the result is not in the set."""
         ...
 
     def refresh(self, snapshot: SnapshotInfo) -> SnapshotInfo:
@@ -83,8 +89,13 @@ class Provider(Protocol):
         """Delete a snapshot this service made (no error if it is gone already)."""
         ...
 
-    def sweep(self, older_than: datetime) -> list[str]:
-        """Delete tagged snapshots older than ``older_than`` that were left behind."""
+    def sweep(self, older_than: datetime, scans: Collection[str],
+              deleted: Callable[[str], None]) -> list[str]:
+        """Delete the snapshots left behind older than ``older_than`` whose scan tag is one of
+        ``scans`` (the account's scan ids the service knows: a snapshot that merely carries
+        the tag is never touched); ``deleted`` is called with each one's id as soon as it is
+        gone. A snapshot that cannot be deleted is logged and skipped; returns the deleted
+        ids. Refused access raises :class:`~scanner.errors.AccountAccessError`."""
         ...
 
 

@@ -203,15 +203,61 @@ def set_account_error(conn: Connection, account_id: int, error: str) -> None:
 
 
 # -- machines and disks -----------------------------------------------------------------------
+def unique_names(found: list[MachineInfo], current: dict[str, str],
+                 held: set[str]) -> dict[str, str]:
+    """Each discovered machine's name in the account, by resource id, all distinct (pure).
+
+    ``current`` is the name each known resource id has now, ``held`` the names of the
+    account's other machines (absent ones, `snapfim scan` ones), which keep them. A machine
+    keeps its current name while that is still its discovered name (or that name qualified);
+    a new one, or a renamed one, takes its discovered name when it is free and otherwise
+    ``name (qualifier)`` (the qualifier: the provider's, else the resource id; then a
+    number), the machines in resource id order: the same discovery names them the same."""
+    taken = set(held)
+    out: dict[str, str] = {}
+    ordered = sorted(found, key=lambda m: m.resource_id)
+    for info in ordered:
+        now = current.get(info.resource_id)
+        if now is not None and now not in taken and (
+                now == info.name or now.startswith(f"{info.name} (")):
+            out[info.resource_id] = now
+            taken.add(now)
+    for info in ordered:
+        if info.resource_id in out:
+            continue
+        qualifier = info.qualifier or info.resource_id
+        candidates = [info.name, f"{info.name} ({qualifier})", f"{info.name} ({info.resource_id})"]
+        name = next((c for c in candidates if c not in taken), None)
+        n = 2
+        while name is None or name in taken:
+            name = f"{info.name} ({info.resource_id}) #{n}"
+            n += 1
+        out[info.resource_id] = name
+        taken.add(name)
+    return out
+
+
 def sync_machines(conn: Connection, account_id: int, found: list[MachineInfo],
                   now: datetime) -> None:
-    """Upsert discovered machines and disks; machines no longer seen are marked absent."""
-    existing = {r.resource_id: r.id for r in conn.execute(
-        select(machine.c.id, machine.c.resource_id).where(machine.c.account_id == account_id))}
+    """Upsert discovered machines and disks, keyed by resource id (each named as
+    :func:`unique_names` says: a name two machines share never breaks discovery); machines
+    no longer seen are marked absent."""
+    rows = conn.execute(select(machine.c.id, machine.c.resource_id, machine.c.name)
+                        .where(machine.c.account_id == account_id)).all()
+    existing = {r.resource_id: r.id for r in rows if r.resource_id is not None}
+    found_ids = {info.resource_id for info in found}
+    names = unique_names(found, {r.resource_id: r.name for r in rows
+                                 if r.resource_id in found_ids},
+                         {r.name for r in rows if r.resource_id not in found_ids})
+    renamed = [r.id for r in rows if r.resource_id in found_ids
+               and names[r.resource_id] != r.name]
+    for machine_id in renamed:  # free the old names first: renames may swap names
+        conn.execute(update(machine).where(machine.c.id == machine_id)
+                     .values(name=f"\x1frenaming {machine_id}"))
     seen: set[int] = set()
     for info in found:
-        values = {"name": info.name, "os": info.os, "region": info.region, "state": info.state,
-                  "tags": info.tags, "present": True, "last_seen_at": now}
+        values = {"name": names[info.resource_id], "os": info.os, "region": info.region,
+                  "state": info.state, "tags": info.tags, "present": True, "last_seen_at": now}
         machine_id = existing.get(info.resource_id)
         if machine_id is None:
             result = conn.execute(insert(machine).values(account_id=account_id,
@@ -406,6 +452,14 @@ def mark_snapshots_deleted(conn: Connection, account_id: int, cloud_ids: list[st
         snapshot.c.state != "deleted")
     return int(conn.execute(update(snapshot).where(snapshot.c.id.in_(ids))
                             .values(state="deleted", deleted_at=now)).rowcount or 0)
+
+
+def scan_ids_of_account(conn: Connection, account_id: int) -> set[int]:
+    """The ids of every scan of the account's machines (what its snapshots' scan tag may
+    say when the snapshot is ours)."""
+    return {int(r) for r in conn.execute(
+        select(scan.c.id).join(machine, machine.c.id == scan.c.machine_id)
+        .where(machine.c.account_id == account_id)).scalars()}
 
 
 def stale_scans(conn: Connection, older_than: datetime) -> list[int]:

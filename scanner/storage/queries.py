@@ -236,6 +236,19 @@ SCAN_COLUMNS = ("id", "machine_id", "status", "started_at", "finished_at", "base
                 "coverage", "policies")
 
 
+SECRET_KEYS = frozenset({"role_arn", "external_id"})  # what a scan's source never shows
+
+
+def redacted(value: Any) -> Any:
+    """``value`` (a scan's source locator: a mapping, possibly listing one per disk) without
+    the keys of :data:`SECRET_KEYS`, at any depth (pure)."""
+    if isinstance(value, dict):
+        return {k: redacted(v) for k, v in value.items() if k not in SECRET_KEYS}
+    if isinstance(value, list):
+        return [redacted(v) for v in value]
+    return value
+
+
 def scans_page(conn: Connection, *, machine_id: int | None = None, status: str | None = None,
                limit: int = 20, cursor: str | None = None) -> Page:
     """Scans newest first (by id), each with its machine's name and its coverage report."""
@@ -255,6 +268,7 @@ def scans_page(conn: Connection, *, machine_id: int | None = None, status: str |
     for row in rows:
         row["started_at"], row["finished_at"] = utc(row["started_at"]), utc(row["finished_at"])
         row["baseline"] = bool(row["baseline"])
+        row["source"] = redacted(row["source"])
     return Page(rows, Cursor((rows[-1]["id"],)).encode() if more and rows else None)
 
 
@@ -268,6 +282,7 @@ def scan_detail(conn: Connection, scan_id: int) -> dict[str, Any]:
     out = dict(row._mapping)
     out["started_at"], out["finished_at"] = utc(out["started_at"]), utc(out["finished_at"])
     out["baseline"] = bool(out["baseline"])
+    out["source"] = redacted(out["source"])
     return out
 
 

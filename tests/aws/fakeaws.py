@@ -126,6 +126,10 @@ class EbsStore:
         self.page_size = page_size
         self.block_latency = 0.0
         self.expiry_skew = 0.0  # announced ExpiryTime minus the real one (a skewed clock)
+        # DescribeSnapshots lags: snapshots made less than this many seconds ago are not
+        # listed yet (EC2's eventual consistency)
+        self.describe_lag = 0.0
+        self.made_at: dict[str, float] = {}
         self.lock = threading.Lock()
 
     # -- test side ---------------------------------------------------------------------------
@@ -141,6 +145,13 @@ class EbsStore:
         with self.lock:
             volume = self.volumes.get(volume_id, Volume(size_gib))
             self.snapshots[snapshot_id] = Snap(volume_id, volume.size_gib, dict(volume.blocks))
+            self.made_at[snapshot_id] = time.monotonic()
+
+    def lagging(self, snapshot_id: str) -> bool:
+        """Whether DescribeSnapshots does not list this snapshot yet."""
+        with self.lock:
+            made = self.made_at.get(snapshot_id)
+            return made is not None and time.monotonic() - made < self.describe_lag
 
     def inject(self, fault: Fault) -> None:
         """Arm a fault."""
@@ -378,7 +389,22 @@ class _Handler(BaseHTTPRequestHandler):
             conn.close()
         if action in ("CreateSnapshot", "CreateSnapshots") and reply.status == 200:
             self._record_snapshots(data)
+        if action == "DescribeSnapshots" and reply.status == 200 and store.describe_lag:
+            data = self._hide_lagging(data)
         self._send(reply.status, data, out)
+
+    def _hide_lagging(self, data: bytes) -> bytes:
+        root = ET.fromstring(data)
+        namespace = root.tag[1:].split("}")[0] if root.tag.startswith("{") else ""
+        ET.register_namespace("", namespace)
+        for parent in root.iter():
+            if parent.tag.split("}")[-1] != "snapshotSet":
+                continue
+            for item in list(parent):
+                ids = [c.text or "" for c in item if c.tag.split("}")[-1] == "snapshotId"]
+                if ids and self.server.store.lagging(ids[0]):
+                    parent.remove(item)
+        return ET.tostring(root, xml_declaration=True, encoding="UTF-8")
 
     def _record_snapshots(self, data: bytes) -> None:
         root = ET.fromstring(data)

@@ -30,10 +30,15 @@ def test_every_write_and_every_block_read_is_limited_to_snapfim_snapshots() -> N
     policy = json.loads((DEPLOY / "snapfim-reader-policy.json").read_text())
     by_sid = {s["Sid"]: s for s in policy["Statement"]}
     assert all(s["Effect"] == "Allow" for s in policy["Statement"])
-    for sid in ("DeleteOwnSnapshots", "ReadOwnSnapshotBlocks"):
-        assert by_sid[sid]["Condition"] == {"Null": {"aws:ResourceTag/snapfim:scan": "false"}}
+    assert by_sid["ReadOwnSnapshotBlocks"]["Condition"] == {
+        "Null": {"aws:ResourceTag/snapfim:scan": "false"}}
+    # deletes and creates also need the account tag naming the role's own account
+    assert by_sid["DeleteOwnSnapshots"]["Condition"] == {
+        "Null": {"aws:ResourceTag/snapfim:scan": "false"},
+        "StringEquals": {"aws:ResourceTag/snapfim:account": "${aws:PrincipalAccount}"}}
     assert by_sid["CreateOnlyTaggedSnapshots"]["Condition"] == {
-        "Null": {"aws:RequestTag/snapfim:scan": "false"}}
+        "Null": {"aws:RequestTag/snapfim:scan": "false"},
+        "StringEquals": {"aws:RequestTag/snapfim:account": "${aws:PrincipalAccount}"}}
     assert by_sid["TagOnCreateOnly"]["Condition"] == {
         "StringEquals": {"ec2:CreateAction": "CreateSnapshots"}}
     unrestricted = {a for s in policy["Statement"] if s["Resource"] == "*"

@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 from openapi_spec_validator import validate
+from sqlalchemy import select, update
 
 from scanner.emitters.records import event_record
 from scanner.policy import RECOMMENDED_LINUX
 from scanner.storage import queries
+from scanner.storage.tables import scan
 from scanner.web.app import create_app
 from scanner.web.context import WebContext
 from tests.web.conftest import Scanned
@@ -140,6 +142,30 @@ def test_scans_carry_their_coverage_report(scanned: Scanned, api: TestClient) ->
     broken = get(api, "/api/v1/scans", machine_id=ids.broken)["items"]
     assert [(s["status"], s["machine"]) for s in broken] == [("failed", "broken-01")]
     assert get(api, "/api/v1/scans", status="failed")["items"] == broken
+
+
+def test_a_scan_source_never_shows_the_role_or_its_external_id(scanned: Scanned,
+                                                               api: TestClient) -> None:
+    scan_id = scanned.ids.app_scan
+    disk = {"kind": "ebs", "snapshot": "snap-0a", "region": "eu-west-1",
+            "account": "123456789012", "role_arn": "arn:aws:iam::123456789012:role/r",
+            "external_id": "ext-42", "volume": "vol-0a"}
+    public = {k: v for k, v in disk.items() if k not in ("role_arn", "external_id")}
+    with scanned.repo.transaction() as conn:
+        before = conn.execute(select(scan.c.source).where(scan.c.id == scan_id)).scalar()
+        conn.execute(update(scan).where(scan.c.id == scan_id).values(
+            source={"kind": "machine", "disks": [disk, {**disk, "snapshot": "snap-0b"}]}))
+    try:
+        expected = {"kind": "machine", "disks": [public, {**public, "snapshot": "snap-0b"}]}
+        assert get(api, f"/api/v1/scans/{scan_id}")["source"] == expected
+        [listed] = [s for s in get(api, "/api/v1/scans", limit=100)["items"]
+                    if s["id"] == scan_id]
+        assert listed["source"] == expected
+        text = api.get(f"/api/v1/machines/{scanned.ids.app}").text
+        assert "ext-42" not in text and "role/r" not in text
+    finally:
+        with scanned.repo.transaction() as conn:
+            conn.execute(update(scan).where(scan.c.id == scan_id).values(source=before))
 
 
 def test_changes_are_the_records_of_changes_json(scanned: Scanned, api: TestClient) -> None:

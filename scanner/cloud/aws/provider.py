@@ -3,14 +3,14 @@ together, snapshots read through the EBS direct APIs (no volume is ever attached
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from typing import Any
 
 from scanner.cloud.aws import discovery, snapshots
 from scanner.cloud.aws.ebs import changed_blocks, open_ebs, ranges_of
 from scanner.cloud.aws.session import AwsAccount
-from scanner.cloud.provider import DiskInfo, MachineInfo, SnapshotInfo
+from scanner.cloud.provider import ACCOUNT_TAG, MachineInfo, SnapshotInfo
 from scanner.errors import ConfigError, LineageError
 from scanner.sources.base import BlockSource
 
@@ -38,16 +38,21 @@ class AwsProvider:
         """Instances (running or stopped) of every configured region, with their volumes."""
         return discovery.discover(self.account)
 
-    def create_snapshot(self, machine: MachineInfo, disk: DiskInfo,
-                        tags: dict[str, str]) -> SnapshotInfo:
-        """The disk's snapshot in the instance's crash-consistent set for these tags."""
+    def create_snapshots(self, machine: MachineInfo, tags: dict[str, str]
+                         ) -> dict[str, SnapshotInfo]:
+        """The instance's crash-consistent snapshot set for these tags (one CreateSnapshots
+        call per scan), by volume id; tagged with the account's tags, ``snapfim:account``
+        and ``tags``."""
         if not machine.region:
             raise ConfigError(f"{machine.resource_id}: no region recorded; discover again")
-        snap = snapshots.create_for_instance(self.account, machine.region, machine.resource_id,
-                                             disk.resource_id, {**self.tags, **tags})
-        return SnapshotInfo(str(snap["SnapshotId"]), snapshots.state_of(snap),
-                            self.locator(str(snap["SnapshotId"]), machine.region,
-                                         disk.resource_id))
+        region = machine.region
+        account_tag = {ACCOUNT_TAG: str(self.account.account_id)} if self.account.account_id \
+            else {}
+        made = snapshots.create_for_instance(self.account, region, machine.resource_id,
+                                             {**self.tags, **account_tag, **tags})
+        return {volume: SnapshotInfo(str(snap["SnapshotId"]), snapshots.state_of(snap),
+                                     self.locator(str(snap["SnapshotId"]), region, volume))
+                for volume, snap in made.items()}
 
     def refresh(self, snapshot: SnapshotInfo) -> SnapshotInfo:
         """pending, ready (completed) or failed (error, or gone)."""
@@ -91,9 +96,11 @@ class AwsProvider:
         if snapshot.cloud_id and snapshot.locator.get("region"):
             snapshots.delete(self.account, str(snapshot.locator["region"]), snapshot.cloud_id)
 
-    def sweep(self, older_than: datetime) -> list[str]:
-        """Delete snapfim-tagged snapshots older than ``older_than`` in every region."""
+    def sweep(self, older_than: datetime, scans: Collection[str],
+              deleted: Callable[[str], None]) -> list[str]:
+        """Delete, in every region, our snapshots of the scans ``scans`` older than
+        ``older_than`` (see :func:`snapshots.sweep`)."""
         gone: list[str] = []
         for region in discovery.regions(self.account):
-            gone.extend(snapshots.sweep(self.account, region, older_than))
+            gone.extend(snapshots.sweep(self.account, region, older_than, scans, deleted))
         return gone

@@ -4,13 +4,17 @@ and swept when left behind."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
 
 from scanner.cloud.aws.faults import error_code, translate
 from scanner.cloud.aws.session import AwsAccount, client
-from scanner.cloud.provider import SNAPFIM_TAG
-from scanner.errors import SourceNotFound
+from scanner.cloud.provider import ACCOUNT_TAG, SNAPFIM_TAG
+from scanner.errors import AccountAccessError, SnapfimError
+
+log = logging.getLogger(__name__)
 
 STATES = {"pending": "pending", "completed": "ready", "error": "failed",
           "recoverable": "pending", "recovering": "pending"}
@@ -29,17 +33,19 @@ def find_tagged(ec2: Any, tags: dict[str, str], volume_id: str | None = None
     return out
 
 
-def create_for_instance(account: AwsAccount, region: str, instance_id: str, volume_id: str,
-                        tags: dict[str, str]) -> dict[str, Any]:
-    """The snapshot of ``volume_id`` among the instance's snapshot set tagged ``tags``:
-    made now by CreateSnapshots (every volume of the instance at one instant) unless an
-    earlier call with the same tags made it already (idempotent per scan)."""
+def create_for_instance(account: AwsAccount, region: str, instance_id: str,
+                        tags: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """The instance's snapshot set tagged ``tags``, by volume id: made now by one
+    CreateSnapshots call (every volume of the instance at one instant) unless an earlier call
+    with the same tags made it already (idempotent per scan: a redelivered task finds the
+    set by its tags and never makes a second one). A set found with fewer volumes than the
+    instance has is returned as it is: adding another set would mix two instants."""
     ec2 = client(account, "ec2", region)
     what = f"snapshotting {instance_id} in {region}"
     try:
-        existing = find_tagged(ec2, tags, volume_id)
+        existing = find_tagged(ec2, tags)
         if existing:
-            return existing[0]
+            return {str(s["VolumeId"]): dict(s) for s in existing}
         tag_list = [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
         made = ec2.create_snapshots(
             InstanceSpecification={"InstanceId": instance_id, "ExcludeBootVolume": False},
@@ -47,10 +53,7 @@ def create_for_instance(account: AwsAccount, region: str, instance_id: str, volu
             TagSpecifications=[{"ResourceType": "snapshot", "Tags": tag_list}])["Snapshots"]
     except Exception as exc:
         raise translate(exc, what) from exc
-    for snap in made:
-        if snap.get("VolumeId") == volume_id:
-            return dict(snap)
-    raise SourceNotFound(f"{what}: volume {volume_id} is no longer attached to the instance")
+    return {str(s["VolumeId"]): dict(s) for s in made}
 
 
 def describe(account: AwsAccount, region: str, snapshot_id: str) -> dict[str, Any] | None:
@@ -81,20 +84,39 @@ def delete(account: AwsAccount, region: str, snapshot_id: str) -> None:
         raise translate(exc, f"deleting {snapshot_id}") from exc
 
 
-def sweep(account: AwsAccount, region: str, older_than: datetime) -> list[str]:
-    """Delete the snapshots tagged by snapfim (any scan) started before ``older_than``."""
+def sweep(account: AwsAccount, region: str, older_than: datetime, scans: Collection[str],
+          deleted: Callable[[str], None]) -> list[str]:
+    """Delete the snapshots started before ``older_than`` that carry snapfim's tags with a
+    scan id among ``scans`` (and, when the account's id is known, its account tag); a
+    snapshot that merely carries the tag key (copied by someone else) is never touched.
+    ``deleted`` is called with each id once gone; one that cannot be deleted is logged and
+    skipped (access refused propagates: the account is unhealthy)."""
     ec2 = client(account, "ec2", region)
+    filters = [{"Name": "tag-key", "Values": [SNAPFIM_TAG]}]
+    if account.account_id:
+        filters.append({"Name": f"tag:{ACCOUNT_TAG}", "Values": [str(account.account_id)]})
     try:
         snaps = []
         for page in ec2.get_paginator("describe_snapshots").paginate(
-                OwnerIds=["self"], Filters=[{"Name": "tag-key", "Values": [SNAPFIM_TAG]}]):
+                OwnerIds=["self"], Filters=filters):
             snaps.extend(page.get("Snapshots", []))
     except Exception as exc:
         raise translate(exc, f"listing snapfim's snapshots in {region}") from exc
     gone = []
-    for snap in snaps:
+    for snap in sorted(snaps, key=lambda s: str(s["SnapshotId"])):
+        tags = {str(t["Key"]): str(t.get("Value") or "") for t in snap.get("Tags") or []}
         started = snap.get("StartTime")
-        if isinstance(started, datetime) and started < older_than:
-            delete(account, region, str(snap["SnapshotId"]))
-            gone.append(str(snap["SnapshotId"]))
-    return sorted(gone)
+        if tags.get(SNAPFIM_TAG) not in scans or not (
+                isinstance(started, datetime) and started < older_than):
+            continue
+        snapshot_id = str(snap["SnapshotId"])
+        try:
+            delete(account, region, snapshot_id)
+        except AccountAccessError:
+            raise
+        except SnapfimError as exc:
+            log.warning("sweep: %s not deleted: %s", snapshot_id, exc)
+            continue
+        deleted(snapshot_id)
+        gone.append(snapshot_id)
+    return gone
