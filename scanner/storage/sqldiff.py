@@ -12,12 +12,12 @@ staging and events share one representation: text by :mod:`scanner.textsafe` (NU
 unpaired surrogates escaped, ids of more than 2,000 bytes shortened), integers a disk made too
 large for their column clamped to its range.
 
-The staging table has no index (loading it is a plain append; on PostgreSQL it is analyzed
-after the COPY) and the comparison is one pass: a full outer join of the staged rows with the
-machine's state returns the new, the gone and the differing rows together. The rows to
-rewrite are then named in a small second temporary table, so the apply step touches those
-rows only. Rows are built for the COPY with as little Python per row as possible: JSON
-columns are encoded once where the row is built, and the common all-ASCII, in-range row
+The staging table has no index (loading it is a plain append) and the comparison is one
+pass: a full outer join of the staged rows with the machine's state returns the new, the gone
+and the differing rows together. The apply step then touches those rows only: their ids go
+to PostgreSQL as one array (index lookups in the state), elsewhere into a small temporary
+table joined once. Rows are built for the COPY with as little Python per row as possible:
+JSON columns are encoded once where the row is built, and the common all-ASCII, in-range row
 takes no escaping or clamping call.
 """
 
@@ -38,6 +38,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    any_,
     delete,
     exists,
     func,
@@ -47,6 +48,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from scanner.diff import DiffRules, FileDiff
 from scanner.entities import (
@@ -62,6 +64,9 @@ from scanner.storage.tables import file_state, registry_state
 from scanner.textsafe import MAX_ID_BYTES, storable, storable_id, storable_json
 
 _CHUNK = 1000
+# PostgreSQL's memory for the diff's hash join (per scan transaction; the default 4 MB spills
+# a 100k-row state to disk in 16 batches)
+_JOIN_MEMORY = "64MB"
 _stage_meta = MetaData()
 
 
@@ -268,8 +273,6 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
             yield row
 
     bulk_insert(conn, stage, columns, rows(), encoded=True)
-    if postgres:  # a temporary table is never analyzed by autovacuum: the planner needs it
-        conn.exec_driver_sql(f"ANALYZE {stage.name}")
     state = table.alias("s")
     mine = and_(state.c.machine_id == machine_id, state.c.path == stage.c.path)
     copy_all = select(literal(machine_id), literal(scan_id), *(stage.c[c] for c in columns))
@@ -300,6 +303,9 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
     rules = DiffRules(out, previous_policies, current_policies, unreadable)
     # One pass: the machine's state fully joined with the staged rows; a row with no state
     # side is new, one with no staged side is gone, one whose columns differ is compared.
+    # The join hashes one side: enough memory for it saves spilling it in batches.
+    if postgres:
+        conn.exec_driver_sql(f"SET LOCAL work_mem = '{_JOIN_MEMORY}'")
     known = select(table).where(table.c.machine_id == machine_id).subquery("s")
     differs = or_(known.c.path.is_(None), stage.c.path.is_(None),
                   *(known.c[c].is_distinct_from(stage.c[c]) for c in columns[1:]))
@@ -334,15 +340,22 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
     diff = rules.finish()
 
     # Apply: the rows that differ are rewritten, the new ones added, what is gone deleted
-    # (what is kept as unreadable stays): all named in a small table, joined once.
-    changed = spec.changed
-    if rewrite or deleted:
+    # (what is kept as unreadable stays). PostgreSQL takes the ids as one array (index
+    # lookups in the state, one pass over the staging table); elsewhere they are named in a
+    # small table, joined once.
+    if postgres:
+        if rewrite or deleted:
+            conn.execute(delete(table).where(
+                table.c.machine_id == machine_id,
+                table.c.path == any_(literal([*rewrite, *deleted], ARRAY(Text)))))
+        if rewrite:
+            conn.execute(insert(table).from_select(target, copy_all.where(
+                stage.c.path == any_(literal(rewrite, ARRAY(Text))))))
+    elif rewrite or deleted:
+        changed = spec.changed
         changed.drop(conn, checkfirst=True)
         changed.create(conn)
-        bulk_insert(conn, changed, ("path",),
-                    ((p,) for p in (*rewrite, *deleted)))
-        if postgres:
-            conn.exec_driver_sql(f"ANALYZE {changed.name}")
+        bulk_insert(conn, changed, ("path",), ((p,) for p in (*rewrite, *deleted)))
         conn.execute(delete(table).where(table.c.machine_id == machine_id,
                                          table.c.path.in_(select(changed.c.path))))
         if rewrite:
