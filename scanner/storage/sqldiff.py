@@ -60,6 +60,7 @@ from scanner.entities import (
     RegistryValueEntity,
 )
 from scanner.storage.bulk import bulk_insert, json_text
+from scanner.storage.hives import HiveSkip
 from scanner.storage.tables import file_state, registry_state
 from scanner.textsafe import MAX_ID_BYTES, storable, storable_id, storable_json
 
@@ -247,11 +248,14 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
                     previous_policies: Collection[str] | None,
                     current_policies: Collection[str],
                     unreadable: Collection[str] = (), spec: StateSpec = FILE_STATE,
-                    out: FileDiff | None = None) -> tuple[FileDiff, int]:
+                    out: FileDiff | None = None,
+                    skip: HiveSkip | None = None) -> tuple[FileDiff, int]:
     """Diff ``entities`` against the machine's state of ``spec``'s kind and apply the result.
 
     Events are added to ``out`` (a new diff when None), which is returned with the number of
-    entities staged; ``upserts`` holds the changed rows only.
+    entities scanned; ``upserts`` holds the changed rows only. ``skip`` (registry): the
+    entities of hives the state holds unchanged are not staged, and the state rows under
+    those hives' mounts are kept as they are (:mod:`scanner.storage.hives`).
     """
     out = out if out is not None else FileDiff()
     stage, table, columns = spec.stage, spec.table, spec.columns
@@ -265,7 +269,7 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
 
     def rows() -> Iterable[tuple[Any, ...]]:
         nonlocal total, unknown_xattrs
-        for e in entities:
+        for e in (entities if skip is None else skip.filter(entities)):
             total += 1
             row = build(e)
             if xattrs_at is not None and row[xattrs_at] is None:
@@ -273,6 +277,7 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
             yield row
 
     bulk_insert(conn, stage, columns, rows(), encoded=True)
+    total += 0 if skip is None else skip.skipped
     state = table.alias("s")
     mine = and_(state.c.machine_id == machine_id, state.c.path == stage.c.path)
     copy_all = select(literal(machine_id), literal(scan_id), *(stage.c[c] for c in columns))
@@ -306,7 +311,10 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
     # The join hashes one side: enough memory for it saves spilling it in batches.
     if postgres:
         conn.exec_driver_sql(f"SET LOCAL work_mem = '{_JOIN_MEMORY}'")
-    known = select(table).where(table.c.machine_id == machine_id).subquery("s")
+    kept = () if skip is None else sorted(skip.kept)
+    known = select(table).where(table.c.machine_id == machine_id, *(
+        ~or_(table.c.path == mount, table.c.path.startswith(mount + "\\", autoescape=True))
+        for mount in kept)).subquery("s")
     differs = or_(known.c.path.is_(None), stage.c.path.is_(None),
                   *(known.c[c].is_distinct_from(stage.c[c]) for c in columns[1:]))
     prefixed = [known.c[c].label("prev_" + c) for c in columns]
