@@ -10,7 +10,7 @@ itself (:meth:`changed_from`).
 from __future__ import annotations
 
 import operator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 # Compared fields, in the order FieldsChanged lists them. atime is recorded, never compared.
@@ -73,9 +73,11 @@ class FileEntity:
     policies: tuple[str, ...] = ()
 
     def values(self) -> dict[str, Any]:
-        """The recorded fields as a plain dict (no path, no policies)."""
-        data = asdict(self)
-        return {name: data[name] for name in FILE_RECORDED_FIELDS}
+        """The recorded fields as a plain dict (no path, no policies; ``xattrs`` a copy)."""
+        data = {name: getattr(self, name) for name in FILE_RECORDED_FIELDS}
+        if data["xattrs"] is not None:
+            data["xattrs"] = dict(data["xattrs"])
+        return data
 
     def changed_from(self, previous: FileEntity) -> tuple[str, ...]:
         """Compared fields that differ from ``previous``, in FILE_COMPARED_FIELDS order."""

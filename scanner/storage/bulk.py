@@ -61,9 +61,12 @@ def bulk_insert(conn: Connection, table: Table, columns: Sequence[str],
     if conn.dialect.name == "postgresql":
         raw: Any = conn.connection.dbapi_connection  # a psycopg 3 connection
         driver_error: Any = getattr(conn.dialect.dbapi, "Error", Exception)
-        try:
+        from psycopg.copy import QueuedLibpqWriter
+
+        try:  # a thread sends while this one formats rows (a bounded queue between them)
             with raw.cursor() as cursor, \
-                    cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+                    cursor.copy(f"COPY {table.name} ({names}) FROM STDIN",
+                                writer=QueuedLibpqWriter(cursor)) as copy:
                 for row in encoded_rows():
                     copy.write_row(row)
         except driver_error as exc:  # the driver's own: SQLAlchemy is bypassed
