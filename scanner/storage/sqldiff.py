@@ -318,33 +318,25 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
     differs = or_(known.c.path.is_(None), stage.c.path.is_(None),
                   *(known.c[c].is_distinct_from(stage.c[c]) for c in columns[1:]))
     prefixed = [known.c[c].label("prev_" + c) for c in columns]
-    # the stored id of each row (a value entity's path is rebuilt from its key path, which
-    # differs from the stored id when that was shortened)
-    both: list[tuple[Entity, Entity]] = []
-    new: list[Entity] = []
-    gone: list[tuple[Entity, str]] = []
+    # Rows are decided as they come. The stored id of each is kept for the apply step (a
+    # value entity's path is rebuilt from its key path, which differs from the stored id
+    # when that was shortened).
     rewrite: list[str] = []
+    deleted: list[str] = []
     for row in conn.execute(select(*prefixed, *stage.c).select_from(
             stage.join(known, known.c.path == stage.c.path, full=True)).where(differs)):
         data = row._mapping
         if data["prev_path"] is None:
-            new.append(spec.entity(data, ""))
+            rules.new_path(spec.entity(data, ""))
             rewrite.append(data["path"])
         elif data["path"] is None:
-            gone.append((spec.entity(data, "prev_"), data["prev_path"]))
+            before = len(out.deletes)
+            rules.gone_path(spec.entity(data, "prev_"))
+            if len(out.deletes) > before:
+                deleted.append(data["prev_path"])
         else:
-            both.append((spec.entity(data, "prev_"), spec.entity(data, "")))
+            rules.both(spec.entity(data, "prev_"), spec.entity(data, ""))
             rewrite.append(data["path"])
-    for prev, cur in both:
-        rules.both(prev, cur)
-    for cur in new:
-        rules.new_path(cur)
-    deleted = []
-    for prev, stored in gone:
-        before = len(out.deletes)
-        rules.gone_path(prev)
-        if len(out.deletes) > before:
-            deleted.append(stored)
     diff = rules.finish()
 
     # Apply: the rows that differ are rewritten, the new ones added, what is gone deleted
