@@ -18,14 +18,15 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select
 
 from scanner.storage.tables import registry_hive
-from scanner.textsafe import storable
+from scanner.textsafe import escaped, storable
 
 
 class HiveSkip:
     """Filters a scan's registry entities: those of a hive the state holds with the same
     digest are counted (:attr:`skipped`) and dropped; :attr:`seen` collects every tagged
-    hive's digest (what the state is read from after this scan), :attr:`kept` the mounts
-    whose state rows stay as they are. Both are complete once the entities are consumed."""
+    hive's digest by stored mount (what the state is read from after this scan), :attr:`kept`
+    the mounts (as read) whose state rows stay as they are. Both are complete once the
+    entities are consumed."""
 
     def __init__(self, stored: Mapping[str, str], *, enabled: bool) -> None:
         self._stored = dict(stored) if enabled else {}
@@ -42,10 +43,20 @@ class HiveSkip:
                 mount = storable(tag.mount)
                 seen[mount] = tag.digest
                 if stored.get(mount) == tag.digest:
-                    kept.add(mount)
+                    kept.add(tag.mount)
                     self.skipped += 1
                     continue
             yield entity
+
+    def kept_prefixes(self) -> list[tuple[str, str]]:
+        """(stored mount, stored prefix) pairs naming the state rows kept: the rows whose id
+        is the mount or starts with a prefix. An id is stored as it is or escaped whole
+        (:mod:`scanner.textsafe`), so each mount has two spellings of its prefix."""
+        pairs = []
+        for mount in sorted(self.kept):
+            pairs.append((storable(mount), storable(mount) + "\\"))
+            pairs.append((storable(mount), escaped(mount) + "\\\\"))
+        return pairs
 
 
 def stored_hives(conn: Connection, machine_id: int) -> dict[str, str]:

@@ -311,10 +311,10 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
     # The join hashes one side: enough memory for it saves spilling it in batches.
     if postgres:
         conn.exec_driver_sql(f"SET LOCAL work_mem = '{_JOIN_MEMORY}'")
-    kept = () if skip is None else sorted(skip.kept)
+    kept = [] if skip is None else skip.kept_prefixes()
     known = select(table).where(table.c.machine_id == machine_id, *(
-        ~or_(table.c.path == mount, table.c.path.startswith(mount + "\\", autoescape=True))
-        for mount in kept)).subquery("s")
+        ~or_(table.c.path == mount, table.c.path.startswith(prefix, autoescape=True))
+        for mount, prefix in kept)).subquery("s")
     differs = or_(known.c.path.is_(None), stage.c.path.is_(None),
                   *(known.c[c].is_distinct_from(stage.c[c]) for c in columns[1:]))
     prefixed = [known.c[c].label("prev_" + c) for c in columns]

@@ -9,18 +9,21 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from scanner.entities import HiveTag, RegistryKeyEntity, RegistryValueEntity
 from scanner.pipeline import ScanOptions
 from scanner.registry.hive import REG_SZ
 from scanner.runner import run_scan
 from scanner.sources.local import open_local
 from scanner.storage import sqldiff
-from scanner.storage.hives import stored_hives
+from scanner.storage.hives import HiveSkip, stored_hives
 from scanner.storage.repository import Repository, ScanRecord
+from scanner.storage.sqldiff import REGISTRY_STATE, diff_into_state
 from tests.imaging.hives import sz
 from tests.imaging.windows import RUN, SOFTWARE, base_layout, build_windows_image
 
@@ -107,3 +110,41 @@ def test_unchanged_hives_stage_no_rows_and_a_changed_hive_reports_exactly(
     assert [e[:5] for e in _events(back) if e[0] == "registry"] == [
         ("registry", "removed", run, "Updater", ())]
     assert _registry(repository) == state and _hives(repository) == hives
+
+
+def test_ids_stored_escaped_are_kept_with_their_unchanged_hive(
+        repository: Repository, staged: Counter[str]) -> None:
+    """An id holding NUL is stored escaped whole, every backslash doubled
+    (:func:`scanner.textsafe.storable`): it still lies under its hive's mount, so an unchanged
+    hive keeps it, and the same hive changed reports its removal."""
+    tag = HiveTag("HKU\\alice", "aa" * 32)
+    key = "HKU\\alice\\Software\\Run"
+    entities: list[RegistryKeyEntity | RegistryValueEntity] = [RegistryKeyEntity(key, 10**17, None, 0, 2, ("run",), tag),
+                RegistryValueEntity(key, "plain", "REG_SZ", 2, "bb" * 32, "x", ("run",), tag),
+                RegistryValueEntity(key, "nul\0name", "REG_SZ", 2, "cc" * 32, "y", ("run",),
+                                    tag)]
+    escaped_id = "HKU\\\\alice\\\\Software\\\\Run\\\\\\\\nul\\x00name"
+    policies: dict[str, Any] = {"previous_policies": ["run"], "current_policies": ["run"]}
+    with repository.transaction() as conn:
+        machine = repository.machine_id(conn, "escaped", create=True)
+        first = HiveSkip({}, enabled=False)
+        diff_into_state(conn, machine, 1, entities, previous_policies=None,
+                        current_policies=["run"], spec=REGISTRY_STATE, skip=first)
+        assert first.seen == {"HKU\\alice": tag.digest}
+        state = repository.load_registry_state(conn, machine)
+        assert escaped_id in state and len(state) == 3
+
+        staged.clear()
+        same = HiveSkip(first.seen, enabled=True)
+        diff, scanned = diff_into_state(conn, machine, 2, entities, spec=REGISTRY_STATE,
+                                        skip=same, **policies)
+        assert (scanned, staged[REGISTRY_STAGE], diff.events, diff.deletes) == (3, 0, [], [])
+        assert repository.load_registry_state(conn, machine) == state
+
+        changed = HiveTag(tag.mount, "dd" * 32)
+        now = [replace(e, hive=changed) for e in entities[:2]]
+        diff, scanned = diff_into_state(conn, machine, 3, now, spec=REGISTRY_STATE,
+                                        skip=HiveSkip(first.seen, enabled=True), **policies)
+        assert [(e.category, e.path, e.value_name) for e in diff.events] == [
+            ("removed", key, "nul\\x00name")]
+        assert set(repository.load_registry_state(conn, machine)) == set(state) - {escaped_id}
