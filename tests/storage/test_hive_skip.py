@@ -119,10 +119,10 @@ def test_ids_stored_escaped_are_kept_with_their_unchanged_hive(
     hive keeps it, and the same hive changed reports its removal."""
     tag = HiveTag("HKU\\alice", "aa" * 32)
     key = "HKU\\alice\\Software\\Run"
-    entities: list[RegistryKeyEntity | RegistryValueEntity] = [RegistryKeyEntity(key, 10**17, None, 0, 2, ("run",), tag),
-                RegistryValueEntity(key, "plain", "REG_SZ", 2, "bb" * 32, "x", ("run",), tag),
-                RegistryValueEntity(key, "nul\0name", "REG_SZ", 2, "cc" * 32, "y", ("run",),
-                                    tag)]
+    entities: list[RegistryKeyEntity | RegistryValueEntity] = [
+        RegistryKeyEntity(key, 10**17, None, 0, 2, ("run",), tag),
+        RegistryValueEntity(key, "plain", "REG_SZ", 2, "bb" * 32, "x", ("run",), tag),
+        RegistryValueEntity(key, "nul\0name", "REG_SZ", 2, "cc" * 32, "y", ("run",), tag)]
     escaped_id = "HKU\\\\alice\\\\Software\\\\Run\\\\\\\\nul\\x00name"
     policies: dict[str, Any] = {"previous_policies": ["run"], "current_policies": ["run"]}
     with repository.transaction() as conn:
