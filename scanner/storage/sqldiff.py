@@ -12,9 +12,10 @@ staging and events share one representation: text by :mod:`scanner.textsafe` (NU
 unpaired surrogates escaped, ids of more than 2,000 bytes shortened), integers a disk made too
 large for their column clamped to its range.
 
-The staging table has no index (loading it is a plain append) and the comparison is one
-pass: a full outer join of the staged rows with the machine's state returns the new, the gone
-and the differing rows together. The apply step then touches those rows only: their ids go
+The staging table has no index while it is loaded (a plain append; SQLite, which joins by
+index lookups, then indexes it once). On PostgreSQL the comparison is one pass: a full outer
+join of the staged rows with the machine's state returns the new, the gone and the differing
+rows together. The apply step then touches those rows only: their ids go
 to PostgreSQL as one array (index lookups in the state), elsewhere into a small temporary
 table joined once. Rows are built for the COPY with as little Python per row as possible:
 JSON columns are encoded once where the row is built, and the common all-ASCII, in-range row
@@ -278,6 +279,9 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
 
     bulk_insert(conn, stage, columns, rows(), encoded=True)
     total += 0 if skip is None else skip.skipped
+    if not postgres and previous_policies is not None:
+        # SQLite joins by index lookups: the staged ids get theirs, built once
+        conn.exec_driver_sql(f"CREATE INDEX ix_{stage.name} ON {stage.name} (path)")
     state = table.alias("s")
     mine = and_(state.c.machine_id == machine_id, state.c.path == stage.c.path)
     copy_all = select(literal(machine_id), literal(scan_id), *(stage.c[c] for c in columns))
@@ -306,25 +310,38 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
                      attributes=func.coalesce(stage.c.attributes, select(state.c.attributes).where(
                          mine, state.c.attributes == SPARSE).scalar_subquery())))
     rules = DiffRules(out, previous_policies, current_policies, unreadable)
-    # One pass: the machine's state fully joined with the staged rows; a row with no state
-    # side is new, one with no staged side is gone, one whose columns differ is compared.
-    # The join hashes one side: enough memory for it saves spilling it in batches.
+    # PostgreSQL: one pass, the machine's state fully joined with the staged rows (hashed;
+    # enough memory for it saves spilling it in batches). A row with no state side is new,
+    # one with no staged side is gone, one whose columns differ is compared. SQLite, whose
+    # joins are index lookups, takes the staged rows joined with the state, then the state
+    # rows no staged row names.
+    kept = [] if skip is None else skip.kept_prefixes()
+    mine_now = and_(table.c.machine_id == machine_id, *(
+        ~or_(table.c.path == mount, table.c.path.startswith(prefix, autoescape=True))
+        for mount, prefix in kept))
     if postgres:
         conn.exec_driver_sql(f"SET LOCAL work_mem = '{_JOIN_MEMORY}'")
-    kept = [] if skip is None else skip.kept_prefixes()
-    known = select(table).where(table.c.machine_id == machine_id, *(
-        ~or_(table.c.path == mount, table.c.path.startswith(prefix, autoescape=True))
-        for mount, prefix in kept)).subquery("s")
-    differs = or_(known.c.path.is_(None), stage.c.path.is_(None),
-                  *(known.c[c].is_distinct_from(stage.c[c]) for c in columns[1:]))
-    prefixed = [known.c[c].label("prev_" + c) for c in columns]
+        known = select(table).where(mine_now).subquery("s")
+        prefixed = [known.c[c].label("prev_" + c) for c in columns]
+        queries = [select(*prefixed, *stage.c).select_from(
+            stage.join(known, known.c.path == stage.c.path, full=True)).where(or_(
+                known.c.path.is_(None), stage.c.path.is_(None),
+                *(known.c[c].is_distinct_from(stage.c[c]) for c in columns[1:])))]
+    else:
+        prefixed = [state.c[c].label("prev_" + c) for c in columns]
+        queries = [
+            select(*prefixed, *stage.c).select_from(stage.outerjoin(state, mine)).where(or_(
+                state.c.path.is_(None),
+                *(state.c[c].is_distinct_from(stage.c[c]) for c in columns[1:]))),
+            select(*(table.c[c].label("prev_" + c) for c in columns),
+                   *(literal(None).label(c) for c in columns)).where(
+                mine_now, ~exists().where(stage.c.path == table.c.path))]
     # Rows are decided as they come. The stored id of each is kept for the apply step (a
     # value entity's path is rebuilt from its key path, which differs from the stored id
     # when that was shortened).
     rewrite: list[str] = []
     deleted: list[str] = []
-    for row in conn.execute(select(*prefixed, *stage.c).select_from(
-            stage.join(known, known.c.path == stage.c.path, full=True)).where(differs)):
+    for row in (r for query in queries for r in conn.execute(query)):
         data = row._mapping
         if data["prev_path"] is None:
             rules.new_path(spec.entity(data, ""))
