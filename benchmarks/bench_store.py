@@ -18,6 +18,11 @@ reported separately), number of events, and the client process's resident memory
 the step, peak RSS during it (a thread samples ``VmRSS`` in ``/proc/self/status`` every
 50 ms) and the growth. Each machine size runs in a fresh child process so the RSS figures are
 not blurred by a previous run's freed heap. The PostgreSQL server's memory is not included.
+CPU seconds are printed beside the wall time: this process's (user + system, entity generation
+included) and the PostgreSQL backend's serving it (from ``/proc/<pid>/stat``; the server must
+run on this host, else they read 0). On a machine shared with other work the wall time moves
+with the load while CPU seconds mostly do not: compare two versions by CPU when it is busy.
+The ``rescan`` line is the issue's figure (target: under 8 s on a quiet machine).
 
 Entities come from a generator, deterministic for a seed, that never holds them all: paths such
 as ``/usr/lib/pkg0042/file0137``, one directory per 1,000 entries, a symlink every 50, sizes,
@@ -158,6 +163,18 @@ def machine_state(n: int, seed: int, changes: ChangePlan | None = None) -> Itera
             yield _added(e, i, seed)
 
 
+# -- CPU accounting -----------------------------------------------------------------------------
+def backend_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (a PostgreSQL backend on this host);
+    0.0 when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # -- memory sampling ------------------------------------------------------------------------------
 def rss_kib() -> int:
     """Current resident set size of this process, in KiB."""
@@ -216,14 +233,19 @@ def run_size(url: str, n: int, seed: int) -> dict[str, Any]:
         entities = machine_state(n, seed, plan)
         with RssSampler() as rss:
             start = time.perf_counter()
+            cpu_start = time.process_time()
             with repo.transaction() as conn:
+                backend = int(conn.execute(select(func.pg_backend_pid())).scalar() or 0)
+                server_start = backend_cpu_s(backend)
                 previous = repo.previous_scan(conn, machine_id)
                 now = datetime.now(UTC)
                 scan_id, diff = repo.commit_scan(
                     conn, machine_id, entities=entities, unreadable=(), previous=previous,
                     started_at=now, finished_at=now, status="succeeded",
                     source={"kind": "synthetic"}, coverage={}, policies=POLICIES)
+                server_cpu = backend_cpu_s(backend) - server_start
             wall = time.perf_counter() - start
+            client_cpu = time.process_time() - cpu_start
         counts = diff.counts()
         with repo.transaction() as conn:
             state_rows = count_state(conn, machine_id)
@@ -241,14 +263,17 @@ def run_size(url: str, n: int, seed: int) -> dict[str, Any]:
             assert state_rows == rows, f"{state_rows} state rows after {step}, expected {rows}"
         del diff
         results["steps"].append({
-            "step": step, "wall_s": wall, "events": stored_events, **counts,
+            "step": step, "wall_s": wall, "client_cpu_s": client_cpu,
+            "server_cpu_s": server_cpu, "events": stored_events, **counts,
             "state_rows": state_rows, "rss_before_mib": rss.start_kib / 1024,
             "rss_peak_mib": rss.peak_kib / 1024,
             "rss_growth_mib": (rss.peak_kib - rss.start_kib) / 1024})
 
     start = time.perf_counter()
+    cpu_start = time.process_time()
     generated = sum(1 for _ in machine_state(n, seed, changes))
     results["generate_s"] = time.perf_counter() - start
+    results["generate_cpu_s"] = time.process_time() - cpu_start
     results["generated"] = generated
     results["process_peak_mib"] = _vm_hwm_kib() / 1024
     engine.dispose()
@@ -295,7 +320,8 @@ def report(runs: list[dict[str, Any]], url: str, load: tuple[float, float, float
     print(f"database: {url}  (PostgreSQL; client process RSS, server memory not included)")
     print(f"load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
           f"{os.cpu_count()} CPUs")
-    header = (f"{'entities':>10} {'step':9} {'store+diff s':>12} {'entities/s':>11} "
+    header = (f"{'entities':>10} {'step':9} {'store+diff s':>12} {'client CPU':>10} "
+              f"{'server CPU':>10} {'entities/s':>11} "
               f"{'events':>7} {'modified':>8} {'added':>6} {'removed':>7} "
               f"{'RSS before':>10} {'RSS peak':>9} {'RSS growth':>10}")
     print(header)
@@ -303,13 +329,15 @@ def report(runs: list[dict[str, Any]], url: str, load: tuple[float, float, float
     for run in runs:
         for s in run["steps"]:
             print(f"{run['entities']:>10,} {s['step']:9} {s['wall_s']:12.2f} "
+                  f"{s.get('client_cpu_s', 0):10.2f} {s.get('server_cpu_s', 0):10.2f} "
                   f"{run['entities'] / s['wall_s']:11,.0f} {s['events']:7,} "
                   f"{s['modified']:8,} {s['added']:6,} {s['removed']:7,} "
                   f"{s['rss_before_mib']:8.0f} MiB {s['rss_peak_mib']:5.0f} MiB "
                   f"{s['rss_growth_mib']:6.0f} MiB")
     for run in runs:
         print(f"{run['entities']:>10,} entities: generating them alone takes "
-              f"{run['generate_s']:.2f} s (included above); process peak RSS (VmHWM) "
+              f"{run['generate_s']:.2f} s, {run.get('generate_cpu_s', 0):.2f} s of CPU "
+              f"(included above); process peak RSS (VmHWM) "
               f"{run['process_peak_mib']:.0f} MiB")
     if len(runs) == 2:
         small, big = sorted(runs, key=lambda r: r["entities"])
@@ -327,6 +355,11 @@ def report(runs: list[dict[str, Any]], url: str, load: tuple[float, float, float
     slowest = max(s["wall_s"] for s in big["steps"])
     print(f"target: store+diff under 60 s at {big['entities']:,} entities: "
           f"{'met' if slowest < 60 else 'NOT met'} (slowest step {slowest:.1f} s)")
+    rescan = big["steps"][-1]
+    print(f"issue 11: rescan of {big['entities']:,} entities (1% modified, 0.1% added, 0.1% "
+          f"removed) {rescan['wall_s']:.2f} s wall, {rescan.get('client_cpu_s', 0):.2f} s "
+          f"client + {rescan.get('server_cpu_s', 0):.2f} s server CPU (target: under 8 s "
+          f"on a quiet machine), RSS growth {rescan['rss_growth_mib']:.0f} MiB")
 
 
 def main(argv: list[str] | None = None) -> int:

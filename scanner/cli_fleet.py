@@ -9,13 +9,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from sqlalchemy import func, select
 
 from scanner.cli_output import EXIT_ERROR, iso, say, scan_exit_code, stamp, table, warn
 from scanner.cli_support import JsonFlag, open_repository, parse_since
 from scanner.errors import ConfigError
 from scanner.settings import Settings
-from scanner.storage.repository import LOCAL_ACCOUNT
 from scanner.terminal import write_json
 
 account_app = typer.Typer(no_args_is_help=True, help="Onboard and manage cloud accounts.")
@@ -73,6 +71,8 @@ def account_add(
     account_name = name if name is not None else default_name
     if not account_name.strip():
         raise ConfigError("--name cannot be empty")
+    from scanner.storage.repository import LOCAL_ACCOUNT
+
     if account_name == LOCAL_ACCOUNT:
         raise ConfigError(f"the account name {LOCAL_ACCOUNT!r} is reserved for the "
                           "machines of `snapfim scan`: choose another --name")
@@ -83,6 +83,8 @@ def account_add(
 
 
 def _is_implicit(acct: Any) -> bool:
+    from scanner.storage.repository import LOCAL_ACCOUNT
+
     return bool(acct.name == LOCAL_ACCOUNT and acct.cloud == "local"
                 and "images" not in acct.config)
 
@@ -90,6 +92,8 @@ def _is_implicit(acct: Any) -> bool:
 @account_app.command("list")
 def account_list(as_json: JsonFlag = False) -> None:
     """Accounts with their machines and last discovery (and the account of `snapfim scan`)."""
+    from sqlalchemy import func, select
+
     from scanner.storage.fleet import list_accounts
     from scanner.storage.tables import machine
 
@@ -153,6 +157,8 @@ def account_remove(
         "--yes", "-y", help="Do not ask for confirmation (needed without a terminal).")] = False,
 ) -> None:
     """Delete an account with its machines, scans, state and events (asks first)."""
+    from sqlalchemy import func, select
+
     from scanner.storage.fleet import get_account, remove_account
     from scanner.storage.tables import change_event, machine
 
@@ -186,6 +192,8 @@ def summary(
     as_json: JsonFlag = False,
 ) -> None:
     """The dashboard: machines, total changes, by type, by category, per machine."""
+    from sqlalchemy import func, select
+
     from scanner.storage.tables import change_event, machine
 
     repo = _repo()

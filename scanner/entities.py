@@ -10,7 +10,7 @@ itself (:meth:`changed_from`).
 from __future__ import annotations
 
 import operator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 # Compared fields, in the order FieldsChanged lists them. atime is recorded, never compared.
@@ -73,9 +73,11 @@ class FileEntity:
     policies: tuple[str, ...] = ()
 
     def values(self) -> dict[str, Any]:
-        """The recorded fields as a plain dict (no path, no policies)."""
-        data = asdict(self)
-        return {name: data[name] for name in FILE_RECORDED_FIELDS}
+        """The recorded fields as a plain dict (no path, no policies; ``xattrs`` a copy)."""
+        data = {name: getattr(self, name) for name in FILE_RECORDED_FIELDS}
+        if data["xattrs"] is not None:
+            data["xattrs"] = dict(data["xattrs"])
+        return data
 
     def changed_from(self, previous: FileEntity) -> tuple[str, ...]:
         """Compared fields that differ from ``previous``, in FILE_COMPARED_FIELDS order."""
@@ -108,6 +110,17 @@ def same_record(previous: FileEntity, current: FileEntity) -> bool:
 
 # -- registry ------------------------------------------------------------------------------
 
+@dataclass(frozen=True, slots=True)
+class HiveTag:
+    """The hive a registry entity was read from: its mount prefix (``HKLM\\SOFTWARE``, the
+    start of every id read from it) and a digest of everything the hive's entities were made
+    from (its bytes, the registry entities walking it, the collector's rules). Two scans with
+    the same digest yield the same entities, so the store need not stage them again."""
+
+    mount: str
+    digest: str
+
+
 def value_id(key_path: str, name: str) -> str:
     """The id of value ``name`` of the key ``key_path``: the key path, two backslashes, the
     name as stored (the default value has the empty name). Key names never hold a backslash
@@ -125,7 +138,8 @@ def split_value_id(entity_id: str) -> tuple[str, str] | None:
 class RegistryKeyEntity:
     """One monitored key at one scan. ``last_write`` is integer ns since the epoch; ``acl``
     the SDDL of its security cell (``0x``+hex if it cannot be rendered, None if none);
-    ``policies`` names the monitored entities that cover the key."""
+    ``policies`` names the monitored entities that cover the key; ``hive`` (not recorded,
+    not compared) the hive it was read from, when the whole hive was read (:class:`HiveTag`)."""
 
     ENTITY_TYPE: ClassVar[str] = "registry"
 
@@ -135,11 +149,11 @@ class RegistryKeyEntity:
     subkey_count: int
     value_count: int
     policies: tuple[str, ...] = ()
+    hive: HiveTag | None = field(default=None, compare=False, repr=False)  # not recorded
 
     def values(self) -> dict[str, Any]:
         """The recorded fields as a plain dict (no path, no policies)."""
-        data = asdict(self)
-        return {name: data[name] for name in KEY_RECORDED_FIELDS}
+        return {name: getattr(self, name) for name in KEY_RECORDED_FIELDS}
 
     def changed_from(self, previous: RegistryEntity) -> tuple[str, ...]:
         """Compared fields that differ from ``previous``."""
@@ -158,7 +172,7 @@ class RegistryKeyEntity:
 @dataclass(slots=True)
 class RegistryValueEntity:
     """One monitored value at one scan: type name (``REG_SZ``), data size in bytes, SHA-256
-    of the raw data, and a bounded readable preview of it."""
+    of the raw data, and a bounded readable preview of it; ``hive`` as for keys."""
 
     ENTITY_TYPE: ClassVar[str] = "registry"
 
@@ -169,6 +183,7 @@ class RegistryValueEntity:
     sha256: str
     preview: str | None
     policies: tuple[str, ...] = ()
+    hive: HiveTag | None = field(default=None, compare=False, repr=False)  # not recorded
 
     @property
     def path(self) -> str:
@@ -177,8 +192,7 @@ class RegistryValueEntity:
 
     def values(self) -> dict[str, Any]:
         """The recorded fields as a plain dict (no key path, name or policies)."""
-        data = asdict(self)
-        return {name: data[name] for name in VALUE_RECORDED_FIELDS}
+        return {name: getattr(self, name) for name in VALUE_RECORDED_FIELDS}
 
     def changed_from(self, previous: RegistryEntity) -> tuple[str, ...]:
         """Compared fields that differ from ``previous``."""

@@ -45,7 +45,8 @@ import hashlib
 import re
 from typing import Any
 
-__all__ = ["storable", "storable_id", "storable_json", "escape_name", "restore", "MAX_ID_BYTES"]
+__all__ = ["storable", "storable_id", "storable_json", "escape_name", "escaped", "restore",
+           "MAX_ID_BYTES"]
 
 MAX_ID_BYTES = 2000  # UTF-8 bytes of an id stored as it is (an index entry: 2,704 at most)
 _ID_PREFIX_BYTES = 1900
@@ -83,6 +84,12 @@ def storable(text: str) -> str:
             return text
     elif not _UNSTORABLE.search(text):
         return text
+    return _ESCAPED_CHARS.sub(_ESCAPE_STORED, text)
+
+
+def escaped(text: str) -> str:
+    """``text`` escaped whole, as :func:`storable` escapes a string it must change: the
+    spelling a prefix of an id takes inside an id that was escaped."""
     return _ESCAPED_CHARS.sub(_ESCAPE_STORED, text)
 
 

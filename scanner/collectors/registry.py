@@ -26,6 +26,10 @@ Rules:
   are never empty, so the double backslash cannot be confused with a key path.
 * A key whose cells fail to parse is reported in ``unreadable`` ({id: reason}): entities at or
   below that id are incomplete and must keep their previous state (never "removed").
+* When the whole hive was read (clean, or replayed from its logs, with no unreadable key) its
+  entities carry a :class:`~scanner.entities.HiveTag`: the mount prefix and a digest of the
+  hive's bytes, the registry entities walking it and :data:`RULES`. The store stages nothing
+  of a hive whose digest it already holds (:mod:`scanner.storage.hives`).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import re
 from collections.abc import Iterable
 
 from scanner.entities import (
+    HiveTag,
     RegistryEntity,
     RegistryKeyEntity,
     RegistryValueEntity,
@@ -60,7 +65,13 @@ from scanner.registry.hive import (
 )
 from scanner.sddl import sddl_from_descriptor
 
-__all__ = ["collect", "reaches", "preview", "PREVIEW_CHARS"]
+__all__ = ["collect", "reaches", "preview", "PREVIEW_CHARS", "RULES"]
+
+# The version of what a hive yields (ids, fields, previews, ACL rendering): part of every hive
+# digest, so a change of these rules stages every hive again. Bump it with such a change.
+RULES = 1
+# hive states whose every key was read: their entities are what the hive holds
+_WHOLE = frozenset({"clean", "replayed"})
 
 PREVIEW_CHARS = 256
 _PREVIEW_BYTES = 64  # binary types: hex of the first 64 bytes
@@ -320,16 +331,30 @@ def collect(hive: Hive, mount_prefix: str, entities: Iterable[PolicyEntity],
     if not prefix:
         raise ValueError("empty mount prefix")
     col = _Collector(hive, prefix)
+    walking = [e for e in entities
+               if e.enabled and e.kind is EntityKind.WINDOWS_REGISTRY]
     paused = gc.isenabled()
     gc.disable()
     try:
-        for entity in entities:
-            if not entity.enabled or entity.kind is not EntityKind.WINDOWS_REGISTRY:
-                continue
+        for entity in walking:
             excluded = [[_name_regex(s) for s in _segments(e)] for e in entity.excludes]
             for key, key_id, depth in list(col.roots(entity)):
                 col.walk(entity, key, key_id, depth, excluded)
     finally:
         if paused:
             gc.enable()
+    if col.out and not col.unreadable and hive.status in _WHOLE:
+        tag = HiveTag("\\".join(prefix), hive_digest(hive, prefix, walking))
+        for found in col.out.values():
+            found.hive = tag
     return col.out, col.unreadable
+
+
+def hive_digest(hive: Hive, prefix: list[str], walking: Iterable[PolicyEntity]) -> str:
+    """What the entities of a hive are made from, as one SHA-256: :data:`RULES`, the mount
+    prefix, the enabled registry entities (name, path, depth, values, excludes) and the
+    hive's bytes."""
+    described = repr((RULES, prefix, sorted(
+        (e.name, e.path, e.depth, e.values, e.excludes) for e in walking)))
+    return hashlib.sha256(f"{described}\n{hive.content_sha256()}".encode(
+        "utf-8", "surrogatepass")).hexdigest()

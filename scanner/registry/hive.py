@@ -38,6 +38,7 @@ so its key's other values are still read; a subkey or value list that breaks one
 
 from __future__ import annotations
 
+import hashlib
 import re
 import struct
 from collections.abc import Iterator
@@ -231,6 +232,10 @@ class Hive:
         self.status = status
         self.status_reason = status_reason
         self.root = self._key(self.header.root_offset)
+
+    def content_sha256(self) -> str:
+        """SHA-256 of the hive's bytes as read (after any replay of its logs)."""
+        return hashlib.sha256(self._data).hexdigest()
 
     # -- cells ----------------------------------------------------------------------------
 

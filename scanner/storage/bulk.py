@@ -29,9 +29,10 @@ def _is_json(table: Table, column: str) -> bool:
 
 
 def bulk_insert(conn: Connection, table: Table, columns: Sequence[str],
-                rows: Iterable[Sequence[Any]]) -> None:
-    """Insert rows (tuples in ``columns`` order) in the caller's transaction."""
-    json_cols = [i for i, c in enumerate(columns) if _is_json(table, c)]
+                rows: Iterable[Sequence[Any]], *, encoded: bool = False) -> None:
+    """Insert rows (tuples in ``columns`` order) in the caller's transaction; ``encoded``:
+    the rows hold their JSON columns as text already (:func:`json_text`)."""
+    json_cols = [] if encoded else [i for i, c in enumerate(columns) if _is_json(table, c)]
     memo: dict[Any, str] = {}  # most JSON values repeat ({} and a few policy tuples)
 
     def encode(value: Any) -> str | None:
@@ -46,22 +47,27 @@ def bulk_insert(conn: Connection, table: Table, columns: Sequence[str],
             return text
         return json_text(value)
 
-    def encoded() -> Iterable[tuple[Any, ...]]:
+    def encoded_rows() -> Iterable[tuple[Any, ...]]:  # tuples: what executemany takes
+        if not json_cols:
+            yield from map(tuple, rows)
+            return
         for row in rows:
-            if json_cols:
-                row = list(row)
-                for i in json_cols:
-                    row[i] = encode(row[i])
-            yield tuple(row)
+            values = list(row)
+            for i in json_cols:
+                values[i] = encode(values[i])
+            yield tuple(values)
 
     names = ", ".join(columns)
     if conn.dialect.name == "postgresql":
         raw: Any = conn.connection.dbapi_connection  # a psycopg 3 connection
         driver_error: Any = getattr(conn.dialect.dbapi, "Error", Exception)
-        try:
+        from psycopg.copy import QueuedLibpqWriter
+
+        try:  # a thread sends while this one formats rows (a bounded queue between them)
             with raw.cursor() as cursor, \
-                    cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
-                for row in encoded():
+                    cursor.copy(f"COPY {table.name} ({names}) FROM STDIN",
+                                writer=QueuedLibpqWriter(cursor)) as copy:
+                for row in encoded_rows():
                     copy.write_row(row)
         except driver_error as exc:  # the driver's own: SQLAlchemy is bypassed
             if raw.closed:
@@ -70,6 +76,6 @@ def bulk_insert(conn: Connection, table: Table, columns: Sequence[str],
         return
     marks = ", ".join("?" if conn.dialect.paramstyle == "qmark" else "%s" for _ in columns)
     sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"
-    rows_iter = iter(encoded())
+    rows_iter = iter(encoded_rows())
     while batch := list(itertools.islice(rows_iter, _BATCH)):
         conn.exec_driver_sql(sql, batch)

@@ -34,12 +34,14 @@ from scanner.diff import ChangeEvent, FileDiff
 from scanner.entities import FILE_RECORDED_FIELDS, FileEntity, RegistryEntity
 from scanner.errors import NotFound, StorageError, TransientStorageError
 from scanner.storage.bulk import bulk_insert
+from scanner.storage.hives import HiveSkip, record_hives, stored_hives
 from scanner.storage.sqldiff import FILE_STATE, REGISTRY_STATE, diff_into_state
 from scanner.storage.tables import (
     account,
     change_event,
     file_state,
     machine,
+    registry_hive,
     registry_state,
     scan,
 )
@@ -138,7 +140,7 @@ class Repository:
                 mid = self.machine_id(conn, name)
             except NotFound:
                 return False
-            for table in (change_event, file_state, registry_state, scan):
+            for table in (change_event, file_state, registry_state, registry_hive, scan):
                 conn.execute(delete(table).where(table.c.machine_id == mid))
             conn.execute(delete(machine).where(machine.c.id == mid))
         return True
@@ -206,12 +208,16 @@ class Repository:
             scan_id = _new_id(conn.execute(insert(scan).values(
                 machine_id=machine_id, status="running", started_at=started_at, source=source)))
         diff, total = FileDiff(), 0
-        for spec, items in ((FILE_STATE, entities), (REGISTRY_STATE, registry)):
+        hives = HiveSkip(stored_hives(conn, machine_id), enabled=previous is not None)
+        for spec, items, skip in ((FILE_STATE, entities, None),
+                                  (REGISTRY_STATE, registry, hives)):
             diff, staged = diff_into_state(
                 conn, machine_id, scan_id, items,
                 previous_policies=previous.policies if previous else None,
-                current_policies=policies, unreadable=unreadable, spec=spec, out=diff)
+                current_policies=policies, unreadable=unreadable, spec=spec, out=diff,
+                skip=skip)
             total += staged
+        record_hives(conn, machine_id, scan_id, hives.seen)
         if diff.events:
             window_start = previous.finished_at if previous else None
             bulk_insert(conn, change_event, _EVENT_COLUMNS, (

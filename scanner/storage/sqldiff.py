@@ -11,6 +11,15 @@ Rows are made storable where they are built, one rule per kind of value, so that
 staging and events share one representation: text by :mod:`scanner.textsafe` (NUL and
 unpaired surrogates escaped, ids of more than 2,000 bytes shortened), integers a disk made too
 large for their column clamped to its range.
+
+The staging table has no index while it is loaded (a plain append; SQLite, which joins by
+index lookups, then indexes it once). On PostgreSQL the comparison is one pass: a full outer
+join of the staged rows with the machine's state returns the new, the gone and the differing
+rows together. The apply step then touches those rows only: their ids go
+to PostgreSQL as one array (index lookups in the state), elsewhere into a small temporary
+table joined once. Rows are built for the COPY with as little Python per row as possible:
+JSON columns are encoded once where the row is built, and the common all-ASCII, in-range row
+takes no escaping or clamping call.
 """
 
 from __future__ import annotations
@@ -28,7 +37,9 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Table,
+    Text,
     and_,
+    any_,
     delete,
     exists,
     func,
@@ -38,6 +49,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from scanner.diff import DiffRules, FileDiff
 from scanner.entities import (
@@ -48,11 +60,15 @@ from scanner.entities import (
     RegistryKeyEntity,
     RegistryValueEntity,
 )
-from scanner.storage.bulk import bulk_insert
+from scanner.storage.bulk import bulk_insert, json_text
+from scanner.storage.hives import HiveSkip
 from scanner.storage.tables import file_state, registry_state
-from scanner.textsafe import storable, storable_id, storable_json
+from scanner.textsafe import MAX_ID_BYTES, storable, storable_id, storable_json
 
 _CHUNK = 1000
+# PostgreSQL's memory for the diff's hash join (per scan transaction; the default 4 MB spills
+# a 100k-row state to disk in 16 batches)
+_JOIN_MEMORY = "64MB"
 _stage_meta = MetaData()
 
 
@@ -62,18 +78,29 @@ class StateSpec:
 
     table: Table
     columns: tuple[str, ...]                           # "path" first, "policies" last
-    row: Callable[[Any], tuple[Any, ...]]              # entity -> values in column order
+    # entity -> values in column order, storable, integers clamped, JSON columns as text
+    row: Callable[[Any], tuple[Any, ...]]
     entity: Callable[[Any, str], Entity]               # row mapping, column prefix -> entity
     keep_unread_hash: bool = False                     # files: unreadable content keeps its hash
 
     @property
     def stage(self) -> Table:
-        """The temporary staging table of this kind (dropped at the end of each diff)."""
+        """The temporary staging table of this kind (dropped at the end of each diff): no
+        key and no index, so that loading it is a plain append."""
         name = f"snapfim_stage_{self.table.name}"
         if name not in _stage_meta.tables:
             Table(name, _stage_meta,
-                  *(Column(c, self.table.c[c].type, primary_key=c == "path")
+                  *(Column(c, self.table.c[c].type, nullable=c != "path")
                     for c in self.columns),
+                  prefixes=["TEMPORARY"], postgresql_on_commit="DROP")
+        return _stage_meta.tables[name]
+
+    @property
+    def changed(self) -> Table:
+        """The temporary table naming the state rows a diff rewrites or deletes."""
+        name = f"snapfim_changed_{self.table.name}"
+        if name not in _stage_meta.tables:
+            Table(name, _stage_meta, Column("path", Text, nullable=False),
                   prefixes=["TEMPORARY"], postgresql_on_commit="DROP")
         return _stage_meta.tables[name]
 
@@ -86,23 +113,64 @@ _file_values = operator.attrgetter(*FILE_RECORDED_FIELDS)
 # the recorded fields that hold text (str, or a dict of str): made storable in every row
 _FILE_TEXT = tuple(i for i, f in enumerate(FILE_RECORDED_FIELDS)
                    if "str" in str(FileEntity.__annotations__[f]))
+_XATTRS = FILE_RECORDED_FIELDS.index("xattrs")
+_INT32 = (-(1 << 31), (1 << 31) - 1)
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+_LO32, _HI32 = _INT32
+_LO64, _HI64 = _INT64
+_PLAIN_ID = MAX_ID_BYTES // 4  # an id this short is stored as it is once storable
+
+
+def _plain(text: str) -> bool:
+    """Whether ``text`` is stored as it is (ASCII without NUL: what almost every disk holds)."""
+    return text.isascii() and "\0" not in text
+
+
+def _xattrs_text(xattrs: dict[str, str] | None) -> str | None:
+    """Extended attributes as the stored JSON text (None: unread, kept from the state)."""
+    if xattrs is None:
+        return None
+    return json_text(storable_json(xattrs)) if xattrs else "{}"
 
 
 def _file_row(e: FileEntity) -> tuple[Any, ...]:
     """The staged row of a file: every string made storable (:mod:`scanner.textsafe`), so
-    state, staging and the events built from them share one representation."""
+    state, staging and the events built from them share one representation; integers a disk
+    made too large for their column clamped (:func:`_clamped`)."""
+    (type_, size, mode, uid, gid, link_target, sha256, acl, capability, xattrs, attributes,
+     mtime, ctime, crtime, inode, nlink, atime) = _file_values(e)
+    path = e.path
+    probe = f"{path}{type_}{link_target or ''}{sha256 or ''}{acl or ''}{capability or ''}" \
+            f"{attributes or ''}"
+    if not (_plain(probe) and len(path) <= _PLAIN_ID):
+        return _file_row_slow(e)
+    row = (path, type_, size, mode, uid, gid, link_target, sha256, acl, capability,
+           _xattrs_text(xattrs), attributes, mtime, ctime, crtime, inode, nlink, atime,
+           _policies(e.policies))
+    wide = (size, uid, gid, inode, mtime or 0, ctime or 0, crtime or 0, atime or 0)
+    if _LO32 <= mode <= _HI32 and _LO32 <= nlink <= _HI32 and min(wide) >= _LO64 \
+            and max(wide) <= _HI64:
+        return row
+    return _clamped(row, _FILE_BOUNDS)
+
+
+def _file_row_slow(e: FileEntity) -> tuple[Any, ...]:
+    """:func:`_file_row` of a file with some text to escape or a long path."""
     values = list(_file_values(e))
     for i in _FILE_TEXT:
         value = values[i]
-        if value:
-            values[i] = storable(value) if isinstance(value, str) else storable_json(value)
-    return (storable_id(e.path), *values, _policies(e.policies))
+        if i == _XATTRS:
+            values[i] = _xattrs_text(value)
+        elif value:
+            values[i] = storable(value)
+    return _clamped((storable_id(e.path), *values, _policies(e.policies)), _FILE_BOUNDS)
 
 
 @functools.lru_cache(maxsize=4096)
-def _policies(names: tuple[str, ...]) -> tuple[str, ...]:
-    """Policy names made storable (a scan shares a few tuples among all its rows)."""
-    return tuple(map(storable, names))
+def _policies(names: tuple[str, ...]) -> str:
+    """Policy names made storable, as the stored JSON text (a scan shares a few tuples among
+    all its rows)."""
+    return json_text(list(map(storable, names)))
 
 
 def _file_entity(data: Mapping[str, Any], prefix: str) -> Entity:
@@ -113,14 +181,21 @@ def _file_entity(data: Mapping[str, Any], prefix: str) -> Entity:
 
 
 def _registry_row(e: RegistryKeyEntity | RegistryValueEntity) -> tuple[Any, ...]:
-    """The staged row of a registry key or value, strings made storable (as files)."""
+    """The staged row of a registry key or value, strings made storable and integers clamped
+    (as files)."""
     if isinstance(e, RegistryKeyEntity):
         path = storable_id(e.path)
-        return (path, "key", path, None, e.last_write, _opt(e.acl), e.subkey_count,
-                e.value_count, None, None, None, None, _policies(e.policies))
-    return (storable_id(e.path), "value", storable_id(e.key_path), storable(e.name), None, None,
-            None, None, storable(e.type), e.size, e.sha256, _opt(e.preview),
-            _policies(e.policies))
+        row: tuple[Any, ...] = (
+            path, "key", path, None, e.last_write, _opt(e.acl), e.subkey_count,
+            e.value_count, None, None, None, None, _policies(e.policies))
+        if (_LO64 <= e.last_write <= _HI64 and _LO32 <= e.subkey_count <= _HI32
+                and _LO32 <= e.value_count <= _HI32):
+            return row
+        return _clamped(row, _REGISTRY_BOUNDS)
+    row = (storable_id(e.path), "value", storable_id(e.key_path), storable(e.name), None,
+           None, None, None, storable(e.type), e.size, e.sha256, _opt(e.preview),
+           _policies(e.policies))
+    return row if _LO64 <= e.size <= _HI64 else _clamped(row, _REGISTRY_BOUNDS)
 
 
 def _registry_entity(data: Mapping[str, Any], prefix: str) -> Entity:
@@ -141,10 +216,6 @@ REGISTRY_STATE = StateSpec(
     ("path", "kind", "key_path", "value_name", "last_write", "acl", "subkey_count",
      "value_count", "type", "size", "sha256", "preview", "policies"),
     _registry_row, _registry_entity)
-
-
-_INT32 = (-(1 << 31), (1 << 31) - 1)
-_INT64 = (-(1 << 63), (1 << 63) - 1)
 
 
 def _int_bounds(spec: StateSpec) -> list[tuple[int, int, int]]:
@@ -169,41 +240,48 @@ def _clamped(row: tuple[Any, ...], bounds: list[tuple[int, int, int]]) -> tuple[
     return tuple(values)
 
 
+_FILE_BOUNDS = _int_bounds(FILE_STATE)
+_REGISTRY_BOUNDS = _int_bounds(REGISTRY_STATE)
+
+
 def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
                     entities: Iterable[Any], *,
                     previous_policies: Collection[str] | None,
                     current_policies: Collection[str],
                     unreadable: Collection[str] = (), spec: StateSpec = FILE_STATE,
-                    out: FileDiff | None = None) -> tuple[FileDiff, int]:
+                    out: FileDiff | None = None,
+                    skip: HiveSkip | None = None) -> tuple[FileDiff, int]:
     """Diff ``entities`` against the machine's state of ``spec``'s kind and apply the result.
 
     Events are added to ``out`` (a new diff when None), which is returned with the number of
-    entities staged; ``upserts`` holds the changed rows only.
+    entities scanned; ``upserts`` holds the changed rows only. ``skip`` (registry): the
+    entities of hives the state holds unchanged are not staged, and the state rows under
+    those hives' mounts are kept as they are (:mod:`scanner.storage.hives`).
     """
     out = out if out is not None else FileDiff()
     stage, table, columns = spec.stage, spec.table, spec.columns
+    postgres = conn.dialect.name == "postgresql"
     stage.drop(conn, checkfirst=True)
     stage.create(conn)
     total = 0
     unknown_xattrs = False
-
-    bounds = _int_bounds(spec)
+    build = spec.row
+    xattrs_at = columns.index("xattrs") if "xattrs" in columns else None
 
     def rows() -> Iterable[tuple[Any, ...]]:
         nonlocal total, unknown_xattrs
-        for e in entities:
+        for e in (entities if skip is None else skip.filter(entities)):
             total += 1
-            if isinstance(e, FileEntity) and e.xattrs is None:
+            row = build(e)
+            if xattrs_at is not None and row[xattrs_at] is None:
                 unknown_xattrs = True
-            row = spec.row(e)
-            for i, low, high in bounds:
-                value = row[i]
-                if value is not None and not low <= value <= high:
-                    row = _clamped(row, bounds)
-                    break
             yield row
 
-    bulk_insert(conn, stage, columns, rows())
+    bulk_insert(conn, stage, columns, rows(), encoded=True)
+    total += 0 if skip is None else skip.skipped
+    if not postgres and previous_policies is not None:
+        # SQLite joins by index lookups: the staged ids get theirs, built once
+        conn.exec_driver_sql(f"CREATE INDEX ix_{stage.name} ON {stage.name} (path)")
     state = table.alias("s")
     mine = and_(state.c.machine_id == machine_id, state.c.path == stage.c.path)
     copy_all = select(literal(machine_id), literal(scan_id), *(stage.c[c] for c in columns))
@@ -232,30 +310,75 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
                      attributes=func.coalesce(stage.c.attributes, select(state.c.attributes).where(
                          mine, state.c.attributes == SPARSE).scalar_subquery())))
     rules = DiffRules(out, previous_policies, current_policies, unreadable)
-    differs = or_(*(state.c[c].is_distinct_from(stage.c[c]) for c in columns[1:]))
-    prefixed = [state.c[c].label("prev_" + c) for c in columns]
-    for row in conn.execute(select(*prefixed, *stage.c).join(state, mine).where(differs)):
-        rules.both(spec.entity(row._mapping, "prev_"), spec.entity(row._mapping, ""))
-    for row in conn.execute(select(stage).where(~exists().where(mine))):
-        rules.new_path(spec.entity(row._mapping, ""))
-    gone = select(table).where(table.c.machine_id == machine_id,
-                               ~exists().where(stage.c.path == table.c.path))
-    deletes_before = len(out.deletes)
-    for row in conn.execute(gone):
-        rules.gone_path(spec.entity(row._mapping, ""))
+    # PostgreSQL: one pass, the machine's state fully joined with the staged rows (hashed;
+    # enough memory for it saves spilling it in batches). A row with no state side is new,
+    # one with no staged side is gone, one whose columns differ is compared. SQLite, whose
+    # joins are index lookups, takes the staged rows joined with the state, then the state
+    # rows no staged row names.
+    kept = [] if skip is None else skip.kept_prefixes()
+    mine_now = and_(table.c.machine_id == machine_id, *(
+        ~or_(table.c.path == mount, table.c.path.startswith(prefix, autoescape=True))
+        for mount, prefix in kept))
+    if postgres:
+        conn.exec_driver_sql(f"SET LOCAL work_mem = '{_JOIN_MEMORY}'")
+        known = select(table).where(mine_now).subquery("s")
+        prefixed = [known.c[c].label("prev_" + c) for c in columns]
+        queries = [select(*prefixed, *stage.c).select_from(
+            stage.join(known, known.c.path == stage.c.path, full=True)).where(or_(
+                known.c.path.is_(None), stage.c.path.is_(None),
+                *(known.c[c].is_distinct_from(stage.c[c]) for c in columns[1:])))]
+    else:
+        prefixed = [state.c[c].label("prev_" + c) for c in columns]
+        queries = [
+            select(*prefixed, *stage.c).select_from(stage.outerjoin(state, mine)).where(or_(
+                state.c.path.is_(None),
+                *(state.c[c].is_distinct_from(stage.c[c]) for c in columns[1:]))),
+            select(*(table.c[c].label("prev_" + c) for c in columns),
+                   *(literal(None).label(c) for c in columns)).where(
+                mine_now, ~exists().where(stage.c.path == table.c.path))]
+    # Rows are decided as they come. The stored id of each is kept for the apply step (a
+    # value entity's path is rebuilt from its key path, which differs from the stored id
+    # when that was shortened).
+    rewrite: list[str] = []
+    deleted: list[str] = []
+    for row in (r for query in queries for r in conn.execute(query)):
+        data = row._mapping
+        if data["prev_path"] is None:
+            rules.new_path(spec.entity(data, ""))
+            rewrite.append(data["path"])
+        elif data["path"] is None:
+            before = len(out.deletes)
+            rules.gone_path(spec.entity(data, "prev_"))
+            if len(out.deletes) > before:
+                deleted.append(data["prev_path"])
+        else:
+            rules.both(spec.entity(data, "prev_"), spec.entity(data, ""))
+            rewrite.append(data["path"])
     diff = rules.finish()
 
-    # Apply: rewrite the rows that differ, add the new ones, delete what is gone.
-    conn.execute(delete(table).where(
-        table.c.machine_id == machine_id,
-        exists().where(stage.c.path == table.c.path).where(or_(*(
-            table.c[c].is_distinct_from(stage.c[c]) for c in columns[1:])))))
-    conn.execute(insert(table).from_select(target, copy_all.where(~exists().where(
-        table.c.machine_id == machine_id, table.c.path == stage.c.path))))
-    gone_paths = diff.deletes[deletes_before:]
-    for start in range(0, len(gone_paths), _CHUNK):
+    # Apply: the rows that differ are rewritten, the new ones added, what is gone deleted
+    # (what is kept as unreadable stays). PostgreSQL takes the ids as one array (index
+    # lookups in the state, one pass over the staging table); elsewhere they are named in a
+    # small table, joined once.
+    if postgres:
+        if rewrite or deleted:
+            conn.execute(delete(table).where(
+                table.c.machine_id == machine_id,
+                table.c.path == any_(literal([*rewrite, *deleted], ARRAY(Text)))))
+        if rewrite:
+            conn.execute(insert(table).from_select(target, copy_all.where(
+                stage.c.path == any_(literal(rewrite, ARRAY(Text))))))
+    elif rewrite or deleted:
+        changed = spec.changed
+        changed.drop(conn, checkfirst=True)
+        changed.create(conn)
+        bulk_insert(conn, changed, ("path",), ((p,) for p in (*rewrite, *deleted)))
         conn.execute(delete(table).where(table.c.machine_id == machine_id,
-                                         table.c.path.in_(gone_paths[start:start + _CHUNK])))
+                                         table.c.path.in_(select(changed.c.path))))
+        if rewrite:
+            conn.execute(insert(table).from_select(target, copy_all.select_from(
+                stage.join(changed, changed.c.path == stage.c.path))))
+        changed.drop(conn)
     stage.drop(conn)
     return diff, total
 

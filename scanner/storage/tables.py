@@ -181,6 +181,16 @@ registry_state = Table(
     Column("scan_id", BigInteger, nullable=False),
 )
 
+# The digest of each hive the machine's registry state was last read from (see
+# scanner.storage.hives): an unchanged hive's rows are not staged again.
+registry_hive = Table(
+    "registry_hive", metadata,
+    Column("machine_id", ForeignKey("machine.id", ondelete="CASCADE"), primary_key=True),
+    Column("mount", Text, primary_key=True),                # HKLM\SOFTWARE, HKU\<user>
+    Column("digest", String(64), nullable=False),
+    Column("scan_id", BigInteger, nullable=False),
+)
+
 change_event = Table(
     "change_event", metadata,
     Column("id", Id, primary_key=True, autoincrement=True),

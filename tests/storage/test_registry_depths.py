@@ -21,7 +21,7 @@ from scanner.sources.local import open_local
 from scanner.storage.db import make_engine, upgrade
 from scanner.storage.policies import load_policy
 from scanner.storage.repository import Repository, ScanRecord
-from scanner.storage.tables import policy_entity, scan
+from scanner.storage.tables import policy_entity, registry_hive, scan
 from tests.imaging.hives import sz
 from tests.imaging.windows import (
     SECRETS,
@@ -117,6 +117,8 @@ def test_migration_0006_deepens_seeded_keys_and_their_subkeys_are_new_coverage(
     engine = make_engine(db_url)
     try:
         upgrade(engine, "0006-1")  # the schema just before 0006
+        # today's code on that schema: with the one table it reads that came later (0007)
+        registry_hive.create(engine)
         repo = Repository(engine)
         with repo.transaction() as conn:  # seeded as before: every recommended key at depth 0
             conn.execute(policy_entity.insert(), [
@@ -130,6 +132,7 @@ def test_migration_0006_deepens_seeded_keys_and_their_subkeys_are_new_coverage(
         changed.hives[SECURITY].value(f"{SECRETS}\\NewSecret\\CurrVal", "", REG_NONE, BLOB)
         changed.hives[SOFTWARE].value(WINLOGON, "Userinit", REG_SZ, sz("C:\\evil.exe,"))
         image = build_windows_image(tmp_path / "changed.img", changed)
+        registry_hive.drop(engine)
         upgrade(engine)
         with repo.transaction() as conn:
             depths = {e.path: e.depth for e in load_policy(conn)}
