@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 from scanner.disk.nodes import FileKind, Filesystem, Node, Runs
 from scanner.errors import SnapfimError
 from scanner.limits import Limits
+from scanner.sources.base import STREAM, read_intent
 
 PARALLEL_MIN_BYTES = 64 << 20
 CLAIM_BYTES = 16 << 20
@@ -90,16 +91,17 @@ def hash_node(fs: Filesystem, node: Node, limits: Limits | None = None) -> HashR
     for (data in the inode, compressed or encrypted) are hashed whole.
     """
     limits = limits or Limits()
-    if node.size > limits.hole_bytes:
-        runs = fs.data_runs(node)
-        if runs is not None:
-            allocated = sum(length for _, length in runs)
-            if node.size - allocated > max(allocated, limits.hole_bytes):
-                return HashResult(sparse_digest(fs, node, runs), None, True)
-    digest = hashlib.sha256()
-    for chunk in fs.iter_content(node, CHUNK):
-        digest.update(chunk)
-    return HashResult(digest.hexdigest(), None)
+    with read_intent(STREAM):  # contents are read in order: sources may fetch ahead
+        if node.size > limits.hole_bytes:
+            runs = fs.data_runs(node)
+            if runs is not None:
+                allocated = sum(length for _, length in runs)
+                if node.size - allocated > max(allocated, limits.hole_bytes):
+                    return HashResult(sparse_digest(fs, node, runs), None, True)
+        digest = hashlib.sha256()
+        for chunk in fs.iter_content(node, CHUNK):
+            digest.update(chunk)
+        return HashResult(digest.hexdigest(), None)
 
 
 def sparse_digest(fs: Filesystem, node: Node, runs: Runs) -> str:

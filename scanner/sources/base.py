@@ -10,10 +10,20 @@ Capabilities are optional methods a source may have; callers ask through
 ``disk_offset() -> int | None``
     where the source's byte 0 lies on the disk it is part of (0 for a whole disk, None when
     it is no byte range of one disk, e.g. a logical volume).
+
+Readers may also say how they are reading (:func:`read_intent`, a context of the calling
+thread), so that sources which fetch ahead (:mod:`scanner.sources.cache`) fetch what will be
+read instead of guessing: :data:`WALK` (metadata of a scan that reads every file too: data
+blocks near it will be wanted; the default), :data:`SELECTIVE` (metadata of a scan that reads
+only some files, an incremental one: fetch only what is asked) and :data:`STREAM` (a file's
+content, in order). Sources that do not read ahead ignore it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from scanner.errors import SourceReadError
@@ -136,3 +146,27 @@ def disk_offset(source: BlockSource) -> int | None:
     whole disk (0)."""
     method = getattr(source, "disk_offset", None)
     return method() if callable(method) else 0
+
+
+WALK = "walk"
+SELECTIVE = "selective"
+STREAM = "stream"
+_INTENT: ContextVar[str] = ContextVar("snapfim_read_intent", default=WALK)
+
+
+@contextmanager
+def read_intent(intent: str) -> Iterator[None]:
+    """Within the block, this thread's reads are of kind ``intent`` (:data:`WALK`,
+    :data:`SELECTIVE` or :data:`STREAM`; see the module docstring)."""
+    if intent not in (WALK, SELECTIVE, STREAM):
+        raise ValueError(f"unknown read intent {intent!r}")
+    token = _INTENT.set(intent)
+    try:
+        yield
+    finally:
+        _INTENT.reset(token)
+
+
+def current_read_intent() -> str:
+    """How this thread says it is reading now (:data:`WALK` unless told)."""
+    return _INTENT.get()
