@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from scanner.collectors import hashing
+from scanner.incremental import ChangedRanges, Reuse, locator_key
 from scanner.limits import Limits
 from scanner.pipeline import ScanOptions, ScanOutcome, scan_source
 from scanner.policy import make_entity
-from scanner.sources.base import BlockSource
+from scanner.sources.base import SELECTIVE, STREAM, WALK, BlockSource, current_read_intent
 from scanner.sources.cache import CachedSource, CacheSettings, FileFetcher
 from scanner.sources.local import open_local
 from tests.imaging.ext4 import build_ext4
@@ -94,3 +97,45 @@ def test_a_hash_worker_reopens_the_cached_source_from_its_locator(ext4: Path) ->
     assert {paths[i]: r.digest for i, r in results.items()} == \
         {p: direct.entities[p].sha256 for p in paths}
     assert results[0].digest == hashlib.sha256(b"\0" + BLOB).hexdigest()
+
+
+class IntentRecorder:
+    """A source that records how each read was declared (:func:`current_read_intent`)."""
+
+    def __init__(self, inner: BlockSource) -> None:
+        self._inner = inner
+        self.intents: Counter[str] = Counter()
+
+    @property
+    def size(self) -> int:
+        return self._inner.size
+
+    @property
+    def locator(self) -> dict[str, Any]:
+        return self._inner.locator
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        self.intents[current_read_intent()] += 1
+        return self._inner.read_at(offset, length)
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_pipeline_says_how_it_reads(ext4: Path) -> None:
+    """A full scan walks as WALK (data near the metadata will be read too), an incremental
+    one as SELECTIVE (read-ahead would fetch data it does not need); contents are STREAM."""
+    with open_local(ext4) as local:
+        full_reader = IntentRecorder(local)
+        full = scan(full_reader, 1)
+        blob = full.entities["/opt/blob2"]
+        incremental_reader = IntentRecorder(local)
+        changed = ChangedRanges([(0, 1)])  # the boot block only: no file's data
+        reuse = Reuse(full.entities, {locator_key(local.locator): changed})
+        incremental = scan_source(incremental_reader, [make_entity("/")],
+                                  ScanOptions(hash_workers=1, reuse=reuse), name="disk")
+    assert blob.sha256 == hashlib.sha256(b"\2" + BLOB).hexdigest()
+    assert set(full_reader.intents) == {WALK, STREAM}
+    assert set(incremental_reader.intents) == {SELECTIVE}  # every file kept its digest
+    assert reuse.reused == full.coverage.files_hashed
+    assert incremental.entities == full.entities
