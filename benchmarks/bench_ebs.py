@@ -3,8 +3,11 @@
 an incremental scan of a second snapshot in which 1% of the files changed, both through the
 EBS direct APIs of a local server that adds 50 ms to every GetSnapshotBlock.
 
-    PYTHONPATH=. python3 benchmarks/bench_ebs.py [--workdir /tmp/snapfim-bench-aws]
-        [--image EXISTING-bench-ext4.img] [--latency 0.05] [--hash-workers 2] [--verify]
+    python3 -m benchmarks.bench_ebs [--workdir /tmp/snapfim-bench-aws]
+        [--image EXISTING-bench-ext4.img] [--entries 100000 --bytes 2200000000]
+        [--pattern spread|clustered] [--latency 0.05] [--hash-workers 2] [--verify]
+
+(``--entries 20000 --bytes 440000000`` builds a fifth of the image, for a quicker run.)
 
 Prints: MB/s of file data for the full scan (target >= 200 MB/s), blocks fetched by each scan
 (target: incremental <= 5% of full), wall times, and the same full scan on the local file

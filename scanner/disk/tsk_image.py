@@ -6,6 +6,7 @@ import pytsk3
 
 from scanner.errors import SourceReadError
 from scanner.sources.base import BlockSource, whole_local_path
+from scanner.sources.base import will_read as plan_reads
 
 
 class SourceImgInfo(pytsk3.Img_Info):
@@ -25,6 +26,10 @@ class SourceImgInfo(pytsk3.Img_Info):
             return self._source.read_at(offset, size)
         except SourceReadError as exc:
             raise OSError(str(exc)) from exc
+
+    def will_read(self, ranges: list[tuple[int, int]]) -> None:
+        """Pass a read plan on to the source (if it takes plans)."""
+        plan_reads(self._source, ranges)
 
     def get_size(self) -> int:
         """Size for TSK."""

@@ -9,7 +9,10 @@ Capabilities are optional methods a source may have; callers ask through
     the source's bytes are a byte range of a local file (pread fast paths, native readers);
 ``disk_offset() -> int | None``
     where the source's byte 0 lies on the disk it is part of (0 for a whole disk, None when
-    it is no byte range of one disk, e.g. a logical volume).
+    it is no byte range of one disk, e.g. a logical volume);
+``will_read(ranges) -> None``
+    a read plan: these ``(offset, length)`` byte ranges will be read soon (a walk names the
+    directories it will list); a slow source may start fetching them (:func:`will_read`).
 
 Readers may also say how they are reading (:func:`read_intent`, a context of the calling
 thread), so that sources which fetch ahead (:mod:`scanner.sources.cache`) fetch what will be
@@ -114,6 +117,11 @@ class SliceSource:
         inner = local_file(self._parent)
         return None if inner is None else inner._replace(offset=inner.offset + self._offset)
 
+    def will_read(self, ranges: list[tuple[int, int]]) -> None:
+        """Pass a read plan to the parent, shifted by the slice's offset."""
+        will_read(self._parent, [(self._offset + offset, length) for offset, length in ranges
+                                 if 0 <= offset < self._length])
+
     def disk_offset(self) -> int | None:
         """The parent's disk offset plus the slice's."""
         base = disk_offset(self._parent)
@@ -139,6 +147,19 @@ def whole_local_path(source: BlockSource) -> str | None:
     if found is None or found.offset != 0 or found.file_size != source.size:
         return None
     return found.path
+
+
+def plans_reads(source: Any) -> bool:
+    """Whether a source (or pytsk3 image adapter) takes read plans (:func:`will_read`)."""
+    return callable(getattr(source, "will_read", None))
+
+
+def will_read(source: Any, ranges: list[tuple[int, int]]) -> None:
+    """Tell a source which byte ranges will be read soon, when it has the capability (a
+    hint: nothing changes for sources without it)."""
+    method = getattr(source, "will_read", None)
+    if callable(method) and ranges:
+        method(ranges)
 
 
 def disk_offset(source: BlockSource) -> int | None:

@@ -211,6 +211,18 @@ class CachedSource:
         parts[-1] = parts[-1][:offset + length - last * self._block_size]
         return b"".join(parts)
 
+    def will_read(self, ranges: list[tuple[int, int]]) -> None:
+        """A read plan: start fetching the blocks of these byte ranges (at most
+        ``read_ahead`` blocks in flight; blocks past that are left to the reads)."""
+        wanted: list[int] = []
+        for offset, length in ranges:
+            if length <= 0 or offset < 0 or offset >= self._size:
+                continue
+            last = min(offset + length, self._size) - 1
+            wanted.extend(range(offset // self._block_size, last // self._block_size + 1))
+        if wanted:
+            self._submit(list(dict.fromkeys(wanted)), -1, -1)
+
     def close(self) -> None:
         """Stop read-ahead, drop the cache and close the fetcher."""
         with self._lock:
@@ -367,13 +379,18 @@ class CachedSource:
         """Start fetching, in the pool, the other blocks of a read and, when it continues a
         run of reads (forward or backward), the blocks that come next."""
         wanted = list(range(first + 1, last + 1))
-        selective = current_read_intent() == SELECTIVE
+        if current_read_intent() != SELECTIVE:
+            with self._lock:
+                wanted.extend(self._runs.observe(first, last))
+        self._submit(wanted, first, last)
+
+    def _submit(self, wanted: list[int], first: int, last: int) -> None:
+        """Fetch ``wanted`` blocks in the pool (those of the read ``first..last`` count as
+        the read's, the others as read-ahead), skipping what is cached or in flight."""
         spill = self._spill
         with self._lock:
             if self._closed:
                 return
-            if not selective:
-                wanted.extend(self._runs.observe(first, last))
             jobs = []
             for index in wanted:
                 if self._ahead_inflight >= self._depth:

@@ -55,7 +55,9 @@ class SpillStore:
         self.blocks = -(-size // block_size)
         try:
             free = shutil.disk_usage(directory or tempfile.gettempdir()).free
-            self._file = tempfile.TemporaryFile(dir=directory, prefix="snapfim-blocks-")
+            # no name on disk: gone with the last process holding it (closed in close())
+            self._file = tempfile.TemporaryFile(  # noqa: SIM115
+                dir=directory, prefix="snapfim-blocks-")
         except OSError as exc:
             raise SourceError(f"cannot create the block spill file: {exc}") from exc
         self.limit = max(0, min(limit, free // 2))

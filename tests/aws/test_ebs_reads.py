@@ -4,10 +4,9 @@ expiry, changed blocks and lineage, parallel hashing that reopens the ebs locato
 
 from __future__ import annotations
 
-from collections import Counter
-
 import hashlib
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest

@@ -38,7 +38,8 @@ def test_blocks_evicted_from_memory_are_read_back_not_fetched(tmp_path: Path) ->
     fetcher = FaultyFetcher(DATA, BLOCK)
     with cached(fetcher, spill_dir=str(tmp_path)) as source:
         assert read_all(source) == DATA
-        assert read_all(source) == DATA  # memory holds the last 2 blocks read: all come from the file
+        # memory holds the last 2 blocks read: all come back from the file
+        assert read_all(source) == DATA
         assert set(fetcher.calls.values()) == {1} and len(fetcher.calls) == BLOCKS
         stats = source.stats
         assert (stats.fetched, stats.spilled, stats.spill_hits) == (BLOCKS, BLOCKS, BLOCKS)
@@ -139,6 +140,5 @@ def test_only_reads_that_will_go_on_fetch_ahead(intent: str, ahead: bool) -> Non
 
 
 def test_an_unknown_intent_is_refused() -> None:
-    with pytest.raises(ValueError, match="unknown read intent"):
-        with read_intent("guess"):
-            pass
+    with pytest.raises(ValueError, match="unknown read intent"), read_intent("guess"):
+        pass
