@@ -134,6 +134,16 @@ class TskFilesystem:
         self._plan_directories(nodes)
         yield from nodes
 
+    def plan_content(self, node: Node) -> None:
+        """A read plan of a file's data blocks, for a source that takes one."""
+        if not plans_reads(self._img):
+            return
+        try:
+            runs = self.disk_runs(node)
+        except SourceReadError:
+            return  # reading it reports the problem
+        will_read(self._img, [(self._offset + offset, length) for offset, length in runs or ()])
+
     def _plan_directories(self, nodes: list[Node]) -> None:
         """A read plan for a source that takes one (a remote snapshot): the blocks of the
         subdirectories just listed, which the walk lists next, so they are fetched together
