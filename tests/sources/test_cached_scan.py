@@ -139,3 +139,41 @@ def test_the_pipeline_says_how_it_reads(ext4: Path) -> None:
     assert set(incremental_reader.intents) == {SELECTIVE}  # every file kept its digest
     assert reuse.reused == full.coverage.files_hashed
     assert incremental.entities == full.entities
+
+
+class LoggingFetcher(FileFetcher):
+    """A :class:`FileFetcher` that logs the blocks it fetches."""
+
+    def __init__(self, source: BlockSource, block_size: int) -> None:
+        super().__init__(source, block_size)
+        self.log: Counter[int] = Counter()
+
+    def fetch(self, index: int) -> bytes:
+        self.log[index] += 1
+        return super().fetch(index)
+
+
+def test_an_incremental_scan_fetches_only_the_blocks_it_reads(ext4: Path) -> None:
+    """No data read-ahead while walking: with every digest kept, the blocks fetched are
+    exactly the blocks read (the walk's read plans fetch blocks it then reads), each once."""
+    block = 1 << 16
+    settings = CacheSettings(cache_bytes=1 << 20, read_ahead=8, threads=4)
+    with open_local(ext4) as local:
+        full = scan(local, 1)
+        fetcher = LoggingFetcher(local, block)
+        cached = CachedSource(fetcher, settings)
+        touched: set[int] = set()
+        inner_read = cached.read_at
+
+        def read_at(offset: int, length: int) -> bytes:
+            touched.update(range(offset // block, (offset + max(length, 1) - 1) // block + 1))
+            return inner_read(offset, length)
+
+        cached.read_at = read_at  # type: ignore[method-assign]
+        reuse = Reuse(full.entities, {locator_key(cached.locator): ChangedRanges([(0, 1)])})
+        incremental = scan_source(cached, [make_entity("/")],
+                                  ScanOptions(hash_workers=1, reuse=reuse), name="disk")
+        cached.close()
+    assert incremental.entities == full.entities
+    assert set(fetcher.log) == touched and max(fetcher.log.values()) == 1
+    assert reuse.reused == full.coverage.files_hashed

@@ -1,12 +1,14 @@
-"""The scan's shared spill file behind the memory cache, and read intents: a block is fetched
-once per scan across processes and evictions, the file is bounded and private, and only
-reads that will go on are followed by read-ahead."""
+"""The scan's shared spill file behind the memory cache, read intents and read plans: a
+block is fetched once per scan across processes and evictions, the file is bounded and
+private, only reads that will go on are followed by read-ahead, and a plan fetches exactly
+the blocks it names."""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,15 @@ import pytest
 
 from scanner.errors import SourceReadError
 from scanner.sources import spill as spills
-from scanner.sources.base import SELECTIVE, STREAM, WALK, current_read_intent, read_intent
+from scanner.sources.base import (
+    SELECTIVE,
+    STREAM,
+    WALK,
+    SliceSource,
+    current_read_intent,
+    read_intent,
+    will_read,
+)
 from scanner.sources.cache import CachedSource, CacheSettings
 from tests.sources.fetchers import FaultyFetcher, checksums
 
@@ -142,3 +152,31 @@ def test_only_reads_that_will_go_on_fetch_ahead(intent: str, ahead: bool) -> Non
 def test_an_unknown_intent_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown read intent"), read_intent("guess"):
         pass
+
+
+def test_a_read_plan_fetches_exactly_its_blocks_through_a_slice() -> None:
+    fetcher = FaultyFetcher(DATA, BLOCK)
+    with cached(fetcher, read_ahead=4, cache_bytes=8 * BLOCK) as source:
+        volume = SliceSource(source, 2 * BLOCK, 8 * BLOCK)  # a partition from block 2
+        will_read(volume, [(100, 10), (3 * BLOCK - 1, 2), (20 * BLOCK, 5)])  # last: outside
+        settle(source)
+        assert sorted(fetcher.calls) == [2, 4, 5]
+        assert source.stats.read_ahead == 3
+        with read_intent(SELECTIVE):
+            assert volume.read_at(3 * BLOCK - 1, 2) == DATA[5 * BLOCK - 1:5 * BLOCK + 1]
+        assert source.stats.hits == 2 and sorted(fetcher.calls) == [2, 4, 5]
+
+
+def test_a_read_plan_is_bounded_by_the_read_ahead_depth() -> None:
+    fetcher = FaultyFetcher(DATA, BLOCK)
+    with cached(fetcher, read_ahead=2, cache_bytes=8 * BLOCK) as source:
+        source.will_read([(0, BLOCKS * BLOCK)])
+        settle(source)
+        assert sorted(fetcher.calls) == [0, 1]
+
+
+def settle(source: CachedSource) -> None:
+    deadline = time.monotonic() + 10
+    while source._inflight and time.monotonic() < deadline:  # noqa: SLF001
+        time.sleep(0.005)
+    assert not source._inflight  # noqa: SLF001
