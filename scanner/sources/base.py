@@ -117,6 +117,11 @@ class SliceSource:
         inner = local_file(self._parent)
         return None if inner is None else inner._replace(offset=inner.offset + self._offset)
 
+    @property
+    def takes_plans(self) -> bool:
+        """Whether the parent takes read plans."""
+        return plans_reads(self._parent)
+
     def will_read(self, ranges: list[tuple[int, int]]) -> None:
         """Pass a read plan to the parent, shifted by the slice's offset."""
         will_read(self._parent, [(self._offset + offset, length) for offset, length in ranges
@@ -150,8 +155,10 @@ def whole_local_path(source: BlockSource) -> str | None:
 
 
 def plans_reads(source: Any) -> bool:
-    """Whether a source (or pytsk3 image adapter) takes read plans (:func:`will_read`)."""
-    return callable(getattr(source, "will_read", None))
+    """Whether a source (or pytsk3 image adapter) takes read plans (:func:`will_read`); a
+    wrapper that passes plans on says whether its inner source takes them (``takes_plans``),
+    so nobody computes a plan that would be dropped."""
+    return callable(getattr(source, "will_read", None)) and getattr(source, "takes_plans", True)
 
 
 def will_read(source: Any, ranges: list[tuple[int, int]]) -> None:
