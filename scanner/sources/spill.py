@@ -92,6 +92,8 @@ class SpillStore:
         start = time.monotonic()
         pause = 0.001
         while True:
+            if self.closed:  # closed under a reader: it fetches without the file
+                return None
             with self._lock:
                 state = self._slot(index)
                 if state == STORED:
@@ -107,6 +109,8 @@ class SpillStore:
     def put(self, index: int, data: bytes) -> bool:
         """Store a block this process claimed (False when over the bound: then only
         released, and the block stays in memory caches only)."""
+        if self.closed:
+            return False
         with self._lock:
             stored = self.stored_bytes
             fits = stored + len(data) <= self.limit
@@ -119,6 +123,8 @@ class SpillStore:
             written = os.pwrite(self._fd, data, index * self.block_size)
         except OSError:
             written = -1
+        if self.closed:
+            return False
         with self._lock:
             self._set(index, STORED if written == len(data) else ABSENT)
         return written == len(data)
@@ -126,6 +132,8 @@ class SpillStore:
     def release(self, index: int) -> None:
         """Give a claimed block up (its fetch failed): another reader may fetch it."""
         me = os.getpid()
+        if self.closed:
+            return
         with self._lock:
             if self._slot(index) == me:
                 self._set(index, ABSENT)
