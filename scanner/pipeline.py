@@ -29,7 +29,7 @@ from scanner.incremental import FileMeta, Reuse, mount_layout
 from scanner.limits import Limits
 from scanner.membound import memory_bound
 from scanner.policy import PolicyEntity
-from scanner.sources.base import BlockSource
+from scanner.sources.base import SELECTIVE, WALK, BlockSource, read_intent
 from scanner.systems import detect_systems
 from scanner.systems.base import ScanProgress, System, Walk
 
@@ -98,7 +98,10 @@ def scan_sources(sources: Sequence[BlockSource], policy: list[PolicyEntity],
         with memory_bound(bound):  # the whole machine: every disk's reading inside
             disk_names = [disk_name(s, names[i] if names else None)
                           for i, s in enumerate(sources)]
-            return _scan(sources, disk_names, policy, options)
+            # an incremental scan reads only the metadata and some files: sources that fetch
+            # ahead fetch only what is asked, except while hashing (scanner.sources.base)
+            with read_intent(SELECTIVE if options.reuse is not None else WALK):
+                return _scan(sources, disk_names, policy, options)
     except MemoryError:
         raise ScanMemoryError(f"reading the disk needed more than {bound} MiB of memory, the "
                               "bound (SNAPFIM_MAX_SCAN_MEMORY_MB)") from None

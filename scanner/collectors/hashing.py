@@ -24,11 +24,13 @@ from typing import Any, NamedTuple
 from scanner.disk.nodes import FileKind, Filesystem, Node, Runs
 from scanner.errors import SnapfimError
 from scanner.limits import Limits
+from scanner.sources.base import SELECTIVE, STREAM, current_read_intent, read_intent
 
 PARALLEL_MIN_BYTES = 64 << 20
 CLAIM_BYTES = 16 << 20
 CLAIM_FILES = 512
 CHUNK = 1 << 20
+PLAN_BYTES = 8 << 20  # files up to this size are read by plan in selective scans
 
 
 class HashJob(NamedTuple):
@@ -90,16 +92,30 @@ def hash_node(fs: Filesystem, node: Node, limits: Limits | None = None) -> HashR
     for (data in the inode, compressed or encrypted) are hashed whole.
     """
     limits = limits or Limits()
-    if node.size > limits.hole_bytes:
-        runs = fs.data_runs(node)
-        if runs is not None:
-            allocated = sum(length for _, length in runs)
-            if node.size - allocated > max(allocated, limits.hole_bytes):
-                return HashResult(sparse_digest(fs, node, runs), None, True)
-    digest = hashlib.sha256()
-    for chunk in fs.iter_content(node, CHUNK):
-        digest.update(chunk)
-    return HashResult(digest.hexdigest(), None)
+    with read_intent(_content_intent(fs, node)):
+        if node.size > limits.hole_bytes:
+            runs = fs.data_runs(node)
+            if runs is not None:
+                allocated = sum(length for _, length in runs)
+                if node.size - allocated > max(allocated, limits.hole_bytes):
+                    return HashResult(sparse_digest(fs, node, runs), None, True)
+        digest = hashlib.sha256()
+        for chunk in fs.iter_content(node, CHUNK):
+            digest.update(chunk)
+        return HashResult(digest.hexdigest(), None)
+
+
+def _content_intent(fs: Filesystem, node: Node) -> str:
+    """How a file's content is read: STREAM (sources may fetch ahead of the reads) in a full
+    scan; in a selective one (incremental: only some files are read, scattered), the file's
+    own blocks as a read plan and nothing guessed past them, unless it is big enough for
+    streaming to pay (over :data:`PLAN_BYTES`)."""
+    if current_read_intent() != SELECTIVE or node.size > PLAN_BYTES:
+        return STREAM
+    plan = getattr(fs, "plan_content", None)
+    if callable(plan):
+        plan(node)
+    return SELECTIVE
 
 
 def sparse_digest(fs: Filesystem, node: Node, runs: Runs) -> str:

@@ -28,6 +28,7 @@ from scanner.disk.nodes import FileKind, FsIdentity, Node, Runs, normalize_runs,
 from scanner.errors import CorruptFilesystem, DirectoryInconsistent, SourceReadError
 from scanner.limits import Limits
 from scanner.paths import decode_component, decode_name
+from scanner.sources.base import plans_reads, will_read
 from scanner.timestamps import storable_ns
 
 if TYPE_CHECKING:
@@ -130,7 +131,35 @@ class TskFilesystem:
                 nodes.append(node)
         if expected is not None:
             self._check_ext_listing(directory, expected, listed, nodes)
+        self._plan_directories(nodes)
         yield from nodes
+
+    def plan_content(self, node: Node) -> None:
+        """A read plan of a file's data blocks, for a source that takes one."""
+        if not plans_reads(self._img):
+            return
+        try:
+            runs = self.disk_runs(node)
+        except SourceReadError:
+            return  # reading it reports the problem
+        will_read(self._img, [(self._offset + offset, length) for offset, length in runs or ()])
+
+    def _plan_directories(self, nodes: list[Node]) -> None:
+        """A read plan for a source that takes one (a remote snapshot): the blocks of the
+        subdirectories just listed, which the walk lists next, so they are fetched together
+        and nothing else is guessed (:func:`scanner.sources.base.will_read`)."""
+        if not plans_reads(self._img):
+            return
+        ranges: list[tuple[int, int]] = []
+        for node in nodes:
+            if node.kind is not FileKind.DIRECTORY:
+                continue
+            try:
+                runs = self.disk_runs(node)
+            except SourceReadError:
+                continue  # listing it later reports the problem
+            ranges.extend((self._offset + offset, length) for offset, length in runs or ())
+        will_read(self._img, ranges)
 
     def _ext_inodes(self) -> ExtInodeReader:
         """The raw inode reader of this ext filesystem (built on first use)."""

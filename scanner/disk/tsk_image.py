@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytsk3
 
 from scanner.errors import SourceReadError
-from scanner.sources.base import BlockSource, whole_local_path
+from scanner.sources.base import BlockSource, plans_reads, whole_local_path
+from scanner.sources.base import will_read as pass_plan
 
 
 class SourceImgInfo(pytsk3.Img_Info):
@@ -17,6 +18,7 @@ class SourceImgInfo(pytsk3.Img_Info):
 
     def __init__(self, source: BlockSource) -> None:
         self._source = source
+        self.takes_plans = plans_reads(source)
         super().__init__(url="", type=pytsk3.TSK_IMG_TYPE_EXTERNAL)
 
     def read(self, offset: int, size: int) -> bytes:
@@ -25,6 +27,10 @@ class SourceImgInfo(pytsk3.Img_Info):
             return self._source.read_at(offset, size)
         except SourceReadError as exc:
             raise OSError(str(exc)) from exc
+
+    def will_read(self, ranges: list[tuple[int, int]]) -> None:
+        """Pass a read plan on to the source (if it takes plans)."""
+        pass_plan(self._source, ranges)
 
     def get_size(self) -> int:
         """Size for TSK."""

@@ -9,11 +9,24 @@ Capabilities are optional methods a source may have; callers ask through
     the source's bytes are a byte range of a local file (pread fast paths, native readers);
 ``disk_offset() -> int | None``
     where the source's byte 0 lies on the disk it is part of (0 for a whole disk, None when
-    it is no byte range of one disk, e.g. a logical volume).
+    it is no byte range of one disk, e.g. a logical volume);
+``will_read(ranges) -> None``
+    a read plan: these ``(offset, length)`` byte ranges will be read soon (a walk names the
+    directories it will list); a slow source may start fetching them (:func:`will_read`).
+
+Readers may also say how they are reading (:func:`read_intent`, a context of the calling
+thread), so that sources which fetch ahead (:mod:`scanner.sources.cache`) fetch what will be
+read instead of guessing: :data:`WALK` (metadata of a scan that reads every file too: data
+blocks near it will be wanted; the default), :data:`SELECTIVE` (metadata of a scan that reads
+only some files, an incremental one: fetch only what is asked) and :data:`STREAM` (a file's
+content, in order). Sources that do not read ahead ignore it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from scanner.errors import SourceReadError
@@ -104,6 +117,16 @@ class SliceSource:
         inner = local_file(self._parent)
         return None if inner is None else inner._replace(offset=inner.offset + self._offset)
 
+    @property
+    def takes_plans(self) -> bool:
+        """Whether the parent takes read plans."""
+        return plans_reads(self._parent)
+
+    def will_read(self, ranges: list[tuple[int, int]]) -> None:
+        """Pass a read plan to the parent, shifted by the slice's offset."""
+        will_read(self._parent, [(self._offset + offset, length) for offset, length in ranges
+                                 if 0 <= offset < self._length])
+
     def disk_offset(self) -> int | None:
         """The parent's disk offset plus the slice's."""
         base = disk_offset(self._parent)
@@ -131,8 +154,47 @@ def whole_local_path(source: BlockSource) -> str | None:
     return found.path
 
 
+def plans_reads(source: Any) -> bool:
+    """Whether a source (or pytsk3 image adapter) takes read plans (:func:`will_read`); a
+    wrapper that passes plans on says whether its inner source takes them (``takes_plans``),
+    so nobody computes a plan that would be dropped."""
+    return callable(getattr(source, "will_read", None)) and getattr(source, "takes_plans", True)
+
+
+def will_read(source: Any, ranges: list[tuple[int, int]]) -> None:
+    """Tell a source which byte ranges will be read soon, when it has the capability (a
+    hint: nothing changes for sources without it)."""
+    method = getattr(source, "will_read", None)
+    if callable(method) and ranges:
+        method(ranges)
+
+
 def disk_offset(source: BlockSource) -> int | None:
     """Where byte 0 of ``source`` lies on its disk; a source without the capability is a
     whole disk (0)."""
     method = getattr(source, "disk_offset", None)
     return method() if callable(method) else 0
+
+
+WALK = "walk"
+SELECTIVE = "selective"
+STREAM = "stream"
+_INTENT: ContextVar[str] = ContextVar("snapfim_read_intent", default=WALK)
+
+
+@contextmanager
+def read_intent(intent: str) -> Iterator[None]:
+    """Within the block, this thread's reads are of kind ``intent`` (:data:`WALK`,
+    :data:`SELECTIVE` or :data:`STREAM`; see the module docstring)."""
+    if intent not in (WALK, SELECTIVE, STREAM):
+        raise ValueError(f"unknown read intent {intent!r}")
+    token = _INTENT.set(intent)
+    try:
+        yield
+    finally:
+        _INTENT.reset(token)
+
+
+def current_read_intent() -> str:
+    """How this thread says it is reading now (:data:`WALK` unless told)."""
+    return _INTENT.get()

@@ -13,7 +13,15 @@ A slow store is a :class:`BlockFetcher`: it returns one fixed-size block by inde
   then a :class:`~scanner.errors.SourceReadError` saying why;
 * a ``verify(index, data)`` hook (checksums): a mismatch, or a block of the wrong length, is
   fetched again a few times, then is a :class:`~scanner.errors.SourceReadError` naming the
-  block.
+  block;
+* behind the memory LRU, one spill file per opened disk shared by every process of the scan
+  (:mod:`scanner.sources.spill`, ``CacheSettings.spill_bytes``): a block fetched by the
+  scanning process or any forked hash worker is not fetched again in that scan, and a block
+  evicted from memory is read back from the file;
+* the reader's intent (:func:`~scanner.sources.base.read_intent`) decides read-ahead: runs
+  are followed for the walk of a full scan and for file contents, never for the metadata walk
+  of an incremental scan (:data:`~scanner.sources.base.SELECTIVE`), which would fetch data
+  blocks it does not need.
 
 The source's locator is the fetcher's with the cache settings under ``"cache"``, so the
 locator table (:mod:`scanner.sources.locators`) reopens it in a hash worker.
@@ -33,11 +41,13 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Protocol
 
 from scanner.errors import SnapfimError, SourceError, SourceReadError, TransientError
-from scanner.sources.base import BlockSource
+from scanner.sources import spill as spills
+from scanner.sources.base import SELECTIVE, BlockSource, current_read_intent
 from scanner.sources.readahead import RunDetector
 
 BLOCK_SIZE = 512 << 10
 CACHE_BYTES = 64 << 20
+SPILL_BYTES = 8 << 30
 
 Verify = Callable[[int, bytes], None]
 
@@ -82,6 +92,8 @@ class CacheSettings:
     mismatch_attempts: int = 3          # tries of a block that fails verification
     backoff: float = 0.05               # seconds before the first retry, doubled each time
     max_backoff: float = 2.0            # cap of one wait
+    spill_bytes: int = SPILL_BYTES      # bound of the scan's shared spill file (0: none)
+    spill_dir: str | None = None        # where it is created (None: the temp directory)
 
     def as_dict(self) -> dict[str, Any]:
         """The settings as a JSON-able dict (they ride along in the locator)."""
@@ -105,6 +117,8 @@ class CacheStats:
     retries: int = 0       # fetch attempts repeated (transient fault or failed verification)
     cached_bytes: int = 0  # bytes cached now
     peak_bytes: int = 0    # most bytes ever cached at once
+    spilled: int = 0       # blocks this process stored in the shared spill file
+    spill_hits: int = 0    # blocks read back from it (fetched by another process, or evicted)
 
 
 class CachedSource:
@@ -135,6 +149,24 @@ class CachedSource:
         self._pool: ThreadPoolExecutor | None = None
         self._closed = False
         self._stats = CacheStats()
+        self._spill, self._owns_spill = self._open_spill()
+
+    def _open_spill(self) -> tuple[spills.SpillStore | None, bool]:
+        """The scan's shared spill store: the parent's when this process was forked from one
+        that opened the same disk, else a new one (None when disabled or impossible)."""
+        if self._settings.spill_bytes <= 0:
+            return None, False
+        locator = self._fetcher.locator
+        found = spills.inherited(locator, self._size, self._block_size)
+        if found is not None:
+            return found, False
+        try:
+            store = spills.SpillStore(self._size, self._block_size, self._settings.spill_bytes,
+                                      self._settings.spill_dir)
+        except SourceError:
+            return None, False  # no room for a file: the memory cache alone
+        spills.register(locator, store)
+        return store, True
 
     # -- the BlockSource protocol --------------------------------------------------------------
     @property
@@ -179,6 +211,18 @@ class CachedSource:
         parts[-1] = parts[-1][:offset + length - last * self._block_size]
         return b"".join(parts)
 
+    def will_read(self, ranges: list[tuple[int, int]]) -> None:
+        """A read plan: start fetching the blocks of these byte ranges (at most
+        ``read_ahead`` blocks in flight; blocks past that are left to the reads)."""
+        wanted: list[int] = []
+        for offset, length in ranges:
+            if length <= 0 or offset < 0 or offset >= self._size:
+                continue
+            last = min(offset + length, self._size) - 1
+            wanted.extend(range(offset // self._block_size, last // self._block_size + 1))
+        if wanted:
+            self._submit(list(dict.fromkeys(wanted)), -1, -1)
+
     def close(self) -> None:
         """Stop read-ahead, drop the cache and close the fetcher."""
         with self._lock:
@@ -196,6 +240,9 @@ class CachedSource:
         for future in left:  # read-ahead cancelled before it ran
             if not future.done():
                 future.set_exception(SourceReadError("block source closed"))
+        if self._spill is not None and self._owns_spill:
+            spills.unregister(self._fetcher.locator, self._spill)
+            self._spill.close()
         close = getattr(self._fetcher, "close", None)
         if callable(close):
             close()
@@ -232,9 +279,10 @@ class CachedSource:
             raise SourceReadError(str(exc)) from exc
 
     def _run(self, index: int, future: Future[bytes], ahead: bool = False) -> None:
-        """Fetch a block for its future: cache it, or hand the failure to every waiter."""
+        """Get a block for its future (from the spill file, or fetched): cache it, or hand
+        the failure to every waiter."""
         try:
-            data = self._fetch(index)
+            data, fetched, spilled = self._obtain(index)
         except BaseException as exc:
             with self._lock:
                 self._inflight.pop(index, None)
@@ -244,11 +292,35 @@ class CachedSource:
             return
         with self._lock:
             self._inflight.pop(index, None)
-            self._stats.fetched += 1
-            self._stats.read_ahead += ahead
+            stats = self._stats
+            if fetched:
+                stats.fetched += 1
+                stats.read_ahead += ahead
+                stats.spilled += spilled
+            else:
+                stats.spill_hits += 1
             if not self._closed:
                 self._store(index, data)
         future.set_result(data)
+
+    def _obtain(self, index: int) -> tuple[bytes, bool, bool]:
+        """Block ``index``, whether it was fetched (not read from the spill file), and
+        whether it was stored there."""
+        spill = self._spill
+        if spill is None or spill.closed:
+            return self._fetch(index), True, False
+        try:
+            data = spill.claim(index)
+        except (SourceError, OSError):
+            data = None  # an unreadable spill file only costs a fetch
+        if data is not None:
+            return data, False, False
+        try:
+            data = self._fetch(index)
+        except BaseException:
+            spill.release(index)
+            raise
+        return data, True, spill.put(index, data)
 
     def _store(self, index: int, data: bytes) -> None:
         """Cache a block, first evicting the least recently used ones (under the lock)."""
@@ -307,16 +379,26 @@ class CachedSource:
         """Start fetching, in the pool, the other blocks of a read and, when it continues a
         run of reads (forward or backward), the blocks that come next."""
         wanted = list(range(first + 1, last + 1))
+        if current_read_intent() != SELECTIVE:
+            with self._lock:
+                wanted.extend(self._runs.observe(first, last))
+        self._submit(wanted, first, last)
+
+    def _submit(self, wanted: list[int], first: int, last: int) -> None:
+        """Fetch ``wanted`` blocks in the pool (those of the read ``first..last`` count as
+        the read's, the others as read-ahead), skipping what is cached or in flight."""
+        spill = self._spill
         with self._lock:
             if self._closed:
                 return
-            wanted.extend(self._runs.observe(first, last))
             jobs = []
             for index in wanted:
                 if self._ahead_inflight >= self._depth:
                     break
                 if (not 0 <= index < self._blocks_total or index in self._cache
-                        or index in self._inflight):
+                        or index in self._inflight
+                        or (spill is not None and not first <= index <= last
+                            and spill.stored(index))):
                     continue
                 future: Future[bytes] = Future()
                 self._inflight[index] = future

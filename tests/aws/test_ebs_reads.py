@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -227,5 +228,10 @@ def test_a_scan_through_ebs_with_parallel_hashing_equals_the_local_scan(
     with open_local(image) as local_source:
         local = scan_source(local_source, policy, ScanOptions(hash_workers=1))
     assert remote.coverage.files_hashed == local.coverage.files_hashed == 40
+    # the walk and the forked hash worker share one spill file: no block is fetched twice
+    fetched = Counter(index for name, index in ebs_store.block_log if name == snap)
+    assert fetched and max(fetched.values()) == 1
+    assert sum(fetched.values()) == ebs_store.block_gets[snap] <= len(
+        ebs_store.snapshots[snap].blocks)
     assert {p: e.values() for p, e in remote.entities.items()} == {
         p: e.values() for p, e in local.entities.items()}

@@ -36,6 +36,7 @@ from scanner.errors import (
     TransientSourceError,
 )
 from scanner.sources.cache import CachedSource, CacheSettings, open_cached
+from scanner.sources.spill import shared_by_parent
 
 BLOCK_SIZE = 512 * 1024
 GIB = 1 << 30
@@ -130,7 +131,7 @@ class EbsFetcher:
     """Blocks of one completed EBS snapshot, fetched one 512 KiB block at a time."""
 
     def __init__(self, snapshot_id: str, region: str, account: AwsAccount | None = None,
-                 token_margin: float = TOKEN_MARGIN) -> None:
+                 token_margin: float = TOKEN_MARGIN, probe: bool = True) -> None:
         self.snapshot_id = snapshot_id
         self.region = region
         self.account = account or AwsAccount()
@@ -145,8 +146,9 @@ class EbsFetcher:
         # one block read now: a snapshot we may list but not read (a KMS key the role may
         # not use, a tag condition) fails here, at open, with the account's reason, instead
         # of as unreadable bytes deep inside a filesystem; the block is served once later
+        # (not repeated in a hash worker forked from the process that opened it)
         self._first: tuple[int, bytes] | None = None
-        if self._listing.tokens:
+        if probe and self._listing.tokens:
             first = min(self._listing.tokens)
             self._first = (first, self._fetch_retrying(first))
 
@@ -274,4 +276,6 @@ def open_ebs(locator: dict[str, Any]) -> CachedSource:
         raise SourceError(f"an ebs locator needs a snapshot and a region, not {locator!r}")
     if "cache" not in locator:
         locator = {**locator, "cache": EBS_CACHE.as_dict()}
-    return open_cached(EbsFetcher(snapshot, region, AwsAccount.from_config(locator)), locator)
+    fetcher = EbsFetcher(snapshot, region, AwsAccount.from_config(locator),
+                         probe=not shared_by_parent(locator))
+    return open_cached(fetcher, locator)
