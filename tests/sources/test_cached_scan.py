@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from scanner.collectors import hashing
-from scanner.incremental import ChangedRanges, Reuse, locator_key
+from scanner.incremental import ChangedRanges, Reuse, locator_key, mount_layout
 from scanner.limits import Limits
 from scanner.pipeline import ScanOptions, ScanOutcome, scan_source
 from scanner.policy import make_entity
@@ -24,6 +24,11 @@ from tests.imaging.trees import linux_tree
 
 BLOB = hashlib.sha256(b"blob").digest() * (3 * (1 << 20) // 32)  # 3 MiB over many blocks
 
+
+
+def layout_of(outcome: ScanOutcome) -> dict[str, str]:
+    """Where the scan mounted each volume (what an incremental scan must find again)."""
+    return mount_layout((v.volume, v.mountpoint, v.uuid) for v in outcome.coverage.volumes)
 
 def scan(source: BlockSource, workers: int) -> ScanOutcome:
     return scan_source(source, [make_entity("/")], ScanOptions(hash_workers=workers),
@@ -131,7 +136,7 @@ def test_the_pipeline_says_how_it_reads(ext4: Path) -> None:
         blob = full.entities["/opt/blob2"]
         incremental_reader = IntentRecorder(local)
         changed = ChangedRanges([(0, 1)])  # the boot block only: no file's data
-        reuse = Reuse(full.entities, {locator_key(local.locator): changed})
+        reuse = Reuse(full.entities, {locator_key(local.locator): changed}, layout_of(full))
         incremental = scan_source(incremental_reader, [make_entity("/")],
                                   ScanOptions(hash_workers=1, reuse=reuse), name="disk")
     assert blob.sha256 == hashlib.sha256(b"\2" + BLOB).hexdigest()
@@ -170,7 +175,8 @@ def test_an_incremental_scan_fetches_only_the_blocks_it_reads(ext4: Path) -> Non
             return inner_read(offset, length)
 
         cached.read_at = read_at  # type: ignore[method-assign]
-        reuse = Reuse(full.entities, {locator_key(cached.locator): ChangedRanges([(0, 1)])})
+        reuse = Reuse(full.entities, {locator_key(cached.locator): ChangedRanges([(0, 1)])},
+                      layout_of(full))
         incremental = scan_source(cached, [make_entity("/")],
                                   ScanOptions(hash_workers=1, reuse=reuse), name="disk")
         cached.close()
