@@ -10,9 +10,10 @@ are retried with backoff.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
+
+from scanner.forksafe import reset_in_child
 
 GET_BLOCK_RATE = 300.0
 LIST_RATE = 15.0
@@ -44,7 +45,6 @@ class TokenBucket:
 
 _buckets: dict[tuple[str, str, str], TokenBucket] = {}
 _lock = threading.Lock()
-_fork_hook = False
 
 
 def _forget_after_fork() -> None:
@@ -57,11 +57,8 @@ def _forget_after_fork() -> None:
 
 def limiter(account: str | None, region: str, family: str) -> TokenBucket:
     """The process's bucket for ``family`` ("get" or "list") of one account and region."""
-    global _fork_hook
     key = (account or "", region, family)
-    if not _fork_hook:  # registered on first use, not at import
-        _fork_hook = True
-        os.register_at_fork(after_in_child=_forget_after_fork)
+    reset_in_child(_forget_after_fork)
     with _lock:
         bucket = _buckets.get(key)
         if bucket is None:

@@ -22,6 +22,7 @@ from botocore.credentials import RefreshableCredentials
 
 from scanner.cloud.aws.faults import translate
 from scanner.errors import ConfigError
+from scanner.forksafe import reset_in_child
 
 SESSION_NAME = "snapfim"
 ROLE_SECONDS = 3600
@@ -70,9 +71,17 @@ def forget_sessions() -> None:
         _sessions.clear()
 
 
+def _new_lock_after_fork() -> None:
+    """In a forked hash worker: a new lock (a parent thread may have held it, assuming a
+    role, at the fork); sessions are per pid anyway."""
+    global _lock
+    _lock = threading.Lock()
+
+
 def session_for(account: AwsAccount) -> boto3.Session:
     """A boto3 session acting as the account (cached per process, role and external id)."""
     key = (os.getpid(), account.role_arn, account.external_id)
+    reset_in_child(_new_lock_after_fork)
     with _lock:
         found = _sessions.get(key)
         if found is None:
