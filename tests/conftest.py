@@ -6,6 +6,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -94,10 +95,10 @@ def file_state(repo: Repository) -> Callable[[], dict[str, FileEntity]]:
     return _state
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """URL of a new, empty PostgreSQL database, dropped afterwards."""
-    name = f"snapfim_test_{uuid.uuid4().hex[:12]}"
+@contextmanager
+def fresh_pg_database(prefix: str = "snapfim_test") -> Iterator[str]:
+    """URL of a new, empty PostgreSQL database, dropped when the block ends."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -107,3 +108,10 @@ def pg_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """URL of a new, empty PostgreSQL database, dropped afterwards."""
+    with fresh_pg_database() as url:
+        yield url

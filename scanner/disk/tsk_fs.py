@@ -258,18 +258,26 @@ class TskFilesystem:
         """The byte runs of the default stream that hold data (TSK's run list; sparse and
         filler runs are holes); None for content kept in the inode, compressed or encrypted
         content (its runs do not map bytes one to one), or no run list."""
+        runs = self._mapped_runs(node)
+        if runs is None:
+            return None
+        block = self.block_size
+        return normalize_runs(((offset * block, length * block) for offset, _, length in runs),
+                              node.size)
+
+    def _mapped_runs(self, node: Node) -> list[tuple[int, int, int]] | None:
+        """``(file block, volume block, blocks)`` of each allocated run of the default data
+        stream when its runs map bytes one to one; None for content in the inode, compressed
+        or encrypted content (read it whole), or no data stream."""
         try:
-            handle = self._fs.open_meta(inode=node.inode)
-            for attr in handle:
+            for attr in self._fs.open_meta(inode=node.inode):
                 info = attr.info
                 if int(info.type) not in _DATA_TYPES or info.name:
                     continue
                 if not int(info.flags) & _ATTR_NONRES or int(info.flags) & _ATTR_PACKED:
-                    return None  # in the inode, or compressed / encrypted: read it whole
-                block = self.block_size
-                return normalize_runs(((int(run.offset) * block, int(run.len) * block)
-                                       for run in attr if not int(run.flags) & _RUN_HOLE),
-                                      node.size)
+                    return None
+                return [(int(run.offset), int(run.addr), int(run.len))
+                        for run in attr if not int(run.flags) & _RUN_HOLE]
         except OSError as exc:
             raise SourceReadError(f"cannot read the block map of inode {node.inode}: "
                                   f"{_tsk_message(exc)}") from exc
@@ -279,21 +287,11 @@ class TskFilesystem:
         """Where the file's data lies in the volume: ``(byte offset, length)`` of each
         allocated run (whole blocks; holes left out); None where :meth:`data_runs` is None
         (content in the inode, compressed or encrypted, no run list)."""
-        try:
-            handle = self._fs.open_meta(inode=node.inode)
-            for attr in handle:
-                info = attr.info
-                if int(info.type) not in _DATA_TYPES or info.name:
-                    continue
-                if not int(info.flags) & _ATTR_NONRES or int(info.flags) & _ATTR_PACKED:
-                    return None
-                block = self.block_size
-                return [(int(run.addr) * block, int(run.len) * block)
-                        for run in attr if not int(run.flags) & _RUN_HOLE and int(run.len)]
-        except OSError as exc:
-            raise SourceReadError(f"cannot read the block map of inode {node.inode}: "
-                                  f"{_tsk_message(exc)}") from exc
-        return None
+        runs = self._mapped_runs(node)
+        if runs is None:
+            return None
+        block = self.block_size
+        return [(addr * block, length * block) for _, addr, length in runs if length]
 
     def _content_chunks(self, inode: int, size: int, chunk_size: int,
                         start: int = 0) -> Iterator[bytes]:

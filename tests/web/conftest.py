@@ -3,17 +3,15 @@ once per module on a fresh SQLite file and on a fresh PostgreSQL database."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from scanner.storage.db import make_engine, upgrade
 from scanner.storage.repository import Repository
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import fresh_pg_database
 from tests.web.fleet import Fleet, base_image, build_fleet
 
 
@@ -35,16 +33,8 @@ def web_base_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def pg_module_url() -> Iterator[str]:
     """A fresh PostgreSQL database for one test module, dropped afterwards."""
-    name = f"snapfim_web_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_pg_database("snapfim_web") as url:
+        yield url
 
 
 def _scanned(url: str, base: Path, workdir: Path) -> Iterator[Scanned]:
