@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from scanner.cloud.aws.ebs import BLOCK_SIZE, EbsFetcher, changed_blocks, open_ebs
+from scanner.cloud.aws.ebs import BLOCK_SIZE, EbsFetcher, changed_blocks, list_blocks, open_ebs
 from scanner.cloud.aws.provider import AwsProvider
 from scanner.cloud.aws.session import AwsAccount
 from scanner.collectors import hashing
 from scanner.errors import (
     AccountAccessError,
     LineageError,
+    SourceError,
     SourceNotFound,
     SourceReadError,
     TransientSourceError,
@@ -235,3 +236,45 @@ def test_a_scan_through_ebs_with_parallel_hashing_equals_the_local_scan(
         ebs_store.snapshots[snap].blocks)
     assert {p: e.values() for p, e in remote.entities.items()} == {
         p: e.values() for p, e in local.entities.items()}
+
+
+class _Listing:
+    """An EBS-compatible endpoint's ListSnapshotBlocks answering ``pages`` (the bytes of an
+    endpoint are not ours either)."""
+
+    def __init__(self, *pages: dict[str, object]) -> None:
+        self.pages = list(pages)
+
+    def list_snapshot_blocks(self, **_: object) -> dict[str, object]:
+        return self.pages.pop(0)
+
+
+class _Unlimited:
+    def acquire(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("page", "error"), [
+    ({"VolumeSize": 1, "BlockSize": BLOCK_SIZE,
+      "Blocks": [{"BlockIndex": 2048, "BlockToken": "t"}]},
+     "snap-x: the listing names block 2048, outside the volume's 2048 blocks"),
+    ({"VolumeSize": 1, "BlockSize": BLOCK_SIZE,
+      "Blocks": [{"BlockIndex": -1, "BlockToken": "t"}]},
+     "snap-x: the listing names block -1, outside the volume's 2048 blocks"),
+    ({"VolumeSize": 10 ** 9, "BlockSize": BLOCK_SIZE, "Blocks": []},
+     "snap-x: the listing says the volume has 1000000000 GiB, more than EBS allows "
+     "(65536 GiB)"),
+])
+def test_a_listing_outside_the_volume_is_refused(page: dict[str, object], error: str) -> None:
+    with pytest.raises(SourceError) as caught:
+        list_blocks(_Listing(page), "snap-x", _Unlimited())
+    assert str(caught.value) == error
+
+
+def test_a_listing_inside_the_volume_is_kept() -> None:
+    listing = list_blocks(_Listing(
+        {"VolumeSize": 1, "BlockSize": BLOCK_SIZE, "NextToken": "n",
+         "Blocks": [{"BlockIndex": 0, "BlockToken": "a"}]},
+        {"VolumeSize": 1, "BlockSize": BLOCK_SIZE,
+         "Blocks": [{"BlockIndex": 2047, "BlockToken": "b"}]}), "snap-x", _Unlimited())
+    assert (listing.volume_bytes, listing.tokens) == (1 << 30, {0: "a", 2047: "b"})

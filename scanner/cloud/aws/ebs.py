@@ -42,6 +42,7 @@ BLOCK_SIZE = 512 * 1024
 GIB = 1 << 30
 PAGE_SIZE = 10000
 TOKEN_MARGIN = 300.0  # list again this many seconds before the block tokens expire
+MAX_VOLUME_GIB = 64 * 1024  # the largest EBS volume (io2 Block Express)
 POOL = 64             # HTTP connections per fetcher (parallel read-ahead)
 
 _ZEROS = bytes(BLOCK_SIZE)
@@ -96,11 +97,20 @@ def list_blocks(ebs: Any, snapshot_id: str, bucket: Any) -> BlockListing:
     out = BlockListing()
     for page in _paginate(ebs.list_snapshot_blocks, f"listing the blocks of {snapshot_id}",
                           bucket, SnapshotId=snapshot_id):
-        out.volume_bytes = int(page.get("VolumeSize") or 0) * GIB
+        gib = int(page.get("VolumeSize") or 0)
+        if gib > MAX_VOLUME_GIB:
+            raise SourceError(f"{snapshot_id}: the listing says the volume has {gib} GiB, more "
+                              f"than EBS allows ({MAX_VOLUME_GIB} GiB)")
+        out.volume_bytes = gib * GIB
         out.block_size = int(page.get("BlockSize") or BLOCK_SIZE)
         out.expiry = min(out.expiry, _expiry(page.get("ExpiryTime"), float("inf")))
+        blocks = -(-out.volume_bytes // BLOCK_SIZE)
         for block in page.get("Blocks", []):
-            out.tokens[int(block["BlockIndex"])] = str(block["BlockToken"])
+            index = int(block["BlockIndex"])
+            if not 0 <= index < blocks:  # the tokens are bounded by the volume's blocks
+                raise SourceError(f"{snapshot_id}: the listing names block {index}, outside "
+                                  f"the volume's {blocks} blocks")
+            out.tokens[index] = str(block["BlockToken"])
     if out.block_size != BLOCK_SIZE:
         raise SourceError(f"{snapshot_id}: block size {out.block_size}, expected {BLOCK_SIZE}")
     return out
