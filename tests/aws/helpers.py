@@ -8,6 +8,9 @@ from typing import Any
 
 import boto3
 
+from scanner import cycle
+from scanner.storage.fleet import add_account
+from scanner.storage.repository import Repository
 from tests.aws.fakeaws import EbsStore
 from tests.imaging.ext4 import build_ext4, pin_owners, pin_times
 from tests.imaging.tools import BASE_TIME
@@ -43,6 +46,14 @@ def account_config(role: str = ROLE, external_id: str = "ext-42") -> dict[str, A
     """An aws account row's config, as `snapfim account add aws` writes it."""
     return {"account_id": ACCOUNT, "role_arn": role, "external_id": external_id,
             "regions": [REGION]}
+
+
+def onboard(repo: Repository, name: str = "prod") -> int:
+    """Add an AWS account of the test role and discover its one instance; its id."""
+    with repo.transaction() as conn:
+        account_id = add_account(conn, name, "aws", account_config())
+    assert cycle.discover(repo, account_id) == 1
+    return account_id
 
 
 def tagged_snapshots(tag_value: str | None = None, region: str = REGION) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ from tests.aws.helpers import (
     data_heavy_image,
     ec2,
     instance,
+    onboard,
     tagged_snapshots,
 )
 from tests.conftest import changes
@@ -60,9 +61,7 @@ def test_two_cycles_report_exact_changes_and_the_second_reads_only_changed_block
         fake_aws: FakeAws, ebs_store: EbsStore, repo: Repository, tmp_path: Path) -> None:
     image = data_heavy_image(tmp_path / "build")
     instance_id, volume_id = instance(ebs_store, image, "web-01")
-    with repo.transaction() as conn:
-        account_id = add_account(conn, "prod", "aws", account_config())
-    assert cycle.discover(repo, account_id) == 1
+    account_id = onboard(repo)
     with repo.transaction() as conn:
         [acct] = list_accounts(conn)
     assert acct.discovery_error is None
@@ -153,9 +152,7 @@ def test_access_denied_while_snapshotting_fails_the_scan_and_flags_the_account(
         fake_aws: FakeAws, ebs_store: EbsStore, repo: Repository, tmp_path: Path) -> None:
     image = linux_image(tmp_path / "build")
     instance_id, _ = instance(ebs_store, image, "web-01")
-    with repo.transaction() as conn:
-        account_id = add_account(conn, "prod", "aws", account_config())
-    assert cycle.discover(repo, account_id) == 1
+    onboard(repo)
     ebs_store.inject(Fault("CreateSnapshots", "UnauthorizedOperation", 403,
                            message="You are not authorized to perform this operation."))
     [scan_id] = cycle.plan(repo, SETTINGS)
@@ -176,9 +173,7 @@ def test_the_sweeper_deletes_only_snapfim_snapshots_past_the_retention(
     image = linux_image(tmp_path / "build")
     _, volume_id = instance(ebs_store, image, "web-01")
     customer = ec2().create_snapshot(VolumeId=volume_id)["SnapshotId"]  # not ours: untagged
-    with repo.transaction() as conn:
-        account_id = add_account(conn, "prod", "aws", account_config())
-    assert cycle.discover(repo, account_id) == 1
+    onboard(repo)
     scan_id = run_cycle(repo)
     [ours] = tagged_snapshots(str(scan_id))
     assert cycle.sweep_snapshots(repo, SETTINGS) == {"prod": []}  # younger than 3 days
@@ -241,9 +236,7 @@ def test_faults_while_reading_are_retried_and_a_kms_refusal_flags_the_account(
         fake_aws: FakeAws, ebs_store: EbsStore, repo: Repository, tmp_path: Path) -> None:
     image = linux_image(tmp_path / "build")
     instance(ebs_store, image, "web-01")
-    with repo.transaction() as conn:
-        account_id = add_account(conn, "prod", "aws", account_config())
-    assert cycle.discover(repo, account_id) == 1
+    onboard(repo)
     # throttling and a corrupt block in transit: retried, the scan succeeds
     ebs_store.inject(Fault("GetSnapshotBlock", "RequestThrottledException", 400, count=2))
     ebs_store.inject(Fault("GetSnapshotBlock", corrupt=True, count=1))
@@ -270,9 +263,7 @@ def test_snapshot_rate_limits_are_transient_and_the_retry_makes_one_set(
         fake_aws: FakeAws, ebs_store: EbsStore, repo: Repository, tmp_path: Path) -> None:
     image = linux_image(tmp_path / "build")
     instance(ebs_store, image, "web-01")
-    with repo.transaction() as conn:
-        account_id = add_account(conn, "prod", "aws", account_config())
-    assert cycle.discover(repo, account_id) == 1
+    onboard(repo)
     ebs_store.inject(Fault("CreateSnapshots", "SnapshotCreationPerVolumeRateExceeded", 400,
                            message="The maximum per volume CreateSnapshot request rate has "
                                    "been exceeded."))

@@ -17,7 +17,7 @@ from scanner.storage.fleet import add_account, snapshots_of
 from scanner.storage.repository import Repository
 from scanner.storage.tables import machine, scan, snapshot
 from tests.aws.fakeaws import EbsStore, FakeAws, Fault
-from tests.aws.helpers import ACCOUNT, account_config, ec2, instance, tagged_snapshots
+from tests.aws.helpers import ACCOUNT, account_config, ec2, instance, onboard, tagged_snapshots
 from tests.imaging.ext4 import linux_image
 from tests.imaging.multidisk import ext4_opt_machine
 
@@ -33,9 +33,7 @@ def two_volume_instance(store: EbsStore, repo: Repository, tmp_path: Path
     data_volume = str(client.create_volume(Size=1, AvailabilityZone="eu-west-1a")["VolumeId"])
     client.attach_volume(VolumeId=data_volume, InstanceId=instance_id, Device="/dev/sdf")
     store.seed_volume(data_volume, disks.disk1)
-    with repo.transaction() as conn:
-        account_id = add_account(conn, "prod", "aws", account_config())
-    assert cycle.discover(repo, account_id) == 1
+    onboard(repo)
     return instance_id, root_volume, data_volume
 
 
@@ -99,9 +97,7 @@ def test_the_sweeper_deletes_only_this_accounts_scans_and_skips_what_it_cannot_d
         fake_aws: FakeAws, ebs_store: EbsStore, repo: Repository, tmp_path: Path) -> None:
     image = linux_image(tmp_path / "build")
     _, volume_id = instance(ebs_store, image, "web-01")
-    with repo.transaction() as conn:
-        account_id = add_account(conn, "prod", "aws", account_config())
-    assert cycle.discover(repo, account_id) == 1
+    onboard(repo)
     scans = []
     for _ in range(2):
         with repo.transaction() as conn:  # the earlier scan two days back: the machine is due

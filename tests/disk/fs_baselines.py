@@ -131,17 +131,36 @@ class FsBase(Protocol):
 
 # -- ext4 ----------------------------------------------------------------------------------------
 
+class _Scanned:
+    """What both baselines do alike: copies of the baseline image, the next scan."""
+
+    image: Path
+    workdir: Path
+    scan: Scan
+
+    def copy(self, name: str = "mutated.img") -> Path:
+        return copy_image(self.image, self.workdir / name)
+
+    def record(self, image: Path) -> ScanRecord:
+        """The next (non-baseline, fully readable) scan of the machine, from ``image``."""
+        record = self.scan(image)
+        assert not record.baseline
+        assert record.status == "succeeded", record
+        return record
+
+    def rescan(self, image: Path) -> Events:
+        """The events of the next scan, as :func:`changes` lists them."""
+        return changes(self.record(image).events)
+
+
 @dataclass
-class Base:
+class Base(_Scanned):
     """A scanned baseline ext4 image and a way to make mutated copies of it."""
 
     image: Path
     workdir: Path
     scan: Scan
     name = "ext4"
-
-    def copy(self, name: str = "mutated.img") -> Path:
-        return copy_image(self.image, self.workdir / name)
 
     def mutate(self, *commands: str) -> Path:
         """A copy changed by one debugfs session whose clock reads NEW_TIME; fsck-checked."""
@@ -155,17 +174,6 @@ class Base:
         path = self.workdir / name
         path.write_bytes(data)
         return path
-
-    def record(self, image: Path) -> ScanRecord:
-        """The next (non-baseline, fully readable) scan of the machine, from ``image``."""
-        record = self.scan(image)
-        assert not record.baseline
-        assert record.status == "succeeded", record
-        return record
-
-    def rescan(self, image: Path) -> Events:
-        """The events of the next scan, as :func:`changes` lists them."""
-        return changes(self.record(image).events)
 
     # the mutations of FsBase
     def check(self, image: Path) -> None:
@@ -249,7 +257,7 @@ def xfs_linux_image(workdir: Path, src: Path, name: str, *, last: tuple[str, ...
     return image
 
 
-class XfsBase:
+class XfsBase(_Scanned):
     """A scanned baseline XFS image and ways to make changed copies of it."""
 
     name = "xfs"
@@ -262,9 +270,6 @@ class XfsBase:
         record = scan(self.image)
         assert record.baseline and record.events == [] and record.status == "succeeded"
 
-    def copy(self, name: str = "mutated.img") -> Path:
-        return copy_image(self.image, self.workdir / name)
-
     def rebuilt(self, change: Callable[[Path], None], *, last: tuple[str, ...]) -> Path:
         """A new image from a changed copy of the source tree."""
         src = copy_tree(self.src, self.workdir / "src2")
@@ -273,13 +278,7 @@ class XfsBase:
 
     def record(self, image: Path) -> ScanRecord:
         assert xfs_repair_ok(image)
-        record = self.scan(image)
-        assert not record.baseline
-        assert record.status == "succeeded", record
-        return record
-
-    def rescan(self, image: Path) -> Events:
-        return changes(self.record(image).events)
+        return super().record(image)
 
     # the mutations of FsBase
     def check(self, image: Path) -> None:
