@@ -13,6 +13,7 @@ of any :class:`SnapfimError` as one line; anything else is a bug.
     │   ├── SourceNotFound
     │   ├── SourceReadError         a read failed or returned short (truncated image)
     │   │   └── TransientSourceError  (+ TransientError) throttled, or a block failed its check
+    │   │       └── GrantLimitReached  a disk's snapshots hold as many read grants as allowed
     │   ├── LineageError            two snapshots that cannot be compared block by block
     │   └── SnapshotGone            the snapshot's data changed or vanished after it was taken
     ├── DiskError                   volume system / filesystem layer
@@ -77,6 +78,11 @@ class SourceReadError(SourceError):
 class TransientSourceError(SourceReadError, TransientError):
     """A read a retry may fix: the service throttled it, or a block's bytes did not match
     their checksum or length in transit."""
+
+
+class GrantLimitReached(TransientSourceError):
+    """A disk's snapshots already hold as many open read grants (SAS) as the cloud allows
+    (Azure: 5 per disk family); one more waits until one is revoked."""
 
 
 class SnapshotGone(SourceError):

@@ -103,6 +103,7 @@ class Provider(Protocol):
 PROVIDERS: dict[str, str] = {
     "local": "scanner.cloud.local:LocalProvider.from_config",
     "aws": "scanner.cloud.aws.provider:AwsProvider",
+    "azure": "scanner.cloud.azure.provider:AzureProvider",
 }
 
 

@@ -4,7 +4,6 @@ and swept when left behind."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
@@ -12,9 +11,7 @@ from typing import Any
 from scanner.cloud.aws.faults import error_code, translate
 from scanner.cloud.aws.session import AwsAccount, client
 from scanner.cloud.provider import ACCOUNT_TAG, SNAPFIM_TAG
-from scanner.errors import AccountAccessError, SnapfimError
-
-log = logging.getLogger(__name__)
+from scanner.cloud.sweeping import Leftover, sweep_leftovers
 
 STATES = {"pending": "pending", "completed": "ready", "error": "failed",
           "recoverable": "pending", "recovering": "pending"}
@@ -102,21 +99,8 @@ def sweep(account: AwsAccount, region: str, older_than: datetime, scans: Collect
             snaps.extend(page.get("Snapshots", []))
     except Exception as exc:
         raise translate(exc, f"listing snapfim's snapshots in {region}") from exc
-    gone = []
-    for snap in sorted(snaps, key=lambda s: str(s["SnapshotId"])):
-        tags = {str(t["Key"]): str(t.get("Value") or "") for t in snap.get("Tags") or []}
-        started = snap.get("StartTime")
-        if tags.get(SNAPFIM_TAG) not in scans or not (
-                isinstance(started, datetime) and started < older_than):
-            continue
-        snapshot_id = str(snap["SnapshotId"])
-        try:
-            delete(account, region, snapshot_id)
-        except AccountAccessError:
-            raise
-        except SnapfimError as exc:
-            log.warning("sweep: %s not deleted: %s", snapshot_id, exc)
-            continue
-        deleted(snapshot_id)
-        gone.append(snapshot_id)
-    return gone
+    return sweep_leftovers(
+        (Leftover(str(s["SnapshotId"]), {str(t["Key"]): str(t.get("Value") or "")
+                                         for t in s.get("Tags") or []}, s.get("StartTime"))
+         for s in snaps), older_than, scans, account.account_id,
+        lambda snapshot_id: delete(account, region, snapshot_id), deleted)

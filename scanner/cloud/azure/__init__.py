@@ -1,0 +1,1 @@
+"""The Azure provider: Resource Manager (compute) and blob (SAS page-blob) sides."""

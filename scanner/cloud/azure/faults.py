@@ -1,0 +1,99 @@
+"""azure-core errors translated into snapfim's tree (:mod:`scanner.errors`), by ARM error code
+and HTTP status.
+
+- refused access (AuthorizationFailed, an invalid or expired token, a subscription that does
+  not exist or is disabled, no credential at all) -> :class:`AccountAccessError`: the account
+  is unhealthy;
+- throttling (429, with Azure's Retry-After in the message), outages (5xx), connection
+  errors -> :class:`TransientSourceError` (retried later);
+- a VM, disk or snapshot that does not exist -> :class:`SourceNotFound`;
+- anything else -> :class:`SourceError` with the code and message.
+"""
+
+from __future__ import annotations
+
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+
+from scanner.errors import (
+    AccountAccessError,
+    SnapfimError,
+    SourceError,
+    SourceNotFound,
+    TransientSourceError,
+)
+
+ACCESS_CODES = frozenset({
+    "AuthorizationFailed", "LinkedAuthorizationFailed", "InvalidAuthenticationToken",
+    "InvalidAuthenticationTokenTenant", "InvalidAuthenticationTokenAudience",
+    "ExpiredAuthenticationToken", "AuthenticationFailed", "SubscriptionNotFound",
+    "InvalidSubscriptionId", "SubscriptionNotRegistered", "MissingSubscriptionRegistration",
+    "ReadOnlyDisabledSubscription", "DisabledSubscription", "SubscriptionDisabled",
+    "KeyVaultAccessForbidden", "KeyVaultKeyDisabled",
+})
+THROTTLE_CODES = frozenset({
+    "TooManyRequests", "OperationNotAllowedTooManyRequests", "SubscriptionRequestsThrottled",
+    "ResourceRequestsThrottled", "TenantRequestsThrottled", "ServerBusy", "InternalServerError",
+    "InternalExecutionError", "GatewayTimeout", "ServiceUnavailable", "RetryableError",
+})
+NOT_FOUND_CODES = frozenset({"ResourceNotFound", "NotFound", "ResourceGroupNotFound",
+                             "ParentResourceNotFound"})
+MAX_MESSAGE = 300
+
+
+def error_code(exc: BaseException) -> str:
+    """The ARM error code of an HttpResponseError ('' for anything else)."""
+    if isinstance(exc, HttpResponseError):
+        error = getattr(exc, "error", None)
+        return str(getattr(error, "code", "") or "")
+    return ""
+
+
+def status_of(exc: BaseException) -> int:
+    """The HTTP status of an HttpResponseError (0 when there was no reply)."""
+    return int(getattr(exc, "status_code", 0) or 0) if isinstance(exc, HttpResponseError) else 0
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= MAX_MESSAGE else line[:MAX_MESSAGE - 1] + "…"
+
+
+def _message(exc: HttpResponseError) -> str:
+    error = getattr(exc, "error", None)
+    text = str(getattr(error, "message", "") or "") if error is not None else ""
+    return _one_line(text or str(exc.reason or exc.message or ""))
+
+
+def _retry_after(exc: HttpResponseError) -> str:
+    response = getattr(exc, "response", None)
+    value = response.headers.get("Retry-After") if response is not None else None
+    if value and value.strip().isdigit() and len(value.strip()) <= 6:
+        return f" (Azure asks to retry after {int(value)} s)"
+    return ""
+
+
+def translate(exc: BaseException, what: str) -> SnapfimError:
+    """Our error for an azure-core failure while doing ``what`` (a few words: "granting
+    read access to ..."); our own errors pass through unchanged."""
+    if isinstance(exc, SnapfimError):
+        return exc
+    if isinstance(exc, HttpResponseError):
+        code, status = error_code(exc), status_of(exc)
+        label = code or (f"HTTP {status}" if status else type(exc).__name__)
+        text = f"{what}: {label}: {_message(exc)}".rstrip(": ")
+        if code in ACCESS_CODES or status in (401, 403) or (
+                isinstance(exc, ClientAuthenticationError) and not status):
+            return AccountAccessError(text)
+        if code in THROTTLE_CODES or status == 429 or status >= 500:
+            return TransientSourceError(text + _retry_after(exc))
+        if code in NOT_FOUND_CODES or status == 404:
+            return SourceNotFound(text)
+        return SourceError(text)
+    if isinstance(exc, ServiceRequestError | ServiceResponseError | OSError):
+        return TransientSourceError(f"{what}: {_one_line(str(exc))}")
+    return SourceError(f"{what}: {type(exc).__name__}: {_one_line(str(exc))}")
