@@ -21,6 +21,18 @@ fi
 # Exactly the tested set: deploy/constraints.txt pins every dependency (scripts/lock.py).
 python3 -m pip install -q --disable-pip-version-check -e ".[test]" -c deploy/constraints.txt 2>&1 | grep -v "Running pip as the 'root' user" || true
 
+# Azurite (the Azure Storage emulator of tests/azure), pinned by tests/azure/node/package-lock.json.
+if ! [ -x tests/azure/node/node_modules/.bin/azurite-blob ]; then
+  if ! command -v npm >/dev/null; then
+    echo "setup: installing nodejs and npm"
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  echo "setup: installing Azurite (npm ci in tests/azure/node)"
+  (cd tests/azure/node && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 # Services for the storage and worker tests (PostgreSQL and Redis run locally on this machine kind).
 if command -v pg_ctlcluster >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   echo "setup: starting PostgreSQL"

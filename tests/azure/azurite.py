@@ -1,0 +1,206 @@
+"""Azurite over TLS behind the page-range diff front: the local blob server of the Azure tests.
+
+Azurite is the npm package pinned in ``tests/azure/node/package.json`` (installed by
+``scripts/setup.sh`` into ``tests/azure/node/node_modules``), started in memory on a free port
+with the test CA's server certificate. :class:`AzureBlobs` adds the front
+(:mod:`tests.azure.diffproxy`) and what tests and the fake Resource Manager need: page blobs
+holding a disk as a fixed VHD, read SAS URLs (through the front), faults and counters.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import subprocess
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from tests.azure.diffproxy import DiffFront, Fault
+from tests.azure.tls import TestCa
+from tests.imaging.vhd import vhd_footer
+
+NODE_DIR = Path(__file__).resolve().parent / "node"
+AZURITE_BIN = NODE_DIR / "node_modules" / ".bin" / "azurite-blob"
+# Azurite's well-known development account (public, documented, not a secret)
+ACCOUNT = "devstoreaccount1"
+ACCOUNT_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/"
+               "KBHBeksoGMGw==")
+CONTAINER = "disks"
+CHUNK = 4 << 20   # the most one Put Page may write
+PAGE = 512
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Azurite:
+    """One ``azurite-blob`` process: in memory, TLS, on 127.0.0.1."""
+
+    def __init__(self, ca: TestCa, workdir: Path) -> None:
+        if not AZURITE_BIN.exists():
+            raise RuntimeError(f"{AZURITE_BIN} is missing: run scripts/setup.sh (npm ci in "
+                               f"{NODE_DIR})")
+        self.ca = ca
+        self.port = _free_port()
+        self._log = (workdir / "azurite.log").open("wb")
+        self._process = subprocess.Popen(
+            [str(AZURITE_BIN), "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
+             "--inMemoryPersistence", "--skipApiVersionCheck", "--disableProductStyleUrl",
+             "--disableTelemetry",
+             "--cert", str(ca.cert), "--key", str(ca.key)],
+            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=workdir)
+        self._wait()
+
+    def _wait(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        context = self.ca.client_context()
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"azurite exited with {self._process.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=2) as raw, \
+                        context.wrap_socket(raw, server_hostname="127.0.0.1"):
+                    return
+            except (OSError, ssl.SSLError):
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"azurite did not listen on {self.port} within {timeout} s")
+
+    @property
+    def url(self) -> str:
+        """The account URL straight at Azurite (no front)."""
+        return f"https://127.0.0.1:{self.port}/{ACCOUNT}"
+
+    def stop(self) -> None:
+        """Terminate the process (killed if it lingers) and close its log."""
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(timeout=10)
+        self._log.close()
+
+
+class AzureBlobs:
+    """Azurite + the diff front, and helpers to put disks there and hand out SAS URLs."""
+
+    def __init__(self, ca: TestCa, workdir: str | os.PathLike[str]) -> None:
+        from azure.storage.blob import BlobServiceClient
+
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.ca = ca
+        self.azurite = Azurite(ca, workdir)
+        try:
+            self.front = DiffFront(("127.0.0.1", self.azurite.port), ca).start()
+            self.service = BlobServiceClient(
+                self.azurite.url, credential={"account_name": ACCOUNT, "account_key": ACCOUNT_KEY},
+                connection_verify=str(ca.ca_bundle))
+            self.service.create_container(CONTAINER)
+        except BaseException:
+            self.azurite.stop()
+            raise
+
+    # -- what the interface promises -----------------------------------------------------------
+    @property
+    def ca_bundle(self) -> Path:
+        """The CA certificate clients must trust (REQUESTS_CA_BUNDLE)."""
+        return self.ca.ca_bundle
+
+    @property
+    def account_url(self) -> str:
+        """The account URL through the front (what SAS URLs point at)."""
+        return f"https://127.0.0.1:{self.front.port}/{ACCOUNT}"
+
+    def upload_disk(self, name: str, data: bytes | os.PathLike[str], lineage: str | None = None,
+                    footer: bytes | None = None) -> str:
+        """Store ``data`` (a disk's bytes, or an image file) as page blob ``name`` holding a
+        fixed VHD (the bytes, zero-padded to 512, then a ``conectix`` footer, or ``footer``
+        when given: b"" for none) and return a read SAS URL through the front. Blobs of one
+        ``lineage`` (default: the name) can be diffed like snapshots of one managed disk."""
+        raw = data if isinstance(data, bytes) else Path(data).read_bytes()
+        raw = raw + bytes(-len(raw) % PAGE)
+        tail = vhd_footer(len(raw)) if footer is None else footer
+        self.put_page_blob(name, raw + tail)
+        self.front.set_lineage(self.blob_path(name), lineage or name)
+        return self.sas_url(name)
+
+    def put_page_blob(self, name: str, data: bytes) -> None:
+        """Blob ``name`` as a page blob of exactly ``data`` (a multiple of 512 bytes); only
+        the chunks that hold data are written, so its page ranges are sparse like a disk's."""
+        blob = self.service.get_blob_client(CONTAINER, name)
+        if blob.exists():
+            blob.delete_blob()
+        blob.create_page_blob(len(data))
+        view = memoryview(data)
+        for offset in range(0, len(data), CHUNK):
+            chunk = view[offset:offset + CHUNK]
+            if any(chunk):
+                blob.upload_page(bytes(chunk), offset=offset, length=len(chunk))
+
+    def put_block_blob(self, name: str, data: bytes) -> str:
+        """Blob ``name`` as a block blob (any size); a read SAS URL through the front."""
+        self.service.get_blob_client(CONTAINER, name).upload_blob(data, overwrite=True)
+        return self.sas_url(name)
+
+    def blob_path(self, name: str) -> str:
+        """The request path of blob ``name``."""
+        return f"/{ACCOUNT}/{CONTAINER}/{name}"
+
+    def sas_url(self, name: str, expiry: timedelta = timedelta(hours=2),
+                permission: str = "r") -> str:
+        """A SAS URL of blob ``name`` through the front (``expiry`` from now; negative:
+        already expired)."""
+        from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+
+        now = datetime.now(UTC)
+        token = generate_blob_sas(ACCOUNT, CONTAINER, name, account_key=ACCOUNT_KEY,
+                                  permission=BlobSasPermissions.from_string(permission),
+                                  start=now - timedelta(minutes=5) if expiry.total_seconds() > 0
+                                  else now - timedelta(hours=2), expiry=now + expiry)
+        return f"{self.account_url}/{CONTAINER}/{name}?{token}"
+
+    def read_blob(self, name: str) -> bytes:
+        """The stored bytes of blob ``name`` (straight from Azurite)."""
+        return bytes(self.service.get_blob_client(CONTAINER, name).download_blob().readall())
+
+    def delete(self, name: str) -> None:
+        """Delete blob ``name`` if it exists."""
+        blob = self.service.get_blob_client(CONTAINER, name)
+        if blob.exists():
+            blob.delete_blob()
+
+    @staticmethod
+    def unique(prefix: str = "disk") -> str:
+        """A blob name no other test uses."""
+        return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+    # -- faults and counters ---------------------------------------------------------------------
+    def inject(self, fault: Fault) -> Fault:
+        """Arm a fault on the front."""
+        return self.front.inject(fault)
+
+    @property
+    def state(self) -> Any:
+        """The front's counters and settings (:class:`tests.azure.diffproxy.FrontState`)."""
+        return self.front.state
+
+    def environment(self) -> dict[str, str]:
+        """The variables that make snapfim (requests, azure-core) trust the test CA."""
+        return self.ca.environment()
+
+    def stop(self) -> None:
+        """Stop the front, the SDK client and Azurite."""
+        self.front.stop()
+        self.service.close()
+        self.azurite.stop()
