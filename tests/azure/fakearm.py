@@ -11,7 +11,7 @@ tokens over plain HTTP):
   that moment, provisioning until the first ``GET`` after ``pending_polls`` more), ``GET``,
   ``DELETE`` (202, or 204 when absent), ``beginGetAccess`` / ``endGetAccess`` (202 and the
   operation's status and final result at those URLs, done at the first poll, so clients never
-  sleep); a grant hands out the URL ``publish(name, path)`` returns (Azurite in the tests);
+  sleep); a grant hands out the URL ``publish(name, path, lineage)`` returns (Azurite in the tests);
   at most 5 open grants per disk family (the 6th is refused with 409, as Azure does);
 - every request needs a bearer token the token endpoint issued for this server's resource;
   each request is counted under its RBAC action (:attr:`FakeArm.actions`), for the role test;
@@ -42,7 +42,7 @@ API = "Microsoft.Compute"
 MAX_GRANTS = 5
 PAGE = 2  # items per page of a listing: paging is exercised with a handful of resources
 
-Publish = Callable[[str, Path], str]
+Publish = Callable[[str, Path, str], str]  # (blob name, bytes, lineage) -> read SAS URL
 
 
 @dataclass(slots=True)
@@ -155,6 +155,7 @@ class FakeArm:
             self.tokens: dict[str, str] = {}   # token -> resource it was issued for
             self.max_grants: Counter[str] = Counter()
             self.pending_polls = 0
+            self.nonce = secrets.token_hex(4)  # blob names of this test
 
     def add_vm(self, subscription: str, group: str, name: str, disks: list[Path], *,
                location: str = "westeurope", os_type: str = "Linux", power: str = "running",
@@ -394,8 +395,11 @@ class FakeArm:
         props = payload.get("properties") or {}
         creation = props.get("creationData") or {}
         source = self.disks.get(str(creation.get("sourceResourceId", "")).lower())
-        if creation.get("createOption") != "Copy" or source is None:
-            raise ArmError(400, "InvalidParameter", "creationData must copy an existing disk")
+        if creation.get("createOption") != "Copy":
+            raise ArmError(400, "InvalidParameter", "creationData.createOption must be Copy")
+        if source is None:
+            raise ArmError(404, "ResourceNotFound", f"The Resource "
+                           f"'{creation.get('sourceResourceId')}' was not found.")
         if payload.get("location", "").lower() != source.location:
             raise ArmError(400, "InvalidParameter", "the snapshot must be in the disk's region")
         if snap is not None:  # PUT again: the same resource (tags updated)
@@ -429,7 +433,8 @@ class FakeArm:
             if snap.published is None:
                 if self.publish is None:
                     raise ArmError(500, "InternalServerError", "no blob server to publish to")
-                snap.published = self.publish(snap.name.lower(), snap.data)
+                snap.published = self.publish(f"{self.nonce}-{snap.name.lower()}", snap.data,
+                                              f"{self.nonce}-{family.rsplit('/', 1)[1]}")
             snap.granted = snap.published
             self.max_grants[family] = max(self.max_grants[family], open_now + 1)
         return self._accepted(parts, {"accessSAS": snap.granted})

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from scanner.cloud.azure.faults import translate
-from scanner.cloud.azure.session import AzureAccount, compute
+from scanner.cloud.azure.session import AzureAccount, compute, text
 from scanner.cloud.provider import DiskInfo, MachineInfo
 from scanner.errors import SourceError
 
@@ -30,7 +30,7 @@ def power_state(vm: Any) -> str:
     """``running``, ``stopped``, ``deallocated``... from the instance view ('' if none)."""
     view = getattr(vm, "instance_view", None)
     for status in getattr(view, "statuses", None) or []:
-        code = str(getattr(status, "code", "") or "")
+        code = text(getattr(status, "code", None))
         if code.startswith("PowerState/"):
             return code.split("/", 1)[1][:40]
     return ""
@@ -67,7 +67,7 @@ def disks_of(vm: Any, sizes: dict[str, Any]) -> tuple[DiskInfo, ...]:
 def os_type(vm: Any) -> str:
     """``windows`` or ``linux`` from the OS disk's type (a hint: the disk decides)."""
     profile = getattr(vm, "storage_profile", None)
-    value = str(getattr(getattr(profile, "os_disk", None), "os_type", "") or "")
+    value = text(getattr(getattr(profile, "os_disk", None), "os_type", None))
     return "windows" if value.lower() == "windows" else "linux"
 
 

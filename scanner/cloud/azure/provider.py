@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from scanner.cloud.azure import discovery, grants, snapshots
-from scanner.cloud.azure.session import AzureAccount
+from scanner.cloud.azure.session import AzureAccount, text
 from scanner.cloud.provider import ACCOUNT_TAG, MachineInfo, SnapshotInfo
 from scanner.errors import ConfigError, GrantLimitReached, LineageError, SourceError
 from scanner.sources.base import BlockSource
@@ -88,7 +88,7 @@ class AzureProvider:
             return SnapshotInfo(snapshot.cloud_id, "failed", snapshot.locator,
                                 f"{snapshot.cloud_id} disappeared before it was read")
         state = snapshots.state_of(snap)
-        error = (f"{snapshot.cloud_id}: provisioning {snap.provisioning_state}"
+        error = (f"{snapshot.cloud_id}: provisioning {text(snap.provisioning_state)}"
                  if state == "failed" else None)
         return SnapshotInfo(snapshot.cloud_id, state, snapshot.locator, error)
 

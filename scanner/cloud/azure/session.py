@@ -124,3 +124,10 @@ def compute(account: AzureAccount, settings: AzureSettings | None = None) -> Any
                 retry_backoff_max=60, connection_timeout=10, read_timeout=60)
             _clients[key] = found
         return found
+
+
+def text(value: Any) -> str:
+    """A reply's string or string-enum field as its wire value ('' for None)."""
+    if value is None:
+        return ""
+    return str(getattr(value, "value", value))

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from scanner.cloud.azure.faults import error_code, status_of, translate
-from scanner.cloud.azure.session import AzureAccount, compute
+from scanner.cloud.azure.session import AzureAccount, compute, text
 from scanner.cloud.provider import SNAPFIM_TAG, MachineInfo
 from scanner.cloud.sweeping import Leftover, sweep_leftovers
 from scanner.errors import SourceError
@@ -111,7 +111,7 @@ def describe(account: AzureAccount, snap_id: str) -> Any | None:
 def state_of(snap: Any) -> str:
     """snapfim's state of a snapshot: ready once provisioned and its background copy is
     complete, failed, or pending."""
-    state = str(snap.provisioning_state or "").lower()
+    state = text(snap.provisioning_state).lower()
     if state in ("failed", "canceled"):
         return "failed"
     done = snap.completion_percent
@@ -129,7 +129,7 @@ def delete(account: AzureAccount, snap_id: str) -> None:
         return
     client = compute(account)
     try:
-        if str(snap.disk_state or "").lower() == "activesas":
+        if text(snap.disk_state).lower() == "activesas":
             client.snapshots.begin_revoke_access(group, name).result()
         client.snapshots.begin_delete(group, name, polling=False)
     except Exception as exc:
