@@ -46,3 +46,7 @@ def blobs(azure_blobs: AzureBlobs, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         monkeypatch.setenv(name, value)
     yield azure_blobs
     azure_blobs.state.reset()
+
+
+# the fake Resource Manager's fixtures (arm_server, arm, arm_blobs): tests.azure.arm_fixtures
+from tests.azure.arm_fixtures import arm, arm_blobs, arm_server  # noqa: E402, F401

@@ -21,7 +21,6 @@ from scanner.errors import (
     SourceNotFound,
     TransientError,
 )
-from tests.azure.arm_fixtures import arm, arm_server  # noqa: F401 - fixtures
 from tests.azure.fakearm import FakeArm, Fault
 
 SUB = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
