@@ -27,6 +27,21 @@ PG_ADMIN_URL = os.environ.get("SNAPFIM_TEST_PG_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
+def make_due(repo: Repository, days: int = 2) -> None:
+    """Move every scan ``days`` back, so that the fleet's machines are due again (a cycle of
+    tests that plans twice)."""
+    from datetime import timedelta
+
+    from sqlalchemy import select, update
+
+    from scanner.storage.tables import scan
+
+    with repo.transaction() as conn:
+        for scan_id, started in conn.execute(select(scan.c.id, scan.c.started_at)).all():
+            conn.execute(update(scan).where(scan.c.id == scan_id)
+                         .values(started_at=started - timedelta(days=days)))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Property tests draw the same examples on every run (no example database, no deadline
     on a busy machine); ``HYPOTHESIS_PROFILE=explore`` draws new examples each run."""

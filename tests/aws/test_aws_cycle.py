@@ -9,7 +9,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
 
 from scanner import cycle
 from scanner.cloud.aws.ebs import open_ebs
@@ -20,7 +19,6 @@ from scanner.policy import make_entity
 from scanner.storage.fleet import add_account, list_accounts, snapshots_of
 from scanner.storage.policies import add_entity, load_policy
 from scanner.storage.repository import Repository
-from scanner.storage.tables import scan
 from tests.aws.fakeaws import EbsStore, FakeAws, Fault
 from tests.aws.helpers import (
     BIG_SIZE,
@@ -32,7 +30,7 @@ from tests.aws.helpers import (
     onboard,
     tagged_snapshots,
 )
-from tests.conftest import changes
+from tests.conftest import changes, make_due
 from tests.imaging.ext4 import debugfs, e2fsck_ok, linux_image, overwrite_in_place
 from tests.imaging.multidisk import OPT_FILES, ext4_opt_machine
 from tests.imaging.tools import copy_image
@@ -47,10 +45,7 @@ def sha(data: bytes) -> str:
 def run_cycle(repo: Repository, settings: FleetSettings = SETTINGS) -> int:
     """One cycle of the only machine, as `snapfim cycle` runs it (earlier scans moved two
     days back, so the machine is due); returns the scan id."""
-    with repo.transaction() as conn:
-        for scan_id, started in conn.execute(select(scan.c.id, scan.c.started_at)).all():
-            conn.execute(update(scan).where(scan.c.id == scan_id)
-                         .values(started_at=started - timedelta(days=2)))
+    make_due(repo)
     [scan_id] = cycle.plan(repo, settings)
     assert cycle.take_snapshots(repo, scan_id)
     assert cycle.poll_snapshots(repo, scan_id) == "ready"

@@ -9,15 +9,16 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 
 from scanner import cycle
 from scanner.cycle import FleetSettings
 from scanner.storage.fleet import add_account, snapshots_of
 from scanner.storage.repository import Repository
-from scanner.storage.tables import machine, scan, snapshot
+from scanner.storage.tables import machine, snapshot
 from tests.aws.fakeaws import EbsStore, FakeAws, Fault
 from tests.aws.helpers import ACCOUNT, account_config, ec2, instance, onboard, tagged_snapshots
+from tests.conftest import make_due
 from tests.imaging.ext4 import linux_image
 from tests.imaging.multidisk import ext4_opt_machine
 
@@ -100,10 +101,7 @@ def test_the_sweeper_deletes_only_this_accounts_scans_and_skips_what_it_cannot_d
     onboard(repo)
     scans = []
     for _ in range(2):
-        with repo.transaction() as conn:  # the earlier scan two days back: the machine is due
-            for earlier, started in conn.execute(select(scan.c.id, scan.c.started_at)).all():
-                conn.execute(update(scan).where(scan.c.id == earlier)
-                             .values(started_at=started - timedelta(days=2)))
+        make_due(repo)  # the earlier scan two days back: the machine is due
         [scan_id] = cycle.plan(repo, SETTINGS)
         assert cycle.take_snapshots(repo, scan_id)
         assert cycle.poll_snapshots(repo, scan_id) == "ready"

@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from scanner import cycle
 from scanner.cloud.azure import grants
@@ -27,11 +27,11 @@ from scanner.registry.hive import REG_SZ
 from scanner.storage.fleet import add_account, list_accounts, snapshots_of
 from scanner.storage.policies import load_policy
 from scanner.storage.repository import Repository
-from scanner.storage.tables import machine, scan
+from scanner.storage.tables import machine
 from tests.aws.helpers import BIG_SIZE, big_file, data_heavy_image
 from tests.azure.azurite import AzureBlobs
 from tests.azure.fakearm import FakeArm, Fault
-from tests.conftest import changes
+from tests.conftest import changes, make_due
 from tests.imaging.ext4 import debugfs, e2fsck_ok, overwrite_in_place
 from tests.imaging.hives import sz
 from tests.imaging.ntfs import File
@@ -58,10 +58,7 @@ def onboard(repo: Repository, subscription: str = SUB, name: str = "prod") -> in
 def run_cycle(repo: Repository) -> dict[str, int]:
     """One cycle of every machine, as `snapfim cycle` runs it (earlier scans moved two days
     back, so the machines are due): snapshots taken and ready; the scan ids by machine."""
-    with repo.transaction() as conn:
-        for scan_id, started in conn.execute(select(scan.c.id, scan.c.started_at)).all():
-            conn.execute(update(scan).where(scan.c.id == scan_id)
-                         .values(started_at=started - timedelta(days=2)))
+    make_due(repo)
     scans = cycle.plan(repo, SETTINGS)
     by_machine = {}
     for scan_id in scans:
