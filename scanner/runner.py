@@ -15,6 +15,7 @@ from scanner.commit import commit_scan, emit_scan
 from scanner.emitters.settings import DeliveryConfig
 from scanner.incremental import ChangedRanges, Reuse, locator_key, mount_layout
 from scanner.pipeline import ScanOptions, ScanOutcome, scan_sources
+from scanner.redact import redact_url
 from scanner.sources.base import BlockSource
 from scanner.sources.machine import disk_locators, machine_locator
 from scanner.storage.policies import ensure_recommended, load_policy
@@ -50,6 +51,8 @@ def run_machine_scan(repo: Repository, sources: Sequence[BlockSource], machine_n
     with repo.transaction() as conn:
         ensure_recommended(conn)
         policy = load_policy(conn)
+    if names is not None:  # a SAS URL's signature is never recorded
+        names = [redact_url(name) for name in names]
     outcome = scan_sources(sources, policy, options, names)
     locator = machine_locator([source.locator for source in sources])
     record = commit_outcome(repo, outcome, machine_name, started, locator, account_id,

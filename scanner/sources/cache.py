@@ -38,7 +38,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from scanner.errors import SnapfimError, SourceError, SourceReadError, TransientError
 from scanner.sources import spill as spills
@@ -50,6 +50,7 @@ CACHE_BYTES = 64 << 20
 SPILL_BYTES = 8 << 30
 
 Verify = Callable[[int, bytes], None]
+T = TypeVar("T")
 
 
 class BlockFetcher(Protocol):
@@ -468,6 +469,22 @@ class FileFetcher:
         if self._owns:
             self._owns = False
             self._source.close()
+
+
+def retrying(call: Callable[[], T], attempts: int = 5, backoff: float = 0.05,
+             max_backoff: float = 2.0) -> T:
+    """``call()``, a :class:`~scanner.errors.TransientError` retried with exponential backoff
+    up to ``attempts`` tries in all (the last one's error raised): for the requests a fetcher
+    makes outside the caching layer (listing, properties, a first block at open)."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except TransientError:
+            if attempt == attempts - 1:
+                raise
+            delay = min(max_backoff, backoff * 2 ** attempt)
+            time.sleep(random.uniform(delay / 2, delay))
+    raise AssertionError("unreachable")
 
 
 def open_cached(fetcher: BlockFetcher, locator: dict[str, Any]) -> CachedSource:

@@ -29,10 +29,13 @@ Opener = Callable[[dict[str, Any]], BlockSource]
 @dataclass(frozen=True, slots=True)
 class LocatorKind:
     """One kind of locator: ``open`` builds the source; ``reopenable`` says whether another
-    process can do so (False for sources that live only in this process's memory)."""
+    process can do so (False for sources that live only in this process's memory);
+    ``stored`` gives what may be recorded of it (a scan's source) when the locator holds a
+    secret (a SAS signature), else the locator is recorded as it is."""
 
     open: Opener
     reopenable: Callable[[dict[str, Any]], bool]
+    stored: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
 
 def lazy(module: str, function: str) -> Opener:
@@ -54,6 +57,16 @@ def needs(*names: str) -> Callable[[dict[str, Any]], bool]:
         return all(locator.get(name) not in (None, "") for name in names)
 
     return check
+
+
+def lazy_function(module: str, function: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A locator -> locator function imported from ``module`` only when called."""
+
+    def call(locator: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = getattr(importlib.import_module(module), function)(locator)
+        return out
+
+    return call
 
 
 def _never(_locator: dict[str, Any]) -> bool:
@@ -122,6 +135,10 @@ def _kinds() -> dict[str, LocatorKind]:
         # the caching layer; credentials from the environment or the locator's role
         "ebs": LocatorKind(lazy("scanner.cloud.aws.ebs", "open_ebs"),
                            needs("snapshot", "region")),
+        # a managed-disk snapshot's page blob (a fixed VHD) read through its SAS URL
+        # (scanner.cloud.azure.pageblob), behind the caching layer; stored without the SAS
+        "azure-sas": LocatorKind(lazy("scanner.cloud.azure.pageblob", "open_sas"), needs("url"),
+                                 lazy_function("scanner.cloud.azure.pageblob", "stored_locator")),
         # bytes in this process's memory (tests, generated disks): never reopened
         "memory": LocatorKind(_open_memory, _never),
     }
@@ -151,6 +168,26 @@ def open_locator(locator: dict[str, Any]) -> BlockSource:
         return entry.open(locator)
     except (KeyError, TypeError) as exc:
         raise SourceError(f"malformed {locator.get('kind')} locator: {exc!r}") from exc
+
+
+def stored_locator(locator: dict[str, Any]) -> dict[str, Any]:
+    """What may be recorded of a locator (a scan's source): each kind's ``stored`` form,
+    through the locators it holds (a slice's parent, LVM's PVs, a cached file's source, a
+    machine's disks); unknown kinds as they are."""
+    if not isinstance(locator, dict):
+        return locator
+    out = dict(locator)
+    for key in ("parent", "source"):
+        if isinstance(out.get(key), dict):
+            out[key] = stored_locator(out[key])
+    for key in ("pvs", "disks"):
+        if isinstance(out.get(key), list):
+            out[key] = [stored_locator(item) for item in out[key]]
+    kind = out.get("kind")
+    entry = KINDS.get(kind) if isinstance(kind, str) else None
+    if entry is not None and entry.stored is not None:
+        out = entry.stored(out)
+    return out
 
 
 def reopenable(locator: dict[str, Any]) -> bool:

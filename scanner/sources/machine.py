@@ -2,7 +2,8 @@
 
 A one-disk scan stores its disk's locator as it always did; a scan of several disks stores
 ``{"kind": "disks", "disks": [locator, ...]}`` in disk order. This is a record of what was
-read, not a block source: each listed locator opens one disk.
+read, not a block source: each listed locator names one disk (a locator holding a secret,
+such as a SAS URL, is recorded without it and cannot be reopened from the record).
 """
 
 from __future__ import annotations
@@ -10,14 +11,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from scanner.sources.locators import stored_locator
+
 DISKS = "disks"
 
 
 def machine_locator(locators: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The locator recorded for a scan of the disks ``locators`` (in order)."""
+    """The locator recorded for a scan of the disks ``locators`` (in order), each in its
+    stored form (:func:`scanner.sources.locators.stored_locator`: no SAS signature)."""
     if len(locators) == 1:
-        return dict(locators[0])
-    return {"kind": DISKS, "disks": [dict(locator) for locator in locators]}
+        return stored_locator(dict(locators[0]))
+    return {"kind": DISKS, "disks": [stored_locator(dict(locator)) for locator in locators]}
 
 
 def disk_locators(locator: dict[str, Any]) -> list[dict[str, Any]]:

@@ -21,6 +21,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
+import ssl
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -306,6 +308,13 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _FrontServer(ThreadingHTTPServer):
     daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up or refuses our certificate is no server error."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ssl.SSLError | ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
     def __init__(self, state: FrontState) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)

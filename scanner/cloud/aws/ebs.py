@@ -16,8 +16,6 @@ Locator: ``{"kind": "ebs", "snapshot": "snap-...", "region": "eu-west-1", "accou
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import threading
 import time
 from datetime import datetime
@@ -32,10 +30,10 @@ from scanner.errors import (
     LineageError,
     SourceError,
     SourceReadError,
-    TransientError,
     TransientSourceError,
 )
-from scanner.sources.cache import CachedSource, CacheSettings, open_cached
+from scanner.sources.cache import CachedSource, CacheSettings, open_cached, retrying
+from scanner.sources.integrity import check_digest, check_length
 from scanner.sources.spill import shared_by_parent
 
 BLOCK_SIZE = 512 * 1024
@@ -162,17 +160,10 @@ class EbsFetcher:
             first = min(self._listing.tokens)
             self._first = (first, self._fetch_retrying(first))
 
-    def _fetch_retrying(self, index: int, attempts: int = 5) -> bytes:
+    def _fetch_retrying(self, index: int) -> bytes:
         """One block, transient faults retried with backoff (the caching layer does this for
         every later read)."""
-        for attempt in range(attempts):
-            try:
-                return self.fetch(index)
-            except TransientError:
-                if attempt == attempts - 1:
-                    raise
-                time.sleep(min(2.0, 0.05 * 2 ** attempt))
-        raise AssertionError("unreachable")
+        return retrying(lambda: self.fetch(index))
 
     def _list(self) -> BlockListing:
         listing = list_blocks(self._ebs, self.snapshot_id, self._list_bucket)
@@ -251,17 +242,9 @@ class EbsFetcher:
 def verify_block(index: int, data: bytes, reply: dict[str, Any], what: str) -> None:
     """Raise :class:`TransientSourceError` unless the block is 512 KiB, its length is the one
     announced and its SHA-256 the announced checksum."""
-    announced = reply.get("DataLength")
-    if len(data) != BLOCK_SIZE or (announced is not None and int(announced) != len(data)):
-        raise TransientSourceError(f"{what}: {len(data)} bytes received, {announced} announced, "
-                                   f"{BLOCK_SIZE} expected")
-    algorithm = str(reply.get("ChecksumAlgorithm") or "SHA256").upper()
-    if algorithm != "SHA256":
-        raise SourceReadError(f"{what}: unknown checksum algorithm {algorithm}")
-    checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
-    if checksum != reply.get("Checksum"):
-        raise TransientSourceError(f"{what}: checksum mismatch (received {checksum}, "
-                                   f"announced {reply.get('Checksum')})")
+    check_length(data, BLOCK_SIZE, what, reply.get("DataLength"))
+    check_digest(data, str(reply.get("ChecksumAlgorithm") or "SHA256"), reply.get("Checksum"),
+                 what)
 
 
 def ranges_of(indices: list[int], block_size: int = BLOCK_SIZE) -> list[tuple[int, int]]:

@@ -21,6 +21,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from scanner.cloud.httpstatus import transient_status
 from scanner.errors import (
     AccountAccessError,
     SnapfimError,
@@ -77,7 +78,7 @@ def translate(exc: BaseException, what: str) -> SnapfimError:
         if code in NOT_FOUND_CODES or code.endswith(".NotFound"):
             return SourceNotFound(text)
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-        if status >= 500:
+        if transient_status(status):
             return TransientSourceError(text)
         return SourceError(text)
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
