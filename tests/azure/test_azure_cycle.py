@@ -172,7 +172,7 @@ def test_two_cycles_of_an_ext4_and_an_ntfs_vm_report_exact_changes_incrementally
         finally:
             source.close()
         assert {p: e.values() for p, e in state.items()} == {
-            p: e.values() for p, e in full.entities.items()}
+            p: e.values() for p, e in {**full.entities, **full.registry}.items()}
     assert arm.open_grants() == [] and grants.open_grants() == 0
 
     # retention: the first cycle's snapshots go once the second ones are scanned
