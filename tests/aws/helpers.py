@@ -12,8 +12,15 @@ from scanner import cycle
 from scanner.storage.fleet import add_account
 from scanner.storage.repository import Repository
 from tests.aws.fakeaws import EbsStore
-from tests.imaging.ext4 import build_ext4, pin_owners, pin_times
-from tests.imaging.tools import BASE_TIME
+from tests.imaging.ext4 import (
+    build_ext4,
+    debugfs,
+    e2fsck_ok,
+    overwrite_in_place,
+    pin_owners,
+    pin_times,
+)
+from tests.imaging.tools import BASE_TIME, copy_image
 from tests.imaging.trees import linux_tree, tree_paths
 
 REGION = "eu-west-1"
@@ -89,3 +96,38 @@ def data_heavy_image(workdir: Path) -> Path:
     pin_owners(image, paths)
     pin_times(image, paths, BASE_TIME)
     return image
+
+
+def sha(data: bytes) -> str:
+    """SHA-256 hex digest."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def change_data_heavy(image: Path, target: Path) -> tuple[Path, list[Any]]:
+    """A copy of a :func:`data_heavy_image` at ``target`` with three changes (a config file
+    rewritten with the same size and times, one 1 MiB binary's last byte, a binary's mode),
+    and the exact changes (:func:`tests.conftest.changes`) a scan reports for them."""
+    changed = copy_image(image, target)
+    overwrite_in_place(changed, "/etc/a.conf", b"/etc/A.conf\n")  # same size, same times
+    new_big = bytes(BIG_SIZE - 1) + b"!"
+    overwrite_in_place(changed, "/usr/bin/big-07", new_big)
+    debugfs(changed, "sif /usr/bin/login mode 0100600")
+    assert e2fsck_ok(changed)
+    return changed, [
+        ("modified", "/etc/a.conf", ("sha256",),
+         {"sha256": (sha(b"/etc/a.conf\n"), sha(b"/etc/A.conf\n"))}),
+        ("modified", "/usr/bin/big-07", ("sha256",),
+         {"sha256": (sha(big_file(7)), sha(new_big))}),
+        ("modified", "/usr/bin/login", ("mode",), {"mode": (0o755, 0o600)}),
+    ]
+
+
+def assert_incremental_coverage(full: dict[str, Any], incremental: dict[str, Any]) -> None:
+    """The coverage of a full and an incremental scan of :func:`change_data_heavy`'s changes:
+    41 monitored regular files (gzip and gunzip are one inode); the incremental scan hashes
+    only the changed ones and those sharing a 512 KiB block with a change."""
+    assert full["files_hashed"] == 40
+    assert incremental["files_hashed"] <= 15
+    kept = 40 - incremental["files_hashed"]
+    assert f"incremental: {kept} files kept their digest (no changed block under them)" in (
+        incremental["notes"])
