@@ -7,7 +7,7 @@ and HTTP status.
 - throttling (429, with Azure's Retry-After in the message), outages (5xx), connection
   errors -> :class:`TransientSourceError` (retried later);
 - a VM, disk or snapshot that does not exist -> :class:`SourceNotFound`;
-- anything else -> :class:`SourceError` with the code and message.
+- anything else by its HTTP status, as every provider does (:mod:`scanner.cloud.httpstatus`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
+from scanner.cloud.httpstatus import status_error, transient_status
 from scanner.errors import (
     AccountAccessError,
     SnapfimError,
@@ -86,14 +87,13 @@ def translate(exc: BaseException, what: str) -> SnapfimError:
         code, status = error_code(exc), status_of(exc)
         label = code or (f"HTTP {status}" if status else type(exc).__name__)
         text = f"{what}: {label}: {_message(exc)}".rstrip(": ")
-        if code in ACCESS_CODES or status in (401, 403) or (
-                isinstance(exc, ClientAuthenticationError) and not status):
+        if code in ACCESS_CODES or (isinstance(exc, ClientAuthenticationError) and not status):
             return AccountAccessError(text)
-        if code in THROTTLE_CODES or status == 429 or status >= 500:
+        if code in THROTTLE_CODES or transient_status(status):
             return TransientSourceError(text + _retry_after(exc))
-        if code in NOT_FOUND_CODES or status == 404:
+        if code in NOT_FOUND_CODES:
             return SourceNotFound(text)
-        return SourceError(text)
+        return status_error(status, text)
     if isinstance(exc, ServiceRequestError | ServiceResponseError | OSError):
         return TransientSourceError(f"{what}: {_one_line(str(exc))}")
     return SourceError(f"{what}: {type(exc).__name__}: {_one_line(str(exc))}")
