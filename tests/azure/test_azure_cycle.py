@@ -22,9 +22,10 @@ from scanner.cloud.provider import provider_for
 from scanner.cycle import FleetSettings
 from scanner.errors import TransientError
 from scanner.pipeline import ScanOptions, scan_source
+from scanner.policy import make_entity
 from scanner.registry.hive import REG_SZ
 from scanner.storage.fleet import add_account, list_accounts, snapshots_of
-from scanner.storage.policies import load_policy
+from scanner.storage.policies import add_entity, load_policy
 from scanner.storage.repository import Repository
 from scanner.storage.tables import machine
 from tests.aws.helpers import assert_incremental_coverage, change_data_heavy, data_heavy_image, sha
@@ -32,6 +33,7 @@ from tests.azure.azurite import AzureBlobs
 from tests.azure.fakearm import FakeArm, Fault
 from tests.conftest import changes, make_due
 from tests.imaging.hives import sz
+from tests.imaging.multidisk import change_ext4_opt_machine, ext4_opt_machine
 from tests.imaging.ntfs import File
 from tests.imaging.windows import RUN, SOFTWARE, base_layout, build_windows_image, copy_layout
 
@@ -50,7 +52,8 @@ def onboard(repo: Repository, subscription: str = SUB, name: str = "prod") -> in
 
 def run_cycle(repo: Repository) -> dict[str, int]:
     """One cycle of every machine, as `snapfim cycle` runs it (earlier scans moved two days
-    back, so the machines are due): snapshots taken and ready; the scan ids by machine."""
+    back, so the machines are due): snapshots taken, still copying at the first poll (the
+    fake ARM's ``pending_polls = 1``), ready at the second; the scan ids by machine."""
     make_due(repo)
     scans = cycle.plan(repo, SETTINGS)
     by_machine = {}
@@ -238,3 +241,36 @@ def test_the_sweeper_deletes_our_snapshots_past_the_retention_only(
     assert [s.id for s in arm.snaps.values()] == [customer.id]
     with repo.transaction() as conn:
         assert [s.state for s in snapshots_of(conn, scan_id)] == ["deleted"]
+
+
+def test_the_os_and_data_disks_of_a_vm_are_scanned_as_one_machine(
+        arm_blobs: FakeArm, repo: Repository, tmp_path: Path) -> None:
+    disks = ext4_opt_machine(tmp_path)  # root on the OS disk, /opt (by UUID) on a data disk
+    arm_blobs.pending_polls = 1
+    vm = arm_blobs.add_vm(SUB, "rg-db", "db-01", [disks.disk0, disks.disk1])
+    account_id = onboard(repo)
+    with repo.transaction() as conn:
+        add_entity(conn, make_entity("/opt/app"), account_id)  # what the data disk holds
+    assert cycle.discover(repo, account_id) == 1
+    first = run_cycle(repo)["db-01"]
+    diff = cycle.scan_cycle(repo, first, SETTINGS)
+    assert diff is not None and diff.baseline
+    assert sorted(s.source for s in arm_blobs.tagged(str(first))) == sorted(
+        [vm.os_disk, vm.data_disks[0]])
+    coverage = repo.scan_row(first)["coverage"]
+    assert [(v["volume"], v["mountpoint"]) for v in coverage["volumes"]] == [
+        ("p1", "/"), ("d1:p1", "/opt")]
+
+    disk0, disk1, expected = change_ext4_opt_machine(disks, tmp_path)
+    arm_blobs.set_disk(vm.os_disk, disk0)
+    arm_blobs.set_disk(vm.data_disks[0], disk1)
+    second = run_cycle(repo)["db-01"]
+    diff = cycle.scan_cycle(repo, second, SETTINGS)
+    assert diff is not None
+    assert sorted(changes(diff.events)) == expected
+    # first cycle one grant per disk; second, each disk's snapshot and its parent (the
+    # snapshot's grant shared by its reader and the diff)
+    assert arm_blobs.actions["Microsoft.Compute/snapshots/beginGetAccess/action"] == 6
+    assert arm_blobs.open_grants() == [] and grants.open_grants() == 0
+    assert cycle.cleanup(repo, second, SETTINGS) == 2
+    assert {s.id for s in arm_blobs.tagged()} == {s.id for s in arm_blobs.tagged(str(second))}

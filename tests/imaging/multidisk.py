@@ -12,17 +12,18 @@ modules).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.imaging.ext4 import build_ext4_volume
+from tests.imaging.ext4 import build_ext4_volume, debugfs, e2fsck_ok, overwrite_in_place
 from tests.imaging.linux_disk import ROOT_UUID, root_tree
 from tests.imaging.lvm import _lvm_id, lvm_linear, lvm_metadata, lvm_pv_header
 from tests.imaging.partitions import gpt_disk
-from tests.imaging.tools import MIB, _copy_range, write_at
+from tests.imaging.tools import MIB, _copy_range, copy_image, write_at
 from tests.imaging.xfs import build_xfs_tree, xfs_db
 
 OPT_UUID = "0de0a11c-2222-4333-8444-555566667777"
@@ -58,6 +59,25 @@ class TwoDisks:
     disk1: Path
     offset0: int   # the root's partition on disk 0 (ext4) or the PV on disk 0 (LVM)
     offset1: int   # the /opt partition on disk 1 (ext4) or the PV on disk 1 (LVM)
+
+
+def change_ext4_opt_machine(disks: TwoDisks, workdir: Path
+                            ) -> tuple[Path, Path, list[Any]]:
+    """Copies of an :func:`ext4_opt_machine`'s disks (in ``workdir``) with one change on each
+    (``/etc/a.conf`` owned by uid 1000 on the root, ``/opt/app/app.conf`` listening on 9090),
+    and the exact changes (:func:`tests.conftest.changes`, sorted) a scan reports for them."""
+    disk0 = copy_image(disks.disk0, workdir / "m0.img")
+    disk1 = copy_image(disks.disk1, workdir / "m1.img")
+    debugfs(disk0, "sif /etc/a.conf uid 1000", offset=disks.offset0)
+    old = OPT_FILES["app/app.conf"][0]
+    new = old.replace(b"8080", b"9090")
+    overwrite_in_place(disk1, "/app/app.conf", new, disks.offset1)
+    assert e2fsck_ok(disk0, disks.offset0) and e2fsck_ok(disk1, disks.offset1)
+    return disk0, disk1, [
+        ("modified", "/etc/a.conf", ("uid",), {"uid": (0, 1000)}),
+        ("modified", "/opt/app/app.conf", ("sha256",),
+         {"sha256": (hashlib.sha256(old).hexdigest(), hashlib.sha256(new).hexdigest())}),
+    ]
 
 
 def ext4_opt_machine(workdir: Path, suffix: str = "", opt_uuid: str = OPT_UUID) -> TwoDisks:
