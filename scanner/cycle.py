@@ -82,14 +82,21 @@ def _unhealthy(repo: Repository, account_id: int, exc: AccountAccessError) -> No
 
 # -- discovery and planning -------------------------------------------------------------------
 def discover(repo: Repository, account_id: int) -> int:
-    """Discover an account's machines and disks; returns how many are present."""
+    """Discover an account's machines and disks; returns how many are present. A cloud that
+    refuses or throttles shows why in the account's health (0 machines); a throttled account
+    stays due, so the next planning round tries again."""
     with repo.transaction() as conn:
         acct = fleet.account_by_id(conn, account_id)
     now = _now()
     try:
         found = _provider(acct).discover()
-    except TransientError:
+    except StorageError:
         raise
+    except TransientError as exc:  # throttled: retried next round; the other accounts go on
+        with repo.transaction() as conn:
+            fleet.set_account_error(conn, account_id, _reason(exc))
+        log.warning("discovery of account %s deferred: %s", acct.name, exc)
+        return 0
     except SnapfimError as exc:
         with repo.transaction() as conn:
             fleet.record_discovery(conn, account_id, now, str(exc))

@@ -20,7 +20,6 @@ from scanner import cycle
 from scanner.cloud.azure import grants
 from scanner.cloud.provider import provider_for
 from scanner.cycle import FleetSettings
-from scanner.errors import TransientError
 from scanner.pipeline import ScanOptions, scan_source
 from scanner.policy import make_entity
 from scanner.registry.hive import REG_SZ
@@ -195,7 +194,7 @@ def test_a_refused_subscription_is_unhealthy_and_the_other_account_goes_on(
         "not be found.")
 
 
-def test_throttling_is_transient_and_a_refused_snapshot_flags_the_account(
+def test_throttled_discovery_waits_for_the_next_round_and_a_refused_snapshot_flags_the_account(
         arm: FakeArm, repo: Repository, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     image = tmp_path / "disk.img"
@@ -205,9 +204,17 @@ def test_throttling_is_transient_and_a_refused_snapshot_flags_the_account(
     monkeypatch.setenv("SNAPFIM_AZURE_RETRIES", "0")  # azure-core would wait Retry-After
     arm.inject(Fault("Microsoft.Compute/virtualMachines/read", 429, "TooManyRequests",
                      "Too many requests, retry later.", retry_after=30))
-    with pytest.raises(TransientError, match="retry after 30 s"):
-        cycle.discover(repo, account_id)  # the task is retried later
+    assert cycle.discover(repo, account_id) == 0  # the next planning round tries again
+    with repo.transaction() as conn:
+        [acct] = list_accounts(conn)
+    assert acct.discovery_error == (
+        f"listing the virtual machines of subscription {SUB}: TooManyRequests: Too many "
+        "requests, retry later. (Azure asks to retry after 30 s)")
+    assert cycle.accounts_to_discover(repo, SETTINGS) == [account_id]
     assert cycle.discover(repo, account_id) == 1
+    with repo.transaction() as conn:
+        [acct] = list_accounts(conn)
+    assert acct.discovery_error is None
     arm.inject(Fault("Microsoft.Compute/snapshots/write", 403, "AuthorizationFailed",
                      "The client does not have authorization to perform action "
                      "'Microsoft.Compute/snapshots/write'."))
