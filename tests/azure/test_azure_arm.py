@@ -18,9 +18,11 @@ from scanner.errors import (
     AccountAccessError,
     ConfigError,
     GrantLimitReached,
+    SourceError,
     SourceNotFound,
     TransientError,
 )
+from tests.azure.azurite import AzureBlobs
 from tests.azure.fakearm import FakeArm, Fault
 
 SUB = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
@@ -226,3 +228,18 @@ def test_a_snapshot_that_vanished_is_failed_and_a_missing_disk_is_not_found(
                         region=machine.region)
     with pytest.raises(SourceNotFound):
         prov.create_snapshots(ghost, {"snapfim:scan": "1"})
+
+
+def test_a_snapshot_that_cannot_be_opened_has_its_grant_revoked_at_once(
+        arm_blobs: FakeArm, azure_blobs: AzureBlobs, tmp_path: Path) -> None:
+    arm_blobs.publish = lambda name, data, lineage: azure_blobs.upload_disk(
+        name, data, lineage=lineage, footer=b"")  # a page blob without its VHD footer
+    web, _ = web_and_db(arm_blobs, tmp_path)
+    prov = provider()
+    [machine] = [m for m in prov.discover() if m.resource_id == web]
+    snap = prov.create_snapshots(machine, {"snapfim:scan": "3"})[machine.disks[0].resource_id]
+    assert prov.refresh(snap).state == "ready"
+    with pytest.raises(SourceError):
+        prov.open_source(snap.locator)
+    assert arm_blobs.actions["Microsoft.Compute/snapshots/endGetAccess/action"] == 1
+    assert arm_blobs.open_grants() == [] and grants.open_grants() == 0
