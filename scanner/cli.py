@@ -186,6 +186,7 @@ def _incremental(repo: Any, machine: str, parents: list[str],
     from scanner.cli_sources import changed_ranges, locator_of
     from scanner.errors import NotFound
     from scanner.incremental import locator_key
+    from scanner.redact import redact_url
     from scanner.runner import prepare_reuse
 
     parent_locators = [locator_of(parent) for parent in parents]
@@ -203,7 +204,8 @@ def _incremental(repo: Any, machine: str, parents: list[str],
                  "that disk is read in full")
     for text, parent in zip(parents, parent_locators, strict=True):
         if parent not in used:
-            warn(f"{text} is not of the same volume's lineage as any disk: full scan")
+            warn(f"{redact_url(text)} is not of the same volume's lineage as any disk: "
+                 "full scan")
     try:
         with repo.transaction() as conn:
             machine_id = repo.machine_id(conn, machine)

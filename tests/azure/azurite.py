@@ -15,6 +15,7 @@ import ssl
 import subprocess
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,21 @@ ACCOUNT_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K
 CONTAINER = "disks"
 CHUNK = 4 << 20   # the most one Put Page may write
 PAGE = 512
+
+
+def _file_chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            yield chunk
+
+
+def _padded(chunks: Iterable[bytes], padded: int) -> Iterator[bytes]:
+    """The chunks, then zeros up to ``padded`` bytes in all."""
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
+        yield chunk
+    yield bytes(padded - total)
 
 
 def _free_port() -> int:
@@ -124,29 +140,46 @@ class AzureBlobs:
 
     def upload_disk(self, name: str, data: bytes | os.PathLike[str], lineage: str | None = None,
                     footer: bytes | None = None) -> str:
-        """Store ``data`` (a disk's bytes, or an image file) as page blob ``name`` holding a
-        fixed VHD (the bytes, zero-padded to 512, then a ``conectix`` footer, or ``footer``
-        when given: b"" for none) and return a read SAS URL through the front. Blobs of one
-        ``lineage`` (default: the name) can be diffed like snapshots of one managed disk."""
-        raw = data if isinstance(data, bytes) else Path(data).read_bytes()
-        raw = raw + bytes(-len(raw) % PAGE)
-        tail = vhd_footer(len(raw)) if footer is None else footer
-        self.put_page_blob(name, raw + tail)
+        """Store ``data`` (a disk's bytes, or an image file, read in chunks) as page blob
+        ``name`` holding a fixed VHD (the bytes, zero-padded to 512, then a ``conectix``
+        footer, or ``footer`` when given: b"" for none) and return a read SAS URL through the
+        front. Blobs of one ``lineage`` (default: the name) can be diffed like snapshots of
+        one managed disk."""
+        if isinstance(data, bytes):
+            size = len(data)
+            chunks: Iterator[bytes] = (data[o:o + CHUNK] for o in range(0, size, CHUNK))
+        else:
+            size = Path(data).stat().st_size
+            chunks = _file_chunks(Path(data))
+        padded = size + -size % PAGE
+        tail = vhd_footer(padded) if footer is None else footer
+        self.put_page_blob(name, padded + len(tail), [*_padded(chunks, padded), tail])
         self.front.set_lineage(self.blob_path(name), lineage or name)
         return self.sas_url(name)
 
-    def put_page_blob(self, name: str, data: bytes) -> None:
-        """Blob ``name`` as a page blob of exactly ``data`` (a multiple of 512 bytes); only
-        the chunks that hold data are written, so its page ranges are sparse like a disk's."""
+    def put_page_blob(self, name: str, size: int, chunks: Iterable[bytes]) -> None:
+        """Blob ``name`` as a page blob of ``size`` bytes (a multiple of 512) written with
+        ``chunks`` in order (each a multiple of 512 bytes but the last); only the 4 MiB
+        pieces that hold data are written, so its page ranges are sparse like a disk's."""
         blob = self.service.get_blob_client(CONTAINER, name)
         if blob.exists():
             blob.delete_blob()
-        blob.create_page_blob(len(data))
-        view = memoryview(data)
-        for offset in range(0, len(data), CHUNK):
-            chunk = view[offset:offset + CHUNK]
-            if any(chunk):
-                blob.upload_page(bytes(chunk), offset=offset, length=len(chunk))
+        blob.create_page_blob(size)
+        offset = 0
+        pending = b""
+        for chunk in chunks:
+            pending += chunk
+            while len(pending) >= CHUNK:
+                offset = self._put(blob, offset, pending[:CHUNK])
+                pending = pending[CHUNK:]
+        if pending:
+            self._put(blob, offset, pending)
+
+    @staticmethod
+    def _put(blob: Any, offset: int, piece: bytes) -> int:
+        if any(piece):
+            blob.upload_page(piece, offset=offset, length=len(piece))
+        return offset + len(piece)
 
     def put_block_blob(self, name: str, data: bytes) -> str:
         """Blob ``name`` as a block blob (any size); a read SAS URL through the front."""

@@ -121,16 +121,22 @@ def diff_pages(old: bytes, new: bytes, start: int, end: int) -> list[tuple[str, 
     "ClearRange" when it is zeros; consecutive pages of one kind merged."""
     out: list[tuple[str, int, int]] = []
     zero = bytes(PAGE)
-    for offset in range(start - start % PAGE, end + 1, PAGE):
-        a = old[offset:offset + PAGE].ljust(PAGE, b"\0")
-        b = new[offset:offset + PAGE].ljust(PAGE, b"\0")
-        if a == b:
+    chunk = 256 * PAGE
+    first = start - start % PAGE
+    for base in range(first, end + 1, chunk):  # equal chunks are skipped whole
+        top = min(base + chunk, end + 1)
+        if old[base:top] == new[base:top] and top <= len(old) and top <= len(new):
             continue
-        kind = "ClearRange" if b == zero else "PageRange"
-        if out and out[-1][0] == kind and out[-1][2] == offset - 1:
-            out[-1] = (kind, out[-1][1], offset + PAGE - 1)
-        else:
-            out.append((kind, offset, offset + PAGE - 1))
+        for offset in range(base, top, PAGE):
+            a = old[offset:offset + PAGE].ljust(PAGE, b"\0")
+            b = new[offset:offset + PAGE].ljust(PAGE, b"\0")
+            if a == b:
+                continue
+            kind = "ClearRange" if b == zero else "PageRange"
+            if out and out[-1][0] == kind and out[-1][2] == offset - 1:
+                out[-1] = (kind, out[-1][1], offset + PAGE - 1)
+            else:
+                out.append((kind, offset, offset + PAGE - 1))
     return out
 
 
@@ -266,29 +272,30 @@ class _Handler(BaseHTTPRequestHandler):
                 data = bytes([data[0] ^ 0xFF]) + data[1:]
         self._send(status, data, headers, head=method == "HEAD")
 
-    def _read_blob(self, path_and_query: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    def _upstream_get(self, path_and_query: str, method: str = "GET",
+                      first: int | None = None, last: int | None = None
+                      ) -> tuple[int, list[tuple[str, str]], bytes]:
         headers = {"x-ms-version": self.headers.get("x-ms-version") or "2021-12-02"}
-        return self._forward("GET", path_and_query, headers, b"")
+        if first is not None:
+            headers["x-ms-range"] = f"bytes={first}-{last}"
+        return self._forward(method, path_and_query, headers, b"")
 
     def _diff(self, path: str, raw_query: str, query: dict[str, list[str]]) -> None:
         state = self.server.state
         blob_query = "&".join(p for p in raw_query.split("&")
                               if p.split("=", 1)[0] not in ("comp", "marker", "maxresults"))
-        status, headers, new = self._read_blob(f"{path}?{blob_query}")
+        current = f"{path}?{blob_query}"
+        status, headers, body = self._upstream_get(current, "HEAD")  # the SAS is checked
         if status != 200:
-            self._send(status, new, headers)
+            self._send(status, body, headers)
             return
+        size = int(dict((k.lower(), v) for k, v in headers)["content-length"])
         previous = urlsplit(self.headers["x-ms-previous-snapshot-url"])
         if state.lineage.get(previous.path) is None \
                 or state.lineage.get(previous.path) != state.lineage.get(path):
             self._error(409, "PreviousSnapshotNotFound",
                         "The previous snapshot is not found.")
             return
-        status, headers, old = self._read_blob(f"{previous.path}?{previous.query}")
-        if status != 200:
-            self._send(status, old, headers)
-            return
-        size = len(new)
         start, end = _parse_range(self.headers.get("x-ms-range") or self.headers.get("range"),
                                   size)
         with state.lock:
@@ -296,7 +303,19 @@ class _Handler(BaseHTTPRequestHandler):
         marker = (query.get("marker") or [""])[0]
         if marker:
             start = int(marker.removeprefix("next:"))
-        ranges = diff_pages(old, new, start, end) if start <= end else []
+        ranges: list[tuple[str, int, int]] = []
+        if start <= end:
+            status, headers, new = self._upstream_get(current, "GET", start, end)
+            if status not in (200, 206):
+                self._send(status, new, headers)
+                return
+            status, headers, old = self._upstream_get(f"{previous.path}?{previous.query}",
+                                                      "GET", start, end)
+            if status not in (200, 206):
+                self._send(status, old, headers)
+                return
+            ranges = [(kind, first + start, last + start)
+                      for kind, first, last in diff_pages(old, new, 0, len(new) - 1)]
         next_marker = ""
         if len(ranges) > state.max_ranges:
             ranges = ranges[:state.max_ranges]

@@ -25,6 +25,7 @@ from scanner.errors import (
     SourceNotFound,
     SourceReadError,
 )
+from scanner.redact import scrub
 from scanner.sources.cache import CacheSettings
 from scanner.sources.locators import open_locator, reopenable
 from scanner.sources.locators import stored_locator as stored_form
@@ -279,3 +280,21 @@ def test_redact_keeps_the_blob_and_drops_the_query() -> None:
     assert redact(url) == "https://md-1.blob.core.windows.net/abcd/abcd"
     assert redact("https://user:pw@host/c/b?sig=1#frag") == "https://host/c/b"
     assert os.fspath(redact("/tmp/disk.img")) == "/tmp/disk.img"
+
+
+def test_scrub_cuts_url_queries_out_of_free_text() -> None:
+    text = ("HTTPSConnectionPool(host='h', port=1): Max retries exceeded with url: "
+            "/c/b?sv=2021&sig=SECRET (Caused by X)")
+    assert scrub(text) == ("HTTPSConnectionPool(host='h', port=1): Max retries exceeded with "
+                           "url: /c/b (Caused by X)")
+    assert scrub("expired? yes") == "expired? yes"
+
+
+def test_ranges_outside_the_window_are_clipped_and_duplicates_bounded(
+        blobs: AzureBlobs) -> None:
+    old_url, new_url, old, new = _two_snapshots(blobs, 64 * 1024)
+    blobs.inject(Fault("diff", body=page_list_xml([("PageRange", 0, 65535)])))
+    assert page_range_diff(old_url, new_url, window=32 * 1024)[0] == (0, 32 * 1024)
+    blobs.inject(Fault("diff", body=page_list_xml([("PageRange", 0, 511)] * 200)))
+    with pytest.raises(SourceError, match="more ranges than the window has pages"):
+        page_range_diff(old_url, new_url, window=32 * 1024)

@@ -387,7 +387,11 @@ def _diff_window(session: requests.Session, url: str, previous_url: str, start: 
             return _body(reply, MAX_LIST_BYTES, what)
 
         pairs, marker = _page_list(retrying(ask), what, blob_bytes)
-        out.extend(pairs)
+        # only what lies in the window counts (the other windows ask for the rest)
+        out.extend((max(first, start), min(last, end)) for first, last in pairs
+                   if first <= end and last >= start)
+        if len(out) > (end - start) // PAGE + 1:
+            raise SourceError(f"{what}: more ranges than the window has pages")
         if not marker:
             return out
         if len(marker) > 1024:
