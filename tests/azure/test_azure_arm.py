@@ -137,6 +137,16 @@ def test_read_grants_never_exceed_five_per_disk_and_are_shared_and_revoked(
     assert arm.open_grants() == [] and grants.open_grants() == 0
     assert max(arm.max_grants.values()) == 5
 
+    # a page-range diff that would need a 6th grant is not asked for: the scan reads in full
+    held = [s.cloud_id for s in snaps[:5]]
+    for snap_id in held:
+        grants.acquire(account, snap_id, os_disk.resource_id)
+    assert prov.changed_ranges(snaps[5].locator, snaps[4].locator) is None
+    assert prov.changed_ranges(snaps[0].locator, other.locator) is None  # another disk
+    for snap_id in held:
+        grants.release(account, snap_id)
+    assert arm.open_grants() == [] and grants.open_grants() == 0
+
 
 def test_refused_access_missing_subscription_and_throttling_are_readable(
         arm: FakeArm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
