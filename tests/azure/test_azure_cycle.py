@@ -40,6 +40,7 @@ SUB = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
 BAD = "deadbeef-0000-4000-8000-000000000000"
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 SETTINGS = FleetSettings(hash_workers=1)
+FORKED = FleetSettings(hash_workers=2)
 
 
 def onboard(repo: Repository, subscription: str = SUB, name: str = "prod") -> int:
@@ -252,6 +253,8 @@ def test_the_sweeper_deletes_our_snapshots_past_the_retention_only(
 
 def test_the_os_and_data_disks_of_a_vm_are_scanned_as_one_machine(
         arm_blobs: FakeArm, repo: Repository, tmp_path: Path) -> None:
+    """(Hashed by two forked processes, which read through the scan's SAS URLs and never
+    grant or revoke anything themselves.)"""
     disks = ext4_opt_machine(tmp_path)  # root on the OS disk, /opt (by UUID) on a data disk
     arm_blobs.pending_polls = 1
     vm = arm_blobs.add_vm(SUB, "rg-db", "db-01", [disks.disk0, disks.disk1])
@@ -260,7 +263,7 @@ def test_the_os_and_data_disks_of_a_vm_are_scanned_as_one_machine(
         add_entity(conn, make_entity("/opt/app"), account_id)  # what the data disk holds
     assert cycle.discover(repo, account_id) == 1
     first = run_cycle(repo)["db-01"]
-    diff = cycle.scan_cycle(repo, first, SETTINGS)
+    diff = cycle.scan_cycle(repo, first, FORKED)
     assert diff is not None and diff.baseline
     assert sorted(s.source for s in arm_blobs.tagged(str(first))) == sorted(
         [vm.os_disk, vm.data_disks[0]])
@@ -272,7 +275,7 @@ def test_the_os_and_data_disks_of_a_vm_are_scanned_as_one_machine(
     arm_blobs.set_disk(vm.os_disk, disk0)
     arm_blobs.set_disk(vm.data_disks[0], disk1)
     second = run_cycle(repo)["db-01"]
-    diff = cycle.scan_cycle(repo, second, SETTINGS)
+    diff = cycle.scan_cycle(repo, second, FORKED)
     assert diff is not None
     assert sorted(changes(diff.events)) == expected
     # first cycle one grant per disk; second, each disk's snapshot and its parent (the
