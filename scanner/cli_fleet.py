@@ -63,8 +63,11 @@ def account_add(
     elif cloud == "azure":
         if not subscription_id or not tenant_id:
             raise ConfigError("azure accounts need --subscription-id and --tenant-id")
+        from scanner.cloud.azure.session import AzureAccount
+
         config = {"subscription_id": subscription_id, "tenant_id": tenant_id,
                   "regions": [r.strip() for r in (regions or "").split(",") if r.strip()]}
+        AzureAccount.from_config(config)  # the ids must be well-formed
         default_name = f"azure-{subscription_id}"
     else:
         raise ConfigError(f"unknown cloud {cloud!r}: use {', '.join(CLOUDS)}")

@@ -12,6 +12,7 @@ subscription and settings; a forked process makes its own.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from scanner.cloud.azure.settings import AzureSettings
 from scanner.errors import ConfigError
 from scanner.forksafe import reset_in_child
 
+GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+TENANT = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}|[A-Za-z0-9.-]{1,253}")
 POLL_SECONDS = 5  # between two polls of a long-running operation, when Azure gives no Retry-After
 
 
@@ -40,7 +43,13 @@ class AzureAccount:
         subscription = config.get("subscription_id") or config.get("subscription")
         if not isinstance(subscription, str) or not subscription.strip():
             raise ConfigError("an azure account needs its subscription id")
+        if not GUID.fullmatch(subscription.strip()):
+            raise ConfigError(f"an azure subscription id is a GUID such as "
+                              f"0b1f6471-1bf0-4dda-aec3-cb9272f09590, not {subscription[:80]!r}")
         tenant = config.get("tenant_id") or config.get("tenant")
+        if tenant and not TENANT.fullmatch(str(tenant)):
+            raise ConfigError("an azure tenant id is a GUID or a domain such as "
+                              f"contoso.onmicrosoft.com, not {str(tenant)[:80]!r}")
         regions = config.get("regions") or ()
         if isinstance(regions, str):
             regions = tuple(r.strip() for r in regions.split(",") if r.strip())
