@@ -298,3 +298,28 @@ def test_ranges_outside_the_window_are_clipped_and_duplicates_bounded(
     blobs.inject(Fault("diff", body=page_list_xml([("PageRange", 0, 511)] * 200)))
     with pytest.raises(SourceError, match="more ranges than the window has pages"):
         page_range_diff(old_url, new_url, window=32 * 1024)
+
+
+def test_blocks_never_written_read_as_zeros_without_a_request(blobs: AzureBlobs) -> None:
+    chunk = 4 << 20                       # the fixture writes only the 4 MiB pieces with data
+    disk = bytearray(3 * chunk)
+    disk[10:20] = b"x" * 10               # piece 0 written
+    disk[2 * chunk + 5:2 * chunk + 6] = b"y"  # piece 2 written; piece 1 never
+    name = blobs.unique()
+    url = blobs.upload_disk(name, bytes(disk))
+    with open_sas_url(url, cache=FAST) as source:
+        before = blobs.state.block_reads.get(blobs.blob_path(name), 0)
+        assert source.read_at(chunk, chunk) == bytes(chunk)       # 8 blocks of zeros
+        assert blobs.state.block_reads.get(blobs.blob_path(name), 0) == before
+        assert source.read_at(2 * chunk, 8) == bytes(disk[2 * chunk:2 * chunk + 8])
+        assert blobs.state.block_reads[blobs.blob_path(name)] > before  # written: read
+        assert source.read_at(0, 32) == bytes(disk[:32])
+    assert [op for op, _ in blobs.state.requests].count("pagelist") == 1
+
+
+def test_a_hostile_page_list_fails_the_open(blobs: AzureBlobs) -> None:
+    url = blobs.upload_disk(blobs.unique(), disk_bytes(8192))
+    blobs.inject(Fault("pagelist", body=page_list_xml([("PageRange", 512, 8191 + 4096)])))
+    with pytest.raises(SourceError, match="page range 512-12287 is not whole pages inside the "
+                                          "blob's 8704 bytes"):
+        open_sas_url(url)
