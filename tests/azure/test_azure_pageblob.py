@@ -301,7 +301,7 @@ def test_ranges_outside_the_window_are_clipped_and_duplicates_bounded(
 
 
 def test_blocks_never_written_read_as_zeros_without_a_request(blobs: AzureBlobs) -> None:
-    chunk = 4 << 20                       # the fixture writes only the 4 MiB pieces with data
+    chunk = 4 << 20
     disk = bytearray(3 * chunk)
     disk[10:20] = b"x" * 10               # piece 0 written
     disk[2 * chunk + 5:2 * chunk + 6] = b"y"  # piece 2 written; piece 1 never
