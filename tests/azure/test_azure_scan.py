@@ -44,3 +44,13 @@ def test_a_faulty_scan_through_a_sas_url_equals_the_local_scan(
     assert remote.coverage.files_hashed == local.coverage.files_hashed == 40
     assert {p: e.values() for p, e in remote.entities.items()} == {
         p: e.values() for p, e in local.entities.items()}
+
+
+def test_a_scan_without_disk_names_reports_no_signature(blobs: AzureBlobs, tmp_path: Path
+                                                        ) -> None:
+    image = data_heavy_image(tmp_path / "build")
+    url = blobs.upload_disk(blobs.unique(), image)
+    with open_sas_url(url, snapshot="/subscriptions/s/snapshots/snap-1") as source:
+        outcome = scan_source(source, recommended_entities(), ScanOptions(hash_workers=1))
+    report = repr(outcome.coverage.to_dict())
+    assert "sig=" not in report and "snap-1" in report
