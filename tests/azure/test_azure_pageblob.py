@@ -264,6 +264,14 @@ def test_hostile_page_lists_are_refused(blobs: AzureBlobs, body: bytes, error: s
     assert "sig=" not in str(refused.value)
 
 
+def test_the_error_code_is_read_from_a_bounded_body_too(blobs: AzureBlobs) -> None:
+    old_url, new_url, _, _ = _two_snapshots(blobs, 64 * 1024)
+    blobs.inject(Fault("diff", status=409, code="PreviousSnapshotOperationNotSupported",
+                       code_header=False))
+    with pytest.raises(LineageError, match="HTTP 409 PreviousSnapshotOperationNotSupported$"):
+        page_range_diff(old_url, new_url)
+
+
 def test_a_throttled_diff_is_retried(blobs: AzureBlobs) -> None:
     old_url, new_url, old, new = _two_snapshots(blobs, 64 * 1024)
     blobs.inject(Fault("diff", count=2, status=503))

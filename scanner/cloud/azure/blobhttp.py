@@ -70,9 +70,15 @@ def session() -> requests.Session:
 
 
 def _error_code(reply: requests.Response) -> str:
+    """The Azure error code of a failed reply: its header, else the ``<Code>`` of the first
+    4 KiB of its body (never more is read)."""
     code = reply.headers.get("x-ms-error-code") or ""
-    if not code and reply.headers.get("Content-Type", "").startswith("application/xml"):
-        match = re.search(rb"<Code>([^<]{1,100})</Code>", reply.content[:4096])
+    if not code and reply.request.method != "HEAD":
+        try:
+            head = next(reply.iter_content(chunk_size=4096), b"")[:4096]
+        except (requests.exceptions.RequestException, StopIteration):
+            head = b""
+        match = re.search(rb"<Code>([^<]{1,100})</Code>", head)
         code = match.group(1).decode("ascii", "replace") if match else ""
     return re.sub(r"[^A-Za-z0-9_.-]", "", code)[:100]
 
@@ -103,12 +109,12 @@ def _retry_after(value: str | None) -> float:
 
 
 def request(http: requests.Session, method: str, url: str, what: str,
-             headers: dict[str, str] | None = None, stream: bool = False) -> requests.Response:
+            headers: dict[str, str] | None = None, stream: bool = False) -> requests.Response:
     """One request; transport failures translated (their messages scrubbed of the URL's
     query)."""
     try:
         return http.request(method, url, headers=headers, timeout=TIMEOUT, stream=stream,
-                               allow_redirects=False)
+                            allow_redirects=False)
     except requests.exceptions.SSLError as exc:
         raise SourceError(f"{what}: TLS failure: {scrub(str(exc))[:300]}") from None
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
@@ -136,7 +142,7 @@ def body(reply: requests.Response, limit: int, what: str) -> bytes:
 
 
 def ranged_read(http: requests.Session, url: str, offset: int, length: int,
-                 what: str) -> bytes:
+                what: str) -> bytes:
     """``length`` bytes at ``offset`` of the blob, their length and MD5 checked."""
     reply = request(http, "GET", url, what, stream=True, headers={
         "x-ms-range": f"bytes={offset}-{offset + length - 1}",
