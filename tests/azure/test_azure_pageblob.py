@@ -4,6 +4,7 @@ the managed-disk page-range diff in windows, and the SAS signature kept out of e
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import timedelta
 
@@ -331,3 +332,15 @@ def test_a_hostile_page_list_fails_the_open(blobs: AzureBlobs) -> None:
     with pytest.raises(SourceError, match="page range 512-12287 is not whole pages inside the "
                                           "blob's 8704 bytes"):
         open_sas_url(url)
+
+
+def test_the_http_library_debug_log_holds_no_signature(blobs: AzureBlobs,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    url = blobs.upload_disk(blobs.unique(), disk_bytes(BLOCK_SIZE))
+    with caplog.at_level(logging.DEBUG):
+        with open_sas_url(url, cache=FAST) as source:
+            source.read_at(0, 512)
+        page_range_diff(url, url)
+    requests_logged = [r.getMessage() for r in caplog.records if r.name.startswith("urllib3")]
+    assert any('"GET /devstoreaccount1/disks/' in m for m in requests_logged)
+    assert not any("sig=" in m for m in requests_logged)

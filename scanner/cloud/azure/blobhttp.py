@@ -9,6 +9,7 @@ is its credential, and an HTTP library's own messages are scrubbed of it too.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from urllib.parse import urlsplit
@@ -57,9 +58,28 @@ def check_url(url: object) -> str:
     return url
 
 
+class _ScrubQueries(logging.Filter):
+    """Cuts URL queries (a SAS) out of the records of the HTTP library's debug logging."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = scrub(str(record.msg))
+        if record.args:
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            record.args = tuple(scrub(a) if isinstance(a, str) else a for a in args)
+        return True
+
+
+_SCRUBBER = _ScrubQueries()
+
+
 def session() -> requests.Session:
     """An HTTP session: the process's proxy and CA settings (REQUESTS_CA_BUNDLE), a pool
-    sized for read-ahead, no retries of its own (the caching layer retries)."""
+    sized for read-ahead, no retries of its own (the caching layer retries). urllib3's
+    request log (DEBUG) is scrubbed of URL queries from then on."""
+    for name in ("urllib3.connectionpool", "urllib3.util.retry"):
+        logger = logging.getLogger(name)
+        if _SCRUBBER not in logger.filters:
+            logger.addFilter(_SCRUBBER)
     http = requests.Session()
     adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=POOL,
                                             max_retries=0)
