@@ -21,12 +21,10 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_ebs import CHANGED_SHARE, change_files, regular_files, timed
-from benchmarks.bench_image import build_bench_image
+from benchmarks.bench_ebs import add_image_args, prepare_images, report_changes, timed
 from scanner.cloud.azure.pageblob import AZURE_CACHE, BLOCK_SIZE, open_sas_url, page_range_diff
 from scanner.incremental import ChangedRanges, Reuse, locator_key, mount_layout
 from scanner.pipeline import ScanOptions, ScanOutcome, scan_source
@@ -51,17 +49,7 @@ def scan_blob(url: str, policy: list[Any], workers: int, cache: CacheSettings,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/snapfim-bench-azure"))
-    parser.add_argument("--image", type=Path, help="an existing benchmark image to copy")
-    parser.add_argument("--entries", type=int, default=100_000)
-    parser.add_argument("--bytes", type=int, default=2_200_000_000)
-    parser.add_argument("--latency", type=float, default=0.05)
-    parser.add_argument("--hash-workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--pattern", choices=("spread", "clustered"), default="spread",
-                        help="which 1%% of the files change: one in every 100, or 1%% "
-                             "consecutive in directory order")
-    parser.add_argument("--verify", action="store_true",
-                        help="also scan the second snapshot in full and compare")
+    add_image_args(parser, Path("/tmp/snapfim-bench-azure"))
     parser.add_argument("--read-ahead", type=int, help="blocks (default: AZURE_CACHE's)")
     parser.add_argument("--threads", type=int, help="fetch threads (default: AZURE_CACHE's)")
     args = parser.parse_args(argv)
@@ -72,22 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         values["threads"] = args.threads
     cache = CacheSettings.from_dict(values)
 
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    first_image = args.workdir / "snapshot-1.img"
-    if args.image is not None:
-        if not first_image.exists():
-            subprocess.run(["cp", "--sparse=always", str(args.image), str(first_image)],
-                           check=True)
-    else:
-        first_image = build_bench_image(args.workdir, args.entries, args.bytes)
-    second_image = args.workdir / "snapshot-2.img"
-    subprocess.run(["cp", "--sparse=always", str(first_image), str(second_image)], check=True)
-    files = regular_files(first_image)
-    count = max(1, len(files) // CHANGED_SHARE)
-    start = len(files) // 3
-    chosen = (files[::CHANGED_SHARE] if args.pattern == "spread"
-              else files[start:start + count])
-    change_files(second_image, chosen)
+    first_image, second_image, files, chosen = prepare_images(args)
 
     ca = make_test_ca(args.workdir / "tls")
     os.environ.update(ca.environment())
@@ -121,9 +94,6 @@ def main(argv: list[str] | None = None) -> int:
                                 lambda: scan_blob(second, policy, args.hash_workers, cache,
                                                   reuse))
         incr_reads = blobs.state.block_reads.get(blobs.blob_path("snapshot-2"), 0)
-        changed_paths = {p for p, e in incr.entities.items()
-                         if p in full.entities and e.sha256 != full.entities[p].sha256}
-        expected = {path for path, _inode, _offset in chosen}
         data = full.coverage.bytes_hashed
         changed_bytes = sum(length for _, length in ranges)
         print(f"upload:           {upload_wall:6.1f} s (setup, not a figure)")
@@ -140,14 +110,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{reuse.reused} files kept their digest, {incr.coverage.files_hashed} hashed "
               f"({incr.coverage.bytes_hashed / 1e6:.0f} MB); wall "
               f"{100 * incr_wall / full_wall:.0f}% of the full scan's")
-        print(f"files whose digest changed: {len(changed_paths)}; the {len(expected)} changed "
-              f"files all among them: {expected <= changed_paths} (more: hard links)")
-        if args.verify:
-            check, _ = timed("full scan of snapshot 2 (verification)",
-                             lambda: scan_blob(second, policy, args.hash_workers, cache))
-            same = ({p: e.values() for p, e in check.entities.items()}
-                    == {p: e.values() for p, e in incr.entities.items()})
-            print(f"incremental == full scan of snapshot 2: {same}")
+        report_changes(full, incr, chosen, (lambda: scan_blob(
+            second, policy, args.hash_workers, cache)) if args.verify else None)
     finally:
         blobs.stop()
         if args.image is not None:

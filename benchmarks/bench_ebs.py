@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,61 @@ def timed(label: str, run: Any) -> tuple[Any, float]:
     return result, wall
 
 
+def add_image_args(parser: argparse.ArgumentParser, workdir: Path) -> None:
+    """The options of the two snapshot images and the scans, shared by the cloud benchmarks."""
+    parser.add_argument("--workdir", type=Path, default=workdir)
+    parser.add_argument("--image", type=Path, help="an existing benchmark image to copy")
+    parser.add_argument("--entries", type=int, default=100_000)
+    parser.add_argument("--bytes", type=int, default=2_200_000_000)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--hash-workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--pattern", choices=("spread", "clustered"), default="spread",
+                        help="which 1%% of the files change: one in every 100 (spread over "
+                             "the disk) or 1%% consecutive in directory order (a package "
+                             "upgrade)")
+    parser.add_argument("--verify", action="store_true",
+                        help="also scan the second snapshot in full and compare")
+
+
+def prepare_images(args: argparse.Namespace
+                   ) -> tuple[Path, Path, list[tuple[str, int, int]], list[tuple[str, int, int]]]:
+    """The first snapshot's image (built, or copied from ``--image``), the second (a copy
+    with 1% of the files changed in place), the regular files and the changed ones."""
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    first_image = args.workdir / "snapshot-1.img"
+    if args.image is not None:
+        if not first_image.exists():
+            subprocess.run(["cp", "--sparse=always", str(args.image), str(first_image)],
+                           check=True)
+    else:
+        first_image = build_bench_image(args.workdir, args.entries, args.bytes)
+    second_image = args.workdir / "snapshot-2.img"
+    subprocess.run(["cp", "--sparse=always", str(first_image), str(second_image)], check=True)
+    files = regular_files(first_image)
+    count = max(1, len(files) // CHANGED_SHARE)
+    start = len(files) // 3
+    chosen = (files[::CHANGED_SHARE] if args.pattern == "spread"
+              else files[start:start + count])
+    change_files(second_image, chosen)
+    return first_image, second_image, files, chosen
+
+
+def report_changes(full: ScanOutcome, incr: ScanOutcome, chosen: list[tuple[str, int, int]],
+                   verify: Callable[[], ScanOutcome] | None = None) -> None:
+    """Print whether the incremental scan found the changed files and, with ``verify`` (a
+    full scan of the second snapshot), whether it equals that scan entity for entity."""
+    changed_paths = {p for p, e in incr.entities.items()
+                     if p in full.entities and e.sha256 != full.entities[p].sha256}
+    expected = {path for path, _inode, _offset in chosen}
+    print(f"files whose digest changed: {len(changed_paths)}; the {len(expected)} changed "
+          f"files all among them: {expected <= changed_paths} (more: hard links)")
+    if verify is not None:
+        check, _ = timed("full scan of snapshot 2 (verification)", verify)
+        same = ({p: e.values() for p, e in check.entities.items()}
+                == {p: e.values() for p, e in incr.entities.items()})
+        print(f"incremental == full scan of snapshot 2: {same}")
+
+
 CACHE: dict[str, Any] = {}
 
 
@@ -110,18 +166,7 @@ def scan_snapshot(snapshot: str, policy: list[Any], workers: int,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/snapfim-bench-aws"))
-    parser.add_argument("--image", type=Path, help="an existing benchmark image to copy")
-    parser.add_argument("--entries", type=int, default=100_000)
-    parser.add_argument("--bytes", type=int, default=2_200_000_000)
-    parser.add_argument("--latency", type=float, default=0.05)
-    parser.add_argument("--hash-workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--pattern", choices=("spread", "clustered"), default="spread",
-                        help="which 1%% of the files change: one in every 100 (spread over "
-                             "the disk) or 1%% consecutive in directory order (a package "
-                             "upgrade)")
-    parser.add_argument("--verify", action="store_true",
-                        help="also scan the second snapshot in full and compare")
+    add_image_args(parser, Path("/tmp/snapfim-bench-aws"))
     parser.add_argument("--read-ahead", type=int, help="blocks (default: EBS_CACHE's)")
     parser.add_argument("--threads", type=int, help="fetch threads (default: EBS_CACHE's)")
     parser.add_argument("--cache-mib", type=int, help="cache size (default: EBS_CACHE's)")
@@ -132,22 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                        ("cache_bytes", args.cache_mib and args.cache_mib << 20)):
         if value:
             CACHE[key] = value
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    first_image = args.workdir / "snapshot-1.img"
-    if args.image is not None:
-        if not first_image.exists():
-            subprocess.run(["cp", "--sparse=always", str(args.image), str(first_image)],
-                           check=True)
-    else:
-        first_image = build_bench_image(args.workdir, args.entries, args.bytes)
-    second_image = args.workdir / "snapshot-2.img"
-    subprocess.run(["cp", "--sparse=always", str(first_image), str(second_image)], check=True)
-    files = regular_files(first_image)
-    count = max(1, len(files) // CHANGED_SHARE)
-    start = len(files) // 3
-    chosen = (files[::CHANGED_SHARE] if args.pattern == "spread"
-              else files[start:start + count])
-    change_files(second_image, chosen)
+    first_image, second_image, files, chosen = prepare_images(args)
     size_gib = -(-first_image.stat().st_size // (1 << 30))
 
     server = FakeAws().start()
@@ -184,9 +214,6 @@ def main(argv: list[str] | None = None) -> int:
                                 lambda: scan_snapshot(snap2, policy, args.hash_workers, reuse,
                                                       args.incremental_read_ahead))
         incr_blocks = server.store.block_gets.get(snap2, 0)
-        changed_paths = {p for p, e in incr.entities.items()
-                         if p in full.entities and e.sha256 != full.entities[p].sha256}
-        expected = {path for path, _inode, _offset in chosen}
         data = full.coverage.bytes_hashed
         print(f"full scan:        {full_wall:6.1f} s  {data / 1e6 / full_wall:7.0f} MB/s of file "
               f"data ({data / 1e9:.2f} GB, {full.coverage.entities} entities)  "
@@ -199,14 +226,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{reuse.reused} files kept their digest, {incr.coverage.files_hashed} hashed "
               f"({incr.coverage.bytes_hashed / 1e6:.0f} MB); wall "
               f"{100 * incr_wall / full_wall:.0f}% of the full scan's")
-        print(f"files whose digest changed: {len(changed_paths)}; the {len(expected)} changed "
-              f"files all among them: {expected <= changed_paths} (more: hard links)")
-        if args.verify:
-            check, _ = timed("full scan of snapshot 2 (verification)",
-                             lambda: scan_snapshot(snap2, policy, args.hash_workers))
-            same = ({p: e.values() for p, e in check.entities.items()}
-                    == {p: e.values() for p, e in incr.entities.items()})
-            print(f"incremental == full scan of snapshot 2: {same}")
+        report_changes(full, incr, chosen, (lambda: scan_snapshot(
+            snap2, policy, args.hash_workers)) if args.verify else None)
     finally:
         server.stop()
         if args.image is not None:

@@ -40,6 +40,7 @@ from scanner.disk.volumes import Volume, discover_volumes, lv_label
 from scanner.errors import CorruptFilesystem, SourceReadError, UnsupportedFilesystem
 from scanner.limits import Limits
 from scanner.sources.base import BlockSource, SliceSource
+from scanner.sources.locators import stored_locator
 
 
 @dataclass(slots=True)
@@ -67,8 +68,10 @@ def disk_prefix(index: int) -> str:
 
 
 def disk_name(source: BlockSource, name: str | None) -> str:
-    """The name a disk is reported by: the caller's, else its path, else its locator."""
-    return name or str(source.locator.get("path", source.locator))
+    """The name a disk is reported by: the caller's, else its path, else its locator (in
+    its stored form: a SAS URL's signature is never reported)."""
+    locator = source.locator
+    return name or str(locator.get("path") or stored_locator(locator))
 
 
 def discover(sources: Sequence[BlockSource], names: Sequence[str], coverage: Coverage,

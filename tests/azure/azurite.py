@@ -32,6 +32,7 @@ ACCOUNT_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K
                "KBHBeksoGMGw==")
 CONTAINER = "disks"
 CHUNK = 4 << 20   # the most one Put Page may write
+SUB = 512 << 10   # the granularity of written pages (an unwritten piece is not uploaded)
 PAGE = 512
 
 
@@ -177,8 +178,17 @@ class AzureBlobs:
 
     @staticmethod
     def _put(blob: Any, offset: int, piece: bytes) -> int:
-        if any(piece):
-            blob.upload_page(piece, offset=offset, length=len(piece))
+        """Write the runs of 512 KiB pieces of ``piece`` that hold data (a disk's unwritten
+        blocks stay unwritten pages, as on a managed disk)."""
+        run_start = -1
+        for at in range(0, len(piece) + SUB, SUB):
+            data = at < len(piece) and any(piece[at:at + SUB])
+            if data and run_start < 0:
+                run_start = at
+            elif not data and run_start >= 0:
+                blob.upload_page(piece[run_start:at], offset=offset + run_start,
+                                 length=min(at, len(piece)) - run_start)
+                run_start = -1
         return offset + len(piece)
 
     def put_block_blob(self, name: str, data: bytes) -> str:

@@ -56,6 +56,7 @@ class Fault:
     bad_md5: bool = False
     body: bytes | None = None
     delay: float = 0.0
+    code_header: bool = True   # False: the error code only in the XML body
 
 
 @dataclass
@@ -208,9 +209,11 @@ class _Handler(BaseHTTPRequestHandler):
         if not head:
             self.wfile.write(body)
 
-    def _error(self, status: int, code: str, message: str, retry_after: int | None = None
-               ) -> None:
-        headers = [("Content-Type", "application/xml"), ("x-ms-error-code", code)]
+    def _error(self, status: int, code: str, message: str, retry_after: int | None = None,
+               code_header: bool = True) -> None:
+        headers = [("Content-Type", "application/xml")]
+        if code_header:
+            headers.append(("x-ms-error-code", code))
         if retry_after is not None:
             headers.append(("Retry-After", str(retry_after)))
         self._send(status, error_xml(code, message), headers, head=self.command == "HEAD")
@@ -251,7 +254,8 @@ class _Handler(BaseHTTPRequestHandler):
         if operation == "read" and state.latency:
             time.sleep(state.latency)
         if fault is not None and fault.status:
-            self._error(fault.status, fault.code, "injected fault", fault.retry_after)
+            self._error(fault.status, fault.code, "injected fault " + "x" * 100_000,
+                        fault.retry_after, fault.code_header)
             return
         if fault is not None and fault.body is not None:
             self._send(200, fault.body, [("Content-Type", "application/xml")])

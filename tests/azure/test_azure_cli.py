@@ -133,3 +133,18 @@ def test_a_url_that_is_no_blob_is_one_line(blobs: AzureBlobs, tmp_path: Path) ->
     assert proc.stderr.strip().splitlines() == [
         "snapfim: error: https://127.0.0.1:9/only-a-host: expected "
         "https://ACCOUNT.blob.../CONTAINER/BLOB?SAS (a SAS is only ever sent over https)"]
+
+
+def test_an_expired_parent_sas_is_one_line_without_the_signature(blobs: AzureBlobs,
+                                                                 tmp_path: Path) -> None:
+    lineage = blobs.unique("osdisk")
+    parent, current = blobs.unique("snap"), blobs.unique("snap")
+    blobs.upload_disk(parent, b"\1" * 8192, lineage=lineage)
+    current_url = blobs.upload_disk(current, b"\2" * 8192, lineage=lineage)
+    expired = blobs.sas_url(parent, expiry=timedelta(hours=-1))
+    proc = snapfim(tmp_path / "data", "scan", current_url, "--machine", "vm1", "--parent",
+                   expired, ok=False)
+    assert proc.returncode != 0
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith(f"snapfim: error: comparing {current_url.split('?')[0]} since "
+                           f"{expired.split('?')[0]} (bytes 0-8191): HTTP 403")

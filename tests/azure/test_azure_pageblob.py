@@ -4,6 +4,7 @@ the managed-disk page-range diff in windows, and the SAS signature kept out of e
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import timedelta
 
@@ -264,6 +265,14 @@ def test_hostile_page_lists_are_refused(blobs: AzureBlobs, body: bytes, error: s
     assert "sig=" not in str(refused.value)
 
 
+def test_the_error_code_is_read_from_a_bounded_body_too(blobs: AzureBlobs) -> None:
+    old_url, new_url, _, _ = _two_snapshots(blobs, 64 * 1024)
+    blobs.inject(Fault("diff", status=409, code="PreviousSnapshotOperationNotSupported",
+                       code_header=False))
+    with pytest.raises(LineageError, match="HTTP 409 PreviousSnapshotOperationNotSupported$"):
+        page_range_diff(old_url, new_url)
+
+
 def test_a_throttled_diff_is_retried(blobs: AzureBlobs) -> None:
     old_url, new_url, old, new = _two_snapshots(blobs, 64 * 1024)
     blobs.inject(Fault("diff", count=2, status=503))
@@ -298,3 +307,40 @@ def test_ranges_outside_the_window_are_clipped_and_duplicates_bounded(
     blobs.inject(Fault("diff", body=page_list_xml([("PageRange", 0, 511)] * 200)))
     with pytest.raises(SourceError, match="more ranges than the window has pages"):
         page_range_diff(old_url, new_url, window=32 * 1024)
+
+
+def test_blocks_never_written_read_as_zeros_without_a_request(blobs: AzureBlobs) -> None:
+    chunk = 4 << 20
+    disk = bytearray(3 * chunk)
+    disk[10:20] = b"x" * 10               # piece 0 written
+    disk[2 * chunk + 5:2 * chunk + 6] = b"y"  # piece 2 written; piece 1 never
+    name = blobs.unique()
+    url = blobs.upload_disk(name, bytes(disk))
+    with open_sas_url(url, cache=FAST) as source:
+        before = blobs.state.block_reads.get(blobs.blob_path(name), 0)
+        assert source.read_at(chunk, chunk) == bytes(chunk)       # 8 blocks of zeros
+        assert blobs.state.block_reads.get(blobs.blob_path(name), 0) == before
+        assert source.read_at(2 * chunk, 8) == bytes(disk[2 * chunk:2 * chunk + 8])
+        assert blobs.state.block_reads[blobs.blob_path(name)] > before  # written: read
+        assert source.read_at(0, 32) == bytes(disk[:32])
+    assert [op for op, _ in blobs.state.requests].count("pagelist") == 1
+
+
+def test_a_hostile_page_list_fails_the_open(blobs: AzureBlobs) -> None:
+    url = blobs.upload_disk(blobs.unique(), disk_bytes(8192))
+    blobs.inject(Fault("pagelist", body=page_list_xml([("PageRange", 512, 8191 + 4096)])))
+    with pytest.raises(SourceError, match="page range 512-12287 is not whole pages inside the "
+                                          "blob's 8704 bytes"):
+        open_sas_url(url)
+
+
+def test_the_http_library_debug_log_holds_no_signature(blobs: AzureBlobs,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    url = blobs.upload_disk(blobs.unique(), disk_bytes(BLOCK_SIZE))
+    with caplog.at_level(logging.DEBUG):
+        with open_sas_url(url, cache=FAST) as source:
+            source.read_at(0, 512)
+        page_range_diff(url, url)
+    requests_logged = [r.getMessage() for r in caplog.records if r.name.startswith("urllib3")]
+    assert any('"GET /devstoreaccount1/disks/' in m for m in requests_logged)
+    assert not any("sig=" in m for m in requests_logged)
