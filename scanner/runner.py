@@ -6,6 +6,7 @@ the scan)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,6 +51,8 @@ def run_machine_scan(repo: Repository, sources: Sequence[BlockSource], machine_n
     with repo.transaction() as conn:
         ensure_recommended(conn)
         policy = load_policy(conn)
+    options = replace(options or ScanOptions(),
+                      previous_digests=lambda: repo.file_digests(machine_name, account_id))
     outcome = scan_sources(sources, policy, options, names)
     locator = machine_locator([source.locator for source in sources])
     record = commit_outcome(repo, outcome, machine_name, started, locator, account_id,

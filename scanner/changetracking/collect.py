@@ -1,0 +1,42 @@
+"""Change tracking's part of a scan: the inventory of every system found, read while the hash
+workers run (the one hook in :mod:`scanner.pipeline`), through the systems' own mounts.
+
+A Linux system is inventoried when its root is known (one tree at ``/``); when / could not be
+told (several candidates, none), nothing is collected and the previous inventory is kept as
+it is. Windows installs are read from their hives (:mod:`scanner.changetracking.windows`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from scanner.changetracking.linux import collect_software
+from scanner.changetracking.model import Inventory
+from scanner.coverage import Coverage
+from scanner.disk.walker import Walker
+from scanner.limits import Limits
+from scanner.systems.base import System
+from scanner.systems.linux import LinuxSystem
+
+
+def collect_inventory(systems: Sequence[System], coverage: Coverage,
+                      limits: Limits) -> Inventory | None:
+    """The software, services and daemons of the machine's systems; None when no system
+    could be inventoried (the previous inventory is then kept whole). Unreadable databases
+    go to ``coverage.unreadable`` (the scan is partial), damaged entries to its notes."""
+    inventory: Inventory | None = None
+    for system in systems:
+        if isinstance(system, LinuxSystem):
+            root = next((t for t in system.trees if not t.prefix), None)
+            if root is None:
+                coverage.notes.append("inventory: no root filesystem known; the previous "
+                                      "software and daemons are kept")
+                continue
+            inventory = inventory or Inventory()
+            walker = Walker(root.mounts, blocked=root.blocked, limits=limits)
+            collect_software(walker, inventory)
+            coverage.unreadable.update(walker.result.unreadable)
+    if inventory is not None:
+        coverage.notes.extend(inventory.notes)
+        coverage.unreadable.update(inventory.unreadable_paths)
+    return inventory

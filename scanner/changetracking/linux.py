@@ -1,0 +1,137 @@
+"""The software of a Linux root, from its package databases, read through the scan's mounts:
+dpkg (``/var/lib/dpkg``), RPM as SQLite (``/var/lib/rpm/rpmdb.sqlite``) and apk
+(``/lib/apk/db/installed``). A database that exists but cannot be read whole is an
+unreadable path of the scan (partial; that source's previous state is kept, never
+"removed"); damaged entries inside a readable one are skipped and counted in a note.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+from scanner.changetracking import apk, dpkg, rpm
+from scanner.changetracking.model import (
+    MAX_PACKAGED_FILES,
+    SOFTWARE,
+    Inventory,
+    InventoryEntity,
+    PackagedFile,
+    item_id,
+)
+from scanner.changetracking.reading import Canonical, exists, list_names, read_bounded
+from scanner.disk.walker import Walker
+from scanner.errors import DiskError, InventoryError, SourceReadError
+
+DPKG_DIR = "/var/lib/dpkg"
+DPKG_STATUS = f"{DPKG_DIR}/status"
+RPM_SQLITE = "/var/lib/rpm/rpmdb.sqlite"
+APK_INSTALLED = "/lib/apk/db/installed"
+_READ_ERRORS = (DiskError, SourceReadError, InventoryError)
+
+
+def collect_software(walker: Walker, inventory: Inventory) -> None:
+    """Every package database of the root ``walker`` walks, into ``inventory``."""
+    canonical = Canonical(walker)
+    for source, path, reader in (("dpkg", DPKG_STATUS, _dpkg), ("rpm", RPM_SQLITE, _rpm),
+                                 ("apk", APK_INSTALLED, _apk)):
+        try:
+            if not exists(walker, path):
+                continue
+            inventory.sources.add(source)
+            reader(walker, inventory, canonical)
+        except _READ_ERRORS as exc:
+            inventory.fail(source, str(exc), path)
+
+
+def _own(inventory: Inventory, path: str, record: PackagedFile) -> None:
+    """Record what the database says of one file (bounded; the first owner wins)."""
+    if len(inventory.files) >= MAX_PACKAGED_FILES:
+        raise InventoryError(f"more than {MAX_PACKAGED_FILES} packaged files: the bound")
+    inventory.files.setdefault(path, record)
+
+
+def _dpkg(walker: Walker, inventory: Inventory, canonical: Callable[[str], str]) -> None:
+    data = read_bounded(walker, DPKG_STATUS, dpkg.MAX_STATUS_BYTES)
+    if data is None:
+        raise InventoryError("status is not a regular file")
+    packages, skipped = dpkg.parse_status(data)
+    info = set(list_names(walker, f"{DPKG_DIR}/info") or ())
+    damaged = 0
+    for package in packages:
+        item = InventoryEntity(item_id("dpkg", package.name, package.architecture), SOFTWARE,
+                               package.name, "dpkg", package.version, package.architecture,
+                               policies=("dpkg",))
+        name = next((n for n in (f"{package.name}:{package.architecture}.md5sums",
+                                 f"{package.name}.md5sums") if n in info), None)
+        digest = hashlib.sha256()
+        sums: dict[str, str] = {}
+        if name is not None:
+            raw = read_bounded(walker, f"{DPKG_DIR}/info/{name}", dpkg.MAX_MD5SUMS_BYTES) or b""
+            digest.update(raw)
+            sums, bad = dpkg.parse_md5sums(raw)
+            damaged += bad
+        for path, md5 in sorted(package.conffiles.items()):
+            digest.update(f"\0{path} {md5}".encode("utf-8", "surrogateescape"))
+        item.digest = digest.hexdigest()
+        inventory.add(item)
+        for path, md5 in sums.items():
+            _own(inventory, canonical(path), PackagedFile(
+                item.path, package.name, package.version, md5, "md5"))
+        for path, md5 in package.conffiles.items():  # conffiles are not in md5sums
+            _own(inventory, canonical(path), PackagedFile(
+                item.path, package.name, package.version, md5 or None, "md5", config=True))
+    _note(inventory, "dpkg", skipped, damaged)
+
+
+def _rpm(walker: Walker, inventory: Inventory, canonical: Callable[[str], str]) -> None:
+    data = read_bounded(walker, RPM_SQLITE, rpm.MAX_RPMDB_BYTES)
+    if data is None:
+        raise InventoryError("rpmdb.sqlite is not a regular file")
+    packages, skipped = rpm.read_sqlite_rpmdb(data)
+    for package in packages:
+        item = InventoryEntity(item_id("rpm", package.name, package.architecture), SOFTWARE,
+                               package.name, "rpm", package.version, package.architecture,
+                               detail={"vendor": package.vendor} if package.vendor else {},
+                               policies=("rpm",))
+        digest = hashlib.sha256(package.algorithm.encode())
+        for path, (file_digest, _config) in sorted(package.files.items()):
+            digest.update(f"\0{path} {file_digest}".encode("utf-8", "surrogateescape"))
+        item.digest = digest.hexdigest()
+        inventory.add(item)
+        for path, (file_digest, config) in package.files.items():
+            if file_digest:  # directories, links and ghosts have none
+                _own(inventory, canonical(path), PackagedFile(
+                    item.path, package.name, package.version, file_digest, package.algorithm,
+                    config))
+    _note(inventory, "rpm", skipped, 0)
+
+
+def _apk(walker: Walker, inventory: Inventory, canonical: Callable[[str], str]) -> None:
+    data = read_bounded(walker, APK_INSTALLED, apk.MAX_INSTALLED_BYTES)
+    if data is None:
+        raise InventoryError("installed is not a regular file")
+    packages, skipped = apk.parse_installed(data)
+    for package in packages:
+        item = InventoryEntity(item_id("apk", package.name, package.architecture), SOFTWARE,
+                               package.name, "apk", package.version, package.architecture,
+                               detail={"origin": package.origin} if package.origin else {},
+                               policies=("apk",))
+        digest = hashlib.sha256()
+        for path, sha1 in sorted(package.files.items()):
+            digest.update(f"\0{path} {sha1 or ''}".encode("utf-8", "surrogateescape"))
+        item.digest = digest.hexdigest()
+        inventory.add(item)
+        for path, sha1 in package.files.items():
+            if sha1:
+                _own(inventory, canonical(path), PackagedFile(
+                    item.path, package.name, package.version, sha1, "sha1",
+                    path.startswith("/etc/")))
+    _note(inventory, "apk", skipped, 0)
+
+
+def _note(inventory: Inventory, source: str, skipped: int, damaged: int) -> None:
+    if skipped:
+        inventory.notes.append(f"{source}: {skipped} damaged package entries skipped")
+    if damaged:
+        inventory.notes.append(f"{source}: {damaged} damaged file digest lines skipped")

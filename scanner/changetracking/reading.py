@@ -1,0 +1,70 @@
+"""Reading a database file or a directory listing through the scan's own mounts (the same
+filesystem handles as the walk; no second pass over the disk), each read bounded."""
+
+from __future__ import annotations
+
+import posixpath
+
+from scanner.disk.nodes import FileKind
+from scanner.disk.walker import Walker
+from scanner.errors import DiskError, InventoryError, SourceReadError
+
+MAX_DIR_NAMES = 200_000
+
+
+def read_bounded(walker: Walker, path: str, max_bytes: int) -> bytes | None:
+    """The content of the regular file at ``path`` (symlinks followed), None when there is
+    none. Raises :class:`InventoryError` past ``max_bytes``, DiskError / SourceReadError
+    when it cannot be read."""
+    found = walker.resolve(path, follow_last=True)
+    if found is None or found[1].kind is not FileKind.FILE:
+        return None
+    node, mount = found[1], found[2]
+    if node.size > max_bytes:
+        raise InventoryError(f"{path}: {node.size} bytes, larger than {max_bytes}, the bound")
+    return b"".join(mount.fs.iter_content(node))
+
+
+def exists(walker: Walker, path: str) -> bool:
+    """Whether anything is at ``path`` (symlinks followed)."""
+    return walker.resolve(path, follow_last=True) is not None
+
+
+def list_names(walker: Walker, path: str) -> list[str] | None:
+    """The names in the directory at ``path`` (None when it is none), at most
+    :data:`MAX_DIR_NAMES`. Raises :class:`InventoryError` past that bound."""
+    found = walker.resolve(path, follow_last=True)
+    if found is None or found[1].kind is not FileKind.DIRECTORY:
+        return None
+    names = []
+    for child in found[2].fs.children(found[1]):
+        names.append(child.name)
+        if len(names) > MAX_DIR_NAMES:
+            raise InventoryError(f"{path}: more than {MAX_DIR_NAMES} names, the bound")
+    return names
+
+
+class Canonical:
+    """Package databases name files by the path they were installed under (``/bin/ls``); the
+    walk names them by their resolved path (``/usr/bin/ls`` on merged-/usr systems). Each
+    directory is resolved once, at most ``limit`` of them (beyond: kept as named)."""
+
+    def __init__(self, walker: Walker, limit: int = 100_000) -> None:
+        self._walker = walker
+        self._dirs: dict[str, str] = {}
+        self._limit = limit
+
+    def __call__(self, path: str) -> str:
+        directory, name = posixpath.split(path)
+        resolved = self._dirs.get(directory)
+        if resolved is None:
+            resolved = directory
+            if len(self._dirs) < self._limit:
+                try:
+                    found = self._walker.resolve(directory, follow_last=True)
+                except (DiskError, SourceReadError):  # unreadable: the name as given
+                    found = None
+                if found is not None:
+                    resolved = found[0]
+                self._dirs[directory] = resolved
+        return posixpath.join(resolved, name)

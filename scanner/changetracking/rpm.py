@@ -1,0 +1,183 @@
+"""The RPM database as SQLite (``/var/lib/rpm/rpmdb.sqlite``: RHEL 9, Fedora, Amazon Linux
+2023) and the RPM header format its ``Packages`` table stores, one blob per package.
+
+The database is opened by Python's own SQLite (``sqlite3``, from memory: ``deserialize``),
+read-only, with untrusted-schema mode, cell checks and an instruction budget (a hostile file
+cannot make a query run for ever). No maintained pure-Python parser of the header format
+exists (rpm's Python bindings need the whole rpm library and a database directory of their
+own), and the format is small and documented (rpm's ``header.c`` / the LSB spec): an index
+count and a data length (big-endian 32-bit), the index entries (tag, type, offset, count:
+16 bytes each), then the data. :func:`parse_header` checks every offset and count against the
+data before reading it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from scanner.changetracking.model import MAX_ITEMS_PER_SOURCE, MAX_PACKAGED_FILES, clip
+from scanner.errors import InventoryError
+
+MAX_RPMDB_BYTES = 1 << 30
+MAX_HEADER_TAGS = 0xFFFF          # rpm's own bounds (header.c: HEADER_TAGS_MAX, _DATA_MAX)
+MAX_HEADER_DATA = 0x0FFFFFFF
+MAX_SQL_STEPS = 200_000_000       # SQLite virtual machine instructions for the whole read
+_MAGIC = b"\x8e\xad\xe8\x01\x00\x00\x00\x00"
+_ENTRY = struct.Struct(">iIiI")
+# tags
+NAME, VERSION, RELEASE, EPOCH, ARCH, VENDOR = 1000, 1001, 1002, 1003, 1022, 1011
+FILEDIGESTS, FILEFLAGS, DIRINDEXES, BASENAMES, DIRNAMES = 1035, 1037, 1116, 1117, 1118
+FILEDIGESTALGO = 5011
+_WANTED = {NAME, VERSION, RELEASE, EPOCH, ARCH, VENDOR, FILEDIGESTS, FILEFLAGS, DIRINDEXES,
+           BASENAMES, DIRNAMES, FILEDIGESTALGO}
+# types
+_INT32, _STRING, _STRING_ARRAY, _I18NSTRING = 4, 6, 8, 9
+_ALGORITHMS = {1: "md5", 2: "sha1", 8: "sha256", 9: "sha384", 10: "sha512", 11: "sha224"}
+RPMFILE_CONFIG = 1
+
+
+@dataclass(slots=True)
+class RpmPackage:
+    """One package of the database: name, EVR, architecture, vendor, and its files with the
+    digest the database records (hex, empty for directories and links) and their flags."""
+
+    name: str
+    version: str | None
+    architecture: str | None
+    vendor: str | None = None
+    algorithm: str = "md5"
+    files: dict[str, tuple[str, bool]] = field(default_factory=dict)  # path -> (digest, config)
+
+
+def _strings(data: bytes, offset: int, count: int, end: int) -> list[str]:
+    out = []
+    for _ in range(count):
+        stop = data.find(b"\0", offset, end)
+        if stop < 0:
+            raise InventoryError("header string runs past the data")
+        out.append(data[offset:stop].decode("utf-8", "surrogateescape"))
+        offset = stop + 1
+    return out
+
+
+def parse_header(blob: bytes) -> dict[int, Any]:
+    """The wanted tags of one header blob: strings, lists of strings or lists of ints.
+    Raises :class:`InventoryError` on any inconsistency (never reads past the blob)."""
+    if blob[:8] == _MAGIC:
+        blob = blob[8:]
+    if len(blob) < 8:
+        raise InventoryError("header shorter than its intro")
+    il, dl = struct.unpack_from(">II", blob)
+    if il > MAX_HEADER_TAGS or dl > MAX_HEADER_DATA:
+        raise InventoryError(f"header of {il} tags, {dl} data bytes: beyond rpm's bounds")
+    start = 8 + il * 16
+    end = start + dl
+    if end > len(blob):
+        raise InventoryError("header data runs past the blob")
+    out: dict[int, Any] = {}
+    for i in range(il):
+        tag, kind, offset, count = _ENTRY.unpack_from(blob, 8 + i * 16)
+        if tag not in _WANTED:
+            continue
+        if offset < 0 or offset > dl or count > dl + 1:
+            raise InventoryError(f"tag {tag}: offset {offset}, count {count} outside the data")
+        at = start + offset
+        if kind == _INT32:
+            if at + 4 * count > end:
+                raise InventoryError(f"tag {tag}: integers run past the data")
+            out[tag] = list(struct.unpack_from(f">{count}i", blob, at))
+        elif kind in (_STRING, _I18NSTRING):
+            out[tag] = _strings(blob, at, 1, end)[0]
+        elif kind == _STRING_ARRAY:
+            out[tag] = _strings(blob, at, count, end)
+    return out
+
+
+def package_of(tags: dict[int, Any]) -> RpmPackage:
+    """The package a parsed header describes. Raises :class:`InventoryError` when its file
+    lists do not fit together."""
+    name = tags.get(NAME)
+    if not isinstance(name, str) or not name:
+        raise InventoryError("header without a name")
+    version, release = tags.get(VERSION), tags.get(RELEASE)
+    epoch = tags.get(EPOCH)
+    evr = None
+    if isinstance(version, str):
+        evr = version + (f"-{release}" if isinstance(release, str) else "")
+        if isinstance(epoch, list) and epoch and epoch[0]:
+            evr = f"{epoch[0]}:{evr}"
+    arch = tags.get(ARCH)
+    algo = tags.get(FILEDIGESTALGO)
+    package = RpmPackage(clip(name), clip(evr) if evr else None,
+                         clip(arch) if isinstance(arch, str) else None,
+                         clip(tags[VENDOR]) if isinstance(tags.get(VENDOR), str) else None,
+                         _ALGORITHMS.get(algo[0], "unknown") if isinstance(algo, list) and algo
+                         else "md5")
+    basenames, dirnames, indexes = tags.get(BASENAMES), tags.get(DIRNAMES), tags.get(DIRINDEXES)
+    if basenames is None:
+        return package
+    if not (isinstance(basenames, list) and isinstance(dirnames, list)
+            and isinstance(indexes, list) and len(indexes) == len(basenames)):
+        raise InventoryError(f"{name}: file lists of different lengths")
+    digests = tags.get(FILEDIGESTS) or [""] * len(basenames)
+    flags = tags.get(FILEFLAGS) or [0] * len(basenames)
+    if len(digests) != len(basenames) or len(flags) != len(basenames):
+        raise InventoryError(f"{name}: file digests do not match its file list")
+    for base, index, digest, flag in zip(basenames, indexes, digests, flags, strict=True):
+        if not 0 <= index < len(dirnames):
+            raise InventoryError(f"{name}: a file names directory {index} of {len(dirnames)}")
+        package.files[dirnames[index] + base] = (digest.lower(), bool(flag & RPMFILE_CONFIG))
+    return package
+
+
+def read_sqlite_rpmdb(data: bytes) -> tuple[list[RpmPackage], int]:
+    """The packages of an ``rpmdb.sqlite`` file's bytes and the number of headers skipped as
+    damaged. Raises :class:`InventoryError` when it is no SQLite database, lacks the
+    ``Packages`` table, is past a bound, or a query runs past its budget."""
+    if len(data) > MAX_RPMDB_BYTES:
+        raise InventoryError(f"rpmdb of {len(data)} bytes: larger than {MAX_RPMDB_BYTES}")
+    conn = sqlite3.connect(":memory:")
+    try:
+        steps = 0
+
+        def budget() -> int:
+            nonlocal steps
+            steps += 100_000
+            return 1 if steps > MAX_SQL_STEPS else 0
+
+        conn.set_progress_handler(budget, 100_000)
+        try:
+            conn.deserialize(data)
+            conn.execute("PRAGMA trusted_schema=OFF")
+            conn.execute("PRAGMA cell_size_check=ON")
+            conn.execute("PRAGMA query_only=ON")
+            rows = conn.execute("SELECT hnum, blob FROM Packages ORDER BY hnum")
+            return _packages(rows)
+        except sqlite3.Error as exc:
+            raise InventoryError(f"rpmdb.sqlite: {exc}") from exc
+    finally:
+        conn.close()
+
+
+def _packages(rows: Any) -> tuple[list[RpmPackage], int]:
+    packages: list[RpmPackage] = []
+    skipped = files = 0
+    for _hnum, blob in rows:
+        if len(packages) >= MAX_ITEMS_PER_SOURCE:
+            raise InventoryError(f"more than {MAX_ITEMS_PER_SOURCE} packages: the bound")
+        if not isinstance(blob, bytes):
+            skipped += 1
+            continue
+        try:
+            package = package_of(parse_header(blob))
+        except InventoryError:
+            skipped += 1
+            continue
+        files += len(package.files)
+        if files > MAX_PACKAGED_FILES:
+            raise InventoryError(f"more than {MAX_PACKAGED_FILES} files: the bound")
+        packages.append(package)
+    return packages, skipped

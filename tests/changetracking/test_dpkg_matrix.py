@@ -1,0 +1,48 @@
+"""The Debian mutation matrix: a real dpkg database (packages built with dpkg-deb, installed,
+upgraded and purged by dpkg --root) in a real ext4 image, scanned twice; exact events,
+software and files, with their package verdicts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from scanner.storage.repository import ScanRecord
+from tests.changetracking.debian import GREET, TROJAN, base_machine, patch_night
+
+EXPECTED = [
+    ("file", "modified", "/usr/bin/greet", ("sha256",), "greet 1.0", "differs-from-package"),
+    ("file", "modified", "/usr/bin/hello", ("sha256",), "hello 1.1-1", "matches-package"),
+    ("file", "removed", "/usr/bin/legacy", (), None, "matches-package"),
+    ("file", "added", "/usr/bin/newtool", (), "newpkg 0.1", "matches-package"),
+    ("file", "added", "/usr/local/bin", (), None, None),
+    ("file", "added", "/usr/local/bin/backdoor", (), None, "not-packaged"),
+    ("software", "upgraded", "dpkg\\hello:amd64", ("version", "digest"), None, None),
+    ("software", "removed", "dpkg\\legacy:all", (), None, None),
+    ("software", "installed", "dpkg\\newpkg:amd64", (), None, None),
+]
+
+
+def events(record: ScanRecord) -> list[tuple[Any, ...]]:
+    """(entity type, category, path, fields, package, verdict) of each event."""
+    return [(e.entity_type, e.category, e.path, e.fields_changed, e.package, e.verdict)
+            for e in record.events]
+
+
+def test_upgrade_trojan_new_binary_and_purge(
+        tmp_path: Path, scan: Callable[[Path], ScanRecord]) -> None:
+    assert len(TROJAN) == len(GREET)
+    root, image = base_machine(tmp_path)
+    baseline = scan(image)
+    assert baseline.baseline and baseline.events == []
+    record = scan(patch_night(tmp_path, root, image))
+
+    assert events(record) == EXPECTED
+    upgraded = next(e for e in record.events if e.category == "upgraded")
+    assert upgraded.previous is not None and upgraded.current is not None
+    assert (upgraded.previous["version"], upgraded.current["version"]) == ("1.0-1", "1.1-1")
+    assert (upgraded.current["name"], upgraded.current["architecture"],
+            upgraded.current["source"]) == ("hello", "amd64", "dpkg")
+    removed = next(e for e in record.events if e.path == "dpkg\\legacy:all")
+    assert removed.previous is not None and removed.previous["version"] == "3.0"
