@@ -88,7 +88,8 @@ def _rpm(walker: Walker, inventory: Inventory, canonical: Callable[[str], str]) 
     data = read_bounded(walker, RPM_SQLITE, rpm.MAX_RPMDB_BYTES)
     if data is None:
         raise InventoryError("rpmdb.sqlite is not a regular file")
-    packages, skipped = rpm.read_sqlite_rpmdb(data)
+    wal = read_bounded(walker, RPM_SQLITE + "-wal", rpm.MAX_RPMDB_BYTES)  # not checkpointed
+    packages, skipped = rpm.read_sqlite_rpmdb(data, wal)
     for package in packages:
         item = InventoryEntity(item_id("rpm", package.name, package.architecture), SOFTWARE,
                                package.name, "rpm", package.version, package.architecture,

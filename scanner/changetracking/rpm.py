@@ -13,8 +13,10 @@ data before reading it.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import struct
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,13 +135,27 @@ def package_of(tags: dict[int, Any]) -> RpmPackage:
     return package
 
 
-def read_sqlite_rpmdb(data: bytes) -> tuple[list[RpmPackage], int]:
-    """The packages of an ``rpmdb.sqlite`` file's bytes and the number of headers skipped as
-    damaged. Raises :class:`InventoryError` when it is no SQLite database, lacks the
-    ``Packages`` table, is past a bound, or a query runs past its budget."""
-    if len(data) > MAX_RPMDB_BYTES:
+def read_sqlite_rpmdb(data: bytes, wal: bytes | None = None) -> tuple[list[RpmPackage], int]:
+    """The packages of an ``rpmdb.sqlite`` file's bytes (with its ``-wal`` file's, when the
+    snapshot holds one not yet checkpointed) and the number of headers skipped as damaged.
+    Raises :class:`InventoryError` when it is no SQLite database, lacks the ``Packages``
+    table, is past a bound, or a query runs past its budget."""
+    if len(data) + len(wal or b"") > MAX_RPMDB_BYTES:
         raise InventoryError(f"rpmdb of {len(data)} bytes: larger than {MAX_RPMDB_BYTES}")
-    conn = sqlite3.connect(":memory:")
+    if wal:  # the WAL is applied by SQLite itself, from a private copy of both files
+        with tempfile.TemporaryDirectory(prefix="snapfim-rpmdb-") as tmp:
+            path = os.path.join(tmp, "rpmdb.sqlite")
+            with open(path, "wb") as fh:
+                fh.write(data)
+            with open(path + "-wal", "wb") as fh:
+                fh.write(wal)
+            return _query(sqlite3.connect(path), None)
+    if data[18:20] == b"\x02\x02":  # WAL mode: read the file as a rollback-journal database
+        data = data[:18] + b"\x01\x01" + data[20:]
+    return _query(sqlite3.connect(":memory:"), data)
+
+
+def _query(conn: sqlite3.Connection, data: bytes | None) -> tuple[list[RpmPackage], int]:
     try:
         steps = 0
 
@@ -150,10 +166,10 @@ def read_sqlite_rpmdb(data: bytes) -> tuple[list[RpmPackage], int]:
 
         conn.set_progress_handler(budget, 100_000)
         try:
-            conn.deserialize(data)
+            if data is not None:
+                conn.deserialize(data)
             conn.execute("PRAGMA trusted_schema=OFF")
             conn.execute("PRAGMA cell_size_check=ON")
-            conn.execute("PRAGMA query_only=ON")
             rows = conn.execute("SELECT hnum, blob FROM Packages ORDER BY hnum")
             return _packages(rows)
         except sqlite3.Error as exc:

@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 
 from tests.imaging.ext4 import debugfs, overwrite_in_place
-from tests.imaging.tools import run
+from tests.imaging.tools import ImagingError, run
 
 
 def build_deb(workdir: Path, name: str, version: str, files: dict[str, bytes], *,
@@ -78,15 +78,17 @@ def sync_image(image: Path, before: dict[str, bytes], root: Path, workdir: Path,
     unlinked. Only regular files change (no new symlinks)."""
     after = snapshot(root)
     commands = [f"set_current_time @{when}"]
-    in_place = []
     made: set[str] = set()
     for n, (path, data) in enumerate(sorted(after.items())):
         old = before.get(path)
         if old == data:
             continue
         if old is not None and len(old) == len(data):
-            in_place.append((path, data))
-            continue
+            try:
+                overwrite_in_place(image, path, data)
+                continue
+            except ImagingError:  # a sparse file: written anew
+                pass
         host = workdir / f"sync-{n}"
         host.write_bytes(data)
         if old is not None:
@@ -105,8 +107,6 @@ def sync_image(image: Path, before: dict[str, bytes], root: Path, workdir: Path,
         commands.append(f'sif "{path}" mode 0{0o100000 | mode:o}')
     commands += [f'rm "{p}"' for p in sorted(set(before) - set(after))]
     debugfs(image, *commands)
-    for path, data in in_place:
-        overwrite_in_place(image, path, data)
 
 
 def have_rpm() -> bool:
@@ -116,3 +116,36 @@ def have_rpm() -> bool:
     except (OSError, subprocess.CalledProcessError):
         return False
     return True
+
+
+def build_rpm(workdir: Path, name: str, version: str, release: str,
+              files: dict[str, bytes], *, config: tuple[str, ...] = ()) -> Path:
+    """An ``.rpm`` of ``files`` built by rpmbuild (x86_64; ``config``: ``%config`` files)."""
+    top = workdir / f"rpmbuild-{name}-{version}-{release}"
+    (top / "SPECS").mkdir(parents=True)
+    payload = top / "payload"
+    install = []
+    for n, (path, data) in enumerate(sorted(files.items())):
+        (payload).mkdir(exist_ok=True)
+        (payload / str(n)).write_bytes(data)
+        install.append(f"mkdir -p %{{buildroot}}{os.path.dirname(path)}\n"
+                       f"cp {payload / str(n)} %{{buildroot}}{path}\n")
+    listed = "".join(f"%config {p}\n" if p in config else f"{p}\n" for p in sorted(files))
+    spec = top / "SPECS" / f"{name}.spec"
+    spec.write_text(
+        f"Name: {name}\nVersion: {version}\nRelease: {release}\nSummary: test\n"
+        f"License: MIT\nBuildArch: x86_64\n%description\n{name} for tests\n"
+        f"%install\n{''.join(install)}%files\n{listed}")
+    run("rpmbuild", "--quiet", "--define", f"_topdir {top}", "--define",
+        "_build_id_links none", "--define", "__os_install_post %{nil}", "-bb", spec)
+    return top / "RPMS" / "x86_64" / f"{name}-{version}-{release}.x86_64.rpm"
+
+
+def rpm(root: Path, *args: str | os.PathLike[str]) -> None:
+    """Run rpm on the tree at ``root`` with its database in SQLite at
+    ``root/var/lib/rpm`` (created on first use): files installed for real, no scripts."""
+    base = ("rpm", "--root", str(root), "--define", "_db_backend sqlite", "--dbpath",
+            "/var/lib/rpm")
+    if not (root / "var/lib/rpm/rpmdb.sqlite").exists():
+        run(*base, "--initdb")
+    run(*base, "--nodeps", "--noscripts", "--ignorearch", "--ignoreos", *args)
