@@ -52,6 +52,8 @@ def parse_status(data: bytes) -> tuple[list[DpkgPackage], int]:
     if len(data) > MAX_STATUS_BYTES:
         raise InventoryError(f"status file of {len(data)} bytes: larger than "
                              f"{MAX_STATUS_BYTES}, the bound")
+    if b"\0" in data:
+        raise InventoryError("status file holds binary data (NUL bytes): not a status file")
     packages: list[DpkgPackage] = []
     skipped = 0
     fields: dict[str, str] = {}
@@ -95,6 +97,8 @@ def parse_status(data: bytes) -> tuple[list[DpkgPackage], int]:
         if last not in fields:
             fields[last] = value.strip()
     finish()
+    if skipped and not packages:
+        raise InventoryError(f"none of its {skipped} entries is a valid package")
     return packages, skipped
 
 

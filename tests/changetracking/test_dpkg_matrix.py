@@ -8,8 +8,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from scanner.storage.repository import ScanRecord
-from tests.changetracking.debian import GREET, TROJAN, base_machine, patch_night
+from scanner.changetracking.query import inventory_rows
+from scanner.storage.repository import Repository, ScanRecord
+from tests.changetracking.debian import (
+    GREET,
+    NEW_TIME,
+    TROJAN,
+    base_machine,
+    patch_night,
+)
+from tests.conftest import MACHINE
+from tests.imaging.packages import snapshot, sync_image
+from tests.imaging.tools import copy_image
 
 EXPECTED = [
     ("file", "modified", "/usr/bin/greet", ("sha256",), "greet 1.0", "differs-from-package"),
@@ -46,3 +56,29 @@ def test_upgrade_trojan_new_binary_and_purge(
             upgraded.current["source"]) == ("hello", "amd64", "dpkg")
     removed = next(e for e in record.events if e.path == "dpkg\\legacy:all")
     assert removed.previous is not None and removed.previous["version"] == "3.0"
+
+
+def test_a_damaged_status_file_keeps_the_software_and_makes_the_scan_partial(
+        tmp_path: Path, scan: Callable[[Path], ScanRecord], repo: Repository) -> None:
+    root, image = base_machine(tmp_path)
+    scan(image)
+    before = snapshot(root)
+    status = root / "var/lib/dpkg/status"
+    good = status.read_bytes()
+    status.write_bytes(b"\0" * len(good))
+    damaged = copy_image(image, tmp_path / "damaged.img")
+    sync_image(damaged, before, root, tmp_path, NEW_TIME)
+    record = scan(damaged)
+    assert record.status == "partial"
+    assert record.events == []  # no package "removed": its database is unreadable
+    coverage = repo.scan_row(record.id)["coverage"]
+    assert coverage["unreadable"] == {"/var/lib/dpkg/status": (
+        "status file holds binary data (NUL bytes): not a status file")}
+    assert ("dpkg: status file holds binary data (NUL bytes): not a status file: its "
+            "previous state is kept") in coverage["notes"]
+    with repo.transaction() as conn:
+        kept = inventory_rows(conn, MACHINE, "software")
+    assert [(r["name"], r["version"]) for r in kept] == [
+        ("greet", "1.0"), ("hello", "1.0-1"), ("legacy", "3.0")]
+    status.write_bytes(good)
+    assert scan(image).events == []  # read again: nothing changed
