@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from scanner.changetracking.daemons import collect_daemons
 from scanner.changetracking.linux import collect_software
 from scanner.changetracking.model import Inventory
 from scanner.coverage import Coverage
@@ -35,6 +36,7 @@ def collect_inventory(systems: Sequence[System], coverage: Coverage,
             inventory = inventory or Inventory()
             walker = Walker(root.mounts, blocked=root.blocked, limits=limits)
             collect_software(walker, inventory)
+            collect_daemons(walker, inventory)
             coverage.unreadable.update(walker.result.unreadable)
     if inventory is not None:
         coverage.notes.extend(inventory.notes)

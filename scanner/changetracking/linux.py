@@ -19,7 +19,13 @@ from scanner.changetracking.model import (
     PackagedFile,
     item_id,
 )
-from scanner.changetracking.reading import Canonical, exists, list_names, read_bounded
+from scanner.changetracking.reading import (
+    Canonical,
+    ReadBudget,
+    exists,
+    list_names,
+    read_bounded,
+)
 from scanner.disk.walker import Walker
 from scanner.errors import DiskError, InventoryError, SourceReadError
 
@@ -57,6 +63,7 @@ def _dpkg(walker: Walker, inventory: Inventory, canonical: Callable[[str], str])
         raise InventoryError("status is not a regular file")
     packages, skipped = dpkg.parse_status(data)
     info = set(list_names(walker, f"{DPKG_DIR}/info") or ())
+    budget = ReadBudget("dpkg")
     damaged = 0
     for package in packages:
         item = InventoryEntity(item_id("dpkg", package.name, package.architecture), SOFTWARE,
@@ -67,7 +74,8 @@ def _dpkg(walker: Walker, inventory: Inventory, canonical: Callable[[str], str])
         digest = hashlib.sha256()
         sums: dict[str, str] = {}
         if name is not None:
-            raw = read_bounded(walker, f"{DPKG_DIR}/info/{name}", dpkg.MAX_MD5SUMS_BYTES) or b""
+            raw = read_bounded(walker, f"{DPKG_DIR}/info/{name}", dpkg.MAX_MD5SUMS_BYTES,
+                               budget) or b""
             digest.update(raw)
             sums, bad = dpkg.parse_md5sums(raw)
             damaged += bad

@@ -5,23 +5,44 @@ from __future__ import annotations
 
 import posixpath
 
-from scanner.disk.nodes import FileKind
+from scanner.disk.nodes import FileKind, Filesystem, Node
 from scanner.disk.walker import Walker
 from scanner.errors import DiskError, InventoryError, SourceReadError
 
 MAX_DIR_NAMES = 200_000
+MAX_SOURCE_BYTES = 1 << 30  # all the files one source reads (a database, unit files...)
 
 
-def read_bounded(walker: Walker, path: str, max_bytes: int) -> bytes | None:
+class ReadBudget:
+    """The bytes one source may still read: many small files add up too (200,000 unit
+    files of 1 MiB each would be 200 GB)."""
+
+    def __init__(self, source: str, total: int = MAX_SOURCE_BYTES) -> None:
+        self.source = source
+        self.left = total
+        self.total = total
+
+    def take(self, size: int) -> None:
+        """Count ``size`` bytes; raise :class:`InventoryError` past the total."""
+        self.left -= size
+        if self.left < 0:
+            raise InventoryError(f"its files add up to more than {self.total} bytes, the "
+                                 "bound")
+
+
+def read_bounded(walker: Walker, path: str, max_bytes: int,
+                 budget: ReadBudget | None = None) -> bytes | None:
     """The content of the regular file at ``path`` (symlinks followed), None when there is
-    none. Raises :class:`InventoryError` past ``max_bytes``, DiskError / SourceReadError
-    when it cannot be read."""
+    none. Raises :class:`InventoryError` past ``max_bytes`` (or past what ``budget`` has
+    left), DiskError / SourceReadError when it cannot be read."""
     found = walker.resolve(path, follow_last=True)
     if found is None or found[1].kind is not FileKind.FILE:
         return None
     node, mount = found[1], found[2]
     if node.size > max_bytes:
         raise InventoryError(f"{path}: {node.size} bytes, larger than {max_bytes}, the bound")
+    if budget is not None:
+        budget.take(node.size)
     return b"".join(mount.fs.iter_content(node))
 
 
@@ -33,15 +54,23 @@ def exists(walker: Walker, path: str) -> bool:
 def list_names(walker: Walker, path: str) -> list[str] | None:
     """The names in the directory at ``path`` (None when it is none), at most
     :data:`MAX_DIR_NAMES`. Raises :class:`InventoryError` past that bound."""
+    listed = list_nodes(walker, path)
+    return None if listed is None else [node.name for node in listed[0]]
+
+
+def list_nodes(walker: Walker, path: str) -> tuple[list[Node], Filesystem] | None:
+    """The entries of the directory at ``path`` and the filesystem holding them (None when
+    it is none), at most :data:`MAX_DIR_NAMES`. Raises :class:`InventoryError` past that
+    bound."""
     found = walker.resolve(path, follow_last=True)
     if found is None or found[1].kind is not FileKind.DIRECTORY:
         return None
-    names = []
+    nodes = []
     for child in found[2].fs.children(found[1]):
-        names.append(child.name)
-        if len(names) > MAX_DIR_NAMES:
+        nodes.append(child)
+        if len(nodes) > MAX_DIR_NAMES:
             raise InventoryError(f"{path}: more than {MAX_DIR_NAMES} names, the bound")
-    return names
+    return nodes, found[2].fs
 
 
 class Canonical:
