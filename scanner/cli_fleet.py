@@ -232,9 +232,10 @@ def summary(
     say("by type: " + ", ".join(f"{k} {v}" for k, v in result["by_type"].items()))
     say("by category: " + ", ".join(f"{k} {v}" for k, v in result["by_category"].items()))
     say(f"explained by a package: {verdicts['explained']}, unexplained: "
-        f"{verdicts['unexplained']} (" + ", ".join(
-            f"{k} {v}" for k, v in verdicts.items() if k not in ("explained", "unexplained"))
-        + ")")
+        f"{verdicts['unexplained']}")
+    say(f"package verdicts: matches {verdicts['matches-package']}, differs "
+        f"{verdicts['differs-from-package']}, not packaged {verdicts['not-packaged']}, "
+        f"tampered {verdicts['package-database-tampered']}")
     if result["per_machine"]:
         table(["machine", ("total", "n"), ("files", "n"), ("registry", "n")],
               [(r["machine"], str(r["total"]), str(r["file"]), str(r["registry"]))

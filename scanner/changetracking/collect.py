@@ -13,11 +13,13 @@ from collections.abc import Sequence
 from scanner.changetracking.daemons import collect_daemons
 from scanner.changetracking.linux import collect_software
 from scanner.changetracking.model import Inventory
+from scanner.changetracking.windows import collect_windows
 from scanner.coverage import Coverage
 from scanner.disk.walker import Walker
 from scanner.limits import Limits
 from scanner.systems.base import System
 from scanner.systems.linux import LinuxSystem
+from scanner.systems.windows import WindowsSystem
 
 
 def collect_inventory(systems: Sequence[System], coverage: Coverage,
@@ -38,6 +40,9 @@ def collect_inventory(systems: Sequence[System], coverage: Coverage,
             collect_software(walker, inventory)
             collect_daemons(walker, inventory)
             coverage.unreadable.update(walker.result.unreadable)
+        elif isinstance(system, WindowsSystem):
+            inventory = inventory or Inventory()
+            collect_windows(system, inventory, limits)
     if inventory is not None:
         coverage.notes.extend(inventory.notes)
         coverage.unreadable.update(inventory.unreadable_paths)
