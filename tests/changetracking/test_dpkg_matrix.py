@@ -82,3 +82,24 @@ def test_a_damaged_status_file_keeps_the_software_and_makes_the_scan_partial(
         ("greet", "1.0"), ("hello", "1.0-1"), ("legacy", "3.0")]
     status.write_bytes(good)
     assert scan(image).events == []  # read again: nothing changed
+
+
+def test_md5sums_edited_to_fit_a_trojan_is_a_tampered_database(
+        tmp_path: Path, scan: Callable[[Path], ScanRecord]) -> None:
+    import hashlib
+
+    root, image = base_machine(tmp_path)
+    scan(image)
+    before = snapshot(root)
+    (root / "usr/bin/greet").write_bytes(TROJAN)
+    sums = root / "var/lib/dpkg/info/greet.md5sums"
+    sums.write_text(f"{hashlib.md5(TROJAN).hexdigest()}  usr/bin/greet\n")
+    after = copy_image(image, tmp_path / "after.img")
+    sync_image(after, before, root, tmp_path, NEW_TIME)
+    record = scan(after)
+    assert events(record) == [
+        ("file", "modified", "/usr/bin/greet", ("sha256",), "greet 1.0",
+         "package-database-tampered"),
+        ("software", "modified", "dpkg\\greet:amd64", ("digest",), None,
+         "package-database-tampered"),
+    ]
