@@ -236,6 +236,8 @@ def changes(
              "daemons: enabled, disabled.")] = None,
     entity_type: Annotated[str | None, typer.Option(
         "--type", help="file, registry, software, service or daemon.")] = None,
+    show_diff: Annotated[bool, typer.Option(
+        "--diff", help="Show the unified diff of modified small text files.")] = False,
     unexplained: Annotated[bool, typer.Option(
         "--unexplained", help="Only what no package explains (every event but software's "
                               "and files whose verdict is matches-package).")] = False,
@@ -279,7 +281,7 @@ def changes(
     if not rows:
         say("no changes")
         return
-    print_events(rows)
+    print_events(rows, diff=show_diff)
 
 
 def _scan_json(row: dict[str, Any]) -> dict[str, Any]:

@@ -41,6 +41,7 @@ class ChangeEvent:
     value_name: str | None = None    # registry value events: the value's name
     package: str | None = None       # the owning package ("name version"), change tracking
     verdict: str | None = None       # package verdict (scanner.changetracking.verdicts)
+    content_diff: str | None = None  # unified diff of a small text file's content
 
 
 def _event(category: str, entity: Entity, fields: tuple[str, ...],

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 
 from scanner.changetracking.collect import collect_inventory
 from scanner.changetracking.model import Inventory
-from scanner.changetracking.verify import PreviousDigests, verify_packaged
+from scanner.changetracking.verify import PreviousDigests, after_hashing
 from scanner.collectors.hashing import Hasher, HashJob, HashResult, VolumeRef, hash_in_process
 from scanner.coverage import MAX_LISTED_ERRORS, Coverage
 from scanner.disk.discovery import OpenedVolume, discover, disk_name
@@ -214,8 +214,8 @@ def _collect(systems: list[System], opened: list[OpenedVolume], policy: list[Pol
         file.sha256 = digest
         if sparse:  # the sparse-aware digest (scanner.collectors.hashing.hash_node)
             file.attributes = SPARSE
-    if inventory is not None:  # package verdicts: changed packaged files in their algorithm
-        verify_packaged(inventory, pending, filesystems, options.previous_digests)
+    if inventory is not None:  # package digests and text of the changed files
+        after_hashing(inventory, pending, filesystems, options.previous_digests)
     coverage.policies.sort()
     return dict(sorted(entities.items())), registry, inventory
 

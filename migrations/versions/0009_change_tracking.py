@@ -1,5 +1,6 @@
-"""Change tracking: the inventory state (software, services, daemons), the sources read, and
-each change event's package and package verdict.
+"""Change tracking: the inventory state (software, services, daemons), the sources read, the
+kept content of small text files, and each change event's package, package verdict and
+content diff.
 
 Revision ID: 0009
 Revises: 0008
@@ -51,15 +52,22 @@ def upgrade() -> None:
                                             ondelete='CASCADE'),
                     sa.PrimaryKeyConstraint('machine_id', 'source',
                                             name=op.f('pk_inventory_source')))
+    op.create_table('content_blob',
+                    sa.Column('sha256', sa.String(length=64), nullable=False),
+                    sa.Column('data', sa.LargeBinary(), nullable=False),
+                    sa.PrimaryKeyConstraint('sha256', name=op.f('pk_content_blob')))
     # plain ALTER TABLE (no batch copy: views read change_event)
     op.add_column('change_event', sa.Column('package', sa.Text(), nullable=True))
     op.add_column('change_event',
                   sa.Column('package_verdict', sa.String(length=32), nullable=True))
+    op.add_column('change_event', sa.Column('content_diff', sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
     """Drop them."""
+    op.drop_column('change_event', 'content_diff')
     op.drop_column('change_event', 'package_verdict')
     op.drop_column('change_event', 'package')
+    op.drop_table('content_blob')
     op.drop_table('inventory_source')
     op.drop_table('inventory_state')

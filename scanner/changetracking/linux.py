@@ -50,11 +50,10 @@ def collect_software(walker: Walker, inventory: Inventory) -> None:
             inventory.fail(source, str(exc), path)
 
 
-def _own(inventory: Inventory, path: str, record: PackagedFile) -> None:
-    """Record what the database says of one file (bounded; the first owner wins)."""
-    if len(inventory.files) >= MAX_PACKAGED_FILES:
+def _check(inventory: Inventory) -> None:
+    """The bound on packaged files (checked after each package's files)."""
+    if len(inventory.files) > MAX_PACKAGED_FILES:
         raise InventoryError(f"more than {MAX_PACKAGED_FILES} packaged files: the bound")
-    inventory.files.setdefault(path, record)
 
 
 def _dpkg(walker: Walker, inventory: Inventory, canonical: Callable[[str], str]) -> None:
@@ -83,12 +82,14 @@ def _dpkg(walker: Walker, inventory: Inventory, canonical: Callable[[str], str])
             digest.update(f"\0{path} {md5}".encode("utf-8", "surrogateescape"))
         item.digest = digest.hexdigest()
         inventory.add(item)
-        for path, md5 in sums.items():
-            _own(inventory, canonical(path), PackagedFile(
+        files = inventory.files
+        for path, md5 in sums.items():  # the first owner wins
+            files.setdefault(canonical(path), PackagedFile(
                 item.path, package.name, package.version, md5, "md5"))
         for path, md5 in package.conffiles.items():  # conffiles are not in md5sums
-            _own(inventory, canonical(path), PackagedFile(
-                item.path, package.name, package.version, md5 or None, "md5", config=True))
+            files.setdefault(canonical(path), PackagedFile(
+                item.path, package.name, package.version, md5 or None, "md5", True))
+        _check(inventory)
     _note(inventory, "dpkg", skipped, damaged)
 
 
@@ -103,16 +104,17 @@ def _rpm(walker: Walker, inventory: Inventory, canonical: Callable[[str], str]) 
                                package.name, "rpm", package.version, package.architecture,
                                detail={"vendor": package.vendor} if package.vendor else {},
                                policies=("rpm",))
-        digest = hashlib.sha256(package.algorithm.encode())
-        for path, (file_digest, _config) in sorted(package.files.items()):
-            digest.update(f"\0{path} {file_digest}".encode("utf-8", "surrogateescape"))
-        item.digest = digest.hexdigest()
+        listed = "".join(f"\0{p} {d}" for p, (d, _c) in sorted(package.files.items()))
+        item.digest = hashlib.sha256(
+            (package.algorithm + listed).encode("utf-8", "surrogateescape")).hexdigest()
         inventory.add(item)
+        files = inventory.files
         for path, (file_digest, config) in package.files.items():
             if file_digest:  # directories, links and ghosts have none
-                _own(inventory, canonical(path), PackagedFile(
+                files.setdefault(canonical(path), PackagedFile(
                     item.path, package.name, package.version, file_digest, package.algorithm,
                     config))
+        _check(inventory)
     _note(inventory, "rpm", skipped, 0)
 
 
@@ -126,16 +128,16 @@ def _apk(walker: Walker, inventory: Inventory, canonical: Callable[[str], str]) 
                                package.name, "apk", package.version, package.architecture,
                                detail={"origin": package.origin} if package.origin else {},
                                policies=("apk",))
-        digest = hashlib.sha256()
-        for path, sha1 in sorted(package.files.items()):
-            digest.update(f"\0{path} {sha1 or ''}".encode("utf-8", "surrogateescape"))
-        item.digest = digest.hexdigest()
+        listed = "".join(f"\0{p} {d or ''}" for p, d in sorted(package.files.items()))
+        item.digest = hashlib.sha256(listed.encode("utf-8", "surrogateescape")).hexdigest()
         inventory.add(item)
+        files = inventory.files
         for path, sha1 in package.files.items():
             if sha1:
-                _own(inventory, canonical(path), PackagedFile(
+                files.setdefault(canonical(path), PackagedFile(
                     item.path, package.name, package.version, sha1, "sha1",
                     path.startswith("/etc/")))
+        _check(inventory)
     _note(inventory, "apk", skipped, 0)
 
 

@@ -16,7 +16,7 @@ quietly, as a newly monitored path is (:class:`scanner.diff.DiffRules`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 SOFTWARE, SERVICE, DAEMON = "software", "service", "daemon"
 KINDS = (SOFTWARE, SERVICE, DAEMON)
@@ -85,8 +85,7 @@ class InventoryEntity:
         return self.path, None
 
 
-@dataclass(frozen=True, slots=True)
-class PackagedFile:
+class PackagedFile(NamedTuple):
     """What a package database records for one file: the owning item's id, name and
     version, the digest of its content (hex) with its algorithm (``md5``, ``sha1``,
     ``sha256``...), and whether it is a configuration file (dpkg conffiles, rpm
@@ -122,6 +121,8 @@ class Inventory:
     # the content digest of packaged files in their package's algorithm (md5 for dpkg, sha1
     # for apk), computed for the files whose content changed (scanner.changetracking.verify)
     content: dict[str, str] = field(default_factory=dict)
+    # small text files' content, zlib-compressed, by SHA-256 (scanner.changetracking.content)
+    texts: dict[str, bytes] = field(default_factory=dict)
 
     def add(self, item: InventoryEntity) -> None:
         """Record ``item``; an id listed twice keeps its first entry, the second is noted

@@ -3,8 +3,6 @@ filesystem handles as the walk; no second pass over the disk), each read bounded
 
 from __future__ import annotations
 
-import posixpath
-
 from scanner.disk.nodes import FileKind, Filesystem, Node
 from scanner.disk.walker import Walker
 from scanner.errors import DiskError, InventoryError, SourceReadError
@@ -84,16 +82,20 @@ class Canonical:
         self._limit = limit
 
     def __call__(self, path: str) -> str:
-        directory, name = posixpath.split(path)
+        directory, _, name = path.rpartition("/")
         resolved = self._dirs.get(directory)
         if resolved is None:
-            resolved = directory
-            if len(self._dirs) < self._limit:
-                try:
-                    found = self._walker.resolve(directory, follow_last=True)
-                except (DiskError, SourceReadError):  # unreadable: the name as given
-                    found = None
-                if found is not None:
-                    resolved = found[0]
-                self._dirs[directory] = resolved
-        return posixpath.join(resolved, name)
+            resolved = self._resolve(directory)
+        return path if resolved == directory else f"{resolved}/{name}"
+
+    def _resolve(self, directory: str) -> str:
+        resolved = directory
+        if len(self._dirs) < self._limit:
+            try:
+                found = self._walker.resolve(directory or "/", follow_last=True)
+            except (DiskError, SourceReadError):  # unreadable: the name as given
+                found = None
+            if found is not None and found[0] != (directory or "/"):
+                resolved = found[0].rstrip("/")
+        self._dirs[directory] = resolved
+        return resolved

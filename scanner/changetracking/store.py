@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
+from scanner.changetracking.content import store_texts, with_diffs
 from scanner.changetracking.model import (
     DAEMON,
     PACKAGE_SOURCES,
@@ -88,6 +89,8 @@ def commit_inventory(conn: Connection, machine_id: int, scan_id: int,
     changed = {e.path: e for e in events if e.entity_type == SOFTWARE}
     if inventory.sources & PACKAGE_SOURCES - kept:  # files have owners to look up
         diff.events[:] = annotate(diff.events, inventory, changed)
+    store_texts(conn, inventory.texts)
+    diff.events[:] = with_diffs(conn, diff.events)
     diff.events.extend(events)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 
+from scanner.changetracking.content import keep_contents
 from scanner.changetracking.model import Inventory
 from scanner.collectors.hashing import CHUNK
 from scanner.disk.nodes import FileKind, Filesystem, Node
@@ -20,6 +21,23 @@ from scanner.errors import DiskError, SourceReadError
 
 _ALGORITHMS = frozenset({"md5", "sha1", "sha224", "sha384", "sha512"})
 PreviousDigests = Callable[[], Mapping[str, str]]
+
+
+def after_hashing(inventory: Inventory, files: list[tuple[FileEntity, str, int]],
+                  filesystems: Mapping[str, Filesystem],
+                  previous: PreviousDigests | None) -> None:
+    """What change tracking reads once the files are hashed (filesystems still open): the
+    package digests of changed packaged files, the content of changed small text files.
+    The previous digests are loaded once, when needed."""
+    loaded: list[Mapping[str, str]] = []
+
+    def known() -> Mapping[str, str]:
+        if not loaded:
+            loaded.append(previous() if previous is not None else {})
+        return loaded[0]
+
+    verify_packaged(inventory, files, filesystems, known)
+    keep_contents(inventory, files, filesystems, known())
 
 
 def verify_packaged(inventory: Inventory, files: Iterable[tuple[FileEntity, str, int]],

@@ -95,6 +95,8 @@ def event_record(row: dict[str, Any]) -> dict[str, Any]:
         if row.get("package_verdict") is not None:
             record["Package"] = row.get("package")
             record["PackageVerdict"] = row["package_verdict"]
+        if row.get("content_diff") is not None:
+            record["ContentDiff"] = row["content_diff"]
     elif kind in _NAME_FIELDS:
         state = row.get("current") or row.get("previous") or {}
         record[_NAME_FIELDS[kind]] = state.get("name")

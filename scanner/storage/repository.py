@@ -246,7 +246,8 @@ class Repository:
                 (machine_id, scan_id, previous.id if previous else None, finished_at,
                  window_start, finished_at, e.entity_type, e.category, e.path, e.value_name,
                  list(e.fields_changed), e.previous, e.current, list(e.policies),
-                 None if e.package is None else storable(e.package), e.verdict)
+                 None if e.package is None else storable(e.package), e.verdict,
+                 None if e.content_diff is None else storable(e.content_diff))
                 for e in diff.events))
         conn.execute(update(scan).where(scan.c.id == scan_id).values(
             status=status, finished_at=finished_at, source=source, baseline=diff.baseline,
@@ -365,7 +366,7 @@ MACHINE_STATUS = table(
 _EVENT_COLUMNS = ("machine_id", "scan_id", "previous_scan_id", "detected_at", "window_start",
                   "window_end", "entity_type", "category", "path", "value_name",
                   "fields_changed", "previous", "current", "policies", "package",
-                  "package_verdict")
+                  "package_verdict", "content_diff")
 
 
 def _new_id(result: Any) -> int:

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -209,6 +210,14 @@ inventory_state = Table(
     Column("scan_id", BigInteger, nullable=False),
 )
 
+# Small text files' content (zlib), de-duplicated by SHA-256 across machines: the two sides
+# of a content diff (scanner.changetracking.content).
+content_blob = Table(
+    "content_blob", metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+)
+
 inventory_source = Table(
     "inventory_source", metadata,
     Column("machine_id", ForeignKey("machine.id", ondelete="CASCADE"), primary_key=True),
@@ -235,6 +244,7 @@ change_event = Table(
     Column("policies", Json, nullable=False, default=list),
     Column("package", Text),                                # owner "name version" (0009)
     Column("package_verdict", String(32)),                  # matches-package ... (0009)
+    Column("content_diff", Text),                           # unified diff (0009)
     Index(None, "machine_id", "detected_at"),
     Index(None, "scan_id"),
 )

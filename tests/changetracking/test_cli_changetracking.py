@@ -75,12 +75,13 @@ def test_inventory_shows_the_current_packages(scanned: Path) -> None:
     rows = json.loads(run(scanned, "inventory", "--machine", "deb-01", "--json"))
     assert [(r["type"], r["id"], r["name"], r["version"], r["architecture"], r["source"])
             for r in rows] == [
+        ("daemon", "sysv\\ssh", "ssh", None, None, "sysv"),  # linux_tree's /etc/init.d/ssh
         ("software", "dpkg\\greet:amd64", "greet", "1.0", "amd64", "dpkg"),
         ("software", "dpkg\\hello:amd64", "hello", "1.1-1", "amd64", "dpkg"),
         ("software", "dpkg\\newpkg:amd64", "newpkg", "0.1", "amd64", "dpkg"),
     ]
-    assert json.loads(run(scanned, "inventory", "--machine", "deb-01", "--type", "daemon",
-                          "--json")) == []
+    assert [r["id"] for r in json.loads(run(scanned, "inventory", "--machine", "deb-01",
+                                            "--type", "service", "--json"))] == []
     human = run(scanned, "inventory", "--machine", "deb-01", "--type", "software")
     assert "hello" in human and "1.1-1" in human
 
