@@ -6,6 +6,7 @@ Used to say whether a version change is an upgrade or a downgrade."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 MAX_VERSION_CHARS = 512
 
@@ -56,14 +57,18 @@ def _split_dpkg(version: str) -> tuple[int, str, str]:
     return int(epoch[:18]), upstream, revision
 
 
-def dpkg_compare(a: str, b: str) -> int:
-    """-1, 0 or 1 as dpkg orders versions ``a`` and ``b``."""
-    a, b = a[:MAX_VERSION_CHARS], b[:MAX_VERSION_CHARS]
-    ea, ua, ra = _split_dpkg(a)
-    eb, ub, rb = _split_dpkg(b)
+def _compare(a: str, b: str, part: Callable[[str, str], int]) -> int:
+    """Epochs as numbers, then the upstream versions, then the revisions by ``part``."""
+    ea, ua, ra = _split_dpkg(a[:MAX_VERSION_CHARS])
+    eb, ub, rb = _split_dpkg(b[:MAX_VERSION_CHARS])
     if ea != eb:
         return -1 if ea < eb else 1
-    return _verrevcmp(ua, ub) or _verrevcmp(ra, rb)
+    return part(ua, ub) or part(ra, rb)
+
+
+def dpkg_compare(a: str, b: str) -> int:
+    """-1, 0 or 1 as dpkg orders versions ``a`` and ``b``."""
+    return _compare(a, b, _verrevcmp)
 
 
 _SEGMENT = re.compile(r"~|\^|\d+|[A-Za-z]+")
@@ -95,12 +100,7 @@ def _rpmvercmp(a: str, b: str) -> int:
 
 def rpm_compare(a: str, b: str) -> int:
     """-1, 0 or 1 as rpm orders ``[epoch:]version-release`` strings ``a`` and ``b``."""
-    a, b = a[:MAX_VERSION_CHARS], b[:MAX_VERSION_CHARS]
-    ea, ua, ra = _split_dpkg(a)
-    eb, ub, rb = _split_dpkg(b)
-    if ea != eb:
-        return -1 if ea < eb else 1
-    return _rpmvercmp(ua, ub) or _rpmvercmp(ra, rb)
+    return _compare(a, b, _rpmvercmp)
 
 
 def compare(source: str, a: str, b: str) -> int:

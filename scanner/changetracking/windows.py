@@ -63,20 +63,28 @@ def collect_windows(system: WindowsSystem, inventory: Inventory, limits: Limits)
             ("windows-service", system_hive_path(system.install), _services),
             ("windows-uninstall", f"{config}/SOFTWARE", _uninstall)):
         try:
-            hive = system.hives.get(path) or open_hive_file(walker, path, limits)
-            if hive is None:
-                continue
-            inventory.sources.add(source)
-            if hive.status in _UNTRUSTED:
-                inventory.fail(source, f"hive {path} is {hive.status}")
-                continue
-            reader(hive, inventory)
+            hive = _trusted(system.hives.get(path) or open_hive_file(walker, path, limits),
+                            source, path, inventory)
+            if hive is not None:
+                reader(hive, inventory)
         except _ERRORS as exc:
             inventory.fail(source, f"hive {path}: {exc}")
     try:
         _users(walker, inventory, limits)
     except _ERRORS as exc:
         inventory.fail("windows-user-uninstall", f"user hives: {exc}")
+
+
+def _trusted(hive: Hive | None, source: str, path: str, inventory: Inventory) -> Hive | None:
+    """``hive`` when it can be read as the source's whole truth; None when missing, or when
+    dirty and not replayed in full (then the source is unreadable: its state is kept)."""
+    if hive is None:
+        return None
+    inventory.sources.add(source)
+    if hive.status in _UNTRUSTED:
+        inventory.fail(source, f"hive {path} is {hive.status}")
+        return None
+    return hive
 
 
 def _services(hive: Hive, inventory: Inventory) -> None:
@@ -140,14 +148,11 @@ def _users(walker: Walker, inventory: Inventory, limits: Limits) -> None:
     for user in profiles[:10_000]:
         path = f"{users[0]}/{user}/NTUSER.DAT"
         try:
-            hive = open_hive_file(walker, path, limits)
+            hive = _trusted(open_hive_file(walker, path, limits), source, path, inventory)
         except _ERRORS as exc:
             inventory.fail(source, f"hive {path}: {exc}")
             return
-        if hive is None:
-            continue
-        inventory.sources.add(source)
-        if hive.status in _UNTRUSTED:
-            inventory.fail(source, f"hive {path} is {hive.status}")
+        if source in inventory.unreadable:
             return
-        _entries(hive, USER_UNINSTALL, None, source, user, inventory)
+        if hive is not None:
+            _entries(hive, USER_UNINSTALL, None, source, user, inventory)
