@@ -73,7 +73,7 @@ def keep_contents(inventory: Inventory, files: Iterable[tuple[FileEntity, str, i
             data.decode("utf-8")
         except UnicodeDecodeError:
             continue
-        inventory.texts[digest] = zlib.compress(data, 6)
+        inventory.texts[digest] = zlib.compress(data, 1)
         kept += 1
     return kept
 

@@ -40,9 +40,8 @@ class DpkgPackage:
 
 
 def _lines(data: bytes) -> Iterator[str]:
-    for raw in data.split(b"\n"):
-        line = raw.decode("utf-8", "surrogateescape").rstrip("\r")
-        yield line[:MAX_LINE_CHARS]
+    for line in data.decode("utf-8", "surrogateescape").split("\n"):
+        yield line[:MAX_LINE_CHARS].rstrip("\r")
 
 
 def parse_status(data: bytes) -> tuple[list[DpkgPackage], int]:
@@ -110,11 +109,12 @@ def parse_md5sums(data: bytes) -> tuple[dict[str, str], int]:
                              f"{MAX_MD5SUMS_BYTES}, the bound")
     out: dict[str, str] = {}
     skipped = 0
+    md5 = _MD5.fullmatch
     for line in _lines(data):
         if not line:
             continue
-        digest, _, path = line.partition("  ")
-        if not _MD5.fullmatch(digest) or not path:
+        digest, path = line[:32], line[34:]
+        if line[32:34] != "  " or not path or not md5(digest):
             skipped += 1
             continue
         out["/" + path.lstrip("/")] = digest

@@ -23,9 +23,11 @@ from scanner.changetracking.reading import (
     Canonical,
     ReadBudget,
     exists,
-    list_names,
+    list_nodes,
     read_bounded,
+    read_node,
 )
+from scanner.disk.nodes import FileKind
 from scanner.disk.walker import Walker
 from scanner.errors import DiskError, InventoryError, SourceReadError
 
@@ -61,7 +63,8 @@ def _dpkg(walker: Walker, inventory: Inventory, canonical: Callable[[str], str])
     if data is None:
         raise InventoryError("status is not a regular file")
     packages, skipped = dpkg.parse_status(data)
-    info = set(list_names(walker, f"{DPKG_DIR}/info") or ())
+    listed = list_nodes(walker, f"{DPKG_DIR}/info")
+    info = {n.name: n for n in (listed[0] if listed else ()) if n.kind is FileKind.FILE}
     budget = ReadBudget("dpkg")
     damaged = 0
     for package in packages:
@@ -72,9 +75,8 @@ def _dpkg(walker: Walker, inventory: Inventory, canonical: Callable[[str], str])
                                  f"{package.name}.md5sums") if n in info), None)
         digest = hashlib.sha256()
         sums: dict[str, str] = {}
-        if name is not None:
-            raw = read_bounded(walker, f"{DPKG_DIR}/info/{name}", dpkg.MAX_MD5SUMS_BYTES,
-                               budget) or b""
+        if name is not None and listed is not None:
+            raw = read_node(listed[1], info[name], dpkg.MAX_MD5SUMS_BYTES, budget)
             digest.update(raw)
             sums, bad = dpkg.parse_md5sums(raw)
             damaged += bad

@@ -36,12 +36,18 @@ def read_bounded(walker: Walker, path: str, max_bytes: int,
     found = walker.resolve(path, follow_last=True)
     if found is None or found[1].kind is not FileKind.FILE:
         return None
-    node, mount = found[1], found[2]
+    return read_node(found[2].fs, found[1], max_bytes, budget, path)
+
+
+def read_node(fs: Filesystem, node: Node, max_bytes: int, budget: ReadBudget | None = None,
+              path: str | None = None) -> bytes:
+    """The content of a regular file's node, bounded as :func:`read_bounded`."""
     if node.size > max_bytes:
-        raise InventoryError(f"{path}: {node.size} bytes, larger than {max_bytes}, the bound")
+        raise InventoryError(f"{path or node.name}: {node.size} bytes, larger than "
+                             f"{max_bytes}, the bound")
     if budget is not None:
         budget.take(node.size)
-    return b"".join(mount.fs.iter_content(node))
+    return b"".join(fs.iter_content(node))
 
 
 def exists(walker: Walker, path: str) -> bool:
@@ -73,29 +79,34 @@ def list_nodes(walker: Walker, path: str) -> tuple[list[Node], Filesystem] | Non
 
 class Canonical:
     """Package databases name files by the path they were installed under (``/bin/ls``); the
-    walk names them by their resolved path (``/usr/bin/ls`` on merged-/usr systems). Each
-    directory is resolved once, at most ``limit`` of them (beyond: kept as named)."""
+    walk names them by their resolved path (``/usr/bin/ls`` on merged-/usr systems). The
+    first two components of each path are resolved once (``/bin``, ``/usr/lib64``: where
+    distributions link directories); links deeper down are not followed (a file under one
+    is looked up by the name the package gives)."""
 
-    def __init__(self, walker: Walker, limit: int = 100_000) -> None:
+    def __init__(self, walker: Walker, limit: int = 10_000) -> None:
         self._walker = walker
-        self._dirs: dict[str, str] = {}
+        self._heads: dict[str, str] = {}
         self._limit = limit
 
     def __call__(self, path: str) -> str:
-        directory, _, name = path.rpartition("/")
-        resolved = self._dirs.get(directory)
+        cut = path.find("/", path.find("/", 1) + 1)
+        if cut < 0:  # /name or /dir/name: the directory is resolved whole
+            cut = path.rfind("/")
+        head = path[:cut]
+        resolved = self._heads.get(head)
         if resolved is None:
-            resolved = self._resolve(directory)
-        return path if resolved == directory else f"{resolved}/{name}"
+            resolved = self._resolve(head)
+        return path if resolved == head else resolved + path[cut:]
 
-    def _resolve(self, directory: str) -> str:
-        resolved = directory
-        if len(self._dirs) < self._limit:
+    def _resolve(self, head: str) -> str:
+        resolved = head
+        if len(self._heads) < self._limit and head:
             try:
-                found = self._walker.resolve(directory or "/", follow_last=True)
+                found = self._walker.resolve(head, follow_last=True)
             except (DiskError, SourceReadError):  # unreadable: the name as given
                 found = None
-            if found is not None and found[0] != (directory or "/"):
+            if found is not None and found[0] != head:
                 resolved = found[0].rstrip("/")
-        self._dirs[directory] = resolved
+        self._heads[head] = resolved
         return resolved

@@ -20,7 +20,8 @@ from scanner.entities import SPARSE, FileEntity
 from scanner.errors import DiskError, SourceReadError
 
 _ALGORITHMS = frozenset({"md5", "sha1", "sha224", "sha384", "sha512"})
-PreviousDigests = Callable[[], Mapping[str, str]]
+# the machine's previous file digests by path; None when it has no previous scan
+PreviousDigests = Callable[[], Mapping[str, str] | None]
 
 
 def after_hashing(inventory: Inventory, files: list[tuple[FileEntity, str, int]],
@@ -28,16 +29,11 @@ def after_hashing(inventory: Inventory, files: list[tuple[FileEntity, str, int]]
                   previous: PreviousDigests | None) -> None:
     """What change tracking reads once the files are hashed (filesystems still open): the
     package digests of changed packaged files, the content of changed small text files.
-    The previous digests are loaded once, when needed."""
-    loaded: list[Mapping[str, str]] = []
-
-    def known() -> Mapping[str, str]:
-        if not loaded:
-            loaded.append(previous() if previous is not None else {})
-        return loaded[0]
-
-    verify_packaged(inventory, files, filesystems, known)
-    keep_contents(inventory, files, filesystems, known())
+    The previous digests are loaded once (None: the machine's first scan)."""
+    known = previous() if previous is not None else {}
+    if known is not None:  # a machine's first scan has no events, so no verdicts
+        verify_packaged(inventory, files, filesystems, lambda: known)
+    keep_contents(inventory, files, filesystems, known or {})
 
 
 def verify_packaged(inventory: Inventory, files: Iterable[tuple[FileEntity, str, int]],
@@ -52,7 +48,7 @@ def verify_packaged(inventory: Inventory, files: Iterable[tuple[FileEntity, str,
             and record.algorithm in _ALGORITHMS]
     if not todo:
         return 0
-    known = previous() if previous is not None else {}
+    known = (previous() if previous is not None else None) or {}
     done = 0
     for file, volume, inode in todo:
         if known.get(file.path) == file.sha256:

@@ -183,14 +183,16 @@ class Repository:
         return result
 
     def file_digests(self, machine_name: str, account_id: int | None = None
-                     ) -> dict[str, str]:
-        """The SHA-256 of each regular file of a machine's state, by path (empty for a
-        machine not scanned yet)."""
+                     ) -> dict[str, str] | None:
+        """The SHA-256 of each regular file of a machine's state, by path; None for a
+        machine without a completed scan."""
         with self.transaction() as conn:
             try:
                 mid = self.machine_id(conn, machine_name, account_id=account_id)
             except NotFound:
-                return {}
+                return None
+            if self.previous_scan(conn, mid) is None:
+                return None
             rows = conn.execute(select(file_state.c.path, file_state.c.sha256).where(
                 file_state.c.machine_id == mid, file_state.c.type == "file",
                 file_state.c.sha256.is_not(None)))
