@@ -188,7 +188,7 @@ def _collect(systems: list[System], opened: list[OpenedVolume], policy: list[Pol
     registry: dict[str, RegistryEntity] = {}
     for system in systems:
         registry.update(system.collect_registry(policy, coverage, options.limits, progress))
-    inventory = collect_inventory(systems, coverage, options.limits)
+    inventory = collect_inventory(systems, coverage, options.limits, policy)
     entities: dict[str, FileEntity] = {}
     pending: list[tuple[FileEntity, str, int]] = []  # regular files awaiting their hash
     progress.phase("reading", sum(len(walk.result.found) for walk in walks))

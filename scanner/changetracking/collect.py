@@ -17,15 +17,17 @@ from scanner.changetracking.windows import collect_windows
 from scanner.coverage import Coverage
 from scanner.disk.walker import Walker
 from scanner.limits import Limits
+from scanner.policy import EntityKind, PolicyEntity, active
 from scanner.systems.base import System
 from scanner.systems.linux import LinuxSystem
 from scanner.systems.windows import WindowsSystem
 
 
-def collect_inventory(systems: Sequence[System], coverage: Coverage,
-                      limits: Limits) -> Inventory | None:
+def collect_inventory(systems: Sequence[System], coverage: Coverage, limits: Limits,
+                      policy: list[PolicyEntity] | None = None) -> Inventory | None:
     """The software, services and daemons of the machine's systems; None when no system
-    could be inventoried (the previous inventory is then kept whole). Unreadable databases
+    could be inventoried (the previous inventory is then kept whole). ``policy``: the
+    package records kept are those under its Linux file entities. Unreadable databases
     go to ``coverage.unreadable`` (the scan is partial), damaged entries to its notes."""
     inventory: Inventory | None = None
     for system in systems:
@@ -37,7 +39,9 @@ def collect_inventory(systems: Sequence[System], coverage: Coverage,
                 continue
             inventory = inventory or Inventory()
             walker = Walker(root.mounts, blocked=root.blocked, limits=limits)
-            collect_software(walker, inventory)
+            roots = ("/",) if policy is None else tuple(
+                e.path for e in active(policy, EntityKind.LINUX_FILE))
+            collect_software(walker, inventory, roots)
             collect_daemons(walker, inventory)
             coverage.unreadable.update(walker.result.unreadable)
         elif isinstance(system, WindowsSystem):

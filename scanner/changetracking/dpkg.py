@@ -101,21 +101,20 @@ def parse_status(data: bytes) -> tuple[list[DpkgPackage], int]:
     return packages, skipped
 
 
-def parse_md5sums(data: bytes) -> tuple[dict[str, str], int]:
-    """``{"/path": md5}`` of a package's md5sums file and the number of lines skipped as
+_SUM_LINE = re.compile(rf"^([0-9a-f]{{32}})  /?([^\n]{{1,{MAX_LINE_CHARS}}})$", re.M)
+
+
+def parse_md5sums(data: bytes, prefixes: tuple[str, ...] = ("",)
+                  ) -> tuple[dict[str, str], int]:
+    """``{"/path": md5}`` of a package's md5sums file (only paths starting with one of
+    ``prefixes``, written without leading ``/``) and the number of lines skipped as
     damaged. Raises :class:`InventoryError` past the size bound."""
     if len(data) > MAX_MD5SUMS_BYTES:
         raise InventoryError(f"md5sums of {len(data)} bytes: larger than "
                              f"{MAX_MD5SUMS_BYTES}, the bound")
-    out: dict[str, str] = {}
-    skipped = 0
-    md5 = _MD5.fullmatch
-    for line in _lines(data):
-        if not line:
-            continue
-        digest, path = line[:32], line[34:]
-        if line[32:34] != "  " or not path or not md5(digest):
-            skipped += 1
-            continue
-        out["/" + path.lstrip("/")] = digest
-    return out, skipped
+    text = data.decode("utf-8", "surrogateescape").replace("\r\n", "\n")
+    found = _SUM_LINE.findall(text)
+    lines = text.split("\n")
+    skipped = len(lines) - lines.count("") - len(found)
+    return {"/" + path: digest for digest, path in found if path.startswith(prefixes)}, \
+        skipped

@@ -8,7 +8,6 @@ unreadable path of the scan (partial; that source's previous state is kept, neve
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 
 from scanner.changetracking import apk, dpkg, rpm
 from scanner.changetracking.model import (
@@ -24,6 +23,7 @@ from scanner.changetracking.reading import (
     ReadBudget,
     exists,
     list_nodes,
+    monitored_prefixes,
     read_bounded,
     read_node,
 )
@@ -38,9 +38,12 @@ APK_INSTALLED = "/lib/apk/db/installed"
 _READ_ERRORS = (DiskError, SourceReadError, InventoryError)
 
 
-def collect_software(walker: Walker, inventory: Inventory) -> None:
-    """Every package database of the root ``walker`` walks, into ``inventory``."""
+def collect_software(walker: Walker, inventory: Inventory,
+                     roots: tuple[str, ...] = ("/",)) -> None:
+    """Every package database of the root ``walker`` walks, into ``inventory``; the file
+    records kept are those under the monitored ``roots`` (only they can have events)."""
     canonical = Canonical(walker)
+    canonical.prefixes = monitored_prefixes(roots, walker)
     for source, path, reader in (("dpkg", DPKG_STATUS, _dpkg), ("rpm", RPM_SQLITE, _rpm),
                                  ("apk", APK_INSTALLED, _apk)):
         try:
@@ -58,7 +61,7 @@ def _check(inventory: Inventory) -> None:
         raise InventoryError(f"more than {MAX_PACKAGED_FILES} packaged files: the bound")
 
 
-def _dpkg(walker: Walker, inventory: Inventory, canonical: Callable[[str], str]) -> None:
+def _dpkg(walker: Walker, inventory: Inventory, canonical: Canonical) -> None:
     data = read_bounded(walker, DPKG_STATUS, dpkg.MAX_STATUS_BYTES)
     if data is None:
         raise InventoryError("status is not a regular file")
@@ -78,7 +81,7 @@ def _dpkg(walker: Walker, inventory: Inventory, canonical: Callable[[str], str])
         if name is not None and listed is not None:
             raw = read_node(listed[1], info[name], dpkg.MAX_MD5SUMS_BYTES, budget)
             digest.update(raw)
-            sums, bad = dpkg.parse_md5sums(raw)
+            sums, bad = dpkg.parse_md5sums(raw, canonical.prefixes)
             damaged += bad
         for path, md5 in sorted(package.conffiles.items()):
             digest.update(f"\0{path} {md5}".encode("utf-8", "surrogateescape"))
@@ -95,7 +98,7 @@ def _dpkg(walker: Walker, inventory: Inventory, canonical: Callable[[str], str])
     _note(inventory, "dpkg", skipped, damaged)
 
 
-def _rpm(walker: Walker, inventory: Inventory, canonical: Callable[[str], str]) -> None:
+def _rpm(walker: Walker, inventory: Inventory, canonical: Canonical) -> None:
     data = read_bounded(walker, RPM_SQLITE, rpm.MAX_RPMDB_BYTES)
     if data is None:
         raise InventoryError("rpmdb.sqlite is not a regular file")
@@ -111,8 +114,9 @@ def _rpm(walker: Walker, inventory: Inventory, canonical: Callable[[str], str]) 
             (package.algorithm + listed).encode("utf-8", "surrogateescape")).hexdigest()
         inventory.add(item)
         files = inventory.files
+        wanted = canonical.prefixes
         for path, (file_digest, config) in package.files.items():
-            if file_digest:  # directories, links and ghosts have none
+            if file_digest and path[1:].startswith(wanted):  # links, ghosts: no digest
                 files.setdefault(canonical(path), PackagedFile(
                     item.path, package.name, package.version, file_digest, package.algorithm,
                     config))
@@ -120,7 +124,7 @@ def _rpm(walker: Walker, inventory: Inventory, canonical: Callable[[str], str]) 
     _note(inventory, "rpm", skipped, 0)
 
 
-def _apk(walker: Walker, inventory: Inventory, canonical: Callable[[str], str]) -> None:
+def _apk(walker: Walker, inventory: Inventory, canonical: Canonical) -> None:
     data = read_bounded(walker, APK_INSTALLED, apk.MAX_INSTALLED_BYTES)
     if data is None:
         raise InventoryError("installed is not a regular file")
@@ -135,7 +139,7 @@ def _apk(walker: Walker, inventory: Inventory, canonical: Callable[[str], str]) 
         inventory.add(item)
         files = inventory.files
         for path, sha1 in package.files.items():
-            if sha1:
+            if sha1 and path[1:].startswith(canonical.prefixes):
                 files.setdefault(canonical(path), PackagedFile(
                     item.path, package.name, package.version, sha1, "sha1",
                     path.startswith("/etc/")))

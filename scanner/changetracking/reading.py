@@ -3,6 +3,8 @@ filesystem handles as the walk; no second pass over the disk), each read bounded
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from scanner.disk.nodes import FileKind, Filesystem, Node
 from scanner.disk.walker import Walker
 from scanner.errors import DiskError, InventoryError, SourceReadError
@@ -88,6 +90,7 @@ class Canonical:
         self._walker = walker
         self._heads: dict[str, str] = {}
         self._limit = limit
+        self.prefixes: tuple[str, ...] = ("",)  # the package paths kept (all by default)
 
     def __call__(self, path: str) -> str:
         cut = path.find("/", path.find("/", 1) + 1)
@@ -110,3 +113,33 @@ class Canonical:
                 resolved = found[0].rstrip("/")
         self._heads[head] = resolved
         return resolved
+
+
+def monitored_prefixes(roots: Iterable[str], walker: Walker) -> tuple[str, ...]:
+    """The package-database spellings (no leading ``/``) of the monitored roots: each
+    root's fixed part (up to its first wildcard), and the same through the root
+    directory's symlinks (``bin/`` for ``/usr/bin`` when ``/bin -> usr/bin``). Only files
+    under these can have events, so only their package records are kept."""
+    fixed = set()
+    for root in roots:
+        parts = []
+        for part in root.strip("/").split("/"):
+            if any(c in part for c in "*?["):
+                break
+            parts.append(part)
+        fixed.add("/".join(parts))
+    aliases: list[tuple[str, str]] = []
+    listed = list_nodes(walker, "/")
+    for node in (listed[0] if listed else ()):
+        if node.kind is FileKind.SYMLINK:
+            found = walker.resolve("/" + node.name, follow_last=True)
+            if found is not None and found[0] != "/" + node.name:
+                aliases.append((found[0].strip("/"), node.name))
+    out = set(fixed)
+    for prefix in fixed:
+        for target, alias in aliases:
+            if prefix == target or prefix.startswith(target + "/"):
+                out.add(alias + prefix[len(target):])
+    if "" in out:  # "/" is monitored: everything
+        return ("",)
+    return tuple(sorted(out))
