@@ -103,15 +103,13 @@ def _rpm(walker: Walker, inventory: Inventory, canonical: Canonical) -> None:
     if data is None:
         raise InventoryError("rpmdb.sqlite is not a regular file")
     wal = read_bounded(walker, RPM_SQLITE + "-wal", rpm.MAX_RPMDB_BYTES)  # not checkpointed
-    packages, skipped = rpm.read_sqlite_rpmdb(data, wal)
+    packages, skipped = rpm.read_sqlite_rpmdb(data, wal, canonical.prefixes)
     for package in packages:
         item = InventoryEntity(item_id("rpm", package.name, package.architecture), SOFTWARE,
                                package.name, "rpm", package.version, package.architecture,
                                detail={"vendor": package.vendor} if package.vendor else {},
                                policies=("rpm",))
-        listed = "".join(f"\0{p} {d}" for p, (d, _c) in sorted(package.files.items()))
-        item.digest = hashlib.sha256(
-            (package.algorithm + listed).encode("utf-8", "surrogateescape")).hexdigest()
+        item.digest = package.digest
         inventory.add(item)
         files = inventory.files
         wanted = canonical.prefixes

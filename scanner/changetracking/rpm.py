@@ -13,6 +13,7 @@ data before reading it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import struct
@@ -52,17 +53,14 @@ class RpmPackage:
     vendor: str | None = None
     algorithm: str = "md5"
     files: dict[str, tuple[str, bool]] = field(default_factory=dict)  # path -> (digest, config)
+    digest: str = ""  # SHA-256 of every file's path and recorded digest
 
 
 def _strings(data: bytes, offset: int, count: int, end: int) -> list[str]:
-    out = []
-    for _ in range(count):
-        stop = data.find(b"\0", offset, end)
-        if stop < 0:
-            raise InventoryError("header string runs past the data")
-        out.append(data[offset:stop].decode("utf-8", "surrogateescape"))
-        offset = stop + 1
-    return out
+    parts = data[offset:end].split(b"\0", count)
+    if len(parts) <= count:  # the count-th string has no NUL before the end of the data
+        raise InventoryError("header string runs past the data")
+    return [p.decode("utf-8", "surrogateescape") for p in parts[:count]]
 
 
 def parse_header(blob: bytes) -> dict[int, Any]:
@@ -98,9 +96,10 @@ def parse_header(blob: bytes) -> dict[int, Any]:
     return out
 
 
-def package_of(tags: dict[int, Any]) -> RpmPackage:
-    """The package a parsed header describes. Raises :class:`InventoryError` when its file
-    lists do not fit together."""
+def package_of(tags: dict[int, Any], prefixes: tuple[str, ...] = ("",)) -> RpmPackage:
+    """The package a parsed header describes, with its files under ``prefixes`` (paths
+    without leading ``/``; its digest covers them all). Raises :class:`InventoryError`
+    when its file lists do not fit together."""
     name = tags.get(NAME)
     if not isinstance(name, str) or not name:
         raise InventoryError("header without a name")
@@ -128,14 +127,23 @@ def package_of(tags: dict[int, Any]) -> RpmPackage:
     flags = tags.get(FILEFLAGS) or [0] * len(basenames)
     if len(digests) != len(basenames) or len(flags) != len(basenames):
         raise InventoryError(f"{name}: file digests do not match its file list")
-    for base, index, digest, flag in zip(basenames, indexes, digests, flags, strict=True):
-        if not 0 <= index < len(dirnames):
-            raise InventoryError(f"{name}: a file names directory {index} of {len(dirnames)}")
-        package.files[dirnames[index] + base] = (digest.lower(), bool(flag & RPMFILE_CONFIG))
+    if indexes and not 0 <= min(indexes) <= max(indexes) < len(dirnames):
+        raise InventoryError(f"{name}: a file names a directory out of {len(dirnames)}")
+    package.digest = hashlib.sha256("\0".join(
+        (package.algorithm, *dirnames, "", *basenames, "", *map(str, indexes), "", *digests)
+    ).encode("utf-8", "surrogateescape")).hexdigest()
+    keep = {i for i, d in enumerate(dirnames)  # directories under or above a prefix
+            if any(d[1:].startswith(p) or p.startswith(d[1:]) for p in prefixes)}
+    if keep:
+        for base, index, digest, flag in zip(basenames, indexes, digests, flags, strict=True):
+            path = dirnames[index] + base
+            if index in keep and path[1:].startswith(prefixes):
+                package.files[path] = (digest.lower(), bool(flag & RPMFILE_CONFIG))
     return package
 
 
-def read_sqlite_rpmdb(data: bytes, wal: bytes | None = None) -> tuple[list[RpmPackage], int]:
+def read_sqlite_rpmdb(data: bytes, wal: bytes | None = None, prefixes: tuple[str, ...] = ("",)
+                      ) -> tuple[list[RpmPackage], int]:
     """The packages of an ``rpmdb.sqlite`` file's bytes (with its ``-wal`` file's, when the
     snapshot holds one not yet checkpointed) and the number of headers skipped as damaged.
     Raises :class:`InventoryError` when it is no SQLite database, lacks the ``Packages``
@@ -149,13 +157,14 @@ def read_sqlite_rpmdb(data: bytes, wal: bytes | None = None) -> tuple[list[RpmPa
                 fh.write(data)
             with open(path + "-wal", "wb") as fh:
                 fh.write(wal)
-            return _query(sqlite3.connect(path), None)
+            return _query(sqlite3.connect(path), None, prefixes)
     if data[18:20] == b"\x02\x02":  # WAL mode: read the file as a rollback-journal database
         data = data[:18] + b"\x01\x01" + data[20:]
-    return _query(sqlite3.connect(":memory:"), data)
+    return _query(sqlite3.connect(":memory:"), data, prefixes)
 
 
-def _query(conn: sqlite3.Connection, data: bytes | None) -> tuple[list[RpmPackage], int]:
+def _query(conn: sqlite3.Connection, data: bytes | None, prefixes: tuple[str, ...]
+           ) -> tuple[list[RpmPackage], int]:
     try:
         steps = 0
 
@@ -171,14 +180,14 @@ def _query(conn: sqlite3.Connection, data: bytes | None) -> tuple[list[RpmPackag
             conn.execute("PRAGMA trusted_schema=OFF")
             conn.execute("PRAGMA cell_size_check=ON")
             rows = conn.execute("SELECT hnum, blob FROM Packages ORDER BY hnum")
-            return _packages(rows)
+            return _packages(rows, prefixes)
         except sqlite3.Error as exc:
             raise InventoryError(f"rpmdb.sqlite: {exc}") from exc
     finally:
         conn.close()
 
 
-def _packages(rows: Any) -> tuple[list[RpmPackage], int]:
+def _packages(rows: Any, prefixes: tuple[str, ...]) -> tuple[list[RpmPackage], int]:
     packages: list[RpmPackage] = []
     skipped = files = 0
     for _hnum, blob in rows:
@@ -188,7 +197,7 @@ def _packages(rows: Any) -> tuple[list[RpmPackage], int]:
             skipped += 1
             continue
         try:
-            package = package_of(parse_header(blob))
+            package = package_of(parse_header(blob), prefixes)
         except InventoryError:
             skipped += 1
             continue
