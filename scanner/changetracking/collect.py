@@ -33,9 +33,7 @@ def collect_inventory(systems: Sequence[System], coverage: Coverage, limits: Lim
     for system in systems:
         if isinstance(system, LinuxSystem):
             root = next((t for t in system.trees if not t.prefix), None)
-            if root is None:
-                coverage.notes.append("inventory: no root filesystem known; the previous "
-                                      "software and daemons are kept")
+            if root is None:  # / is unreadable already: everything keeps its state
                 continue
             inventory = inventory or Inventory()
             walker = Walker(root.mounts, blocked=root.blocked, limits=limits)
