@@ -19,7 +19,12 @@ import hashlib
 import re
 
 from scanner.changetracking.model import DAEMON, Inventory, InventoryEntity, clip, item_id
-from scanner.changetracking.reading import ReadBudget, list_nodes, read_bounded
+from scanner.changetracking.reading import (
+    ReadBudget,
+    fail_if_unreadable,
+    list_nodes,
+    read_bounded,
+)
 from scanner.disk.nodes import FileKind, Filesystem, Node
 from scanner.disk.walker import Walker
 from scanner.errors import DiskError, InventoryError, SourceReadError
@@ -78,10 +83,13 @@ def collect_daemons(walker: Walker, inventory: Inventory) -> None:
     """The systemd units and SysV scripts of the root ``walker`` walks, into ``inventory``;
     a unit directory that cannot be listed makes that source unreadable (kept)."""
     for source, reader in (("systemd", _systemd), ("sysv", _sysv)):
+        seen = set(walker.result.unreadable)
         try:
             reader(walker, inventory)
         except _READ_ERRORS as exc:
             inventory.fail(source, str(exc))
+            continue
+        fail_if_unreadable(walker, seen, source, inventory)
 
 
 def _systemd(walker: Walker, inventory: Inventory) -> None:

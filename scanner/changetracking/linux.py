@@ -22,6 +22,7 @@ from scanner.changetracking.reading import (
     Canonical,
     ReadBudget,
     exists,
+    fail_if_unreadable,
     list_nodes,
     monitored_prefixes,
     read_bounded,
@@ -46,6 +47,7 @@ def collect_software(walker: Walker, inventory: Inventory,
     canonical.prefixes = monitored_prefixes(roots, walker)
     for source, path, reader in (("dpkg", DPKG_STATUS, _dpkg), ("rpm", RPM_SQLITE, _rpm),
                                  ("apk", APK_INSTALLED, _apk)):
+        seen = set(walker.result.unreadable)
         try:
             if not exists(walker, path):
                 continue
@@ -53,6 +55,8 @@ def collect_software(walker: Walker, inventory: Inventory,
             reader(walker, inventory, canonical)
         except _READ_ERRORS as exc:
             inventory.fail(source, str(exc), path)
+            continue
+        fail_if_unreadable(walker, seen, source, inventory)
 
 
 def _check(inventory: Inventory) -> None:

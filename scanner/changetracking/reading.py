@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from scanner.changetracking.model import Inventory
 from scanner.disk.nodes import FileKind, Filesystem, Node
 from scanner.disk.walker import Walker
 from scanner.errors import DiskError, InventoryError, SourceReadError
@@ -143,3 +144,13 @@ def monitored_prefixes(roots: Iterable[str], walker: Walker) -> tuple[str, ...]:
     if "" in out:  # "/" is monitored: everything
         return ("",)
     return tuple(sorted(out))
+
+
+def fail_if_unreadable(walker: Walker, seen: set[str], source: str,
+                       inventory: Inventory) -> None:
+    """A source is only as good as every path it read: one the walker could not read
+    (a damaged directory, a name two entries claim) makes the source unreadable (kept)
+    rather than read in part (a package without its md5sums would look tampered)."""
+    new = sorted(set(walker.result.unreadable) - seen)
+    if new:
+        inventory.fail(source, f"{new[0]} cannot be read ({walker.result.unreadable[new[0]]})")

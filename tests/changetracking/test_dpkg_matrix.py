@@ -103,3 +103,26 @@ def test_md5sums_edited_to_fit_a_trojan_is_a_tampered_database(
         ("software", "modified", "dpkg\\greet:amd64", ("digest",), None,
          "package-database-tampered"),
     ]
+
+
+def test_an_unreadable_info_directory_keeps_the_software(
+        tmp_path: Path, scan: Callable[[Path], ScanRecord], repo: Repository) -> None:
+    from tests.imaging.ext4 import block_size, data_blocks
+
+    root, image = base_machine(tmp_path)
+    scan(image)
+    damaged = copy_image(image, tmp_path / "damaged.img")
+    (block,) = data_blocks(damaged, "/var/lib/dpkg/info", 1)
+    size = block_size(damaged)
+    with damaged.open("r+b") as fh:  # the directory's entries: garbage
+        fh.seek(block * size)
+        fh.write(b"\xa5" * size)
+    record = scan(damaged)
+    assert record.status == "partial"
+    assert [e for e in record.events if e.entity_type == "software"] == []
+    coverage = repo.scan_row(record.id)["coverage"]
+    # the database (named by its status file) could not be read whole: kept
+    assert list(coverage["unreadable"]) == ["/var/lib/dpkg/status"]
+    assert coverage["unreadable"]["/var/lib/dpkg/status"].startswith("cannot list directory")
+    assert any(n.startswith("dpkg: cannot list directory") and n.endswith(
+        "its previous state is kept") for n in coverage["notes"])
