@@ -7,7 +7,6 @@ damaged line is skipped and counted, never an exception past :class:`InventoryEr
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from scanner.changetracking.model import MAX_ITEMS_PER_SOURCE, clip
@@ -39,15 +38,18 @@ class DpkgPackage:
         return self.name
 
 
-def _lines(data: bytes) -> Iterator[str]:
-    for line in data.decode("utf-8", "surrogateescape").split("\n"):
-        yield line[:MAX_LINE_CHARS].rstrip("\r")
+_STANZA = re.compile(r"\n[ \t\r]*\n")  # stanzas are separated by blank lines
+# the fields read, first occurrence wins; Conffiles is followed by indented lines
+_FIELD = re.compile(r"^(package|status|version|architecture):[ \t]*([^\n]*)$",
+                    re.M | re.I)
+_CONFFILES = re.compile(r"^conffiles:[^\n]*\n((?:[ \t][^\n]*(?:\n|$))*)", re.M | re.I)
 
 
 def parse_status(data: bytes) -> tuple[list[DpkgPackage], int]:
     """The packages on the disk that ``data`` (a status file) lists, and the number of
-    stanzas skipped as damaged (no valid package name). Raises :class:`InventoryError`
-    when the file is larger than its bound or lists more packages than one source may."""
+    stanzas skipped as damaged (no valid package name or status). Raises
+    :class:`InventoryError` when the file is larger than its bound, holds binary data, has
+    no valid stanza at all, or lists more packages than one source may."""
     if len(data) > MAX_STATUS_BYTES:
         raise InventoryError(f"status file of {len(data)} bytes: larger than "
                              f"{MAX_STATUS_BYTES}, the bound")
@@ -55,66 +57,70 @@ def parse_status(data: bytes) -> tuple[list[DpkgPackage], int]:
         raise InventoryError("status file holds binary data (NUL bytes): not a status file")
     packages: list[DpkgPackage] = []
     skipped = 0
-    fields: dict[str, str] = {}
-    conffiles: list[str] = []
-    last = ""
-
-    def finish() -> None:
-        nonlocal skipped
-        if not fields:
-            return
+    for stanza in _STANZA.split(data.decode("utf-8", "surrogateescape")):
+        if not stanza.strip():
+            continue
+        fields: dict[str, str] = {}
+        for key, value in _FIELD.findall(stanza):
+            fields.setdefault(key.lower(), value.strip())
         name = fields.get("package", "")
         state = fields.get("status", "").split()
         if not _NAME.fullmatch(name) or len(state) != 3:
             skipped += 1
-            return
+            continue
         if state[2] not in _PRESENT:
-            return
+            continue
         if len(packages) >= MAX_ITEMS_PER_SOURCE:
             raise InventoryError(f"more than {MAX_ITEMS_PER_SOURCE} packages: the bound")
         package = DpkgPackage(name, clip(fields["version"]) if "version" in fields else None,
                               clip(fields.get("architecture", "")) or None, state[2])
-        for line in conffiles:
+        block = _CONFFILES.search(stanza)
+        for line in (block.group(1).splitlines() if block else ()):
             parts = line.split()
             if len(parts) >= 2 and parts[0].startswith("/"):
-                package.conffiles[parts[0]] = parts[1] if _MD5.fullmatch(parts[1]) else ""
+                path = clip(parts[0], MAX_LINE_CHARS)
+                package.conffiles[path] = parts[1] if _MD5.fullmatch(parts[1]) else ""
         packages.append(package)
-
-    for line in _lines(data):
-        if not line.strip():
-            finish()
-            fields, conffiles, last = {}, [], ""
-            continue
-        if line[0] in " \t":  # continuation of the last field
-            if last == "conffiles":
-                conffiles.append(line.strip())
-            continue
-        name, sep, value = line.partition(":")
-        if not sep:
-            continue
-        last = name.strip().lower()
-        if last not in fields:
-            fields[last] = value.strip()
-    finish()
     if skipped and not packages:
         raise InventoryError(f"none of its {skipped} entries is a valid package")
     return packages, skipped
 
 
-_SUM_LINE = re.compile(rf"^([0-9a-f]{{32}})  /?([^\n]{{1,{MAX_LINE_CHARS}}})$", re.M)
+_DAMAGED = re.compile(rb"^(?![0-9a-f]{32}  /?[^\n])[^\n]*\S[^\n]*$", re.M)
+_ALL = re.compile(rb"^([0-9a-f]{32})  /?([^\n]{1,%d})$" % MAX_LINE_CHARS, re.M)
+_HEX = frozenset(b"0123456789abcdef")
 
 
 def parse_md5sums(data: bytes, prefixes: tuple[str, ...] = ("",)
                   ) -> tuple[dict[str, str], int]:
     """``{"/path": md5}`` of a package's md5sums file (only paths starting with one of
     ``prefixes``, written without leading ``/``) and the number of lines skipped as
-    damaged. Raises :class:`InventoryError` past the size bound."""
+    damaged (with ``prefixes``: among the lines naming such paths). Raises
+    :class:`InventoryError` past the size bound. With ``prefixes``, the lines are found by
+    searching the file for each prefix (no Python work for the other lines)."""
     if len(data) > MAX_MD5SUMS_BYTES:
         raise InventoryError(f"md5sums of {len(data)} bytes: larger than "
                              f"{MAX_MD5SUMS_BYTES}, the bound")
-    text = data.decode("utf-8", "surrogateescape").replace("\r\n", "\n")
-    found = _SUM_LINE.findall(text)
-    lines = text.split("\n")
-    skipped = len(lines) - lines.count("") - len(found)
-    return {"/" + path: digest for digest, path in found if path.startswith(prefixes)}, \
-        skipped
+    if "" in prefixes:
+        found = {"/" + p.decode("utf-8", "surrogateescape").rstrip("\r"): d.decode()
+                 for d, p in _ALL.findall(data)}
+        return found, len(_DAMAGED.findall(data))
+    out: dict[str, str] = {}
+    damaged = 0
+    for prefix in prefixes:
+        encoded = prefix.encode("utf-8", "surrogateescape")
+        for needle in (b"  " + encoded, b"  /" + encoded):
+            at = data.find(needle)
+            while at >= 0:
+                begin = data.rfind(b"\n", 0, at) + 1
+                end = data.find(b"\n", at)
+                end = len(data) if end < 0 else end
+                digest = data[begin:at]
+                path = data[at + 2:end].lstrip(b"/").rstrip(b"\r")
+                if len(digest) == 32 and _HEX.issuperset(digest) \
+                        and len(path) <= MAX_LINE_CHARS:
+                    out["/" + path.decode("utf-8", "surrogateescape")] = digest.decode()
+                else:
+                    damaged += 1
+                at = data.find(needle, end)
+    return out, damaged
