@@ -6,6 +6,7 @@ damaged line is skipped and counted, never an exception past :class:`InventoryEr
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -91,13 +92,20 @@ _ALL = re.compile(rb"^([0-9a-f]{32})  /?([^\n]{1,%d})$" % MAX_LINE_CHARS, re.M)
 _HEX = frozenset(b"0123456789abcdef")
 
 
+@functools.lru_cache(maxsize=16)
+def _wanted(prefixes: tuple[str, ...]) -> re.Pattern[bytes]:
+    """Two spaces then a path under ``prefixes`` (a literal-led search: fast in ``re``)."""
+    heads = b"|".join(re.escape(p.encode("utf-8", "surrogateescape")) for p in prefixes)
+    return re.compile(rb"  /?(?:" + heads + rb")[^\n]{0,%d}" % MAX_LINE_CHARS)
+
+
 def parse_md5sums(data: bytes, prefixes: tuple[str, ...] = ("",)
                   ) -> tuple[dict[str, str], int]:
     """``{"/path": md5}`` of a package's md5sums file (only paths starting with one of
     ``prefixes``, written without leading ``/``) and the number of lines skipped as
     damaged (with ``prefixes``: among the lines naming such paths). Raises
     :class:`InventoryError` past the size bound. With ``prefixes``, the lines are found by
-    searching the file for each prefix (no Python work for the other lines)."""
+    one search of the file (no Python work for the other lines)."""
     if len(data) > MAX_MD5SUMS_BYTES:
         raise InventoryError(f"md5sums of {len(data)} bytes: larger than "
                              f"{MAX_MD5SUMS_BYTES}, the bound")
@@ -107,20 +115,12 @@ def parse_md5sums(data: bytes, prefixes: tuple[str, ...] = ("",)
         return found, len(_DAMAGED.findall(data))
     out: dict[str, str] = {}
     damaged = 0
-    for prefix in prefixes:
-        encoded = prefix.encode("utf-8", "surrogateescape")
-        for needle in (b"  " + encoded, b"  /" + encoded):
-            at = data.find(needle)
-            while at >= 0:
-                begin = data.rfind(b"\n", 0, at) + 1
-                end = data.find(b"\n", at)
-                end = len(data) if end < 0 else end
-                digest = data[begin:at]
-                path = data[at + 2:end].lstrip(b"/").rstrip(b"\r")
-                if len(digest) == 32 and _HEX.issuperset(digest) \
-                        and len(path) <= MAX_LINE_CHARS:
-                    out["/" + path.decode("utf-8", "surrogateescape")] = digest.decode()
-                else:
-                    damaged += 1
-                at = data.find(needle, end)
+    for match in _wanted(prefixes).finditer(data):
+        at = match.start()
+        digest = data[data.rfind(b"\n", 0, at) + 1:at]
+        if len(digest) == 32 and _HEX.issuperset(digest):
+            path = match.group()[2:].lstrip(b"/").rstrip(b"\r")
+            out["/" + path.decode("utf-8", "surrogateescape")] = digest.decode()
+        else:
+            damaged += 1
     return out, damaged
