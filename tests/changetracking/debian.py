@@ -7,10 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.imaging.ext4 import build_ext4, pin_owners, pin_times
-from tests.imaging.packages import build_deb, dpkg, snapshot, sync_image
-from tests.imaging.tools import BASE_TIME, copy_image
-from tests.imaging.trees import linux_tree, tree_paths
+from tests.imaging.packages import build_deb, changed_copy, dpkg, tree_image
+from tests.imaging.trees import linux_tree
 
 NEW_TIME = 1_800_000_000
 HELLO_1 = b"#!/bin/sh\necho hello 1.0\n"
@@ -36,24 +34,19 @@ def base_machine(tmp_path: Path) -> tuple[Path, Path]:
          build_deb(debs, "greet", "1.0", {"/usr/bin/greet": GREET}),
          # installed under /bin: on this merged-/usr tree it lands in /usr/bin
          build_deb(debs, "legacy", "3.0", {"/bin/legacy": b"legacy\n"}, arch="all"))
-    image = build_ext4(root, tmp_path / "base.img", size_mb=64)
-    paths = list(tree_paths(root))
-    pin_owners(image, paths)
-    pin_times(image, paths, BASE_TIME)
-    return root, image
+    return root, tree_image(root, tmp_path / "base.img")
 
 
 def patch_night(tmp_path: Path, root: Path, image: Path) -> Path:
     """The second image: the upgrade, install and purge by dpkg, and the intrusion."""
-    before = snapshot(root)
-    debs = tmp_path / "debs2"
-    debs.mkdir()
-    dpkg(root, "-i", hello(debs, "1.1-1", HELLO_2),
-         build_deb(debs, "newpkg", "0.1", {"/usr/bin/newtool": b"new tool\n"}))
-    dpkg(root, "--purge", "legacy")
-    (root / "usr/bin/greet").write_bytes(TROJAN)               # replaced by hand
-    (root / "usr/local/bin").mkdir(parents=True)
-    (root / "usr/local/bin/backdoor").write_bytes(b"evil\n")   # no package's
-    after = copy_image(image, tmp_path / "after.img")
-    sync_image(after, before, root, tmp_path, NEW_TIME)
-    return after
+    def change() -> None:
+        debs = tmp_path / "debs2"
+        debs.mkdir()
+        dpkg(root, "-i", hello(debs, "1.1-1", HELLO_2),
+             build_deb(debs, "newpkg", "0.1", {"/usr/bin/newtool": b"new tool\n"}))
+        dpkg(root, "--purge", "legacy")
+        (root / "usr/bin/greet").write_bytes(TROJAN)               # replaced by hand
+        (root / "usr/local/bin").mkdir(parents=True)
+        (root / "usr/local/bin/backdoor").write_bytes(b"evil\n")   # no package's
+
+    return changed_copy(image, root, tmp_path, change, NEW_TIME)

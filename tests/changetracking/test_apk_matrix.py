@@ -11,10 +11,8 @@ from pathlib import Path
 
 from scanner.storage.repository import ScanRecord
 from tests.changetracking.test_dpkg_matrix import events
-from tests.imaging.ext4 import build_ext4, pin_owners, pin_times
-from tests.imaging.packages import snapshot, sync_image
-from tests.imaging.tools import BASE_TIME, copy_image
-from tests.imaging.trees import linux_tree, tree_paths
+from tests.imaging.packages import changed_copy, tree_image
+from tests.imaging.trees import linux_tree
 
 NEW_TIME = 1_800_000_000
 
@@ -54,18 +52,15 @@ def test_apk_upgrade_matches_and_a_replaced_binary_differs(
     base = [("busybox", "1.36.1-r0", {"/usr/bin/busybox": b"busybox 1.36.1-r0\n"}),
             ("curl", "8.5.0-r0", {"/usr/bin/curl": b"curl 8.5.0\n"})]
     _write(root, base)
-    image = build_ext4(root, tmp_path / "base.img", size_mb=64)
-    paths = list(tree_paths(root))
-    pin_owners(image, paths)
-    pin_times(image, paths, BASE_TIME)
+    image = tree_image(root, tmp_path / "base.img")
     assert scan(image).baseline
-    before = snapshot(root)
-    _write(root, [("busybox", "1.36.1-r2", {"/usr/bin/busybox": b"busybox 1.36.1-r2\n"}),
-                  base[1]])
-    (root / "usr/bin/curl").write_bytes(b"curl evil!\n")
-    after = copy_image(image, tmp_path / "after.img")
-    sync_image(after, before, root, tmp_path, NEW_TIME)
-    record = scan(after)
+
+    def change() -> None:
+        _write(root, [("busybox", "1.36.1-r2",
+                       {"/usr/bin/busybox": b"busybox 1.36.1-r2\n"}), base[1]])
+        (root / "usr/bin/curl").write_bytes(b"curl evil!\n")
+
+    record = scan(changed_copy(image, root, tmp_path, change, NEW_TIME))
     assert events(record) == [
         ("file", "modified", "/usr/bin/busybox", ("sha256",), "busybox 1.36.1-r2",
          "matches-package"),

@@ -18,7 +18,7 @@ from tests.changetracking.debian import (
     patch_night,
 )
 from tests.conftest import MACHINE
-from tests.imaging.packages import snapshot, sync_image
+from tests.imaging.packages import changed_copy
 from tests.imaging.tools import copy_image
 
 EXPECTED = [
@@ -62,13 +62,10 @@ def test_a_damaged_status_file_keeps_the_software_and_makes_the_scan_partial(
         tmp_path: Path, scan: Callable[[Path], ScanRecord], repo: Repository) -> None:
     root, image = base_machine(tmp_path)
     scan(image)
-    before = snapshot(root)
     status = root / "var/lib/dpkg/status"
     good = status.read_bytes()
-    status.write_bytes(b"\0" * len(good))
-    damaged = copy_image(image, tmp_path / "damaged.img")
-    sync_image(damaged, before, root, tmp_path, NEW_TIME)
-    record = scan(damaged)
+    record = scan(changed_copy(image, root, tmp_path,
+                               lambda: status.write_bytes(b"\0" * len(good)), NEW_TIME))
     assert record.status == "partial"
     assert record.events == []  # no package "removed": its database is unreadable
     coverage = repo.scan_row(record.id)["coverage"]
@@ -90,13 +87,13 @@ def test_md5sums_edited_to_fit_a_trojan_is_a_tampered_database(
 
     root, image = base_machine(tmp_path)
     scan(image)
-    before = snapshot(root)
-    (root / "usr/bin/greet").write_bytes(TROJAN)
-    sums = root / "var/lib/dpkg/info/greet.md5sums"
-    sums.write_text(f"{hashlib.md5(TROJAN).hexdigest()}  usr/bin/greet\n")
-    after = copy_image(image, tmp_path / "after.img")
-    sync_image(after, before, root, tmp_path, NEW_TIME)
-    record = scan(after)
+
+    def change() -> None:
+        (root / "usr/bin/greet").write_bytes(TROJAN)
+        sums = root / "var/lib/dpkg/info/greet.md5sums"
+        sums.write_text(f"{hashlib.md5(TROJAN).hexdigest()}  usr/bin/greet\n")
+
+    record = scan(changed_copy(image, root, tmp_path, change, NEW_TIME))
     assert events(record) == [
         ("file", "modified", "/usr/bin/greet", ("sha256",), "greet 1.0",
          "package-database-tampered"),

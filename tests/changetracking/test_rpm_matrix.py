@@ -10,10 +10,8 @@ from pathlib import Path
 
 from scanner.storage.repository import ScanRecord
 from tests.changetracking.test_dpkg_matrix import events
-from tests.imaging.ext4 import build_ext4, pin_owners, pin_times
-from tests.imaging.packages import build_rpm, rpm, snapshot, sync_image
-from tests.imaging.tools import BASE_TIME, copy_image
-from tests.imaging.trees import linux_tree, tree_paths
+from tests.imaging.packages import build_rpm, changed_copy, rpm, tree_image
+from tests.imaging.trees import linux_tree
 
 NEW_TIME = 1_800_000_000
 
@@ -28,19 +26,16 @@ def test_rpm_upgrade_matches_and_a_replaced_binary_differs(
         build_rpm(rpms, "hello", "1.0", "1", {"/usr/bin/hello": b"hello 1.0\n", **conf},
                   config=("/etc/hello.conf",)),
         build_rpm(rpms, "greet", "2.0", "3", {"/usr/bin/greet": b"greet\n"}))
-    image = build_ext4(root, tmp_path / "base.img", size_mb=64)
-    paths = list(tree_paths(root))
-    pin_owners(image, paths)
-    pin_times(image, paths, BASE_TIME)
+    image = tree_image(root, tmp_path / "base.img")
     assert scan(image).baseline
-    before = snapshot(root)
-    rpm(root, "-U", build_rpm(rpms, "hello", "1.1", "1",
-                              {"/usr/bin/hello": b"hello 1.1\n", **conf},
-                              config=("/etc/hello.conf",)))
-    (root / "usr/bin/greet").write_bytes(b"pwned\n")
-    after = copy_image(image, tmp_path / "after.img")
-    sync_image(after, before, root, tmp_path, NEW_TIME)
-    record = scan(after)
+
+    def change() -> None:
+        rpm(root, "-U", build_rpm(rpms, "hello", "1.1", "1",
+                                  {"/usr/bin/hello": b"hello 1.1\n", **conf},
+                                  config=("/etc/hello.conf",)))
+        (root / "usr/bin/greet").write_bytes(b"pwned\n")
+
+    record = scan(changed_copy(image, root, tmp_path, change, NEW_TIME))
 
     assert events(record) == [
         ("file", "modified", "/usr/bin/greet", ("sha256",), "greet 2.0-3",

@@ -14,10 +14,12 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
-from tests.imaging.ext4 import debugfs, overwrite_in_place
-from tests.imaging.tools import ImagingError, run
+from tests.imaging.ext4 import build_ext4, debugfs, overwrite_in_place, pin_owners, pin_times
+from tests.imaging.tools import BASE_TIME, ImagingError, copy_image, run
+from tests.imaging.trees import tree_paths
 
 
 def build_deb(workdir: Path, name: str, version: str, files: dict[str, bytes], *,
@@ -149,3 +151,24 @@ def rpm(root: Path, *args: str | os.PathLike[str]) -> None:
     if not (root / "var/lib/rpm/rpmdb.sqlite").exists():
         run(*base, "--initdb")
     run(*base, "--nodeps", "--noscripts", "--ignorearch", "--ignoreos", *args)
+
+
+def tree_image(root: Path, image: Path, when: int = BASE_TIME) -> Path:
+    """A 64 MiB ext4 image of the tree at ``root``, everything owned by 0:0 and every time
+    pinned to ``when``."""
+    build_ext4(root, image, size_mb=64)
+    paths = list(tree_paths(root))
+    pin_owners(image, paths)
+    pin_times(image, paths, when)
+    return image
+
+
+def changed_copy(image: Path, root: Path, workdir: Path, change: Callable[[], object],
+                 when: int) -> Path:
+    """A copy of ``image`` (the tree at ``root`` as it is) after ``change`` changed the tree:
+    only what differs is written (:func:`sync_image`, clock at ``when``)."""
+    before = snapshot(root)
+    change()
+    after = copy_image(image, workdir / "after.img")
+    sync_image(after, before, root, workdir, when)
+    return after
