@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from scanner import cli_deliver, cli_fleet, cli_policy, cli_serve
+from scanner import cli_deliver, cli_fleet, cli_inventory, cli_policy, cli_serve
 from scanner.cli_output import (
     EXIT_CODES_HELP,
     EXIT_ERROR,
@@ -45,6 +45,9 @@ from scanner.terminal import for_terminal, write_json
 __all__ = ["app", "main", "open_repository", "parse_since"]
 
 SCAN_PANEL, SETUP_PANEL, FLEET_PANEL = "Scan and review", "Policy and setup", "Fleet"
+ENTITY_TYPES = ("file", "registry", "software", "service", "daemon")
+CATEGORIES = ("added", "removed", "modified", "installed", "upgraded", "downgraded",
+              "enabled", "disabled")
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode="rich", epilog=EXIT_CODES_HELP,
@@ -230,8 +233,16 @@ def changes(
              "(/etc/*.conf, C:\\Windows\\*.ini, HKLM\\SOFTWARE\\*\\Run); Windows paths and "
              "registry keys ignore case.")] = None,
     since: Annotated[str | None, typer.Option(help="7d, 12h, 30m, 2w or an ISO date.")] = None,
-    category: Annotated[str | None, typer.Option(help="added, removed or modified.")] = None,
-    entity_type: Annotated[str | None, typer.Option("--type", help="file or registry.")] = None,
+    category: Annotated[str | None, typer.Option(
+        help="added, removed or modified; software: installed, upgraded, downgraded; "
+             "daemons: enabled, disabled.")] = None,
+    entity_type: Annotated[str | None, typer.Option(
+        "--type", help="file, registry, software, service or daemon.")] = None,
+    show_diff: Annotated[bool, typer.Option(
+        "--diff", help="Show the unified diff of modified small text files.")] = False,
+    unexplained: Annotated[bool, typer.Option(
+        "--unexplained", help="Only what no package explains (every event but software's "
+                              "and files whose verdict is matches-package).")] = False,
     scan_id: Annotated[int | None, typer.Option("--scan", help="Only this scan's events.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="At most this many (the newest).")
                      ] = None,
@@ -242,10 +253,10 @@ def changes(
     """List change events (oldest first)."""
     from scanner.policy import path_matcher
 
-    if category is not None and category not in ("added", "removed", "modified"):
-        raise ConfigError(f"--category {category!r}: use added, removed or modified")
-    if entity_type is not None and entity_type not in ("file", "registry"):
-        raise ConfigError(f"--type {entity_type!r}: use file or registry")
+    if category is not None and category not in CATEGORIES:
+        raise ConfigError(f"--category {category!r}: use {', '.join(CATEGORIES)}")
+    if entity_type is not None and entity_type not in ENTITY_TYPES:
+        raise ConfigError(f"--type {entity_type!r}: use {', '.join(ENTITY_TYPES)}")
     repo = open_repository()
     if machine is not None:
         repo.require_machine(machine)
@@ -258,7 +269,8 @@ def changes(
     rows = repo.changes(machine_name=machine, since=parse_since(since) if since else None,
                         category=category, entity_type=entity_type, scan_id=scan_id,
                         limit=None if matches else limit, account_name=account,
-                        path_prefix=prefix, prefix_case_sensitive=bool(path and path[0] == "/"))
+                        path_prefix=prefix, prefix_case_sensitive=bool(path and path[0] == "/"),
+                        unexplained=unexplained)
     if matches is not None:
         rows = [r for r in rows if matches(r["path"])]
         rows = rows[-limit:] if limit else rows
@@ -271,7 +283,7 @@ def changes(
     if not rows:
         say("no changes")
         return
-    print_events(rows)
+    print_events(rows, diff=show_diff)
 
 
 def _scan_json(row: dict[str, Any]) -> dict[str, Any]:
@@ -405,6 +417,7 @@ def db_upgrade() -> None:
 for _command, _name, _panel in (
         (scan, "scan", SCAN_PANEL), (changes, "changes", SCAN_PANEL),
         (scans, "scans", SCAN_PANEL), (machines, "machines", SCAN_PANEL),
+        (cli_inventory.inventory, "inventory", SCAN_PANEL),
         (cli_fleet.summary, "summary", SCAN_PANEL), (demo, "demo", SETUP_PANEL),
         (cli_fleet.run_cycle, "cycle", FLEET_PANEL), (cli_fleet.worker, "worker", FLEET_PANEL),
         (cli_fleet.beat, "beat", FLEET_PANEL), (cli_deliver.deliver, "deliver", FLEET_PANEL),

@@ -197,6 +197,7 @@ def summary(
     """The dashboard: machines, total changes, by type, by category, per machine."""
     from sqlalchemy import func, select
 
+    from scanner.changetracking.query import verdict_counts
     from scanner.storage.tables import change_event, machine
 
     repo = _repo()
@@ -209,6 +210,7 @@ def summary(
             by[column] = dict(conn.execute(
                 select(change_event.c[column], func.count()).where(*where)
                 .group_by(change_event.c[column])).all())
+        verdicts = verdict_counts(conn, where)
         per_machine = conn.execute(
             select(machine.c.name, change_event.c.entity_type, func.count())
             .join(change_event, change_event.c.machine_id == machine.c.id).where(*where)
@@ -219,9 +221,10 @@ def summary(
         counts.setdefault(name, {"file": 0, "registry": 0})[kind] = count
     result: dict[str, Any] = {
         "machines": machines, "total_changes": sum(by["category"].values()),
-        "by_type": {"file": by["entity_type"].get("file", 0),
-                    "registry": by["entity_type"].get("registry", 0)},
+        "by_type": {k: by["entity_type"].get(k, 0)
+                    for k in ("file", "registry", "software", "service", "daemon")},
         "by_category": {c: by["category"].get(c, 0) for c in ("added", "removed", "modified")},
+        "package_verdicts": verdicts,
         "per_machine": [{"machine": n, **v, "total": sum(v.values())}
                         for n, v in counts.items()]}
     if as_json:
@@ -231,6 +234,11 @@ def summary(
     say(f"{machines} machines; {result['total_changes']} changes ({window})")
     say("by type: " + ", ".join(f"{k} {v}" for k, v in result["by_type"].items()))
     say("by category: " + ", ".join(f"{k} {v}" for k, v in result["by_category"].items()))
+    say(f"explained by a package: {verdicts['explained']}, unexplained: "
+        f"{verdicts['unexplained']}")
+    say(f"package verdicts: matches {verdicts['matches-package']}, differs "
+        f"{verdicts['differs-from-package']}, not packaged {verdicts['not-packaged']}, "
+        f"tampered {verdicts['package-database-tampered']}")
     if result["per_machine"]:
         table(["machine", ("total", "n"), ("files", "n"), ("registry", "n")],
               [(r["machine"], str(r["total"]), str(r["file"]), str(r["registry"]))

@@ -108,21 +108,24 @@ def table(columns: Sequence[str | tuple[str, str]], rows: Iterable[Sequence[Cell
 
 
 # -- change events ----------------------------------------------------------------------------
-def event_lines(row: dict[str, Any]) -> list[str]:
-    """One event as lines: when, machine, category, what; then one line per changed field."""
+def event_lines(row: dict[str, Any], diff: bool = False) -> list[str]:
+    """One event as lines: when, machine, category, what; then one line per changed field
+    (``diff``: then the unified diff of its content, when kept)."""
     when = stamp(row["detected_at"], seconds=True)
     what = row["path"]
     if row.get("value_name") is not None:
         what = f"{what}  value {row['value_name'] or '(Default)'!r}"
     lines = [f"{when}  {row['machine']}  {row['category']:<8}  {what}"]
     lines.extend(f"    {line}" for line in change_lines(row))
+    if diff and row.get("content_diff"):
+        lines.extend(f"      {line}" for line in row["content_diff"].split("\n"))
     return lines
 
 
-def print_events(rows: Iterable[dict[str, Any]]) -> None:
-    """Print change events for a person."""
+def print_events(rows: Iterable[dict[str, Any]], diff: bool = False) -> None:
+    """Print change events for a person (``diff``: with their content diffs)."""
     for row in rows:
-        for line in event_lines(row):
+        for line in event_lines(row, diff):
             say(line)
 
 

@@ -61,7 +61,7 @@ def commit_scan(repo: Repository, conn: Connection, machine_id: int, outcome: Sc
         previous=previous, started_at=started, finished_at=finished,
         status=outcome.coverage.status, source=dict(source),
         coverage=outcome.coverage.to_dict(), policies=outcome.coverage.policies,
-        scan_id=scan_id, os_family=outcome.os_family)
+        scan_id=scan_id, os_family=outcome.os_family, inventory=outcome.inventory)
     outbox.enqueue_scan_events(conn, written, finished)
     return CommittedScan(written, diff, outcome.coverage.status, outcome.coverage.entities)
 

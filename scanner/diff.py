@@ -31,7 +31,7 @@ from scanner.paths import WithinAny
 class ChangeEvent:
     """One change of one monitored entity between two scans."""
 
-    entity_type: str                 # "file" | "registry"
+    entity_type: str                 # "file" | "registry" | "software" | "service" | "daemon"
     category: str                    # "added" | "removed" | "modified"
     path: str                        # file path, or registry key path
     fields_changed: tuple[str, ...]
@@ -39,6 +39,9 @@ class ChangeEvent:
     current: dict[str, Any] | None
     policies: tuple[str, ...]
     value_name: str | None = None    # registry value events: the value's name
+    package: str | None = None       # the owning package ("name version"), change tracking
+    verdict: str | None = None       # package verdict (scanner.changetracking.verdicts)
+    content_diff: str | None = None  # unified diff of a small text file's content
 
 
 def _event(category: str, entity: Entity, fields: tuple[str, ...],

@@ -26,6 +26,7 @@ of any :class:`SnapfimError` as one line; anything else is a bug.
     │   ├── UnlistableDirectory     a directory the walk will not list (a bound exceeded)
     │   └── ScanMemoryError         the scan needed more memory than its bound
     ├── HiveError                   a registry hive file is truncated, corrupt or not a hive
+    ├── InventoryError              a package database or unit file is damaged or past a bound
     ├── PolicyError                 invalid monitored entity or pattern
     ├── StorageError                database layer
     │   ├── NotFound                a named machine / scan / entity does not exist
@@ -138,6 +139,11 @@ class ScanMemoryError(DiskError):
 
 class HiveError(SnapfimError):
     """A registry hive (or one of its cells) is truncated, corrupt or not a hive."""
+
+
+class InventoryError(SnapfimError):
+    """A package database (dpkg, rpm, apk), service list or unit file on the disk is damaged
+    or beyond a bound: a coverage note, that source's previous state kept."""
 
 
 class PolicyError(SnapfimError):

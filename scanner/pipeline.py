@@ -17,6 +17,9 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from scanner.changetracking.collect import collect_inventory
+from scanner.changetracking.model import Inventory
+from scanner.changetracking.verify import PreviousDigests, after_hashing
 from scanner.collectors.hashing import Hasher, HashJob, HashResult, VolumeRef, hash_in_process
 from scanner.coverage import MAX_LISTED_ERRORS, Coverage
 from scanner.disk.discovery import OpenedVolume, discover, disk_name
@@ -52,6 +55,8 @@ class ScanOptions:
     progress: ScanProgress | None = None
     limits: Limits = field(default_factory=Limits)
     reuse: Reuse | None = None  # incremental: digests kept from the previous scan
+    # the machine's previous file digests (change tracking reads only changed packaged files)
+    previous_digests: PreviousDigests | None = None
 
 
 @dataclass(slots=True)
@@ -63,6 +68,7 @@ class ScanOutcome:
     coverage: Coverage
     os_family: str = "linux"
     registry: dict[str, RegistryEntity] = field(default_factory=dict)
+    inventory: Inventory | None = None  # software, services, daemons (None: not read)
 
     @property
     def unreadable(self) -> dict[str, str]:
@@ -123,13 +129,13 @@ def _scan(sources: Sequence[BlockSource], names: list[str], policy: list[PolicyE
             coverage.notes.append("incremental: the volumes are not mounted as in the "
                                   "previous scan; every file is read")
             options = replace(options, reuse=None)
-        entities, registry = _collect(systems, opened, policy, coverage, options)
+        entities, registry, inventory = _collect(systems, opened, policy, coverage, options)
     finally:
         for item in opened:
             item.fs.close()
     coverage.entities = len(entities) + len(registry)
     os_family = systems[0].os_family if systems else "linux"
-    return ScanOutcome(entities, coverage, os_family, registry)
+    return ScanOutcome(entities, coverage, os_family, registry, inventory)
 
 
 def _nothing_readable(coverage: Coverage) -> str:
@@ -153,8 +159,9 @@ def _note_flagged(coverage: Coverage, flagged: dict[str, str]) -> None:
 
 def _collect(systems: list[System], opened: list[OpenedVolume], policy: list[PolicyEntity],
              coverage: Coverage, options: ScanOptions
-             ) -> tuple[dict[str, FileEntity], dict[str, RegistryEntity]]:
-    """Walk each system's entities, read its registry, build and hash entities."""
+             ) -> tuple[dict[str, FileEntity], dict[str, RegistryEntity], Inventory | None]:
+    """Walk each system's entities, read its registry and inventory, build and hash
+    entities."""
     progress = options.progress or _NoProgress()
     refs = {o.label: o.ref for o in opened}
     hasher = Hasher(refs, options.hash_workers, options.limits)
@@ -181,6 +188,7 @@ def _collect(systems: list[System], opened: list[OpenedVolume], policy: list[Pol
     registry: dict[str, RegistryEntity] = {}
     for system in systems:
         registry.update(system.collect_registry(policy, coverage, options.limits, progress))
+    inventory = collect_inventory(systems, coverage, options.limits, policy)
     entities: dict[str, FileEntity] = {}
     pending: list[tuple[FileEntity, str, int]] = []  # regular files awaiting their hash
     progress.phase("reading", sum(len(walk.result.found) for walk in walks))
@@ -206,8 +214,10 @@ def _collect(systems: list[System], opened: list[OpenedVolume], policy: list[Pol
         file.sha256 = digest
         if sparse:  # the sparse-aware digest (scanner.collectors.hashing.hash_node)
             file.attributes = SPARSE
+    if inventory is not None:  # package digests and text of the changed files
+        after_hashing(inventory, pending, filesystems, options.previous_digests)
     coverage.policies.sort()
-    return dict(sorted(entities.items())), registry
+    return dict(sorted(entities.items())), registry, inventory
 
 
 def _kept_digest(reuse: Reuse, found: Found, refs: dict[str, VolumeRef]) -> FileEntity | None:

@@ -6,6 +6,7 @@ the scan)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,6 +54,8 @@ def run_machine_scan(repo: Repository, sources: Sequence[BlockSource], machine_n
         policy = load_policy(conn)
     if names is not None:  # a SAS URL's signature is never recorded
         names = [redact_url(name) for name in names]
+    options = replace(options or ScanOptions(),
+                      previous_digests=lambda: repo.file_digests(machine_name, account_id))
     outcome = scan_sources(sources, policy, options, names)
     locator = machine_locator([source.locator for source in sources])
     record = commit_outcome(repo, outcome, machine_name, started, locator, account_id,

@@ -19,7 +19,7 @@ import sys
 from typing import Any
 
 from ocsf.v1_1_0 import objects
-from ocsf.v1_1_0.events import FileActivity, ScanActivity, System
+from ocsf.v1_1_0.events import FileActivity, InventoryInfo, ScanActivity, System
 from pydantic import BaseModel, ConfigDict
 
 WIN_REG_TYPE_IDS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0, 99})
@@ -29,6 +29,7 @@ CLASSES: dict[int, tuple[int, frozenset[int]]] = {
     6007: (6, frozenset(range(0, 11)) | {99}),
     201001: (1, frozenset(range(0, 10)) | {99}),
     201002: (1, frozenset(range(0, 5)) | {99}),
+    5001: (5, frozenset({0, 1, 2, 99})),
 }
 
 
@@ -85,7 +86,7 @@ sys.modules["ocsf.v1_1_0"]._try_rebuild_model(System)
 
 MODELS: dict[int, type[BaseModel]] = {
     1001: FileActivity, 6007: ScanActivity, 201001: RegistryKeyActivity,
-    201002: RegistryValueActivity,
+    201002: RegistryValueActivity, 5001: InventoryInfo,
 }
 
 

@@ -338,14 +338,15 @@ def test_every_option_and_argument_has_help() -> None:
             walk(sub, f"{path} {name}")
 
     walk(typer.main.get_command(app), "snapfim")
-    assert len(seen) == 26 and "snapfim policy add" in seen and "snapfim scan" in seen
+    assert len(seen) == 27 and "snapfim policy add" in seen and "snapfim scan" in seen
     assert missing == []
 
 
 def test_commands_are_listed_by_task(tmp_path: Path) -> None:
     text = snapfim(tmp_path, "--help", env={"COLUMNS": "100"}).stdout
     listed = re.findall(r"^│ ([a-z]+) ", text, re.M)
-    assert listed == ["scan", "changes", "scans", "machines", "summary", "serve", "demo",
+    assert listed == ["scan", "changes", "scans", "machines", "inventory", "summary", "serve",
+                      "demo",
                       "policy", "db", "cycle", "worker", "beat", "deliver", "account"]
     panels = re.findall(r"^╭─ ([A-Za-z ]+?) ─", text, re.M)
     assert panels == ["Options", "Scan and review", "Policy and setup", "Fleet"]

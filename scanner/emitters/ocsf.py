@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from scanner import __version__
+from scanner.changetracking.ocsf import INVENTORY_KINDS, inventory_record
 
 OCSF_VERSION = "1.1.0"
 WIN_EXTENSION = {"name": "win", "uid": "2", "version": "1.1.0"}
@@ -102,6 +103,15 @@ def ocsf_record(row: dict[str, Any]) -> dict[str, Any]:
             entity type.
     """
     category, entity = row["category"], row["entity_type"]
+    if entity in INVENTORY_KINDS:  # software, services, daemons (change tracking)
+        return inventory_record(row, {
+            "metadata": {"version": OCSF_VERSION, "uid": str(row["id"]), "product": {
+                "name": "snapfim", "vendor_name": "snapfim", "version": __version__}},
+            "time": datetime_to_ms(row["detected_at"]),
+            "start_time": datetime_to_ms(row.get("window_start")),
+            "end_time": datetime_to_ms(row.get("window_end")),
+            "device": {"hostname": row["machine"], "type_id": 0, "type": "Unknown"},
+            "actor": scanner_actor(row.get("scan_id"))})
     if entity == "file":
         class_uid = FILE_ACTIVITY
     elif entity == "registry":
@@ -135,7 +145,8 @@ def ocsf_record(row: dict[str, Any]) -> dict[str, Any]:
     }
     unmapped: dict[str, Any] = {
         "fields_changed": fields, "policies": list(row.get("policies") or ()),
-        "scan_id": row.get("scan_id"), "previous_scan_id": row.get("previous_scan_id")}
+        "scan_id": row.get("scan_id"), "previous_scan_id": row.get("previous_scan_id"),
+        "package": row.get("package"), "package_verdict": row.get("package_verdict")}
     newest = current if current is not None else previous or {}
     before = previous if current is not None else None      # only for a modification
     if class_uid == FILE_ACTIVITY:

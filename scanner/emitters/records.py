@@ -41,6 +41,14 @@ REGISTRY_FIELD_NAMES: dict[str, str] = {
     "value_count": "ValueCount",
 }
 _REGISTRY_CHANGED_NAMES = {**REGISTRY_FIELD_NAMES, "sha256": "ValueData"}
+# Software, Windows services and Linux daemons (change tracking): ConfigChangeType and names.
+CHANGE_TYPES = {"file": "Files", "registry": "Registry", "software": "Software",
+                "service": "WindowsServices", "daemon": "Daemons"}
+INVENTORY_FIELD_NAMES: dict[str, str] = {
+    "version": "Version", "architecture": "Architecture", "digest": "Checksum",
+    "detail": "Detail", "source": "Source",
+}
+_NAME_FIELDS = {"software": "SoftwareName", "service": "SvcName", "daemon": "SvcName"}
 TIME_FIELDS = frozenset({"mtime", "ctime", "crtime", "atime", "last_write"})
 
 
@@ -70,17 +78,31 @@ def _iso(value: datetime | None) -> str | None:
 
 def event_record(row: dict[str, Any]) -> dict[str, Any]:
     """One stored change event (a row of ``Repository.changes``) as a ConfigurationChange record."""
-    is_file = row["entity_type"] == "file"
-    names = FIELD_NAMES if is_file else REGISTRY_FIELD_NAMES
-    changed_names = FIELD_NAMES if is_file else _REGISTRY_CHANGED_NAMES
+    kind = row["entity_type"]
+    is_file = kind == "file"
+    names = (FIELD_NAMES if is_file else REGISTRY_FIELD_NAMES if kind == "registry"
+             else INVENTORY_FIELD_NAMES)
+    changed_names = (FIELD_NAMES if is_file else _REGISTRY_CHANGED_NAMES
+                     if kind == "registry" else INVENTORY_FIELD_NAMES)
     record: dict[str, Any] = {
         "TimeGenerated": _iso(row["detected_at"]),
         "Computer": row["machine"],
-        "ConfigChangeType": "Files" if is_file else "Registry",
+        "ConfigChangeType": CHANGE_TYPES.get(kind, kind),
         "ChangeCategory": row["category"].capitalize(),
     }
     if is_file:
         record["FileSystemPath"] = row["path"]
+        if row.get("package_verdict") is not None:
+            record["Package"] = row.get("package")
+            record["PackageVerdict"] = row["package_verdict"]
+        if row.get("content_diff") is not None:
+            record["ContentDiff"] = row["content_diff"]
+    elif kind in _NAME_FIELDS:
+        state = row.get("current") or row.get("previous") or {}
+        record[_NAME_FIELDS[kind]] = state.get("name")
+        record["InventoryId"] = row["path"]
+        if row.get("package_verdict") is not None:
+            record["PackageVerdict"] = row["package_verdict"]
     else:
         record["RegistryKey"] = row["path"]
         record["ValueName"] = row.get("value_name")
@@ -105,6 +127,12 @@ def change_lines(row: dict[str, Any]) -> list[str]:
     """What changed, one ``field: before -> after`` line per changed field."""
     lines = []
     state = row.get("current") or row.get("previous") or {}
+    if row.get("package_verdict") is not None:
+        owner = f"{row['package']}: " if row.get("package") else ""
+        lines.append(f"package: {owner}{row['package_verdict']}")
+    if not row["fields_changed"] and row["entity_type"] in _NAME_FIELDS:
+        lines.append(f"{state.get('source')}: {state.get('name')} "
+                     f"{state.get('version') or ''} {state.get('architecture') or ''}".rstrip())
     if not row["fields_changed"] and row["entity_type"] == "registry" and "type" in state:
         lines.append(f"{state['type']}: {_text(state.get('preview'))}")  # an added/removed value
     for field in row["fields_changed"] or ():

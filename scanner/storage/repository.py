@@ -30,6 +30,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
+from scanner.changetracking.model import Inventory
+from scanner.changetracking.query import UNEXPLAINED
+from scanner.changetracking.store import commit_inventory
 from scanner.diff import ChangeEvent, FileDiff
 from scanner.entities import FILE_RECORDED_FIELDS, FileEntity, RegistryEntity
 from scanner.errors import NotFound, StorageError, TransientStorageError
@@ -40,12 +43,14 @@ from scanner.storage.tables import (
     account,
     change_event,
     file_state,
+    inventory_source,
+    inventory_state,
     machine,
     registry_hive,
     registry_state,
     scan,
 )
-from scanner.textsafe import storable_id, storable_json
+from scanner.textsafe import storable, storable_id, storable_json
 
 # The account `snapfim scan` files its machines under (created on first use). Its name is
 # reserved: no cloud is called that, so `snapfim account remove local` never reaches it.
@@ -140,7 +145,8 @@ class Repository:
                 mid = self.machine_id(conn, name)
             except NotFound:
                 return False
-            for table in (change_event, file_state, registry_state, registry_hive, scan):
+            for table in (change_event, file_state, registry_state, registry_hive,
+                          inventory_state, inventory_source, scan):
                 conn.execute(delete(table).where(table.c.machine_id == mid))
             conn.execute(delete(machine).where(machine.c.id == mid))
         return True
@@ -176,6 +182,22 @@ class Repository:
             result[path] = entity
         return result
 
+    def file_digests(self, machine_name: str, account_id: int | None = None
+                     ) -> dict[str, str] | None:
+        """The SHA-256 of each regular file of a machine's state, by path; None for a
+        machine without a completed scan."""
+        with self.transaction() as conn:
+            try:
+                mid = self.machine_id(conn, machine_name, account_id=account_id)
+            except NotFound:
+                return None
+            if self.previous_scan(conn, mid) is None:
+                return None
+            rows = conn.execute(select(file_state.c.path, file_state.c.sha256).where(
+                file_state.c.machine_id == mid, file_state.c.type == "file",
+                file_state.c.sha256.is_not(None)))
+            return {path: digest for path, digest in rows}
+
     def load_registry_state(self, conn: Connection, machine_id: int
                             ) -> dict[str, RegistryEntity]:
         """The machine's current known registry state, by key path or value id."""
@@ -191,7 +213,8 @@ class Repository:
                     status: str, source: dict[str, Any], coverage: dict[str, Any],
                     policies: list[str], scan_id: int | None = None,
                     registry: Iterable[RegistryEntity] = (),
-                    os_family: str | None = None) -> tuple[int, FileDiff]:
+                    os_family: str | None = None,
+                    inventory: Inventory | None = None) -> tuple[int, FileDiff]:
         """Diff the scan's file and registry entities against the state and write everything,
         in the caller's transaction: the scan row (created, or the fleet's row updated), the
         state, the events, the machine's last scan (and ``os_family``, when given).
@@ -218,12 +241,15 @@ class Repository:
                 skip=skip)
             total += staged
         record_hives(conn, machine_id, scan_id, hives.seen)
+        commit_inventory(conn, machine_id, scan_id, inventory, previous is None, diff)
         if diff.events:
             window_start = previous.finished_at if previous else None
             bulk_insert(conn, change_event, _EVENT_COLUMNS, (
                 (machine_id, scan_id, previous.id if previous else None, finished_at,
                  window_start, finished_at, e.entity_type, e.category, e.path, e.value_name,
-                 list(e.fields_changed), e.previous, e.current, list(e.policies))
+                 list(e.fields_changed), e.previous, e.current, list(e.policies),
+                 None if e.package is None else storable(e.package), e.verdict,
+                 None if e.content_diff is None else storable(e.content_diff))
                 for e in diff.events))
         conn.execute(update(scan).where(scan.c.id == scan_id).values(
             status=status, finished_at=finished_at, source=source, baseline=diff.baseline,
@@ -238,10 +264,12 @@ class Repository:
                 category: str | None = None, entity_type: str | None = None,
                 scan_id: int | None = None, limit: int | None = None,
                 account_name: str | None = None, path_prefix: str | None = None,
-                prefix_case_sensitive: bool = True) -> list[dict[str, Any]]:
+                prefix_case_sensitive: bool = True,
+                unexplained: bool = False) -> list[dict[str, Any]]:
         """Change events, oldest first, with the machine's name; ``path_prefix`` keeps the
         events whose path starts with it (compared in lower case unless
-        ``prefix_case_sensitive``)."""
+        ``prefix_case_sensitive``); ``unexplained`` the events no package explains
+        (:data:`scanner.changetracking.query.UNEXPLAINED`)."""
         query = (select(change_event, machine.c.name.label("machine"))
                  .join(machine, machine.c.id == change_event.c.machine_id))
         if machine_name is not None:
@@ -263,6 +291,8 @@ class Repository:
             query = query.where(change_event.c.entity_type == entity_type)
         if scan_id is not None:
             query = query.where(change_event.c.scan_id == scan_id)
+        if unexplained:
+            query = query.where(UNEXPLAINED)
         query = query.order_by(change_event.c.id)
         if limit is not None:
             query = query.order_by(None).order_by(change_event.c.id.desc()).limit(limit)
@@ -337,7 +367,8 @@ MACHINE_STATUS = table(
 
 _EVENT_COLUMNS = ("machine_id", "scan_id", "previous_scan_id", "detected_at", "window_start",
                   "window_end", "entity_type", "category", "path", "value_name",
-                  "fields_changed", "previous", "current", "policies")
+                  "fields_changed", "previous", "current", "policies", "package",
+                  "package_verdict", "content_diff")
 
 
 def _new_id(result: Any) -> int:

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -191,6 +192,39 @@ registry_hive = Table(
     Column("scan_id", BigInteger, nullable=False),
 )
 
+# Change tracking (migration 0009): installed software, Windows services and Linux daemons,
+# one row per item (scanner.changetracking.model.InventoryEntity), and the sources of a
+# machine's inventory read at least once (a source read for the first time is a baseline).
+inventory_state = Table(
+    "inventory_state", metadata,
+    Column("machine_id", ForeignKey("machine.id", ondelete="CASCADE"), primary_key=True),
+    Column("path", Text, primary_key=True),                 # source\\name[:arch]
+    Column("kind", String(16), nullable=False),             # software | service | daemon
+    Column("name", Text, nullable=False),
+    Column("source", String(32), nullable=False),           # dpkg | rpm | apk | systemd ...
+    Column("version", Text),
+    Column("architecture", Text),
+    Column("digest", String(64)),
+    Column("detail", Json, nullable=False, default=dict),
+    Column("policies", Json, nullable=False, default=list),
+    Column("scan_id", BigInteger, nullable=False),
+)
+
+# Small text files' content (zlib), de-duplicated by SHA-256 across machines: the two sides
+# of a content diff (scanner.changetracking.content).
+content_blob = Table(
+    "content_blob", metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+)
+
+inventory_source = Table(
+    "inventory_source", metadata,
+    Column("machine_id", ForeignKey("machine.id", ondelete="CASCADE"), primary_key=True),
+    Column("source", String(32), primary_key=True),
+    Column("scan_id", BigInteger, nullable=False),
+)
+
 change_event = Table(
     "change_event", metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
@@ -208,6 +242,9 @@ change_event = Table(
     Column("previous", Json),
     Column("current", Json),
     Column("policies", Json, nullable=False, default=list),
+    Column("package", Text),                                # owner "name version" (0009)
+    Column("package_verdict", String(32)),                  # matches-package ... (0009)
+    Column("content_diff", Text),                           # unified diff (0009)
     Index(None, "machine_id", "detected_at"),
     Index(None, "scan_id"),
 )

@@ -50,6 +50,11 @@ class WindowsSystem:
         self._walker: Walker | None = None
 
     @property
+    def hives(self) -> dict[str, Hive]:
+        """The hives read so far (letters, registry), by the posix path of their file."""
+        return self._hives
+
+    @property
     def system_volume(self) -> OpenedVolume:
         """The volume holding the installation (C:)."""
         return self.drives[SYSTEM_DRIVE]

@@ -88,7 +88,8 @@ def collect_registry(walker: Walker, system: WindowsInstall, policy: list[Policy
                      ) -> tuple[dict[str, RegistryEntity], list[str]]:
     """Read every hive an enabled registry entity reaches and collect its keys and values
     (within ``limits``: a value, subkey list or log beyond a bound is listed as unreadable).
-    ``opened``: hives read already, by the posix path of their file (not read again).
+    ``opened``: hives read already, by the posix path of their file (not read again); when
+    a dict, the machine hives read here are added to it.
 
     Returns the entities by id and the names of the registry entities scanned. Hive reports
     go to ``coverage.hives``; unreadable hives and keys to ``coverage.unreadable``.
@@ -110,6 +111,8 @@ def collect_registry(walker: Walker, system: WindowsInstall, policy: list[Policy
         coverage.hives.append(report)
         try:
             hive = (opened or {}).get(path) or open_hive_file(walker, path, limits)
+            if isinstance(opened, dict) and hive is not None and required:
+                opened[path] = hive  # machine hives: kept for the inventory (users' are not)
             if hive is None:
                 report.status = "missing"
                 if required:

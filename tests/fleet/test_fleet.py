@@ -263,8 +263,12 @@ def test_cli_onboarding_cycle_and_summary(images: Path, pg_url: str, tmp_path: P
     out = cli("cycle", SNAPFIM_CADENCE_HOURS="0.0001")
     assert "web-02: succeeded (0 added, 1 removed, 0 modified)" in out
     assert json.loads(cli("summary", "--json")) == {
-        "machines": 3, "total_changes": 1, "by_type": {"file": 1, "registry": 0},
+        "machines": 3, "total_changes": 1,
+        "by_type": {"file": 1, "registry": 0, "software": 0, "service": 0, "daemon": 0},
         "by_category": {"added": 0, "removed": 1, "modified": 0},
+        "package_verdicts": {"matches-package": 0, "differs-from-package": 0,
+                             "not-packaged": 0, "package-database-tampered": 0,
+                             "explained": 0, "unexplained": 1},
         "per_machine": [{"machine": "web-02", "file": 1, "registry": 0, "total": 1}]}
     listing = cli("account", "list")
     assert "lab" in listing and "images=" in listing

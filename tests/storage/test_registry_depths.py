@@ -112,13 +112,31 @@ def test_a_winlogon_gp_extension_dll_is_reported(
     assert _events(record)[2][4] == _value("REG_SZ", dll, "C:\\ProgramData\\gpext.dll")
 
 
+def _later_change_tracking(engine: Any, *, create: bool) -> None:
+    """Add (or remove again) what migration 0009 brings, for today's code on an old schema."""
+    from sqlalchemy import text
+
+    from scanner.storage.tables import content_blob, inventory_source, inventory_state
+
+    columns = (("package", "TEXT"), ("package_verdict", "VARCHAR(32)"),
+               ("content_diff", "TEXT"))
+    with engine.begin() as conn:
+        for table in (inventory_state, inventory_source, content_blob):
+            (table.create if create else table.drop)(conn)
+        for name, kind in columns:
+            conn.execute(text(f"ALTER TABLE change_event ADD COLUMN {name} {kind}" if create
+                              else f"ALTER TABLE change_event DROP COLUMN {name}"))
+
+
 def test_migration_0006_deepens_seeded_keys_and_their_subkeys_are_new_coverage(
         db_url: str, base_image: Path, tmp_path: Path) -> None:
     engine = make_engine(db_url)
     try:
         upgrade(engine, "0006-1")  # the schema just before 0006
-        # today's code on that schema: with the one table it reads that came later (0007)
+        # today's code on that schema: with the tables and columns it uses that came later
+        # (0008, 0009)
         registry_hive.create(engine)
+        _later_change_tracking(engine, create=True)
         repo = Repository(engine)
         with repo.transaction() as conn:  # seeded as before: every recommended key at depth 0
             conn.execute(policy_entity.insert(), [
@@ -133,6 +151,7 @@ def test_migration_0006_deepens_seeded_keys_and_their_subkeys_are_new_coverage(
         changed.hives[SOFTWARE].value(WINLOGON, "Userinit", REG_SZ, sz("C:\\evil.exe,"))
         image = build_windows_image(tmp_path / "changed.img", changed)
         registry_hive.drop(engine)
+        _later_change_tracking(engine, create=False)
         upgrade(engine)
         with repo.transaction() as conn:
             depths = {e.path: e.depth for e in load_policy(conn)}

@@ -273,8 +273,8 @@ def test_unknown_category_raises(entity_type: str) -> None:
 
 
 def test_unknown_entity_type_raises() -> None:
-    with pytest.raises(ValueError, match="service"):
-        ocsf_record(row("added", "/x", current={}, entity_type="service"))
+    with pytest.raises(ValueError, match="printer"):
+        ocsf_record(row("added", "/x", current={}, entity_type="printer"))
 
 
 def test_ns_to_ms_is_exact_integer_floor() -> None:

@@ -1,0 +1,156 @@
+"""The software of a Linux root, from its package databases, read through the scan's mounts:
+dpkg (``/var/lib/dpkg``), RPM as SQLite (``/var/lib/rpm/rpmdb.sqlite``) and apk
+(``/lib/apk/db/installed``). A database that exists but cannot be read whole is an
+unreadable path of the scan (partial; that source's previous state is kept, never
+"removed"); damaged entries inside a readable one are skipped and counted in a note.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from scanner.changetracking import apk, dpkg, rpm
+from scanner.changetracking.model import (
+    MAX_PACKAGED_FILES,
+    SOFTWARE,
+    Inventory,
+    InventoryEntity,
+    PackagedFile,
+    item_id,
+)
+from scanner.changetracking.reading import (
+    Canonical,
+    ReadBudget,
+    exists,
+    fail_if_unreadable,
+    list_nodes,
+    monitored_prefixes,
+    read_bounded,
+    read_node,
+)
+from scanner.disk.nodes import FileKind
+from scanner.disk.walker import Walker
+from scanner.errors import DiskError, InventoryError, SourceReadError
+
+DPKG_DIR = "/var/lib/dpkg"
+DPKG_STATUS = f"{DPKG_DIR}/status"
+RPM_SQLITE = "/var/lib/rpm/rpmdb.sqlite"
+APK_INSTALLED = "/lib/apk/db/installed"
+_READ_ERRORS = (DiskError, SourceReadError, InventoryError)
+
+
+def collect_software(walker: Walker, inventory: Inventory,
+                     roots: tuple[str, ...] = ("/",)) -> None:
+    """Every package database of the root ``walker`` walks, into ``inventory``; the file
+    records kept are those under the monitored ``roots`` (only they can have events)."""
+    canonical = Canonical(walker)
+    canonical.prefixes = monitored_prefixes(roots, walker)
+    for source, path, reader in (("dpkg", DPKG_STATUS, _dpkg), ("rpm", RPM_SQLITE, _rpm),
+                                 ("apk", APK_INSTALLED, _apk)):
+        seen = set(walker.result.unreadable)
+        try:
+            if not exists(walker, path):
+                continue
+            inventory.sources.add(source)
+            reader(walker, inventory, canonical)
+        except _READ_ERRORS as exc:
+            inventory.fail(source, str(exc), path)
+            continue
+        fail_if_unreadable(walker, seen, source, inventory)
+
+
+def _check(inventory: Inventory) -> None:
+    """The bound on packaged files (checked after each package's files)."""
+    if len(inventory.files) > MAX_PACKAGED_FILES:
+        raise InventoryError(f"more than {MAX_PACKAGED_FILES} packaged files: the bound")
+
+
+def _dpkg(walker: Walker, inventory: Inventory, canonical: Canonical) -> None:
+    data = read_bounded(walker, DPKG_STATUS, dpkg.MAX_STATUS_BYTES)
+    if data is None:
+        raise InventoryError("status is not a regular file")
+    packages, skipped = dpkg.parse_status(data)
+    listed = list_nodes(walker, f"{DPKG_DIR}/info")
+    info = {n.name: n for n in (listed[0] if listed else ()) if n.kind is FileKind.FILE}
+    budget = ReadBudget("dpkg")
+    damaged = 0
+    for package in packages:
+        item = InventoryEntity(item_id("dpkg", package.name, package.architecture), SOFTWARE,
+                               package.name, "dpkg", package.version, package.architecture,
+                               policies=("dpkg",))
+        name = next((n for n in (f"{package.name}:{package.architecture}.md5sums",
+                                 f"{package.name}.md5sums") if n in info), None)
+        digest = hashlib.sha256()
+        sums: dict[str, str] = {}
+        if name is not None and listed is not None:
+            raw = read_node(listed[1], info[name], dpkg.MAX_MD5SUMS_BYTES, budget)
+            digest.update(raw)
+            sums, bad = dpkg.parse_md5sums(raw, canonical.prefixes)
+            damaged += bad
+        for path, md5 in sorted(package.conffiles.items()):
+            digest.update(f"\0{path} {md5}".encode("utf-8", "surrogateescape"))
+        item.digest = digest.hexdigest()
+        inventory.add(item)
+        files = inventory.files
+        for path, md5 in sums.items():  # the first owner wins
+            files.setdefault(canonical(path), PackagedFile(
+                item.path, package.name, package.version, md5, "md5"))
+        for path, md5 in package.conffiles.items():  # conffiles are not in md5sums
+            files.setdefault(canonical(path), PackagedFile(
+                item.path, package.name, package.version, md5 or None, "md5", True))
+        _check(inventory)
+    _note(inventory, "dpkg", skipped, damaged)
+
+
+def _rpm(walker: Walker, inventory: Inventory, canonical: Canonical) -> None:
+    data = read_bounded(walker, RPM_SQLITE, rpm.MAX_RPMDB_BYTES)
+    if data is None:
+        raise InventoryError("rpmdb.sqlite is not a regular file")
+    wal = read_bounded(walker, RPM_SQLITE + "-wal", rpm.MAX_RPMDB_BYTES)  # not checkpointed
+    packages, skipped = rpm.read_sqlite_rpmdb(data, wal, canonical.prefixes)
+    for package in packages:
+        item = InventoryEntity(item_id("rpm", package.name, package.architecture), SOFTWARE,
+                               package.name, "rpm", package.version, package.architecture,
+                               detail={"vendor": package.vendor} if package.vendor else {},
+                               policies=("rpm",))
+        item.digest = package.digest
+        inventory.add(item)
+        files = inventory.files
+        wanted = canonical.prefixes
+        for path, (file_digest, config) in package.files.items():
+            if file_digest and path[1:].startswith(wanted):  # links, ghosts: no digest
+                files.setdefault(canonical(path), PackagedFile(
+                    item.path, package.name, package.version, file_digest, package.algorithm,
+                    config))
+        _check(inventory)
+    _note(inventory, "rpm", skipped, 0)
+
+
+def _apk(walker: Walker, inventory: Inventory, canonical: Canonical) -> None:
+    data = read_bounded(walker, APK_INSTALLED, apk.MAX_INSTALLED_BYTES)
+    if data is None:
+        raise InventoryError("installed is not a regular file")
+    packages, skipped = apk.parse_installed(data)
+    for package in packages:
+        item = InventoryEntity(item_id("apk", package.name, package.architecture), SOFTWARE,
+                               package.name, "apk", package.version, package.architecture,
+                               detail={"origin": package.origin} if package.origin else {},
+                               policies=("apk",))
+        listed = "".join(f"\0{p} {d or ''}" for p, d in sorted(package.files.items()))
+        item.digest = hashlib.sha256(listed.encode("utf-8", "surrogateescape")).hexdigest()
+        inventory.add(item)
+        files = inventory.files
+        for path, sha1 in package.files.items():
+            if sha1 and path[1:].startswith(canonical.prefixes):
+                files.setdefault(canonical(path), PackagedFile(
+                    item.path, package.name, package.version, sha1, "sha1",
+                    path.startswith("/etc/")))
+        _check(inventory)
+    _note(inventory, "apk", skipped, 0)
+
+
+def _note(inventory: Inventory, source: str, skipped: int, damaged: int) -> None:
+    if skipped:
+        inventory.notes.append(f"{source}: {skipped} damaged package entries skipped")
+    if damaged:
+        inventory.notes.append(f"{source}: {damaged} damaged file digest lines skipped")

@@ -1,0 +1,208 @@
+"""The RPM database as SQLite (``/var/lib/rpm/rpmdb.sqlite``: RHEL 9, Fedora, Amazon Linux
+2023) and the RPM header format its ``Packages`` table stores, one blob per package.
+
+The database is opened by Python's own SQLite (``sqlite3``, from memory: ``deserialize``),
+read-only, with untrusted-schema mode, cell checks and an instruction budget (a hostile file
+cannot make a query run for ever). No maintained pure-Python parser of the header format
+exists (rpm's Python bindings need the whole rpm library and a database directory of their
+own), and the format is small and documented (rpm's ``header.c`` / the LSB spec): an index
+count and a data length (big-endian 32-bit), the index entries (tag, type, offset, count:
+16 bytes each), then the data. :func:`parse_header` checks every offset and count against the
+data before reading it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import struct
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+from scanner.changetracking.model import MAX_ITEMS_PER_SOURCE, MAX_PACKAGED_FILES, clip
+from scanner.errors import InventoryError
+
+MAX_RPMDB_BYTES = 1 << 30
+MAX_HEADER_TAGS = 0xFFFF          # rpm's own bounds (header.c: HEADER_TAGS_MAX, _DATA_MAX)
+MAX_HEADER_DATA = 0x0FFFFFFF
+MAX_SQL_STEPS = 200_000_000       # SQLite virtual machine instructions for the whole read
+_MAGIC = b"\x8e\xad\xe8\x01\x00\x00\x00\x00"
+_ENTRY = struct.Struct(">iIiI")
+# tags
+NAME, VERSION, RELEASE, EPOCH, ARCH, VENDOR = 1000, 1001, 1002, 1003, 1022, 1011
+FILEDIGESTS, FILEFLAGS, DIRINDEXES, BASENAMES, DIRNAMES = 1035, 1037, 1116, 1117, 1118
+FILEDIGESTALGO = 5011
+_WANTED = {NAME, VERSION, RELEASE, EPOCH, ARCH, VENDOR, FILEDIGESTS, FILEFLAGS, DIRINDEXES,
+           BASENAMES, DIRNAMES, FILEDIGESTALGO}
+# types
+_INT32, _STRING, _STRING_ARRAY, _I18NSTRING = 4, 6, 8, 9
+_ALGORITHMS = {1: "md5", 2: "sha1", 8: "sha256", 9: "sha384", 10: "sha512", 11: "sha224"}
+RPMFILE_CONFIG = 1
+
+
+@dataclass(slots=True)
+class RpmPackage:
+    """One package of the database: name, EVR, architecture, vendor, and its files with the
+    digest the database records (hex, empty for directories and links) and their flags."""
+
+    name: str
+    version: str | None
+    architecture: str | None
+    vendor: str | None = None
+    algorithm: str = "md5"
+    files: dict[str, tuple[str, bool]] = field(default_factory=dict)  # path -> (digest, config)
+    digest: str = ""  # SHA-256 of every file's path and recorded digest
+
+
+def _strings(data: bytes, offset: int, count: int, end: int) -> list[str]:
+    parts = data[offset:end].split(b"\0", count)
+    if len(parts) <= count:  # the count-th string has no NUL before the end of the data
+        raise InventoryError("header string runs past the data")
+    return [p.decode("utf-8", "surrogateescape") for p in parts[:count]]
+
+
+def parse_header(blob: bytes) -> dict[int, Any]:
+    """The wanted tags of one header blob: strings, lists of strings or lists of ints.
+    Raises :class:`InventoryError` on any inconsistency (never reads past the blob)."""
+    if blob[:8] == _MAGIC:
+        blob = blob[8:]
+    if len(blob) < 8:
+        raise InventoryError("header shorter than its intro")
+    il, dl = struct.unpack_from(">II", blob)
+    if il > MAX_HEADER_TAGS or dl > MAX_HEADER_DATA:
+        raise InventoryError(f"header of {il} tags, {dl} data bytes: beyond rpm's bounds")
+    start = 8 + il * 16
+    end = start + dl
+    if end > len(blob):
+        raise InventoryError("header data runs past the blob")
+    out: dict[int, Any] = {}
+    for i in range(il):
+        tag, kind, offset, count = _ENTRY.unpack_from(blob, 8 + i * 16)
+        if tag not in _WANTED:
+            continue
+        if offset < 0 or offset > dl or count > dl + 1:
+            raise InventoryError(f"tag {tag}: offset {offset}, count {count} outside the data")
+        at = start + offset
+        if kind == _INT32:
+            if at + 4 * count > end:
+                raise InventoryError(f"tag {tag}: integers run past the data")
+            out[tag] = list(struct.unpack_from(f">{count}i", blob, at))
+        elif kind in (_STRING, _I18NSTRING):
+            out[tag] = _strings(blob, at, 1, end)[0]
+        elif kind == _STRING_ARRAY:
+            out[tag] = _strings(blob, at, count, end)
+    return out
+
+
+def package_of(tags: dict[int, Any], prefixes: tuple[str, ...] = ("",)) -> RpmPackage:
+    """The package a parsed header describes, with its files under ``prefixes`` (paths
+    without leading ``/``; its digest covers them all). Raises :class:`InventoryError`
+    when its file lists do not fit together."""
+    name = tags.get(NAME)
+    if not isinstance(name, str) or not name:
+        raise InventoryError("header without a name")
+    version, release = tags.get(VERSION), tags.get(RELEASE)
+    epoch = tags.get(EPOCH)
+    evr = None
+    if isinstance(version, str):
+        evr = version + (f"-{release}" if isinstance(release, str) else "")
+        if isinstance(epoch, list) and epoch and epoch[0]:
+            evr = f"{epoch[0]}:{evr}"
+    arch = tags.get(ARCH)
+    algo = tags.get(FILEDIGESTALGO)
+    package = RpmPackage(clip(name), clip(evr) if evr else None,
+                         clip(arch) if isinstance(arch, str) else None,
+                         clip(tags[VENDOR]) if isinstance(tags.get(VENDOR), str) else None,
+                         _ALGORITHMS.get(algo[0], "unknown") if isinstance(algo, list) and algo
+                         else "md5")
+    basenames, dirnames, indexes = tags.get(BASENAMES), tags.get(DIRNAMES), tags.get(DIRINDEXES)
+    if basenames is None:
+        return package
+    if not (isinstance(basenames, list) and isinstance(dirnames, list)
+            and isinstance(indexes, list) and len(indexes) == len(basenames)):
+        raise InventoryError(f"{name}: file lists of different lengths")
+    digests = tags.get(FILEDIGESTS) or [""] * len(basenames)
+    flags = tags.get(FILEFLAGS) or [0] * len(basenames)
+    if len(digests) != len(basenames) or len(flags) != len(basenames):
+        raise InventoryError(f"{name}: file digests do not match its file list")
+    if indexes and not 0 <= min(indexes) <= max(indexes) < len(dirnames):
+        raise InventoryError(f"{name}: a file names a directory out of {len(dirnames)}")
+    package.digest = hashlib.sha256("\0".join(
+        (package.algorithm, *dirnames, "", *basenames, "", *map(str, indexes), "", *digests)
+    ).encode("utf-8", "surrogateescape")).hexdigest()
+    keep = {i for i, d in enumerate(dirnames)  # directories under or above a prefix
+            if any(d[1:].startswith(p) or p.startswith(d[1:]) for p in prefixes)}
+    if keep:
+        for base, index, digest, flag in zip(basenames, indexes, digests, flags, strict=True):
+            path = dirnames[index] + base
+            if index in keep and path[1:].startswith(prefixes):
+                package.files[path] = (digest.lower(), bool(flag & RPMFILE_CONFIG))
+    return package
+
+
+def read_sqlite_rpmdb(data: bytes, wal: bytes | None = None, prefixes: tuple[str, ...] = ("",)
+                      ) -> tuple[list[RpmPackage], int]:
+    """The packages of an ``rpmdb.sqlite`` file's bytes (with its ``-wal`` file's, when the
+    snapshot holds one not yet checkpointed) and the number of headers skipped as damaged.
+    Raises :class:`InventoryError` when it is no SQLite database, lacks the ``Packages``
+    table, is past a bound, or a query runs past its budget."""
+    if len(data) + len(wal or b"") > MAX_RPMDB_BYTES:
+        raise InventoryError(f"rpmdb of {len(data)} bytes: larger than {MAX_RPMDB_BYTES}")
+    if wal:  # the WAL is applied by SQLite itself, from a private copy of both files
+        with tempfile.TemporaryDirectory(prefix="snapfim-rpmdb-") as tmp:
+            path = os.path.join(tmp, "rpmdb.sqlite")
+            with open(path, "wb") as fh:
+                fh.write(data)
+            with open(path + "-wal", "wb") as fh:
+                fh.write(wal)
+            return _query(sqlite3.connect(path), None, prefixes)
+    if data[18:20] == b"\x02\x02":  # WAL mode: read the file as a rollback-journal database
+        data = data[:18] + b"\x01\x01" + data[20:]
+    return _query(sqlite3.connect(":memory:"), data, prefixes)
+
+
+def _query(conn: sqlite3.Connection, data: bytes | None, prefixes: tuple[str, ...]
+           ) -> tuple[list[RpmPackage], int]:
+    try:
+        steps = 0
+
+        def budget() -> int:
+            nonlocal steps
+            steps += 100_000
+            return 1 if steps > MAX_SQL_STEPS else 0
+
+        conn.set_progress_handler(budget, 100_000)
+        try:
+            if data is not None:
+                conn.deserialize(data)
+            conn.execute("PRAGMA trusted_schema=OFF")
+            conn.execute("PRAGMA cell_size_check=ON")
+            rows = conn.execute("SELECT hnum, blob FROM Packages ORDER BY hnum")
+            return _packages(rows, prefixes)
+        except sqlite3.Error as exc:
+            raise InventoryError(f"rpmdb.sqlite: {exc}") from exc
+    finally:
+        conn.close()
+
+
+def _packages(rows: Any, prefixes: tuple[str, ...]) -> tuple[list[RpmPackage], int]:
+    packages: list[RpmPackage] = []
+    skipped = files = 0
+    for _hnum, blob in rows:
+        if len(packages) >= MAX_ITEMS_PER_SOURCE:
+            raise InventoryError(f"more than {MAX_ITEMS_PER_SOURCE} packages: the bound")
+        if not isinstance(blob, bytes):
+            skipped += 1
+            continue
+        try:
+            package = package_of(parse_header(blob), prefixes)
+        except InventoryError:
+            skipped += 1
+            continue
+        files += len(package.files)
+        if files > MAX_PACKAGED_FILES:
+            raise InventoryError(f"more than {MAX_PACKAGED_FILES} files: the bound")
+        packages.append(package)
+    return packages, skipped
