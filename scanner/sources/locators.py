@@ -139,6 +139,10 @@ def _kinds() -> dict[str, LocatorKind]:
         # (scanner.cloud.azure.pageblob), behind the caching layer; stored without the SAS
         "azure-sas": LocatorKind(lazy("scanner.cloud.azure.pageblob", "open_sas"), needs("url"),
                                  lazy_function("scanner.cloud.azure.pageblob", "stored_locator")),
+        # a managed-disk snapshot by its ARM id: read access granted when opened, revoked
+        # when the source closes (scanner.cloud.azure.provider)
+        "azure-snapshot": LocatorKind(lazy("scanner.cloud.azure.provider", "open_snapshot"),
+                                      needs("snapshot", "disk")),
         # bytes in this process's memory (tests, generated disks): never reopened
         "memory": LocatorKind(_open_memory, _never),
     }
