@@ -34,6 +34,8 @@ from scanner.cloud.aws.provider import AwsProvider
 from scanner.incremental import ChangedRanges, Reuse, locator_key, mount_layout
 from scanner.pipeline import ScanOptions, ScanOutcome, scan_source
 from scanner.policy import make_entity
+from scanner.sources.base import follow_parent
+from scanner.sources.cache import CacheStats
 from scanner.sources.local import open_local
 from tests.aws.fakeaws import FakeAws
 
@@ -91,21 +93,34 @@ def timed(label: str, run: Any) -> tuple[Any, float]:
 CACHE: dict[str, Any] = {}
 
 
+def ebs_locator(snapshot: str) -> dict[str, Any]:
+    return {"kind": "ebs", "snapshot": snapshot, "region": REGION}
+
+
 def scan_snapshot(snapshot: str, policy: list[Any], workers: int,
-                  reuse: Reuse | None = None, read_ahead: int | None = None) -> ScanOutcome:
-    locator: dict[str, Any] = {"kind": "ebs", "snapshot": snapshot, "region": REGION}
+                  reuse: Reuse | None = None, read_ahead: int | None = None,
+                  parent: tuple[str, list[tuple[int, int]]] | None = None) -> ScanOutcome:
+    """One scan of an EBS snapshot; ``parent``: the parent snapshot and the changed ranges
+    the source is told (its kept blocks serve the rest), as an incremental scan does."""
+    locator = ebs_locator(snapshot)
     if CACHE or read_ahead:
         locator["cache"] = {**EBS_CACHE.as_dict(), **CACHE}
         if read_ahead:
             locator["cache"]["read_ahead"] = read_ahead
     source = open_ebs(locator)
     try:
+        if parent is not None:
+            follow_parent(source, ebs_locator(parent[0]), parent[1])
         if reuse is not None:
             changed = reuse.changed.pop("pending")
             reuse.changed[locator_key(source.locator)] = changed
         return scan_source(source, policy, ScanOptions(workers, reuse=reuse))
     finally:
+        STATS[snapshot] = source.stats
         source.close()
+
+
+STATS: dict[str, CacheStats] = {}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,7 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-mib", type=int, help="cache size (default: EBS_CACHE's)")
     parser.add_argument("--incremental-read-ahead", type=int,
                         help="read-ahead of the incremental scan only (blocks)")
+    parser.add_argument("--keep-mib", type=int, default=4096,
+                        help="budget of the blocks kept between scans (0: none kept)")
     args = parser.parse_args(argv)
+    keep_dir = args.workdir / "kept-blocks"
+    shutil.rmtree(keep_dir, ignore_errors=True)
+    os.environ["SNAPFIM_BLOCK_CACHE_DIR"] = str(keep_dir)
+    os.environ["SNAPFIM_BLOCK_CACHE_BYTES"] = str(args.keep_mib << 20)
     for key, value in (("read_ahead", args.read_ahead), ("threads", args.threads),
                        ("cache_bytes", args.cache_mib and args.cache_mib << 20)):
         if value:
@@ -182,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         reuse = Reuse(full.entities, {"pending": ChangedRanges(ranges)}, layout)
         incr, incr_wall = timed("incremental scan of snapshot 2 through EBS",
                                 lambda: scan_snapshot(snap2, policy, args.hash_workers, reuse,
-                                                      args.incremental_read_ahead))
+                                                      args.incremental_read_ahead,
+                                                      (snap1, ranges)))
         incr_blocks = server.store.block_gets.get(snap2, 0)
         changed_paths = {p for p, e in incr.entities.items()
                          if p in full.entities and e.sha256 != full.entities[p].sha256}
@@ -199,6 +221,13 @@ def main(argv: list[str] | None = None) -> int:
               f"{reuse.reused} files kept their digest, {incr.coverage.files_hashed} hashed "
               f"({incr.coverage.bytes_hashed / 1e6:.0f} MB); wall "
               f"{100 * incr_wall / full_wall:.0f}% of the full scan's")
+        kept = sum(size for _ino, size in {(f.stat().st_ino, f.stat().st_size)
+                                           for f in keep_dir.rglob("*.blk")})
+        stats1, stats2 = STATS[snap1], STATS[snap2]
+        print(f"blocks kept between scans: {stats1.kept} by the full scan, {stats2.kept} more "
+              f"by the incremental one; {kept / 1e6:.0f} MB on disk "
+              f"(budget {args.keep_mib} MiB); served from snapshot 1's kept blocks in the "
+              f"incremental scan: {stats2.parent_hits}")
         print(f"files whose digest changed: {len(changed_paths)}; the {len(expected)} changed "
               f"files all among them: {expected <= changed_paths} (more: hard links)")
         if args.verify:

@@ -9,7 +9,7 @@ told its parent S1 and the changed ranges of (S1, S2), serves every block outsid
 ranges from S1's copy instead of fetching it, and records it as S2's (a hard link).
 
 * one directory per snapshot (named by the SHA-256 of its key), one file per block: a header
-  (magic, length, SHA-256 of the data) and the data; a file is written under a temporary
+  (magic, length, SHA-256 of the data) and the data (none for a block of zeros); a file is written under a temporary
   name and renamed into place, so a reader sees a whole entry or none;
 * every entry is verified when read: a short, truncated or altered entry is a miss (removed,
   then fetched), never wrong data;
@@ -82,17 +82,19 @@ def snapshot_key(locator: Mapping[str, Any]) -> str | None:
 
 
 def encode(data: bytes) -> bytes:
-    """A block as stored: header + data."""
-    return HEADER.pack(MAGIC, len(data), hashlib.sha256(data).digest()) + data
+    """A block as stored: header + data (a block of zeros: the header alone, with the
+    digest of its zeros)."""
+    header = HEADER.pack(MAGIC, len(data), hashlib.sha256(data).digest())
+    return header if data.count(0) == len(data) else header + data
 
 
 def decode(raw: bytes, expected: int) -> bytes | None:
     """The data of a stored entry if it is whole, ``expected`` bytes long and matches its
     SHA-256; None otherwise."""
-    if len(raw) != HEADER.size + expected:
+    if len(raw) not in (HEADER.size, HEADER.size + expected) or len(raw) < HEADER.size:
         return None
     magic, length, digest = HEADER.unpack_from(raw)
-    data = raw[HEADER.size:]
+    data = raw[HEADER.size:] if len(raw) > HEADER.size else bytes(expected)
     if magic != MAGIC or length != expected or hashlib.sha256(data).digest() != digest:
         return None
     return data
@@ -249,8 +251,9 @@ class SnapshotBlocks:
         except OSError:
             return None
         data = decode(raw, expected)
-        if data is None:
-            self._discard(entry, len(raw), links)
+        if data is None:  # uncounted by what its writer counted (whatever it holds now)
+            self._discard(entry, min(HEADER.size + expected,
+                                     max(len(raw), HEADER.size)), links)
         return data
 
     def put(self, index: int, data: bytes) -> bool:

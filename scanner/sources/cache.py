@@ -433,10 +433,9 @@ class CachedSource:
         if keep is None or index in self._kept:
             return
         self._kept.add(index)
-        if data.count(0) != len(data):  # a zero block is never fetched: nothing to keep
-            if keep.put(index, data):
-                with self._lock:
-                    self._stats.kept += 1
+        if keep.put(index, data):
+            with self._lock:
+                self._stats.kept += 1
 
     def _store(self, index: int, data: bytes) -> None:
         """Cache a block, first evicting the least recently used ones (under the lock)."""

@@ -89,3 +89,17 @@ def data_heavy_image(workdir: Path) -> Path:
     pin_owners(image, paths)
     pin_times(image, paths, BASE_TIME)
     return image
+
+
+def kept_blocks(snapshot_id: str) -> set[int]:
+    """The blocks of a snapshot kept between scans in the test's block cache directory."""
+    import os
+
+    from scanner.sources.blockstore import BlockStore, snapshot_key
+
+    store = BlockStore(os.environ["SNAPFIM_BLOCK_CACHE_DIR"], 1)
+    found = store.open(str(snapshot_key({"snapshot": snapshot_id})), create=False)
+    if found is None:
+        return set()
+    found.close()
+    return {int(p.stem) for p in found.path.glob("*.blk")}
