@@ -252,8 +252,8 @@ class SnapshotBlocks:
             return None
         data = decode(raw, expected)
         if data is None:  # uncounted by what its writer counted (whatever it holds now)
-            self._discard(entry, min(HEADER.size + expected,
-                                     max(len(raw), HEADER.size)), links)
+            written = HEADER.size if len(raw) <= HEADER.size else HEADER.size + expected
+            self._discard(entry, written, links)
         return data
 
     def put(self, index: int, data: bytes) -> bool:
