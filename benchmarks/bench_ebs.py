@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import time
@@ -82,11 +83,24 @@ def change_files(image: Path, chosen: list[tuple[str, int, int]]) -> None:
             handle.write(bytes(b ^ 0x5A for b in head))
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the hash workers), user + system:
+    what a scan costs whatever else the machine runs."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+CPU: dict[str, float] = {}
+
+
 def timed(label: str, run: Any) -> tuple[Any, float]:
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     result = run()
     wall = time.perf_counter() - start
-    print(f"  {label}: {wall:.1f} s", flush=True)
+    CPU[label] = cpu_seconds() - cpu
+    print(f"  {label}: {wall:.1f} s wall, {CPU[label]:.1f} s CPU (load average "
+          f"{os.getloadavg()[0]:.1f})", flush=True)
     return result, wall
 
 
@@ -144,11 +158,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="read-ahead of the incremental scan only (blocks)")
     parser.add_argument("--keep-mib", type=int, default=4096,
                         help="budget of the blocks kept between scans (0: none kept)")
+    parser.add_argument("--keep-content", action="store_true",
+                        help="keep streamed file contents too (SNAPFIM_BLOCK_CACHE_CONTENT=1)")
     args = parser.parse_args(argv)
     keep_dir = args.workdir / "kept-blocks"
     shutil.rmtree(keep_dir, ignore_errors=True)
     os.environ["SNAPFIM_BLOCK_CACHE_DIR"] = str(keep_dir)
     os.environ["SNAPFIM_BLOCK_CACHE_BYTES"] = str(args.keep_mib << 20)
+    os.environ["SNAPFIM_BLOCK_CACHE_CONTENT"] = "1" if args.keep_content else "0"
     for key, value in (("read_ahead", args.read_ahead), ("threads", args.threads),
                        ("cache_bytes", args.cache_mib and args.cache_mib << 20)):
         if value:
@@ -221,6 +238,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{reuse.reused} files kept their digest, {incr.coverage.files_hashed} hashed "
               f"({incr.coverage.bytes_hashed / 1e6:.0f} MB); wall "
               f"{100 * incr_wall / full_wall:.0f}% of the full scan's")
+        full_cpu = CPU["full scan of snapshot 1 through EBS"]
+        incr_cpu = CPU["incremental scan of snapshot 2 through EBS"]
+        print(f"CPU (scanner + hash workers + the in-process local AWS): full {full_cpu:.1f} s, "
+              f"incremental {incr_cpu:.1f} s = {100 * incr_cpu / max(full_cpu, 1e-9):.0f}%; "
+              f"MB/s of file data per CPU second, full scan: "
+              f"{data / 1e6 / max(full_cpu, 1e-9):.0f}")
         kept = sum(size for _ino, size in {(f.stat().st_ino, f.stat().st_size)
                                            for f in keep_dir.rglob("*.blk")})
         stats1, stats2 = STATS[snap1], STATS[snap2]

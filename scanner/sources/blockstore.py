@@ -9,8 +9,9 @@ told its parent S1 and the changed ranges of (S1, S2), serves every block outsid
 ranges from S1's copy instead of fetching it, and records it as S2's (a hard link).
 
 * one directory per snapshot (named by the SHA-256 of its key), one file per block: a header
-  (magic, length, SHA-256 of the data) and the data (none for a block of zeros); a file is written under a temporary
-  name and renamed into place, so a reader sees a whole entry or none;
+  (magic, length, SHA-256 of the data) and the data (none for a block of zeros); a file is
+  written under a temporary name and linked into place (only if no other process put it
+  meanwhile), so a reader sees a whole entry or none;
 * every entry is verified when read: a short, truncated or altered entry is a miss (removed,
   then fetched), never wrong data;
 * the bytes kept are bounded (``budget``), counted once per file (hard links cost nothing)
@@ -19,12 +20,14 @@ ranges from S1's copy instead of fetching it, and records it as S2's (a hard lin
   that no process holds open (each open snapshot holds a shared ``flock``); when nothing can
   be evicted the block is simply not kept;
 * safe across processes: forked hash workers and unrelated scanner processes use one
-  directory at once (renames are atomic, the count is updated under the lock, and a
+  directory at once (entries appear whole, the count is updated under the lock, and a
   snapshot being read is never evicted).
 
 Settings: ``SNAPFIM_BLOCK_CACHE_DIR`` (default: the user's cache directory,
-``~/.cache/snapfim/blocks``) and ``SNAPFIM_BLOCK_CACHE_BYTES`` (default 4 GiB; 0 disables),
-or explicitly through :class:`~scanner.sources.cache.CacheSettings`.
+``~/.cache/snapfim/blocks``), ``SNAPFIM_BLOCK_CACHE_BYTES`` (default 4 GiB; 0 disables) and
+``SNAPFIM_BLOCK_CACHE_CONTENT=1`` (keep streamed file contents too: the whole written disk
+after a full scan, so files re-hashed next time are read locally but for their changed
+blocks), or explicitly through :class:`~scanner.sources.cache.CacheSettings`.
 """
 
 from __future__ import annotations
@@ -58,19 +61,25 @@ def default_directory() -> str:
 
 @dataclass(frozen=True, slots=True)
 class StoreSettings:
-    """Where snapshot blocks are kept and how many bytes at most (0: not kept at all)."""
+    """Where snapshot blocks are kept, how many bytes at most (0: not kept at all), and
+    whether streamed file contents are kept too (not only what walks and selective reads
+    read)."""
 
     directory: str
     budget: int
+    content: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> StoreSettings:
-        """``SNAPFIM_BLOCK_CACHE_DIR`` and ``SNAPFIM_BLOCK_CACHE_BYTES`` (a bad value is a
-        one-line ConfigError naming the variable)."""
+        """``SNAPFIM_BLOCK_CACHE_DIR``, ``SNAPFIM_BLOCK_CACHE_BYTES`` and
+        ``SNAPFIM_BLOCK_CACHE_CONTENT`` (0 or 1); a bad value is a one-line ConfigError
+        naming the variable."""
         read = EnvReader(os.environ if environ is None else environ)
         budget = read.number("SNAPFIM_BLOCK_CACHE_BYTES", int, DEFAULT_BUDGET, unit="bytes",
                              minimum=0)
-        return cls(read.raw("SNAPFIM_BLOCK_CACHE_DIR") or default_directory(), budget)
+        content = read.choice("SNAPFIM_BLOCK_CACHE_CONTENT", ("0", "1"), "0") == "1"
+        return cls(read.raw("SNAPFIM_BLOCK_CACHE_DIR") or default_directory(), budget,
+                   content)
 
 
 def snapshot_key(locator: Mapping[str, Any]) -> str | None:
@@ -165,7 +174,8 @@ class BlockStore:
             self.root.mkdir(parents=True, exist_ok=True)
             if create and not self._usage_path.exists():
                 with self._locked():
-                    self._set_usage(self._count())
+                    if not self._usage_path.exists():  # another process may have counted
+                        self._set_usage(self._count())
             path.mkdir(exist_ok=True)
             return SnapshotBlocks(self, path)
         except OSError:
@@ -271,11 +281,15 @@ class SnapshotBlocks:
         try:
             with temp.open("xb") as handle:
                 handle.write(raw)
-            os.replace(temp, entry)
+            os.link(temp, entry)  # whole, and only if no other process put it meanwhile
+        except FileExistsError:
+            self.store.release(len(raw))
+            return True
         except OSError:
-            _unlink(temp)
             self.store.release(len(raw))
             return False
+        finally:
+            _unlink(temp)
         return True
 
     def link_from(self, other: SnapshotBlocks, index: int) -> bool:
@@ -286,12 +300,11 @@ class SnapshotBlocks:
         entry = self._entry(index)
         if entry.exists():
             return True
-        temp = self.path / f".tmp-{os.getpid()}-{index}-{time.monotonic_ns()}"
         try:
-            os.link(other._entry(index), temp)
-            os.replace(temp, entry)
+            os.link(other._entry(index), entry)
+        except FileExistsError:
+            return True
         except OSError:
-            _unlink(temp)
             return False
         return True
 

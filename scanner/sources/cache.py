@@ -106,6 +106,7 @@ class CacheSettings:
     # SNAPFIM_BLOCK_CACHE_BYTES (read when the source opens); a budget of 0: none kept
     keep_dir: str | None = None
     keep_bytes: int | None = None
+    keep_content: bool | None = None  # streamed contents kept too (None: the environment)
 
     def as_dict(self) -> dict[str, Any]:
         """The settings as a JSON-able dict (they ride along in the locator)."""
@@ -168,6 +169,7 @@ class CachedSource:
         self._closed = False
         self._stats = CacheStats()
         self._spill, self._owns_spill = self._open_spill()
+        self._keep_content = False
         self._keep = self._open_kept()
         self._kept: set[int] = set()  # blocks known kept for this snapshot
         self._parent: blockstore.SnapshotBlocks | None = None
@@ -199,11 +201,14 @@ class CachedSource:
         if key is None:
             return None
         settings = self._settings
-        if settings.keep_dir is None or settings.keep_bytes is None:
+        if None in (settings.keep_dir, settings.keep_bytes, settings.keep_content):
             found = blockstore.StoreSettings.from_env()
             settings = replace(settings, keep_dir=settings.keep_dir or found.directory,
                                keep_bytes=(found.budget if settings.keep_bytes is None
-                                           else settings.keep_bytes))
+                                           else settings.keep_bytes),
+                               keep_content=(found.content if settings.keep_content is None
+                                             else settings.keep_content))
+        self._keep_content = bool(settings.keep_content)
         if not settings.keep_bytes or not settings.keep_dir:
             return None
         return blockstore.BlockStore(settings.keep_dir, settings.keep_bytes).open(key)
@@ -272,7 +277,8 @@ class CachedSource:
         last = (offset + length - 1) // self._block_size
         self._plan(first, last)
         start = offset - first * self._block_size
-        keep = self._keep is not None and current_read_intent() != STREAM
+        keep = self._keep is not None and (self._keep_content
+                                           or current_read_intent() != STREAM)
         if first == last:
             data = self._block(first)
             if keep:
