@@ -21,7 +21,7 @@ variable named beside it (``Limits.from_env``).
 | ``lvm_text_bytes``     | ``SNAPFIM_MAX_LVM_TEXT_BYTES`` | 1 MiB of LVM metadata text       |
 | ``lvm_nesting``        | ``SNAPFIM_MAX_LVM_NESTING``    | 32 levels of sections            |
 | ``scan_memory_mb``     | ``SNAPFIM_MAX_SCAN_MEMORY_MB`` | 4,096 MiB                        |
-| ``hash_stall_seconds`` | ``SNAPFIM_MAX_HASH_STALL_SECONDS`` | 900 s a hash worker may go without progress |
+| ``hash_stall_seconds`` | ``SNAPFIM_MAX_HASH_STALL_SECONDS`` | 900 s without progress |
 
 ``hole_bytes``: a file's holes are hashed as zeros (plain SHA-256) while they add up to no
 more than its allocated data or than this bound; past both, the file gets the sparse-aware

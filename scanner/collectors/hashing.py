@@ -171,9 +171,9 @@ class Hasher:
     runs from the same counter, then collects the workers' digests (then an end mark).
     No wait is unbounded: a worker that dies, or hashes nothing for
     ``limits.hash_stall_seconds`` (then it is stopped), leaves the file it was on unreadable
-    with the reason; the other jobs it had claimed are hashed by the caller. Small totals, sources another process cannot reopen, and
-    daemon processes (Celery prefork children) hash in-process. The parent runs no helper
-    threads, so its own walk is not slowed.
+    with the reason; the other jobs it had claimed are hashed by the caller. Small totals,
+    sources another process cannot reopen, and daemon processes (Celery prefork children)
+    hash in-process. The parent runs no helper threads, so its own walk is not slowed.
     """
 
     def __init__(self, refs: dict[str, VolumeRef], workers: int,

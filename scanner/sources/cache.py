@@ -401,11 +401,11 @@ class CachedSource:
             data, source = self._kept_or_fetched(index)
             return data, source, False
         try:
-            data = spill.claim(index)
+            spilled = spill.claim(index)
         except (SourceError, OSError):
-            data = None  # an unreadable spill file only costs a fetch
-        if data is not None:
-            return data, SPILLED, False
+            spilled = None  # an unreadable spill file only costs a fetch
+        if spilled is not None:
+            return spilled, SPILLED, False
         try:
             data, source = self._kept_or_fetched(index)
         except BaseException:

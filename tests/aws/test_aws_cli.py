@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.aws.fakeaws import EbsStore, FakeAws, Fault
 from scanner.cloud.aws.ebs import changed_blocks
 from scanner.cloud.aws.session import AwsAccount
+from tests.aws.fakeaws import EbsStore, FakeAws, Fault
 from tests.aws.helpers import (
     REGION,
     ROLE,
