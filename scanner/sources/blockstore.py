@@ -14,7 +14,8 @@ ranges from S1's copy instead of fetching it, and records it as S2's (a hard lin
   meanwhile), so a reader sees a whole entry or none;
 * every entry is verified when read: a short, truncated or altered entry is a miss (removed,
   then fetched), never wrong data;
-* the bytes kept are bounded (``budget``), counted once per file (hard links cost nothing)
+* the bytes kept are bounded (``budget``), counted once per file (hard links cost nothing;
+  a file at least :data:`MIN_ENTRY`, so the number of files is bounded too)
   in a ``usage`` file under an ``flock`` shared by every process using the directory: a new
   entry that would pass the bound first evicts whole snapshots, least recently opened first,
   that no process holds open (each open snapshot holds a shared ``flock``); when nothing can
@@ -48,6 +49,7 @@ from scanner.envreader import EnvReader
 MAGIC = b"SNAPBLK1"
 HEADER = struct.Struct("<8sQ32s")  # magic, data length, SHA-256 of the data
 DEFAULT_BUDGET = 4 << 30
+MIN_ENTRY = 4096  # bytes an entry is counted for at least (what a small file takes on disk)
 STALE_TEMP_SECONDS = 3600.0  # a temporary file this old was left by a writer that died
 _SUFFIX = ".blk"
 
@@ -88,6 +90,12 @@ def snapshot_key(locator: Mapping[str, Any]) -> str | None:
     change (a local image) are never kept."""
     snapshot = locator.get("snapshot")
     return f"snapshot:{snapshot}" if isinstance(snapshot, str) and snapshot else None
+
+
+def cost(size: int) -> int:
+    """What an entry of ``size`` bytes is counted for: at least :data:`MIN_ENTRY` (so the
+    number of entries is bounded by the budget too)."""
+    return max(size, MIN_ENTRY)
 
 
 def encode(data: bytes) -> bytes:
@@ -157,7 +165,7 @@ class BlockStore:
                     continue
                 if entry.name.endswith(_SUFFIX) and (st.st_dev, st.st_ino) not in seen:
                     seen.add((st.st_dev, st.st_ino))
-                    total += st.st_size
+                    total += cost(st.st_size)
         return total
 
     def _snapshot_dirs(self) -> list[Path]:
@@ -263,7 +271,7 @@ class SnapshotBlocks:
         data = decode(raw, expected)
         if data is None:  # uncounted by what its writer counted (whatever it holds now)
             written = HEADER.size if len(raw) <= HEADER.size else HEADER.size + expected
-            self._discard(entry, written, links)
+            self._discard(entry, cost(written), links)
         return data
 
     def put(self, index: int, data: bytes) -> bool:
@@ -275,7 +283,7 @@ class SnapshotBlocks:
         if entry.exists():
             return True
         raw = encode(data)
-        if not self.store.reserve(len(raw)):
+        if not self.store.reserve(cost(len(raw))):
             return False
         temp = self.path / f".tmp-{os.getpid()}-{index}-{time.monotonic_ns()}"
         try:
@@ -283,10 +291,10 @@ class SnapshotBlocks:
                 handle.write(raw)
             os.link(temp, entry)  # whole, and only if no other process put it meanwhile
         except FileExistsError:
-            self.store.release(len(raw))
+            self.store.release(cost(len(raw)))
             return True
         except OSError:
-            self.store.release(len(raw))
+            self.store.release(cost(len(raw)))
             return False
         finally:
             _unlink(temp)
@@ -366,7 +374,7 @@ def _remove_unused(sub: Path) -> int:
             except OSError:
                 continue
             if entry.name.endswith(_SUFFIX) and st.st_nlink <= 1:
-                freed += st.st_size
+                freed += cost(st.st_size)
         _unlink(sub / ".open")
         with contextlib.suppress(OSError):
             sub.rmdir()

@@ -172,6 +172,7 @@ class CachedSource:
         self._keep_content = False
         self._keep = self._open_kept()
         self._kept: set[int] = set()  # blocks known kept for this snapshot
+        self._keep_full = False
         self._parent: blockstore.SnapshotBlocks | None = None
         self._changed: ChangedRanges | None = None
         inherited = blockstore.inherited_parent(fetcher.locator)
@@ -434,14 +435,18 @@ class CachedSource:
         return self._fetch(index), FETCHED
 
     def _remember(self, index: int, data: bytes) -> None:
-        """Keep a block this process read (walk or selective intent) for the next scan."""
+        """Keep a block this process read (walk or selective intent) for the next scan;
+        once the store refuses one (its budget is full), no more (so ``_kept`` stays
+        bounded by what the budget holds)."""
         keep = self._keep
-        if keep is None or index in self._kept:
+        if keep is None or index in self._kept or self._keep_full:
             return
-        self._kept.add(index)
         if keep.put(index, data):
+            self._kept.add(index)
             with self._lock:
                 self._stats.kept += 1
+        else:
+            self._keep_full = True
 
     def _store(self, index: int, data: bytes) -> None:
         """Cache a block, first evicting the least recently used ones (under the lock)."""
