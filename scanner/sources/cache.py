@@ -37,6 +37,7 @@ gives the same bytes, and its ``delay`` models a remote store's latency for benc
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -56,6 +57,7 @@ from scanner.sources.readahead import RunDetector
 BLOCK_SIZE = 512 << 10
 CACHE_BYTES = 64 << 20
 SPILL_BYTES = 8 << 30
+WARM_BLOCKS = 65536  # changed blocks fetched ahead of an incremental walk, at most
 
 Verify = Callable[[int, bytes], None]
 
@@ -224,11 +226,54 @@ class CachedSource:
         own = blockstore.snapshot_key(self._fetcher.locator)
         if self._keep is None or key is None or key == own:
             return False
+        changed = list(changed)
         ranges = ChangedRanges(changed)
         if not self._follow(key, ranges):
             return False
         blockstore.remember_parent(self._fetcher.locator, key, ranges)
+        self._warm(changed)
         return True
+
+    def _warm(self, changed: list[tuple[int, int]]) -> None:
+        """Start fetching, in the background, the changed blocks the parent's scan read
+        (kept): this scan's walk reads them again, and would otherwise wait for each in
+        turn. At most :data:`WARM_BLOCKS`, ``read_ahead`` at a time."""
+        parent = self._parent
+        if parent is None or self._depth <= 0:
+            return
+        wanted: list[int] = []
+        for offset, length in changed:
+            if length <= 0 or offset < 0 or offset >= self._size:
+                continue
+            last = (min(offset + length, self._size) - 1) // self._block_size
+            for index in range(offset // self._block_size, last + 1):
+                if len(wanted) >= WARM_BLOCKS:
+                    break
+                if parent.has(index):
+                    wanted.append(index)
+        if wanted:
+            threading.Thread(target=self._warm_run, args=(sorted(set(wanted)),),
+                             name="snapfim-warm", daemon=True).start()
+
+    def _warm_run(self, wanted: list[int]) -> None:
+        for start in range(0, len(wanted), self._depth):
+            chunk = wanted[start:start + self._depth]
+            for _round in range(3):  # a chunk the read plans crowded out goes again
+                if self._closed:
+                    return
+                self._submit(chunk, -1, -1)
+                with self._lock:
+                    futures = [self._inflight.get(i) for i in chunk]
+                for future in futures:
+                    if future is not None:
+                        with contextlib.suppress(Exception):
+                            future.result()
+                spill = self._spill
+                with self._lock:
+                    chunk = [i for i in chunk if i not in self._cache
+                             and not (spill is not None and spill.stored(i))]
+                if not chunk:
+                    break
 
     def _follow(self, key: str, changed: ChangedRanges) -> bool:
         if self._keep is None:
