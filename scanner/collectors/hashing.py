@@ -18,6 +18,7 @@ import os
 import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -31,6 +32,7 @@ CLAIM_BYTES = 16 << 20
 CLAIM_FILES = 512
 CHUNK = 1 << 20
 PLAN_BYTES = 8 << 20  # files up to this size are read by plan in selective scans
+LOCK_SECONDS = 30.0   # the job table's lock held longer than this: its holder died
 
 
 class HashJob(NamedTuple):
@@ -350,7 +352,9 @@ class _Progress:
 class _JobTable:
     """Hash jobs in anonymous shared memory (inherited by forked workers): (volume index,
     inode, size) records, a published count the parent raises, a claimed count every process
-    advances under one lock, and a closed flag."""
+    advances under one lock, and a closed flag. A lock not had within :data:`LOCK_SECONDS`
+    (a process killed while holding it) makes the table broken for this process: it claims
+    nothing more (a worker sends what it hashed, the parent hashes what it did not get)."""
 
     RECORD = struct.Struct("<qqq")
     CAPACITY = 4 << 20  # jobs; the mapping is only backed by memory where written
@@ -361,6 +365,20 @@ class _JobTable:
         self._state = state  # [published, claimed, closed] under state's lock
         self._written = 0
         self.capacity = self.CAPACITY
+        self.broken = False
+
+    @contextmanager
+    def _held(self) -> Iterator[bool]:
+        """The table's lock, if it can be had within :data:`LOCK_SECONDS` (else False, and
+        the table is broken for this process)."""
+        lock = self._state.get_lock()
+        got = not self.broken and lock.acquire(timeout=LOCK_SECONDS)
+        self.broken = not got
+        try:
+            yield got
+        finally:
+            if got:
+                lock.release()
 
     @classmethod
     def create(cls) -> _JobTable | None:
@@ -380,19 +398,23 @@ class _JobTable:
             self.publish()
 
     def publish(self) -> None:
-        with self._state.get_lock():
-            self._state[0] = self._written
+        with self._held() as got:
+            if got:
+                self._state[0] = self._written
 
     def close(self) -> None:
-        with self._state.get_lock():
-            self._state[0] = self._written
-            self._state[2] = 1
+        with self._held() as got:
+            if got:
+                self._state[0] = self._written
+                self._state[2] = 1
 
     def claim(self, wait: bool = False) -> tuple[int, int] | None:
         """Claim the next run of jobs ``[start, end)``; None when all are claimed and the table
         is closed (or, without ``wait``, when nothing is published right now)."""
         while True:
-            with self._state.get_lock():
+            with self._held() as got:
+                if not got:
+                    return None
                 published, start, closed = self._state[0], self._state[1], self._state[2]
                 end, size = start, 0
                 while end < published and size < CLAIM_BYTES and end - start < CLAIM_FILES:

@@ -75,3 +75,25 @@ def test_a_worker_stuck_in_a_read_is_stopped_after_the_stall_limit(
     outcome = scan(image, 2, Limits(hash_stall_seconds=1))
     check_one_lost(outcome, direct, "the hash worker made no progress for 1 s while reading "
                                     "this file and was stopped")
+
+
+def test_a_worker_killed_holding_the_job_table_lock_does_not_hang_the_scan(
+        image: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every other process gives up on the lock after LOCK_SECONDS: the workers send what
+    they hashed, the scanning process hashes the rest; no file is lost."""
+    direct = scan(image, 1)
+    parent = os.getpid()
+    real = hashing._JobTable.claim  # noqa: SLF001 - the job table under test
+
+    def claim(self: Any, wait: bool = False) -> tuple[int, int] | None:
+        # the first worker to get the lock dies holding it; the others wait for it in vain
+        if os.getpid() != parent and self._state.get_lock().acquire(timeout=1.0):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(self, wait)
+
+    monkeypatch.setattr(hashing, "PARALLEL_MIN_BYTES", 1)
+    monkeypatch.setattr(hashing, "LOCK_SECONDS", 1.0)
+    monkeypatch.setattr(hashing._JobTable, "claim", claim)  # noqa: SLF001
+    outcome = scan(image, 3)
+    assert outcome.coverage.unreadable == {}
+    assert outcome.entities == direct.entities
