@@ -293,7 +293,7 @@ class Hasher:
                     continue
                 if proc.is_alive() and time.monotonic() - since < stall:
                     continue
-            reason = _stop(proc, stall)
+            reason = _stop(proc, stall, gone=message is _GONE)
             current = self._progress.current(slot)
             if current is not None:
                 yield current, HashResult(None, reason)
@@ -304,8 +304,11 @@ _NOTHING = object()  # no message within the poll interval
 _GONE = object()     # the pipe closed without the end mark
 
 
-def _stop(proc: Any, stall: float) -> str:
-    """Why a worker gives no more results, once it is gone (stopped if it still runs)."""
+def _stop(proc: Any, stall: float, gone: bool = False) -> str:
+    """Why a worker gives no more results, once it is gone (stopped if it still runs; when
+    its pipe closed, it is given a moment to finish dying first)."""
+    if gone:
+        proc.join(10)
     if proc.is_alive():
         proc.kill()
         proc.join(10)
