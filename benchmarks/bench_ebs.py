@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import time
@@ -35,6 +36,8 @@ from scanner.cloud.aws.provider import AwsProvider
 from scanner.incremental import ChangedRanges, Reuse, locator_key, mount_layout
 from scanner.pipeline import ScanOptions, ScanOutcome, scan_source
 from scanner.policy import make_entity
+from scanner.sources.base import follow_parent
+from scanner.sources.cache import CacheStats
 from scanner.sources.local import open_local
 from tests.aws.fakeaws import FakeAws
 
@@ -81,11 +84,24 @@ def change_files(image: Path, chosen: list[tuple[str, int, int]]) -> None:
             handle.write(bytes(b ^ 0x5A for b in head))
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the hash workers), user + system:
+    what a scan costs whatever else the machine runs."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+CPU: dict[str, float] = {}
+
+
 def timed(label: str, run: Any) -> tuple[Any, float]:
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     result = run()
     wall = time.perf_counter() - start
-    print(f"  {label}: {wall:.1f} s", flush=True)
+    CPU[label] = cpu_seconds() - cpu
+    print(f"  {label}: {wall:.1f} s wall, {CPU[label]:.1f} s CPU (load average "
+          f"{os.getloadavg()[0]:.1f})", flush=True)
     return result, wall
 
 
@@ -147,21 +163,34 @@ def report_changes(full: ScanOutcome, incr: ScanOutcome, chosen: list[tuple[str,
 CACHE: dict[str, Any] = {}
 
 
+def ebs_locator(snapshot: str) -> dict[str, Any]:
+    return {"kind": "ebs", "snapshot": snapshot, "region": REGION}
+
+
 def scan_snapshot(snapshot: str, policy: list[Any], workers: int,
-                  reuse: Reuse | None = None, read_ahead: int | None = None) -> ScanOutcome:
-    locator: dict[str, Any] = {"kind": "ebs", "snapshot": snapshot, "region": REGION}
+                  reuse: Reuse | None = None, read_ahead: int | None = None,
+                  parent: tuple[str, list[tuple[int, int]]] | None = None) -> ScanOutcome:
+    """One scan of an EBS snapshot; ``parent``: the parent snapshot and the changed ranges
+    the source is told (its kept blocks serve the rest), as an incremental scan does."""
+    locator = ebs_locator(snapshot)
     if CACHE or read_ahead:
         locator["cache"] = {**EBS_CACHE.as_dict(), **CACHE}
         if read_ahead:
             locator["cache"]["read_ahead"] = read_ahead
     source = open_ebs(locator)
     try:
+        if parent is not None:
+            follow_parent(source, ebs_locator(parent[0]), parent[1])
         if reuse is not None:
             changed = reuse.changed.pop("pending")
             reuse.changed[locator_key(source.locator)] = changed
         return scan_source(source, policy, ScanOptions(workers, reuse=reuse))
     finally:
+        STATS[snapshot] = source.stats
         source.close()
+
+
+STATS: dict[str, CacheStats] = {}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,7 +201,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-mib", type=int, help="cache size (default: EBS_CACHE's)")
     parser.add_argument("--incremental-read-ahead", type=int,
                         help="read-ahead of the incremental scan only (blocks)")
+    parser.add_argument("--keep-mib", type=int, default=4096,
+                        help="budget of the blocks kept between scans (0: none kept)")
+    parser.add_argument("--keep-content", action="store_true",
+                        help="keep streamed file contents too (SNAPFIM_BLOCK_CACHE_CONTENT=1)")
     args = parser.parse_args(argv)
+    keep_dir = args.workdir / "kept-blocks"
+    shutil.rmtree(keep_dir, ignore_errors=True)
+    os.environ["SNAPFIM_BLOCK_CACHE_DIR"] = str(keep_dir)
+    os.environ["SNAPFIM_BLOCK_CACHE_BYTES"] = str(args.keep_mib << 20)
+    os.environ["SNAPFIM_BLOCK_CACHE_CONTENT"] = "1" if args.keep_content else "0"
     for key, value in (("read_ahead", args.read_ahead), ("threads", args.threads),
                        ("cache_bytes", args.cache_mib and args.cache_mib << 20)):
         if value:
@@ -212,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         reuse = Reuse(full.entities, {"pending": ChangedRanges(ranges)}, layout)
         incr, incr_wall = timed("incremental scan of snapshot 2 through EBS",
                                 lambda: scan_snapshot(snap2, policy, args.hash_workers, reuse,
-                                                      args.incremental_read_ahead))
+                                                      args.incremental_read_ahead,
+                                                      (snap1, ranges)))
         incr_blocks = server.store.block_gets.get(snap2, 0)
         data = full.coverage.bytes_hashed
         print(f"full scan:        {full_wall:6.1f} s  {data / 1e6 / full_wall:7.0f} MB/s of file "
@@ -226,8 +265,24 @@ def main(argv: list[str] | None = None) -> int:
               f"{reuse.reused} files kept their digest, {incr.coverage.files_hashed} hashed "
               f"({incr.coverage.bytes_hashed / 1e6:.0f} MB); wall "
               f"{100 * incr_wall / full_wall:.0f}% of the full scan's")
-        report_changes(full, incr, chosen, (lambda: scan_snapshot(
-            snap2, policy, args.hash_workers)) if args.verify else None)
+        full_cpu = CPU["full scan of snapshot 1 through EBS"]
+        incr_cpu = CPU["incremental scan of snapshot 2 through EBS"]
+        print(f"CPU (scanner + hash workers + the in-process local AWS): full {full_cpu:.1f} s, "
+              f"incremental {incr_cpu:.1f} s = {100 * incr_cpu / max(full_cpu, 1e-9):.0f}%; "
+              f"MB/s of file data per CPU second, full scan: "
+              f"{data / 1e6 / max(full_cpu, 1e-9):.0f}")
+        kept = sum(size for _ino, size in {(f.stat().st_ino, f.stat().st_size)
+                                           for f in keep_dir.rglob("*.blk")})
+        stats1, stats2 = STATS[snap1], STATS[snap2]
+        print(f"blocks kept between scans: {stats1.kept} by the full scan, {stats2.kept} more "
+              f"by the incremental one; {kept / 1e6:.0f} MB on disk "
+              f"(budget {args.keep_mib} MiB); served from snapshot 1's kept blocks in the "
+              f"incremental scan: {stats2.parent_hits}")
+        def verification() -> ScanOutcome:  # every block fetched: none served from kept blocks
+            os.environ["SNAPFIM_BLOCK_CACHE_BYTES"] = "0"
+            return scan_snapshot(snap2, policy, args.hash_workers)
+
+        report_changes(full, incr, chosen, verification if args.verify else None)
     finally:
         server.stop()
         if args.image is not None:

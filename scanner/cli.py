@@ -146,8 +146,7 @@ def scan(
             source = open_argument(image)
             stack.callback(source.close)
             sources.append(source)
-        reuse = (_incremental(repo, machine, parents, [s.locator for s in sources])
-                 if parents else None)
+        reuse = _incremental(repo, machine, parents, sources) if parents else None
         if sys.stderr.isatty() and not as_json:
             bar = stack.enter_context(_BarProgress())
             options = ScanOptions(settings.hash_workers, bar, settings.limits, reuse)
@@ -182,43 +181,36 @@ def scan(
     raise typer.Exit(code)
 
 
-def _incremental(repo: Any, machine: str, parents: list[str],
-                 locators: list[dict[str, Any]]) -> Any:
+def _incremental(repo: Any, machine: str, parents: list[str], sources: list[Any]) -> Any:
     """The reuse of an incremental scan against ``parents`` (each disk's parent is the one of
-    its lineage), or None, with a warning saying why the scan reads everything."""
+    its lineage: :func:`scanner.runner.incremental_reuse`), or None, with a warning saying
+    why the scan reads everything."""
     from scanner.cli_sources import changed_ranges, locator_of
     from scanner.errors import NotFound
-    from scanner.incremental import locator_key
     from scanner.redact import redact_url
-    from scanner.runner import prepare_reuse
+    from scanner.runner import Disk, incremental_reuse
+    from scanner.sources.locators import stored_locator
 
     parent_locators = [locator_of(parent) for parent in parents]
-    used: list[dict[str, Any]] = []
-    changed: dict[str, list[tuple[int, int]]] = {}
-    for locator in locators:
-        for parent in parent_locators:
-            ranges = changed_ranges(parent, locator)
-            if ranges is not None:
-                used.append(parent)
-                changed[locator_key(locator)] = ranges
-                break
-        else:
-            warn(f"no --parent is of the lineage of {locator.get('snapshot', locator)}: "
-                 "that disk is read in full")
-    for text, parent in zip(parents, parent_locators, strict=True):
-        if parent not in used:
-            warn(f"{redact_url(text)} is not of the same volume's lineage as any disk: "
-                 "full scan")
     try:
         with repo.transaction() as conn:
             machine_id = repo.machine_id(conn, machine)
     except NotFound:
         machine_id = None
-    reuse = prepare_reuse(repo, machine_id, used, changed)
-    if used and reuse is None:
+    plan = incremental_reuse(repo, machine_id,
+                             [Disk(s, s.locator, parent_locators) for s in sources],
+                             changed_ranges)
+    for disk in plan.unmatched:
+        described = disk.locator.get("snapshot") or stored_locator(disk.locator)
+        warn(f"no --parent is of the lineage of {described}: that disk is read in full")
+    for text, parent in zip(parents, parent_locators, strict=True):
+        if parent not in plan.used:
+            warn(f"{redact_url(text)} is not of the same volume's lineage as any disk: "
+                 "full scan")
+    if plan.used and plan.reuse is None:
         warn(f"{machine}'s last scan did not read the --parent snapshots (or was partial): "
              "full scan")
-    return reuse
+    return plan.reuse
 
 
 # -- changes ----------------------------------------------------------------------------------

@@ -35,11 +35,11 @@ from scanner.errors import (
     StorageError,
     TransientError,
 )
-from scanner.incremental import Reuse, locator_key
+from scanner.incremental import Reuse
 from scanner.lifecycle import SCAN_DONE
 from scanner.pipeline import ScanOptions, ScanOutcome, scan_sources
 from scanner.policy import PolicyEntity
-from scanner.runner import prepare_reuse
+from scanner.runner import Disk, incremental_reuse
 from scanner.schedule import due_machines
 from scanner.settings import FleetSettings
 from scanner.sources.base import BlockSource
@@ -279,35 +279,39 @@ def scan_cycle(repo: Repository, scan_id: int, settings: FleetSettings, *,
 
 def _reuse(repo: Repository, provider: Provider, machine_id: int,
            pairs: list[tuple[SnapshotRow, BlockSource]]) -> Reuse | None:
-    """An incremental scan's reuse (:mod:`scanner.incremental`) when the provider can diff
-    the disks' snapshots against their parents (the snapshots the machine's last scan read,
-    still there); None: the scan reads everything. A disk whose diff is unavailable (another
-    lineage, an error) is read in full; a diff that fails is never an error of the scan."""
+    """An incremental scan's reuse (:func:`scanner.runner.incremental_reuse`) when the
+    provider can diff the disks' snapshots against their parents (the snapshots the
+    machine's last scan read, still there); None: the scan reads everything. A disk whose
+    diff is unavailable (another lineage, an error) is read in full; a diff that fails is
+    never an error of the scan."""
     diff_ranges = getattr(provider, "changed_ranges", None)
     if diff_ranges is None:
         return None
-    parents: list[dict[str, Any]] = []
-    changed: dict[str, list[tuple[int, int]]] = {}
+    disks: list[Disk] = []
     for snap, source in pairs:
-        if snap.parent_id is None:
-            continue
-        with repo.transaction() as conn:
-            parent = fleet.snapshot_by_id(conn, snap.parent_id)
-        if parent is None or parent.state != "scanned" or not parent.locator:
-            continue
+        parent = None
+        if snap.parent_id is not None:
+            with repo.transaction() as conn:
+                parent = fleet.snapshot_by_id(conn, snap.parent_id)
+        usable = parent is not None and parent.state == "scanned" and bool(parent.locator)
+        disks.append(Disk(source, dict(snap.locator or {}),
+                          [dict(parent.locator)] if parent is not None and usable else []))
+
+    def diff(previous: dict[str, Any], current: dict[str, Any]
+             ) -> list[tuple[int, int]] | None:
         try:
-            ranges = diff_ranges(dict(parent.locator), dict(snap.locator))
+            ranges: list[tuple[int, int]] | None = diff_ranges(previous, current)
         except TransientError:
             raise
         except SnapfimError as exc:
-            log.warning("changed blocks of %s unavailable (%s): full read", snap.cloud_id, exc)
-            continue
+            log.warning("changed blocks of %s unavailable (%s): full read",
+                        current.get("snapshot"), exc)
+            return None
         if ranges is None:
-            log.info("%s is not of its parent's lineage: full read", snap.cloud_id)
-            continue
-        parents.append(dict(parent.locator))
-        changed[locator_key(source.locator)] = ranges
-    return prepare_reuse(repo, machine_id, parents, changed)
+            log.info("%s is not of its parent's lineage: full read", current.get("snapshot"))
+        return ranges
+
+    return incremental_reuse(repo, machine_id, disks, diff).reuse
 
 
 Incremental = Callable[[list[tuple[SnapshotRow, BlockSource]]], Reuse | None]

@@ -21,11 +21,16 @@ variable named beside it (``Limits.from_env``).
 | ``lvm_text_bytes``     | ``SNAPFIM_MAX_LVM_TEXT_BYTES`` | 1 MiB of LVM metadata text       |
 | ``lvm_nesting``        | ``SNAPFIM_MAX_LVM_NESTING``    | 32 levels of sections            |
 | ``scan_memory_mb``     | ``SNAPFIM_MAX_SCAN_MEMORY_MB`` | 4,096 MiB                        |
+| ``hash_stall_seconds`` | ``SNAPFIM_MAX_HASH_STALL_SECONDS`` | 900 s without progress |
 
 ``hole_bytes``: a file's holes are hashed as zeros (plain SHA-256) while they add up to no
 more than its allocated data or than this bound; past both, the file gets the sparse-aware
 digest (extent map + allocated data, attributes ``sparse``), so no file costs more than its
 real data justifies (see :func:`scanner.collectors.hashing.hash_node`).
+
+``hash_stall_seconds``: a hash worker process that hashes nothing for this long (no chunk of
+any file: a read that never returns) is stopped; the file it was on becomes an unreadable
+path of a ``partial`` scan, its other files are hashed by the scanning process.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ _ENV = {
     "lvm_text_bytes": "SNAPFIM_MAX_LVM_TEXT_BYTES",
     "lvm_nesting": "SNAPFIM_MAX_LVM_NESTING",
     "scan_memory_mb": "SNAPFIM_MAX_SCAN_MEMORY_MB",
+    "hash_stall_seconds": "SNAPFIM_MAX_HASH_STALL_SECONDS",
 }
 
 
@@ -70,6 +76,7 @@ class Limits:
     lvm_text_bytes: int = 1 << 20
     lvm_nesting: int = 32
     scan_memory_mb: int = 4096
+    hash_stall_seconds: int = 900
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Limits:

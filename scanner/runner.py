@@ -5,23 +5,20 @@ the scan)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
-
-from sqlalchemy import select
 
 from scanner.commit import commit_scan, emit_scan
 from scanner.emitters.settings import DeliveryConfig
 from scanner.incremental import ChangedRanges, Reuse, locator_key, mount_layout
 from scanner.pipeline import ScanOptions, ScanOutcome, scan_sources
 from scanner.redact import redact_url
-from scanner.sources.base import BlockSource
+from scanner.sources.base import BlockSource, follow_parent
 from scanner.sources.machine import disk_locators, machine_locator
 from scanner.storage.policies import ensure_recommended, load_policy
 from scanner.storage.repository import Repository, ScanRecord
-from scanner.storage.tables import scan
 
 
 def run_scan(repo: Repository, source: BlockSource, machine_name: str,
@@ -83,21 +80,65 @@ def prepare_reuse(repo: Repository, machine_id: int | None, parents: Sequence[di
     if machine_id is None or not parents:
         return None
     with repo.transaction() as conn:
-        row = conn.execute(
-            select(scan.c.status, scan.c.source, scan.c.coverage)
-            .where(scan.c.machine_id == machine_id, scan.c.status.in_(("succeeded", "partial")))
-            .order_by(scan.c.id.desc()).limit(1)).first()
-        if row is None or row.status != "succeeded":
+        last = repo.last_completed_scan(conn, machine_id)
+        if last is None or last.status != "succeeded":
             return None
-        read = disk_locators(dict(row.source or {}))
+        read = disk_locators(last.source)
         if not all(any(same_snapshot(r, p) for r in read) for p in parents):
             return None
         state = repo.load_file_state(conn, machine_id)
-    volumes = (dict(row.coverage or {})).get("volumes") or []
+    volumes = last.coverage.get("volumes") or []
     layout = mount_layout((str(v.get("volume")), v.get("mountpoint"), v.get("uuid"))
                           for v in volumes if isinstance(v, dict))
     return Reuse(state, {key: ChangedRanges(ranges) for key, ranges in changed.items()},
                  layout=layout)
+
+
+Diff = Callable[[dict[str, Any], dict[str, Any]], list[tuple[int, int]] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Disk:
+    """One disk of an incremental scan: its open source, the locator its snapshot is
+    compared under (the stored snapshot's, or the source's), and the parents it may have."""
+
+    source: BlockSource
+    locator: dict[str, Any]
+    parents: Sequence[dict[str, Any]]
+
+
+@dataclass(slots=True)
+class IncrementalPlan:
+    """What :func:`incremental_reuse` found: the reuse (None: every file is read), the
+    parents that are of some disk's lineage, and the disks none of whose parents is."""
+
+    reuse: Reuse | None
+    used: list[dict[str, Any]] = field(default_factory=list)
+    unmatched: list[Disk] = field(default_factory=list)
+
+
+def incremental_reuse(repo: Repository, machine_id: int | None, disks: Sequence[Disk],
+                      diff: Diff) -> IncrementalPlan:
+    """The one way an incremental scan is set up (`snapfim scan --parent` and the fleet's
+    cycle): each disk takes the first of its parents ``diff`` can compare it with (the
+    changed byte ranges; None: not of one lineage), its source is told that parent and
+    those ranges (:func:`scanner.sources.base.follow_parent`: blocks outside them are served
+    from the parent's kept blocks, whatever the machine's last scan was), and the machine's
+    previous state is kept for the files on no changed range (:func:`prepare_reuse`)."""
+    plan = IncrementalPlan(None)
+    changed: dict[str, list[tuple[int, int]]] = {}
+    for disk in disks:
+        for parent in disk.parents:
+            ranges = diff(parent, disk.locator)
+            if ranges is not None:
+                plan.used.append(parent)
+                changed[locator_key(disk.source.locator)] = ranges
+                follow_parent(disk.source, parent, ranges)
+                break
+        else:
+            plan.unmatched.append(disk)
+    plan.reuse = prepare_reuse(repo, machine_id, plan.used, changed)
+    return plan
 
 
 def commit_outcome(repo: Repository, outcome: ScanOutcome, machine_name: str,

@@ -51,6 +51,14 @@ def pytest_configure(config: pytest.Config) -> None:
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "snapfim"))
 
 
+@pytest.fixture(autouse=True)
+def _block_cache(tmp_path_factory: pytest.TempPathFactory,
+                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Snapshot blocks kept between scans go to a directory of the test's own (never the
+    user's cache directory, never shared with another test)."""
+    monkeypatch.setenv("SNAPFIM_BLOCK_CACHE_DIR", str(tmp_path_factory.mktemp("blocks")))
+
+
 def changes(source: ScanRecord | list[ChangeEvent]
             ) -> list[tuple[str, str, tuple[str, ...], dict[str, Any]]]:
     """Events as (category, path, fields_changed, {field: (before, after)}), for exact asserts."""

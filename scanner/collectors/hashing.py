@@ -17,7 +17,8 @@ import multiprocessing
 import os
 import struct
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -31,6 +32,7 @@ CLAIM_BYTES = 16 << 20
 CLAIM_FILES = 512
 CHUNK = 1 << 20
 PLAN_BYTES = 8 << 20  # files up to this size are read by plan in selective scans
+LOCK_SECONDS = 30.0   # the job table's lock held longer than this: its holder died
 
 
 class HashJob(NamedTuple):
@@ -75,12 +77,14 @@ class HashResult(NamedTuple):
 
 
 Progress = Callable[[int], None]
+Tick = Callable[[], None]
 
 SPARSE_DIGEST_TAG = b"snapfim-sparse-sha256-v1\0"
 _RUN = struct.Struct("<QQ")
 
 
-def hash_node(fs: Filesystem, node: Node, limits: Limits | None = None) -> HashResult:
+def hash_node(fs: Filesystem, node: Node, limits: Limits | None = None,
+              tick: Tick | None = None) -> HashResult:
     """The content digest of a node, streamed.
 
     The rule (``limits.hole_bytes``): a file whose holes (from its extent map) add up to no
@@ -89,7 +93,8 @@ def hash_node(fs: Filesystem, node: Node, limits: Limits | None = None) -> HashR
     real data justifies (a 1 TiB sparse file: 10 minutes of CPU), so its digest is the
     sparse-aware one of :func:`sparse_digest`, which covers the extent map and every
     allocated byte: any change of the content still changes it. Files the backend has no map
-    for (data in the inode, compressed or encrypted) are hashed whole.
+    for (data in the inode, compressed or encrypted) are hashed whole. ``tick`` is called
+    after every chunk hashed (a worker's sign of progress).
     """
     limits = limits or Limits()
     with read_intent(_content_intent(fs, node)):
@@ -98,10 +103,12 @@ def hash_node(fs: Filesystem, node: Node, limits: Limits | None = None) -> HashR
             if runs is not None:
                 allocated = sum(length for _, length in runs)
                 if node.size - allocated > max(allocated, limits.hole_bytes):
-                    return HashResult(sparse_digest(fs, node, runs), None, True)
+                    return HashResult(sparse_digest(fs, node, runs, tick), None, True)
         digest = hashlib.sha256()
         for chunk in fs.iter_content(node, CHUNK):
             digest.update(chunk)
+            if tick is not None:
+                tick()
         return HashResult(digest.hexdigest(), None)
 
 
@@ -118,7 +125,7 @@ def _content_intent(fs: Filesystem, node: Node) -> str:
     return SELECTIVE
 
 
-def sparse_digest(fs: Filesystem, node: Node, runs: Runs) -> str:
+def sparse_digest(fs: Filesystem, node: Node, runs: Runs, tick: Tick | None = None) -> str:
     """SHA-256 over ``b"snapfim-sparse-sha256-v1\\0"``, the file size (le64), then for each
     data run in offset order (:func:`scanner.disk.nodes.normalize_runs`) its offset and length
     (le64 each) followed by its bytes. Holes are not read; the same content laid out with
@@ -129,6 +136,8 @@ def sparse_digest(fs: Filesystem, node: Node, runs: Runs) -> str:
         digest.update(_RUN.pack(offset, length))
         for chunk in fs.iter_content(node, CHUNK, offset, offset + length):
             digest.update(chunk)
+            if tick is not None:
+                tick()
     return digest.hexdigest()
 
 
@@ -144,11 +153,12 @@ def hash_in_process(jobs: Iterable[HashJob], filesystems: dict[str, Filesystem],
     return results
 
 
-def _hash_one(fs: Filesystem, job: HashJob, limits: Limits | None = None) -> HashResult:
+def _hash_one(fs: Filesystem, job: HashJob, limits: Limits | None = None,
+              tick: Tick | None = None) -> HashResult:
     node = Node(name="", inode=job.inode, kind=FileKind.FILE, size=job.size, mode=0, uid=0,
                 gid=0, nlink=1, mtime=None, ctime=None, crtime=None, atime=None)
     try:
-        return hash_node(fs, node, limits)
+        return hash_node(fs, node, limits, tick)
     except SnapfimError as exc:
         return HashResult(None, str(exc))
 
@@ -160,10 +170,12 @@ class Hasher:
     a shared memory table. Once the fed files add up to :data:`PARALLEL_MIN_BYTES`,
     ``workers - 1`` forked processes start and claim runs of published jobs (through a shared
     counter) while the walk goes on; :meth:`results` closes the table, lets the caller claim
-    runs from the same counter, then collects the workers' digests. Jobs a dead worker had
-    claimed are hashed by the caller. Small totals, sources another process cannot reopen, and
-    daemon processes (Celery prefork children) hash in-process. The parent runs no helper
-    threads, so its own walk is not slowed.
+    runs from the same counter, then collects the workers' digests (then an end mark).
+    No wait is unbounded: a worker that dies, or hashes nothing for
+    ``limits.hash_stall_seconds`` (then it is stopped), leaves the file it was on unreadable
+    with the reason; the other jobs it had claimed are hashed by the caller. Small totals,
+    sources another process cannot reopen, and daemon processes (Celery prefork children)
+    hash in-process. The parent runs no helper threads, so its own walk is not slowed.
     """
 
     def __init__(self, refs: dict[str, VolumeRef], workers: int,
@@ -207,11 +219,12 @@ class Hasher:
         table.publish()
         self._table = table
         ctx = multiprocessing.get_context("fork")
-        for _ in range(self._workers):
+        self._progress = _Progress(self._workers)
+        for slot in range(self._workers):
             receiver, sender = ctx.Pipe(duplex=False)
             proc = ctx.Process(target=_worker_main, daemon=True,
                                args=(self._refs, self._volumes, table, sender,
-                                     self._limits))
+                                     self._limits, self._progress, slot))
             proc.start()
             sender.close()
             self._procs.append((proc, receiver))
@@ -238,16 +251,14 @@ class Hasher:
                 done[index] = 1
                 if progress:
                     progress(job.size)
-        for proc, receiver in self._procs:
+        for slot, (proc, receiver) in enumerate(self._procs):
             try:
-                for index, result in receiver.recv():
+                for index, result in self._collect(slot, proc, receiver):
                     job = self._jobs[index]
                     results[(job.volume, job.inode)] = result
                     done[index] = 1
                     if progress:
                         progress(job.size)
-            except (EOFError, OSError):
-                pass  # the worker died; its jobs are redone below
             finally:
                 receiver.close()
                 proc.join()
@@ -258,10 +269,95 @@ class Hasher:
         return results
 
 
+    def _collect(self, slot: int, proc: Any, receiver: Any
+                 ) -> Iterator[tuple[int, HashResult]]:
+        """A worker's results as its messages arrive, each wait bounded: when the worker
+        dies or stalls (stopped here), the job it was on comes out as an error and the
+        collection ends (its other claimed jobs are redone by the caller)."""
+        stall = float(self._limits.hash_stall_seconds)
+        seen, since = self._progress.ticks(slot), time.monotonic()
+        while True:
+            try:
+                message = receiver.recv() if receiver.poll(min(1.0, stall)) else _NOTHING
+            except (EOFError, OSError):
+                message = _GONE
+            if message is None:  # the end mark: every job it claimed is answered
+                return
+            if isinstance(message, list):
+                yield from message
+                continue
+            if message is _NOTHING:
+                ticks = self._progress.ticks(slot)
+                if ticks != seen:
+                    seen, since = ticks, time.monotonic()
+                    continue
+                if proc.is_alive() and time.monotonic() - since < stall:
+                    continue
+            reason = _stop(proc, stall, gone=message is _GONE)
+            current = self._progress.current(slot)
+            if current is not None:
+                yield current, HashResult(None, reason)
+            return
+
+
+_NOTHING = object()  # no message within the poll interval
+_GONE = object()     # the pipe closed without the end mark
+
+
+def _stop(proc: Any, stall: float, gone: bool = False) -> str:
+    """Why a worker gives no more results, once it is gone (stopped if it still runs; when
+    its pipe closed, it is given a moment to finish dying first)."""
+    if gone:
+        proc.join(10)
+    if proc.is_alive():
+        proc.kill()
+        proc.join(10)
+        return (f"the hash worker made no progress for {stall:.0f} s while reading this file "
+                "and was stopped")
+    proc.join(10)
+    return f"the hash worker process died (exit code {proc.exitcode}) while hashing this file"
+
+
+class _Progress:
+    """Per worker, in shared memory: the job it hashes now (index + 1; 0: none) and a count
+    of the chunks and jobs it went through (its sign of life)."""
+
+    SLOT = struct.Struct("<qq")
+
+    def __init__(self, workers: int) -> None:
+        self._buffer = mmap.mmap(-1, self.SLOT.size * max(1, workers))
+
+    def _get(self, slot: int) -> tuple[int, int]:
+        job, ticks = self.SLOT.unpack_from(self._buffer, slot * self.SLOT.size)
+        return int(job), int(ticks)
+
+    def start(self, slot: int, index: int | None) -> None:
+        """Worker ``slot`` starts job ``index`` (None: between runs)."""
+        _job, ticks = self._get(slot)
+        self.SLOT.pack_into(self._buffer, slot * self.SLOT.size,
+                            0 if index is None else index + 1, ticks + 1)
+
+    def tick(self, slot: int) -> None:
+        """Worker ``slot`` hashed one more chunk."""
+        job, ticks = self._get(slot)
+        self.SLOT.pack_into(self._buffer, slot * self.SLOT.size, job, ticks + 1)
+
+    def ticks(self, slot: int) -> int:
+        """How far worker ``slot`` went (a number that grows while it makes progress)."""
+        return self._get(slot)[1]
+
+    def current(self, slot: int) -> int | None:
+        """The job worker ``slot`` is on, if any."""
+        job = self._get(slot)[0]
+        return job - 1 if job > 0 else None
+
+
 class _JobTable:
     """Hash jobs in anonymous shared memory (inherited by forked workers): (volume index,
     inode, size) records, a published count the parent raises, a claimed count every process
-    advances under one lock, and a closed flag."""
+    advances under one lock, and a closed flag. A lock not had within :data:`LOCK_SECONDS`
+    (a process killed while holding it) makes the table broken for this process: it claims
+    nothing more (a worker sends what it hashed, the parent hashes what it did not get)."""
 
     RECORD = struct.Struct("<qqq")
     CAPACITY = 4 << 20  # jobs; the mapping is only backed by memory where written
@@ -272,6 +368,20 @@ class _JobTable:
         self._state = state  # [published, claimed, closed] under state's lock
         self._written = 0
         self.capacity = self.CAPACITY
+        self.broken = False
+
+    @contextmanager
+    def _held(self) -> Iterator[bool]:
+        """The table's lock, if it can be had within :data:`LOCK_SECONDS` (else False, and
+        the table is broken for this process)."""
+        lock = self._state.get_lock()
+        got = not self.broken and lock.acquire(timeout=LOCK_SECONDS)
+        self.broken = not got
+        try:
+            yield got
+        finally:
+            if got:
+                lock.release()
 
     @classmethod
     def create(cls) -> _JobTable | None:
@@ -291,19 +401,23 @@ class _JobTable:
             self.publish()
 
     def publish(self) -> None:
-        with self._state.get_lock():
-            self._state[0] = self._written
+        with self._held() as got:
+            if got:
+                self._state[0] = self._written
 
     def close(self) -> None:
-        with self._state.get_lock():
-            self._state[0] = self._written
-            self._state[2] = 1
+        with self._held() as got:
+            if got:
+                self._state[0] = self._written
+                self._state[2] = 1
 
     def claim(self, wait: bool = False) -> tuple[int, int] | None:
         """Claim the next run of jobs ``[start, end)``; None when all are claimed and the table
         is closed (or, without ``wait``, when nothing is published right now)."""
         while True:
-            with self._state.get_lock():
+            with self._held() as got:
+                if not got:
+                    return None
                 published, start, closed = self._state[0], self._state[1], self._state[2]
                 end, size = start, 0
                 while end < published and size < CLAIM_BYTES and end - start < CLAIM_FILES:
@@ -326,22 +440,36 @@ class _JobTable:
 
 # -- worker process side ---------------------------------------------------------------------
 def _worker_main(refs: dict[str, VolumeRef], volumes: list[str], table: _JobTable,
-                 sender: Any, limits: Limits) -> None:
-    """Claim runs of jobs as the parent publishes them, hash them, send back the digests."""
+                 sender: Any, limits: Limits, progress: _Progress | None = None,
+                 slot: int = 0) -> None:
+    """Claim runs of jobs as the parent publishes them, hash them, send back the digests,
+    then None (the end mark); ``progress`` tells the parent which job it is on."""
     os.environ["TZ"] = "UTC"
     filesystems: dict[str, Filesystem] = {}
+
+    def tick() -> None:
+        if progress is not None:
+            progress.tick(slot)
+
+    # the digests go out at the end: the parent reads them once its walk is done, and a
+    # worker blocked on a full pipe meanwhile would not be hashing
     out: list[tuple[int, HashResult]] = []
     while (run := table.claim(wait=True)) is not None:
         for index in range(*run):
+            if progress is not None:
+                progress.start(slot, index)
             volume, inode, size = table.record(index)
             job = HashJob(volumes[volume], inode, size)
-            out.append((index, _hash_in_worker(refs, filesystems, job, limits)))
+            out.append((index, _hash_in_worker(refs, filesystems, job, limits, tick)))
+        if progress is not None:
+            progress.start(slot, None)
     sender.send(out)
+    sender.send(None)
     sender.close()
 
 
 def _hash_in_worker(refs: dict[str, VolumeRef], filesystems: dict[str, Filesystem],
-                    job: HashJob, limits: Limits) -> HashResult:
+                    job: HashJob, limits: Limits, tick: Tick | None = None) -> HashResult:
     fs = filesystems.get(job.volume)
     if fs is None:
         try:
@@ -350,7 +478,7 @@ def _hash_in_worker(refs: dict[str, VolumeRef], filesystems: dict[str, Filesyste
             return HashResult(None, str(exc))
         fs.limits = limits
         filesystems[job.volume] = fs
-    return _hash_one(fs, job, limits)
+    return _hash_one(fs, job, limits, tick)
 
 
 def open_volume_filesystem(ref: VolumeRef) -> Filesystem:

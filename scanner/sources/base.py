@@ -12,7 +12,11 @@ Capabilities are optional methods a source may have; callers ask through
     it is no byte range of one disk, e.g. a logical volume);
 ``will_read(ranges) -> None``
     a read plan: these ``(offset, length)`` byte ranges will be read soon (a walk names the
-    directories it will list); a slow source may start fetching them (:func:`will_read`).
+    directories it will list); a slow source may start fetching them (:func:`will_read`);
+``follow_parent(parent, changed) -> bool``
+    the source's snapshot differs from the snapshot ``parent`` (a locator) only within the
+    byte ranges ``changed`` (the cloud's changed-block list): blocks outside them may be
+    served from what was kept of the parent (:func:`follow_parent`).
 
 Readers may also say how they are reading (:func:`read_intent`, a context of the calling
 thread), so that sources which fetch ahead (:mod:`scanner.sources.cache`) fetch what will be
@@ -167,6 +171,14 @@ def will_read(source: Any, ranges: list[tuple[int, int]]) -> None:
     method = getattr(source, "will_read", None)
     if callable(method) and ranges:
         method(ranges)
+
+
+def follow_parent(source: Any, parent: dict[str, Any], changed: list[tuple[int, int]]
+                  ) -> bool:
+    """Tell a source which parent snapshot it differs from, and where (when it has the
+    capability); whether it will serve unchanged blocks from the parent's kept blocks."""
+    method = getattr(source, "follow_parent", None)
+    return bool(method(parent, changed)) if callable(method) else False
 
 
 def disk_offset(source: BlockSource) -> int | None:

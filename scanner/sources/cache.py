@@ -18,6 +18,12 @@ A slow store is a :class:`BlockFetcher`: it returns one fixed-size block by inde
   (:mod:`scanner.sources.spill`, ``CacheSettings.spill_bytes``): a block fetched by the
   scanning process or any forked hash worker is not fetched again in that scan, and a block
   evicted from memory is read back from the file;
+* behind both, when the fetcher's locator names an immutable snapshot, the blocks kept on
+  local disk between scans (:mod:`scanner.sources.blockstore`): what a scan read of this
+  snapshot before (a redelivered scan), and, once told the parent snapshot and the ranges
+  that changed since it (:meth:`CachedSource.follow_parent`), every parent block outside
+  those ranges, served instead of fetched; blocks read by a walk or a selective read (not
+  streamed file contents) are kept for the next scan;
 * the reader's intent (:func:`~scanner.sources.base.read_intent`) decides read-ahead: runs
   are followed for the walk of a full scan and for file contents, never for the metadata walk
   of an incremental scan (:data:`~scanner.sources.base.SELECTIVE`), which would fetch data
@@ -31,23 +37,27 @@ gives the same bytes, and its ``delay`` models a remote store's latency for benc
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Protocol, TypeVar
 
 from scanner.errors import SnapfimError, SourceError, SourceReadError, TransientError
+from scanner.incremental import ChangedRanges
+from scanner.sources import blockstore
 from scanner.sources import spill as spills
-from scanner.sources.base import SELECTIVE, BlockSource, current_read_intent
+from scanner.sources.base import SELECTIVE, STREAM, BlockSource, current_read_intent
 from scanner.sources.readahead import RunDetector
 
 BLOCK_SIZE = 512 << 10
 CACHE_BYTES = 64 << 20
 SPILL_BYTES = 8 << 30
+WARM_BLOCKS = 65536  # changed blocks fetched ahead of an incremental walk, at most
 
 Verify = Callable[[int, bytes], None]
 T = TypeVar("T")
@@ -95,6 +105,11 @@ class CacheSettings:
     max_backoff: float = 2.0            # cap of one wait
     spill_bytes: int = SPILL_BYTES      # bound of the scan's shared spill file (0: none)
     spill_dir: str | None = None        # where it is created (None: the temp directory)
+    # blocks kept between scans (scanner.sources.blockstore); None: SNAPFIM_BLOCK_CACHE_DIR /
+    # SNAPFIM_BLOCK_CACHE_BYTES (read when the source opens); a budget of 0: none kept
+    keep_dir: str | None = None
+    keep_bytes: int | None = None
+    keep_content: bool | None = None  # streamed contents kept too (None: the environment)
 
     def as_dict(self) -> dict[str, Any]:
         """The settings as a JSON-able dict (they ride along in the locator)."""
@@ -120,6 +135,12 @@ class CacheStats:
     peak_bytes: int = 0    # most bytes ever cached at once
     spilled: int = 0       # blocks this process stored in the shared spill file
     spill_hits: int = 0    # blocks read back from it (fetched by another process, or evicted)
+    kept_hits: int = 0     # blocks served from this snapshot's kept blocks (an earlier scan)
+    parent_hits: int = 0   # blocks served from the parent snapshot's, outside the changes
+    kept: int = 0          # blocks this process kept for the next scan
+
+
+FETCHED, SPILLED, KEPT, PARENT = "fetched", "spilled", "kept", "parent"
 
 
 class CachedSource:
@@ -151,6 +172,15 @@ class CachedSource:
         self._closed = False
         self._stats = CacheStats()
         self._spill, self._owns_spill = self._open_spill()
+        self._keep_content = False
+        self._keep = self._open_kept()
+        self._kept: set[int] = set()  # blocks known kept for this snapshot
+        self._keep_full = False
+        self._parent: blockstore.SnapshotBlocks | None = None
+        self._changed: ChangedRanges | None = None
+        inherited = blockstore.inherited_parent(fetcher.locator)
+        if inherited is not None:  # a hash worker forked from the process told the parent
+            self._follow(*inherited)
 
     def _open_spill(self) -> tuple[spills.SpillStore | None, bool]:
         """The scan's shared spill store: the parent's when this process was forked from one
@@ -168,6 +198,95 @@ class CachedSource:
             return None, False  # no room for a file: the memory cache alone
         spills.register(locator, store)
         return store, True
+
+    def _open_kept(self) -> blockstore.SnapshotBlocks | None:
+        """This snapshot's blocks kept between scans (None: not a snapshot, or disabled)."""
+        key = blockstore.snapshot_key(self._fetcher.locator)
+        if key is None:
+            return None
+        settings = self._settings
+        if None in (settings.keep_dir, settings.keep_bytes, settings.keep_content):
+            found = blockstore.StoreSettings.from_env()
+            settings = replace(settings, keep_dir=settings.keep_dir or found.directory,
+                               keep_bytes=(found.budget if settings.keep_bytes is None
+                                           else settings.keep_bytes),
+                               keep_content=(found.content if settings.keep_content is None
+                                             else settings.keep_content))
+        self._keep_content = bool(settings.keep_content)
+        if not settings.keep_bytes or not settings.keep_dir:
+            return None
+        return blockstore.BlockStore(settings.keep_dir, settings.keep_bytes).open(key)
+
+    def follow_parent(self, parent: dict[str, Any], changed: Iterable[tuple[int, int]]
+                      ) -> bool:
+        """This snapshot differs from ``parent``'s (a locator) only within ``changed`` (byte
+        ranges, from the cloud's changed-block list): from now on a block outside them is
+        served from the parent's kept blocks, when there, instead of fetched. Hash workers
+        forked from now on do the same. False when nothing of the parent is kept here."""
+        key = blockstore.snapshot_key(parent)
+        own = blockstore.snapshot_key(self._fetcher.locator)
+        if self._keep is None or key is None or key == own:
+            return False
+        changed = list(changed)
+        ranges = ChangedRanges(changed)
+        if not self._follow(key, ranges):
+            return False
+        blockstore.remember_parent(self._fetcher.locator, key, ranges)
+        self._warm(changed)
+        return True
+
+    def _warm(self, changed: list[tuple[int, int]]) -> None:
+        """Start fetching, in the background, the changed blocks the parent's scan read
+        (kept): this scan's walk reads them again, and would otherwise wait for each in
+        turn. At most :data:`WARM_BLOCKS`, ``read_ahead`` at a time."""
+        parent = self._parent
+        if parent is None or self._depth <= 0:
+            return
+        wanted: list[int] = []
+        for offset, length in changed:
+            if length <= 0 or offset < 0 or offset >= self._size:
+                continue
+            last = (min(offset + length, self._size) - 1) // self._block_size
+            for index in range(offset // self._block_size, last + 1):
+                if len(wanted) >= WARM_BLOCKS:
+                    break
+                if parent.has(index):
+                    wanted.append(index)
+        if wanted:
+            threading.Thread(target=self._warm_run, args=(sorted(set(wanted)),),
+                             name="snapfim-warm", daemon=True).start()
+
+    def _warm_run(self, wanted: list[int]) -> None:
+        for start in range(0, len(wanted), self._depth):
+            chunk = wanted[start:start + self._depth]
+            for _round in range(3):  # a chunk the read plans crowded out goes again
+                if self._closed:
+                    return
+                self._submit(chunk, -1, -1)
+                with self._lock:
+                    futures = [self._inflight.get(i) for i in chunk]
+                for future in futures:
+                    if future is not None:
+                        with contextlib.suppress(Exception):
+                            future.result()
+                spill = self._spill
+                with self._lock:
+                    chunk = [i for i in chunk if i not in self._cache
+                             and not (spill is not None and spill.stored(i))]
+                if not chunk:
+                    break
+
+    def _follow(self, key: str, changed: ChangedRanges) -> bool:
+        if self._keep is None:
+            return False
+        found = self._keep.store.open(key, create=False)
+        if found is None:
+            return False
+        with self._lock:
+            old, self._parent, self._changed = self._parent, found, changed
+        if old is not None:
+            old.close()
+        return True
 
     # -- the BlockSource protocol --------------------------------------------------------------
     @property
@@ -205,9 +324,18 @@ class CachedSource:
         last = (offset + length - 1) // self._block_size
         self._plan(first, last)
         start = offset - first * self._block_size
+        keep = self._keep is not None and (self._keep_content
+                                           or current_read_intent() != STREAM)
         if first == last:
-            return self._block(first)[start:start + length]
-        parts = [memoryview(self._block(index)) for index in range(first, last + 1)]
+            data = self._block(first)
+            if keep:
+                self._remember(first, data)
+            return data[start:start + length]
+        blocks = [self._block(index) for index in range(first, last + 1)]
+        if keep:
+            for index, data in enumerate(blocks, first):
+                self._remember(index, data)
+        parts = [memoryview(data) for data in blocks]
         parts[0] = parts[0][start:]
         parts[-1] = parts[-1][:offset + length - last * self._block_size]
         return b"".join(parts)
@@ -244,6 +372,10 @@ class CachedSource:
         if self._spill is not None and self._owns_spill:
             spills.unregister(self._fetcher.locator, self._spill)
             self._spill.close()
+        blockstore.forget_parent(self._fetcher.locator)
+        for kept in (self._keep, self._parent):
+            if kept is not None:
+                kept.close()
         close = getattr(self._fetcher, "close", None)
         if callable(close):
             close()
@@ -294,34 +426,73 @@ class CachedSource:
         with self._lock:
             self._inflight.pop(index, None)
             stats = self._stats
-            if fetched:
+            if fetched == FETCHED:
                 stats.fetched += 1
                 stats.read_ahead += ahead
-                stats.spilled += spilled
-            else:
+            elif fetched == SPILLED:
                 stats.spill_hits += 1
+            elif fetched == KEPT:
+                stats.kept_hits += 1
+            else:
+                stats.parent_hits += 1
+            stats.spilled += spilled
             if not self._closed:
                 self._store(index, data)
         future.set_result(data)
 
-    def _obtain(self, index: int) -> tuple[bytes, bool, bool]:
-        """Block ``index``, whether it was fetched (not read from the spill file), and
-        whether it was stored there."""
+    def _obtain(self, index: int) -> tuple[bytes, str, bool]:
+        """Block ``index``, where it came from (:data:`FETCHED`, :data:`SPILLED`,
+        :data:`KEPT` or :data:`PARENT`), and whether it was stored in the spill file."""
         spill = self._spill
         if spill is None or spill.closed:
-            return self._fetch(index), True, False
+            data, source = self._kept_or_fetched(index)
+            return data, source, False
         try:
-            data = spill.claim(index)
+            spilled = spill.claim(index)
         except (SourceError, OSError):
-            data = None  # an unreadable spill file only costs a fetch
-        if data is not None:
-            return data, False, False
+            spilled = None  # an unreadable spill file only costs a fetch
+        if spilled is not None:
+            return spilled, SPILLED, False
         try:
-            data = self._fetch(index)
+            data, source = self._kept_or_fetched(index)
         except BaseException:
             spill.release(index)
             raise
-        return data, True, spill.put(index, data)
+        return data, source, spill.put(index, data)
+
+    def _kept_or_fetched(self, index: int) -> tuple[bytes, str]:
+        """Block ``index`` from this snapshot's kept blocks, else from the parent's when it
+        lies outside the changed ranges (then kept as this snapshot's too), else fetched."""
+        keep = self._keep
+        if keep is not None:
+            expected = min(self._block_size, self._size - index * self._block_size)
+            data = keep.get(index, expected)
+            if data is not None and self._check(index, data, expected) is None:
+                self._kept.add(index)
+                return data, KEPT
+            parent, changed = self._parent, self._changed
+            if (parent is not None and changed is not None
+                    and not changed.touches(index * self._block_size, expected)):
+                data = parent.get(index, expected)
+                if data is not None and self._check(index, data, expected) is None:
+                    if keep.link_from(parent, index):
+                        self._kept.add(index)
+                    return data, PARENT
+        return self._fetch(index), FETCHED
+
+    def _remember(self, index: int, data: bytes) -> None:
+        """Keep a block this process read (walk or selective intent) for the next scan;
+        once the store refuses one (its budget is full), no more (so ``_kept`` stays
+        bounded by what the budget holds)."""
+        keep = self._keep
+        if keep is None or index in self._kept or self._keep_full:
+            return
+        if keep.put(index, data):
+            self._kept.add(index)
+            with self._lock:
+                self._stats.kept += 1
+        else:
+            self._keep_full = True
 
     def _store(self, index: int, data: bytes) -> None:
         """Cache a block, first evicting the least recently used ones (under the lock)."""
@@ -436,11 +607,13 @@ class FileFetcher:
     store's latency (benchmarks, tests); ``owns`` closes the source with the fetcher."""
 
     def __init__(self, source: BlockSource, block_size: int = BLOCK_SIZE, delay: float = 0.0,
-                 owns: bool = False) -> None:
+                 owns: bool = False, snapshot: str | None = None) -> None:
         self._source = source
         self._block_size = block_size
         self._delay = delay
         self._owns = owns
+        self._snapshot = snapshot
+        self.fetches = 0
 
     @property
     def block_size(self) -> int:
@@ -454,12 +627,18 @@ class FileFetcher:
 
     @property
     def locator(self) -> dict[str, Any]:
-        """``{"kind": "file-blocks", "source": ..., "block_size": ..., "delay": ...}``."""
-        return {"kind": "file-blocks", "source": self._source.locator,
-                "block_size": self._block_size, "delay": self._delay}
+        """``{"kind": "file-blocks", "source": ..., "block_size": ..., "delay": ...}``, with
+        ``"snapshot"`` when the bytes are named as an immutable snapshot (then its blocks
+        may be kept between scans, :mod:`scanner.sources.blockstore`)."""
+        out = {"kind": "file-blocks", "source": self._source.locator,
+               "block_size": self._block_size, "delay": self._delay}
+        if self._snapshot is not None:
+            out["snapshot"] = self._snapshot
+        return out
 
     def fetch(self, index: int) -> bytes:
         """Block ``index`` of the source (after the delay)."""
+        self.fetches += 1
         if self._delay:
             time.sleep(self._delay)
         return self._source.read_at(index * self._block_size, self._block_size)
@@ -505,8 +684,10 @@ def open_file_blocks(locator: dict[str, Any]) -> CachedSource:
 
     source = open_locator(locator["source"])
     try:
+        snapshot = locator.get("snapshot")
         fetcher = FileFetcher(source, int(locator.get("block_size", BLOCK_SIZE)),
-                              float(locator.get("delay", 0.0)), owns=True)
+                              float(locator.get("delay", 0.0)), owns=True,
+                              snapshot=snapshot if isinstance(snapshot, str) else None)
     except BaseException:
         source.close()
         raise

@@ -75,6 +75,16 @@ class PreviousScan:
 
 
 @dataclass(frozen=True, slots=True)
+class CompletedScan:
+    """The last completed scan of a machine: what an incremental scan checks of it."""
+
+    id: int
+    status: str                  # succeeded or partial
+    source: dict[str, Any]       # the locator of what it read (a machine locator)
+    coverage: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class ScanRecord:
     """A committed scan, as the CLI reports it."""
 
@@ -162,6 +172,17 @@ class Repository:
             return None
         return PreviousScan(int(row.id), utc(row.finished_at) or datetime.now(UTC),
                             tuple(row.policies or ()))
+
+    def last_completed_scan(self, conn: Connection, machine_id: int) -> CompletedScan | None:
+        """The machine's last completed (succeeded or partial) scan, with what it read."""
+        row = conn.execute(
+            select(scan.c.id, scan.c.status, scan.c.source, scan.c.coverage)
+            .where(scan.c.machine_id == machine_id, scan.c.status.in_(("succeeded", "partial")))
+            .order_by(scan.c.id.desc()).limit(1)).first()
+        if row is None:
+            return None
+        return CompletedScan(int(row.id), str(row.status), dict(row.source or {}),
+                             dict(row.coverage or {}))
 
     def load_file_state(self, conn: Connection, machine_id: int) -> dict[str, FileEntity]:
         """The machine's current known file state, by path."""

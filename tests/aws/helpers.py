@@ -131,3 +131,17 @@ def assert_incremental_coverage(full: dict[str, Any], incremental: dict[str, Any
     kept = 40 - incremental["files_hashed"]
     assert f"incremental: {kept} files kept their digest (no changed block under them)" in (
         incremental["notes"])
+
+
+def kept_blocks(snapshot_id: str) -> set[int]:
+    """The blocks of a snapshot kept between scans in the test's block cache directory."""
+    import os
+
+    from scanner.sources.blockstore import BlockStore, snapshot_key
+
+    store = BlockStore(os.environ["SNAPFIM_BLOCK_CACHE_DIR"], 1)
+    found = store.open(str(snapshot_key({"snapshot": snapshot_id})), create=False)
+    if found is None:
+        return set()
+    found.close()
+    return {int(p.stem) for p in found.path.glob("*.blk")}

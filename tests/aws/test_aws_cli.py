@@ -11,8 +11,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from scanner.cloud.aws.ebs import changed_blocks
+from scanner.cloud.aws.session import AwsAccount
 from tests.aws.fakeaws import EbsStore, FakeAws, Fault
-from tests.aws.helpers import ROLE, data_heavy_image, ec2, instance, tagged_snapshots
+from tests.aws.helpers import (
+    REGION,
+    ROLE,
+    data_heavy_image,
+    ec2,
+    instance,
+    kept_blocks,
+    tagged_snapshots,
+)
 from tests.imaging.ext4 import debugfs, e2fsck_ok, overwrite_in_place
 from tests.imaging.tools import copy_image
 
@@ -63,6 +73,13 @@ def test_scan_of_ebs_snapshots_full_then_incremental(fake_aws: FakeAws, ebs_stor
     assert ebs_store.calls["ListChangedBlocks"] >= 1
     assert second["coverage"]["files_hashed"] < first["coverage"]["files_hashed"] // 2
     assert ebs_store.block_gets[snap2] < ebs_store.block_gets[snap1]
+    # the walk's blocks of snap1 were kept; snap2 fetched changed blocks only, the rest of
+    # what it read came from snap1's kept blocks (and is now kept as snap2's)
+    changed = set(changed_blocks(AwsAccount(), REGION, snap1, snap2))
+    fetched = {index for snap, index in ebs_store.block_log if snap == snap2}
+    first_read = min(index for snap, index in ebs_store.block_log if snap == snap2)
+    assert fetched - {first_read} <= changed  # the first written block is read at open
+    assert kept_blocks(snap1) - changed <= kept_blocks(snap2)
 
 
 def test_a_parent_of_another_volume_means_a_full_scan(fake_aws: FakeAws, ebs_store: EbsStore,
@@ -81,6 +98,11 @@ def test_a_parent_of_another_volume_means_a_full_scan(fake_aws: FakeAws, ebs_sto
     result = json.loads(proc.stdout)
     assert (result["status"], result["events"]) == ("succeeded", [])
     assert result["coverage"]["files_hashed"] == 40
+    # the same bytes were kept for snap1, but it is not snap2's parent: nothing is served
+    # from them, every block snap2's walk read was fetched
+    fetched = {index for snap, index in ebs_store.block_log if snap == snap2}
+    assert kept_blocks(snap1) and kept_blocks(snap1) <= fetched | {
+        i for i in kept_blocks(snap1) if i not in ebs_store.snapshots[snap1].blocks}
 
 
 def test_scan_of_an_unknown_snapshot_is_one_line(fake_aws: FakeAws, tmp_path: Path) -> None:

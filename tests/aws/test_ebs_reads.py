@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from scanner.cloud.aws import ebs
 from scanner.cloud.aws.ebs import BLOCK_SIZE, EbsFetcher, changed_blocks, list_blocks, open_ebs
 from scanner.cloud.aws.provider import AwsProvider
 from scanner.cloud.aws.session import AwsAccount
@@ -56,7 +57,7 @@ def test_listing_pages_until_next_token_is_none_and_reads_are_exact(
         ebs_store: EbsStore, snapshot: str) -> None:
     ebs_store.page_size = 3  # an empty first page, then 3 + 3 + 3 + 1 blocks
     fetcher = EbsFetcher(snapshot, REGION)
-    assert (fetcher.size, fetcher.written_blocks) == (1 << 30, len(WRITTEN))
+    assert (fetcher.size, fetcher.windows_held) == (1 << 30, 1)
     assert ebs_store.calls["ListSnapshotBlocks"] == 5
     assert fetcher.locator == {"kind": "ebs", "snapshot": snapshot, "region": REGION,
                                "account": None}
@@ -66,6 +67,26 @@ def test_listing_pages_until_next_token_is_none_and_reads_are_exact(
     assert ebs_store.block_gets[snapshot] == len(WRITTEN)  # zeros cost no call
     with pytest.raises(SourceReadError, match="past the volume's end"):
         fetcher.fetch((1 << 30) // BLOCK_SIZE)
+
+
+def test_the_listing_is_held_one_window_at_a_time(ebs_store: EbsStore, snapshot: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Block tokens are listed per window of blocks (StartingBlockIndex) and only a few
+    windows are held: memory stays bounded whatever the volume's size."""
+    monkeypatch.setattr(ebs, "WINDOW_BLOCKS", 8)
+    monkeypatch.setattr(ebs, "WINDOWS_KEPT", 2)
+    ebs_store.page_size = 3
+    fetcher = EbsFetcher(snapshot, REGION)
+    held = 0
+    for index in range(40):  # windows 0-4: blocks 0-7, 8-15, 16-23, 24-31, 32-39
+        expected = block(index) if index in WRITTEN else bytes(BLOCK_SIZE)
+        assert fetcher.fetch(index) == expected
+        held = max(held, fetcher.windows_held,
+                   sum(len(w.tokens) for w in fetcher._windows.values()))  # noqa: SLF001
+    assert fetcher.listings == 5 and held <= 2 * 8
+    assert fetcher.fetch(1) == block(1)  # window 0 was dropped: listed again
+    assert fetcher.listings == 6
+    assert ebs_store.block_gets[snapshot] == len(WRITTEN) + 1
 
 
 def test_source_reads_across_blocks(ebs_store: EbsStore, snapshot: str) -> None:
@@ -269,6 +290,25 @@ def test_a_listing_outside_the_volume_is_refused(page: dict[str, object], error:
     with pytest.raises(SourceError) as caught:
         list_blocks(_Listing(page), "snap-x", _Unlimited())
     assert str(caught.value) == error
+
+
+def test_a_listing_before_the_window_asked_for_is_refused() -> None:
+    page = {"VolumeSize": 1, "BlockSize": BLOCK_SIZE,
+            "Blocks": [{"BlockIndex": 3, "BlockToken": "t"}]}
+    with pytest.raises(SourceError) as caught:
+        list_blocks(_Listing(page), "snap-x", _Unlimited(), start=8, end=16)
+    assert str(caught.value) == ("snap-x: the listing names block 3, before block 8 where it "
+                                 "was asked to start")
+
+
+def test_a_window_keeps_only_its_blocks_and_stops_at_its_end() -> None:
+    listing = list_blocks(_Listing(
+        {"VolumeSize": 1, "BlockSize": BLOCK_SIZE, "NextToken": "n",
+         "Blocks": [{"BlockIndex": 8, "BlockToken": "a"}, {"BlockIndex": 15, "BlockToken": "b"}]},
+        {"VolumeSize": 1, "BlockSize": BLOCK_SIZE, "NextToken": "m",
+         "Blocks": [{"BlockIndex": 16, "BlockToken": "c"}]}), "snap-x", _Unlimited(),
+        start=8, end=16)  # the third page is never asked for
+    assert listing.tokens == {8: "a", 15: "b"}
 
 
 def test_a_listing_inside_the_volume_is_kept() -> None:

@@ -95,7 +95,9 @@ def test_a_hash_worker_reopens_the_cached_source_from_its_locator(ext4: Path) ->
                          args=({"v": ref}, ["v"], table, sender, Limits()))
     worker.start()
     sender.close()
-    results = dict(receiver.recv())
+    results = {}
+    while (message := receiver.recv()) is not None:  # one list per run, then the end mark
+        results.update(message)
     worker.join()
     table.release()
     assert worker.exitcode == 0

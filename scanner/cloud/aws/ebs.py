@@ -2,9 +2,11 @@
 
 :class:`EbsFetcher` implements the ``BlockFetcher`` protocol of :mod:`scanner.sources.cache`
 (``block_size``, ``size``, ``locator``, ``fetch(index)``): it lists the snapshot's written
-blocks (ListSnapshotBlocks, paginated until ``NextToken`` is None; a page may be empty),
-keeps each block's token and lists again before the tokens expire, serves unlisted blocks as
-zeros without a call, and checks every GetSnapshotBlock reply: the data length and the
+blocks (ListSnapshotBlocks, paginated until ``NextToken`` is None; a page may be empty) one window
+of :data:`WINDOW_BLOCKS` blocks at a time (``StartingBlockIndex``), keeping the tokens of a
+few windows only (:data:`WINDOWS_KEPT`: memory stays bounded whatever the volume's size),
+lists a window again before its tokens expire, serves unlisted blocks as zeros without a
+call, and checks every GetSnapshotBlock reply: the data length and the
 SHA-256 checksum (base64) must match, or the block is a :class:`TransientSourceError` (the
 caching layer retries it). Throttling is transient too; each request waits for the
 account's and region's rate limiter first. Changed blocks between two snapshots of one
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
@@ -42,6 +45,8 @@ PAGE_SIZE = 10000
 TOKEN_MARGIN = 300.0  # list again this many seconds before the block tokens expire
 MAX_VOLUME_GIB = 64 * 1024  # the largest EBS volume (io2 Block Express)
 POOL = 64             # HTTP connections per fetcher (parallel read-ahead)
+WINDOW_BLOCKS = 16384  # blocks listed at once (8 GiB of the volume)
+WINDOWS_KEPT = 8       # windows whose tokens are held (at most 131,072 tokens)
 
 _ZEROS = bytes(BLOCK_SIZE)
 # ~100 ms per block: throughput comes from requests in flight (48 x 512 KiB per 50 ms of
@@ -58,9 +63,12 @@ def _expiry(value: Any, default: float) -> float:
 
 
 class BlockListing:
-    """One paginated listing: indices (with their tokens or pairs), volume size, expiry."""
+    """One paginated listing of the blocks ``[start, end)``: indices with their tokens,
+    volume size, expiry."""
 
-    def __init__(self) -> None:
+    def __init__(self, start: int = 0, end: int | None = None) -> None:
+        self.start = start
+        self.end = end
         self.tokens: dict[int, str] = {}
         self.volume_bytes = 0
         self.block_size = BLOCK_SIZE
@@ -90,11 +98,17 @@ def _paginate(call: Any, what: str, bucket: Any, **params: Any) -> Any:
             raise SourceError(f"{what}: the listing does not end (over a million pages)")
 
 
-def list_blocks(ebs: Any, snapshot_id: str, bucket: Any) -> BlockListing:
-    """The written blocks of a snapshot with their tokens (ListSnapshotBlocks)."""
-    out = BlockListing()
+def list_blocks(ebs: Any, snapshot_id: str, bucket: Any, start: int = 0,
+                end: int | None = None, first_only: bool = False) -> BlockListing:
+    """The written blocks ``[start, end)`` of a snapshot with their tokens
+    (ListSnapshotBlocks from ``StartingBlockIndex=start``; ``end`` None: to the volume's
+    end). The listing stops once a page reaches ``end`` (blocks past it are not kept), or,
+    with ``first_only``, once one block is listed. A block outside the volume, or before
+    ``start``, is refused."""
+    out = BlockListing(start, end)
+    extra = {"StartingBlockIndex": start} if start else {}
     for page in _paginate(ebs.list_snapshot_blocks, f"listing the blocks of {snapshot_id}",
-                          bucket, SnapshotId=snapshot_id):
+                          bucket, SnapshotId=snapshot_id, **extra):
         gib = int(page.get("VolumeSize") or 0)
         if gib > MAX_VOLUME_GIB:
             raise SourceError(f"{snapshot_id}: the listing says the volume has {gib} GiB, more "
@@ -103,12 +117,21 @@ def list_blocks(ebs: Any, snapshot_id: str, bucket: Any) -> BlockListing:
         out.block_size = int(page.get("BlockSize") or BLOCK_SIZE)
         out.expiry = min(out.expiry, _expiry(page.get("ExpiryTime"), float("inf")))
         blocks = -(-out.volume_bytes // BLOCK_SIZE)
+        reached = False
         for block in page.get("Blocks", []):
             index = int(block["BlockIndex"])
             if not 0 <= index < blocks:  # the tokens are bounded by the volume's blocks
                 raise SourceError(f"{snapshot_id}: the listing names block {index}, outside "
                                   f"the volume's {blocks} blocks")
+            if index < start:
+                raise SourceError(f"{snapshot_id}: the listing names block {index}, before "
+                                  f"block {start} where it was asked to start")
+            if end is not None and index >= end:
+                reached = True
+                continue
             out.tokens[index] = str(block["BlockToken"])
+        if reached or (first_only and out.tokens):
+            break
     if out.block_size != BLOCK_SIZE:
         raise SourceError(f"{snapshot_id}: block size {out.block_size}, expected {BLOCK_SIZE}")
     return out
@@ -150,26 +173,44 @@ class EbsFetcher:
         self._lock = threading.Lock()
         self.fetches = 0
         self.listings = 0
-        self._listing = self._list()
+        self._windows: OrderedDict[int, BlockListing] = OrderedDict()
+        self._listing_locks: dict[int, threading.Lock] = {}
+        head = self._list(0)  # the volume's size (and the first window's tokens)
+        self._size = head.volume_bytes
         # one block read now: a snapshot we may list but not read (a KMS key the role may
         # not use, a tag condition) fails here, at open, with the account's reason, instead
         # of as unreadable bytes deep inside a filesystem; the block is served once later
         # (not repeated in a hash worker forked from the process that opened it)
         self._first: tuple[int, bytes] | None = None
-        if probe and self._listing.tokens:
-            first = min(self._listing.tokens)
-            self._first = (first, self._fetch_retrying(first))
+        if probe:
+            written = head.tokens or list_blocks(
+                self._ebs, self.snapshot_id, self._list_bucket, first_only=True).tokens
+            if written:
+                first = min(written)
+                self._first = (first, self._fetch_retrying(first))
 
     def _fetch_retrying(self, index: int) -> bytes:
         """One block, transient faults retried with backoff (the caching layer does this for
         every later read)."""
         return retrying(lambda: self.fetch(index))
 
-    def _list(self) -> BlockListing:
-        listing = list_blocks(self._ebs, self.snapshot_id, self._list_bucket)
+    def _list(self, window: int) -> BlockListing:
+        """List one window's blocks and hold its tokens (the least recently used window
+        beyond :data:`WINDOWS_KEPT` is dropped)."""
+        start = window * WINDOW_BLOCKS
+        listing = list_blocks(self._ebs, self.snapshot_id, self._list_bucket, start,
+                              start + WINDOW_BLOCKS)
         if listing.volume_bytes <= 0:
             raise SourceError(f"{self.snapshot_id}: the snapshot reports no volume size")
-        self.listings += 1
+        if window and listing.volume_bytes != self._size:
+            raise SourceError(f"{self.snapshot_id}: the listing's volume size changed from "
+                              f"{self._size} to {listing.volume_bytes} bytes")
+        with self._lock:
+            self.listings += 1
+            self._windows[window] = listing
+            self._windows.move_to_end(window)
+            while len(self._windows) > WINDOWS_KEPT:
+                self._windows.popitem(last=False)
         return listing
 
     @property
@@ -180,7 +221,7 @@ class EbsFetcher:
     @property
     def size(self) -> int:
         """The volume's size in bytes."""
-        return self._listing.volume_bytes
+        return self._size
 
     @property
     def locator(self) -> dict[str, Any]:
@@ -189,18 +230,30 @@ class EbsFetcher:
                 **self.account.locator_fields()}
 
     @property
-    def written_blocks(self) -> int:
-        """How many blocks the snapshot holds data for."""
-        return len(self._listing.tokens)
+    def windows_held(self) -> int:
+        """How many windows of block tokens are held now (at most :data:`WINDOWS_KEPT`)."""
+        with self._lock:
+            return len(self._windows)
 
-    def _token(self, index: int) -> str | None:
-        listing = self._listing
-        if time.time() >= listing.expiry - self._margin:
+    def _window(self, index: int, stale: BlockListing | None = None) -> BlockListing:
+        """The listing of the window of block ``index``, listed (again) when it is not held,
+        is about to expire, or is ``stale``; one listing for all the threads waiting."""
+        window = index // WINDOW_BLOCKS
+        with self._lock:
+            lock = self._listing_locks.setdefault(window, threading.Lock())
+        with lock:
             with self._lock:
-                if self._listing is listing:  # one refresh for all the waiting threads
-                    self._listing = self._list()
-                listing = self._listing
-        return listing.tokens.get(index)
+                listing = self._windows.get(window)
+                if listing is not None:
+                    self._windows.move_to_end(window)
+            if (listing is None or listing is stale
+                    or time.time() >= listing.expiry - self._margin):
+                listing = self._list(window)
+            return listing
+
+    def _token(self, index: int) -> tuple[BlockListing, str | None]:
+        listing = self._window(index)
+        return listing, listing.tokens.get(index)
 
     def fetch(self, index: int) -> bytes:
         """Block ``index``: verified bytes, or zeros for a block the snapshot never wrote."""
@@ -210,7 +263,7 @@ class EbsFetcher:
         if first is not None and first[0] == index:
             self._first = None
             return first[1]
-        token = self._token(index)
+        listing, token = self._token(index)
         if token is None:
             return _ZEROS
         what = f"reading block {index} of {self.snapshot_id}"
@@ -222,9 +275,7 @@ class EbsFetcher:
             data = reply["BlockData"].read()
         except ClientError as exc:
             if error_code(exc) == "ValidationException" and "expire" in str(exc).lower():
-                with self._lock:  # one listing for all the threads whose token expired
-                    if self._listing.tokens.get(index) == token:
-                        self._listing = self._list()
+                self._window(index, stale=listing)  # one listing for all those threads
                 raise TransientSourceError(f"{what}: block token expired; listed again") from exc
             raise translate(exc, what) from exc
         except Exception as exc:
