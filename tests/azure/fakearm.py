@@ -24,6 +24,7 @@ The token endpoint is App Service's managed identity protocol (``IDENTITY_ENDPOI
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import shutil
 import ssl
@@ -402,6 +403,11 @@ class FakeArm:
                            f"'{creation.get('sourceResourceId')}' was not found.")
         if payload.get("location", "").lower() != source.location:
             raise ArmError(400, "InvalidParameter", "the snapshot must be in the disk's region")
+        if len(parts[-1]) > 80 or not re.fullmatch(r"[A-Za-z0-9_.-]*[A-Za-z0-9_]", parts[-1]):
+            raise ArmError(400, "InvalidResourceName", f"snapshot name {parts[-1]!r} is invalid")
+        if snap is not None and snap.source.lower() != source.id.lower():
+            raise ArmError(409, "PropertyChangeNotAllowed", "Changing property "
+                           "'sourceResourceId' is not allowed.")
         if snap is not None:  # PUT again: the same resource (tags updated)
             snap.tags = dict(payload.get("tags") or {})
             return 200, {}, self._snap_json(snap)

@@ -6,6 +6,7 @@ their tags, read grants within Azure's 5-per-disk limit, errors as account healt
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from hashlib import sha256
 from pathlib import Path
 
 import pytest
@@ -87,7 +88,8 @@ def test_snapshots_are_incremental_tagged_copies_found_again_by_their_tags(
     assert {s.state for s in made.values()} == {"pending"}
     snaps = arm.tagged("42")
     assert [(s.name, s.source, s.incremental, s.tags) for s in snaps] == [
-        (f"snapfim-42-web-01_{n}", d.resource_id, True,
+        (f"snapfim-42-web-01_{n}-{sha256(d.resource_id.lower().encode()).hexdigest()[:10]}",
+         d.resource_id, True,
          {"owner": "secops", "snapfim:account": SUB, "snapfim:scan": "42"})
         for n, d in zip(("DataDisk_0", "DataDisk_1", "OsDisk"),
                         sorted(machine.disks, key=lambda d: d.resource_id), strict=True)]
@@ -104,6 +106,24 @@ def test_snapshots_are_incremental_tagged_copies_found_again_by_their_tags(
     assert prov.refresh(first).state == "failed"
     prov.delete_snapshot(first)  # gone already: fine
     assert len(arm.tagged("42")) == 2
+
+
+def test_disks_whose_names_differ_past_the_name_limit_get_their_own_snapshots(
+        arm: FakeArm, tmp_path: Path) -> None:
+    vm_name = "v" * 57  # snapfim-12345-<vm>_DataDisk_0 is 82 characters
+    vm = arm.add_vm(SUB, "rg-long", vm_name, [disk_file(tmp_path / n) for n in "abc"])
+    prov = provider()
+    [machine] = [m for m in prov.discover() if m.resource_id == vm.id]
+    made = prov.create_snapshots(machine, {"snapfim:scan": "12345"})
+    assert sorted(made) == sorted(d.resource_id for d in machine.disks)
+    names = [s.cloud_id.rsplit("/", 1)[1] for s in made.values()]
+    assert len(set(names)) == 3 and all(len(n) <= 80 for n in names)
+    assert all(n.startswith("snapfim-12345-" + vm_name[:50]) for n in names)
+    sources = {s.source.lower() for s in arm.tagged("12345")}
+    assert sources == {d.resource_id.lower() for d in machine.disks}
+    # a retried delivery finds the same three again
+    again = prov.create_snapshots(machine, {"snapfim:scan": "12345"})
+    assert {k: v.cloud_id for k, v in again.items()} == {k: v.cloud_id for k, v in made.items()}
 
 
 def test_read_grants_never_exceed_five_per_disk_and_are_shared_and_revoked(

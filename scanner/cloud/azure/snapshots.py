@@ -8,6 +8,7 @@ operation: :func:`describe` tells when the copy is done), so no worker blocks on
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Collection
 from datetime import datetime
@@ -21,6 +22,7 @@ from scanner.errors import SourceError
 
 NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
 MAX_NAME = 80
+NAME_HASH = 10  # hex digits of the disk id's SHA-256 ending every snapshot name
 GONE_CODES = ("ResourceNotFound", "NotFound")
 
 
@@ -45,10 +47,13 @@ def snapshot_id(subscription: str, group: str, name: str) -> str:
 
 
 def snapshot_name(scan: str, disk_id: str) -> str:
-    """``snapfim-<scan>-<disk name>``: one name per scan and disk (Azure's limit: 80 of
-    letters, digits, ``_.-``)."""
-    name = NAME_CHARS.sub("-", f"snapfim-{scan}-{parse_id(disk_id)[2]}")
-    return name[:MAX_NAME].rstrip(".")
+    """``snapfim-<scan>-<disk name>-<hash>``: one name per scan and disk (Azure's limit: 80 of
+    letters, digits, ``_.-``). The readable part may be cut to fit; the last
+    :data:`NAME_HASH` hex digits of the SHA-256 of the whole disk id (lower case) keep two
+    disks apart even when what tells them apart was cut."""
+    digest = hashlib.sha256(disk_id.lower().encode()).hexdigest()[:NAME_HASH]
+    readable = NAME_CHARS.sub("-", f"snapfim-{scan}-{parse_id(disk_id)[2]}")
+    return f"{readable[:MAX_NAME - NAME_HASH - 1]}-{digest}"
 
 
 def tags_of(snap: Any) -> dict[str, str]:
