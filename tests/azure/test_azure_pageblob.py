@@ -10,14 +10,17 @@ from datetime import timedelta
 
 import pytest
 
+from scanner.cloud.azure.blobhttp import session
 from scanner.cloud.azure.pageblob import (
     BLOCK_SIZE,
+    SasFetcher,
     open_sas,
     open_sas_url,
     page_range_diff,
     redact,
     stored_locator,
 )
+from scanner.cloud.azure.pagelist import written_windows
 from scanner.errors import (
     AccountAccessError,
     ConfigError,
@@ -307,6 +310,29 @@ def test_ranges_outside_the_window_are_clipped_and_duplicates_bounded(
     blobs.inject(Fault("diff", body=page_list_xml([("PageRange", 0, 511)] * 200)))
     with pytest.raises(SourceError, match="more ranges than the window has pages"):
         page_range_diff(old_url, new_url, window=32 * 1024)
+
+
+def test_overlapping_and_unordered_page_ranges_are_merged_once(blobs: AzureBlobs) -> None:
+    # a hostile server: every range covers (nearly) the whole disk, in no order; read
+    # block by block, each would cost a pass over all the disk's blocks
+    size = 4 * BLOCK_SIZE
+    name = blobs.unique()
+    url = blobs.upload_disk(name, disk_bytes(size))
+    ranges = [("PageRange", 512 * n, size - 1) for n in range(60, 0, -1)]
+    ranges += [("ClearRange", 0, size - 1 - 512 * n) for n in range(60)]
+    blobs.inject(Fault("pagelist", body=page_list_xml(ranges)))
+    with session() as http:
+        assert list(written_windows(http, url, size + 512, name)) == [[(0, size - 1)]]
+    blobs.inject(Fault("pagelist", body=page_list_xml(
+        [("PageRange", 3 * BLOCK_SIZE, size - 1), ("PageRange", 0, 511),
+         ("PageRange", 0, 1023), ("PageRange", 3 * BLOCK_SIZE, 3 * BLOCK_SIZE + 511)])))
+    fetcher = SasFetcher(url)
+    try:
+        assert [fetcher.written(i) for i in range(4)] == [True, False, False, True]
+        assert fetcher.fetch(0) == disk_bytes(size)[:BLOCK_SIZE]
+        assert fetcher.fetch(1) == bytes(BLOCK_SIZE)  # never written: zeros
+    finally:
+        fetcher.close()
 
 
 def test_blocks_never_written_read_as_zeros_without_a_request(blobs: AzureBlobs) -> None:
