@@ -156,6 +156,7 @@ class FakeArm:
             self.tokens: dict[str, str] = {}   # token -> resource it was issued for
             self.max_grants: Counter[str] = Counter()
             self.pending_polls = 0
+            self.stall_grants = False  # grant operations stay in progress for ever
             self.nonce = secrets.token_hex(4)  # blob names of this test
 
     def add_vm(self, subscription: str, group: str, name: str, disks: list[Path], *,
@@ -443,14 +444,15 @@ class FakeArm:
                                               f"{self.nonce}-{family.rsplit('/', 1)[1]}")
             snap.granted = snap.published
             self.max_grants[family] = max(self.max_grants[family], open_now + 1)
-        return self._accepted(parts, {"accessSAS": snap.granted})
+        return self._accepted(parts, {"accessSAS": snap.granted}, stalled=self.stall_grants)
 
     def _accepted(self, parts: list[str], output: dict[str, Any] | None,
-                  body: Any = None) -> tuple[int, dict[str, str], Any]:
+                  body: Any = None, stalled: bool = False) -> tuple[int, dict[str, str], Any]:
         """202 with the operation's status (``Azure-AsyncOperation``) and result
-        (``Location``) URLs; the operation is done when first polled."""
+        (``Location``) URLs; the operation is done when first polled (a ``stalled`` one is
+        in progress for ever)."""
         op_id = secrets.token_hex(8)
-        self.operations[op_id] = {"output": output}
+        self.operations[op_id] = {"output": output, "stalled": stalled}
         base = f"{self.url}/subscriptions/{parts[1]}/providers/{API}/locations/westeurope"
         headers = {"Azure-AsyncOperation": f"{base}/operations/{op_id}?api-version=1",
                    "Location": f"{base}/operations/{op_id}?monitor=true&api-version=1",
@@ -464,6 +466,8 @@ class FakeArm:
             raise ArmError(404, "NotFound", "no such operation")
         if query.get("monitor") == "true":  # the final result
             return (200, {}, op["output"]) if op["output"] is not None else (200, {}, None)
+        if op.get("stalled"):
+            return 200, {"Retry-After": "1"}, {"name": parts[-1], "status": "InProgress"}
         status: dict[str, Any] = {"name": parts[-1], "status": "Succeeded",
                                   "startTime": datetime.now(UTC).isoformat()}
         if op["output"] is not None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scanner.cloud.azure import grants
+from scanner.cloud.azure import faults, grants
 from scanner.cloud.azure.provider import AzureProvider
 from scanner.cloud.azure.settings import AzureSettings
 from scanner.cloud.provider import DiskInfo, MachineInfo, provider_for
@@ -295,3 +295,42 @@ def test_a_failed_open_lets_go_of_its_own_share_of_the_grant_only(
     grants.release(prov.account, snap.cloud_id)
     assert arm_blobs.open_grants() == [] and grants.open_grants() == 0
     assert arm_blobs.actions["Microsoft.Compute/snapshots/endGetAccess/action"] == 1
+
+
+def ready_snapshot(arm: FakeArm, tmp_path: Path, scan: str) -> tuple[AzureProvider, str, str]:
+    """(provider, snapshot id, disk id) of a ready snapshot of web-01's OS disk."""
+    web, _ = web_and_db(arm, tmp_path)
+    prov = provider()
+    [machine] = [m for m in prov.discover() if m.resource_id == web]
+    disk = machine.disks[0].resource_id
+    snap = prov.create_snapshots(machine, {"snapfim:scan": scan})[disk]
+    assert prov.refresh(snap).state == "ready"
+    return prov, snap.cloud_id, disk
+
+
+def test_a_grant_whose_polling_fails_is_revoked_and_not_counted(
+        arm: FakeArm, tmp_path: Path) -> None:
+    prov, snap_id, disk = ready_snapshot(arm, tmp_path, "5")
+    # Azure accepted the grant; asking for its status is then refused (not retried)
+    arm.inject(Fault("Microsoft.Compute/locations/operations/read", 400, "BadRequest"))
+    with pytest.raises(SourceError, match="granting read access to .*BadRequest"):
+        grants.acquire(prov.account, snap_id, disk)
+    assert arm.actions["Microsoft.Compute/snapshots/beginGetAccess/action"] == 1
+    assert arm.actions["Microsoft.Compute/snapshots/endGetAccess/action"] == 1
+    assert arm.open_grants() == [] and grants.open_grants(disk) == 0
+
+
+def test_a_grant_that_never_finishes_is_bounded_transient_and_revoked(
+        arm: FakeArm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    prov, snap_id, disk = ready_snapshot(arm, tmp_path, "6")
+    monkeypatch.setattr(faults, "LRO_TIMEOUT", 0.5)
+    arm.stall_grants = True
+    with pytest.raises(TransientError, match="granting read access to .*: Azure did not "
+                                             "finish the operation within 0.5 s"):
+        grants.acquire(prov.account, snap_id, disk)
+    assert arm.actions["Microsoft.Compute/snapshots/endGetAccess/action"] == 1
+    assert arm.open_grants() == [] and grants.open_grants(disk) == 0
+    arm.stall_grants = False
+    assert grants.acquire(prov.account, snap_id, disk).startswith("https://")
+    grants.release(prov.account, snap_id)
+    assert arm.open_grants() == [] and grants.open_grants() == 0

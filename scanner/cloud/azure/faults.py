@@ -12,6 +12,8 @@ and HTTP status.
 
 from __future__ import annotations
 
+from typing import Any
+
 from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
@@ -44,6 +46,7 @@ THROTTLE_CODES = frozenset({
 NOT_FOUND_CODES = frozenset({"ResourceNotFound", "NotFound", "ResourceGroupNotFound",
                              "ParentResourceNotFound"})
 MAX_MESSAGE = 300
+LRO_TIMEOUT = 300.0  # seconds a long-running operation (grant, revoke) is waited for, at most
 
 
 def error_code(exc: BaseException) -> str:
@@ -97,3 +100,18 @@ def translate(exc: BaseException, what: str) -> SnapfimError:
     if isinstance(exc, ServiceRequestError | ServiceResponseError | OSError):
         return TransientSourceError(f"{what}: {_one_line(str(exc))}")
     return SourceError(f"{what}: {type(exc).__name__}: {_one_line(str(exc))}")
+
+
+def finish(poller: Any, what: str, timeout: float | None = None) -> Any:
+    """The result of a long-running operation's ``poller``, waited for at most ``timeout``
+    seconds (default :data:`LRO_TIMEOUT`): a stuck or endless operation is a
+    :class:`TransientSourceError`; a failed one is translated."""
+    limit = LRO_TIMEOUT if timeout is None else timeout
+    try:
+        poller.wait(limit)
+        if not poller.done():
+            raise TransientSourceError(f"{what}: Azure did not finish the operation within "
+                                       f"{limit:g} s")
+        return poller.result()
+    except Exception as exc:
+        raise translate(exc, what) from exc

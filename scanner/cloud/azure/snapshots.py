@@ -14,11 +14,11 @@ from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
 
-from scanner.cloud.azure.faults import error_code, status_of, translate
+from scanner.cloud.azure.faults import error_code, finish, status_of, translate
 from scanner.cloud.azure.session import AzureAccount, compute, text
 from scanner.cloud.provider import SNAPFIM_TAG, MachineInfo
 from scanner.cloud.sweeping import Leftover, sweep_leftovers
-from scanner.errors import SourceError
+from scanner.errors import SourceError, SourceNotFound
 
 NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
 MAX_NAME = 80
@@ -135,8 +135,10 @@ def delete(account: AzureAccount, snap_id: str) -> None:
     client = compute(account)
     try:
         if text(snap.disk_state).lower() == "activesas":
-            client.snapshots.begin_revoke_access(group, name).result()
+            finish(client.snapshots.begin_revoke_access(group, name), f"revoking {name}")
         client.snapshots.begin_delete(group, name, polling=False)
+    except SourceNotFound:
+        return
     except Exception as exc:
         if error_code(exc) in GONE_CODES:
             return
