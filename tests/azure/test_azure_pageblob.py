@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 
+from scanner.cli_sources import locator_of
 from scanner.cloud.azure.blobhttp import session
 from scanner.cloud.azure.pageblob import (
     BLOCK_SIZE,
@@ -30,6 +31,7 @@ from scanner.errors import (
     SourceReadError,
 )
 from scanner.redact import scrub
+from scanner.runner import same_snapshot
 from scanner.sources.cache import CacheSettings
 from scanner.sources.locators import open_locator, reopenable
 from scanner.sources.locators import stored_locator as stored_form
@@ -292,6 +294,32 @@ def test_redact_keeps_the_blob_and_drops_the_query() -> None:
     assert redact(url) == "https://md-1.blob.core.windows.net/abcd/abcd"
     assert redact("https://user:pw@host/c/b?sig=1#frag") == "https://host/c/b"
     assert os.fspath(redact("/tmp/disk.img")) == "/tmp/disk.img"
+
+
+def test_redact_keeps_which_snapshot_is_read_and_drops_every_credential() -> None:
+    blob = "https://acct.blob.core.windows.net/vhds/os.vhd"
+    t0, t1 = "2026-01-01T00:00:00.1000000Z", "2026-01-02T00:00:00.2000000Z"
+    secret = "c2VjcmV0LXNpZ25hdHVyZQ"
+    one = f"{blob}?snapshot={t0}&sv=2021-12-02&sr=bs&sp=r&se=2026-02-01&sig={secret}%3D"
+    assert redact(one) == f"{blob}?snapshot={t0}"
+    # the same snapshot through another grant: the same identity
+    again = f"{blob}?sp=r&sig=other{secret}&snapshot={t0}&se=2026-03-01&st=2026-02-01"
+    assert redact(again) == redact(one)
+    # another snapshot, or a version, of the same blob: never the same identity
+    assert redact(f"{blob}?snapshot={t1}&sig={secret}") == f"{blob}?snapshot={t1}"
+    assert redact(f"{blob}?versionid={t1}&sig={secret}") == f"{blob}?versionid={t1}"
+    assert redact(f"{blob}?sig={secret}") == blob
+    # a credential however it is spelled or encoded, of SAS or any other scheme
+    for url in (f"{blob}?%73ig={secret}&snapshot={t0}", f"{blob}?SIG={secret}",
+                f"{blob}?X-Amz-Signature={secret}&token={secret}", f"{blob}?a=1&sig={secret}#x"):
+        assert secret not in redact(url)
+    local = [locator_of(f"{blob}?snapshot={t}&sv=2021&sig={secret}{t}") for t in (t0, t1, t0)]
+    assert not same_snapshot(local[0], local[1])
+    assert same_snapshot(local[0], local[2])
+    stored = [stored_locator(loc) for loc in local]
+    assert secret not in repr(stored)
+    assert not same_snapshot(stored[0], stored[1]) and same_snapshot(stored[0], stored[2])
+    assert same_snapshot(stored[0], local[2])
 
 
 def test_scrub_cuts_url_queries_out_of_free_text() -> None:

@@ -3,7 +3,7 @@ read within bounds, failures translated into snapfim's errors (:mod:`scanner.err
 status (:mod:`scanner.cloud.httpstatus`) and error code, ranged reads whose length and
 ``Content-MD5`` are checked (:mod:`scanner.sources.integrity`).
 
-Every message names a blob by its URL without the query (:func:`redact`): a SAS URL's query
+Every message names a blob by its URL without its SAS (:func:`redact`): a SAS URL's query
 is its credential, and an HTTP library's own messages are scrubbed of it too.
 """
 
@@ -39,7 +39,8 @@ POOL = 64                    # HTTP connections per session (parallel read-ahead
 
 
 def redact(url: str) -> str:
-    """The URL without its query: names the blob, holds no signature."""
+    """The URL without its SAS (:func:`scanner.redact.redact_url`): names the blob and the
+    snapshot or version read, holds no signature."""
     return redact_url(url)
 
 
