@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from scanner.cloud.httpstatus import status_error, transient_status
+from scanner.cloud.httpstatus import retry_after, status_error, transient_status
 from scanner.errors import (
     ConfigError,
     LineageError,
@@ -115,18 +115,11 @@ def reply_error(reply: requests.Response, what: str) -> SnapfimError:
     if code.startswith("PreviousSnapshot"):
         return LineageError(text)
     if transient_status(status):
-        wait = _retry_after(reply.headers.get("Retry-After"))
+        wait = retry_after(reply.headers.get("Retry-After"), MAX_RETRY_AFTER)
         if wait:
             time.sleep(wait)
     reply.close()
     return status_error(status, text)
-
-
-def _retry_after(value: str | None) -> float:
-    try:
-        return max(0.0, min(MAX_RETRY_AFTER, float(value))) if value else 0.0
-    except ValueError:
-        return 0.0
 
 
 def request(http: requests.Session, method: str, url: str, what: str,

@@ -21,7 +21,7 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
-from scanner.cloud.httpstatus import status_error, transient_status
+from scanner.cloud.httpstatus import retry_after, status_error, transient_status
 from scanner.errors import (
     AccountAccessError,
     SnapfimError,
@@ -46,6 +46,7 @@ THROTTLE_CODES = frozenset({
 NOT_FOUND_CODES = frozenset({"ResourceNotFound", "NotFound", "ResourceGroupNotFound",
                              "ParentResourceNotFound"})
 MAX_MESSAGE = 300
+MAX_RETRY_AFTER_SHOWN = 86400.0  # a longer Retry-After is shown as a day
 LRO_TIMEOUT = 300.0  # seconds a long-running operation (grant, revoke) is waited for, at most
 
 
@@ -76,9 +77,8 @@ def _message(exc: HttpResponseError) -> str:
 def _retry_after(exc: HttpResponseError) -> str:
     response = getattr(exc, "response", None)
     value = response.headers.get("Retry-After") if response is not None else None
-    if value and value.strip().isdigit() and len(value.strip()) <= 6:
-        return f" (Azure asks to retry after {int(value)} s)"
-    return ""
+    seconds = retry_after(value, MAX_RETRY_AFTER_SHOWN)
+    return f" (Azure asks to retry after {seconds:.0f} s)" if seconds is not None else ""
 
 
 def translate(exc: BaseException, what: str) -> SnapfimError:
