@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 
 from tests.azure.diffproxy import DiffFront, Fault
 from tests.azure.tls import TestCa
@@ -247,3 +248,24 @@ class AzureBlobs:
         self.front.stop()
         self.service.close()
         self.azurite.stop()
+
+
+def signature_forms(url: str) -> list[str]:
+    """The SAS signature of ``url`` (decoded), with and without its ``=`` padding; [] when
+    ``url`` has none. Each is at least 20 characters (a signature has 43 or 44)."""
+    values = [v for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True)
+              if k.lower() == "sig"]
+    forms = {form for value in values for form in (value, value.rstrip("="))}
+    assert all(len(form) >= 20 for form in forms), "a signature too short to look for"
+    return sorted(forms)
+
+
+def assert_no_signature(text: str, *urls: str) -> None:
+    """Neither signature of ``urls`` appears in ``text``: as is, URL-encoded (once or twice,
+    either case of hex digits) or form-encoded."""
+    variants = (text, unquote(text), unquote(unquote(text)), unquote_plus(text))
+    for url in urls:
+        forms = signature_forms(url)
+        assert forms, f"{url.split('?')[0]} has no signature to look for"
+        leaked = [form for form in forms if any(form in v for v in variants)]
+        assert leaked == [], "the SAS signature leaked"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.aws.helpers import data_heavy_image
-from tests.azure.azurite import AzureBlobs
+from tests.azure.azurite import AzureBlobs, assert_no_signature, signature_forms
 from tests.imaging.ext4 import debugfs, e2fsck_ok, overwrite_in_place
 from tests.imaging.tools import copy_image
 
@@ -29,6 +29,7 @@ def snapfim(data: Path, *args: str, ok: bool = True, workers: int = 1
     proc = subprocess.run([sys.executable, "-m", "scanner", *args], env=env, text=True,
                           capture_output=True, timeout=300)
     assert "sig=" not in proc.stdout + proc.stderr
+    assert_no_signature(proc.stdout + proc.stderr, *(a for a in args if signature_forms(a)))
     assert "Traceback" not in proc.stderr
     if ok:
         assert proc.returncode == 0, proc.stderr + proc.stdout
@@ -96,6 +97,7 @@ def test_scan_sas_urls_full_then_incremental_equals_full(blobs: AzureBlobs,
     assert len(rows) == 4
     for source, coverage in rows:
         assert "sig=" not in source and "sig=" not in coverage
+        assert_no_signature(source + coverage, first, second)
         assert json.loads(source)["kind"] == "azure-sas"
         assert "url" not in json.loads(source)
 
@@ -128,7 +130,7 @@ def test_a_parent_of_another_disk_means_a_full_scan(blobs: AzureBlobs, tmp_path:
 
 
 def test_a_url_that_is_no_blob_is_one_line(blobs: AzureBlobs, tmp_path: Path) -> None:
-    proc = snapfim(tmp_path / "data", "scan", "https://127.0.0.1:9/only-a-host?sig=SECRET",
+    proc = snapfim(tmp_path / "data", "scan", "https://127.0.0.1:9/only-a-host?sig=Zm9yZ2VkLXNpZ25hdHVyZS1ub3QtcmVhbA%3D%3D",
                    "--machine", "vm1", ok=False)
     assert proc.stderr.strip().splitlines() == [
         "snapfim: error: https://127.0.0.1:9/only-a-host: expected "

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 from datetime import timedelta
+from urllib.parse import quote, quote_plus
 
 import pytest
 
@@ -36,7 +37,7 @@ from scanner.sources.cache import CacheSettings
 from scanner.sources.locators import open_locator, reopenable
 from scanner.sources.locators import stored_locator as stored_form
 from scanner.sources.machine import machine_locator
-from tests.azure.azurite import AzureBlobs
+from tests.azure.azurite import AzureBlobs, assert_no_signature
 from tests.azure.diffproxy import Fault, page_list_xml
 from tests.imaging.vhd import VHD_DYNAMIC, vhd_footer
 
@@ -76,11 +77,13 @@ def test_the_stored_locator_holds_no_signature(blobs: AzureBlobs) -> None:
         live = source.locator
     kept = stored_locator(live)
     assert "url" not in kept and "sig=" not in repr(kept)
+    assert_no_signature(repr(kept), url)
     assert kept["snapshot"] == "/subscriptions/s/snapshots/one"
     assert kept["blob"] == url.split("?")[0]
     assert stored_form(live) == kept  # through the locator table
     two = machine_locator([live, {"kind": "slice", "parent": live, "offset": 0, "length": 1}])
     assert "sig=" not in repr(two)
+    assert_no_signature(repr(two), url)
     assert not reopenable(kept)
     with pytest.raises(SourceError, match="needs its SAS URL"):
         open_sas(kept)
@@ -125,6 +128,7 @@ def test_an_expired_or_missing_sas_is_one_clear_error(blobs: AzureBlobs) -> None
                        "AuthorizationFailure (the SAS was refused: expired, revoked or without "
                        "read permission)")
     assert "sig=" not in message and "?" not in message
+    assert_no_signature(message, expired)
     with pytest.raises(SourceNotFound, match="HTTP 404"):
         open_sas_url(blobs.sas_url(blobs.unique()))
     with pytest.raises(ConfigError, match="a SAS is only ever sent over https"):
@@ -140,6 +144,7 @@ def test_an_unreachable_server_says_so_without_the_signature(blobs: AzureBlobs) 
         open_sas_url(dead, cache=settings)
     assert "ConnectionError" in str(failed.value)
     assert "sig=" not in str(failed.value) and "sv=" not in str(failed.value)
+    assert_no_signature(str(failed.value), dead)
 
 
 def test_throttling_and_outages_are_retried(blobs: AzureBlobs) -> None:
@@ -154,6 +159,8 @@ def test_throttling_and_outages_are_retried(blobs: AzureBlobs) -> None:
         assert source.read_at(BLOCK_SIZE, 512) == disk[BLOCK_SIZE:BLOCK_SIZE + 512]
         assert source.stats.retries == 2
     assert [f.count for f in blobs.state.faults] == [0, 0, 0]
+    # the two refused properties requests were asked again: three in all, no more
+    assert [op for op, _ in blobs.state.requests].count("properties") == 3
 
 
 def test_short_and_corrupt_reads_are_fetched_again_then_fail_clearly(blobs: AzureBlobs) -> None:
@@ -268,6 +275,7 @@ def test_hostile_page_lists_are_refused(blobs: AzureBlobs, body: bytes, error: s
     with pytest.raises(SourceError, match=error) as refused:
         page_range_diff(old_url, new_url)
     assert "sig=" not in str(refused.value)
+    assert_no_signature(str(refused.value), old_url, new_url)
 
 
 def test_the_error_code_is_read_from_a_bounded_body_too(blobs: AzureBlobs) -> None:
@@ -398,3 +406,15 @@ def test_the_http_library_debug_log_holds_no_signature(blobs: AzureBlobs,
     requests_logged = [r.getMessage() for r in caplog.records if r.name.startswith("urllib3")]
     assert any('"GET /devstoreaccount1/disks/' in m for m in requests_logged)
     assert not any("sig=" in m for m in requests_logged)
+    assert_no_signature("\n".join(r.getMessage() for r in caplog.records), url)
+
+
+def test_the_leak_check_finds_an_encoded_signature() -> None:
+    sig = "AbC/dEf+gHiJkLmNoPqRsTuVwXyZ0123456789abcd="
+    url = f"https://a/c/b?sv=2021&sig={quote(sig, safe='')}"
+    encoded = quote(sig, safe="")
+    for leak in (sig, encoded, encoded.replace("%2B", "%2b"), f"sig%3D{quote(sig)}",
+                 quote_plus(sig), sig.rstrip("="), quote(encoded, safe="")):
+        with pytest.raises(AssertionError, match="leaked"):
+            assert_no_signature(f"GET /c/b?{leak} 200", url)
+    assert_no_signature("GET /c/b 200", url)
