@@ -260,43 +260,6 @@ def test_a_snapshot_that_vanished_is_failed_and_a_missing_disk_is_not_found(
         prov.create_snapshots(ghost, {"snapfim:scan": "1"})
 
 
-def test_a_snapshot_that_cannot_be_opened_has_its_grant_revoked_at_once(
-        arm_blobs: FakeArm, azure_blobs: AzureBlobs, tmp_path: Path) -> None:
-    arm_blobs.publish = lambda name, data, lineage: azure_blobs.upload_disk(
-        name, data, lineage=lineage, footer=b"")  # a page blob without its VHD footer
-    web, _ = web_and_db(arm_blobs, tmp_path)
-    prov = provider()
-    [machine] = [m for m in prov.discover() if m.resource_id == web]
-    snap = prov.create_snapshots(machine, {"snapfim:scan": "3"})[machine.disks[0].resource_id]
-    assert prov.refresh(snap).state == "ready"
-    with pytest.raises(SourceError):
-        prov.open_source(snap.locator)
-    assert arm_blobs.actions["Microsoft.Compute/snapshots/endGetAccess/action"] == 1
-    assert arm_blobs.open_grants() == [] and grants.open_grants() == 0
-
-
-def test_a_failed_open_lets_go_of_its_own_share_of_the_grant_only(
-        arm_blobs: FakeArm, azure_blobs: AzureBlobs, tmp_path: Path) -> None:
-    arm_blobs.publish = lambda name, data, lineage: azure_blobs.upload_disk(
-        name, data, lineage=lineage, footer=b"")  # a page blob without its VHD footer
-    web, _ = web_and_db(arm_blobs, tmp_path)
-    prov = provider()
-    [machine] = [m for m in prov.discover() if m.resource_id == web]
-    disk = machine.disks[0].resource_id
-    snap = prov.create_snapshots(machine, {"snapfim:scan": "4"})[disk]
-    assert prov.refresh(snap).state == "ready"
-    grants.acquire(prov.account, snap.cloud_id, disk)  # another reader holds the grant
-    with pytest.raises(SourceError):
-        prov.open_source(snap.locator)
-    # the other reader's grant is still open, held once, not revoked
-    assert arm_blobs.open_grants() == [snap.cloud_id]
-    assert grants.open_grants(disk) == 1
-    assert arm_blobs.actions["Microsoft.Compute/snapshots/endGetAccess/action"] == 0
-    grants.release(prov.account, snap.cloud_id)
-    assert arm_blobs.open_grants() == [] and grants.open_grants() == 0
-    assert arm_blobs.actions["Microsoft.Compute/snapshots/endGetAccess/action"] == 1
-
-
 def ready_snapshot(arm: FakeArm, tmp_path: Path, scan: str) -> tuple[AzureProvider, str, str]:
     """(provider, snapshot id, disk id) of a ready snapshot of web-01's OS disk."""
     web, _ = web_and_db(arm, tmp_path)
@@ -306,6 +269,28 @@ def ready_snapshot(arm: FakeArm, tmp_path: Path, scan: str) -> tuple[AzureProvid
     snap = prov.create_snapshots(machine, {"snapfim:scan": scan})[disk]
     assert prov.refresh(snap).state == "ready"
     return prov, snap.cloud_id, disk
+
+
+def test_a_snapshot_that_cannot_be_opened_has_its_grant_revoked_at_once(
+        arm_blobs: FakeArm, azure_blobs: AzureBlobs, tmp_path: Path) -> None:
+    arm_blobs.publish = lambda name, data, lineage: azure_blobs.upload_disk(
+        name, data, lineage=lineage, footer=b"")  # a page blob without its VHD footer
+    prov, snap_id, disk = ready_snapshot(arm_blobs, tmp_path, "3")
+    locator = prov.locator(snap_id, disk)
+    with pytest.raises(SourceError):
+        prov.open_source(locator)
+    assert arm_blobs.actions["Microsoft.Compute/snapshots/endGetAccess/action"] == 1
+    assert arm_blobs.open_grants() == [] and grants.open_grants() == 0
+
+    # another reader holds the grant: the failed open lets go of its own share only
+    grants.acquire(prov.account, snap_id, disk)
+    with pytest.raises(SourceError):
+        prov.open_source(locator)
+    assert arm_blobs.open_grants() == [snap_id] and grants.open_grants(disk) == 1
+    assert arm_blobs.actions["Microsoft.Compute/snapshots/endGetAccess/action"] == 1
+    grants.release(prov.account, snap_id)
+    assert arm_blobs.open_grants() == [] and grants.open_grants() == 0
+    assert arm_blobs.actions["Microsoft.Compute/snapshots/endGetAccess/action"] == 2
 
 
 def test_a_grant_whose_polling_fails_is_revoked_and_not_counted(
