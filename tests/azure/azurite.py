@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlsplit
 
 from tests.azure.diffproxy import DiffFront, Fault
 from tests.azure.tls import TestCa
@@ -191,6 +191,29 @@ class AzureBlobs:
                                  length=min(at, len(piece)) - run_start)
                 run_start = -1
         return offset + len(piece)
+
+    def rewrite_disk(self, name: str, image: os.PathLike[str]) -> None:
+        """Write ``image`` over the disk in page blob ``name`` in place (its pieces that hold
+        data), as a VM writes to its disk: the blob's snapshots keep what they had."""
+        blob = self.service.get_blob_client(CONTAINER, name)
+        offset = 0
+        for chunk in _file_chunks(Path(image)):
+            offset = self._put(blob, offset, chunk + bytes(-len(chunk) % PAGE))
+
+    def snapshot(self, name: str) -> str:
+        """Take a snapshot of blob ``name``; its timestamp (the ``snapshot`` parameter)."""
+        return str(self.service.get_blob_client(CONTAINER, name).create_snapshot()["snapshot"])
+
+    def snapshot_url(self, name: str, snapshot: str) -> str:
+        """A read SAS URL of snapshot ``snapshot`` of blob ``name`` through the front."""
+        from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+
+        now = datetime.now(UTC)
+        token = generate_blob_sas(ACCOUNT, CONTAINER, name, snapshot=snapshot,
+                                  account_key=ACCOUNT_KEY,
+                                  permission=BlobSasPermissions.from_string("r"),
+                                  start=now - timedelta(minutes=5), expiry=now + timedelta(hours=2))
+        return f"{self.account_url}/{CONTAINER}/{name}?snapshot={quote(snapshot)}&{token}"
 
     def put_block_blob(self, name: str, data: bytes) -> str:
         """Blob ``name`` as a block blob (any size); a read SAS URL through the front."""

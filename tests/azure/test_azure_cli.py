@@ -150,3 +150,28 @@ def test_an_expired_parent_sas_is_one_line_without_the_signature(blobs: AzureBlo
     [line] = proc.stderr.strip().splitlines()
     assert line.startswith(f"snapfim: error: comparing {current_url.split('?')[0]} since "
                            f"{expired.split('?')[0]} (bytes 0-8191): HTTP 403")
+
+
+def test_a_parent_snapshot_other_than_the_one_last_read_means_a_full_scan(
+        blobs: AzureBlobs, tmp_path: Path) -> None:
+    image = data_heavy_image(tmp_path / "build")
+    changed = copy_image(image, tmp_path / "changed.img")
+    overwrite_in_place(changed, "/etc/crontab", b"/etc/CRONTAB\n")
+    assert e2fsck_ok(changed)
+    name = blobs.unique("os")
+    blobs.upload_disk(name, image)
+    t0 = blobs.snapshot(name)
+    blobs.rewrite_disk(name, changed)  # written between T0 and T1
+    t1 = blobs.snapshot(name)
+    t2 = blobs.snapshot(name)          # nothing written since T1
+    urls = [blobs.snapshot_url(name, t) for t in (t0, t1, t2)]
+    data = tmp_path / "data"
+    base = scan_json(data, urls[0], "--machine", "vm1")
+    # the last scan read T0, not T1: T1->T2 (no change) must not be applied to T0's state
+    later = scan_json(data, urls[2], "--machine", "vm1", "--parent", urls[1])
+    assert [(e["ChangeCategory"], e["FileSystemPath"], e["FieldsChanged"])
+            for e in later["events"]] == [("Modified", "/etc/crontab", ["FileContentChecksum"])]
+    assert later["coverage"]["files_hashed"] == base["coverage"]["files_hashed"] == 40
+    assert base["coverage"]["source"].endswith(f"/{name}?snapshot={t0}")
+    for source, coverage in stored_rows(data):
+        assert_no_signature(source + coverage, *urls)
