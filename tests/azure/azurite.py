@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlsplit
 
 from tests.azure.diffproxy import DiffFront, Fault
 from tests.azure.tls import TestCa
@@ -191,6 +192,29 @@ class AzureBlobs:
                 run_start = -1
         return offset + len(piece)
 
+    def rewrite_disk(self, name: str, image: os.PathLike[str]) -> None:
+        """Write ``image`` over the disk in page blob ``name`` in place (its pieces that hold
+        data), as a VM writes to its disk: the blob's snapshots keep what they had."""
+        blob = self.service.get_blob_client(CONTAINER, name)
+        offset = 0
+        for chunk in _file_chunks(Path(image)):
+            offset = self._put(blob, offset, chunk + bytes(-len(chunk) % PAGE))
+
+    def snapshot(self, name: str) -> str:
+        """Take a snapshot of blob ``name``; its timestamp (the ``snapshot`` parameter)."""
+        return str(self.service.get_blob_client(CONTAINER, name).create_snapshot()["snapshot"])
+
+    def snapshot_url(self, name: str, snapshot: str) -> str:
+        """A read SAS URL of snapshot ``snapshot`` of blob ``name`` through the front."""
+        from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+
+        now = datetime.now(UTC)
+        token = generate_blob_sas(ACCOUNT, CONTAINER, name, snapshot=snapshot,
+                                  account_key=ACCOUNT_KEY,
+                                  permission=BlobSasPermissions.from_string("r"),
+                                  start=now - timedelta(minutes=5), expiry=now + timedelta(hours=2))
+        return f"{self.account_url}/{CONTAINER}/{name}?snapshot={quote(snapshot)}&{token}"
+
     def put_block_blob(self, name: str, data: bytes) -> str:
         """Blob ``name`` as a block blob (any size); a read SAS URL through the front."""
         self.service.get_blob_client(CONTAINER, name).upload_blob(data, overwrite=True)
@@ -247,3 +271,24 @@ class AzureBlobs:
         self.front.stop()
         self.service.close()
         self.azurite.stop()
+
+
+def signature_forms(url: str) -> list[str]:
+    """The SAS signature of ``url`` (decoded), with and without its ``=`` padding; [] when
+    ``url`` has none. Each is at least 20 characters (a signature has 43 or 44)."""
+    values = [v for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True)
+              if k.lower() == "sig"]
+    forms = {form for value in values for form in (value, value.rstrip("="))}
+    assert all(len(form) >= 20 for form in forms), "a signature too short to look for"
+    return sorted(forms)
+
+
+def assert_no_signature(text: str, *urls: str) -> None:
+    """Neither signature of ``urls`` appears in ``text``: as is, URL-encoded (once or twice,
+    either case of hex digits) or form-encoded."""
+    variants = (text, unquote(text), unquote(unquote(text)), unquote_plus(text))
+    for url in urls:
+        forms = signature_forms(url)
+        assert forms, f"{url.split('?')[0]} has no signature to look for"
+        leaked = [form for form in forms if any(form in v for v in variants)]
+        assert leaked == [], "the SAS signature leaked"

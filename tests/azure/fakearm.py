@@ -24,6 +24,7 @@ The token endpoint is App Service's managed identity protocol (``IDENTITY_ENDPOI
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import shutil
 import ssl
@@ -155,6 +156,7 @@ class FakeArm:
             self.tokens: dict[str, str] = {}   # token -> resource it was issued for
             self.max_grants: Counter[str] = Counter()
             self.pending_polls = 0
+            self.stall_grants = False  # grant operations stay in progress for ever
             self.nonce = secrets.token_hex(4)  # blob names of this test
 
     def add_vm(self, subscription: str, group: str, name: str, disks: list[Path], *,
@@ -402,6 +404,11 @@ class FakeArm:
                            f"'{creation.get('sourceResourceId')}' was not found.")
         if payload.get("location", "").lower() != source.location:
             raise ArmError(400, "InvalidParameter", "the snapshot must be in the disk's region")
+        if len(parts[-1]) > 80 or not re.fullmatch(r"[A-Za-z0-9_.-]*[A-Za-z0-9_]", parts[-1]):
+            raise ArmError(400, "InvalidResourceName", f"snapshot name {parts[-1]!r} is invalid")
+        if snap is not None and snap.source.lower() != source.id.lower():
+            raise ArmError(409, "PropertyChangeNotAllowed", "Changing property "
+                           "'sourceResourceId' is not allowed.")
         if snap is not None:  # PUT again: the same resource (tags updated)
             snap.tags = dict(payload.get("tags") or {})
             return 200, {}, self._snap_json(snap)
@@ -437,14 +444,15 @@ class FakeArm:
                                               f"{self.nonce}-{family.rsplit('/', 1)[1]}")
             snap.granted = snap.published
             self.max_grants[family] = max(self.max_grants[family], open_now + 1)
-        return self._accepted(parts, {"accessSAS": snap.granted})
+        return self._accepted(parts, {"accessSAS": snap.granted}, stalled=self.stall_grants)
 
     def _accepted(self, parts: list[str], output: dict[str, Any] | None,
-                  body: Any = None) -> tuple[int, dict[str, str], Any]:
+                  body: Any = None, stalled: bool = False) -> tuple[int, dict[str, str], Any]:
         """202 with the operation's status (``Azure-AsyncOperation``) and result
-        (``Location``) URLs; the operation is done when first polled."""
+        (``Location``) URLs; the operation is done when first polled (a ``stalled`` one is
+        in progress for ever)."""
         op_id = secrets.token_hex(8)
-        self.operations[op_id] = {"output": output}
+        self.operations[op_id] = {"output": output, "stalled": stalled}
         base = f"{self.url}/subscriptions/{parts[1]}/providers/{API}/locations/westeurope"
         headers = {"Azure-AsyncOperation": f"{base}/operations/{op_id}?api-version=1",
                    "Location": f"{base}/operations/{op_id}?monitor=true&api-version=1",
@@ -458,6 +466,8 @@ class FakeArm:
             raise ArmError(404, "NotFound", "no such operation")
         if query.get("monitor") == "true":  # the final result
             return (200, {}, op["output"]) if op["output"] is not None else (200, {}, None)
+        if op.get("stalled"):
+            return 200, {"Retry-After": "1"}, {"name": parts[-1], "status": "InProgress"}
         status: dict[str, Any] = {"name": parts[-1], "status": "Succeeded",
                                   "startTime": datetime.now(UTC).isoformat()}
         if op["output"] is not None:

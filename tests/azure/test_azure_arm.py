@@ -6,11 +6,12 @@ their tags, read grants within Azure's 5-per-disk limit, errors as account healt
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from hashlib import sha256
 from pathlib import Path
 
 import pytest
 
-from scanner.cloud.azure import grants
+from scanner.cloud.azure import faults, grants
 from scanner.cloud.azure.provider import AzureProvider
 from scanner.cloud.azure.settings import AzureSettings
 from scanner.cloud.provider import DiskInfo, MachineInfo, provider_for
@@ -87,7 +88,8 @@ def test_snapshots_are_incremental_tagged_copies_found_again_by_their_tags(
     assert {s.state for s in made.values()} == {"pending"}
     snaps = arm.tagged("42")
     assert [(s.name, s.source, s.incremental, s.tags) for s in snaps] == [
-        (f"snapfim-42-web-01_{n}", d.resource_id, True,
+        (f"snapfim-42-web-01_{n}-{sha256(d.resource_id.lower().encode()).hexdigest()[:10]}",
+         d.resource_id, True,
          {"owner": "secops", "snapfim:account": SUB, "snapfim:scan": "42"})
         for n, d in zip(("DataDisk_0", "DataDisk_1", "OsDisk"),
                         sorted(machine.disks, key=lambda d: d.resource_id), strict=True)]
@@ -104,6 +106,24 @@ def test_snapshots_are_incremental_tagged_copies_found_again_by_their_tags(
     assert prov.refresh(first).state == "failed"
     prov.delete_snapshot(first)  # gone already: fine
     assert len(arm.tagged("42")) == 2
+
+
+def test_disks_whose_names_differ_past_the_name_limit_get_their_own_snapshots(
+        arm: FakeArm, tmp_path: Path) -> None:
+    vm_name = "v" * 57  # snapfim-12345-<vm>_DataDisk_0 is 82 characters
+    vm = arm.add_vm(SUB, "rg-long", vm_name, [disk_file(tmp_path / n) for n in "abc"])
+    prov = provider()
+    [machine] = [m for m in prov.discover() if m.resource_id == vm.id]
+    made = prov.create_snapshots(machine, {"snapfim:scan": "12345"})
+    assert sorted(made) == sorted(d.resource_id for d in machine.disks)
+    names = [s.cloud_id.rsplit("/", 1)[1] for s in made.values()]
+    assert len(set(names)) == 3 and all(len(n) <= 80 for n in names)
+    assert all(n.startswith("snapfim-12345-" + vm_name[:50]) for n in names)
+    sources = {s.source.lower() for s in arm.tagged("12345")}
+    assert sources == {d.resource_id.lower() for d in machine.disks}
+    # a retried delivery finds the same three again
+    again = prov.create_snapshots(machine, {"snapfim:scan": "12345"})
+    assert {k: v.cloud_id for k, v in again.items()} == {k: v.cloud_id for k, v in made.items()}
 
 
 def test_read_grants_never_exceed_five_per_disk_and_are_shared_and_revoked(
@@ -240,16 +260,62 @@ def test_a_snapshot_that_vanished_is_failed_and_a_missing_disk_is_not_found(
         prov.create_snapshots(ghost, {"snapfim:scan": "1"})
 
 
+def ready_snapshot(arm: FakeArm, tmp_path: Path, scan: str) -> tuple[AzureProvider, str, str]:
+    """(provider, snapshot id, disk id) of a ready snapshot of web-01's OS disk."""
+    web, _ = web_and_db(arm, tmp_path)
+    prov = provider()
+    [machine] = [m for m in prov.discover() if m.resource_id == web]
+    disk = machine.disks[0].resource_id
+    snap = prov.create_snapshots(machine, {"snapfim:scan": scan})[disk]
+    assert prov.refresh(snap).state == "ready"
+    return prov, snap.cloud_id, disk
+
+
 def test_a_snapshot_that_cannot_be_opened_has_its_grant_revoked_at_once(
         arm_blobs: FakeArm, azure_blobs: AzureBlobs, tmp_path: Path) -> None:
     arm_blobs.publish = lambda name, data, lineage: azure_blobs.upload_disk(
         name, data, lineage=lineage, footer=b"")  # a page blob without its VHD footer
-    web, _ = web_and_db(arm_blobs, tmp_path)
-    prov = provider()
-    [machine] = [m for m in prov.discover() if m.resource_id == web]
-    snap = prov.create_snapshots(machine, {"snapfim:scan": "3"})[machine.disks[0].resource_id]
-    assert prov.refresh(snap).state == "ready"
+    prov, snap_id, disk = ready_snapshot(arm_blobs, tmp_path, "3")
+    locator = prov.locator(snap_id, disk)
     with pytest.raises(SourceError):
-        prov.open_source(snap.locator)
+        prov.open_source(locator)
     assert arm_blobs.actions["Microsoft.Compute/snapshots/endGetAccess/action"] == 1
     assert arm_blobs.open_grants() == [] and grants.open_grants() == 0
+
+    # another reader holds the grant: the failed open lets go of its own share only
+    grants.acquire(prov.account, snap_id, disk)
+    with pytest.raises(SourceError):
+        prov.open_source(locator)
+    assert arm_blobs.open_grants() == [snap_id] and grants.open_grants(disk) == 1
+    assert arm_blobs.actions["Microsoft.Compute/snapshots/endGetAccess/action"] == 1
+    grants.release(prov.account, snap_id)
+    assert arm_blobs.open_grants() == [] and grants.open_grants() == 0
+    assert arm_blobs.actions["Microsoft.Compute/snapshots/endGetAccess/action"] == 2
+
+
+def test_a_grant_whose_polling_fails_is_revoked_and_not_counted(
+        arm: FakeArm, tmp_path: Path) -> None:
+    prov, snap_id, disk = ready_snapshot(arm, tmp_path, "5")
+    # Azure accepted the grant; asking for its status is then refused (not retried)
+    arm.inject(Fault("Microsoft.Compute/locations/operations/read", 400, "BadRequest"))
+    with pytest.raises(SourceError, match="granting read access to .*BadRequest"):
+        grants.acquire(prov.account, snap_id, disk)
+    assert arm.actions["Microsoft.Compute/snapshots/beginGetAccess/action"] == 1
+    assert arm.actions["Microsoft.Compute/snapshots/endGetAccess/action"] == 1
+    assert arm.open_grants() == [] and grants.open_grants(disk) == 0
+
+
+def test_a_grant_that_never_finishes_is_bounded_transient_and_revoked(
+        arm: FakeArm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    prov, snap_id, disk = ready_snapshot(arm, tmp_path, "6")
+    monkeypatch.setattr(faults, "LRO_TIMEOUT", 0.5)
+    arm.stall_grants = True
+    with pytest.raises(TransientError, match="granting read access to .*: Azure did not "
+                                             "finish the operation within 0.5 s"):
+        grants.acquire(prov.account, snap_id, disk)
+    assert arm.actions["Microsoft.Compute/snapshots/endGetAccess/action"] == 1
+    assert arm.open_grants() == [] and grants.open_grants(disk) == 0
+    arm.stall_grants = False
+    assert grants.acquire(prov.account, snap_id, disk).startswith("https://")
+    grants.release(prov.account, snap_id)
+    assert arm.open_grants() == [] and grants.open_grants() == 0

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.aws.helpers import data_heavy_image
-from tests.azure.azurite import AzureBlobs
+from tests.azure.azurite import AzureBlobs, assert_no_signature, signature_forms
 from tests.imaging.ext4 import debugfs, e2fsck_ok, overwrite_in_place
 from tests.imaging.tools import copy_image
 
@@ -29,6 +29,7 @@ def snapfim(data: Path, *args: str, ok: bool = True, workers: int = 1
     proc = subprocess.run([sys.executable, "-m", "scanner", *args], env=env, text=True,
                           capture_output=True, timeout=300)
     assert "sig=" not in proc.stdout + proc.stderr
+    assert_no_signature(proc.stdout + proc.stderr, *(a for a in args if signature_forms(a)))
     assert "Traceback" not in proc.stderr
     if ok:
         assert proc.returncode == 0, proc.stderr + proc.stdout
@@ -96,6 +97,7 @@ def test_scan_sas_urls_full_then_incremental_equals_full(blobs: AzureBlobs,
     assert len(rows) == 4
     for source, coverage in rows:
         assert "sig=" not in source and "sig=" not in coverage
+        assert_no_signature(source + coverage, first, second)
         assert json.loads(source)["kind"] == "azure-sas"
         assert "url" not in json.loads(source)
 
@@ -128,7 +130,7 @@ def test_a_parent_of_another_disk_means_a_full_scan(blobs: AzureBlobs, tmp_path:
 
 
 def test_a_url_that_is_no_blob_is_one_line(blobs: AzureBlobs, tmp_path: Path) -> None:
-    proc = snapfim(tmp_path / "data", "scan", "https://127.0.0.1:9/only-a-host?sig=SECRET",
+    proc = snapfim(tmp_path / "data", "scan", "https://127.0.0.1:9/only-a-host?sig=Zm9yZ2VkLXNpZ25hdHVyZS1ub3QtcmVhbA%3D%3D",
                    "--machine", "vm1", ok=False)
     assert proc.stderr.strip().splitlines() == [
         "snapfim: error: https://127.0.0.1:9/only-a-host: expected "
@@ -148,3 +150,28 @@ def test_an_expired_parent_sas_is_one_line_without_the_signature(blobs: AzureBlo
     [line] = proc.stderr.strip().splitlines()
     assert line.startswith(f"snapfim: error: comparing {current_url.split('?')[0]} since "
                            f"{expired.split('?')[0]} (bytes 0-8191): HTTP 403")
+
+
+def test_a_parent_snapshot_other_than_the_one_last_read_means_a_full_scan(
+        blobs: AzureBlobs, tmp_path: Path) -> None:
+    image = data_heavy_image(tmp_path / "build")
+    changed = copy_image(image, tmp_path / "changed.img")
+    overwrite_in_place(changed, "/etc/crontab", b"/etc/CRONTAB\n")
+    assert e2fsck_ok(changed)
+    name = blobs.unique("os")
+    blobs.upload_disk(name, image)
+    t0 = blobs.snapshot(name)
+    blobs.rewrite_disk(name, changed)  # written between T0 and T1
+    t1 = blobs.snapshot(name)
+    t2 = blobs.snapshot(name)          # nothing written since T1
+    urls = [blobs.snapshot_url(name, t) for t in (t0, t1, t2)]
+    data = tmp_path / "data"
+    base = scan_json(data, urls[0], "--machine", "vm1")
+    # the last scan read T0, not T1: T1->T2 (no change) must not be applied to T0's state
+    later = scan_json(data, urls[2], "--machine", "vm1", "--parent", urls[1])
+    assert [(e["ChangeCategory"], e["FileSystemPath"], e["FieldsChanged"])
+            for e in later["events"]] == [("Modified", "/etc/crontab", ["FileContentChecksum"])]
+    assert later["coverage"]["files_hashed"] == base["coverage"]["files_hashed"] == 40
+    assert base["coverage"]["source"].endswith(f"/{name}?snapshot={t0}")
+    for source, coverage in stored_rows(data):
+        assert_no_signature(source + coverage, *urls)

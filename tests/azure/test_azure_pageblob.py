@@ -7,17 +7,22 @@ from __future__ import annotations
 import logging
 import os
 from datetime import timedelta
+from urllib.parse import quote, quote_plus
 
 import pytest
 
+from scanner.cli_sources import locator_of
+from scanner.cloud.azure.blobhttp import session
 from scanner.cloud.azure.pageblob import (
     BLOCK_SIZE,
+    SasFetcher,
     open_sas,
     open_sas_url,
     page_range_diff,
     redact,
     stored_locator,
 )
+from scanner.cloud.azure.pagelist import written_windows
 from scanner.errors import (
     AccountAccessError,
     ConfigError,
@@ -27,11 +32,12 @@ from scanner.errors import (
     SourceReadError,
 )
 from scanner.redact import scrub
+from scanner.runner import same_snapshot
 from scanner.sources.cache import CacheSettings
 from scanner.sources.locators import open_locator, reopenable
 from scanner.sources.locators import stored_locator as stored_form
 from scanner.sources.machine import machine_locator
-from tests.azure.azurite import AzureBlobs
+from tests.azure.azurite import AzureBlobs, assert_no_signature
 from tests.azure.diffproxy import Fault, page_list_xml
 from tests.imaging.vhd import VHD_DYNAMIC, vhd_footer
 
@@ -71,11 +77,13 @@ def test_the_stored_locator_holds_no_signature(blobs: AzureBlobs) -> None:
         live = source.locator
     kept = stored_locator(live)
     assert "url" not in kept and "sig=" not in repr(kept)
+    assert_no_signature(repr(kept), url)
     assert kept["snapshot"] == "/subscriptions/s/snapshots/one"
     assert kept["blob"] == url.split("?")[0]
     assert stored_form(live) == kept  # through the locator table
     two = machine_locator([live, {"kind": "slice", "parent": live, "offset": 0, "length": 1}])
     assert "sig=" not in repr(two)
+    assert_no_signature(repr(two), url)
     assert not reopenable(kept)
     with pytest.raises(SourceError, match="needs its SAS URL"):
         open_sas(kept)
@@ -120,6 +128,7 @@ def test_an_expired_or_missing_sas_is_one_clear_error(blobs: AzureBlobs) -> None
                        "AuthorizationFailure (the SAS was refused: expired, revoked or without "
                        "read permission)")
     assert "sig=" not in message and "?" not in message
+    assert_no_signature(message, expired)
     with pytest.raises(SourceNotFound, match="HTTP 404"):
         open_sas_url(blobs.sas_url(blobs.unique()))
     with pytest.raises(ConfigError, match="a SAS is only ever sent over https"):
@@ -135,6 +144,7 @@ def test_an_unreachable_server_says_so_without_the_signature(blobs: AzureBlobs) 
         open_sas_url(dead, cache=settings)
     assert "ConnectionError" in str(failed.value)
     assert "sig=" not in str(failed.value) and "sv=" not in str(failed.value)
+    assert_no_signature(str(failed.value), dead)
 
 
 def test_throttling_and_outages_are_retried(blobs: AzureBlobs) -> None:
@@ -149,6 +159,8 @@ def test_throttling_and_outages_are_retried(blobs: AzureBlobs) -> None:
         assert source.read_at(BLOCK_SIZE, 512) == disk[BLOCK_SIZE:BLOCK_SIZE + 512]
         assert source.stats.retries == 2
     assert [f.count for f in blobs.state.faults] == [0, 0, 0]
+    # the two refused properties requests were asked again: three in all, no more
+    assert [op for op, _ in blobs.state.requests].count("properties") == 3
 
 
 def test_short_and_corrupt_reads_are_fetched_again_then_fail_clearly(blobs: AzureBlobs) -> None:
@@ -263,6 +275,7 @@ def test_hostile_page_lists_are_refused(blobs: AzureBlobs, body: bytes, error: s
     with pytest.raises(SourceError, match=error) as refused:
         page_range_diff(old_url, new_url)
     assert "sig=" not in str(refused.value)
+    assert_no_signature(str(refused.value), old_url, new_url)
 
 
 def test_the_error_code_is_read_from_a_bounded_body_too(blobs: AzureBlobs) -> None:
@@ -291,6 +304,32 @@ def test_redact_keeps_the_blob_and_drops_the_query() -> None:
     assert os.fspath(redact("/tmp/disk.img")) == "/tmp/disk.img"
 
 
+def test_redact_keeps_which_snapshot_is_read_and_drops_every_credential() -> None:
+    blob = "https://acct.blob.core.windows.net/vhds/os.vhd"
+    t0, t1 = "2026-01-01T00:00:00.1000000Z", "2026-01-02T00:00:00.2000000Z"
+    secret = "c2VjcmV0LXNpZ25hdHVyZQ"
+    one = f"{blob}?snapshot={t0}&sv=2021-12-02&sr=bs&sp=r&se=2026-02-01&sig={secret}%3D"
+    assert redact(one) == f"{blob}?snapshot={t0}"
+    # the same snapshot through another grant: the same identity
+    again = f"{blob}?sp=r&sig=other{secret}&snapshot={t0}&se=2026-03-01&st=2026-02-01"
+    assert redact(again) == redact(one)
+    # another snapshot, or a version, of the same blob: never the same identity
+    assert redact(f"{blob}?snapshot={t1}&sig={secret}") == f"{blob}?snapshot={t1}"
+    assert redact(f"{blob}?versionid={t1}&sig={secret}") == f"{blob}?versionid={t1}"
+    assert redact(f"{blob}?sig={secret}") == blob
+    # a credential however it is spelled or encoded, of SAS or any other scheme
+    for url in (f"{blob}?%73ig={secret}&snapshot={t0}", f"{blob}?SIG={secret}",
+                f"{blob}?X-Amz-Signature={secret}&token={secret}", f"{blob}?a=1&sig={secret}#x"):
+        assert secret not in redact(url)
+    local = [locator_of(f"{blob}?snapshot={t}&sv=2021&sig={secret}{t}") for t in (t0, t1, t0)]
+    assert not same_snapshot(local[0], local[1])
+    assert same_snapshot(local[0], local[2])
+    stored = [stored_locator(loc) for loc in local]
+    assert secret not in repr(stored)
+    assert not same_snapshot(stored[0], stored[1]) and same_snapshot(stored[0], stored[2])
+    assert same_snapshot(stored[0], local[2])
+
+
 def test_scrub_cuts_url_queries_out_of_free_text() -> None:
     text = ("HTTPSConnectionPool(host='h', port=1): Max retries exceeded with url: "
             "/c/b?sv=2021&sig=SECRET (Caused by X)")
@@ -307,6 +346,29 @@ def test_ranges_outside_the_window_are_clipped_and_duplicates_bounded(
     blobs.inject(Fault("diff", body=page_list_xml([("PageRange", 0, 511)] * 200)))
     with pytest.raises(SourceError, match="more ranges than the window has pages"):
         page_range_diff(old_url, new_url, window=32 * 1024)
+
+
+def test_overlapping_and_unordered_page_ranges_are_merged_once(blobs: AzureBlobs) -> None:
+    # a hostile server: every range covers (nearly) the whole disk, in no order; read
+    # block by block, each would cost a pass over all the disk's blocks
+    size = 4 * BLOCK_SIZE
+    name = blobs.unique()
+    url = blobs.upload_disk(name, disk_bytes(size))
+    ranges = [("PageRange", 512 * n, size - 1) for n in range(60, 0, -1)]
+    ranges += [("ClearRange", 0, size - 1 - 512 * n) for n in range(60)]
+    blobs.inject(Fault("pagelist", body=page_list_xml(ranges)))
+    with session() as http:
+        assert list(written_windows(http, url, size + 512, name)) == [[(0, size - 1)]]
+    blobs.inject(Fault("pagelist", body=page_list_xml(
+        [("PageRange", 3 * BLOCK_SIZE, size - 1), ("PageRange", 0, 511),
+         ("PageRange", 0, 1023), ("PageRange", 3 * BLOCK_SIZE, 3 * BLOCK_SIZE + 511)])))
+    fetcher = SasFetcher(url)
+    try:
+        assert [fetcher.written(i) for i in range(4)] == [True, False, False, True]
+        assert fetcher.fetch(0) == disk_bytes(size)[:BLOCK_SIZE]
+        assert fetcher.fetch(1) == bytes(BLOCK_SIZE)  # never written: zeros
+    finally:
+        fetcher.close()
 
 
 def test_blocks_never_written_read_as_zeros_without_a_request(blobs: AzureBlobs) -> None:
@@ -344,3 +406,15 @@ def test_the_http_library_debug_log_holds_no_signature(blobs: AzureBlobs,
     requests_logged = [r.getMessage() for r in caplog.records if r.name.startswith("urllib3")]
     assert any('"GET /devstoreaccount1/disks/' in m for m in requests_logged)
     assert not any("sig=" in m for m in requests_logged)
+    assert_no_signature("\n".join(r.getMessage() for r in caplog.records), url)
+
+
+def test_the_leak_check_finds_an_encoded_signature() -> None:
+    sig = "AbC/dEf+gHiJkLmNoPqRsTuVwXyZ0123456789abcd="
+    url = f"https://a/c/b?sv=2021&sig={quote(sig, safe='')}"
+    encoded = quote(sig, safe="")
+    for leak in (sig, encoded, encoded.replace("%2B", "%2b"), f"sig%3D{quote(sig)}",
+                 quote_plus(sig), sig.rstrip("="), quote(encoded, safe="")):
+        with pytest.raises(AssertionError, match="leaked"):
+            assert_no_signature(f"GET /c/b?{leak} 200", url)
+    assert_no_signature("GET /c/b 200", url)

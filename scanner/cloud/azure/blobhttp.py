@@ -3,7 +3,7 @@ read within bounds, failures translated into snapfim's errors (:mod:`scanner.err
 status (:mod:`scanner.cloud.httpstatus`) and error code, ranged reads whose length and
 ``Content-MD5`` are checked (:mod:`scanner.sources.integrity`).
 
-Every message names a blob by its URL without the query (:func:`redact`): a SAS URL's query
+Every message names a blob by its URL without its SAS (:func:`redact`): a SAS URL's query
 is its credential, and an HTTP library's own messages are scrubbed of it too.
 """
 
@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from scanner.cloud.httpstatus import status_error, transient_status
+from scanner.cloud.httpstatus import retry_after, status_error, transient_status
 from scanner.errors import (
     ConfigError,
     LineageError,
@@ -39,7 +39,8 @@ POOL = 64                    # HTTP connections per session (parallel read-ahead
 
 
 def redact(url: str) -> str:
-    """The URL without its query: names the blob, holds no signature."""
+    """The URL without its SAS (:func:`scanner.redact.redact_url`): names the blob and the
+    snapshot or version read, holds no signature."""
     return redact_url(url)
 
 
@@ -114,18 +115,11 @@ def reply_error(reply: requests.Response, what: str) -> SnapfimError:
     if code.startswith("PreviousSnapshot"):
         return LineageError(text)
     if transient_status(status):
-        wait = _retry_after(reply.headers.get("Retry-After"))
+        wait = retry_after(reply.headers.get("Retry-After"), MAX_RETRY_AFTER)
         if wait:
             time.sleep(wait)
     reply.close()
     return status_error(status, text)
-
-
-def _retry_after(value: str | None) -> float:
-    try:
-        return max(0.0, min(MAX_RETRY_AFTER, float(value))) if value else 0.0
-    except ValueError:
-        return 0.0
 
 
 def request(http: requests.Session, method: str, url: str, what: str,

@@ -12,6 +12,8 @@ and HTTP status.
 
 from __future__ import annotations
 
+from typing import Any
+
 from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
@@ -19,7 +21,7 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
-from scanner.cloud.httpstatus import status_error, transient_status
+from scanner.cloud.httpstatus import retry_after, status_error, transient_status
 from scanner.errors import (
     AccountAccessError,
     SnapfimError,
@@ -44,6 +46,8 @@ THROTTLE_CODES = frozenset({
 NOT_FOUND_CODES = frozenset({"ResourceNotFound", "NotFound", "ResourceGroupNotFound",
                              "ParentResourceNotFound"})
 MAX_MESSAGE = 300
+MAX_RETRY_AFTER_SHOWN = 86400.0  # a longer Retry-After is shown as a day
+LRO_TIMEOUT = 300.0  # seconds a long-running operation (grant, revoke) is waited for, at most
 
 
 def error_code(exc: BaseException) -> str:
@@ -73,9 +77,8 @@ def _message(exc: HttpResponseError) -> str:
 def _retry_after(exc: HttpResponseError) -> str:
     response = getattr(exc, "response", None)
     value = response.headers.get("Retry-After") if response is not None else None
-    if value and value.strip().isdigit() and len(value.strip()) <= 6:
-        return f" (Azure asks to retry after {int(value)} s)"
-    return ""
+    seconds = retry_after(value, MAX_RETRY_AFTER_SHOWN)
+    return f" (Azure asks to retry after {seconds:.0f} s)" if seconds is not None else ""
 
 
 def translate(exc: BaseException, what: str) -> SnapfimError:
@@ -97,3 +100,18 @@ def translate(exc: BaseException, what: str) -> SnapfimError:
     if isinstance(exc, ServiceRequestError | ServiceResponseError | OSError):
         return TransientSourceError(f"{what}: {_one_line(str(exc))}")
     return SourceError(f"{what}: {type(exc).__name__}: {_one_line(str(exc))}")
+
+
+def finish(poller: Any, what: str, timeout: float | None = None) -> Any:
+    """The result of a long-running operation's ``poller``, waited for at most ``timeout``
+    seconds (default :data:`LRO_TIMEOUT`): a stuck or endless operation is a
+    :class:`TransientSourceError`; a failed one is translated."""
+    limit = LRO_TIMEOUT if timeout is None else timeout
+    try:
+        poller.wait(limit)
+        if not poller.done():
+            raise TransientSourceError(f"{what}: Azure did not finish the operation within "
+                                       f"{limit:g} s")
+        return poller.result()
+    except Exception as exc:
+        raise translate(exc, what) from exc

@@ -15,7 +15,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
-from scanner.cloud.azure.faults import translate
+from scanner.cloud.azure.faults import finish, translate
 from scanner.cloud.azure.session import AzureAccount, compute
 from scanner.cloud.azure.settings import AzureSettings
 from scanner.cloud.azure.snapshots import parse_id
@@ -97,40 +97,52 @@ def release(account: AzureAccount, snap_id: str) -> None:
             return
         del _table.grants[key]
     try:
-        revoke(account, snap_id)
-    except SnapfimError as exc:
-        log.warning("revoking read access to %s failed (it expires by itself): %s",
-                    parse_id(snap_id)[2], exc)
+        _revoke_quietly(account, snap_id)
     finally:
         with _table.lock:
             _table.families[held.family] = max(0, _table.families.get(held.family, 1) - 1)
 
 
 def _grant(account: AzureAccount, snap_id: str) -> str:
+    """Ask Azure for a read SAS; once Azure accepted the request, any failure (polling
+    refused or cut, the operation stuck past its bound, an unusable URL) revokes it, best
+    effort, before the error goes up."""
     from azure.mgmt.compute.models import GrantAccessData
 
     _sub, group, name = parse_id(snap_id)
+    what = f"granting read access to {name}"
     seconds = AzureSettings.from_env().grant_seconds
     try:
-        access = compute(account).snapshots.begin_grant_access(
-            group, name, GrantAccessData(access="Read", duration_in_seconds=seconds)).result()
+        poller = compute(account).snapshots.begin_grant_access(
+            group, name, GrantAccessData(access="Read", duration_in_seconds=seconds))
     except Exception as exc:
-        raise translate(exc, f"granting read access to {name}") from exc
-    url = str(getattr(access, "access_sas", "") or "")
-    if not url.startswith("https://") or len(url) > MAX_URL or any(c.isspace() for c in url):
-        try:
-            revoke(account, snap_id)
-        except SnapfimError as exc:
-            log.warning("revoking read access to %s failed: %s", name, exc)
-        raise SourceError(f"granting read access to {name}: Azure returned no usable https "
-                          "SAS URL")
+        raise translate(exc, what) from exc   # not accepted: nothing to revoke
+    try:
+        access = finish(poller, what)
+        url = str(getattr(access, "access_sas", "") or "")
+        if not url.startswith("https://") or len(url) > MAX_URL or any(
+                c.isspace() for c in url):
+            raise SourceError(f"{what}: Azure returned no usable https SAS URL")
+    except BaseException:
+        _revoke_quietly(account, snap_id)
+        raise
     return url
 
 
-def revoke(account: AzureAccount, snap_id: str) -> None:
-    """End read access to the snapshot (waits until Azure is done)."""
-    _sub, group, name = parse_id(snap_id)
+def _revoke_quietly(account: AzureAccount, snap_id: str) -> None:
     try:
-        compute(account).snapshots.begin_revoke_access(group, name).result()
+        revoke(account, snap_id)
+    except SnapfimError as exc:
+        log.warning("revoking read access to %s failed (it expires by itself): %s",
+                    parse_id(snap_id)[2], exc)
+
+
+def revoke(account: AzureAccount, snap_id: str) -> None:
+    """End read access to the snapshot (waits until Azure is done, within a bound)."""
+    _sub, group, name = parse_id(snap_id)
+    what = f"revoking read access to {name}"
+    try:
+        poller = compute(account).snapshots.begin_revoke_access(group, name)
     except Exception as exc:
-        raise translate(exc, f"revoking read access to {name}") from exc
+        raise translate(exc, what) from exc
+    finish(poller, what)

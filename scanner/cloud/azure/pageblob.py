@@ -178,7 +178,11 @@ def open_sas_url(url: str, snapshot: str | None = None, on_close: OnClose | None
     query); ``on_close`` runs once when the source closes, or when opening fails (a
     provider revokes the SAS there)."""
     fetcher = SasFetcher(url, snapshot, on_close)  # runs on_close itself when it fails
-    return open_cached(fetcher, {"cache": (cache or AZURE_CACHE).as_dict()})
+    try:
+        return open_cached(fetcher, {"cache": (cache or AZURE_CACHE).as_dict()})
+    except BaseException:
+        fetcher.close()  # on_close still runs once
+        raise
 
 
 def open_sas(locator: dict[str, Any]) -> CachedSource:

@@ -71,7 +71,9 @@ def _window(http: requests.Session, url: str, start: int, end: int, what: str,
             blob_bytes: int, previous_url: str | None = None) -> list[tuple[int, int]]:
     """The ``(first, last)`` pairs of one window ``[start, end]`` (inclusive) of the blob's
     page list, or of its diff since ``previous_url``, markers followed, clipped to the
-    window."""
+    window, sorted and merged: a server's overlapping or unordered ranges (at most as many
+    as the window has pages) cost O(n log n) here and never more than one pass over the
+    window's blocks later."""
     out: list[tuple[int, int]] = []
     marker = ""
     headers = {"x-ms-range": f"bytes={start}-{end}"}
@@ -94,7 +96,7 @@ def _window(http: requests.Session, url: str, start: int, end: int, what: str,
         if len(out) > (end - start) // PAGE + 1:
             raise SourceError(f"{what}: more ranges than the window has pages")
         if not marker:
-            return out
+            return merged_pairs(out)
         if len(marker) > 1024:
             raise SourceError(f"{what}: a NextMarker of {len(marker)} characters")
     raise SourceError(f"{what}: the page list of bytes {start}-{end} does not end")
@@ -110,19 +112,25 @@ def _windows(disk: int, window: int) -> list[tuple[int, int]]:
     return [(start, min(start + window, disk) - 1) for start in range(0, disk, window)]
 
 
-def merged_ranges(pairs: list[tuple[int, int]], disk: int) -> list[tuple[int, int]]:
-    """Inclusive ``(first, last)`` pairs as sorted, merged ``(offset, length)`` ranges of a
-    disk of ``disk`` bytes (what lies past it, the VHD footer, dropped)."""
-    merged: list[list[int]] = []
+def merged_pairs(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Inclusive ``(first, last)`` pairs sorted and merged (overlapping or adjacent ones
+    joined): disjoint and strictly increasing."""
+    merged: list[tuple[int, int]] = []
     for first, last in sorted(pairs):
-        last = min(last, disk - 1)
         if first > last:
             continue
         if merged and first <= merged[-1][1] + 1:
-            merged[-1][1] = max(merged[-1][1], last)
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
         else:
-            merged.append([first, last])
-    return [(first, last - first + 1) for first, last in merged]
+            merged.append((first, last))
+    return merged
+
+
+def merged_ranges(pairs: list[tuple[int, int]], disk: int) -> list[tuple[int, int]]:
+    """Inclusive ``(first, last)`` pairs as sorted, merged ``(offset, length)`` ranges of a
+    disk of ``disk`` bytes (what lies past it, the VHD footer, dropped)."""
+    clipped = [(first, min(last, disk - 1)) for first, last in pairs]
+    return [(first, last - first + 1) for first, last in merged_pairs(clipped)]
 
 
 def written_windows(http: requests.Session, url: str, blob_bytes: int, name: str,

@@ -12,6 +12,7 @@ Locators (stored with scans and snapshots) name the snapshot, never a SAS::
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from typing import Any
@@ -34,18 +35,34 @@ def _snapshot_of(locator: Mapping[str, Any]) -> tuple[AzureAccount, str, str]:
             str(locator["disk"]))
 
 
+class _Once:
+    """A callable that runs ``action`` the first time it is called, and never again."""
+
+    def __init__(self, action: Callable[[], None]) -> None:
+        self._action: Callable[[], None] | None = action
+        self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        with self._lock:
+            action, self._action = self._action, None
+        if action is not None:
+            action()
+
+
 def open_snapshot(locator: dict[str, Any]) -> BlockSource:
     """The bytes of the locator's snapshot: read access granted now, revoked when the
-    source closes (also if opening it fails)."""
+    source closes (also if opening it fails). This reader lets go of its share of the grant
+    exactly once, whoever notices first (the fetcher failing to open, or this function):
+    never another holder's share."""
     from scanner.cloud.azure.pageblob import open_sas_url
 
     account, snap_id, disk_id = _snapshot_of(locator)
     url = grants.acquire(account, snap_id, disk_id)
+    release = _Once(lambda: grants.release(account, snap_id))
     try:
-        return open_sas_url(url, snapshot=snap_id,
-                            on_close=lambda: grants.release(account, snap_id))
+        return open_sas_url(url, snapshot=snap_id, on_close=release)
     except BaseException:
-        grants.release(account, snap_id)
+        release()
         raise
 
 

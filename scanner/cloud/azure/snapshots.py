@@ -8,19 +8,21 @@ operation: :func:`describe` tells when the copy is done), so no worker blocks on
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
 
-from scanner.cloud.azure.faults import error_code, status_of, translate
+from scanner.cloud.azure.faults import error_code, finish, status_of, translate
 from scanner.cloud.azure.session import AzureAccount, compute, text
 from scanner.cloud.provider import SNAPFIM_TAG, MachineInfo
 from scanner.cloud.sweeping import Leftover, sweep_leftovers
-from scanner.errors import SourceError
+from scanner.errors import SourceError, SourceNotFound
 
 NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
 MAX_NAME = 80
+NAME_HASH = 10  # hex digits of the disk id's SHA-256 ending every snapshot name
 GONE_CODES = ("ResourceNotFound", "NotFound")
 
 
@@ -45,10 +47,13 @@ def snapshot_id(subscription: str, group: str, name: str) -> str:
 
 
 def snapshot_name(scan: str, disk_id: str) -> str:
-    """``snapfim-<scan>-<disk name>``: one name per scan and disk (Azure's limit: 80 of
-    letters, digits, ``_.-``)."""
-    name = NAME_CHARS.sub("-", f"snapfim-{scan}-{parse_id(disk_id)[2]}")
-    return name[:MAX_NAME].rstrip(".")
+    """``snapfim-<scan>-<disk name>-<hash>``: one name per scan and disk (Azure's limit: 80 of
+    letters, digits, ``_.-``). The readable part may be cut to fit; the last
+    :data:`NAME_HASH` hex digits of the SHA-256 of the whole disk id (lower case) keep two
+    disks apart even when what tells them apart was cut."""
+    digest = hashlib.sha256(disk_id.lower().encode()).hexdigest()[:NAME_HASH]
+    readable = NAME_CHARS.sub("-", f"snapfim-{scan}-{parse_id(disk_id)[2]}")
+    return f"{readable[:MAX_NAME - NAME_HASH - 1]}-{digest}"
 
 
 def tags_of(snap: Any) -> dict[str, str]:
@@ -130,8 +135,10 @@ def delete(account: AzureAccount, snap_id: str) -> None:
     client = compute(account)
     try:
         if text(snap.disk_state).lower() == "activesas":
-            client.snapshots.begin_revoke_access(group, name).result()
+            finish(client.snapshots.begin_revoke_access(group, name), f"revoking {name}")
         client.snapshots.begin_delete(group, name, polling=False)
+    except SourceNotFound:
+        return
     except Exception as exc:
         if error_code(exc) in GONE_CODES:
             return
