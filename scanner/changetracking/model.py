@@ -28,6 +28,8 @@ INVENTORY_RECORDED_FIELDS: tuple[str, ...] = ("kind", "name", "source",
 MAX_ITEMS_PER_SOURCE = 100_000
 MAX_PACKAGED_FILES = 2_000_000
 MAX_FIELD_CHARS = 4096
+# the coverage entry of an inventory that failed as a whole (not a path: no file is kept by it)
+INVENTORY_UNREADABLE = "(change tracking inventory)"
 
 # file verdicts (ChangeEvent.verdict) and the software verdict of a tampered database
 MATCHES, DIFFERS, NOT_PACKAGED = "matches-package", "differs-from-package", "not-packaged"

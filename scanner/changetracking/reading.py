@@ -120,7 +120,8 @@ def monitored_prefixes(roots: Iterable[str], walker: Walker) -> tuple[str, ...]:
     """The package-database spellings (no leading ``/``) of the monitored roots: each
     root's fixed part (up to its first wildcard), and the same through the root
     directory's symlinks (``bin/`` for ``/usr/bin`` when ``/bin -> usr/bin``). Only files
-    under these can have events, so only their package records are kept."""
+    under these can have events, so only their package records are kept. A root directory
+    that cannot be listed keeps every record (``("",)``): never an exception."""
     fixed = set()
     for root in roots:
         parts = []
@@ -130,12 +131,15 @@ def monitored_prefixes(roots: Iterable[str], walker: Walker) -> tuple[str, ...]:
             parts.append(part)
         fixed.add("/".join(parts))
     aliases: list[tuple[str, str]] = []
-    listed = list_nodes(walker, "/")
-    for node in (listed[0] if listed else ()):
-        if node.kind is FileKind.SYMLINK:
-            found = walker.resolve("/" + node.name, follow_last=True)
-            if found is not None and found[0] != "/" + node.name:
-                aliases.append((found[0].strip("/"), node.name))
+    try:
+        listed = list_nodes(walker, "/")
+        for node in (listed[0] if listed else ()):
+            if node.kind is FileKind.SYMLINK:
+                found = walker.resolve("/" + node.name, follow_last=True)
+                if found is not None and found[0] != "/" + node.name:
+                    aliases.append((found[0].strip("/"), node.name))
+    except (DiskError, SourceReadError, InventoryError):
+        return ("",)  # the root cannot be listed: every record is kept (a superset)
     out = set(fixed)
     for prefix in fixed:
         for target, alias in aliases:

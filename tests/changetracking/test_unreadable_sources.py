@@ -1,0 +1,44 @@
+"""Unreadable is never "removed", and never silently "succeeded": a damaged root directory,
+a damaged package entry, an oversized unit file or md5sums file makes the scan ``partial``
+with a coverage entry naming the file, keeps that source's previous items, and does not hide
+the other items' changes (real ext4 images, exact events and state)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from scanner.changetracking.query import inventory_rows
+from scanner.storage.repository import Repository, ScanRecord
+from tests.changetracking.debian import NEW_TIME, base_machine
+from tests.changetracking.test_dpkg_matrix import events
+from tests.conftest import MACHINE
+from tests.imaging.ext4 import block_size, data_blocks
+from tests.imaging.packages import changed_copy
+from tests.imaging.tools import copy_image
+
+SOFTWARE = [("greet", "1.0"), ("hello", "1.0-1"), ("legacy", "3.0")]
+
+
+def _software(repo: Repository) -> list[tuple[str, str]]:
+    with repo.transaction() as conn:
+        return [(r["name"], r["version"]) for r in inventory_rows(conn, MACHINE, "software")]
+
+
+def test_a_damaged_root_directory_is_a_partial_scan_not_a_failed_one(
+        tmp_path: Path, scan: Callable[[Path], ScanRecord], repo: Repository) -> None:
+    _root, image = base_machine(tmp_path)
+    scan(image)
+    damaged = copy_image(image, tmp_path / "damaged.img")
+    (block,) = data_blocks(damaged, "/", 1)
+    size = block_size(damaged)
+    with damaged.open("r+b") as fh:  # the root directory's entries: garbage
+        fh.seek(block * size)
+        fh.write(b"\xa5" * size)
+    record = scan(damaged)  # recorded, not raised
+    assert record.status == "partial"
+    assert events(record) == []  # nothing removed: files and software kept
+    coverage = repo.scan_row(record.id)["coverage"]
+    assert list(coverage["unreadable"]) == ["/"]
+    assert _software(repo) == SOFTWARE
+    assert scan(image).events == []  # read again: nothing changed
