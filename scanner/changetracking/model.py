@@ -37,6 +37,11 @@ TAMPERED = "package-database-tampered"
 VERDICTS = (MATCHES, DIFFERS, NOT_PACKAGED, TAMPERED)
 
 
+def source_entry(source: str) -> str:
+    """The coverage entry of a source that has no file of its own to name."""
+    return f"({source} inventory)"
+
+
 def clip(text: str, limit: int = MAX_FIELD_CHARS) -> str:
     """``text`` cut to ``limit`` characters (a field from a disk has no length bound)."""
     return text if len(text) <= limit else text[:limit] + "..."
@@ -125,6 +130,8 @@ class Inventory:
     content: dict[str, str] = field(default_factory=dict)
     # small text files' content, zlib-compressed, by SHA-256 (scanner.changetracking.content)
     texts: dict[str, bytes] = field(default_factory=dict)
+    # sources read in part (damaged entries): their items are diffed, none is "removed"
+    incomplete: dict[str, str] = field(default_factory=dict)
 
     def add(self, item: InventoryEntity) -> None:
         """Record ``item``; an id listed twice keeps its first entry, the second is noted
@@ -137,14 +144,28 @@ class Inventory:
 
     def fail(self, source: str, why: str, path: str | None = None) -> None:
         """``source`` exists but cannot be read (whole): what was read of it is dropped and
-        its previous state kept; ``path`` (its database file) is unreadable in the scan."""
+        its previous state kept; ``path`` (its database file; default: the source's own
+        entry) is unreadable in the scan, which is then partial."""
         self.sources.add(source)
         self.unreadable[source] = why
         self.items = {k: v for k, v in self.items.items() if v.source != source}
         owners = set(self.items)
         self.files = {k: v for k, v in self.files.items() if v.owner in owners}
-        if path is not None:
-            self.unreadable_paths[path] = why
+        self.unreadable_paths[path or source_entry(source)] = why
         self.notes.append(f"{source}: {why}: its previous state is kept")
+
+    def read_in_part(self, source: str, why: str, path: str) -> None:
+        """Some entries of ``source`` (in ``path``) could not be read: what was read of it is
+        diffed, what it no longer lists is kept (never "removed": the missing entry may be
+        the damaged one); the scan is partial and ``path`` named in its coverage."""
+        if source not in self.incomplete:  # one note per source (entries may be many)
+            self.notes.append(f"{source}: {why}: what it does not list is kept")
+        self.incomplete.setdefault(source, why)
+        self.unread(path, why)
+
+    def unread(self, path: str, why: str) -> None:
+        """One file of a source (a unit file, an md5sums file) could not be read: an
+        unreadable path of the scan (partial)."""
+        self.unreadable_paths.setdefault(path, why)
 
     KINDS: ClassVar[tuple[str, ...]] = KINDS

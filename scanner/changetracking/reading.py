@@ -157,4 +157,5 @@ def fail_if_unreadable(walker: Walker, seen: set[str], source: str,
     rather than read in part (a package without its md5sums would look tampered)."""
     new = sorted(set(walker.result.unreadable) - seen)
     if new:
-        inventory.fail(source, f"{new[0]} cannot be read ({walker.result.unreadable[new[0]]})")
+        inventory.fail(source, f"{new[0]} cannot be read ({walker.result.unreadable[new[0]]})",
+                       new[0])

@@ -6,7 +6,8 @@ package verdicts of the scan's file events (:mod:`scanner.changetracking.verdict
 
 A source read for the first time (a machine's first scan, or a source new to it) is recorded
 quietly. A source read before that is unreadable this time, or no longer found, keeps its
-items as they were (unreadable is never "removed").
+items as they were (unreadable is never "removed"); one read in part (damaged entries:
+``Inventory.incomplete``) has what it lists diffed and keeps what it no longer lists.
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ def commit_inventory(conn: Connection, machine_id: int, scan_id: int,
     out, _ = diff_into_state(
         conn, machine_id, scan_id, items,
         previous_policies=None if first_scan else before,
-        current_policies=inventory.sources - kept, unreadable=sorted(kept),
+        current_policies=inventory.sources - kept,
+        unreadable=sorted(kept | set(inventory.incomplete)),  # what they miss is kept
         spec=INVENTORY_STATE, out=FileDiff())
     new = sorted(inventory.sources - before - set(inventory.unreadable))
     if new:

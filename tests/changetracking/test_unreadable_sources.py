@@ -42,3 +42,28 @@ def test_a_damaged_root_directory_is_a_partial_scan_not_a_failed_one(
     assert list(coverage["unreadable"]) == ["/"]
     assert _software(repo) == SOFTWARE
     assert scan(image).events == []  # read again: nothing changed
+
+
+def test_a_damaged_package_entry_is_no_removal_and_the_others_are_still_diffed(
+        tmp_path: Path, scan: Callable[[Path], ScanRecord], repo: Repository) -> None:
+    root, image = base_machine(tmp_path)
+    scan(image)
+    status = root / "var/lib/dpkg/status"
+
+    def change() -> None:  # one byte of legacy's name damaged; hello's version edited
+        text = status.read_bytes()
+        assert b"Package: legacy\n" in text and b"Version: 1.0-1\n" in text
+        status.write_bytes(text.replace(b"Package: legacy\n", b"Package: l!gacy\n")
+                           .replace(b"Version: 1.0-1\n", b"Version: 1.0-2\n"))
+
+    record = scan(changed_copy(image, root, tmp_path, change, NEW_TIME))
+    assert record.status == "partial"
+    # no "software removed dpkg\legacy:all"; the readable entries are still diffed
+    assert events(record) == [
+        ("software", "upgraded", "dpkg\\hello:amd64", ("version",), None, None)]
+    coverage = repo.scan_row(record.id)["coverage"]
+    assert coverage["unreadable"] == {
+        "/var/lib/dpkg/status": "1 damaged package entries skipped"}
+    assert ("dpkg: 1 damaged package entries skipped: what it does not list is kept"
+            in coverage["notes"])
+    assert _software(repo) == [("greet", "1.0"), ("hello", "1.0-2"), ("legacy", "3.0")]
