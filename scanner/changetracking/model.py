@@ -130,7 +130,8 @@ class Inventory:
     content: dict[str, str] = field(default_factory=dict)
     # small text files' content, zlib-compressed, by SHA-256 (scanner.changetracking.content)
     texts: dict[str, bytes] = field(default_factory=dict)
-    # sources read in part (damaged entries): their items are diffed, none is "removed"
+    # sources read in part (damaged entries), by source or id prefix (``source\\user``):
+    # their items are diffed, none under the prefix is "removed"
     incomplete: dict[str, str] = field(default_factory=dict)
 
     def add(self, item: InventoryEntity) -> None:
@@ -154,13 +155,16 @@ class Inventory:
         self.unreadable_paths[path or source_entry(source)] = why
         self.notes.append(f"{source}: {why}: its previous state is kept")
 
-    def read_in_part(self, source: str, why: str, path: str) -> None:
+    def read_in_part(self, source: str, why: str, path: str, within: str | None = None
+                     ) -> None:
         """Some entries of ``source`` (in ``path``) could not be read: what was read of it is
         diffed, what it no longer lists is kept (never "removed": the missing entry may be
-        the damaged one); the scan is partial and ``path`` named in its coverage."""
-        if source not in self.incomplete:  # one note per source (entries may be many)
-            self.notes.append(f"{source}: {why}: what it does not list is kept")
-        self.incomplete.setdefault(source, why)
+        the damaged one); ``within``: only the ids under this one (a user's installs) are
+        kept so. The scan is partial and ``path`` named in its coverage."""
+        prefix = within or source
+        if prefix not in self.incomplete:  # one note each (entries may be many)
+            self.notes.append(f"{prefix}: {why}: what it does not list is kept")
+        self.incomplete.setdefault(prefix, why)
         self.unread(path, why)
 
     def unread(self, path: str, why: str) -> None:
