@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
-from scanner.changetracking.content import store_texts, with_diffs
+from scanner.changetracking.content import purge_unkept, store_texts, with_diffs
 from scanner.changetracking.model import (
     DAEMON,
     PACKAGE_SOURCES,
@@ -92,6 +92,8 @@ def commit_inventory(conn: Connection, machine_id: int, scan_id: int,
     if inventory.sources & PACKAGE_SOURCES - kept:  # files have owners to look up
         diff.events[:] = annotate(diff.events, inventory, changed)
     store_texts(conn, inventory.texts)
+    purge_unkept(conn, [(e.path, side.get("sha256")) for e in diff.events
+                        if e.entity_type == "file" for side in (e.previous or {}, e.current or {})])
     diff.events[:] = with_diffs(conn, diff.events)
     diff.events.extend(events)
 
