@@ -27,6 +27,8 @@ from scanner.changetracking.model import (
     Inventory,
     InventoryEntity,
 )
+from scanner.changetracking.owners import loader
+from scanner.changetracking.owners import save as save_owners
 from scanner.changetracking.verdicts import annotate
 from scanner.changetracking.versions import compare
 from scanner.diff import ChangeEvent, FileDiff
@@ -89,8 +91,12 @@ def commit_inventory(conn: Connection, machine_id: int, scan_id: int,
             {"machine_id": machine_id, "source": s, "scan_id": scan_id} for s in new])
     events = [_categorised(e) for e in out.events]
     changed = {e.path: e for e in events if e.entity_type == SOFTWARE}
+    owners = loader(conn, machine_id)
+    unsure = (kept | set(inventory.incomplete)) & PACKAGE_SOURCES  # not read whole
     if inventory.sources & PACKAGE_SOURCES - kept:  # files have owners to look up
-        diff.events[:] = annotate(diff.events, inventory, changed)
+        diff.events[:] = annotate(diff.events, inventory, changed, owners, bool(unsure))
+    if (inventory.sources | before) & PACKAGE_SOURCES:
+        save_owners(conn, machine_id, scan_id, inventory, unsure, owners)
     store_texts(conn, inventory.texts)
     purge_unkept(conn, [(e.path, side.get("sha256")) for e in diff.events
                         if e.entity_type == "file" for side in (e.previous or {}, e.current or {})])

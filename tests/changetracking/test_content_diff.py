@@ -99,8 +99,9 @@ def test_secrets_are_never_kept_and_content_no_longer_kept_is_purged(
         assert hashlib.sha256(b"port=80\n").hexdigest() in stored
         assert stored.isdisjoint(digests.values())
         # what the wider rule of migration 0009 stored for the secret paths: purged
-        conn.execute(content_blob.insert(), [{"sha256": d, "data": b"x"}
-                                             for r, d in digests.items() if r != "etc/app/server.conf"])
+        conn.execute(content_blob.insert(), [
+            {"sha256": d, "data": b"x"} for r, d in digests.items()
+            if r != "etc/app/server.conf"])
         assert purge_stored(conn) == len(SECRETS) - 1
         after = set(conn.execute(select(content_blob.c.sha256)).scalars())
     assert after == stored

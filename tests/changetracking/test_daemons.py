@@ -128,6 +128,7 @@ def test_an_oversized_unit_is_bounded_by_itself_and_makes_the_scan_partial(
     assert added.current is not None and added.current["digest"] is None
     assert added.current["detail"] == {"enabled": True, "oversized": (2 << 20) + 33,
                                        "unit_file": "/etc/systemd/system/evil.service"}
-    assert repo.scan_row(record.id)["coverage"]["unreadable"] == {"/etc/systemd/system/evil.service": (
+    coverage = repo.scan_row(record.id)["coverage"]
+    assert coverage["unreadable"] == {"/etc/systemd/system/evil.service": (
         f"{(2 << 20) + 33} bytes, larger than {1 << 20}, the bound for one unit file: "
         "its content is not read")}
