@@ -67,3 +67,28 @@ def test_a_damaged_package_entry_is_no_removal_and_the_others_are_still_diffed(
     assert ("dpkg: 1 damaged package entries skipped: what it does not list is kept"
             in coverage["notes"])
     assert _software(repo) == [("greet", "1.0"), ("hello", "1.0-2"), ("legacy", "3.0")]
+
+
+def test_an_oversized_md5sums_keeps_its_package_only(
+        tmp_path: Path, scan: Callable[[Path], ScanRecord], repo: Repository) -> None:
+    from tests.imaging.ext4 import debugfs
+
+    root, image = base_machine(tmp_path)
+    scan(image)
+    status = root / "var/lib/dpkg/status"
+
+    def change() -> None:  # greet's version edited (in place), hello's md5sums grown below
+        text = status.read_bytes()
+        assert text.count(b"Version: 1.0\n") == 1
+        status.write_bytes(text.replace(b"Version: 1.0\n", b"Version: 1.1\n"))
+
+    after = changed_copy(image, root, tmp_path, change, NEW_TIME)
+    debugfs(after, "sif /var/lib/dpkg/info/hello.md5sums size 68157440")  # 65 MiB, sparse
+    record = scan(after)
+    assert record.status == "partial"
+    assert events(record) == [  # hello kept as it was; greet's change still reported
+        ("software", "upgraded", "dpkg\\greet:amd64", ("version",), None, None)]
+    coverage = repo.scan_row(record.id)["coverage"]
+    assert coverage["unreadable"] == {"/var/lib/dpkg/info/hello.md5sums": (
+        f"68157440 bytes, larger than {64 << 20}, the bound")}
+    assert _software(repo) == [("greet", "1.1"), ("hello", "1.0-1"), ("legacy", "3.0")]
