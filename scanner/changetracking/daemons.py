@@ -87,7 +87,7 @@ def collect_daemons(walker: Walker, inventory: Inventory) -> None:
         try:
             reader(walker, inventory)
         except _READ_ERRORS as exc:
-            inventory.fail(source, str(exc))
+            inventory.fail(source, str(exc), getattr(exc, "path", None))
             continue
         fail_if_unreadable(walker, seen, source, inventory)
 

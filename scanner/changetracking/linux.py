@@ -55,7 +55,7 @@ def collect_software(walker: Walker, inventory: Inventory,
             inventory.sources.add(source)
             skipped = reader(walker, inventory, canonical)
         except _READ_ERRORS as exc:
-            inventory.fail(source, str(exc), path)
+            inventory.fail(source, str(exc), path)  # the database, named by its main file
             continue
         fail_if_unreadable(walker, seen, source, inventory)
         if skipped and source not in inventory.unreadable:

@@ -73,10 +73,14 @@ def list_nodes(walker: Walker, path: str) -> tuple[list[Node], Filesystem] | Non
     if found is None or found[1].kind is not FileKind.DIRECTORY:
         return None
     nodes = []
-    for child in found[2].fs.children(found[1]):
-        nodes.append(child)
-        if len(nodes) > MAX_DIR_NAMES:
-            raise InventoryError(f"{path}: more than {MAX_DIR_NAMES} names, the bound")
+    try:
+        for child in found[2].fs.children(found[1]):
+            nodes.append(child)
+            if len(nodes) > MAX_DIR_NAMES:
+                raise InventoryError(f"{path}: more than {MAX_DIR_NAMES} names, the bound",
+                                     path)
+    except (DiskError, SourceReadError) as exc:  # the directory is named in the coverage
+        raise InventoryError(str(exc), found[0]) from exc
     return nodes, found[2].fs
 
 

@@ -132,3 +132,30 @@ def test_an_oversized_unit_is_bounded_by_itself_and_makes_the_scan_partial(
     assert coverage["unreadable"] == {"/etc/systemd/system/evil.service": (
         f"{(2 << 20) + 33} bytes, larger than {1 << 20}, the bound for one unit file: "
         "its content is not read")}
+
+
+def test_an_unreadable_unit_directory_keeps_the_units(
+        tmp_path: Path, scan: Callable[[Path], ScanRecord], repo: Repository) -> None:
+    from scanner.changetracking.query import inventory_rows
+    from tests.conftest import MACHINE
+    from tests.imaging.ext4 import block_size, data_blocks
+
+    _root, image = _machine(tmp_path)
+    scan(image)
+    damaged = copy_image(image, tmp_path / "damaged.img")
+    (block,) = data_blocks(damaged, UNITS, 1)
+    size = block_size(damaged)
+    with damaged.open("r+b") as fh:  # the unit directory's entries: garbage
+        fh.seek(block * size)
+        fh.write(b"\xa5" * size)
+    record = scan(damaged)
+    assert record.status == "partial"
+    assert [e for e in events(record) if e[0] == "daemon"] == []  # nothing "removed"
+    coverage = repo.scan_row(record.id)["coverage"]
+    assert coverage["unreadable"] == {UNITS: (
+        "cannot list directory (inode 61): block 0: bad record length 42405 at offset 0")}
+    with repo.transaction() as conn:
+        kept = inventory_rows(conn, MACHINE, "daemon")
+    assert [r["path"] for r in kept] == [
+        "systemd\\cron.service", "systemd\\getty@.service", "systemd\\rescue.service",
+        "systemd\\ssh.service", "sysv\\ssh"]
