@@ -134,3 +134,25 @@ def test_an_unreadable_user_hive_keeps_that_users_software(
         ("windows-user-uninstall\\alice\\Zoom", "5.1"),
         ("windows-user-uninstall\\bob\\Slack", "4.0"),
     ]
+
+
+def test_a_damaged_value_is_unreadable_not_gone(
+        tmp_path: Path, scan: Callable[[Path], ScanRecord], repo: Repository) -> None:
+    from tests.imaging.hives import RepeatedSegments
+
+    base = _layout()
+    scan(build_windows_image(tmp_path / "a.img", base))
+    broken = copy_layout(base)
+    # ImagePath's data names more big-data segments than a value may have: not readable
+    broken.hives[SYSTEM].key(f"{SERVICES}\\Spooler").value(
+        "ImagePath", REG_EXPAND_SZ, RepeatedSegments(b"A\0" * 8, 5000))
+    record = scan(build_windows_image(tmp_path / "b.img", broken))
+    assert record.status == "partial"
+    assert [e for e in events(record) if e[0] == "service"] == [
+        ("service", "modified", "windows-service\\Spooler", ("detail",), None, None)]
+    spooler = next(e for e in record.events if e.path == "windows-service\\Spooler")
+    assert spooler.current is not None
+    assert spooler.current["detail"]["image_path"] == "<unreadable>"
+    coverage = repo.scan_row(record.id)["coverage"]
+    assert coverage["unreadable"]["windows-service\\Spooler"] == (
+        "value imagepath cannot be read")
