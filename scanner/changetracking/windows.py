@@ -198,4 +198,7 @@ def _users(walker: Walker, inventory: Inventory, limits: Limits) -> None:
         if hive.status in _UNTRUSTED:
             inventory.read_in_part(source, f"hive {path} is {hive.status}",
                                    windows_name(path), within)
-        _entries(hive, USER_UNINSTALL, None, source, user, inventory)
+        try:
+            _entries(hive, USER_UNINSTALL, None, source, user, inventory)
+        except HiveError as exc:  # a damaged key of this user's: the others are read
+            inventory.read_in_part(source, f"hive {path}: {exc}", windows_name(path), within)
