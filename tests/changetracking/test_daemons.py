@@ -137,17 +137,12 @@ def test_an_oversized_unit_is_bounded_by_itself_and_makes_the_scan_partial(
 def test_an_unreadable_unit_directory_keeps_the_units(
         tmp_path: Path, scan: Callable[[Path], ScanRecord], repo: Repository) -> None:
     from scanner.changetracking.query import inventory_rows
+    from tests.changetracking.debian import garbled_directory
     from tests.conftest import MACHINE
-    from tests.imaging.ext4 import block_size, data_blocks
 
     _root, image = _machine(tmp_path)
     scan(image)
-    damaged = copy_image(image, tmp_path / "damaged.img")
-    (block,) = data_blocks(damaged, UNITS, 1)
-    size = block_size(damaged)
-    with damaged.open("r+b") as fh:  # the unit directory's entries: garbage
-        fh.seek(block * size)
-        fh.write(b"\xa5" * size)
+    damaged = garbled_directory(image, UNITS, tmp_path / "damaged.img")
     record = scan(damaged)
     assert record.status == "partial"
     assert [e for e in events(record) if e[0] == "daemon"] == []  # nothing "removed"

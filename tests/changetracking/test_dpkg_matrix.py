@@ -16,12 +16,12 @@ from tests.changetracking.debian import (
     NEW_TIME,
     TROJAN,
     base_machine,
+    garbled_directory,
     hello,
     patch_night,
 )
 from tests.conftest import MACHINE
 from tests.imaging.packages import changed_copy, dpkg
-from tests.imaging.tools import copy_image
 
 EXPECTED = [
     ("file", "modified", "/usr/bin/greet", ("sha256",), "greet 1.0", "differs-from-package"),
@@ -106,16 +106,10 @@ def test_md5sums_edited_to_fit_a_trojan_is_a_tampered_database(
 
 def test_an_unreadable_info_directory_keeps_the_software(
         tmp_path: Path, scan: Callable[[Path], ScanRecord], repo: Repository) -> None:
-    from tests.imaging.ext4 import block_size, data_blocks
 
     root, image = base_machine(tmp_path)
     scan(image)
-    damaged = copy_image(image, tmp_path / "damaged.img")
-    (block,) = data_blocks(damaged, "/var/lib/dpkg/info", 1)
-    size = block_size(damaged)
-    with damaged.open("r+b") as fh:  # the directory's entries: garbage
-        fh.seek(block * size)
-        fh.write(b"\xa5" * size)
+    damaged = garbled_directory(image, "/var/lib/dpkg/info", tmp_path / "damaged.img")
     record = scan(damaged)
     assert record.status == "partial"
     assert [e for e in record.events if e.entity_type == "software"] == []

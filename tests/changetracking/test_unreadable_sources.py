@@ -10,12 +10,10 @@ from pathlib import Path
 
 from scanner.changetracking.query import inventory_rows
 from scanner.storage.repository import Repository, ScanRecord
-from tests.changetracking.debian import NEW_TIME, base_machine
+from tests.changetracking.debian import NEW_TIME, base_machine, garbled_directory
 from tests.changetracking.test_dpkg_matrix import events
 from tests.conftest import MACHINE
-from tests.imaging.ext4 import block_size, data_blocks
 from tests.imaging.packages import changed_copy
-from tests.imaging.tools import copy_image
 
 SOFTWARE = [("greet", "1.0"), ("hello", "1.0-1"), ("legacy", "3.0")]
 
@@ -29,12 +27,7 @@ def test_a_damaged_root_directory_is_a_partial_scan_not_a_failed_one(
         tmp_path: Path, scan: Callable[[Path], ScanRecord], repo: Repository) -> None:
     _root, image = base_machine(tmp_path)
     scan(image)
-    damaged = copy_image(image, tmp_path / "damaged.img")
-    (block,) = data_blocks(damaged, "/", 1)
-    size = block_size(damaged)
-    with damaged.open("r+b") as fh:  # the root directory's entries: garbage
-        fh.seek(block * size)
-        fh.write(b"\xa5" * size)
+    damaged = garbled_directory(image, "/", tmp_path / "damaged.img")
     record = scan(damaged)  # recorded, not raised
     assert record.status == "partial"
     assert events(record) == []  # nothing removed: files and software kept
