@@ -143,7 +143,12 @@ class HiveError(SnapfimError):
 
 class InventoryError(SnapfimError):
     """A package database (dpkg, rpm, apk), service list or unit file on the disk is damaged
-    or beyond a bound: a coverage note, that source's previous state kept."""
+    or beyond a bound: a coverage note, that source's previous state kept. ``path``: the
+    file or directory that could not be read, when known (the coverage names it)."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class PolicyError(SnapfimError):

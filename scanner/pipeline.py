@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from scanner.changetracking.collect import collect_inventory
-from scanner.changetracking.model import Inventory
+from scanner.changetracking.model import INVENTORY_UNREADABLE, Inventory
 from scanner.changetracking.verify import PreviousDigests, after_hashing
 from scanner.collectors.hashing import Hasher, HashJob, HashResult, VolumeRef, hash_in_process
 from scanner.coverage import MAX_LISTED_ERRORS, Coverage
@@ -27,7 +27,14 @@ from scanner.disk.nodes import FileKind, Filesystem
 from scanner.disk.partition_ids import MachineIds
 from scanner.disk.walker import Found
 from scanner.entities import SPARSE, FileEntity, RegistryEntity
-from scanner.errors import DiskError, NoFilesystemError, ScanMemoryError, SourceReadError
+from scanner.errors import (
+    DiskError,
+    HiveError,
+    InventoryError,
+    NoFilesystemError,
+    ScanMemoryError,
+    SourceReadError,
+)
 from scanner.incremental import FileMeta, Reuse, mount_layout
 from scanner.limits import Limits
 from scanner.membound import memory_bound
@@ -188,7 +195,7 @@ def _collect(systems: list[System], opened: list[OpenedVolume], policy: list[Pol
     registry: dict[str, RegistryEntity] = {}
     for system in systems:
         registry.update(system.collect_registry(policy, coverage, options.limits, progress))
-    inventory = collect_inventory(systems, coverage, options.limits, policy)
+    inventory = _inventory(systems, coverage, options.limits, policy)
     entities: dict[str, FileEntity] = {}
     pending: list[tuple[FileEntity, str, int]] = []  # regular files awaiting their hash
     progress.phase("reading", sum(len(walk.result.found) for walk in walks))
@@ -218,6 +225,17 @@ def _collect(systems: list[System], opened: list[OpenedVolume], policy: list[Pol
         after_hashing(inventory, pending, filesystems, options.previous_digests)
     coverage.policies.sort()
     return dict(sorted(entities.items())), registry, inventory
+
+
+def _inventory(systems: list[System], coverage: Coverage, limits: Limits,
+               policy: list[PolicyEntity]) -> Inventory | None:
+    """Change tracking's inventory; one that fails as a whole is a coverage entry (the
+    previous inventory is kept whole, the scan is partial), never the scan's failure."""
+    try:
+        return collect_inventory(systems, coverage, limits, policy)
+    except (DiskError, SourceReadError, InventoryError, HiveError) as exc:
+        coverage.unreadable[INVENTORY_UNREADABLE] = f"the inventory cannot be read: {exc}"
+        return None
 
 
 def _kept_digest(reuse: Reuse, found: Found, refs: dict[str, VolumeRef]) -> FileEntity | None:

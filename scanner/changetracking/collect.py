@@ -47,5 +47,6 @@ def collect_inventory(systems: Sequence[System], coverage: Coverage, limits: Lim
             collect_windows(system, inventory, limits)
     if inventory is not None:
         coverage.notes.extend(inventory.notes)
-        coverage.unreadable.update(inventory.unreadable_paths)
+        for path, why in inventory.unreadable_paths.items():  # the walk's reason first
+            coverage.unreadable.setdefault(path, why)
     return inventory

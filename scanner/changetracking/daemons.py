@@ -23,7 +23,7 @@ from scanner.changetracking.reading import (
     ReadBudget,
     fail_if_unreadable,
     list_nodes,
-    read_bounded,
+    read_node,
 )
 from scanner.disk.nodes import FileKind, Filesystem, Node
 from scanner.disk.walker import Walker
@@ -87,7 +87,7 @@ def collect_daemons(walker: Walker, inventory: Inventory) -> None:
         try:
             reader(walker, inventory)
         except _READ_ERRORS as exc:
-            inventory.fail(source, str(exc))
+            inventory.fail(source, str(exc), getattr(exc, "path", None))
             continue
         fail_if_unreadable(walker, seen, source, inventory)
 
@@ -129,7 +129,7 @@ def _systemd(walker: Walker, inventory: Inventory) -> None:
         if name in masked:
             detail["masked"] = True
         else:
-            data = read_bounded(walker, path, MAX_UNIT_BYTES, budget)
+            data = _read_item(walker, inventory, path, MAX_UNIT_BYTES, budget, detail)
             if data is not None:
                 digest = hashlib.sha256(data).hexdigest()
                 detail.update(parse_unit(data))
@@ -154,11 +154,29 @@ def _sysv(walker: Walker, inventory: Inventory) -> None:
         if node.kind is not FileKind.FILE or node.name.startswith(".") \
                 or node.name in ("README", "skeleton"):
             continue
-        data = read_bounded(walker, f"/etc/init.d/{node.name}", MAX_SCRIPT_BYTES,
-                            budget) or b""
         started = "".join(levels.get(node.name, ()))
+        detail: dict[str, object] = {"enabled": bool(set(started) - set("016")),
+                                     "start_levels": started}
+        data = _read_item(walker, inventory, f"/etc/init.d/{node.name}", MAX_SCRIPT_BYTES,
+                          budget, detail)
         inventory.add(InventoryEntity(
             item_id("sysv", node.name), DAEMON, node.name, "sysv",
-            digest=hashlib.sha256(data).hexdigest(),
-            detail={"enabled": bool(set(started) - set("016")), "start_levels": started},
-            policies=("sysv",)))
+            digest=None if "oversized" in detail else hashlib.sha256(data or b"").hexdigest(),
+            detail=detail, policies=("sysv",)))
+
+
+def _read_item(walker: Walker, inventory: Inventory, path: str, max_bytes: int,
+               budget: ReadBudget, detail: dict[str, object]) -> bytes | None:
+    """The content of one unit file or script; None when there is none or when it is larger
+    than ``max_bytes``: then it is recorded without digest, ``detail["oversized"]`` its size,
+    and its path is unreadable in the scan (partial). One hostile file is bounded by itself:
+    the other units are read and diffed."""
+    found = walker.resolve(path, follow_last=True)
+    if found is None or found[1].kind is not FileKind.FILE:
+        return None
+    if found[1].size > max_bytes:
+        detail["oversized"] = found[1].size
+        inventory.unread(path, f"{found[1].size} bytes, larger than {max_bytes}, the bound "
+                         "for one unit file: its content is not read")
+        return None
+    return read_node(found[2].fs, found[1], max_bytes, budget, path)

@@ -2,7 +2,8 @@
 dpkg (``/var/lib/dpkg``), RPM as SQLite (``/var/lib/rpm/rpmdb.sqlite``) and apk
 (``/lib/apk/db/installed``). A database that exists but cannot be read whole is an
 unreadable path of the scan (partial; that source's previous state is kept, never
-"removed"); damaged entries inside a readable one are skipped and counted in a note.
+"removed"); damaged entries inside a readable one are skipped, and the source is then read
+in part (the scan is partial, what it no longer lists is kept: the damaged entry may be it).
 """
 
 from __future__ import annotations
@@ -52,11 +53,13 @@ def collect_software(walker: Walker, inventory: Inventory,
             if not exists(walker, path):
                 continue
             inventory.sources.add(source)
-            reader(walker, inventory, canonical)
+            skipped = reader(walker, inventory, canonical)
         except _READ_ERRORS as exc:
-            inventory.fail(source, str(exc), path)
+            inventory.fail(source, str(exc), path)  # the database, named by its main file
             continue
         fail_if_unreadable(walker, seen, source, inventory)
+        if skipped and source not in inventory.unreadable:
+            inventory.read_in_part(source, f"{skipped} damaged package entries skipped", path)
 
 
 def _check(inventory: Inventory) -> None:
@@ -65,7 +68,7 @@ def _check(inventory: Inventory) -> None:
         raise InventoryError(f"more than {MAX_PACKAGED_FILES} packaged files: the bound")
 
 
-def _dpkg(walker: Walker, inventory: Inventory, canonical: Canonical) -> None:
+def _dpkg(walker: Walker, inventory: Inventory, canonical: Canonical) -> int:
     data = read_bounded(walker, DPKG_STATUS, dpkg.MAX_STATUS_BYTES)
     if data is None:
         raise InventoryError("status is not a regular file")
@@ -83,6 +86,11 @@ def _dpkg(walker: Walker, inventory: Inventory, canonical: Canonical) -> None:
         digest = hashlib.sha256()
         sums: dict[str, str] = {}
         if name is not None and listed is not None:
+            if info[name].size > dpkg.MAX_MD5SUMS_BYTES:  # this package only: kept as it was
+                inventory.read_in_part("dpkg", f"{info[name].size} bytes, larger than "
+                                       f"{dpkg.MAX_MD5SUMS_BYTES}, the bound",
+                                       f"{DPKG_DIR}/info/{name}")
+                continue
             raw = read_node(listed[1], info[name], dpkg.MAX_MD5SUMS_BYTES, budget)
             digest.update(raw)
             sums, bad = dpkg.parse_md5sums(raw, canonical.prefixes)
@@ -99,10 +107,11 @@ def _dpkg(walker: Walker, inventory: Inventory, canonical: Canonical) -> None:
             files.setdefault(canonical(path), PackagedFile(
                 item.path, package.name, package.version, md5 or None, "md5", True))
         _check(inventory)
-    _note(inventory, "dpkg", skipped, damaged)
+    _note(inventory, "dpkg", damaged)
+    return skipped
 
 
-def _rpm(walker: Walker, inventory: Inventory, canonical: Canonical) -> None:
+def _rpm(walker: Walker, inventory: Inventory, canonical: Canonical) -> int:
     data = read_bounded(walker, RPM_SQLITE, rpm.MAX_RPMDB_BYTES)
     if data is None:
         raise InventoryError("rpmdb.sqlite is not a regular file")
@@ -123,10 +132,10 @@ def _rpm(walker: Walker, inventory: Inventory, canonical: Canonical) -> None:
                     item.path, package.name, package.version, file_digest, package.algorithm,
                     config))
         _check(inventory)
-    _note(inventory, "rpm", skipped, 0)
+    return skipped
 
 
-def _apk(walker: Walker, inventory: Inventory, canonical: Canonical) -> None:
+def _apk(walker: Walker, inventory: Inventory, canonical: Canonical) -> int:
     data = read_bounded(walker, APK_INSTALLED, apk.MAX_INSTALLED_BYTES)
     if data is None:
         raise InventoryError("installed is not a regular file")
@@ -146,11 +155,9 @@ def _apk(walker: Walker, inventory: Inventory, canonical: Canonical) -> None:
                     item.path, package.name, package.version, sha1, "sha1",
                     path.startswith("/etc/")))
         _check(inventory)
-    _note(inventory, "apk", skipped, 0)
+    return skipped
 
 
-def _note(inventory: Inventory, source: str, skipped: int, damaged: int) -> None:
-    if skipped:
-        inventory.notes.append(f"{source}: {skipped} damaged package entries skipped")
+def _note(inventory: Inventory, source: str, damaged: int) -> None:
     if damaged:
         inventory.notes.append(f"{source}: {damaged} damaged file digest lines skipped")

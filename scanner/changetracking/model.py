@@ -28,11 +28,18 @@ INVENTORY_RECORDED_FIELDS: tuple[str, ...] = ("kind", "name", "source",
 MAX_ITEMS_PER_SOURCE = 100_000
 MAX_PACKAGED_FILES = 2_000_000
 MAX_FIELD_CHARS = 4096
+# the coverage entry of an inventory that failed as a whole (not a path: no file is kept by it)
+INVENTORY_UNREADABLE = "(change tracking inventory)"
 
 # file verdicts (ChangeEvent.verdict) and the software verdict of a tampered database
 MATCHES, DIFFERS, NOT_PACKAGED = "matches-package", "differs-from-package", "not-packaged"
 TAMPERED = "package-database-tampered"
 VERDICTS = (MATCHES, DIFFERS, NOT_PACKAGED, TAMPERED)
+
+
+def source_entry(source: str) -> str:
+    """The coverage entry of a source that has no file of its own to name."""
+    return f"({source} inventory)"
 
 
 def clip(text: str, limit: int = MAX_FIELD_CHARS) -> str:
@@ -123,6 +130,9 @@ class Inventory:
     content: dict[str, str] = field(default_factory=dict)
     # small text files' content, zlib-compressed, by SHA-256 (scanner.changetracking.content)
     texts: dict[str, bytes] = field(default_factory=dict)
+    # sources read in part (damaged entries), by source or id prefix (``source\\user``):
+    # their items are diffed, none under the prefix is "removed"
+    incomplete: dict[str, str] = field(default_factory=dict)
 
     def add(self, item: InventoryEntity) -> None:
         """Record ``item``; an id listed twice keeps its first entry, the second is noted
@@ -135,14 +145,31 @@ class Inventory:
 
     def fail(self, source: str, why: str, path: str | None = None) -> None:
         """``source`` exists but cannot be read (whole): what was read of it is dropped and
-        its previous state kept; ``path`` (its database file) is unreadable in the scan."""
+        its previous state kept; ``path`` (its database file; default: the source's own
+        entry) is unreadable in the scan, which is then partial."""
         self.sources.add(source)
         self.unreadable[source] = why
         self.items = {k: v for k, v in self.items.items() if v.source != source}
         owners = set(self.items)
         self.files = {k: v for k, v in self.files.items() if v.owner in owners}
-        if path is not None:
-            self.unreadable_paths[path] = why
+        self.unreadable_paths[path or source_entry(source)] = why
         self.notes.append(f"{source}: {why}: its previous state is kept")
+
+    def read_in_part(self, source: str, why: str, path: str, within: str | None = None
+                     ) -> None:
+        """Some entries of ``source`` (in ``path``) could not be read: what was read of it is
+        diffed, what it no longer lists is kept (never "removed": the missing entry may be
+        the damaged one); ``within``: only the ids under this one (a user's installs) are
+        kept so. The scan is partial and ``path`` named in its coverage."""
+        prefix = within or source
+        if prefix not in self.incomplete:  # one note each (entries may be many)
+            self.notes.append(f"{prefix}: {why}: what it does not list is kept")
+        self.incomplete.setdefault(prefix, why)
+        self.unread(path, why)
+
+    def unread(self, path: str, why: str) -> None:
+        """One file of a source (a unit file, an md5sums file) could not be read: an
+        unreadable path of the scan (partial)."""
+        self.unreadable_paths.setdefault(path, why)
 
     KINDS: ClassVar[tuple[str, ...]] = KINDS

@@ -73,10 +73,14 @@ def list_nodes(walker: Walker, path: str) -> tuple[list[Node], Filesystem] | Non
     if found is None or found[1].kind is not FileKind.DIRECTORY:
         return None
     nodes = []
-    for child in found[2].fs.children(found[1]):
-        nodes.append(child)
-        if len(nodes) > MAX_DIR_NAMES:
-            raise InventoryError(f"{path}: more than {MAX_DIR_NAMES} names, the bound")
+    try:
+        for child in found[2].fs.children(found[1]):
+            nodes.append(child)
+            if len(nodes) > MAX_DIR_NAMES:
+                raise InventoryError(f"{path}: more than {MAX_DIR_NAMES} names, the bound",
+                                     path)
+    except (DiskError, SourceReadError) as exc:  # the directory is named in the coverage
+        raise InventoryError(str(exc), found[0]) from exc
     return nodes, found[2].fs
 
 
@@ -120,7 +124,8 @@ def monitored_prefixes(roots: Iterable[str], walker: Walker) -> tuple[str, ...]:
     """The package-database spellings (no leading ``/``) of the monitored roots: each
     root's fixed part (up to its first wildcard), and the same through the root
     directory's symlinks (``bin/`` for ``/usr/bin`` when ``/bin -> usr/bin``). Only files
-    under these can have events, so only their package records are kept."""
+    under these can have events, so only their package records are kept. A root directory
+    that cannot be listed keeps every record (``("",)``): never an exception."""
     fixed = set()
     for root in roots:
         parts = []
@@ -130,12 +135,15 @@ def monitored_prefixes(roots: Iterable[str], walker: Walker) -> tuple[str, ...]:
             parts.append(part)
         fixed.add("/".join(parts))
     aliases: list[tuple[str, str]] = []
-    listed = list_nodes(walker, "/")
-    for node in (listed[0] if listed else ()):
-        if node.kind is FileKind.SYMLINK:
-            found = walker.resolve("/" + node.name, follow_last=True)
-            if found is not None and found[0] != "/" + node.name:
-                aliases.append((found[0].strip("/"), node.name))
+    try:
+        listed = list_nodes(walker, "/")
+        for node in (listed[0] if listed else ()):
+            if node.kind is FileKind.SYMLINK:
+                found = walker.resolve("/" + node.name, follow_last=True)
+                if found is not None and found[0] != "/" + node.name:
+                    aliases.append((found[0].strip("/"), node.name))
+    except (DiskError, SourceReadError, InventoryError):
+        return ("",)  # the root cannot be listed: every record is kept (a superset)
     out = set(fixed)
     for prefix in fixed:
         for target, alias in aliases:
@@ -153,4 +161,5 @@ def fail_if_unreadable(walker: Walker, seen: set[str], source: str,
     rather than read in part (a package without its md5sums would look tampered)."""
     new = sorted(set(walker.result.unreadable) - seen)
     if new:
-        inventory.fail(source, f"{new[0]} cannot be read ({walker.result.unreadable[new[0]]})")
+        inventory.fail(source, f"{new[0]} cannot be read ({walker.result.unreadable[new[0]]})",
+                       new[0])

@@ -6,7 +6,8 @@ package verdicts of the scan's file events (:mod:`scanner.changetracking.verdict
 
 A source read for the first time (a machine's first scan, or a source new to it) is recorded
 quietly. A source read before that is unreadable this time, or no longer found, keeps its
-items as they were (unreadable is never "removed").
+items as they were (unreadable is never "removed"); one read in part (damaged entries:
+``Inventory.incomplete``) has what it lists diffed and keeps what it no longer lists.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
-from scanner.changetracking.content import store_texts, with_diffs
+from scanner.changetracking.content import purge_unkept, store_texts, with_diffs
 from scanner.changetracking.model import (
     DAEMON,
     PACKAGE_SOURCES,
@@ -26,6 +27,8 @@ from scanner.changetracking.model import (
     Inventory,
     InventoryEntity,
 )
+from scanner.changetracking.owners import loader
+from scanner.changetracking.owners import save as save_owners
 from scanner.changetracking.verdicts import annotate
 from scanner.changetracking.versions import compare
 from scanner.diff import ChangeEvent, FileDiff
@@ -79,7 +82,8 @@ def commit_inventory(conn: Connection, machine_id: int, scan_id: int,
     out, _ = diff_into_state(
         conn, machine_id, scan_id, items,
         previous_policies=None if first_scan else before,
-        current_policies=inventory.sources - kept, unreadable=sorted(kept),
+        current_policies=inventory.sources - kept,
+        unreadable=sorted(kept | set(inventory.incomplete)),  # what they miss is kept
         spec=INVENTORY_STATE, out=FileDiff())
     new = sorted(inventory.sources - before - set(inventory.unreadable))
     if new:
@@ -87,9 +91,15 @@ def commit_inventory(conn: Connection, machine_id: int, scan_id: int,
             {"machine_id": machine_id, "source": s, "scan_id": scan_id} for s in new])
     events = [_categorised(e) for e in out.events]
     changed = {e.path: e for e in events if e.entity_type == SOFTWARE}
+    owners = loader(conn, machine_id)
+    unsure = (kept | set(inventory.incomplete)) & PACKAGE_SOURCES  # not read whole
     if inventory.sources & PACKAGE_SOURCES - kept:  # files have owners to look up
-        diff.events[:] = annotate(diff.events, inventory, changed)
+        diff.events[:] = annotate(diff.events, inventory, changed, owners, bool(unsure))
+    if (inventory.sources | before) & PACKAGE_SOURCES:
+        save_owners(conn, machine_id, scan_id, inventory, unsure, owners)
     store_texts(conn, inventory.texts)
+    purge_unkept(conn, [(e.path, side.get("sha256")) for e in diff.events
+                        if e.entity_type == "file" for side in (e.previous or {}, e.current or {})])
     diff.events[:] = with_diffs(conn, diff.events)
     diff.events.extend(events)
 

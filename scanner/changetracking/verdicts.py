@@ -14,15 +14,15 @@ always "consistent with the package database" (which lies on the same disk), nev
 - ``package-database-tampered``: the digests its package's database records changed while
   the package's version did not (the database was edited to fit a changed file).
 
-A removed file that no package lists any more is ``matches-package`` when a package was
-removed or changed in the window (the database of the previous scan is not kept, so the
-owner cannot be named), else ``not-packaged``. Events of directories, links and registry
-entries get no verdict.
+A removed file that no package lists any more is judged by its own owner at the previous
+scan (:mod:`scanner.changetracking.owners`): ``matches-package`` only when that package was
+removed or upgraded in the window and is not flagged tampered (see :func:`removed_verdict`).
+Events of directories, links and registry entries get no verdict.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 
 from scanner.changetracking.model import (
@@ -36,15 +36,20 @@ from scanner.changetracking.model import (
 from scanner.diff import ChangeEvent
 
 _CHANGED_PACKAGE = frozenset({"installed", "upgraded", "downgraded"})
+_GONE_PACKAGE = frozenset({"removed", "upgraded", "downgraded"})
 
 
 def annotate(events: Iterable[ChangeEvent], inventory: Inventory,
-             software: Mapping[str, ChangeEvent]) -> list[ChangeEvent]:
+             software: Mapping[str, ChangeEvent],
+             previous_owners: Callable[[], Mapping[str, str] | None] = lambda: None,
+             partial: bool = False) -> list[ChangeEvent]:
     """``events`` with ``package`` and ``verdict`` set on file events of regular files.
-    ``software``: this window's software events, by item id."""
+    ``software``: this window's software events, by item id; ``previous_owners()``: the
+    owner of each packaged file at the previous scan (None: not recorded), called only for a
+    removed file this scan's databases do not list; ``partial``: a package database was not
+    read whole (a file it does not list may be the damaged entry's: no verdict)."""
     changed = {i for i, e in software.items() if e.category in _CHANGED_PACKAGE}
     tampered = {i for i, e in software.items() if e.verdict == TAMPERED}
-    gone = any(e.category in ("removed", "upgraded", "downgraded") for e in software.values())
     out = []
     for event in events:
         if event.entity_type != "file":
@@ -56,13 +61,36 @@ def annotate(events: Iterable[ChangeEvent], inventory: Inventory,
             continue
         record = inventory.files.get(event.path)
         if record is None:
-            verdict = MATCHES if event.category == "removed" and gone else NOT_PACKAGED
-            out.append(replace(event, verdict=verdict))
+            verdict = (removed_verdict(event.path, software, tampered, previous_owners)
+                       if event.category == "removed" else NOT_PACKAGED)
+            out.append(replace(event, verdict=None if partial and verdict == NOT_PACKAGED
+                               else verdict))
             continue
         out.append(replace(event, package=_label(record),
                            verdict=file_verdict(event, record, inventory.content, changed,
                                                 tampered)))
     return out
+
+
+def removed_verdict(path: str, software: Mapping[str, ChangeEvent], tampered: set[str],
+                    previous_owners: Callable[[], Mapping[str, str] | None]) -> str | None:
+    """The verdict of a removed file no package lists any more, by its own previous owner:
+    ``matches-package`` when that package was removed, upgraded or downgraded in the window
+    (and not tampered), tampered when it is, ``differs-from-package`` when it did not
+    change, ``not-packaged`` when no package owned it; None when the owners of the previous
+    scan are not known."""
+    owners = previous_owners()
+    if owners is None:
+        return None
+    owner = owners.get(path)
+    if owner is None:
+        return NOT_PACKAGED
+    if owner in tampered:
+        return TAMPERED
+    event = software.get(owner)
+    if event is not None and event.category in _GONE_PACKAGE:
+        return MATCHES
+    return DIFFERS
 
 
 def _label(record: PackagedFile) -> str:

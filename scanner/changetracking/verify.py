@@ -4,7 +4,7 @@ package's own algorithm (md5 for dpkg, sha1 for apk; rpm's sha256 is the scan's 
 Computed in the scan, while the filesystems are open, for the monitored regular files a
 package database lists and whose SHA-256 differs from the machine's previous state (only a
 changed file can have an event, and so a verdict): ``previous`` loads the previous digests
-when needed (None: every packaged file is read again, the cost of one more digest).
+on first use only (None: every packaged file is read again, the cost of one more digest).
 """
 
 from __future__ import annotations
@@ -29,26 +29,37 @@ def after_hashing(inventory: Inventory, files: list[tuple[FileEntity, str, int]]
                   previous: PreviousDigests | None) -> None:
     """What change tracking reads once the files are hashed (filesystems still open): the
     package digests of changed packaged files, the content of changed small text files.
-    The previous digests are loaded once (None: the machine's first scan)."""
-    known = previous() if previous is not None else {}
-    if known is not None:  # a machine's first scan has no events, so no verdicts
-        verify_packaged(inventory, files, filesystems, lambda: known)
-    keep_contents(inventory, files, filesystems, known or {})
+    The previous digests are loaded at most once, and only when a file needs them (a scan
+    with no packaged file and no small text file never reads the previous state)."""
+    loaded: list[Mapping[str, str] | None] = []
+
+    def known() -> Mapping[str, str] | None:
+        if not loaded:
+            loaded.append(previous() if previous is not None else {})
+        return loaded[0]
+
+    # a machine's first scan (None) has no events, so no verdicts
+    verify_packaged(inventory, files, filesystems, known, first_scan_skips=True)
+    keep_contents(inventory, files, filesystems, lambda: known() or {})
 
 
 def verify_packaged(inventory: Inventory, files: Iterable[tuple[FileEntity, str, int]],
                     filesystems: Mapping[str, Filesystem],
-                    previous: PreviousDigests | None) -> int:
+                    previous: PreviousDigests | None, first_scan_skips: bool = False) -> int:
     """Fill ``inventory.content`` for the changed packaged files among ``files`` (entity,
     volume, inode); returns how many were read. A file that cannot be read gets no digest
-    (its event then gets no verdict)."""
+    (its event then gets no verdict). ``previous`` is called only when a packaged file is
+    found; with ``first_scan_skips``, nothing is read when it says None (a first scan)."""
     todo = [(f, v, i) for f, v, i in files
             if f.sha256 is not None and f.attributes != SPARSE
             and (record := inventory.files.get(f.path)) is not None
             and record.algorithm in _ALGORITHMS]
     if not todo:
         return 0
-    known = (previous() if previous is not None else None) or {}
+    loaded = previous() if previous is not None else None
+    if loaded is None and first_scan_skips:
+        return 0
+    known = loaded or {}
     done = 0
     for file, volume, inode in todo:
         if known.get(file.path) == file.sha256:

@@ -28,6 +28,7 @@ from scanner.limits import Limits
 from scanner.registry.controlset import resolve_current_control_set
 from scanner.registry.hive import REG_DWORD, REG_EXPAND_SZ, REG_SZ, Hive, RegKey
 from scanner.systems.windows import WindowsSystem
+from scanner.systems.windows_install import windows_name
 from scanner.systems.windows_registry import open_hive_file, system_hive_path
 
 UNINSTALL = "Microsoft\\Windows\\CurrentVersion\\Uninstall"
@@ -40,11 +41,16 @@ _UNTRUSTED = ("dirty-not-replayed", "replay-incomplete")
 _ERRORS = (DiskError, SourceReadError, HiveError)
 
 
+UNREADABLE = "<unreadable>"
+
+
 def _values(hive: Hive, key: RegKey) -> dict[str, str | int]:
-    """The string and DWORD values of a key, by lower-case name (text bounded)."""
+    """The string and DWORD values of a key, by lower-case name (text bounded); a value
+    that cannot be read is :data:`UNREADABLE` (never left out: that would be a change)."""
     out: dict[str, str | int] = {}
     for value in hive.values(key):
         if value.error is not None:
+            out[value.name.lower()] = UNREADABLE
             continue
         if value.type in (REG_SZ, REG_EXPAND_SZ):
             text = value.data.decode("utf-16-le", "surrogatepass").split("\0", 1)[0]
@@ -62,17 +68,31 @@ def collect_windows(system: WindowsSystem, inventory: Inventory, limits: Limits)
     for source, path, reader in (
             ("windows-service", system_hive_path(system.install), _services),
             ("windows-uninstall", f"{config}/SOFTWARE", _uninstall)):
+        seen = set(walker.result.unreadable)
         try:
             hive = _trusted(system.hives.get(path) or open_hive_file(walker, path, limits),
                             source, path, inventory)
             if hive is not None:
                 reader(hive, inventory)
         except _ERRORS as exc:
-            inventory.fail(source, f"hive {path}: {exc}")
+            inventory.fail(source, f"hive {path}: {exc}", windows_name(path))
+            continue
+        _fail_if_unresolved(walker, seen, source, inventory)
     try:
         _users(walker, inventory, limits)
     except _ERRORS as exc:
-        inventory.fail("windows-user-uninstall", f"user hives: {exc}")
+        inventory.fail("windows-user-uninstall", f"user hives: {exc}", "C:\\Users")
+
+
+def _fail_if_unresolved(walker: Walker, seen: set[str], source: str,
+                        inventory: Inventory) -> bool:
+    """A hive path the walker could not resolve (a damaged directory, a name two entries
+    claim) makes ``source`` unreadable (kept), never absent; True when it did."""
+    new = sorted(set(walker.result.unreadable) - seen)
+    if new:
+        inventory.fail(source, f"{new[0]} cannot be read ({walker.result.unreadable[new[0]]})",
+                       windows_name(new[0]))
+    return bool(new)
 
 
 def _trusted(hive: Hive | None, source: str, path: str, inventory: Inventory) -> Hive | None:
@@ -82,7 +102,7 @@ def _trusted(hive: Hive | None, source: str, path: str, inventory: Inventory) ->
         return None
     inventory.sources.add(source)
     if hive.status in _UNTRUSTED:
-        inventory.fail(source, f"hive {path} is {hive.status}")
+        inventory.fail(source, f"hive {path} is {hive.status}", windows_name(path))
         return None
     return hive
 
@@ -104,10 +124,19 @@ def _services(hive: Hive, inventory: Inventory) -> None:
             "account": values.get("objectname"),
             "type": _TYPES.get(kind, f"0x{kind:x}") if isinstance(kind, int) else None,
         }
+        _note_unreadable(values, item_id("windows-service", key.name), inventory)
         inventory.add(InventoryEntity(
             item_id("windows-service", key.name), SERVICE, key.name, "windows-service",
             detail={k: v for k, v in detail.items() if v is not None},
             policies=("windows-service",)))
+
+
+def _note_unreadable(values: dict[str, str | int], ident: str, inventory: Inventory) -> None:
+    """An item with a value that cannot be read (kept as :data:`UNREADABLE`) is named in the
+    coverage: the scan is partial."""
+    bad = sorted(k for k, v in values.items() if v == UNREADABLE)
+    if bad:
+        inventory.unread(ident, f"value {bad[0]} cannot be read")
 
 
 def _uninstall(hive: Hive, inventory: Inventory) -> None:
@@ -132,6 +161,7 @@ def _entries(hive: Hive, path: str, arch: str | None, source: str, owner: str,
         if owner:
             detail["user"] = owner
         ident = item_id(source, f"{owner}\\{key.name}" if owner else key.name, arch)
+        _note_unreadable(values, ident, inventory)
         inventory.add(InventoryEntity(ident, SOFTWARE, name, source,
                                       version if isinstance(version, str) else None, arch,
                                       detail=detail, policies=(source,)))
@@ -147,12 +177,28 @@ def _users(walker: Walker, inventory: Inventory, limits: Limits) -> None:
                       if c.kind is FileKind.DIRECTORY)
     for user in profiles[:10_000]:
         path = f"{users[0]}/{user}/NTUSER.DAT"
+        seen = set(walker.result.unreadable)
+        within = item_id(source, user)
         try:
-            hive = _trusted(open_hive_file(walker, path, limits), source, path, inventory)
-        except _ERRORS as exc:
-            inventory.fail(source, f"hive {path}: {exc}")
-            return
-        if source in inventory.unreadable:
-            return
-        if hive is not None:
+            hive = open_hive_file(walker, path, limits)
+        except _ERRORS as exc:  # this user's installs are kept; the others are read
+            inventory.sources.add(source)
+            inventory.read_in_part(source, f"hive {path}: {exc}", windows_name(path), within)
+            continue
+        new = sorted(set(walker.result.unreadable) - seen)
+        if new:  # not resolved (a damaged profile): unreadable, not "no hive"
+            inventory.sources.add(source)
+            inventory.read_in_part(source, f"{new[0]} cannot be read "
+                                   f"({walker.result.unreadable[new[0]]})",
+                                   windows_name(new[0]), within)
+            continue
+        if hive is None:
+            continue
+        inventory.sources.add(source)
+        if hive.status in _UNTRUSTED:
+            inventory.read_in_part(source, f"hive {path} is {hive.status}",
+                                   windows_name(path), within)
+        try:
             _entries(hive, USER_UNINSTALL, None, source, user, inventory)
+        except HiveError as exc:  # a damaged key of this user's: the others are read
+            inventory.read_in_part(source, f"hive {path}: {exc}", windows_name(path), within)

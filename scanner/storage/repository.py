@@ -46,6 +46,7 @@ from scanner.storage.tables import (
     inventory_source,
     inventory_state,
     machine,
+    package_owner,
     registry_hive,
     registry_state,
     scan,
@@ -156,7 +157,7 @@ class Repository:
             except NotFound:
                 return False
             for table in (change_event, file_state, registry_state, registry_hive,
-                          inventory_state, inventory_source, scan):
+                          inventory_state, inventory_source, package_owner, scan):
                 conn.execute(delete(table).where(table.c.machine_id == mid))
             conn.execute(delete(machine).where(machine.c.id == mid))
         return True

@@ -218,6 +218,15 @@ content_blob = Table(
     Column("data", LargeBinary, nullable=False),
 )
 
+# The owning package of each monitored packaged file at the machine's last scan (migration
+# 0010): zlib-compressed JSON {path: item id}, for the verdicts of removed files.
+package_owner = Table(
+    "package_owner", metadata,
+    Column("machine_id", ForeignKey("machine.id", ondelete="CASCADE"), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+    Column("scan_id", BigInteger, nullable=False),
+)
+
 inventory_source = Table(
     "inventory_source", metadata,
     Column("machine_id", ForeignKey("machine.id", ondelete="CASCADE"), primary_key=True),

@@ -50,3 +50,18 @@ def patch_night(tmp_path: Path, root: Path, image: Path) -> Path:
         (root / "usr/local/bin/backdoor").write_bytes(b"evil\n")   # no package's
 
     return changed_copy(image, root, tmp_path, change, NEW_TIME)
+
+
+def garbled_directory(image: Path, path: str, copy: Path) -> Path:
+    """A copy of the ext4 ``image`` whose directory ``path`` has its (first) entry block
+    overwritten with garbage: it can no longer be listed."""
+    from tests.imaging.ext4 import block_size, data_blocks
+    from tests.imaging.tools import copy_image
+
+    damaged = copy_image(image, copy)
+    (block,) = data_blocks(damaged, path, 1)
+    size = block_size(damaged)
+    with damaged.open("r+b") as fh:
+        fh.seek(block * size)
+        fh.write(b"\xa5" * size)
+    return damaged

@@ -46,18 +46,25 @@ def _write(root: Path, packages: list[tuple[str, str, dict[str, bytes]]]) -> Non
     (db / "installed").write_bytes(_installed(packages))
 
 
+BASE = [("busybox", "1.36.1-r0", {"/usr/bin/busybox": b"busybox 1.36.1-r0\n"}),
+        ("curl", "8.5.0-r0", {"/usr/bin/curl": b"curl 8.5.0\n"})]
+UPGRADE = [("busybox", "1.36.1-r2", {"/usr/bin/busybox": b"busybox 1.36.1-r2\n"}), BASE[1]]
+
+
+def _machine(tmp_path: Path) -> tuple[Path, Path]:
+    """(tree, image): busybox and curl installed."""
+    root = linux_tree(tmp_path / "src")
+    _write(root, BASE)
+    return root, tree_image(root, tmp_path / "base.img")
+
+
 def test_apk_upgrade_matches_and_a_replaced_binary_differs(
         tmp_path: Path, scan: Callable[[Path], ScanRecord]) -> None:
-    root = linux_tree(tmp_path / "src")
-    base = [("busybox", "1.36.1-r0", {"/usr/bin/busybox": b"busybox 1.36.1-r0\n"}),
-            ("curl", "8.5.0-r0", {"/usr/bin/curl": b"curl 8.5.0\n"})]
-    _write(root, base)
-    image = tree_image(root, tmp_path / "base.img")
+    root, image = _machine(tmp_path)
     assert scan(image).baseline
 
     def change() -> None:
-        _write(root, [("busybox", "1.36.1-r2",
-                       {"/usr/bin/busybox": b"busybox 1.36.1-r2\n"}), base[1]])
+        _write(root, UPGRADE)
         (root / "usr/bin/curl").write_bytes(b"curl evil!\n")
 
     record = scan(changed_copy(image, root, tmp_path, change, NEW_TIME))
@@ -66,5 +73,26 @@ def test_apk_upgrade_matches_and_a_replaced_binary_differs(
          "matches-package"),
         ("file", "modified", "/usr/bin/curl", ("sha256",), "curl 8.5.0-r0",
          "differs-from-package"),
+        ("software", "upgraded", "apk\\busybox:x86_64", ("version", "digest"), None, None),
+    ]
+
+
+def test_a_damaged_apk_entry_is_no_removal_and_its_files_get_no_verdict(
+        tmp_path: Path, scan: Callable[[Path], ScanRecord]) -> None:
+    root, image = _machine(tmp_path)
+    scan(image)
+
+    def change() -> None:  # curl's entry damaged (its name), its binary replaced
+        _write(root, UPGRADE)
+        db = root / "lib/apk/db/installed"
+        db.write_bytes(db.read_bytes().replace(b"P:curl\n", b"P:cu/l\n"))
+        (root / "usr/bin/curl").write_bytes(b"curl evil!\n")
+
+    record = scan(changed_copy(image, root, tmp_path, change, NEW_TIME))
+    assert record.status == "partial"
+    assert events(record) == [  # no "software removed apk\curl"; no "not-packaged" either
+        ("file", "modified", "/usr/bin/busybox", ("sha256",), "busybox 1.36.1-r2",
+         "matches-package"),
+        ("file", "modified", "/usr/bin/curl", ("sha256",), None, None),
         ("software", "upgraded", "apk\\busybox:x86_64", ("version", "digest"), None, None),
     ]

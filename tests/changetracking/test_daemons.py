@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from scanner.changetracking.daemons import parse_unit
-from scanner.storage.repository import ScanRecord
+from scanner.storage.repository import Repository, ScanRecord
 from tests.changetracking.test_dpkg_matrix import events
 from tests.imaging.ext4 import build_ext4, debugfs, pin_owners, pin_times
 from tests.imaging.tools import BASE_TIME, copy_image
@@ -102,3 +102,55 @@ def test_parse_unit_joins_continuations_and_resets() -> None:
                       b"[Install]\nExecStart=/bin/ignored\n") == {
         "exec_start": "/bin/b; /bin/c"}
     assert parse_unit(b"\xff\xfe[Service\nExecStart=" + b"x" * 100_000) == {}
+
+
+def test_an_oversized_unit_is_bounded_by_itself_and_makes_the_scan_partial(
+        tmp_path: Path, scan: Callable[[Path], ScanRecord], repo: Repository) -> None:
+    _root, image = _machine(tmp_path)
+    scan(image)
+    after = copy_image(image, tmp_path / "after.img")
+    evil, cron = tmp_path / "evil.service", tmp_path / "cron.service"
+    evil.write_bytes(b"[Service]\nExecStart=/tmp/.x/evil\n" + b"#" * (2 << 20))
+    cron.write_bytes(CRON_EVIL)
+    debugfs(after, f"set_current_time @{NEW_TIME}",
+            f"write {evil} /etc/systemd/system/evil.service",
+            "symlink /etc/systemd/system/multi-user.target.wants/evil.service "
+            "/etc/systemd/system/evil.service",
+            f"rm {UNITS}/cron.service", f"write {cron} {UNITS}/cron.service")
+    record = scan(after)
+
+    assert record.status == "partial"
+    assert events(record) == [  # the others' changes are not hidden by the big one
+        ("daemon", "modified", "systemd\\cron.service", ("digest", "detail"), None, None),
+        ("daemon", "added", "systemd\\evil.service", (), None, None),
+    ]
+    added = record.events[1]
+    assert added.current is not None and added.current["digest"] is None
+    assert added.current["detail"] == {"enabled": True, "oversized": (2 << 20) + 33,
+                                       "unit_file": "/etc/systemd/system/evil.service"}
+    coverage = repo.scan_row(record.id)["coverage"]
+    assert coverage["unreadable"] == {"/etc/systemd/system/evil.service": (
+        f"{(2 << 20) + 33} bytes, larger than {1 << 20}, the bound for one unit file: "
+        "its content is not read")}
+
+
+def test_an_unreadable_unit_directory_keeps_the_units(
+        tmp_path: Path, scan: Callable[[Path], ScanRecord], repo: Repository) -> None:
+    from scanner.changetracking.query import inventory_rows
+    from tests.changetracking.debian import garbled_directory
+    from tests.conftest import MACHINE
+
+    _root, image = _machine(tmp_path)
+    scan(image)
+    damaged = garbled_directory(image, UNITS, tmp_path / "damaged.img")
+    record = scan(damaged)
+    assert record.status == "partial"
+    assert [e for e in events(record) if e[0] == "daemon"] == []  # nothing "removed"
+    coverage = repo.scan_row(record.id)["coverage"]
+    assert coverage["unreadable"] == {UNITS: (
+        "cannot list directory (inode 61): block 0: bad record length 42405 at offset 0")}
+    with repo.transaction() as conn:
+        kept = inventory_rows(conn, MACHINE, "daemon")
+    assert [r["path"] for r in kept] == [
+        "systemd\\cron.service", "systemd\\getty@.service", "systemd\\rescue.service",
+        "systemd\\ssh.service", "sysv\\ssh"]

@@ -12,14 +12,16 @@ from scanner.changetracking.query import inventory_rows
 from scanner.storage.repository import Repository, ScanRecord
 from tests.changetracking.debian import (
     GREET,
+    HELLO_2,
     NEW_TIME,
     TROJAN,
     base_machine,
+    garbled_directory,
+    hello,
     patch_night,
 )
 from tests.conftest import MACHINE
-from tests.imaging.packages import changed_copy
-from tests.imaging.tools import copy_image
+from tests.imaging.packages import changed_copy, dpkg
 
 EXPECTED = [
     ("file", "modified", "/usr/bin/greet", ("sha256",), "greet 1.0", "differs-from-package"),
@@ -104,16 +106,10 @@ def test_md5sums_edited_to_fit_a_trojan_is_a_tampered_database(
 
 def test_an_unreadable_info_directory_keeps_the_software(
         tmp_path: Path, scan: Callable[[Path], ScanRecord], repo: Repository) -> None:
-    from tests.imaging.ext4 import block_size, data_blocks
 
     root, image = base_machine(tmp_path)
     scan(image)
-    damaged = copy_image(image, tmp_path / "damaged.img")
-    (block,) = data_blocks(damaged, "/var/lib/dpkg/info", 1)
-    size = block_size(damaged)
-    with damaged.open("r+b") as fh:  # the directory's entries: garbage
-        fh.seek(block * size)
-        fh.write(b"\xa5" * size)
+    damaged = garbled_directory(image, "/var/lib/dpkg/info", tmp_path / "damaged.img")
     record = scan(damaged)
     assert record.status == "partial"
     assert [e for e in record.events if e.entity_type == "software"] == []
@@ -123,3 +119,27 @@ def test_an_unreadable_info_directory_keeps_the_software(
     assert coverage["unreadable"]["/var/lib/dpkg/status"].startswith("cannot list directory")
     assert any(n.startswith("dpkg: cannot list directory") and n.endswith(
         "its previous state is kept") for n in coverage["notes"])
+
+
+def test_a_removed_file_is_judged_by_its_own_previous_owner(
+        tmp_path: Path, scan: Callable[[Path], ScanRecord]) -> None:
+    root, image = base_machine(tmp_path)
+    scan(image)
+
+    def change() -> None:  # patch night (hello upgraded) hides two deletions
+        debs = tmp_path / "debs2"
+        debs.mkdir()
+        dpkg(root, "-i", hello(debs, "1.1-1", HELLO_2))
+        (root / "usr/bin/greet").unlink()  # greet's binary and its md5sums line
+        (root / "var/lib/dpkg/info/greet.md5sums").write_text("")
+        (root / "usr/bin/tool").unlink()  # no package's
+
+    record = scan(changed_copy(image, root, tmp_path, change, NEW_TIME))
+    assert events(record) == [
+        ("file", "removed", "/usr/bin/greet", (), None, "package-database-tampered"),
+        ("file", "modified", "/usr/bin/hello", ("sha256",), "hello 1.1-1", "matches-package"),
+        ("file", "removed", "/usr/bin/tool", (), None, "not-packaged"),
+        ("software", "modified", "dpkg\\greet:amd64", ("digest",), None,
+         "package-database-tampered"),
+        ("software", "upgraded", "dpkg\\hello:amd64", ("version", "digest"), None, None),
+    ]

@@ -101,3 +101,58 @@ def test_an_unreadable_system_hive_keeps_the_services(
     with repo.transaction() as conn:
         services = inventory_rows(conn, MACHINE, "service")
     assert [r["name"] for r in services] == ["Spooler"]
+
+
+def test_an_unreadable_user_hive_keeps_that_users_software(
+        tmp_path: Path, scan: Callable[[Path], ScanRecord], repo: Repository) -> None:
+    from tests.imaging.windows import BOB_NTUSER
+
+    base = _layout()
+    _app(base.hives[ALICE_NTUSER], f"Software\\{UNINSTALL}\\Zoom", "Zoom", "5.0")
+    _app(base.hives[BOB_NTUSER], f"Software\\{UNINSTALL}\\Slack", "Slack", "4.0")
+    scan(build_windows_image(tmp_path / "a.img", base))
+    broken = copy_layout(base)
+    _app(broken.hives[ALICE_NTUSER], f"Software\\{UNINSTALL}\\Zoom", "Zoom", "5.1")
+    truncate_hive(broken, BOB_NTUSER)  # bob's hive cannot be read
+    record = scan(build_windows_image(tmp_path / "b.img", broken))
+    assert record.status == "partial"
+    # no "software removed ...\bob\Slack": bob's profile could not be read; alice's
+    # change is still reported
+    assert [e for e in events(record) if e[0] == "software"] == [
+        ("software", "upgraded", "windows-user-uninstall\\alice\\Zoom", ("version",), None,
+         None)]
+    coverage = repo.scan_row(record.id)["coverage"]
+    assert coverage["unreadable"] == {
+        "C:\\Users\\bob\\NTUSER.DAT": "hive /Users/bob/NTUSER.DAT: truncated hive: the header "
+        "says 8192 bytes, the file has 6144",
+        "HKU\\bob": "hive C:\\Users\\bob\\NTUSER.DAT: truncated hive: the header says "
+        "8192 bytes, the file has 6144"}
+    with repo.transaction() as conn:
+        software = inventory_rows(conn, MACHINE, "software")
+    assert [(r["path"], r["version"]) for r in software] == [
+        ("windows-uninstall\\{1111}", "1.0"),
+        ("windows-user-uninstall\\alice\\Zoom", "5.1"),
+        ("windows-user-uninstall\\bob\\Slack", "4.0"),
+    ]
+
+
+def test_a_damaged_value_is_unreadable_not_gone(
+        tmp_path: Path, scan: Callable[[Path], ScanRecord], repo: Repository) -> None:
+    from tests.imaging.hives import RepeatedSegments
+
+    base = _layout()
+    scan(build_windows_image(tmp_path / "a.img", base))
+    broken = copy_layout(base)
+    # ImagePath's data names more big-data segments than a value may have: not readable
+    broken.hives[SYSTEM].key(f"{SERVICES}\\Spooler").value(
+        "ImagePath", REG_EXPAND_SZ, RepeatedSegments(b"A\0" * 8, 5000))
+    record = scan(build_windows_image(tmp_path / "b.img", broken))
+    assert record.status == "partial"
+    assert [e for e in events(record) if e[0] == "service"] == [
+        ("service", "modified", "windows-service\\Spooler", ("detail",), None, None)]
+    spooler = next(e for e in record.events if e.path == "windows-service\\Spooler")
+    assert spooler.current is not None
+    assert spooler.current["detail"]["image_path"] == "<unreadable>"
+    coverage = repo.scan_row(record.id)["coverage"]
+    assert coverage["unreadable"]["windows-service\\Spooler"] == (
+        "value imagepath cannot be read")

@@ -151,7 +151,10 @@ def test_user_keys_behind_an_unreadable_hive_root_list_keep_their_state(
     assert events(record) == []
     assert record.status == "partial"
     assert coverage_of(repo, record)["unreadable"] == {
-        "HKU\\bob\\Software": f"cell 0x{cell:x} is not a subkey list (b'XX')"}
+        "HKU\\bob\\Software": f"cell 0x{cell:x} is not a subkey list (b'XX')",
+        # change tracking's per-user installs: bob's kept (review s5 #5)
+        "C:\\Users\\bob\\NTUSER.DAT": f"hive /Users/bob/NTUSER.DAT: cell 0x{cell:x} is not "
+        "a subkey list (b'XX')"}
     bob = {i for i in before if i.startswith("HKU\\bob\\")}
     assert bob and f"HKU\\bob\\Software\\{RUN}\\\\Discord" in bob
     assert registry_state(repo) == before
