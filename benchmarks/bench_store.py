@@ -220,6 +220,7 @@ def run_size(url: str, n: int, seed: int) -> dict[str, Any]:
     from scanner.storage.tables import change_event
 
     engine = make_engine(url)
+    postgres = engine.dialect.name == "postgresql"
     repo = Repository(engine)
     name = f"bench-store-{n}-{secrets.token_hex(3)}"
     with repo.transaction() as conn:
@@ -235,7 +236,8 @@ def run_size(url: str, n: int, seed: int) -> dict[str, Any]:
             start = time.perf_counter()
             cpu_start = time.process_time()
             with repo.transaction() as conn:
-                backend = int(conn.execute(select(func.pg_backend_pid())).scalar() or 0)
+                backend = int(conn.execute(select(func.pg_backend_pid())).scalar() or 0) \
+                    if postgres else 0  # SQLite runs in this process: its CPU is the client's
                 server_start = backend_cpu_s(backend)
                 previous = repo.previous_scan(conn, machine_id)
                 now = datetime.now(UTC)

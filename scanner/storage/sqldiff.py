@@ -12,7 +12,8 @@ staging and events share one representation: text by :mod:`scanner.textsafe` (NU
 unpaired surrogates escaped, ids of more than 2,000 bytes shortened), integers a disk made too
 large for their column clamped to its range.
 
-The staging table has no index while it is loaded (a plain append; SQLite, which joins by
+A machine's first scan (no state yet) skips all of this: its rows go straight into the state
+table. Otherwise the staging table has no index while it is loaded (a plain append; SQLite, which joins by
 index lookups, then indexes it once). On PostgreSQL the comparison is one pass: a full outer
 join of the staged rows with the machine's state returns the new, the gone and the differing
 rows together. The apply step then touches those rows only: their ids go
@@ -261,8 +262,6 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
     out = out if out is not None else FileDiff()
     stage, table, columns = spec.stage, spec.table, spec.columns
     postgres = conn.dialect.name == "postgresql"
-    stage.drop(conn, checkfirst=True)
-    stage.create(conn)
     total = 0
     unknown_xattrs = False
     build = spec.row
@@ -277,6 +276,12 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
                 unknown_xattrs = True
             yield row
 
+    if previous_policies is None and not _has_state(conn, table, machine_id):
+        _load_baseline(conn, table, (machine_id, scan_id), columns, rows(), xattrs_at)
+        out.baseline = True
+        return out, total + (0 if skip is None else skip.skipped)
+    stage.drop(conn, checkfirst=True)
+    stage.create(conn)
     bulk_insert(conn, stage, columns, rows(), encoded=True)
     total += 0 if skip is None else skip.skipped
     if not postgres and previous_policies is not None:
@@ -381,6 +386,28 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
         changed.drop(conn)
     stage.drop(conn)
     return diff, total
+
+
+def _has_state(conn: Connection, table: Table, machine_id: int) -> bool:
+    """Whether the machine has any state row in ``table``."""
+    return conn.execute(select(table.c.path).where(table.c.machine_id == machine_id)
+                        .limit(1)).first() is not None
+
+
+def _load_baseline(conn: Connection, table: Table, key: tuple[int, int],
+                   columns: tuple[str, ...], rows: Iterable[tuple[Any, ...]],
+                   xattrs_at: int | None) -> None:
+    """A first scan of a machine with no state: its rows go straight into the state table
+    (``key``: machine and scan ids), with no staging table to load and copy. Extended
+    attributes that could not be read (NULL) are stored empty, as the staged path stores
+    them when there is no state to keep them from."""
+    def keyed() -> Iterable[tuple[Any, ...]]:
+        for row in rows:
+            if xattrs_at is not None and row[xattrs_at] is None:
+                row = (*row[:xattrs_at], "{}", *row[xattrs_at + 1:])
+            yield key + row
+
+    bulk_insert(conn, table, ("machine_id", "scan_id", *columns), keyed(), encoded=True)
 
 
 def count_state(conn: Connection, machine_id: int, spec: StateSpec = FILE_STATE) -> int:
