@@ -12,11 +12,11 @@ staging and events share one representation: text by :mod:`scanner.textsafe` (NU
 unpaired surrogates escaped, ids of more than 2,000 bytes shortened), integers a disk made too
 large for their column clamped to its range.
 
-A machine's first scan (no state yet) skips all of this: its rows go straight into the state
-table. Otherwise the staging table has no index while it is loaded (a plain append; SQLite, which joins by
-index lookups, then indexes it once). On PostgreSQL the comparison is one pass: a full outer
-join of the staged rows with the machine's state returns the new, the gone and the differing
-rows together. The apply step then touches those rows only: their ids go
+A machine's first scan (no state yet) skips all of this: its rows go straight into the
+state table. Otherwise the staging table has no index while it is loaded (a plain append;
+SQLite, which joins by index lookups, then indexes it once). On PostgreSQL the comparison is
+one pass: a full outer join of the staged rows with the machine's state returns the new, the
+gone and the differing rows together. The apply step then touches those rows only: their ids go
 to PostgreSQL as one array (index lookups in the state), elsewhere into a small temporary
 table joined once. Rows are built for the COPY with as little Python per row as possible:
 JSON columns are encoded once where the row is built, and the common all-ASCII, in-range row
@@ -50,7 +50,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 
 from scanner.diff import DiffRules, FileDiff
 from scanner.entities import (
@@ -70,7 +69,7 @@ _CHUNK = 1000
 # PostgreSQL's memory for the diff's hash join (per scan transaction; the default 4 MB spills
 # a 100k-row state to disk in 16 batches)
 _JOIN_MEMORY = "64MB"
-_stage_meta = MetaData()
+_stage_meta = {False: MetaData(), True: MetaData()}  # by: is it PostgreSQL
 
 
 @dataclass(frozen=True)
@@ -88,22 +87,28 @@ class StateSpec:
     def stage(self) -> Table:
         """The temporary staging table of this kind (dropped at the end of each diff): no
         key and no index, so that loading it is a plain append."""
+        return self.staging(postgres=False)
+
+    def staging(self, *, postgres: bool) -> Table:
+        """:attr:`stage` for one kind of database: PostgreSQL's also drops it at commit (an
+        option named only there, so that SQLite never loads PostgreSQL's dialect)."""
+        meta = _stage_meta[postgres]
         name = f"snapfim_stage_{self.table.name}"
-        if name not in _stage_meta.tables:
-            Table(name, _stage_meta,
+        if name not in meta.tables:
+            Table(name, meta,
                   *(Column(c, self.table.c[c].type, nullable=c != "path")
                     for c in self.columns),
-                  prefixes=["TEMPORARY"], postgresql_on_commit="DROP")
-        return _stage_meta.tables[name]
+                  prefixes=["TEMPORARY"], **({"postgresql_on_commit": "DROP"} if postgres else {}))
+        return meta.tables[name]
 
     @property
     def changed(self) -> Table:
-        """The temporary table naming the state rows a diff rewrites or deletes."""
+        """The temporary table naming the state rows a diff rewrites or deletes (SQLite)."""
+        meta = _stage_meta[False]
         name = f"snapfim_changed_{self.table.name}"
-        if name not in _stage_meta.tables:
-            Table(name, _stage_meta, Column("path", Text, nullable=False),
-                  prefixes=["TEMPORARY"], postgresql_on_commit="DROP")
-        return _stage_meta.tables[name]
+        if name not in meta.tables:
+            Table(name, meta, Column("path", Text, nullable=False), prefixes=["TEMPORARY"])
+        return meta.tables[name]
 
 
 def _opt(text: str | None) -> str | None:
@@ -260,8 +265,8 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
     those hives' mounts are kept as they are (:mod:`scanner.storage.hives`).
     """
     out = out if out is not None else FileDiff()
-    stage, table, columns = spec.stage, spec.table, spec.columns
     postgres = conn.dialect.name == "postgresql"
+    stage, table, columns = spec.staging(postgres=postgres), spec.table, spec.columns
     total = 0
     unknown_xattrs = False
     build = spec.row
@@ -366,6 +371,8 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
     # lookups in the state, one pass over the staging table); elsewhere they are named in a
     # small table, joined once.
     if postgres:
+        from sqlalchemy.dialects.postgresql import ARRAY  # not imported for SQLite
+
         if rewrite or deleted:
             conn.execute(delete(table).where(
                 table.c.machine_id == machine_id,
