@@ -95,10 +95,11 @@ class StateSpec:
         meta = _stage_meta[postgres]
         name = f"snapfim_stage_{self.table.name}"
         if name not in meta.tables:
+            options: dict[str, Any] = {"postgresql_on_commit": "DROP"} if postgres else {}
             Table(name, meta,
                   *(Column(c, self.table.c[c].type, nullable=c != "path")
                     for c in self.columns),
-                  prefixes=["TEMPORARY"], **({"postgresql_on_commit": "DROP"} if postgres else {}))
+                  prefixes=["TEMPORARY"], **options)
         return meta.tables[name]
 
     @property
