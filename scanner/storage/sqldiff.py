@@ -189,19 +189,29 @@ def _file_entity(data: Mapping[str, Any], prefix: str) -> Entity:
 
 def _registry_row(e: RegistryKeyEntity | RegistryValueEntity) -> tuple[Any, ...]:
     """The staged row of a registry key or value, strings made storable and integers clamped
-    (as files)."""
+    (as files). The common row (ASCII without NUL, a short id) takes no escaping call."""
     if isinstance(e, RegistryKeyEntity):
-        path = storable_id(e.path)
-        row: tuple[Any, ...] = (
-            path, "key", path, None, e.last_write, _opt(e.acl), e.subkey_count,
-            e.value_count, None, None, None, None, _policies(e.policies))
+        path, acl = e.path, e.acl
+        if _plain(f"{path}{acl or ''}") and len(path) <= _PLAIN_ID:
+            row: tuple[Any, ...] = (
+                path, "key", path, None, e.last_write, acl, e.subkey_count,
+                e.value_count, None, None, None, None, _policies(e.policies))
+        else:
+            path = storable_id(path)
+            row = (path, "key", path, None, e.last_write, _opt(acl), e.subkey_count,
+                   e.value_count, None, None, None, None, _policies(e.policies))
         if (_LO64 <= e.last_write <= _HI64 and _LO32 <= e.subkey_count <= _HI32
                 and _LO32 <= e.value_count <= _HI32):
             return row
         return _clamped(row, _REGISTRY_BOUNDS)
-    row = (storable_id(e.path), "value", storable_id(e.key_path), storable(e.name), None,
-           None, None, None, storable(e.type), e.size, e.sha256, _opt(e.preview),
-           _policies(e.policies))
+    path, preview = e.path, e.preview  # the id holds the key path and the name
+    if _plain(f"{path}{e.type}{preview or ''}") and len(path) <= _PLAIN_ID:
+        row = (path, "value", e.key_path, e.name, None, None, None, None, e.type, e.size,
+               e.sha256, preview, _policies(e.policies))
+    else:
+        row = (storable_id(path), "value", storable_id(e.key_path), storable(e.name), None,
+               None, None, None, storable(e.type), e.size, e.sha256, _opt(preview),
+               _policies(e.policies))
     return row if _LO64 <= e.size <= _HI64 else _clamped(row, _REGISTRY_BOUNDS)
 
 
