@@ -128,7 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'aide --init (sha256), peer':34s} {aide['wall_s']:6.2f} s  "
               f"{aide['db_entries'] / aide['wall_s']:9,.0f} entries/s  "
               f"{hashed / 1e6 / aide['wall_s']:7,.0f} MB/s  "
-              f"peak RSS {aide['max_rss_kib'] / 1024:5.0f} MiB")
+              f"peak RSS {aide['max_rss_kib'] / 1024:5.0f} MiB  "
+              f"CPU {aide['user_s'] + aide['sys_s']:5.2f} s")
+        for name, run in (("first scan", first), ("rescan", rescan)):
+            print(f"{name}: {aide['wall_s'] / run['wall_s']:.1f}x faster than aide --init "
+                  f"(wall), {(aide['user_s'] + aide['sys_s']) / run['cpu_s']:.1f}x less CPU")
     return 0
 
 
