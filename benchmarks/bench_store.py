@@ -318,8 +318,11 @@ def floor(engine: Any, machine_id: int, scan_id: int, n: int, seed: int,
                        "WITH NO DATA")
         cursor.execute("SET LOCAL work_mem = '64MB'")
 
-        def copy() -> None:
-            with cursor.copy(f"COPY floor_stage ({names}) FROM STDIN") as pipe:
+        def copy() -> None:  # sent from a thread while rows are built, as the store does
+            from psycopg.copy import QueuedLibpqWriter
+
+            with cursor.copy(f"COPY floor_stage ({names}) FROM STDIN",
+                             writer=QueuedLibpqWriter(cursor)) as pipe:
                 for e in machine_state(n, seed, changes):
                     pipe.write_row(FILE_STATE.row(e))
 
