@@ -2,9 +2,11 @@
 
 No policy, no metadata beyond what the walk needs, no xattrs, no entities, no database: what
 reading and hashing the image costs at least with this library. With one process the walk
-hashes each file as it meets it; with N processes the walk lists the files (inode, size) first
-and N forked processes hash them (largest first, each process opening the image itself).
-Used by :mod:`benchmarks.bench_scan` to print the floor beside the scan's figures.
+hashes each file as it meets it; with N processes the walking process hashes a file itself
+while it has hashed less than half of what each helper got, and hands the others to N - 1
+forked helpers through a queue (each opens the image itself), so walking and hashing overlap
+from the first file. Used by :mod:`benchmarks.bench_scan` to print the floor beside the
+scan's figures.
 
     python3 -m benchmarks.scan_floor IMAGE [--processes N]
 """
@@ -19,7 +21,6 @@ import time
 from typing import Any
 
 _CHUNK = 1 << 20
-_files: list[tuple[int, int]] = []  # (inode, size): set before the pool forks
 
 
 def _open(image: str) -> Any:
@@ -42,14 +43,15 @@ def _hash(fs: Any, inode: int, size: int) -> int:
     return offset
 
 
-def _walk(fs: Any, hash_now: bool) -> tuple[int, int]:
-    """Every allocated entry under the root (no ``.``/``..``, no deleted names); regular files
-    hashed now (``hash_now``) or listed in :data:`_files`. Returns (entries, bytes hashed)."""
+def _walk(fs: Any, hand: Any = None, helpers: int = 0) -> tuple[int, int]:
+    """Every allocated entry under the root (no ``.``/``..``, no deleted names, no NTFS-style
+    ``$`` system files); regular files hashed here, or put on ``hand`` (a queue) for the
+    ``helpers``. Returns (entries, bytes hashed here)."""
     import pytsk3
 
     alloc = int(pytsk3.TSK_FS_NAME_FLAG_ALLOC)
     reg, dir_ = pytsk3.TSK_FS_META_TYPE_REG, pytsk3.TSK_FS_META_TYPE_DIR
-    entries = hashed = 0
+    entries = mine = handed = 0
     stack = [fs.open_dir(path="/")]
     seen: set[int] = set()
     while stack:
@@ -64,18 +66,20 @@ def _walk(fs: Any, hash_now: bool) -> tuple[int, int]:
                     seen.add(meta.addr)
                     stack.append(entry.as_directory())
             elif meta.type == reg and meta.size:
-                if hash_now:
-                    hashed += _hash(fs, meta.addr, meta.size)
+                if hand is None or 2 * mine * helpers <= handed:  # the walker also walks
+                    mine += _hash(fs, meta.addr, meta.size)
                 else:
-                    _files.append((meta.addr, meta.size))
-                    hashed += meta.size
-    return entries, hashed
+                    hand.put((meta.addr, meta.size))
+                    handed += meta.size
+    return entries, mine
 
 
-def _hash_share(args: tuple[str, int, int]) -> int:
-    image, index, processes = args
+def _helper(image: str, hand: Any, done: Any) -> None:
     fs = _open(image)
-    return sum(_hash(fs, inode, size) for inode, size in _files[index::processes])
+    total = 0
+    while (item := hand.get()) is not None:
+        total += _hash(fs, *item)
+    done.put(total)
 
 
 def floor(image: str, processes: int = 1) -> dict[str, Any]:
@@ -83,15 +87,20 @@ def floor(image: str, processes: int = 1) -> dict[str, Any]:
     start = time.perf_counter()
     fs = _open(image)
     if processes <= 1:
-        entries, hashed = _walk(fs, hash_now=True)
+        entries, hashed = _walk(fs)
     else:
-        _files.clear()
-        entries, hashed = _walk(fs, hash_now=False)
-        _files.sort(key=lambda f: -f[1])
-        with multiprocessing.get_context("fork").Pool(processes) as pool:
-            hashed = sum(pool.map(_hash_share, [(image, i, processes)
-                                                for i in range(processes)]))
-        _files.clear()
+        context = multiprocessing.get_context("fork")
+        hand, done = context.Queue(maxsize=4096), context.Queue()
+        helpers = [context.Process(target=_helper, args=(image, hand, done))
+                   for _ in range(processes - 1)]
+        for helper in helpers:
+            helper.start()
+        entries, hashed = _walk(fs, hand, len(helpers))
+        for _ in helpers:
+            hand.put(None)
+        hashed += sum(done.get() for _ in helpers)
+        for helper in helpers:
+            helper.join()
     return {"wall_s": time.perf_counter() - start, "entries": entries, "bytes": hashed,
             "processes": processes}
 
