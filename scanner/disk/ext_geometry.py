@@ -194,7 +194,7 @@ class ExtInodeReader:
         chunk = self._chunks.get(start)
         if chunk is None:
             chunk = self._read_at(start, _TABLE_CHUNK)
-            if len(chunk) < at + size:  # the source ends within the chunk
+            if len(chunk) != _TABLE_CHUNK:  # the source ends within the chunk: never kept
                 return self.read(offset, size)
             if len(self._chunks) >= _TABLE_CHUNKS:
                 del self._chunks[next(iter(self._chunks))]  # the oldest
