@@ -13,10 +13,10 @@ event. The first scan of a machine stages everything.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select
 
+from scanner.entities import RegistryEntity
 from scanner.storage.tables import registry_hive
 from scanner.textsafe import escaped, storable
 
@@ -34,19 +34,26 @@ class HiveSkip:
         self.kept: set[str] = set()
         self.skipped = 0
 
-    def filter(self, entities: Iterable[Any]) -> Iterator[Any]:
+    def filter(self, entities: Iterable[RegistryEntity]) -> Iterator[RegistryEntity]:
         """The entities to stage."""
         stored, seen, kept = self._stored, self.seen, self.kept
+        decided: dict[tuple[str, str], bool] = {}  # per hive (mount, digest): decided once
+        skipped = 0
         for entity in entities:
-            tag = getattr(entity, "hive", None)
+            tag = entity.hive
             if tag is not None:
-                mount = storable(tag.mount)
-                seen[mount] = tag.digest
-                if stored.get(mount) == tag.digest:
-                    kept.add(tag.mount)
-                    self.skipped += 1
+                keep = decided.get((tag.mount, tag.digest))
+                if keep is None:
+                    mount = storable(tag.mount)
+                    seen[mount] = tag.digest
+                    keep = decided[tag.mount, tag.digest] = stored.get(mount) == tag.digest
+                    if keep:
+                        kept.add(tag.mount)
+                if keep:
+                    skipped += 1
                     continue
             yield entity
+        self.skipped += skipped
 
     def kept_prefixes(self) -> list[tuple[str, str]]:
         """(stored mount, stored prefix) pairs naming the state rows kept: the rows whose id

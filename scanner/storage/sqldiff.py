@@ -12,10 +12,11 @@ staging and events share one representation: text by :mod:`scanner.textsafe` (NU
 unpaired surrogates escaped, ids of more than 2,000 bytes shortened), integers a disk made too
 large for their column clamped to its range.
 
-The staging table has no index while it is loaded (a plain append; SQLite, which joins by
-index lookups, then indexes it once). On PostgreSQL the comparison is one pass: a full outer
-join of the staged rows with the machine's state returns the new, the gone and the differing
-rows together. The apply step then touches those rows only: their ids go
+A machine's first scan (no state yet) skips all of this: its rows go straight into the
+state table. Otherwise the staging table has no index while it is loaded (a plain append;
+SQLite, which joins by index lookups, then indexes it once). On PostgreSQL the comparison is
+one pass: a full outer join of the staged rows with the machine's state returns the new, the
+gone and the differing rows together. The apply step then touches those rows only: their ids go
 to PostgreSQL as one array (index lookups in the state), elsewhere into a small temporary
 table joined once. Rows are built for the COPY with as little Python per row as possible:
 JSON columns are encoded once where the row is built, and the common all-ASCII, in-range row
@@ -49,7 +50,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 
 from scanner.diff import DiffRules, FileDiff
 from scanner.entities import (
@@ -69,7 +69,7 @@ _CHUNK = 1000
 # PostgreSQL's memory for the diff's hash join (per scan transaction; the default 4 MB spills
 # a 100k-row state to disk in 16 batches)
 _JOIN_MEMORY = "64MB"
-_stage_meta = MetaData()
+_stage_meta = {False: MetaData(), True: MetaData()}  # by: is it PostgreSQL
 
 
 @dataclass(frozen=True)
@@ -87,22 +87,29 @@ class StateSpec:
     def stage(self) -> Table:
         """The temporary staging table of this kind (dropped at the end of each diff): no
         key and no index, so that loading it is a plain append."""
+        return self.staging(postgres=False)
+
+    def staging(self, *, postgres: bool) -> Table:
+        """:attr:`stage` for one kind of database: PostgreSQL's also drops it at commit (an
+        option named only there, so that SQLite never loads PostgreSQL's dialect)."""
+        meta = _stage_meta[postgres]
         name = f"snapfim_stage_{self.table.name}"
-        if name not in _stage_meta.tables:
-            Table(name, _stage_meta,
+        if name not in meta.tables:
+            options: dict[str, Any] = {"postgresql_on_commit": "DROP"} if postgres else {}
+            Table(name, meta,
                   *(Column(c, self.table.c[c].type, nullable=c != "path")
                     for c in self.columns),
-                  prefixes=["TEMPORARY"], postgresql_on_commit="DROP")
-        return _stage_meta.tables[name]
+                  prefixes=["TEMPORARY"], **options)
+        return meta.tables[name]
 
     @property
     def changed(self) -> Table:
-        """The temporary table naming the state rows a diff rewrites or deletes."""
+        """The temporary table naming the state rows a diff rewrites or deletes (SQLite)."""
+        meta = _stage_meta[False]
         name = f"snapfim_changed_{self.table.name}"
-        if name not in _stage_meta.tables:
-            Table(name, _stage_meta, Column("path", Text, nullable=False),
-                  prefixes=["TEMPORARY"], postgresql_on_commit="DROP")
-        return _stage_meta.tables[name]
+        if name not in meta.tables:
+            Table(name, meta, Column("path", Text, nullable=False), prefixes=["TEMPORARY"])
+        return meta.tables[name]
 
 
 def _opt(text: str | None) -> str | None:
@@ -182,19 +189,29 @@ def _file_entity(data: Mapping[str, Any], prefix: str) -> Entity:
 
 def _registry_row(e: RegistryKeyEntity | RegistryValueEntity) -> tuple[Any, ...]:
     """The staged row of a registry key or value, strings made storable and integers clamped
-    (as files)."""
+    (as files). The common row (ASCII without NUL, a short id) takes no escaping call."""
     if isinstance(e, RegistryKeyEntity):
-        path = storable_id(e.path)
-        row: tuple[Any, ...] = (
-            path, "key", path, None, e.last_write, _opt(e.acl), e.subkey_count,
-            e.value_count, None, None, None, None, _policies(e.policies))
+        path, acl = e.path, e.acl
+        if _plain(f"{path}{acl or ''}") and len(path) <= _PLAIN_ID:
+            row: tuple[Any, ...] = (
+                path, "key", path, None, e.last_write, acl, e.subkey_count,
+                e.value_count, None, None, None, None, _policies(e.policies))
+        else:
+            path = storable_id(path)
+            row = (path, "key", path, None, e.last_write, _opt(acl), e.subkey_count,
+                   e.value_count, None, None, None, None, _policies(e.policies))
         if (_LO64 <= e.last_write <= _HI64 and _LO32 <= e.subkey_count <= _HI32
                 and _LO32 <= e.value_count <= _HI32):
             return row
         return _clamped(row, _REGISTRY_BOUNDS)
-    row = (storable_id(e.path), "value", storable_id(e.key_path), storable(e.name), None,
-           None, None, None, storable(e.type), e.size, e.sha256, _opt(e.preview),
-           _policies(e.policies))
+    path, preview = e.path, e.preview  # the id holds the key path and the name
+    if _plain(f"{path}{e.type}{preview or ''}") and len(path) <= _PLAIN_ID:
+        row = (path, "value", e.key_path, e.name, None, None, None, None, e.type, e.size,
+               e.sha256, preview, _policies(e.policies))
+    else:
+        row = (storable_id(path), "value", storable_id(e.key_path), storable(e.name), None,
+               None, None, None, storable(e.type), e.size, e.sha256, _opt(preview),
+               _policies(e.policies))
     return row if _LO64 <= e.size <= _HI64 else _clamped(row, _REGISTRY_BOUNDS)
 
 
@@ -259,10 +276,8 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
     those hives' mounts are kept as they are (:mod:`scanner.storage.hives`).
     """
     out = out if out is not None else FileDiff()
-    stage, table, columns = spec.stage, spec.table, spec.columns
     postgres = conn.dialect.name == "postgresql"
-    stage.drop(conn, checkfirst=True)
-    stage.create(conn)
+    stage, table, columns = spec.staging(postgres=postgres), spec.table, spec.columns
     total = 0
     unknown_xattrs = False
     build = spec.row
@@ -277,6 +292,12 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
                 unknown_xattrs = True
             yield row
 
+    if previous_policies is None and not _has_state(conn, table, machine_id):
+        _load_baseline(conn, table, (machine_id, scan_id), columns, rows(), xattrs_at)
+        out.baseline = True
+        return out, total + (0 if skip is None else skip.skipped)
+    stage.drop(conn, checkfirst=True)
+    stage.create(conn)
     bulk_insert(conn, stage, columns, rows(), encoded=True)
     total += 0 if skip is None else skip.skipped
     if not postgres and previous_policies is not None:
@@ -361,6 +382,8 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
     # lookups in the state, one pass over the staging table); elsewhere they are named in a
     # small table, joined once.
     if postgres:
+        from sqlalchemy.dialects.postgresql import ARRAY  # not imported for SQLite
+
         if rewrite or deleted:
             conn.execute(delete(table).where(
                 table.c.machine_id == machine_id,
@@ -381,6 +404,28 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
         changed.drop(conn)
     stage.drop(conn)
     return diff, total
+
+
+def _has_state(conn: Connection, table: Table, machine_id: int) -> bool:
+    """Whether the machine has any state row in ``table``."""
+    return conn.execute(select(table.c.path).where(table.c.machine_id == machine_id)
+                        .limit(1)).first() is not None
+
+
+def _load_baseline(conn: Connection, table: Table, key: tuple[int, int],
+                   columns: tuple[str, ...], rows: Iterable[tuple[Any, ...]],
+                   xattrs_at: int | None) -> None:
+    """A first scan of a machine with no state: its rows go straight into the state table
+    (``key``: machine and scan ids), with no staging table to load and copy. Extended
+    attributes that could not be read (NULL) are stored empty, as the staged path stores
+    them when there is no state to keep them from."""
+    def keyed() -> Iterable[tuple[Any, ...]]:
+        for row in rows:
+            if xattrs_at is not None and row[xattrs_at] is None:
+                row = (*row[:xattrs_at], "{}", *row[xattrs_at + 1:])
+            yield key + row
+
+    bulk_insert(conn, table, ("machine_id", "scan_id", *columns), keyed(), encoded=True)
 
 
 def count_state(conn: Connection, machine_id: int, spec: StateSpec = FILE_STATE) -> int:

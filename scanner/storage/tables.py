@@ -22,7 +22,8 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 metadata = MetaData(naming_convention={
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -31,7 +32,22 @@ metadata = MetaData(naming_convention={
     "pk": "pk_%(table_name)s",
 })
 
-Json = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Json(TypeDecorator[object]):
+    """JSON, stored as JSONB on PostgreSQL. The PostgreSQL type is looked up when a
+    PostgreSQL database is used, so SQLite never imports that dialect (start-up time)."""
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[object]:
+        if dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            return dialect.type_descriptor(JSONB())
+        return dialect.type_descriptor(JSON())
+
 Id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER keys only
 Stamp = DateTime(timezone=True)
 
@@ -99,9 +115,12 @@ scan = Table(
 )
 ACTIVE_SCAN_STATES = ("snapshotting", "queued", "running")
 # Never two scans of one machine at once: one active scan row per machine, enforced here.
+# Partial indexes: the migrations create them with their WHERE on both databases; the
+# metadata names the SQLite spelling only, since a ``postgresql_where`` would import the
+# whole PostgreSQL dialect into every command (start-up) and the schema is never created
+# from this metadata.
 Index("uq_scan_active_machine", scan.c.machine_id, unique=True,
-      sqlite_where=scan.c.status.in_(ACTIVE_SCAN_STATES),
-      postgresql_where=scan.c.status.in_(ACTIVE_SCAN_STATES))
+      sqlite_where=scan.c.status.in_(ACTIVE_SCAN_STATES))
 
 snapshot = Table(
     "snapshot", metadata,
@@ -304,6 +323,5 @@ delivery = Table(
     Index(None, "event_id"),
     Index(None, "alert_id"),
 )
-Index("ix_delivery_pending", delivery.c.sink, delivery.c.id,
-      sqlite_where=delivery.c.delivered_at.is_(None),
-      postgresql_where=delivery.c.delivered_at.is_(None))
+Index("ix_delivery_pending", delivery.c.sink, delivery.c.id,  # partial: see the scan index
+      sqlite_where=delivery.c.delivered_at.is_(None))

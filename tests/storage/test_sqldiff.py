@@ -279,3 +279,41 @@ def test_an_unreadable_file_keeps_its_hash_and_its_metadata_is_compared(
     assert got.state == {BASE_FILE.path: kept}
     assert [(e[1], e[4], e[5]["gid"], e[6]["gid"], e[6]["sha256"]) for e in got.events
             if e[5] and e[6]] == [("modified", ("gid",), 0, 7, "aa" * 32)]
+
+
+# -- a machine's first scan ---------------------------------------------------------------------
+def test_a_first_scan_goes_straight_into_the_state(repository: Repository,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """No staging table for a machine with no state: its rows are loaded into the state (one
+    whose extended attributes could not be read stores none). A first scan of a machine that
+    still holds state rows (none of its scans completed) is staged and replaces them."""
+    from scanner.storage import sqldiff
+
+    loaded: dict[str, int] = {}
+    real = sqldiff.bulk_insert
+
+    def counting(conn: Any, table: Any, columns: Any, rows: Any, **kw: Any) -> None:
+        rows = list(rows)
+        loaded[table.name] = loaded.get(table.name, 0) + len(rows)
+        real(conn, table, columns, rows, **kw)
+
+    monkeypatch.setattr(sqldiff, "bulk_insert", counting)
+    unread = FileEntity("/etc/a.conf", "file", 3, 0o644, 0, 0, 10, 11, 12, 13, inode=5,
+                        nlink=1, sha256="aa" * 32, xattrs=None, policies=("/etc",))
+    read = replace(unread, path="/etc/b.conf", xattrs={"user.a": "1"}, acl="user::rw-")
+    with repository.transaction() as conn:
+        machine_id = repository.machine_id(conn, "first-scan", create=True)
+        diff, staged = diff_into_state(conn, machine_id, 1, [unread, read],
+                                       previous_policies=None, current_policies=["/etc"])
+        assert (diff.baseline, diff.events, staged) == (True, [], 2)
+        assert loaded == {"file_state": 2}
+        state = repository.load_file_state(conn, machine_id)
+        assert state == {"/etc/a.conf": replace(unread, xattrs={}), "/etc/b.conf": read}
+
+        loaded.clear()
+        again = replace(read, size=4)
+        diff, staged = diff_into_state(conn, machine_id, 2, [again],
+                                       previous_policies=None, current_policies=["/etc"])
+        assert (diff.baseline, diff.events, staged) == (True, [], 1)
+        assert loaded == {FILE_STATE.stage.name: 1}
+        assert repository.load_file_state(conn, machine_id) == {"/etc/b.conf": again}

@@ -53,3 +53,22 @@ def test_the_settings_do_not_import_the_cycle() -> None:
         capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_sqlite_scan_does_not_load_postgresql_s_dialect() -> None:
+    """Start-up: the modules a scan imports, its staging tables and its statements compiled
+    for SQLite never import ``sqlalchemy.dialects.postgresql`` (a tenth of a second)."""
+    done = subprocess.run(
+        [sys.executable, "-c",
+         "import sys, scanner.cli, scanner.runner, scanner.cli_sources\n"
+         "from sqlalchemy import select\n"
+         "from sqlalchemy.dialects import sqlite\n"
+         "from scanner.storage.sqldiff import FILE_STATE, REGISTRY_STATE\n"
+         "from scanner.storage.tables import file_state\n"
+         "for spec in (FILE_STATE, REGISTRY_STATE):\n"
+         "    str(select(spec.staging(postgres=False)).compile(dialect=sqlite.dialect()))\n"
+         "str(select(file_state).compile(dialect=sqlite.dialect()))\n"
+         "print(sorted(m for m in sys.modules if m.startswith('sqlalchemy.dialects.postgresql')))"],
+        capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
