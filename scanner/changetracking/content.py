@@ -121,13 +121,22 @@ def store_texts(conn: Connection, texts: Mapping[str, bytes]) -> None:
 
 def purge_unkept(conn: Connection, paths: Iterable[tuple[str, str | None]]) -> int:
     """Delete the stored content of ``paths`` ((path, sha256) pairs) that are not kept
-    (:func:`is_kept`): what an earlier, wider rule stored. Returns how many were deleted."""
-    digests = sorted({d for p, d in paths if d and not is_kept(p)})
+    (:func:`is_kept`): what an earlier, wider rule stored. Content is shared by digest, so
+    a digest that a kept path also has (among ``paths``, or in any machine's file state: an
+    empty file, a common config) stays. Returns how many were deleted."""
+    pairs = [(p, d) for p, d in paths if d]
+    wanted = {d for p, d in pairs if is_kept(p)}
+    digests = sorted({d for p, d in pairs if not is_kept(p)} - wanted)
     deleted = 0
     for start in range(0, len(digests), _CHUNK):
-        result = conn.execute(delete(content_blob).where(
-            content_blob.c.sha256.in_(digests[start:start + _CHUNK])))
-        deleted += result.rowcount or 0
+        chunk = digests[start:start + _CHUNK]
+        rows = conn.execute(select(file_state.c.path, file_state.c.sha256)
+                            .where(file_state.c.sha256.in_(chunk)))
+        shared = {d for p, d in rows if is_kept(p)}
+        gone = [d for d in chunk if d not in shared]
+        if gone:
+            result = conn.execute(delete(content_blob).where(content_blob.c.sha256.in_(gone)))
+            deleted += result.rowcount or 0
     return deleted
 
 

@@ -9,7 +9,13 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from scanner.changetracking.content import is_kept, is_secret, purge_stored, unified
+from scanner.changetracking.content import (
+    is_kept,
+    is_secret,
+    purge_stored,
+    purge_unkept,
+    unified,
+)
 from scanner.emitters.records import event_record
 from scanner.storage.repository import Repository, ScanRecord
 from scanner.storage.tables import content_blob
@@ -104,4 +110,13 @@ def test_secrets_are_never_kept_and_content_no_longer_kept_is_purged(
             if r != "etc/app/server.conf"])
         assert purge_stored(conn) == len(SECRETS) - 1
         after = set(conn.execute(select(content_blob.c.sha256)).scalars())
-    assert after == stored
+        # content is shared by digest: what a kept path also has stays (in the file state,
+        # or among the purged pairs), the rest goes
+        config = hashlib.sha256(b"port=80\n").hexdigest()
+        assert purge_unkept(conn, [("/etc/shadow~", config)]) == 0
+        other = hashlib.sha256(b"same bytes\n").hexdigest()
+        conn.execute(content_blob.insert(), [{"sha256": other, "data": b"x"}])
+        assert purge_unkept(conn, [("/etc/shadow~", other), ("/etc/app/new.conf", other)]) == 0
+        assert purge_unkept(conn, [("/etc/shadow~", other)]) == 1
+        last = set(conn.execute(select(content_blob.c.sha256)).scalars())
+    assert after == stored == last
