@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(e2fsprogs gdisk fdisk dosfstools mtools ntfs-3g exfatprogs attr acl libcap2-bin aide xfsprogs
               time python3-hivex libhivex-bin redis-server
               chromium  # chromium: the dashboard's browser tests (Playwright drives it; no download)
-              rpm dpkg)  # rpm, rpmbuild, dpkg-deb: change tracking's real package databases
+              rpm dpkg db5.3-util)  # rpm, rpmbuild, dpkg-deb, db5.3_load: change tracking's real package databases
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -1,5 +1,6 @@
 """The software of a Linux root, from its package databases, read through the scan's mounts:
-dpkg (``/var/lib/dpkg``), RPM as SQLite (``/var/lib/rpm/rpmdb.sqlite``) and apk
+dpkg (``/var/lib/dpkg``), RPM as SQLite (``/var/lib/rpm/rpmdb.sqlite``) or else as Berkeley
+DB (``Packages``; SUSE's ndb ``Packages.db`` is a coverage note: not supported) and apk
 (``/lib/apk/db/installed``). A database that exists but cannot be read whole is an
 unreadable path of the scan (partial; that source's previous state is kept, never
 "removed"); damaged entries inside a readable one are skipped, and the source is then read
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 
-from scanner.changetracking import apk, dpkg, rpm
+from scanner.changetracking import apk, dpkg, rpm, rpm_bdb
 from scanner.changetracking.model import (
     MAX_PACKAGED_FILES,
     SOFTWARE,
@@ -36,6 +37,9 @@ from scanner.errors import DiskError, InventoryError, SourceReadError
 DPKG_DIR = "/var/lib/dpkg"
 DPKG_STATUS = f"{DPKG_DIR}/status"
 RPM_SQLITE = "/var/lib/rpm/rpmdb.sqlite"
+RPM_BDB = "/var/lib/rpm/Packages"
+RPM_NDB = "/var/lib/rpm/Packages.db"
+RPM_DATABASES = (RPM_SQLITE, RPM_BDB, RPM_NDB)  # the first one present is the database
 APK_INSTALLED = "/lib/apk/db/installed"
 _READ_ERRORS = (DiskError, SourceReadError, InventoryError)
 
@@ -46,11 +50,16 @@ def collect_software(walker: Walker, inventory: Inventory,
     records kept are those under the monitored ``roots`` (only they can have events)."""
     canonical = Canonical(walker)
     canonical.prefixes = monitored_prefixes(roots, walker)
-    for source, path, reader in (("dpkg", DPKG_STATUS, _dpkg), ("rpm", RPM_SQLITE, _rpm),
-                                 ("apk", APK_INSTALLED, _apk)):
+    for source, paths, reader in (("dpkg", (DPKG_STATUS,), _dpkg), ("rpm", RPM_DATABASES, _rpm),
+                                  ("apk", (APK_INSTALLED,), _apk)):
         seen = set(walker.result.unreadable)
+        path = paths[0]
         try:
-            if not exists(walker, path):
+            path = next((p for p in paths if exists(walker, p)), "")
+            if not path:
+                continue
+            if path == RPM_NDB:  # not read: nothing recorded, the previous state kept
+                inventory.notes.append(f"rpm: {RPM_NDB}: SUSE's ndb format, not supported")
                 continue
             inventory.sources.add(source)
             skipped = reader(walker, inventory, canonical)
@@ -112,11 +121,17 @@ def _dpkg(walker: Walker, inventory: Inventory, canonical: Canonical) -> int:
 
 
 def _rpm(walker: Walker, inventory: Inventory, canonical: Canonical) -> int:
-    data = read_bounded(walker, RPM_SQLITE, rpm.MAX_RPMDB_BYTES)
-    if data is None:
-        raise InventoryError("rpmdb.sqlite is not a regular file")
-    wal = read_bounded(walker, RPM_SQLITE + "-wal", rpm.MAX_RPMDB_BYTES)  # not checkpointed
-    packages, skipped = rpm.read_sqlite_rpmdb(data, wal, canonical.prefixes)
+    if not exists(walker, RPM_SQLITE):  # Berkeley DB (RPM_DATABASES: it is present)
+        data = read_bounded(walker, RPM_BDB, rpm.MAX_RPMDB_BYTES)
+        if data is None:
+            raise InventoryError("Packages is not a regular file")
+        packages, skipped = rpm_bdb.read_bdb_rpmdb(data, canonical.prefixes)
+    else:
+        data = read_bounded(walker, RPM_SQLITE, rpm.MAX_RPMDB_BYTES)
+        if data is None:
+            raise InventoryError("rpmdb.sqlite is not a regular file")
+        wal = read_bounded(walker, RPM_SQLITE + "-wal", rpm.MAX_RPMDB_BYTES)  # not checkpointed
+        packages, skipped = rpm.read_sqlite_rpmdb(data, wal, canonical.prefixes)
     for package in packages:
         item = InventoryEntity(item_id("rpm", package.name, package.architecture), SOFTWARE,
                                package.name, "rpm", package.version, package.architecture,

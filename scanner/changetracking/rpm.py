@@ -18,6 +18,7 @@ import os
 import sqlite3
 import struct
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -180,14 +181,18 @@ def _query(conn: sqlite3.Connection, data: bytes | None, prefixes: tuple[str, ..
             conn.execute("PRAGMA trusted_schema=OFF")
             conn.execute("PRAGMA cell_size_check=ON")
             rows = conn.execute("SELECT hnum, blob FROM Packages ORDER BY hnum")
-            return _packages(rows, prefixes)
+            return packages_of_blobs(rows, prefixes)
         except sqlite3.Error as exc:
             raise InventoryError(f"rpmdb.sqlite: {exc}") from exc
     finally:
         conn.close()
 
 
-def _packages(rows: Any, prefixes: tuple[str, ...]) -> tuple[list[RpmPackage], int]:
+def packages_of_blobs(rows: Iterable[tuple[int, Any]], prefixes: tuple[str, ...] = ("",)
+                      ) -> tuple[list[RpmPackage], int]:
+    """The packages of ``(instance, header blob)`` rows (either database's) and the number
+    of blobs skipped as damaged. Raises :class:`InventoryError` past the package or file
+    bounds."""
     packages: list[RpmPackage] = []
     skipped = files = 0
     for _hnum, blob in rows:

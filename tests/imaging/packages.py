@@ -2,7 +2,9 @@
 ``.deb`` files built with ``dpkg-deb --build`` and installed, upgraded and purged with
 ``dpkg --root=DIR`` (no chroot, no root needed: ``--force-not-root
 --force-script-chrootless``); an rpmdb in SQLite made with ``rpm --initdb`` / ``rpm -i
---justdb`` from ``.rpm`` files ``rpmbuild`` writes.
+--justdb`` from ``.rpm`` files ``rpmbuild`` writes, and the same database as Berkeley DB
+(``Packages``, as RHEL 7/8 and Amazon Linux 2 keep it): Debian's rpm writes SQLite only,
+so its header blobs are loaded into a BDB hash database by ``db5.3_load`` (:func:`rpm_bdb`).
 
 A tree changed by a package manager is carried to a copy of its ext4 image by
 :func:`sync_image`: only the files that differ are touched (debugfs, clock at ``when``), so
@@ -143,14 +145,67 @@ def build_rpm(workdir: Path, name: str, version: str, release: str,
     return top / "RPMS" / "x86_64" / f"{name}-{version}-{release}.x86_64.rpm"
 
 
-def rpm(root: Path, *args: str | os.PathLike[str]) -> None:
+def rpm(root: Path, *args: str | os.PathLike[str], bdb: bool = False) -> None:
     """Run rpm on the tree at ``root`` with its database in SQLite at
-    ``root/var/lib/rpm`` (created on first use): files installed for real, no scripts."""
+    ``root/var/lib/rpm`` (created on first use): files installed for real, no scripts.
+    ``bdb``: the tree's database is Berkeley DB instead (:func:`rpm_bdb`)."""
+    if bdb:
+        rpm_bdb(root, *args)
+        return
     base = ("rpm", "--root", str(root), "--define", "_db_backend sqlite", "--dbpath",
             "/var/lib/rpm")
     if not (root / "var/lib/rpm/rpmdb.sqlite").exists():
         run(*base, "--initdb")
     run(*base, "--nodeps", "--noscripts", "--ignorearch", "--ignoreos", *args)
+
+
+def rpm_bdb(root: Path, *args: str | os.PathLike[str]) -> None:
+    """Run rpm (as :func:`rpm`) on the tree at ``root`` whose database is Berkeley DB:
+    rpm works on its SQLite database, kept beside the tree (``root.parent/rpmdb-sqlite``),
+    then ``root/var/lib/rpm`` holds only ``Packages``, a BDB hash database written by
+    ``db5.3_load``: each header blob under its instance number (4 bytes, little-endian),
+    and key 0 holding the last instance number, as rpm's BDB backend keeps them."""
+    dbdir, kept = root / "var/lib/rpm", root.parent / "rpmdb-sqlite"
+    dbdir.mkdir(parents=True, exist_ok=True)
+    if kept.exists():
+        for name in os.listdir(kept):
+            os.replace(kept / name, dbdir / name)
+    (dbdir / "Packages").unlink(missing_ok=True)
+    rpm(root, *args)
+    blobs = sqlite_blobs(dbdir / "rpmdb.sqlite")
+    kept.mkdir(exist_ok=True)
+    for name in os.listdir(dbdir):
+        os.replace(dbdir / name, kept / name)
+    write_bdb_rpmdb(dbdir / "Packages", blobs, root.parent)
+
+
+def sqlite_blobs(path: Path) -> dict[int, bytes]:
+    """The header blobs of an rpmdb.sqlite (its WAL applied), by instance number."""
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        return dict(conn.execute("SELECT hnum, blob FROM Packages"))
+    finally:
+        conn.close()
+
+
+def write_bdb_rpmdb(path: Path, blobs: dict[int, bytes], workdir: Path,
+                    *options: str) -> Path:
+    """A Berkeley DB hash database at ``path`` holding ``blobs`` by instance number as
+    rpm's BDB backend does (key 0: the last instance), written by ``db5.3_load`` from a
+    dump in its byte-value format; ``options``: more ``-c`` settings (``h_nelem=N``)."""
+    lines = ["VERSION=3", "format=bytevalue", "type=hash", "HEADER=END"]
+    last = max(blobs, default=0)
+    for key, blob in [(0, last.to_bytes(4, "little")), *sorted(blobs.items())]:
+        lines += [" " + key.to_bytes(4, "little").hex(), " " + blob.hex()]
+    lines.append("DATA=END")
+    dump = workdir / f"{path.name}.dump"
+    dump.write_text("\n".join(lines) + "\n")
+    path.unlink(missing_ok=True)
+    run("db5.3_load", "-f", dump, *[a for o in options for a in ("-c", o)], path)
+    dump.unlink()
+    return path
 
 
 def tree_image(root: Path, image: Path, when: int = BASE_TIME) -> Path:
