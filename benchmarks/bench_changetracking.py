@@ -7,7 +7,8 @@ Two images, built once in the workdir:
   md5sums), ``/usr/bin``, ``/usr/sbin``, ``/etc`` and the systemd units, copied into an ext4
   image (the scan hashes the monitored files of the recommended policy);
 * a synthetic RPM root: a SQLite rpmdb of ``--rpm-packages`` (2,000) packages of 40 files
-  each, with SHA-256 digests, headers written in rpm's format.
+  each, with SHA-256 digests, headers written in rpm's format; ``--rpmdb-format bdb``: the
+  same headers in a Berkeley DB ``Packages`` file (RHEL 7/8) written by ``db5.3_load``.
 
 Each is scanned in this process (the pipeline, no database), the fastest of ``--runs`` scans
 per figure: without change tracking (the bare scan), with it and no previous digests (every
@@ -85,6 +86,14 @@ def _synthetic_rpmdb(path: Path, packages: int, files: int) -> None:
     conn.close()
 
 
+def _bdb_rpmdb(dbdir: Path) -> None:
+    """``dbdir``'s rpmdb.sqlite turned into a Berkeley DB ``Packages`` (and removed)."""
+    from tests.imaging.packages import sqlite_blobs, write_bdb_rpmdb
+
+    write_bdb_rpmdb(dbdir / "Packages", sqlite_blobs(dbdir / "rpmdb.sqlite"), dbdir.parent)
+    (dbdir / "rpmdb.sqlite").unlink()
+
+
 def _image(root: Path, image: Path, size_mb: int) -> Path:
     if not image.exists():
         with image.open("wb") as fh:
@@ -156,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/snapfim-bench-ct"))
     parser.add_argument("--rpm-packages", type=int, default=2000)
+    parser.add_argument("--rpmdb-format", choices=("sqlite", "bdb"), default="sqlite")
     parser.add_argument("--hash-workers", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3, help="scans per figure (the fastest)")
     args = parser.parse_args(argv)
@@ -174,17 +184,21 @@ def main(argv: list[str] | None = None) -> int:
     _report("debian root, rescan (previous digests known, nothing changed)",
             _best(runs, deb_image, first["digests"], workers), bare)
 
-    rpm_root = args.workdir / f"rpm-{args.rpm_packages}"
+    bdb = args.rpmdb_format == "bdb"
+    rpm_root = args.workdir / f"rpm-{args.rpm_packages}{'-bdb' if bdb else ''}"
     if not rpm_root.exists():
         (rpm_root / "var/lib/rpm").mkdir(parents=True)
         (rpm_root / "etc").mkdir()
         (rpm_root / "etc/os-release").write_text("ID=rhel\n")
         shutil.copytree("/usr/sbin", rpm_root / "usr/sbin", symlinks=True)
         _synthetic_rpmdb(rpm_root / "var/lib/rpm/rpmdb.sqlite", args.rpm_packages, 40)
-    rpm_image = _image(rpm_root, args.workdir / f"rpm-{args.rpm_packages}.img", 512)
+        if bdb:
+            _bdb_rpmdb(rpm_root / "var/lib/rpm")
+    rpm_image = _image(rpm_root, args.workdir / f"{rpm_root.name}.img", 512)
     bare = _best(runs, rpm_image, None, workers, tracking=False)
     first = _best(runs, rpm_image, None, workers)
-    _report(f"synthetic rpmdb ({args.rpm_packages} packages x 40 files), rescan",
+    _report(f"synthetic {args.rpmdb_format} rpmdb ({args.rpm_packages} packages x 40 files), "
+            "rescan",
             _best(runs, rpm_image, first["digests"], workers), bare)
     return 0
 
