@@ -104,6 +104,8 @@ def _dpkg(walker: Walker, inventory: Inventory, canonical: Canonical, parses: Pa
             digest.update(f"\0{path} {md5}".encode("utf-8", "surrogateescape"))
         item.digest = digest.hexdigest()
         inventory.add(item)
+        if not sums and not package.conffiles:  # the file table and its bound unchanged
+            continue
         files = inventory.files
         for path, md5 in sums.items():  # the first owner wins
             files.setdefault(canonical(path), PackagedFile(
@@ -138,11 +140,10 @@ def _md5sums(raw: bytes, sha256: str, prefixes: tuple[str, ...], parses: Parses
     key = parses.key("dpkg-md5sums", sha256, prefixes)
     kept = parses.get(key)
     if kept is not None:
-        try:
-            sums, bad = kept
-            return dict(sums), int(bad)
-        except (TypeError, ValueError):
-            parses.forget(key)
+        sums, bad = kept if isinstance(kept, list) and len(kept) == 2 else (None, None)
+        if isinstance(sums, dict) and isinstance(bad, int):
+            return sums, bad  # read only: the inventory copies what it keeps
+        parses.forget(key)
     sums, bad = dpkg.parse_md5sums(raw, prefixes)
     parses.put(key, [sums, bad])
     return sums, bad
@@ -161,6 +162,8 @@ def _rpm(walker: Walker, inventory: Inventory, canonical: Canonical, parses: Par
                                policies=("rpm",))
         item.digest = package.digest
         inventory.add(item)
+        if not package.files:  # nothing monitored: the file table and its bound unchanged
+            continue
         files = inventory.files
         wanted = canonical.prefixes
         for path, (file_digest, config) in package.files.items():
@@ -182,9 +185,9 @@ def _rpmdb(data: bytes, wal: bytes | None, prefixes: tuple[str, ...], parses: Pa
     kept = parses.get(key)
     if kept is not None:
         try:
-            return ([rpm.RpmPackage(str(n), v, a, o, str(g), {p: (str(d), bool(c)) for p, (d, c)
-                                                             in f.items()}, str(h))
-                     for n, v, a, o, g, f, h in kept["packages"]], int(kept["skipped"]))
+            return ([rpm.RpmPackage(str(n), v, a, o, str(g), {
+                p: (str(d), bool(c)) for p, (d, c) in f.items()} if f else {}, str(h))
+                for n, v, a, o, g, f, h in kept["packages"]], int(kept["skipped"]))
         except (TypeError, ValueError, KeyError, AttributeError):
             parses.forget(key)
     packages, skipped = rpm.read_sqlite_rpmdb(data, wal, prefixes)
@@ -205,6 +208,8 @@ def _apk(walker: Walker, inventory: Inventory, canonical: Canonical, parses: Par
                                policies=("apk",))
         item.digest = listed
         inventory.add(item)
+        if not package.files:  # nothing monitored: the file table and its bound unchanged
+            continue
         files = inventory.files
         for path, sha1 in package.files.items():
             if sha1:

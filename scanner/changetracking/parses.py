@@ -17,6 +17,7 @@ I/O: :mod:`scanner.changetracking.store` loads and saves the blob.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import zlib
@@ -41,8 +42,7 @@ class Parses:
     def key(kind: str, digest: str, prefixes: tuple[str, ...]) -> str:
         """The key of the parse of bytes of SHA-256 ``digest`` by the reader ``kind``,
         keeping the file records under ``prefixes``."""
-        spelled = "\0".join(prefixes).encode("utf-8", "surrogateescape")
-        return f"{kind}:{digest}:{hashlib.sha256(spelled).hexdigest()[:16]}"
+        return f"{kind}:{digest}:{_spelled(prefixes)}"
 
     def get(self, key: str) -> Any | None:
         """The previous parse under ``key`` (None: parse the bytes); it is used again."""
@@ -72,6 +72,13 @@ class Parses:
         """The parses used, as stored (zlib-compressed JSON)."""
         data = {"format": FORMAT, "parses": self.used}
         return zlib.compress(json.dumps(data, separators=(",", ":")).encode("ascii"), 1)
+
+
+@functools.lru_cache(maxsize=16)
+def _spelled(prefixes: tuple[str, ...]) -> str:
+    """The prefixes in a key: a digest of them (one per scan, computed once)."""
+    spelled = "\0".join(prefixes).encode("utf-8", "surrogateescape")
+    return hashlib.sha256(spelled).hexdigest()[:16]
 
 
 def loads(blob: bytes | None) -> Parses:

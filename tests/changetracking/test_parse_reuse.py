@@ -17,12 +17,13 @@ from scanner.changetracking import apk, dpkg, rpm
 from scanner.changetracking.parses import Parses, loads
 from scanner.changetracking.query import inventory_rows
 from scanner.storage.repository import Repository, ScanRecord
-from scanner.storage.tables import package_parse
+from scanner.storage.tables import package_owner, package_parse
 from tests.changetracking.debian import GREET, TROJAN, base_machine
 from tests.changetracking.test_apk_matrix import _machine as apk_machine
 from tests.changetracking.test_dpkg_matrix import events
 from tests.conftest import MACHINE
-from tests.imaging.packages import build_rpm, changed_copy, rpm as rpm_tool, tree_image
+from tests.imaging.packages import build_rpm, changed_copy, tree_image
+from tests.imaging.packages import rpm as rpm_tool
 from tests.imaging.trees import linux_tree
 
 NEW_TIME = 1_800_000_000
@@ -140,17 +141,29 @@ def test_an_unchanged_rpmdb_and_apk_database_are_not_parsed_again(
     assert parsed == Counter()
 
 
-def test_parses_are_stored_only_when_they_change(
+def test_parses_and_owners_are_stored_only_when_they_change(
         tmp_path: Path, scan: Callable[[Path], ScanRecord], repo: Repository) -> None:
-    _root, image = base_machine(tmp_path)
+    root, image = base_machine(tmp_path)
     first = scan(image)
     scan(image)
-    with repo.transaction() as conn:
-        rows = conn.execute(package_parse.select()).all()
-    assert [row.scan_id for row in rows] == [first.id]  # the rescan wrote nothing
-    kept = loads(rows[0].data)
+
+    def stored() -> tuple[list[Any], list[Any]]:
+        with repo.transaction() as conn:
+            return (conn.execute(package_parse.select()).all(),
+                    conn.execute(package_owner.select()).all())
+
+    parses, owners = stored()
+    assert [row.scan_id for row in parses + owners] == [first.id, first.id]  # none rewritten
+    kept = loads(parses[0].data)
     assert sorted(k.split(":")[0] for k in kept.previous) == [
         "dpkg-md5sums", "dpkg-md5sums", "dpkg-md5sums", "dpkg-status"]
+    greet = root / "var/lib/dpkg/info/greet.md5sums"
+    changed = scan(changed_copy(image, root, tmp_path, lambda: greet.write_text(""), NEW_TIME))
+    parses, owners = stored()
+    assert [row.scan_id for row in parses + owners] == [changed.id, changed.id]
+    assert sorted(k.split(":")[0] for k in loads(parses[0].data).previous) == [
+        "dpkg-md5sums", "dpkg-md5sums", "dpkg-md5sums", "dpkg-status"]  # greet's: the new one
+    assert loads(parses[0].data).previous.keys() != kept.previous.keys()
 
 
 def test_a_stored_blob_that_cannot_be_read_means_parsing_everything() -> None:
