@@ -175,3 +175,15 @@ def test_a_stored_blob_that_cannot_be_read_means_parsing_everything() -> None:
     assert (parses.used, parses.previous, parses.changed) == ({}, {}, False)
     parses.put("k", [1])
     assert loads(parses.dumps()).previous == {"k": [1]}
+
+
+def test_status_fields_are_found_at_line_starts_only() -> None:
+    status = (b"conffiles:\n /etc/a.conf 0123456789abcdef0123456789abcdef\n"
+              b"PACKAGE: first\nstatus: install ok installed\nDescription: d\n"
+              b" Package: not-a-field\n Version: 9\nXVersion: 8\nversion: 1.0\n"
+              b"\n\nPackage: second\r\nStatus: install ok unpacked\r\nVersion: 2\r\n")
+    packages, skipped = dpkg.parse_status(status)
+    assert skipped == 0
+    assert [(p.name, p.version, p.status, p.conffiles) for p in packages] == [
+        ("first", "1.0", "installed", {"/etc/a.conf": "0123456789abcdef0123456789abcdef"}),
+        ("second", "2", "unpacked", {})]
