@@ -87,7 +87,11 @@ def loads(blob: bytes | None) -> Parses:
     if blob is None:
         return Parses()
     try:
-        data = json.loads(zlib.decompressobj().decompress(bytes(blob), MAX_PARSES_BYTES))
+        stream = zlib.decompressobj()
+        raw = stream.decompress(bytes(blob), MAX_PARSES_BYTES)
+        if not stream.eof:  # cut short, or larger than the bound
+            return Parses()
+        data = json.loads(raw)
         if (not isinstance(data, dict) or data.get("format") != FORMAT
                 or not isinstance(data.get("parses"), dict)):
             return Parses()

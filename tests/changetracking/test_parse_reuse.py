@@ -173,8 +173,9 @@ def test_a_stored_blob_that_cannot_be_read_means_parsing_everything() -> None:
     assert parses.get("dpkg-status:x:y") is not None
     parses.forget("dpkg-status:x:y")
     assert (parses.used, parses.previous, parses.changed) == ({}, {}, False)
-    parses.put("k", [1])
-    assert loads(parses.dumps()).previous == {"k": [1]}
+    parses.put("k", [{"/usr/bin/\udcff": "0" * 32}, 0])  # a name that is not UTF-8
+    assert loads(parses.dumps()).previous == {"k": [{"/usr/bin/\udcff": "0" * 32}, 0]}
+    assert loads(parses.dumps()[:-4]).previous == {}  # cut short: nothing reused
 
 
 def test_status_fields_are_found_at_line_starts_only() -> None:
