@@ -247,6 +247,8 @@ def scan_cycle(repo: Repository, scan_id: int, settings: FleetSettings, *,
         outcome = _read_disks(provider, snaps, {d.id: d for d in cyc.disks}, mach.name, policy,
                               ScanOptions(settings.hash_workers, limits=settings.limits,
                                           previous_digests=lambda: repo.file_digests(
+                                              mach.name, mach.account_id),
+                                          previous_parses=lambda: repo.package_parses(
                                               mach.name, mach.account_id)),
                               passthrough, lambda pairs: _reuse(repo, provider, mach.id, pairs))
     except passthrough:

@@ -17,7 +17,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from scanner.changetracking.collect import collect_inventory
+from scanner.changetracking.collect import PreviousParses, collect_inventory
 from scanner.changetracking.model import INVENTORY_UNREADABLE, Inventory
 from scanner.changetracking.verify import PreviousDigests, after_hashing
 from scanner.collectors.hashing import Hasher, HashJob, HashResult, VolumeRef, hash_in_process
@@ -64,6 +64,8 @@ class ScanOptions:
     reuse: Reuse | None = None  # incremental: digests kept from the previous scan
     # the machine's previous file digests (change tracking reads only changed packaged files)
     previous_digests: PreviousDigests | None = None
+    # the package database parses stored at its previous scan (reused for unchanged bytes)
+    previous_parses: PreviousParses | None = None
 
 
 @dataclass(slots=True)
@@ -195,7 +197,7 @@ def _collect(systems: list[System], opened: list[OpenedVolume], policy: list[Pol
     registry: dict[str, RegistryEntity] = {}
     for system in systems:
         registry.update(system.collect_registry(policy, coverage, options.limits, progress))
-    inventory = _inventory(systems, coverage, options.limits, policy)
+    inventory = _inventory(systems, coverage, options.limits, policy, options.previous_parses)
     entities: dict[str, FileEntity] = {}
     pending: list[tuple[FileEntity, str, int]] = []  # regular files awaiting their hash
     progress.phase("reading", sum(len(walk.result.found) for walk in walks))
@@ -228,11 +230,12 @@ def _collect(systems: list[System], opened: list[OpenedVolume], policy: list[Pol
 
 
 def _inventory(systems: list[System], coverage: Coverage, limits: Limits,
-               policy: list[PolicyEntity]) -> Inventory | None:
+               policy: list[PolicyEntity], previous_parses: PreviousParses | None = None
+               ) -> Inventory | None:
     """Change tracking's inventory; one that fails as a whole is a coverage entry (the
     previous inventory is kept whole, the scan is partial), never the scan's failure."""
     try:
-        return collect_inventory(systems, coverage, limits, policy)
+        return collect_inventory(systems, coverage, limits, policy, previous_parses)
     except (DiskError, SourceReadError, InventoryError, HiveError) as exc:
         coverage.unreadable[INVENTORY_UNREADABLE] = f"the inventory cannot be read: {exc}"
         return None

@@ -52,7 +52,8 @@ def run_machine_scan(repo: Repository, sources: Sequence[BlockSource], machine_n
     if names is not None:  # a SAS URL's signature is never recorded
         names = [redact_url(name) for name in names]
     options = replace(options or ScanOptions(),
-                      previous_digests=lambda: repo.file_digests(machine_name, account_id))
+                      previous_digests=lambda: repo.file_digests(machine_name, account_id),
+                      previous_parses=lambda: repo.package_parses(machine_name, account_id))
     outcome = scan_sources(sources, policy, options, names)
     locator = machine_locator([source.locator for source in sources])
     record = commit_outcome(repo, outcome, machine_name, started, locator, account_id,

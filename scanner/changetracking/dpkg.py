@@ -40,10 +40,12 @@ class DpkgPackage:
 
 
 _STANZA = re.compile(r"\n[ \t\r]*\n")  # stanzas are separated by blank lines
-# the fields read, first occurrence wins; Conffiles is followed by indented lines
-_FIELD = re.compile(r"^(package|status|version|architecture):[ \t]*([^\n]*)$",
+# the fields read, first occurrence wins; Conffiles is followed by indented lines. Both are
+# searched in "\n" + the stanza: a pattern led by a literal is found by a fast scan for it
+# (one led by ``^`` is tried at every position)
+_FIELD = re.compile(r"\n(package|status|version|architecture):[ \t]*([^\n]*)$",
                     re.M | re.I)
-_CONFFILES = re.compile(r"^conffiles:[^\n]*\n((?:[ \t][^\n]*(?:\n|$))*)", re.M | re.I)
+_CONFFILES = re.compile(r"\nconffiles:[^\n]*\n((?:[ \t][^\n]*(?:\n|$))*)", re.M | re.I)
 
 
 def parse_status(data: bytes) -> tuple[list[DpkgPackage], int]:
@@ -61,6 +63,7 @@ def parse_status(data: bytes) -> tuple[list[DpkgPackage], int]:
     for stanza in _STANZA.split(data.decode("utf-8", "surrogateescape")):
         if not stanza.strip():
             continue
+        stanza = "\n" + stanza
         fields: dict[str, str] = {}
         for key, value in _FIELD.findall(stanza):
             fields.setdefault(key.lower(), value.strip())

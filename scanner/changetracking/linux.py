@@ -20,6 +20,7 @@ from scanner.changetracking.model import (
     PackagedFile,
     item_id,
 )
+from scanner.changetracking.parses import Parses
 from scanner.changetracking.reading import (
     Canonical,
     ReadBudget,
@@ -45,9 +46,13 @@ _READ_ERRORS = (DiskError, SourceReadError, InventoryError)
 
 
 def collect_software(walker: Walker, inventory: Inventory,
-                     roots: tuple[str, ...] = ("/",)) -> None:
+                     roots: tuple[str, ...] = ("/",), parses: Parses | None = None) -> None:
     """Every package database of the root ``walker`` walks, into ``inventory``; the file
-    records kept are those under the monitored ``roots`` (only they can have events)."""
+    records kept are those under the monitored ``roots`` (only they can have events).
+    ``parses``: the previous scan's parses, reused for database files whose bytes are the
+    same (default: none); ``inventory.parses`` holds those of this scan."""
+    parses = parses if parses is not None else inventory.parses or Parses()
+    inventory.parses = parses
     canonical = Canonical(walker)
     canonical.prefixes = monitored_prefixes(roots, walker)
     for source, paths, reader in (("dpkg", (DPKG_STATUS,), _dpkg), ("rpm", RPM_DATABASES, _rpm),
@@ -62,7 +67,7 @@ def collect_software(walker: Walker, inventory: Inventory,
                 inventory.notes.append(f"rpm: {RPM_NDB}: SUSE's ndb format, not supported")
                 continue
             inventory.sources.add(source)
-            skipped = reader(walker, inventory, canonical)
+            skipped = reader(walker, inventory, canonical, parses)
         except _READ_ERRORS as exc:
             inventory.fail(source, str(exc), path)  # the database, named by its main file
             continue
@@ -77,11 +82,11 @@ def _check(inventory: Inventory) -> None:
         raise InventoryError(f"more than {MAX_PACKAGED_FILES} packaged files: the bound")
 
 
-def _dpkg(walker: Walker, inventory: Inventory, canonical: Canonical) -> int:
+def _dpkg(walker: Walker, inventory: Inventory, canonical: Canonical, parses: Parses) -> int:
     data = read_bounded(walker, DPKG_STATUS, dpkg.MAX_STATUS_BYTES)
     if data is None:
         raise InventoryError("status is not a regular file")
-    packages, skipped = dpkg.parse_status(data)
+    packages, skipped = _status(data, parses)
     listed = list_nodes(walker, f"{DPKG_DIR}/info")
     info = {n.name: n for n in (listed[0] if listed else ()) if n.kind is FileKind.FILE}
     budget = ReadBudget("dpkg")
@@ -101,13 +106,15 @@ def _dpkg(walker: Walker, inventory: Inventory, canonical: Canonical) -> int:
                                        f"{DPKG_DIR}/info/{name}")
                 continue
             raw = read_node(listed[1], info[name], dpkg.MAX_MD5SUMS_BYTES, budget)
-            digest.update(raw)
-            sums, bad = dpkg.parse_md5sums(raw, canonical.prefixes)
+            digest.update(raw)  # its SHA-256 so far is the md5sums file's: the parse's key
+            sums, bad = _md5sums(raw, digest.hexdigest(), canonical.prefixes, parses)
             damaged += bad
         for path, md5 in sorted(package.conffiles.items()):
             digest.update(f"\0{path} {md5}".encode("utf-8", "surrogateescape"))
         item.digest = digest.hexdigest()
         inventory.add(item)
+        if not sums and not package.conffiles:  # the file table and its bound unchanged
+            continue
         files = inventory.files
         for path, md5 in sums.items():  # the first owner wins
             files.setdefault(canonical(path), PackagedFile(
@@ -120,18 +127,49 @@ def _dpkg(walker: Walker, inventory: Inventory, canonical: Canonical) -> int:
     return skipped
 
 
-def _rpm(walker: Walker, inventory: Inventory, canonical: Canonical) -> int:
+def _status(data: bytes, parses: Parses) -> tuple[list[dpkg.DpkgPackage], int]:
+    """The parse of a status file (the previous one when its bytes are the same)."""
+    key = parses.key("dpkg-status", hashlib.sha256(data).hexdigest(), ())
+    kept = parses.get(key)
+    if kept is not None:
+        try:
+            return ([dpkg.DpkgPackage(str(n), v, a, str(s), dict(c)) for n, v, a, s, c
+                     in kept["packages"]], int(kept["skipped"]))
+        except (TypeError, ValueError, KeyError):
+            parses.forget(key)
+    packages, skipped = dpkg.parse_status(data)
+    parses.put(key, {"packages": [[p.name, p.version, p.architecture, p.status, p.conffiles]
+                                  for p in packages], "skipped": skipped})
+    return packages, skipped
+
+
+def _md5sums(raw: bytes, sha256: str, prefixes: tuple[str, ...], parses: Parses
+             ) -> tuple[dict[str, str], int]:
+    """The parse of one md5sums file (the previous one when its bytes are the same)."""
+    key = parses.key("dpkg-md5sums", sha256, prefixes)
+    kept = parses.get(key)
+    if kept is not None:
+        sums, bad = kept if isinstance(kept, list) and len(kept) == 2 else (None, None)
+        if isinstance(sums, dict) and isinstance(bad, int):
+            return sums, bad  # read only: the inventory copies what it keeps
+        parses.forget(key)
+    sums, bad = dpkg.parse_md5sums(raw, prefixes)
+    parses.put(key, [sums, bad])
+    return sums, bad
+
+
+def _rpm(walker: Walker, inventory: Inventory, canonical: Canonical, parses: Parses) -> int:
     if not exists(walker, RPM_SQLITE):  # Berkeley DB (RPM_DATABASES: it is present)
         data = read_bounded(walker, RPM_BDB, rpm.MAX_RPMDB_BYTES)
         if data is None:
             raise InventoryError("Packages is not a regular file")
-        packages, skipped = rpm_bdb.read_bdb_rpmdb(data, canonical.prefixes)
+        packages, skipped = _rpmdb("rpm-bdb", data, None, canonical.prefixes, parses)
     else:
         data = read_bounded(walker, RPM_SQLITE, rpm.MAX_RPMDB_BYTES)
         if data is None:
             raise InventoryError("rpmdb.sqlite is not a regular file")
         wal = read_bounded(walker, RPM_SQLITE + "-wal", rpm.MAX_RPMDB_BYTES)  # not checkpointed
-        packages, skipped = rpm.read_sqlite_rpmdb(data, wal, canonical.prefixes)
+        packages, skipped = _rpmdb("rpm-sqlite", data, wal, canonical.prefixes, parses)
     for package in packages:
         item = InventoryEntity(item_id("rpm", package.name, package.architecture), SOFTWARE,
                                package.name, "rpm", package.version, package.architecture,
@@ -139,6 +177,8 @@ def _rpm(walker: Walker, inventory: Inventory, canonical: Canonical) -> int:
                                policies=("rpm",))
         item.digest = package.digest
         inventory.add(item)
+        if not package.files:  # nothing monitored: the file table and its bound unchanged
+            continue
         files = inventory.files
         wanted = canonical.prefixes
         for path, (file_digest, config) in package.files.items():
@@ -150,27 +190,79 @@ def _rpm(walker: Walker, inventory: Inventory, canonical: Canonical) -> int:
     return skipped
 
 
-def _apk(walker: Walker, inventory: Inventory, canonical: Canonical) -> int:
+def _rpmdb(kind: str, data: bytes, wal: bytes | None, prefixes: tuple[str, ...],
+           parses: Parses) -> tuple[list[rpm.RpmPackage], int]:
+    """The parse of an rpmdb of ``kind`` (``rpm-sqlite`` with its WAL, or ``rpm-bdb``): the
+    previous one when their bytes are the same."""
+    digest = hashlib.sha256(data).hexdigest()
+    if wal:
+        digest += "+" + hashlib.sha256(wal).hexdigest()
+    key = parses.key(kind, digest, prefixes)
+    kept = parses.get(key)
+    if kept is not None:
+        try:
+            return ([rpm.RpmPackage(str(n), v, a, o, str(g), {
+                p: (str(d), bool(c)) for p, (d, c) in f.items()} if f else {}, str(h))
+                for n, v, a, o, g, f, h in kept["packages"]], int(kept["skipped"]))
+        except (TypeError, ValueError, KeyError, AttributeError):
+            parses.forget(key)
+    if kind == "rpm-bdb":
+        packages, skipped = rpm_bdb.read_bdb_rpmdb(data, prefixes)
+    else:
+        packages, skipped = rpm.read_sqlite_rpmdb(data, wal, prefixes)
+    parses.put(key, {"packages": [[p.name, p.version, p.architecture, p.vendor, p.algorithm,
+                                   p.files, p.digest] for p in packages], "skipped": skipped})
+    return packages, skipped
+
+
+def _apk(walker: Walker, inventory: Inventory, canonical: Canonical, parses: Parses) -> int:
     data = read_bounded(walker, APK_INSTALLED, apk.MAX_INSTALLED_BYTES)
     if data is None:
         raise InventoryError("installed is not a regular file")
-    packages, skipped = apk.parse_installed(data)
-    for package in packages:
+    packages, skipped = _installed(data, canonical.prefixes, parses)
+    for package, listed in packages:
         item = InventoryEntity(item_id("apk", package.name, package.architecture), SOFTWARE,
                                package.name, "apk", package.version, package.architecture,
                                detail={"origin": package.origin} if package.origin else {},
                                policies=("apk",))
-        listed = "".join(f"\0{p} {d or ''}" for p, d in sorted(package.files.items()))
-        item.digest = hashlib.sha256(listed.encode("utf-8", "surrogateescape")).hexdigest()
+        item.digest = listed
         inventory.add(item)
+        if not package.files:  # nothing monitored: the file table and its bound unchanged
+            continue
         files = inventory.files
         for path, sha1 in package.files.items():
-            if sha1 and path[1:].startswith(canonical.prefixes):
+            if sha1:
                 files.setdefault(canonical(path), PackagedFile(
                     item.path, package.name, package.version, sha1, "sha1",
                     path.startswith("/etc/")))
         _check(inventory)
     return skipped
+
+
+def _installed(data: bytes, prefixes: tuple[str, ...], parses: Parses
+               ) -> tuple[list[tuple[apk.ApkPackage, str]], int]:
+    """The packages of an apk ``installed`` file with the digest of all their file records,
+    their files cut to those under ``prefixes`` (the previous parse when its bytes are the
+    same)."""
+    key = parses.key("apk-installed", hashlib.sha256(data).hexdigest(), prefixes)
+    kept = parses.get(key)
+    if kept is not None:
+        try:
+            return ([(apk.ApkPackage(str(n), v, a, o, dict(f)), str(d))
+                     for n, v, a, o, f, d in kept["packages"]], int(kept["skipped"]))
+        except (TypeError, ValueError, KeyError):
+            parses.forget(key)
+    parsed, skipped = apk.parse_installed(data)
+    packages = []
+    for package in parsed:
+        listed = "".join(f"\0{p} {d or ''}" for p, d in sorted(package.files.items()))
+        digest = hashlib.sha256(listed.encode("utf-8", "surrogateescape")).hexdigest()
+        package.files = {p: d for p, d in package.files.items()
+                         if d and p[1:].startswith(prefixes)}
+        packages.append((package, digest))
+    parses.put(key, {"packages": [[p.name, p.version, p.architecture, p.origin, p.files, d]
+                                  for p, d in packages], "skipped": skipped})
+    return packages, skipped
 
 
 def _note(inventory: Inventory, source: str, damaged: int) -> None:

@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
+from scanner.changetracking.parses import Parses
+
 SOFTWARE, SERVICE, DAEMON = "software", "service", "daemon"
 KINDS = (SOFTWARE, SERVICE, DAEMON)
 PACKAGE_SOURCES = frozenset({"dpkg", "rpm", "apk"})  # the databases that list files
@@ -133,6 +135,9 @@ class Inventory:
     # sources read in part (damaged entries), by source or id prefix (``source\\user``):
     # their items are diffed, none under the prefix is "removed"
     incomplete: dict[str, str] = field(default_factory=dict)
+    # the package database parses of this scan, by the digest of the bytes parsed (the next
+    # scan reuses them: scanner.changetracking.parses); None: no package database read
+    parses: Parses | None = None
 
     def add(self, item: InventoryEntity) -> None:
         """Record ``item``; an id listed twice keeps its first entry, the second is noted

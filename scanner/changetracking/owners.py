@@ -49,7 +49,8 @@ def _read(conn: Connection, machine_id: int) -> dict[str, str] | None:
 def save(conn: Connection, machine_id: int, scan_id: int, inventory: Inventory,
          kept: Collection[str], previous: Callable[[], Mapping[str, str] | None]) -> None:
     """Record this scan's owners; those of a source in ``kept`` (not read whole: their
-    owner ids start ``source\\``) are the previous ones."""
+    owner ids start ``source\\``) are the previous ones. Owners the store already holds
+    are not written again (the row keeps the scan that wrote them)."""
     owners = {path: record.owner for path, record in inventory.files.items()}
     if kept:
         heads = tuple(f"{k}\\" for k in kept)
@@ -57,6 +58,10 @@ def save(conn: Connection, machine_id: int, scan_id: int, inventory: Inventory,
                       if o.startswith(heads) and p not in owners)
     blob = zlib.compress(json.dumps(owners, sort_keys=True).encode("utf-8",
                                                                    "surrogateescape"), 1)
+    stored = conn.execute(select(package_owner.c.data).where(
+        package_owner.c.machine_id == machine_id)).scalar()
+    if stored is not None and bytes(stored) == blob:  # the same owners: nothing to write
+        return
     conn.execute(delete(package_owner).where(package_owner.c.machine_id == machine_id))
     conn.execute(insert(package_owner).values(machine_id=machine_id, data=blob,
                                               scan_id=scan_id))

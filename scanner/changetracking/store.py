@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, delete, insert, select
 
 from scanner.changetracking.content import purge_unkept, store_texts, with_diffs
 from scanner.changetracking.model import (
@@ -34,7 +34,7 @@ from scanner.changetracking.versions import compare
 from scanner.diff import ChangeEvent, FileDiff
 from scanner.storage.bulk import json_text
 from scanner.storage.sqldiff import StateSpec, diff_into_state
-from scanner.storage.tables import inventory_source, inventory_state
+from scanner.storage.tables import inventory_source, inventory_state, package_parse
 from scanner.textsafe import storable, storable_id, storable_json
 
 COLUMNS = ("path", "kind", "name", "source", "version", "architecture", "digest", "detail",
@@ -97,11 +97,27 @@ def commit_inventory(conn: Connection, machine_id: int, scan_id: int,
         diff.events[:] = annotate(diff.events, inventory, changed, owners, bool(unsure))
     if (inventory.sources | before) & PACKAGE_SOURCES:
         save_owners(conn, machine_id, scan_id, inventory, unsure, owners)
+    if inventory.parses is not None and inventory.parses.changed:
+        save_parses(conn, machine_id, scan_id, inventory.parses.dumps())
     store_texts(conn, inventory.texts)
     purge_unkept(conn, [(e.path, side.get("sha256")) for e in diff.events
                         if e.entity_type == "file" for side in (e.previous or {}, e.current or {})])
     diff.events[:] = with_diffs(conn, diff.events)
     diff.events.extend(events)
+
+
+def load_parses(conn: Connection, machine_id: int) -> bytes | None:
+    """The package database parses stored for the machine (None: none)."""
+    blob = conn.execute(select(package_parse.c.data).where(
+        package_parse.c.machine_id == machine_id)).scalar()
+    return None if blob is None else bytes(blob)
+
+
+def save_parses(conn: Connection, machine_id: int, scan_id: int, blob: bytes) -> None:
+    """Replace the machine's stored package database parses."""
+    conn.execute(delete(package_parse).where(package_parse.c.machine_id == machine_id))
+    conn.execute(insert(package_parse).values(machine_id=machine_id, data=blob,
+                                              scan_id=scan_id))
 
 
 def _categorised(event: ChangeEvent) -> ChangeEvent:

@@ -32,7 +32,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from scanner.changetracking.model import Inventory
 from scanner.changetracking.query import UNEXPLAINED
-from scanner.changetracking.store import commit_inventory
+from scanner.changetracking.store import commit_inventory, load_parses
 from scanner.diff import ChangeEvent, FileDiff
 from scanner.entities import FILE_RECORDED_FIELDS, FileEntity, RegistryEntity
 from scanner.errors import NotFound, StorageError, TransientStorageError
@@ -47,6 +47,7 @@ from scanner.storage.tables import (
     inventory_state,
     machine,
     package_owner,
+    package_parse,
     registry_hive,
     registry_state,
     scan,
@@ -157,7 +158,8 @@ class Repository:
             except NotFound:
                 return False
             for table in (change_event, file_state, registry_state, registry_hive,
-                          inventory_state, inventory_source, package_owner, scan):
+                          inventory_state, inventory_source, package_owner, package_parse,
+                          scan):
                 conn.execute(delete(table).where(table.c.machine_id == mid))
             conn.execute(delete(machine).where(machine.c.id == mid))
         return True
@@ -219,6 +221,17 @@ class Repository:
                 file_state.c.machine_id == mid, file_state.c.type == "file",
                 file_state.c.sha256.is_not(None)))
             return {path: digest for path, digest in rows}
+
+    def package_parses(self, machine_name: str, account_id: int | None = None
+                       ) -> bytes | None:
+        """The package database parses stored at a machine's last scan (None: none;
+        :mod:`scanner.changetracking.parses`)."""
+        with self.transaction() as conn:
+            try:
+                mid = self.machine_id(conn, machine_name, account_id=account_id)
+            except NotFound:
+                return None
+            return load_parses(conn, mid)
 
     def load_registry_state(self, conn: Connection, machine_id: int
                             ) -> dict[str, RegistryEntity]:

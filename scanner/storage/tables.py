@@ -246,6 +246,15 @@ package_owner = Table(
     Column("scan_id", BigInteger, nullable=False),
 )
 
+# Package database parses by the digest of the bytes parsed (migration 0011): zlib-compressed
+# JSON, what a rescan reuses for unchanged database files (scanner.changetracking.parses).
+package_parse = Table(
+    "package_parse", metadata,
+    Column("machine_id", ForeignKey("machine.id", ondelete="CASCADE"), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+    Column("scan_id", BigInteger, nullable=False),
+)
+
 inventory_source = Table(
     "inventory_source", metadata,
     Column("machine_id", ForeignKey("machine.id", ondelete="CASCADE"), primary_key=True),

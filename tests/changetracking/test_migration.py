@@ -33,3 +33,21 @@ def test_migration_0009_matches_the_tables_and_downgrades(repo: Repository) -> N
         assert set(inspect(engine).get_table_names()) >= TABLES
     finally:
         engine.dispose()
+
+
+def test_migration_0011_matches_package_parse_and_downgrades(repo: Repository) -> None:
+    engine = make_engine(str(repo.engine.url.render_as_string(hide_password=False)))
+    try:
+        with warnings.catch_warnings(), engine.connect() as conn:
+            warnings.simplefilter("ignore")           # expression indexes SQLite can't reflect
+            diffs = compare_metadata(MigrationContext.configure(
+                conn, opts={"compare_type": True}), metadata)
+        assert [d for d in diffs if "'package_parse'" in repr(d)] == []
+        assert "package_parse" in inspect(engine).get_table_names()
+        command.downgrade(alembic_config(engine), "0010")
+        assert "package_parse" not in inspect(engine).get_table_names()
+        assert "package_owner" in inspect(engine).get_table_names()
+        upgrade(engine)
+        assert "package_parse" in inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
