@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from scanner.changetracking.daemons import collect_daemons
+from scanner.changetracking.keeping import content_rules
 from scanner.changetracking.linux import collect_software
 from scanner.changetracking.model import Inventory
 from scanner.changetracking.windows import collect_windows
@@ -28,7 +29,8 @@ def collect_inventory(systems: Sequence[System], coverage: Coverage, limits: Lim
     """The software, services and daemons of the machine's systems; None when no system
     could be inventoried (the previous inventory is then kept whole). ``policy``: the
     package records kept are those under its Linux file entities. Unreadable databases
-    go to ``coverage.unreadable`` (the scan is partial), damaged entries to its notes."""
+    go to ``coverage.unreadable`` (the scan is partial), damaged entries to its notes.
+    The inventory carries the policy's content settings (which files' content is kept)."""
     inventory: Inventory | None = None
     for system in systems:
         if isinstance(system, LinuxSystem):
@@ -46,6 +48,8 @@ def collect_inventory(systems: Sequence[System], coverage: Coverage, limits: Lim
             inventory = inventory or Inventory()
             collect_windows(system, inventory, limits)
     if inventory is not None:
+        if policy is not None:
+            inventory.content_rules = content_rules(policy)
         coverage.notes.extend(inventory.notes)
         for path, why in inventory.unreadable_paths.items():  # the walk's reason first
             coverage.unreadable.setdefault(path, why)

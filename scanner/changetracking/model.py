@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
+from scanner.changetracking.keeping import DEFAULT_RULES, ContentRules
+
 SOFTWARE, SERVICE, DAEMON = "software", "service", "daemon"
 KINDS = (SOFTWARE, SERVICE, DAEMON)
 PACKAGE_SOURCES = frozenset({"dpkg", "rpm", "apk"})  # the databases that list files
@@ -133,6 +135,10 @@ class Inventory:
     # sources read in part (damaged entries), by source or id prefix (``source\\user``):
     # their items are diffed, none under the prefix is "removed"
     incomplete: dict[str, str] = field(default_factory=dict)
+    # which files' content is kept (the policy's content settings), and which were at the
+    # machine's previous scan (None: unknown, taken as the same)
+    content_rules: ContentRules = DEFAULT_RULES
+    content_before: ContentRules | None = None
 
     def add(self, item: InventoryEntity) -> None:
         """Record ``item``; an id listed twice keeps its first entry, the second is noted
