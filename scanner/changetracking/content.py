@@ -22,7 +22,7 @@ from __future__ import annotations
 import difflib
 import re
 import zlib
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import replace
 
 from sqlalchemy import Connection, delete, insert, select, update
@@ -166,33 +166,59 @@ def purge_stored(conn: Connection) -> int:
 
 def apply_content_rules(conn: Connection, machine_id: int, rules: ContentRules) -> bool:
     """Record ``rules`` as the machine's content settings. When they differ from those of
-    its previous scan, what they no longer keep is purged: the content its file state
-    holds (unless another machine's kept path holds it too) and the diffs stored in its
-    events. Call it after the scan's file state is written; returns whether they changed."""
+    its previous scan, what they no longer keep is purged: the content its file state and
+    its file events name (current and older versions; unless another machine's kept path
+    holds it too), and the diffs stored in those events. Call it after the scan's file
+    state is written; returns whether they changed."""
     text = rules.to_json()
     before = conn.execute(select(machine.c.content_rules)
                           .where(machine.c.id == machine_id)).scalar()
     if before == text:
         return False
     conn.execute(update(machine).where(machine.c.id == machine_id).values(content_rules=text))
-    rows = conn.execute(
+    pairs = [(p, d) for p, d in conn.execute(
         select(file_state.c.path, file_state.c.sha256)
         .join(content_blob, content_blob.c.sha256 == file_state.c.sha256)
-        .where(file_state.c.machine_id == machine_id))
-    purge_unkept(conn, [(p, d) for p, d in rows], rules, recorded_rules(conn))
-    unkept = [i for i, path in conn.execute(
-        select(change_event.c.id, change_event.c.path).where(
-            change_event.c.machine_id == machine_id, change_event.c.content_diff.is_not(None)))
-        if not rules.kept(path)]
-    for start in range(0, len(unkept), _CHUNK):
+        .where(file_state.c.machine_id == machine_id))]
+    cleared: list[int] = []
+    for page in _file_events(conn, [machine_id]):
+        for event_id, path, diff, digests in page:
+            if rules.kept(path):
+                continue
+            pairs += [(path, d) for d in digests]
+            if diff:
+                cleared.append(event_id)
+    purge_unkept(conn, pairs, rules, recorded_rules(conn))
+    for start in range(0, len(cleared), _CHUNK):
         conn.execute(update(change_event).where(change_event.c.id.in_(
-            unkept[start:start + _CHUNK])).values(content_diff=None))
+            cleared[start:start + _CHUNK])).values(content_diff=None))
     return True
+
+
+def _file_events(conn: Connection, machine_ids: list[int], page: int = 2000
+                 ) -> Iterator[list[tuple[int, str, bool, list[str]]]]:
+    """The machines' file events in pages, by id: (id, path, whether it holds a diff, the
+    content digests of its two sides)."""
+    last = 0
+    while True:
+        rows = conn.execute(
+            select(change_event.c.id, change_event.c.path,
+                   change_event.c.content_diff.is_not(None),
+                   change_event.c.previous, change_event.c.current)
+            .where(change_event.c.machine_id.in_(machine_ids),
+                   change_event.c.entity_type == "file", change_event.c.id > last)
+            .order_by(change_event.c.id).limit(page)).all()
+        if not rows:
+            return
+        last = int(rows[-1][0])
+        yield [(int(i), path, bool(diff), [d for side in sides if isinstance(side, dict)
+                                           and isinstance(d := side.get("sha256"), str)])
+               for i, path, diff, *sides in rows]
 
 
 def purge_machine_content(conn: Connection, machine_ids: Collection[int]) -> int:
     """Before machines are removed: delete the stored content their file state and their
-    events name (the current and the older versions of their files) that no other
+    file events name (the current and the older versions of their files) that no other
     machine's kept path holds (content is shared by digest across machines). Returns how
     many were deleted."""
     ids = sorted(machine_ids)
@@ -202,19 +228,8 @@ def purge_machine_content(conn: Connection, machine_ids: Collection[int]) -> int
         select(file_state.c.sha256)
         .join(content_blob, content_blob.c.sha256 == file_state.c.sha256)
         .where(file_state.c.machine_id.in_(ids))).scalars())
-    last = 0
-    while True:  # the machines' file events, by id, in pages
-        rows = conn.execute(
-            select(change_event.c.id, change_event.c.previous, change_event.c.current)
-            .where(change_event.c.machine_id.in_(ids), change_event.c.entity_type == "file",
-                   change_event.c.id > last)
-            .order_by(change_event.c.id).limit(2000)).all()
-        if not rows:
-            break
-        last = rows[-1][0]
-        named = sorted({d for _, *sides in rows for side in sides
-                        if isinstance(side, dict) and isinstance(d := side.get("sha256"), str)}
-                       - candidates)
+    for page in _file_events(conn, ids):
+        named = sorted({d for *_, digests in page for d in digests} - candidates)
         for start in range(0, len(named), _CHUNK):
             candidates.update(conn.execute(select(content_blob.c.sha256).where(
                 content_blob.c.sha256.in_(named[start:start + _CHUNK]))).scalars())
