@@ -66,15 +66,11 @@ def policy_show(as_json: JsonFlag = False, account: AccountOption = None) -> Non
             "excludes": list(e.excludes), "values": list(e.values), "enabled": e.enabled,
             "source": e.source.value, "content": e.content.value} for e in entities])
         return
-    from scanner.changetracking.keeping import KEPT_PREFIXES
-
     table(["on", "kind", "source", "depth", "content", "entity (path, excludes, values)"],
           [("yes" if e.enabled else "no", KINDS.get(e.kind.value, e.kind.value),
             e.source.value, "all" if e.depth is None else str(e.depth),
             "" if e.content is ContentMode.DEFAULT else e.content.value, entity_cell(e))
            for e in entities])
-    say("content kept by default under " + ", ".join(KEPT_PREFIXES)
-        + " (never for secret-looking paths)")
 
 
 @policy_app.command("add")
