@@ -110,12 +110,20 @@ def store_texts(conn: Connection, texts: Mapping[str, bytes]) -> None:
 
 
 def recorded_rules(conn: Connection) -> RulesOf:
-    """The content settings each machine's last scan kept content under (one query; a
-    machine without any: the built-in list)."""
-    found = {int(i): ContentRules.from_json(t) for i, t in conn.execute(
-        select(machine.c.id, machine.c.content_rules)
-        .where(machine.c.content_rules.is_not(None)))}
-    return lambda machine_id: found.get(machine_id, DEFAULT_RULES)
+    """The content settings each machine's last scan kept content under (one query, on
+    first use; a machine without any: the built-in list)."""
+    found: dict[int, ContentRules] = {}
+    loaded: list[bool] = []
+
+    def of(machine_id: int) -> ContentRules:
+        if not loaded:
+            loaded.append(True)
+            found.update((int(i), ContentRules.from_json(t)) for i, t in conn.execute(
+                select(machine.c.id, machine.c.content_rules)
+                .where(machine.c.content_rules.is_not(None))))
+        return found.get(machine_id, DEFAULT_RULES)
+
+    return of
 
 
 def purge_unkept(conn: Connection, paths: Iterable[tuple[str, str | None]],

@@ -160,10 +160,10 @@ class _Tree:
             self.dirs.append((directory, *listed))
             self._dropin_dirs.append({n.name for n in listed[0] if n.name.endswith(".d")})
 
-    def drop_ins(self, name: str) -> list[tuple[str, Node, Filesystem] | None] | None:
+    def drop_ins(self, name: str) -> list[tuple[str, Node, Filesystem] | None] | str:
         """The effective drop-ins of unit ``name`` in the order they apply: (path, node,
-        filesystem) each, None for one masked by a link to ``/dev/null``; None when there
-        are more than :data:`MAX_DROP_INS`."""
+        filesystem) each, None for one masked by a link to ``/dev/null``; when there are
+        more than :data:`MAX_DROP_INS`, the directory where the bound was passed."""
         chosen: dict[str, tuple[str, Node, Filesystem] | None] = {}
         variants = drop_in_dirs(name)
         for (directory, _nodes, _fs), present in zip(self.dirs, self._dropin_dirs,
@@ -176,7 +176,7 @@ class _Tree:
                     if node.name in chosen:  # a higher-priority one of this name
                         continue
                     if len(chosen) >= MAX_DROP_INS:
-                        return None
+                        return path
                     masked = _link(fs, node) == "/dev/null"
                     chosen[node.name] = None if masked else (f"{path}/{node.name}", node, fs)
         return [chosen[n] for n in sorted(chosen)]
@@ -262,9 +262,9 @@ def _drop_ins(tree: _Tree, inventory: Inventory, name: str
     previous state is kept)."""
     unit = item_id("systemd", name)
     found = tree.drop_ins(name)
-    if found is None:
-        inventory.read_in_part("systemd", f"{name}: more than {MAX_DROP_INS} drop-ins, the "
-                               "bound", f"{ETC_UNITS}/{name}.d", within=unit)
+    if isinstance(found, str):
+        inventory.read_in_part("systemd", f"{name} has more than {MAX_DROP_INS} drop-ins, "
+                               "the bound", found, within=unit)
         return None
     out = []
     for entry in found:

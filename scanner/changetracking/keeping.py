@@ -77,12 +77,10 @@ class ContentRules:
     def kept(self, path: str) -> bool:
         """Whether the content of the file at ``path`` may be kept."""
         normal = _normal(path)
-        if is_secret(normal):
-            return False
-        decided = self.setting(normal)
-        if decided is not None:
-            return decided
-        return normal.lower().startswith(KEPT_PREFIXES)
+        decided = self.setting(normal) if self.rules else None
+        if decided is None:
+            decided = normal.lower().startswith(KEPT_PREFIXES)
+        return decided and not is_secret(normal)
 
     def setting(self, path: str) -> bool | None:
         """What the most specific setting covering ``path`` says (at the same depth,

@@ -10,6 +10,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from scanner.changetracking.daemons import drop_in_dirs, parse_unit
 from scanner.storage.repository import Repository, ScanRecord
 from tests.changetracking.test_dpkg_matrix import events
@@ -307,6 +309,25 @@ def test_an_oversized_drop_in_keeps_the_unit_and_makes_the_scan_partial(
     with repo.transaction() as conn:
         kept = {r["path"]: r for r in inventory_rows(conn, MACHINE, "daemon")}
     assert kept["systemd\\ssh.service"] == before["systemd\\ssh.service"]
+
+
+def test_too_many_drop_ins_keep_the_unit(
+        tmp_path: Path, scan: Callable[[Path], ScanRecord], repo: Repository,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from scanner.changetracking import daemons
+
+    monkeypatch.setattr(daemons, "MAX_DROP_INS", 2)
+    image = _with_vendor_drop_in(tmp_path)
+    scan(image)  # one drop-in for ssh.service: within the bound
+    after = copy_image(image, tmp_path / "after.img")
+    conf = tmp_path / "a.conf"
+    conf.write_bytes(b"[Service]\nExecStart=\nExecStart=/tmp/.x/sshd\n")
+    debugfs(after, f"set_current_time @{NEW_TIME}", f"mkdir {ETC}/ssh.service.d",
+            f"write {conf} {ETC}/ssh.service.d/a.conf", f"write {conf} {ETC}/ssh.service.d/b.conf")
+    record = scan(after)
+    assert (record.status, record.events) == ("partial", [])  # ssh.service kept as it was
+    assert repo.scan_row(record.id)["coverage"]["unreadable"] == {
+        f"{UNITS}/ssh.service.d": "ssh.service has more than 2 drop-ins, the bound"}
 
 
 def test_drop_in_directories_of_a_unit_name() -> None:
