@@ -62,7 +62,9 @@ class ContentRules:
     """The content settings in force (none: the built-in list alone)."""
 
     rules: tuple[ContentRule, ...] = ()
-    _compiled: tuple[tuple[bool, bool, tuple[re.Pattern[str], ...]], ...] = field(
+    # per rule: Linux or not, keep, its literal head (lower-case on Windows: a cheap first
+    # test), its segments' patterns
+    _compiled: tuple[tuple[bool, bool, str, tuple[re.Pattern[str], ...]], ...] = field(
         default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -70,7 +72,13 @@ class ContentRules:
         for rule in self.rules:
             linux = rule.path.startswith("/")
             segments = [s for s in _normal(rule.path).split("/") if s]
-            compiled.append((linux, rule.keep,
+            literal = []
+            for segment in segments:
+                if any(c in "*?" for c in segment):
+                    break
+                literal.append(segment)
+            head = ("/" if linux else "") + "/".join(literal)
+            compiled.append((linux, rule.keep, head if linux else head.lower(),
                              tuple(segment_regex(s, case_sensitive=linux) for s in segments)))
         object.__setattr__(self, "_compiled", tuple(compiled))
 
@@ -86,10 +94,11 @@ class ContentRules:
         """What the most specific setting covering ``path`` says (at the same depth,
         ``never`` wins); None when none covers it."""
         linux = path.startswith("/")
+        folded = path if linux else path.lower()
         parts: list[str] | None = None
         best, keep = -1, True
-        for rule_linux, rule_keep, regexes in self._compiled:
-            if rule_linux != linux or len(regexes) < best:
+        for rule_linux, rule_keep, head, regexes in self._compiled:
+            if rule_linux != linux or len(regexes) < best or not folded.startswith(head):
                 continue
             if parts is None:
                 parts = [s for s in _normal(path).split("/") if s]
