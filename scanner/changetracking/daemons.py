@@ -22,8 +22,9 @@ lexical order of their names. ``ExecStart`` is then the effective one (an empty
 ``ExecStart=`` resets the list; ``User=`` and ``Description=`` take the last value), the
 drop-ins are listed in ``detail["drop_ins"]`` and the digest covers the unit file and its
 drop-ins in order (a unit without drop-ins keeps the SHA-256 of its file). A drop-in that
-cannot be read or is past its bound (:data:`MAX_UNIT_BYTES`, :data:`MAX_DROP_INS` per unit)
-keeps the unit's previous state and names the file in the coverage (partial).
+cannot be read or is past its bounds (:data:`MAX_UNIT_BYTES` each; :data:`MAX_DROP_INS` and
+:data:`MAX_DROP_IN_BYTES` per unit) keeps the unit's previous state and names the file in the
+coverage (partial).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ ETC_UNITS = "/etc/systemd/system"  # where units are enabled and masked
 UNIT_SUFFIXES = (".service", ".timer", ".socket", ".path")
 MAX_UNIT_BYTES = 1 << 20
 MAX_DROP_INS = 256  # effective drop-ins of one unit
+MAX_DROP_IN_BYTES = 4 << 20  # all the drop-ins of one unit
+MAX_CACHED_BYTES = 16 << 20  # drop-ins kept in memory to be read once (service.d/ and such)
 MAX_SCRIPT_BYTES = 16 << 20
 MAX_LINE_CHARS = 16 << 10
 _RC = re.compile(r"S\d\d(.+)")
@@ -148,6 +151,7 @@ class _Tree:
         self._dropin_dirs: list[set[str]] = []
         self._listed: dict[str, list[tuple[Node, Filesystem]]] = {}
         self._read: dict[str, bytes | None] = {}
+        self._cached = 0
         seen: set[str] = set()
         for directory in UNIT_DIRS:
             found = walker.resolve(directory, follow_last=True)
@@ -193,21 +197,24 @@ class _Tree:
         return listed
 
     def read(self, path: str) -> bytes | None:
-        """A drop-in's content (read once, bounded); None when it is not a regular file.
-        Raises :class:`InventoryError` past :data:`MAX_UNIT_BYTES`, DiskError /
-        SourceReadError when it cannot be read."""
-        if path not in self._read:
-            found = self.walker.resolve(path, follow_last=True)
-            if found is None or found[1].kind is not FileKind.FILE:
-                self._read[path] = None
-            else:
-                if found[1].size > MAX_UNIT_BYTES:
-                    raise InventoryError(f"{found[1].size} bytes, larger than "
-                                         f"{MAX_UNIT_BYTES}, the bound for one drop-in: "
-                                         "its content is not read", path)
-                self._read[path] = read_node(found[2].fs, found[1], MAX_UNIT_BYTES,
-                                             self.budget, path)
-        return self._read[path]
+        """A drop-in's content (bounded; kept in memory up to :data:`MAX_CACHED_BYTES` in
+        all, so that a type-level drop-in is read once); None when it is not a regular
+        file. Raises :class:`InventoryError` past :data:`MAX_UNIT_BYTES` (or the source's
+        budget), DiskError / SourceReadError when it cannot be read."""
+        if path in self._read:
+            return self._read[path]
+        found = self.walker.resolve(path, follow_last=True)
+        data = None
+        if found is not None and found[1].kind is FileKind.FILE:
+            if found[1].size > MAX_UNIT_BYTES:
+                raise InventoryError(f"{found[1].size} bytes, larger than {MAX_UNIT_BYTES}, "
+                                     "the bound for one drop-in: its content is not read",
+                                     path)
+            data = read_node(found[2].fs, found[1], MAX_UNIT_BYTES, self.budget, path)
+        if self._cached + len(data or b"") <= MAX_CACHED_BYTES:
+            self._cached += len(data or b"")
+            self._read[path] = data
+        return data
 
 
 def _systemd(walker: Walker, inventory: Inventory) -> None:
@@ -267,6 +274,7 @@ def _drop_ins(tree: _Tree, inventory: Inventory, name: str
                                "the bound", found, within=unit)
         return None
     out = []
+    total = 0
     for entry in found:
         if entry is None:
             continue
@@ -281,8 +289,14 @@ def _drop_ins(tree: _Tree, inventory: Inventory, name: str
                 raise
             inventory.read_in_part("systemd", str(exc), path, within=unit)
             return None
-        if data is not None:
-            out.append((path, data))
+        if data is None:
+            continue
+        total += len(data)
+        if total > MAX_DROP_IN_BYTES:
+            inventory.read_in_part("systemd", f"{name}: its drop-ins add up to more than "
+                                   f"{MAX_DROP_IN_BYTES} bytes, the bound", path, within=unit)
+            return None
+        out.append((path, data))
     return out
 
 
