@@ -88,9 +88,10 @@ def policy_add(
 ) -> None:
     """Monitor a custom path or registry key (a directory or key monitors its tree).
 
-    With --content keep, the content of its small text files is kept so their changes
-    carry a unified diff; --content never keeps none (secret-looking paths and files
-    holding a private key are never kept, whatever the setting)."""
+    With --content keep, the content of its small text files is kept so
+    that their changes carry a unified diff; --content never keeps none.
+    Secret-looking paths and files holding a private key are never kept,
+    whatever the setting."""
     from scanner.policy import make_entity
     from scanner.storage.policies import add_entity
 
@@ -109,10 +110,11 @@ def policy_content(
     content: Annotated[ContentMode, typer.Argument(help=CONTENT_HELP)],
     account: AccountOption = None,
 ) -> None:
-    """Set an entity's content setting (recommended entities too): keep, never or default.
+    """Set the content setting of an entity, recommended ones too.
 
-    Applied at each machine's next scan: content newly kept is read then, content no
-    longer kept is purged from the database (and from its stored diffs)."""
+    Applied at each machine's next scan: content newly kept is read then,
+    content no longer kept is purged from the database and from the diffs
+    stored in its events."""
     from scanner.storage.policies import set_content
 
     repo = open_repository()
