@@ -8,7 +8,7 @@ import typer
 
 from scanner.cli_output import say, table
 from scanner.cli_support import JsonFlag, open_repository
-from scanner.policy import PolicyEntity
+from scanner.policy import ContentMode, PolicyEntity
 from scanner.terminal import write_json
 
 policy_app = typer.Typer(no_args_is_help=True, help="Show and edit the monitored entities.")
@@ -18,6 +18,12 @@ AccountOption = Annotated[str | None, typer.Option(
 EntityName = Annotated[str, typer.Argument(
     help="The entity's name, as `snapfim policy show` lists it.")]
 KINDS = {"linux_file": "linux", "windows_file": "windows", "windows_registry": "registry"}
+CONTENT_HELP = (
+    "Content of small text files (for diffs) at and below the path: keep, never, or default "
+    "(the built-in list: /etc/, /usr/local/etc/, systemd units, /boot/grub/, "
+    "drivers\\etc). The most specific setting wins; at the same path, never. "
+    "Secret-looking paths (shadow files, private keys, .env, credentials...) and files "
+    "holding a private key block are never kept, even with keep.")
 
 
 def _scope(conn: Any, account: str | None) -> int | None:
@@ -58,11 +64,12 @@ def policy_show(as_json: JsonFlag = False, account: AccountOption = None) -> Non
         write_json([{
             "name": e.name, "kind": e.kind.value, "path": e.path, "depth": e.depth,
             "excludes": list(e.excludes), "values": list(e.values), "enabled": e.enabled,
-            "source": e.source.value} for e in entities])
+            "source": e.source.value, "content": e.content.value} for e in entities])
         return
-    table(["on", "kind", "source", "depth", "entity (path, excludes, values)"],
+    table(["on", "kind", "source", "depth", "content", "entity (path, excludes, values)"],
           [("yes" if e.enabled else "no", KINDS.get(e.kind.value, e.kind.value),
-            e.source.value, "all" if e.depth is None else str(e.depth), entity_cell(e))
+            e.source.value, "all" if e.depth is None else str(e.depth),
+            "" if e.content is ContentMode.DEFAULT else e.content.value, entity_cell(e))
            for e in entities])
 
 
@@ -76,18 +83,44 @@ def policy_add(
         help="Path pattern to leave out, with its subtree (repeatable).")] = None,
     value: Annotated[list[str] | None, typer.Option(
         help="Registry keys: monitor only this value (repeatable).")] = None,
+    content: Annotated[ContentMode, typer.Option(help=CONTENT_HELP)] = ContentMode.DEFAULT,
     account: AccountOption = None,
 ) -> None:
-    """Monitor a custom path or registry key (a directory or key monitors its tree)."""
+    """Monitor a custom path or registry key (a directory or key monitors its tree).
+
+    With --content keep, the content of its small text files is kept so
+    that their changes carry a unified diff; --content never keeps none.
+    Secret-looking paths and files holding a private key are never kept,
+    whatever the setting."""
     from scanner.policy import make_entity
     from scanner.storage.policies import add_entity
 
     entity = make_entity(path, name=name, depth=depth, excludes=tuple(exclude or ()),
-                         values=tuple(value or ()))
+                         values=tuple(value or ()), content=content)
     repo = open_repository()
     with repo.transaction() as conn:
         add_entity(conn, entity, _scope(conn, account))
-    say(f"added {entity.name} ({entity.kind.value}: {entity.path})")
+    setting = "" if content is ContentMode.DEFAULT else f", content {content.value}"
+    say(f"added {entity.name} ({entity.kind.value}: {entity.path}{setting})")
+
+
+@policy_app.command("content")
+def policy_content(
+    name: EntityName,
+    content: Annotated[ContentMode, typer.Argument(help=CONTENT_HELP)],
+    account: AccountOption = None,
+) -> None:
+    """Set the content setting of an entity, recommended ones too.
+
+    Applied at each machine's next scan: content newly kept is read then,
+    content no longer kept is purged from the database and from the diffs
+    stored in its events."""
+    from scanner.storage.policies import set_content
+
+    repo = open_repository()
+    with repo.transaction() as conn:
+        entity = set_content(conn, name, content, _scope(conn, account))
+    say(f"content {content.value} for {name} ({entity.path} and below)")
 
 
 def _set_enabled(name: str, enabled: bool, account: str | None) -> None:

@@ -47,7 +47,7 @@ from scanner.sources.machine import machine_locator
 from scanner.sources.unavailable import UnavailableSource
 from scanner.storage import fleet, outbox
 from scanner.storage.fleet import AccountRow, DiskRow, SnapshotRow
-from scanner.storage.policies import load_policy
+from scanner.storage.policies import load_policy, previous_content_rules
 from scanner.storage.repository import Repository, utc
 
 __all__ = ["FleetSettings", "accounts_to_discover", "alert_stale", "cleanup", "deliver_round",
@@ -249,7 +249,9 @@ def scan_cycle(repo: Repository, scan_id: int, settings: FleetSettings, *,
                                           previous_digests=lambda: repo.file_digests(
                                               mach.name, mach.account_id),
                                           previous_parses=lambda: repo.package_parses(
-                                              mach.name, mach.account_id)),
+                                              mach.name, mach.account_id),
+                                          previous_content=lambda: previous_content_rules(
+                                              repo, mach.name, mach.account_id)),
                               passthrough, lambda pairs: _reuse(repo, provider, mach.id, pairs))
     except passthrough:
         raise

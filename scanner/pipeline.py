@@ -14,10 +14,11 @@ disk can be read.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from scanner.changetracking.collect import PreviousParses, collect_inventory
+from scanner.changetracking.keeping import ContentRules
 from scanner.changetracking.model import INVENTORY_UNREADABLE, Inventory
 from scanner.changetracking.verify import PreviousDigests, after_hashing
 from scanner.collectors.hashing import Hasher, HashJob, HashResult, VolumeRef, hash_in_process
@@ -66,6 +67,9 @@ class ScanOptions:
     previous_digests: PreviousDigests | None = None
     # the package database parses stored at its previous scan (reused for unchanged bytes)
     previous_parses: PreviousParses | None = None
+    # the content settings of the machine's previous scan (a file newly kept is read even
+    # when unchanged); None: unknown, taken as the current ones
+    previous_content: Callable[[], ContentRules | None] | None = None
 
 
 @dataclass(slots=True)
@@ -224,6 +228,8 @@ def _collect(systems: list[System], opened: list[OpenedVolume], policy: list[Pol
         if sparse:  # the sparse-aware digest (scanner.collectors.hashing.hash_node)
             file.attributes = SPARSE
     if inventory is not None:  # package digests and text of the changed files
+        if options.previous_content is not None:
+            inventory.content_before = options.previous_content()
         after_hashing(inventory, pending, filesystems, options.previous_digests)
     coverage.policies.sort()
     return dict(sorted(entities.items())), registry, inventory

@@ -10,6 +10,10 @@ Rules (as the seeds describe, plus what we add):
 - Excludes are absolute paths whose segments may hold wildcards; an excluded directory takes
   its whole tree with it.
 - Windows paths and registry keys are matched case-insensitively.
+- A file entity may opt its path and everything below it in to content keeping (``keep``: the
+  content of small text files is kept for diffs) or out of it (``never``); ``default`` leaves
+  it to the built-in list (:mod:`scanner.changetracking.keeping`). Registry keys and
+  ``%variable%`` paths take no content setting.
 """
 
 from __future__ import annotations
@@ -28,6 +32,14 @@ class EntityKind(StrEnum):
     LINUX_FILE = "linux_file"
     WINDOWS_FILE = "windows_file"
     WINDOWS_REGISTRY = "windows_registry"
+
+
+class ContentMode(StrEnum):
+    """Whether an entity keeps the content of its small text files (for diffs)."""
+
+    DEFAULT = "default"  # the built-in list decides (/etc/ and the like)
+    KEEP = "keep"
+    NEVER = "never"
 
 
 class EntitySource(StrEnum):
@@ -53,6 +65,7 @@ class PolicyEntity:
     values: tuple[str, ...] = ()
     enabled: bool = True
     source: EntitySource = EntitySource.CUSTOM
+    content: ContentMode = ContentMode.DEFAULT
 
     @property
     def is_pattern(self) -> bool:
@@ -143,10 +156,12 @@ def validate_registry_key(path: str) -> str:
 def make_entity(path: str, *, kind: EntityKind | None = None, name: str | None = None,
                 depth: int | None = None, excludes: tuple[str, ...] = (),
                 values: tuple[str, ...] = (), source: EntitySource = EntitySource.CUSTOM,
-                enabled: bool = True) -> PolicyEntity:
+                enabled: bool = True, content: ContentMode = ContentMode.DEFAULT
+                ) -> PolicyEntity:
     """Build a validated entity; the kind is inferred from the path when not given."""
     if kind is None:
         kind = infer_kind(path)
+    check_content(path, kind, content)
     if depth is not None and depth < 0:
         raise PolicyError(f"depth must be 0 or more, not {depth}")
     if values and kind is not EntityKind.WINDOWS_REGISTRY:
@@ -164,12 +179,25 @@ def make_entity(path: str, *, kind: EntityKind | None = None, name: str | None =
         clean_excludes = tuple(validate_registry_key(e) for e in excludes)
     entity = PolicyEntity(name=name or norm, kind=kind, path=norm, depth=depth,
                           excludes=clean_excludes, values=tuple(values), enabled=enabled,
-                          source=source)
+                          source=source, content=content)
     if entity.is_pattern and depth is None:
         entity = replace(entity, depth=0)
     if not entity.name.strip() or _CONTROL.search(entity.name):
         raise PolicyError(f"invalid entity name {entity.name!r}")
     return entity
+
+
+def check_content(path: str, kind: EntityKind, content: ContentMode) -> None:
+    """Raise :class:`PolicyError` when an entity of ``kind`` at ``path`` cannot take the
+    content setting ``content`` (registry keys hold no files; a ``%variable%`` path names
+    different places on different machines: give it with its drive letter)."""
+    if content is ContentMode.DEFAULT:
+        return
+    if kind is EntityKind.WINDOWS_REGISTRY:
+        raise PolicyError(f"{path!r}: registry keys hold no file content to keep")
+    if kind is EntityKind.WINDOWS_FILE and "%" in path:
+        raise PolicyError(f"{path!r}: a content setting needs a path with its drive letter "
+                          "(C:\\...), not a %variable%")
 
 
 def infer_kind(path: str) -> EntityKind:

@@ -148,7 +148,7 @@ def test_policy_commands(tmp_path: Path) -> None:
                  if e["name"] == "app")
     assert entry == {"name": "app", "kind": "linux_file", "path": "/srv/app", "depth": 2,
                      "excludes": ["/srv/app/cache"], "values": [], "enabled": True,
-                     "source": "custom"}
+                     "source": "custom", "content": "default"}
     run(tmp_path, "policy", "disable", "/usr/bin")
     state = {e["name"]: e["enabled"] for e in json.loads(
         run(tmp_path, "policy", "show", "--json").stdout)}

@@ -297,6 +297,33 @@ def test_demo_note_follows_the_policy(tmp_path: Path) -> None:
     assert "Every file the intruder changed was reported (7)." in third
 
 
+def test_policy_content_settings(tmp_path: Path) -> None:
+    added = run(tmp_path, "policy", "add", "/srv/app/config", "--content", "keep").stdout
+    assert added == "added /srv/app/config (linux_file: /srv/app/config, content keep)\n"
+    assert run(tmp_path, "policy", "add", "/srv/plain").stdout == (
+        "added /srv/plain (linux_file: /srv/plain)\n")
+    assert run(tmp_path, "policy", "content", "/etc/*.conf", "never").stdout == (
+        "content never for /etc/*.conf (/etc/*.conf and below)\n")
+    shown = {e["name"]: e["content"]
+             for e in json.loads(run(tmp_path, "policy", "show", "--json").stdout)}
+    assert (shown["/srv/app/config"], shown["/srv/plain"], shown["/etc/*.conf"],
+            shown["/usr/bin"]) == ("keep", "default", "never", "default")
+    table = snapfim(tmp_path, "policy", "show", env={"COLUMNS": "120"}).stdout
+    assert re.search(r"^yes +linux +custom +all +keep +/srv/app/config$", table, re.M)
+    assert re.search(r"^yes +linux +recommended +0 +never +/etc/\*\.conf$", table, re.M)
+    run(tmp_path, "policy", "content", "/etc/*.conf", "default")
+    assert re.search(r"^yes +linux +recommended +0 +- +/etc/\*\.conf$",
+                     snapfim(tmp_path, "policy", "show", env={"COLUMNS": "120"}).stdout, re.M)
+    one_line_error(run(tmp_path, "policy", "add", "HKLM\\SOFTWARE\\App", "--content", "keep",
+                       ok=False), "registry keys hold no file content to keep")
+    one_line_error(run(tmp_path, "policy", "content", "nosuch", "keep", ok=False),
+                   "no monitored entity named 'nosuch'")
+    bad = run(tmp_path, "policy", "content", "/usr/bin", "sometimes", ok=False)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "sometimes" in bad.stderr
+    helped = " ".join(run(tmp_path, "policy", "add", "--help").stdout.split())
+    assert "are never kept, even with keep" in helped.replace("│ ", "")
+
+
 # -- tables for people, help for every option -------------------------------------------------
 def test_tables_at_80_columns_when_piped(tmp_path: Path, gpt: dict[str, Path]) -> None:
     long_name = "eu-west-1-production-frontend-web-server-0123456789abcdef"
@@ -315,8 +342,8 @@ def test_tables_at_80_columns_when_piped(tmp_path: Path, gpt: dict[str, Path]) -
     words = " ".join(policy.split())  # cells wrap at spaces
     assert "lsa path: HKLM\\SYSTEM\\CurrentControlSet\\Control\\Lsa values: Security " \
            "Packages, Notification Packages" in words
-    assert re.search(r"^yes +linux +recommended +all +/usr/bin$", policy, re.M)
-    assert re.search(r"^yes +linux +recommended +0 +/etc/\*\.conf$", policy, re.M)
+    assert re.search(r"^yes +linux +recommended +all +- +/usr/bin$", policy, re.M)
+    assert re.search(r"^yes +linux +recommended +0 +- +/etc/\*\.conf$", policy, re.M)
     machines = outputs["machines"]
     assert long_name in "".join(line.split(" ")[0] for line in machines.splitlines()[1:])
     assert re.search(r"\bcli +linux +0 +succeeded 20\d\d-\d\d-\d\d", machines)
@@ -338,7 +365,8 @@ def test_every_option_and_argument_has_help() -> None:
             walk(sub, f"{path} {name}")
 
     walk(typer.main.get_command(app), "snapfim")
-    assert len(seen) == 27 and "snapfim policy add" in seen and "snapfim scan" in seen
+    assert len(seen) == 28 and "snapfim policy add" in seen and "snapfim scan" in seen
+    assert "snapfim policy content" in seen
     assert missing == []
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from scanner.changetracking.daemons import collect_daemons
+from scanner.changetracking.keeping import content_rules
 from scanner.changetracking.linux import collect_software
 from scanner.changetracking.model import Inventory
 from scanner.changetracking.parses import Parses, loads
@@ -35,7 +36,9 @@ def collect_inventory(systems: Sequence[System], coverage: Coverage, limits: Lim
     package records kept are those under its Linux file entities. Unreadable databases
     go to ``coverage.unreadable`` (the scan is partial), damaged entries to its notes.
     ``previous_parses`` (called once, when a Linux root is read) gives the parses to reuse
-    for package database files whose bytes are unchanged (:mod:`.parses`)."""
+    for package database files whose bytes are unchanged (:mod:`.parses`).
+
+    The inventory carries the policy's content settings (which files' content is kept)."""
     inventory: Inventory | None = None
     parses: Parses | None = None
     for system in systems:
@@ -56,6 +59,8 @@ def collect_inventory(systems: Sequence[System], coverage: Coverage, limits: Lim
             inventory = inventory or Inventory()
             collect_windows(system, inventory, limits)
     if inventory is not None:
+        if policy is not None:
+            inventory.content_rules = content_rules(policy)
         coverage.notes.extend(inventory.notes)
         for path, why in inventory.unreadable_paths.items():  # the walk's reason first
             coverage.unreadable.setdefault(path, why)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
+from scanner.changetracking.keeping import DEFAULT_RULES, ContentRules
 from scanner.changetracking.parses import Parses
 
 SOFTWARE, SERVICE, DAEMON = "software", "service", "daemon"
@@ -138,6 +139,10 @@ class Inventory:
     # the package database parses of this scan, by the digest of the bytes parsed (the next
     # scan reuses them: scanner.changetracking.parses); None: no package database read
     parses: Parses | None = None
+    # which files' content is kept (the policy's content settings), and which were at the
+    # machine's previous scan (None: unknown, taken as the same)
+    content_rules: ContentRules = DEFAULT_RULES
+    content_before: ContentRules | None = None
 
     def add(self, item: InventoryEntity) -> None:
         """Record ``item``; an id listed twice keeps its first entry, the second is noted

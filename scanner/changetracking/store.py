@@ -18,7 +18,13 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select
 
-from scanner.changetracking.content import purge_unkept, store_texts, with_diffs
+from scanner.changetracking.content import (
+    apply_content_rules,
+    purge_unkept,
+    recorded_rules,
+    store_texts,
+    with_diffs,
+)
 from scanner.changetracking.model import (
     DAEMON,
     PACKAGE_SOURCES,
@@ -100,9 +106,12 @@ def commit_inventory(conn: Connection, machine_id: int, scan_id: int,
     if inventory.parses is not None and inventory.parses.changed:
         save_parses(conn, machine_id, scan_id, inventory.parses.dumps())
     store_texts(conn, inventory.texts)
+    rules = inventory.content_rules
+    apply_content_rules(conn, machine_id, rules)  # settings changed: purge what they drop
     purge_unkept(conn, [(e.path, side.get("sha256")) for e in diff.events
-                        if e.entity_type == "file" for side in (e.previous or {}, e.current or {})])
-    diff.events[:] = with_diffs(conn, diff.events)
+                        if e.entity_type == "file" for side in (e.previous or {}, e.current or {})],
+                 rules, recorded_rules(conn))
+    diff.events[:] = with_diffs(conn, diff.events, rules)
     diff.events.extend(events)
 
 

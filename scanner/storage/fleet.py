@@ -183,8 +183,13 @@ def set_account_enabled(conn: Connection, name: str, enabled: bool) -> None:
 
 
 def remove_account(conn: Connection, name: str) -> None:
-    """Delete an account with its machines, scans, state and events."""
+    """Delete an account with its machines, scans, state and events, and the stored
+    content no other account's machine keeps."""
+    from scanner.changetracking.content import purge_machine_content
+
     acct = get_account(conn, name)
+    purge_machine_content(conn, list(conn.execute(
+        select(machine.c.id).where(machine.c.account_id == acct.id)).scalars()))
     conn.execute(delete(account).where(account.c.id == acct.id))
 
 

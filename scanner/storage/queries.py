@@ -595,7 +595,8 @@ def policy_scopes(conn: Connection, account_name: str | None = None) -> list[dic
         scope["entities"] = [
             {"name": r.name, "kind": r.kind, "path": r.path, "depth": r.depth,
              "excludes": list(r.excludes or ()), "values": list(r.value_names or ()),
-             "enabled": bool(r.enabled), "source": r.source}
+             "enabled": bool(r.enabled), "source": r.source,
+             "content": r.content or "default"}
             for r in conn.execute(select(policy_entity).where(owner).order_by(
                 policy_entity.c.kind, policy_entity.c.name))]
     return scopes

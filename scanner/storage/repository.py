@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
+from scanner.changetracking.content import purge_machine_content
 from scanner.changetracking.model import Inventory
 from scanner.changetracking.query import UNEXPLAINED
 from scanner.changetracking.store import commit_inventory, load_parses
@@ -151,12 +152,14 @@ class Repository:
         conn.execute(select(machine.c.id).where(machine.c.id == machine_id).with_for_update())
 
     def delete_machine(self, name: str) -> bool:
-        """Remove a machine with its scans, state and events; False if it did not exist."""
+        """Remove a machine with its scans, state, events and the stored content no other
+        machine keeps; False if it did not exist."""
         with self.transaction() as conn:
             try:
                 mid = self.machine_id(conn, name)
             except NotFound:
                 return False
+            purge_machine_content(conn, [mid])
             for table in (change_event, file_state, registry_state, registry_hive,
                           inventory_state, inventory_source, package_owner, package_parse,
                           scan):

@@ -77,6 +77,9 @@ machine = Table(
     Column("created_at", Stamp, nullable=False, server_default=func.now()),
     Column("last_seen_at", Stamp),
     Column("last_scan_id", BigInteger),
+    # the content settings its last scan kept content under (JSON; NULL: the built-in
+    # list), scanner.changetracking.keeping.ContentRules (0012)
+    Column("content_rules", Text),
     UniqueConstraint("account_id", "name"),
 )
 
@@ -152,6 +155,7 @@ policy_entity = Table(
     Column("enabled", Boolean, nullable=False, default=True),
     Column("source", String(16), nullable=False),
     Column("created_at", Stamp, nullable=False, server_default=func.now()),
+    Column("content", String(8)),            # keep | never; NULL: default (0012)
 )
 # One name per scope; NULL (global) counts as one scope on every database.
 Index("uq_policy_entity_scope_name", func.coalesce(policy_entity.c.account_id, 0),

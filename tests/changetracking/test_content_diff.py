@@ -120,3 +120,188 @@ def test_secrets_are_never_kept_and_content_no_longer_kept_is_purged(
         assert purge_unkept(conn, [("/etc/shadow~", other)]) == 1
         last = set(conn.execute(select(content_blob.c.sha256)).scalars())
     assert after == stored == last
+
+
+# -- the policy's content settings -------------------------------------------------------
+def _sha(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def _stored(repo: Repository) -> set[str]:
+    with repo.transaction() as conn:
+        return set(conn.execute(select(content_blob.c.sha256)).scalars())
+
+
+def _policy(repo: Repository, *entities: tuple[str, str]) -> None:
+    from scanner.policy import ContentMode, make_entity
+    from scanner.storage.policies import add_entity, ensure_recommended
+
+    with repo.transaction() as conn:
+        ensure_recommended(conn)
+        for path, content in entities:
+            add_entity(conn, make_entity(path, content=ContentMode(content)))
+
+
+def _set_content(repo: Repository, name: str, content: str) -> None:
+    from scanner.policy import ContentMode
+    from scanner.storage.policies import set_content
+
+    with repo.transaction() as conn:
+        set_content(conn, name, ContentMode(content))
+
+
+def test_content_settings_most_specific_wins_and_secrets_are_never_kept() -> None:
+    from scanner.changetracking.keeping import ContentRule, ContentRules, content_rules
+    from scanner.policy import ContentMode, EntityKind, PolicyEntity
+
+    rules = ContentRules((
+        ContentRule("/etc/ssl", False), ContentRule("/etc/ssl/certs", True),
+        ContentRule("/opt/app", True), ContentRule("/opt/app/cache", True),
+        ContentRule("/opt/app/cache", False),  # the same path: never wins
+        ContentRule("/srv/*.conf", True), ContentRule("C:\\App", True)))
+    paths = ("/etc/hosts", "/etc/ssl/openssl.cnf", "/etc/ssl/certs/ca.pem.txt",
+             "/etc/ssl/certs/ca.crt", "/opt/app/app.conf", "/opt/app/cache/x.conf",
+             "/opt/other.conf", "/srv/a.conf", "/srv/a.conf/inner.txt", "/srv/b.yml",
+             "c:\\app\\settings.ini", "/C:/App/x", "/opt/app/.env", "/opt/app/tls.key",
+             "/opt/app/db_password.txt", "/opt/app/secrets.yml", "/etc/ssl/certs/id_rsa")
+    assert [p for p in paths if rules.kept(p)] == [
+        "/etc/hosts", "/etc/ssl/certs/ca.pem.txt", "/etc/ssl/certs/ca.crt",
+        "/opt/app/app.conf", "/srv/a.conf", "/srv/a.conf/inner.txt", "c:\\app\\settings.ini"]
+    assert is_kept("/etc/hosts") and not is_kept("/opt/app/app.conf")  # the built-in list
+    assert not ContentRules((ContentRule("/", False),)).kept("/etc/hosts")  # all off
+    assert ContentRules((ContentRule("/", True),)).kept("/home/u/notes.txt")
+    assert not ContentRules((ContentRule("/", True),)).kept("/etc/shadow-")
+    assert ContentRules.from_json(rules.to_json()) == rules
+    assert ContentRules.from_json("{not json") == ContentRules.from_json(None) == ContentRules()
+    assert ContentRules().to_json() is None
+    linux = EntityKind.LINUX_FILE
+    assert content_rules([
+        PolicyEntity("a", linux, "/opt/a", content=ContentMode.KEEP),
+        PolicyEntity("b", linux, "/opt/b", content=ContentMode.NEVER, enabled=False),
+        PolicyEntity("c", linux, "/opt/c"),
+        PolicyEntity("d", linux, "/etc/ssl", content=ContentMode.NEVER),
+    ]) == ContentRules((ContentRule("/etc/ssl", False), ContentRule("/opt/a", True)))
+
+
+def test_content_settings_are_refused_where_they_mean_nothing() -> None:
+    import pytest
+
+    from scanner.errors import PolicyError
+    from scanner.policy import ContentMode, make_entity
+
+    with pytest.raises(PolicyError, match="registry keys hold no file content"):
+        make_entity("HKLM\\SOFTWARE\\x", content=ContentMode.KEEP)
+    with pytest.raises(PolicyError, match="drive letter"):
+        make_entity("%windir%\\app", content=ContentMode.NEVER)
+    assert make_entity("C:\\App", content=ContentMode.KEEP).content is ContentMode.KEEP
+
+
+APP_CONF = b"port=80\nhost=a\n"
+APP_DIFF = ("--- a/opt/app/app.conf\n+++ b/opt/app/app.conf\n@@ -1,2 +1,2 @@\n-port=80\n"
+            "+port=81\n host=a")
+
+
+def test_opting_a_path_in_reads_its_content_at_the_next_scan_and_diffs_it(
+        tmp_path: Path, scan: Callable[[Path], ScanRecord], repo: Repository) -> None:
+    from tests.imaging.packages import tree_image
+    from tests.imaging.trees import linux_tree
+
+    root = linux_tree(tmp_path / "src")
+    app = root / "opt/app"
+    app.mkdir(parents=True)
+    secrets = {".env": b"TOKEN=x\n", "tls.key": b"key\n",
+               "client.conf": b"-----BEGIN EC PRIVATE KEY-----\nMHc\n"}
+    for name, data in {"app.conf": APP_CONF, **secrets}.items():
+        (app / name).write_bytes(data)
+    _policy(repo, ("/opt/app", "default"))
+    image = tree_image(root, tmp_path / "a.img")
+    scan(image)
+    assert _sha(APP_CONF) not in _stored(repo)  # /opt is not in the built-in list
+
+    _set_content(repo, "/opt/app", "keep")
+    assert scan(image).events == []  # nothing changed, but the content is read now
+    stored = _stored(repo)
+    assert _sha(APP_CONF) in stored
+    assert stored.isdisjoint(_sha(d) for d in secrets.values())  # opted in, still never
+
+    after = copy_image(image, tmp_path / "b.img")
+    overwrite_in_place(after, "/opt/app/app.conf", b"port=81\nhost=a\n")
+    record = scan(after)
+    assert [(e.path, e.fields_changed, e.content_diff) for e in record.events] == [
+        ("/opt/app/app.conf", ("sha256",), APP_DIFF)]
+
+
+def test_opting_a_path_out_purges_its_content_and_diffs_at_the_next_scan(
+        tmp_path: Path, scan: Callable[[Path], ScanRecord], repo: Repository) -> None:
+    from tests.imaging.packages import tree_image
+    from tests.imaging.trees import linux_tree
+
+    root = linux_tree(tmp_path / "src")
+    (root / "etc/app").mkdir()
+    (root / "etc/app/app.conf").write_bytes(b"port=80\n")
+    _policy(repo, ("/etc/app", "default"))
+    image = tree_image(root, tmp_path / "a.img")
+    scan(image)
+    after = copy_image(image, tmp_path / "b.img")
+    overwrite_in_place(after, "/etc/app/app.conf", b"port=81\n")
+    diff = "--- a/etc/app/app.conf\n+++ b/etc/app/app.conf\n@@ -1 +1 @@\n-port=80\n+port=81"
+    changed = scan(after)
+    assert [(e.path, e.content_diff) for e in changed.events] == [("/etc/app/app.conf", diff)]
+    assert {_sha(b"port=80\n"), _sha(b"port=81\n"), _sha(b"/etc/a.conf\n")} <= _stored(repo)
+
+    _set_content(repo, "/etc/app", "never")
+    assert scan(after).events == []
+    stored = _stored(repo)
+    assert stored.isdisjoint({_sha(b"port=80\n"), _sha(b"port=81\n")})  # both versions
+    assert _sha(b"/etc/a.conf\n") in stored  # the rest of /etc is still kept
+    row = next(r for r in repo.changes(scan_id=changed.id) if r["path"] == "/etc/app/app.conf")
+    assert row["content_diff"] is None  # the diff stored in its event went too
+
+    _set_content(repo, "/etc/app", "default")  # back to the built-in list: read again
+    assert scan(after).events == []
+    assert _sha(b"port=81\n") in _stored(repo)
+
+
+def test_removing_a_machine_collects_only_the_content_no_other_machine_keeps(
+        tmp_path: Path, repo: Repository) -> None:
+    from scanner.pipeline import ScanOptions
+    from scanner.runner import run_scan
+    from scanner.sources.local import open_local
+    from scanner.storage.fleet import remove_account
+    from scanner.storage.repository import LOCAL_ACCOUNT
+    from tests.imaging.packages import tree_image
+    from tests.imaging.trees import linux_tree
+
+    def machine(name: str, files: dict[str, bytes]) -> Path:
+        root = linux_tree(tmp_path / name)
+        for rel, data in files.items():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_bytes(data)
+        return tree_image(root, tmp_path / f"{name}.img")
+
+    def scan_as(name: str, image: Path) -> None:
+        with open_local(image) as source:
+            run_scan(repo, source, name, ScanOptions(hash_workers=1))
+
+    _policy(repo, ("/etc/app", "default"), ("/opt/app", "default"))
+    shared, own, old = b"shared=1\n", b"new web-01\n", b"old web-01\n"
+    web1 = machine("web-01", {"etc/app/shared.conf": shared, "etc/app/own.conf": old})
+    scan_as("web-01", web1)
+    web1b = copy_image(web1, tmp_path / "web-01b.img")
+    overwrite_in_place(web1b, "/etc/app/own.conf", own)
+    scan_as("web-01", web1b)
+    # web-02 holds web-01's own content too, but where it is not kept (/opt)
+    scan_as("web-02", machine("web-02", {"etc/app/shared.conf": shared,
+                                         "opt/app/copy.conf": own}))
+    before = _stored(repo)
+    assert {_sha(shared), _sha(own), _sha(old)} <= before
+
+    assert repo.delete_machine("web-01")
+    after = _stored(repo)
+    assert before - after == {_sha(own), _sha(old)}  # shared stays with web-02
+
+    with repo.transaction() as conn:  # the account of the last machine holding it
+        remove_account(conn, LOCAL_ACCOUNT)
+    assert _sha(shared) not in _stored(repo)

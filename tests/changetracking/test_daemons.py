@@ -1,14 +1,18 @@
 """Linux daemons: a systemd tree (units in /usr/lib/systemd/system, enabled by links in
 /etc/systemd/system/*.wants) and a SysV script with its rc links, in a real ext4 image;
-a unit enabled, a unit's ExecStart changed, a script enabled: exact events."""
+a unit enabled, a unit's ExecStart changed, a script enabled; drop-ins added, removed,
+masked, resetting ExecStart, of a masked unit, too big: exact events."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
 
-from scanner.changetracking.daemons import parse_unit
+import pytest
+
+from scanner.changetracking.daemons import drop_in_dirs, parse_unit
 from scanner.storage.repository import Repository, ScanRecord
 from tests.changetracking.test_dpkg_matrix import events
 from tests.imaging.ext4 import build_ext4, debugfs, pin_owners, pin_times
@@ -154,3 +158,191 @@ def test_an_unreadable_unit_directory_keeps_the_units(
     assert [r["path"] for r in kept] == [
         "systemd\\cron.service", "systemd\\getty@.service", "systemd\\rescue.service",
         "systemd\\ssh.service", "sysv\\ssh"]
+
+
+# -- drop-ins ------------------------------------------------------------------------------
+ETC = "/etc/systemd/system"
+VENDOR_DROP_IN = b"[Service]\nUser=sshd\n"
+EVIL_DROP_IN = b"[Service]\nExecStart=\nExecStart=/tmp/.x/sshd -D\n"
+
+
+def _unit_digest(unit: bytes, *drop_ins: tuple[str, bytes]) -> str:
+    digest = hashlib.sha256(unit)
+    for path, data in drop_ins:
+        digest.update(f"\n#drop-in {path} {len(data)}\n".encode())
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def _with_vendor_drop_in(tmp_path: Path) -> Path:
+    """The machine, with a vendor drop-in for ssh.service in /usr/lib (User=sshd)."""
+    root = linux_tree(tmp_path / "src")
+    units = root / UNITS.lstrip("/")
+    (units / "ssh.service.d").mkdir(parents=True)
+    (units / "ssh.service.d/override.conf").write_bytes(VENDOR_DROP_IN)
+    (units / "ssh.service").write_bytes(SSH)
+    (units / "cron.service").write_bytes(CRON)
+    (root / "etc/systemd/system").mkdir(parents=True, exist_ok=True)
+    os.symlink("/dev/null", root / "etc/systemd/system/rescue.service")
+    image = build_ext4(root, tmp_path / "base.img", size_mb=64)
+    paths = list(tree_paths(root))
+    pin_owners(image, paths)
+    pin_times(image, paths, BASE_TIME)
+    return image
+
+
+def _ssh(record: ScanRecord) -> tuple[dict[str, object], dict[str, object]]:
+    event = next(e for e in record.events if e.path == "systemd\\ssh.service")
+    assert event.previous is not None and event.current is not None
+    return event.previous, event.current
+
+
+def test_drop_in_in_etc_masks_the_vendor_one_resets_execstart_and_goes_away(
+        tmp_path: Path, scan: Callable[[Path], ScanRecord]) -> None:
+    image = _with_vendor_drop_in(tmp_path)
+    assert scan(image).events == []
+    vendor = f"{UNITS}/ssh.service.d/override.conf"
+    evil_path = f"{ETC}/ssh.service.d/override.conf"
+    before_detail = {"enabled": False, "unit_file": f"{UNITS}/ssh.service",
+                     "description": "OpenSSH", "exec_start": "/usr/sbin/sshd -D",
+                     "user": "sshd", "drop_ins": [vendor]}
+    after = copy_image(image, tmp_path / "after.img")
+    evil = tmp_path / "override.conf"
+    evil.write_bytes(EVIL_DROP_IN)
+    debugfs(after, f"set_current_time @{NEW_TIME}", f"mkdir {ETC}/ssh.service.d",
+            f"write {evil} {evil_path}")
+    record = scan(after)
+
+    # the same name in /etc masks /usr/lib's (User=sshd is gone), and its empty ExecStart=
+    # resets the unit's list before adding its own
+    assert events(record) == [
+        ("daemon", "modified", "systemd\\ssh.service", ("digest", "detail"), None, None)]
+    previous, current = _ssh(record)
+    assert previous["detail"] == before_detail
+    assert previous["digest"] == _unit_digest(SSH, (vendor, VENDOR_DROP_IN))
+    assert current["detail"] == {
+        "enabled": False, "unit_file": f"{UNITS}/ssh.service", "description": "OpenSSH",
+        "exec_start": "/tmp/.x/sshd -D", "user": "root", "drop_ins": [evil_path]}
+    assert current["digest"] == _unit_digest(SSH, (evil_path, EVIL_DROP_IN))
+
+    removed = copy_image(after, tmp_path / "removed.img")
+    debugfs(removed, f"set_current_time @{NEW_TIME + 60}", f"rm {evil_path}")
+    record = scan(removed)
+    assert events(record) == [
+        ("daemon", "modified", "systemd\\ssh.service", ("digest", "detail"), None, None)]
+    previous, current = _ssh(record)
+    assert previous["detail"]["exec_start"] == "/tmp/.x/sshd -D"  # type: ignore[index]
+    assert current["detail"] == before_detail
+    assert current["digest"] == _unit_digest(SSH, (vendor, VENDOR_DROP_IN))
+
+
+def test_type_and_prefix_drop_ins_apply_in_name_order_and_a_masked_unit_lists_its_own(
+        tmp_path: Path, scan: Callable[[Path], ScanRecord]) -> None:
+    image = _with_vendor_drop_in(tmp_path)
+    scan(image)
+    after = copy_image(image, tmp_path / "after.img")
+    hook, extra, rescue = (tmp_path / n for n in ("hook.conf", "extra.conf", "rescue.conf"))
+    hook.write_bytes(b"[Service]\nExecStart=/tmp/.x/hook\n")
+    extra.write_bytes(b"[Service]\nExecStart=/tmp/.x/extra\n")
+    rescue.write_bytes(b"[Service]\nExecStart=/tmp/.x/rescue\n")
+    local = "/usr/local/lib/systemd/system"
+    debugfs(after, f"set_current_time @{NEW_TIME}", "mkdir /usr/local", "mkdir /usr/local/lib",
+            "mkdir /usr/local/lib/systemd", f"mkdir {local}", f"mkdir {local}/service.d",
+            f"write {hook} {local}/service.d/50-hook.conf",
+            f"mkdir {UNITS}/cron.service.d", f"write {extra} {UNITS}/cron.service.d/10-extra.conf",
+            f"mkdir {ETC}/rescue.service.d", f"write {rescue} {ETC}/rescue.service.d/x.conf")
+    record = scan(after)
+
+    assert events(record) == [
+        ("daemon", "modified", "systemd\\cron.service", ("digest", "detail"), None, None),
+        ("daemon", "modified", "systemd\\rescue.service", ("detail",), None, None),
+        ("daemon", "modified", "systemd\\ssh.service", ("digest", "detail"), None, None),
+    ]
+    cron, rescue_event, ssh = record.events
+    assert cron.current is not None and ssh.current is not None
+    # 10-extra (cron.service.d in /usr/lib) before 50-hook (service.d in /usr/local/lib)
+    assert cron.current["detail"]["exec_start"] == (
+        "/usr/sbin/cron -f; /tmp/.x/extra; /tmp/.x/hook")
+    assert cron.current["detail"]["drop_ins"] == [
+        f"{UNITS}/cron.service.d/10-extra.conf", f"{local}/service.d/50-hook.conf"]
+    assert ssh.current["detail"]["exec_start"] == "/usr/sbin/sshd -D; /tmp/.x/hook"
+    assert ssh.current["detail"]["drop_ins"] == [
+        f"{local}/service.d/50-hook.conf", f"{UNITS}/ssh.service.d/override.conf"]
+    assert ssh.current["digest"] == _unit_digest(
+        SSH, (f"{local}/service.d/50-hook.conf", hook.read_bytes()),
+        (f"{UNITS}/ssh.service.d/override.conf", VENDOR_DROP_IN))
+    # a masked unit runs nothing: no digest, no ExecStart, but its drop-ins are listed
+    assert rescue_event.previous is not None and rescue_event.current is not None
+    assert (rescue_event.previous["digest"], rescue_event.current["digest"]) == (None, None)
+    assert rescue_event.current["detail"] == {
+        "enabled": False, "masked": True, "unit_file": f"{ETC}/rescue.service",
+        "drop_ins": [f"{local}/service.d/50-hook.conf", f"{ETC}/rescue.service.d/x.conf"]}
+
+
+def test_an_oversized_drop_in_keeps_the_unit_and_makes_the_scan_partial(
+        tmp_path: Path, scan: Callable[[Path], ScanRecord], repo: Repository) -> None:
+    from scanner.changetracking.query import inventory_rows
+    from tests.conftest import MACHINE
+
+    image = _with_vendor_drop_in(tmp_path)
+    scan(image)
+    with repo.transaction() as conn:
+        before = {r["path"]: r for r in inventory_rows(conn, MACHINE, "daemon")}
+    after = copy_image(image, tmp_path / "after.img")
+    big, cron = tmp_path / "big.conf", tmp_path / "cron.service"
+    big.write_bytes(b"[Service]\nExecStart=\nExecStart=/tmp/.x/sshd\n" + b"#" * (2 << 20))
+    cron.write_bytes(CRON_EVIL)
+    big_path = f"{ETC}/ssh.service.d/big.conf"
+    debugfs(after, f"set_current_time @{NEW_TIME}", f"mkdir {ETC}/ssh.service.d",
+            f"write {big} {big_path}", f"rm {UNITS}/cron.service",
+            f"write {cron} {UNITS}/cron.service")
+    record = scan(after)
+
+    assert record.status == "partial"
+    assert events(record) == [  # ssh.service is neither changed nor removed: kept
+        ("daemon", "modified", "systemd\\cron.service", ("digest", "detail"), None, None)]
+    size = len(big.read_bytes())
+    coverage = repo.scan_row(record.id)["coverage"]
+    assert coverage["unreadable"] == {big_path: (
+        f"{size} bytes, larger than {1 << 20}, the bound for one drop-in: its content is "
+        "not read")}
+    with repo.transaction() as conn:
+        kept = {r["path"]: r for r in inventory_rows(conn, MACHINE, "daemon")}
+    assert kept["systemd\\ssh.service"] == before["systemd\\ssh.service"]
+
+
+def test_too_many_drop_ins_keep_the_unit(
+        tmp_path: Path, scan: Callable[[Path], ScanRecord], repo: Repository,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from scanner.changetracking import daemons
+
+    monkeypatch.setattr(daemons, "MAX_DROP_INS", 2)
+    image = _with_vendor_drop_in(tmp_path)
+    scan(image)  # one drop-in for ssh.service: within the bound
+    after = copy_image(image, tmp_path / "after.img")
+    conf = tmp_path / "a.conf"
+    conf.write_bytes(b"[Service]\nExecStart=\nExecStart=/tmp/.x/sshd\n")
+    debugfs(after, f"set_current_time @{NEW_TIME}", f"mkdir {ETC}/ssh.service.d",
+            f"write {conf} {ETC}/ssh.service.d/a.conf", f"write {conf} {ETC}/ssh.service.d/b.conf")
+    record = scan(after)
+    assert (record.status, record.events) == ("partial", [])  # ssh.service kept as it was
+    assert repo.scan_row(record.id)["coverage"]["unreadable"] == {
+        f"{UNITS}/ssh.service.d": "ssh.service has more than 2 drop-ins, the bound"}
+
+
+def test_drop_in_directories_of_a_unit_name() -> None:
+    assert drop_in_dirs("ssh.service") == ["ssh.service.d", "service.d"]
+    assert drop_in_dirs("foo-bar-baz.service") == [
+        "foo-bar-baz.service.d", "foo-bar-.service.d", "foo-.service.d", "service.d"]
+    assert drop_in_dirs("getty@tty1.service") == [
+        "getty@tty1.service.d", "getty@.service.d", "service.d"]
+    assert drop_in_dirs("noext") == []
+
+
+def test_parse_unit_applies_drop_ins_in_order() -> None:
+    unit = b"[Unit]\nDescription=a\n[Service]\nExecStart=/bin/a\nUser=root\n"
+    assert parse_unit(unit, b"[Service]\nExecStart=/bin/b\n",
+                      b"[Unit]\nDescription=b\n[Service]\nUser=\n") == {
+        "exec_start": "/bin/a; /bin/b", "description": "b"}
+    assert parse_unit(unit, b"[Service]\nExecStart=\n", b"[Service]\nUser=nobody\n") == {
+        "description": "a", "user": "nobody"}

@@ -105,3 +105,50 @@ def test_an_image_replaced_after_its_snapshot_fails_the_scan_and_keeps_the_state
         state = repository.load_file_state(conn, repository.machine_id(conn, "web-01"))
         assert "/etc/crontab" in state                # not removed: the read never happened
         assert [s.state for s in snapshots_of(conn, second)] == ["failed"]
+
+
+def test_a_cycle_scan_keeps_content_under_its_account_s_settings(
+        repository: Repository, tmp_path: Path) -> None:
+    import hashlib
+
+    from sqlalchemy import select
+
+    from scanner.policy import ContentMode, make_entity
+    from scanner.storage.policies import add_entity, ensure_recommended
+    from scanner.storage.tables import content_blob, machine
+    from tests.imaging.ext4 import overwrite_in_place
+    from tests.imaging.packages import tree_image
+    from tests.imaging.trees import linux_tree
+
+    images = tmp_path / "images"
+    images.mkdir()
+    root = linux_tree(tmp_path / "src")
+    (root / "opt/app").mkdir(parents=True)
+    (root / "opt/app/app.conf").write_bytes(b"port=80\n")
+    image = tree_image(root, images / "web-01.img")
+    with repository.transaction() as conn:
+        account_id = add_account(conn, "lab", "local", {"images": str(images)})
+        ensure_recommended(conn, account_id)  # the global policy does not keep /opt
+        add_entity(conn, make_entity("/opt/app", content=ContentMode.KEEP), account_id)
+    settings = FleetSettings()
+
+    def run(scan_id: int) -> None:
+        assert cycle.take_snapshots(repository, scan_id)
+        assert cycle.poll_snapshots(repository, scan_id) == "ready"
+        assert cycle.scan_cycle(repository, scan_id, settings) is not None
+
+    cycle.discover(repository, account_id)
+    [first] = cycle.plan(repository, settings)
+    run(first)  # the baseline keeps /opt/app/app.conf's content: the account's setting
+    with repository.transaction() as conn:
+        stored = set(conn.execute(select(content_blob.c.sha256)).scalars())
+        assert hashlib.sha256(b"port=80\n").hexdigest() in stored
+        assert conn.execute(select(machine.c.content_rules)).scalar_one() == (
+            '[["/opt/app", "keep"]]')
+        second = open_cycle(conn, repository.machine_id(conn, "web-01"), datetime.now(UTC))
+    assert second is not None
+    overwrite_in_place(image, "/opt/app/app.conf", b"port=81\n")
+    run(second)
+    assert [(r["path"], r["content_diff"]) for r in repository.changes(scan_id=second)] == [
+        ("/opt/app/app.conf",
+         "--- a/opt/app/app.conf\n+++ b/opt/app/app.conf\n@@ -1 +1 @@\n-port=80\n+port=81")]

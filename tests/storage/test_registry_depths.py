@@ -113,19 +113,22 @@ def test_a_winlogon_gp_extension_dll_is_reported(
 
 
 def _later_change_tracking(engine: Any, *, create: bool) -> None:
-    """Add (or remove again) what migration 0009 brings, for today's code on an old schema."""
+    """Add (or remove again) what migrations 0009 and 0012 bring, for today's code on an old
+    schema."""
     from sqlalchemy import text
 
     from scanner.storage.tables import content_blob, inventory_source, inventory_state
 
-    columns = (("package", "TEXT"), ("package_verdict", "VARCHAR(32)"),
-               ("content_diff", "TEXT"))
+    columns = (("change_event", "package", "TEXT"),
+               ("change_event", "package_verdict", "VARCHAR(32)"),
+               ("change_event", "content_diff", "TEXT"),
+               ("policy_entity", "content", "VARCHAR(8)"), ("machine", "content_rules", "TEXT"))
     with engine.begin() as conn:
         for table in (inventory_state, inventory_source, content_blob):
             (table.create if create else table.drop)(conn)
-        for name, kind in columns:
-            conn.execute(text(f"ALTER TABLE change_event ADD COLUMN {name} {kind}" if create
-                              else f"ALTER TABLE change_event DROP COLUMN {name}"))
+        for owner, name, kind in columns:
+            conn.execute(text(f"ALTER TABLE {owner} ADD COLUMN {name} {kind}" if create
+                              else f"ALTER TABLE {owner} DROP COLUMN {name}"))
 
 
 def test_migration_0006_deepens_seeded_keys_and_their_subkeys_are_new_coverage(
@@ -134,7 +137,7 @@ def test_migration_0006_deepens_seeded_keys_and_their_subkeys_are_new_coverage(
     try:
         upgrade(engine, "0006-1")  # the schema just before 0006
         # today's code on that schema: with the tables and columns it uses that came later
-        # (0008, 0009)
+        # (0008, 0009, 0012)
         registry_hive.create(engine)
         _later_change_tracking(engine, create=True)
         repo = Repository(engine)

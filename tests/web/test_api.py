@@ -289,6 +289,7 @@ def test_policy_lists_each_scope_read_only(api: TestClient) -> None:
                                                            ("lab", "local")]
     linux = [e["path"] for e in scopes[0]["entities"] if e["kind"] == "linux_file"]
     assert linux == sorted(RECOMMENDED_LINUX)
+    assert {e["content"] for e in scopes[0]["entities"]} == {"default"}
     assert [e["name"] for e in get(api, "/api/v1/policy", account="lab")[0]["entities"]
             if e["kind"] == "linux_file"] == sorted(RECOMMENDED_LINUX)
     assert get(api, "/api/v1/policy", 404, account="nope") == {"detail": "unknown account 'nope'"}
