@@ -22,6 +22,10 @@ variable named beside it (``Limits.from_env``).
 | ``lvm_nesting``        | ``SNAPFIM_MAX_LVM_NESTING``    | 32 levels of sections            |
 | ``scan_memory_mb``     | ``SNAPFIM_MAX_SCAN_MEMORY_MB`` | 4,096 MiB                        |
 | ``hash_stall_seconds`` | ``SNAPFIM_MAX_HASH_STALL_SECONDS`` | 900 s without progress |
+| ``content_bytes``      | ``SNAPFIM_MAX_CONTENT_BYTES``  | 1 MiB: a text file's content kept |
+
+``content_bytes``: change tracking keeps the content of a monitored small text file (for its
+diff) up to this size; a larger file is hashed (hashing has no size cap) but gets no diff.
 
 ``hole_bytes``: a file's holes are hashed as zeros (plain SHA-256) while they add up to no
 more than its allocated data or than this bound; past both, the file gets the sparse-aware
@@ -56,6 +60,7 @@ _ENV = {
     "lvm_nesting": "SNAPFIM_MAX_LVM_NESTING",
     "scan_memory_mb": "SNAPFIM_MAX_SCAN_MEMORY_MB",
     "hash_stall_seconds": "SNAPFIM_MAX_HASH_STALL_SECONDS",
+    "content_bytes": "SNAPFIM_MAX_CONTENT_BYTES",
 }
 
 
@@ -77,6 +82,7 @@ class Limits:
     lvm_nesting: int = 32
     scan_memory_mb: int = 4096
     hash_stall_seconds: int = 900
+    content_bytes: int = 1 << 20
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Limits:

@@ -230,7 +230,8 @@ def _collect(systems: list[System], opened: list[OpenedVolume], policy: list[Pol
     if inventory is not None:  # package digests and text of the changed files
         if options.previous_content is not None:
             inventory.content_before = options.previous_content()
-        after_hashing(inventory, pending, filesystems, options.previous_digests)
+        after_hashing(inventory, pending, filesystems, options.previous_digests,
+                      options.limits.content_bytes)
     coverage.policies.sort()
     return dict(sorted(entities.items())), registry, inventory
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 
-from scanner.changetracking.content import keep_contents
+from scanner.changetracking.content import MAX_CONTENT_BYTES, keep_contents
 from scanner.changetracking.model import Inventory
 from scanner.collectors.hashing import CHUNK
 from scanner.disk.nodes import FileKind, Filesystem, Node
@@ -26,11 +26,13 @@ PreviousDigests = Callable[[], Mapping[str, str] | None]
 
 def after_hashing(inventory: Inventory, files: list[tuple[FileEntity, str, int]],
                   filesystems: Mapping[str, Filesystem],
-                  previous: PreviousDigests | None) -> None:
+                  previous: PreviousDigests | None,
+                  max_content: int = MAX_CONTENT_BYTES) -> None:
     """What change tracking reads once the files are hashed (filesystems still open): the
     package digests of changed packaged files, the content of changed small text files.
     The previous digests are loaded at most once, and only when a file needs them (a scan
-    with no packaged file and no small text file never reads the previous state)."""
+    with no packaged file and no small text file never reads the previous state). Text files
+    up to ``max_content`` bytes have their content kept (``Limits.content_bytes``)."""
     loaded: list[Mapping[str, str] | None] = []
 
     def known() -> Mapping[str, str] | None:
@@ -40,7 +42,7 @@ def after_hashing(inventory: Inventory, files: list[tuple[FileEntity, str, int]]
 
     # a machine's first scan (None) has no events, so no verdicts
     verify_packaged(inventory, files, filesystems, known, first_scan_skips=True)
-    keep_contents(inventory, files, filesystems, lambda: known() or {})
+    keep_contents(inventory, files, filesystems, lambda: known() or {}, max_content)
 
 
 def verify_packaged(inventory: Inventory, files: Iterable[tuple[FileEntity, str, int]],

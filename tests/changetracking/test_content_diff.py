@@ -17,6 +17,10 @@ from scanner.changetracking.content import (
     unified,
 )
 from scanner.emitters.records import event_record
+from scanner.limits import Limits
+from scanner.pipeline import ScanOptions
+from scanner.runner import run_scan
+from scanner.sources.local import open_local
 from scanner.storage.repository import Repository, ScanRecord
 from scanner.storage.tables import content_blob
 from tests.imaging.ext4 import linux_image, overwrite_in_place
@@ -46,6 +50,33 @@ def test_an_edited_config_file_carries_its_unified_diff(
     with repo.transaction() as conn:
         again = conn.execute(select(func.count()).select_from(content_blob)).scalar()
     assert again == kept + 1  # only the new content
+
+
+def test_the_content_size_bound_is_a_setting(tmp_path: Path, repo: Repository) -> None:
+    """SNAPFIM_MAX_CONTENT_BYTES: a text file past it is hashed (its event says so) but its
+    content is not kept, so its event has no diff; a file within it has its diff."""
+    limits = Limits.from_env({"SNAPFIM_MAX_CONTENT_BYTES": "12"})
+    assert limits.content_bytes == 12
+
+    def scan(image: Path) -> ScanRecord:
+        with open_local(image) as source:
+            return run_scan(repo, source, "web-01", ScanOptions(hash_workers=1, limits=limits))
+
+    image = linux_image(tmp_path)
+    scan(image)
+    with repo.transaction() as conn:
+        kept = set(conn.execute(select(content_blob.c.sha256)).scalars())
+    after = copy_image(image, tmp_path / "after.img")
+    overwrite_in_place(after, "/etc/a.conf", b"/etc/b.conf\n")        # 12 bytes: kept
+    overwrite_in_place(after, "/etc/crontab", b"/etc/crontaB\n")      # 13 bytes: not kept
+    record = scan(after)
+    assert [(e.path, e.fields_changed, e.content_diff) for e in record.events] == [
+        ("/etc/a.conf", ("sha256",), DIFF),
+        ("/etc/crontab", ("sha256",), None),
+    ]
+    with repo.transaction() as conn:
+        now = set(conn.execute(select(content_blob.c.sha256)).scalars())
+    assert len(now - kept) == 1  # a.conf's new content only
 
 
 def test_secret_paths_and_bounded_diffs() -> None:
