@@ -23,7 +23,8 @@ A slow store is a :class:`BlockFetcher`: it returns one fixed-size block by inde
   snapshot before (a redelivered scan), and, once told the parent snapshot and the ranges
   that changed since it (:meth:`CachedSource.follow_parent`), every parent block outside
   those ranges, served instead of fetched; blocks read by a walk or a selective read (not
-  streamed file contents) are kept for the next scan;
+  streamed file contents) are kept for the next scan, written by a keeper thread so the
+  store's writes stay off the reader's path (at most :data:`KEEPING` blocks wait);
 * the reader's intent (:func:`~scanner.sources.base.read_intent`) decides read-ahead: runs
   are followed for the walk of a full scan and for file contents, never for the metadata walk
   of an incremental scan (:data:`~scanner.sources.base.SELECTIVE`), which would fetch data
