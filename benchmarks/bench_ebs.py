@@ -39,9 +39,10 @@ from scanner.policy import make_entity
 from scanner.sources.base import follow_parent
 from scanner.sources.cache import CacheStats
 from scanner.sources.local import open_local
-from tests.aws.fakeaws import FakeAws
+from tests.aws.fakeproc import FakeAwsProcess
 
 REGION = "eu-west-1"
+BLOCK_BYTES = 512 << 10
 CHANGED_SHARE = 100  # one file in 100
 
 
@@ -87,20 +88,44 @@ def change_files(image: Path, chosen: list[tuple[str, int, int]]) -> None:
 def cpu_seconds() -> float:
     """CPU time of this process and its finished children (the hash workers), user + system:
     what a scan costs whatever else the machine runs."""
+    return sum(cpu_split())
+
+
+def cpu_split() -> tuple[float, float]:
+    """CPU seconds of this process (the scanning one) and of its finished children."""
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
         resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
 
 
 CPU: dict[str, float] = {}
+SERVER_CPU: dict[str, float] = {}
+SPLIT: dict[str, tuple[float, float]] = {}
+IN_FLIGHT: list[Callable[[], float]] = []  # the local AWS's integral of calls in flight
+FLIGHT: dict[str, float] = {}  # (scanning process, hash workers)
+SERVER: list[Callable[[], float]] = []  # the local AWS's CPU seconds, when it has its process
 
 
 def timed(label: str, run: Any) -> tuple[Any, float]:
-    start, cpu = time.perf_counter(), cpu_seconds()
+    """Run ``run()``; print and record its wall, its CPU (this process and its finished
+    children) and, apart, the local AWS server's CPU over the same time."""
+    server = SERVER[0] if SERVER else None
+    start, (own, kids) = time.perf_counter(), cpu_split()
+    server_start = server() if server is not None else 0.0
+    flight = IN_FLIGHT[0]() if IN_FLIGHT else 0.0
     result = run()
     wall = time.perf_counter() - start
-    CPU[label] = cpu_seconds() - cpu
-    print(f"  {label}: {wall:.1f} s wall, {CPU[label]:.1f} s CPU (load average "
+    own_after, kids_after = cpu_split()
+    CPU[label] = own_after - own + kids_after - kids
+    SPLIT[label] = (own_after - own, kids_after - kids)
+    served = ""
+    if server is not None:
+        SERVER_CPU[label] = server() - server_start
+        served = f" (+ {SERVER_CPU[label]:.1f} s CPU in the local AWS's process)"
+    if IN_FLIGHT:
+        FLIGHT[label] = (IN_FLIGHT[0]() - flight) / wall
+        served += f", {FLIGHT[label]:.1f} GetSnapshotBlock calls in flight on average"
+    print(f"  {label}: {wall:.1f} s wall, {CPU[label]:.1f} s CPU{served} (load average "
           f"{os.getloadavg()[0]:.1f})", flush=True)
     return result, wall
 
@@ -205,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="budget of the blocks kept between scans (0: none kept)")
     parser.add_argument("--keep-content", action="store_true",
                         help="keep streamed file contents too (SNAPFIM_BLOCK_CACHE_CONTENT=1)")
+    parser.add_argument("--full-only", action="store_true",
+                        help="only the full scan through EBS (for profiling)")
     args = parser.parse_args(argv)
     keep_dir = args.workdir / "kept-blocks"
     shutil.rmtree(keep_dir, ignore_errors=True)
@@ -218,59 +245,83 @@ def main(argv: list[str] | None = None) -> int:
     first_image, second_image, files, chosen = prepare_images(args)
     size_gib = -(-first_image.stat().st_size // (1 << 30))
 
-    server = FakeAws().start()
+    server = FakeAwsProcess().start()
+    SERVER.append(server.cpu_seconds)
+    IN_FLIGHT.append(lambda: float(server.call("in_flight")))
     os.environ.update(server.environment())
     try:
         ec2 = boto3.client("ec2", region_name=REGION)
         volume = ec2.create_volume(Size=size_gib, AvailabilityZone=f"{REGION}a")["VolumeId"]
-        server.store.seed_volume(volume, first_image, size_gib, in_memory=False)
+        server.call("seed_volume", volume, str(first_image), size_gib, False)
         snap1 = ec2.create_snapshot(VolumeId=volume)["SnapshotId"]
-        server.store.seed_volume(volume, second_image, size_gib, in_memory=False)
+        server.call("seed_volume", volume, str(second_image), size_gib, False)
         snap2 = ec2.create_snapshot(VolumeId=volume)["SnapshotId"]
-        server.store.block_latency = args.latency
-        written = len(server.store.snapshots[snap1].blocks)
+        server.call("set_latency", args.latency)
+        written = server.call("written", snap1)
         policy = [make_entity("/", name="everything")]
         print(f"image {first_image} ({first_image.stat().st_size / 2**30:.2f} GiB, "
               f"{written} written 512 KiB blocks), {len(files)} regular files with data, "
               f"{len(chosen)} changed ({args.pattern}); "
-              f"{args.latency * 1000:.0f} ms per GetSnapshotBlock; "
-              f"{args.hash_workers} hashing processes", flush=True)
+              f"{args.latency * 1000:.0f} ms per GetSnapshotBlock (local AWS in its own "
+              f"process, pid {server.pid}); {args.hash_workers} hashing processes; "
+              f"cache {EBS_CACHE.as_dict() | CACHE}", flush=True)
 
-        with open_local(first_image) as local:
-            floor, floor_wall = timed("full scan of the local file (floor)", lambda: scan_source(
-                local, policy, ScanOptions(args.hash_workers)))
+        if not args.full_only:
+            with open_local(first_image) as local:
+                floor, floor_wall = timed("full scan of the local file (floor)",
+                                          lambda: scan_source(local, policy,
+                                                              ScanOptions(args.hash_workers)))
         full, full_wall = timed("full scan of snapshot 1 through EBS",
                                 lambda: scan_snapshot(snap1, policy, args.hash_workers))
-        full_blocks = server.store.block_gets.get(snap1, 0)
+        full_blocks = server.call("counts").get(snap1, 0)
+        data = full.coverage.bytes_hashed
+        full_cpu = CPU["full scan of snapshot 1 through EBS"]
+        served = full_blocks * BLOCK_BYTES
+        print(f"full scan:        {full_wall:6.1f} s  {data / 1e6 / full_wall:7.0f} MB/s of file "
+              f"data ({data / 1e9:.2f} GB, {full.coverage.entities} entities), "
+              f"{served / 1e6 / full_wall:.0f} MB/s of blocks fetched ({full_blocks}) "
+              f"(target >= 200 MB/s)")
+        own, kids = SPLIT["full scan of snapshot 1 through EBS"]
+        print(f"  client CPU (scanning process {own:.1f} s + hash workers {kids:.1f} s): "
+              f"{full_cpu:.1f} s = "
+              f"{full_cpu / (served / 1e9):.1f} s per GB fetched; local AWS process: "
+              f"{SERVER_CPU['full scan of snapshot 1 through EBS']:.1f} s")
+        if args.full_only:
+            print(f"  the scanning process's cache: {STATS[snap1]}")
+            return 0
+        print(f"local file floor: {floor_wall:6.1f} s  {data / 1e6 / floor_wall:7.0f} MB/s "
+              f"({floor.coverage.entities} entities), "
+              f"{CPU['full scan of the local file (floor)']:.1f} s CPU")
         ranges = AwsProvider({}).changed_ranges(
             {"kind": "ebs", "snapshot": snap1, "region": REGION},
             {"kind": "ebs", "snapshot": snap2, "region": REGION})
         assert ranges is not None
+        changed = ChangedRanges(ranges)
+        # the floor: changed blocks written in snapshot 2 (a changed block now unwritten is
+        # read as zeros without a call) must be fetched whatever was kept
+        floor_blocks = server.call("changed_written", snap1, snap2)
         layout = mount_layout((v.volume, v.mountpoint, v.uuid) for v in full.coverage.volumes)
-        reuse = Reuse(full.entities, {"pending": ChangedRanges(ranges)}, layout)
+        reuse = Reuse(full.entities, {"pending": changed}, layout)
         incr, incr_wall = timed("incremental scan of snapshot 2 through EBS",
                                 lambda: scan_snapshot(snap2, policy, args.hash_workers, reuse,
                                                       args.incremental_read_ahead,
                                                       (snap1, ranges)))
-        incr_blocks = server.store.block_gets.get(snap2, 0)
-        data = full.coverage.bytes_hashed
-        print(f"full scan:        {full_wall:6.1f} s  {data / 1e6 / full_wall:7.0f} MB/s of file "
-              f"data ({data / 1e9:.2f} GB, {full.coverage.entities} entities)  "
-              f"{full_blocks} blocks fetched (target >= 200 MB/s)")
-        print(f"local file floor: {floor_wall:6.1f} s  {data / 1e6 / floor_wall:7.0f} MB/s "
-              f"({floor.coverage.entities} entities)")
+        incr_blocks = server.call("counts").get(snap2, 0)
+        share = 100 * incr_blocks / max(full_blocks, 1)
         print(f"incremental scan: {incr_wall:6.1f} s  {incr_blocks} blocks fetched = "
-              f"{100 * incr_blocks / max(full_blocks, 1):.1f}% of the full scan's (target <= 5%); "
-              f"{sum(n for _, n in ranges) // (512 << 10)} changed blocks, "
+              f"{share:.1f}% of the full scan's (target <= 5%); "
               f"{reuse.reused} files kept their digest, {incr.coverage.files_hashed} hashed "
               f"({incr.coverage.bytes_hashed / 1e6:.0f} MB); wall "
               f"{100 * incr_wall / full_wall:.0f}% of the full scan's")
-        full_cpu = CPU["full scan of snapshot 1 through EBS"]
+        print(f"  physical floor: ListChangedBlocks names {changed.bytes // BLOCK_BYTES} "
+              f"changed blocks, {floor_blocks} of them written in snapshot 2 (they must be "
+              f"fetched) = {100 * floor_blocks / max(full_blocks, 1):.1f}% of the full "
+              f"scan's; measured {share:.1f}%, {incr_blocks - floor_blocks} blocks above "
+              f"the floor")
         incr_cpu = CPU["incremental scan of snapshot 2 through EBS"]
-        print(f"CPU (scanner + hash workers + the in-process local AWS): full {full_cpu:.1f} s, "
-              f"incremental {incr_cpu:.1f} s = {100 * incr_cpu / max(full_cpu, 1e-9):.0f}%; "
-              f"MB/s of file data per CPU second, full scan: "
-              f"{data / 1e6 / max(full_cpu, 1e-9):.0f}")
+        print(f"client CPU: full {full_cpu:.1f} s, incremental {incr_cpu:.1f} s = "
+              f"{100 * incr_cpu / max(full_cpu, 1e-9):.0f}%; MB/s of file data per client CPU "
+              f"second, full scan: {data / 1e6 / max(full_cpu, 1e-9):.0f}")
         kept = sum(size for _ino, size in {(f.stat().st_ino, f.stat().st_size)
                                            for f in keep_dir.rglob("*.blk")})
         stats1, stats2 = STATS[snap1], STATS[snap2]
@@ -278,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
               f"by the incremental one; {kept / 1e6:.0f} MB on disk "
               f"(budget {args.keep_mib} MiB); served from snapshot 1's kept blocks in the "
               f"incremental scan: {stats2.parent_hits}")
+
         def verification() -> ScanOutcome:  # every block fetched: none served from kept blocks
             os.environ["SNAPFIM_BLOCK_CACHE_BYTES"] = "0"
             return scan_snapshot(snap2, policy, args.hash_workers)

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import bisect
 import json
-from collections.abc import Iterable, Mapping
+from array import array
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,21 +31,112 @@ def locator_key(locator: Mapping[str, Any]) -> str:
     return json.dumps(dict(locator), sort_keys=True, default=str)
 
 
+MAX_RUNS = 1 << 18  # runs a BlockRuns holds at most (two 8-byte integers each: 4 MiB)
+
+
+class BlockRuns:
+    """Changed block indices held as sorted runs ``[first, end)`` (two arrays of 8-byte
+    integers), built one index at a time as a cloud's changed-block listing streams in.
+
+    Memory does not grow with the number of blocks, only with the number of runs, and
+    that is bounded too: past ``max_runs`` runs, runs separated by the smallest gaps are
+    merged (the gap then counts as changed: a file there is read again, never missed),
+    the allowed gap doubling each time, until at most half of ``max_runs`` remain. Indices
+    arrive in ascending order from the clouds' listings; one out of order is merged in
+    place (slower, still correct)."""
+
+    def __init__(self, max_runs: int = MAX_RUNS) -> None:
+        self.max_runs = max(2, max_runs)
+        self._firsts = array("q")
+        self._ends = array("q")
+        self.gap = 0    # runs this many blocks apart or closer have been merged
+        self.added = 0  # indices added (with repeats)
+
+    def add(self, index: int) -> None:
+        """One more changed block."""
+        if index < 0:
+            raise ValueError(f"negative block index {index}")
+        self.added += 1
+        firsts, ends = self._firsts, self._ends
+        if firsts and ends[-1] + self.gap >= index >= firsts[-1]:
+            ends[-1] = max(ends[-1], index + 1)
+        elif not firsts or index > ends[-1]:
+            firsts.append(index)
+            ends.append(index + 1)
+        else:
+            self._insert(index)
+        if len(firsts) > self.max_runs:
+            self._coarsen()
+
+    def _insert(self, index: int) -> None:
+        """An index out of order: merged into the runs around it."""
+        firsts, ends = self._firsts, self._ends
+        at = bisect.bisect_right(firsts, index) - 1
+        if at >= 0 and ends[at] + self.gap >= index:
+            ends[at] = max(ends[at], index + 1)
+        else:
+            at += 1
+            firsts.insert(at, index)
+            ends.insert(at, index + 1)
+        while at + 1 < len(firsts) and firsts[at + 1] <= ends[at] + self.gap:
+            ends[at] = max(ends[at], ends[at + 1])
+            del firsts[at + 1]
+            del ends[at + 1]
+
+    def _coarsen(self) -> None:
+        """Merge runs across the smallest gaps until at most half of ``max_runs`` remain."""
+        while len(self._firsts) > self.max_runs // 2:
+            self.gap = max(1, self.gap * 2)
+            firsts, ends = array("q"), array("q")
+            for first, end in zip(self._firsts, self._ends, strict=True):
+                if firsts and first <= ends[-1] + self.gap:
+                    ends[-1] = max(ends[-1], end)
+                else:
+                    firsts.append(first)
+                    ends.append(end)
+            self._firsts, self._ends = firsts, ends
+
+    def __len__(self) -> int:
+        return len(self._firsts)
+
+    def __iter__(self) -> Iterator[int]:
+        """Every block index the runs cover, ascending."""
+        for first, end in zip(self._firsts, self._ends, strict=True):
+            yield from range(first, end)
+
+    @property
+    def blocks(self) -> int:
+        """How many blocks the runs cover."""
+        return sum(e - f for f, e in zip(self._firsts, self._ends, strict=True))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the runs take (their arrays' items)."""
+        return (len(self._firsts) + len(self._ends)) * self._firsts.itemsize
+
+    def ranges(self, block_size: int) -> list[tuple[int, int]]:
+        """Byte ranges ``(offset, length)`` of the runs."""
+        return [(first * block_size, (end - first) * block_size)
+                for first, end in zip(self._firsts, self._ends, strict=True)]
+
+
 class ChangedRanges:
-    """Sorted, merged byte ranges ``(offset, length)`` of a disk that changed."""
+    """Sorted, merged byte ranges ``(offset, length)`` of a disk that changed (held as two
+    arrays of 8-byte integers: memory per range, whatever the ranges' sizes)."""
 
     def __init__(self, ranges: Ranges) -> None:
-        merged: list[list[int]] = []
+        starts, ends = array("q"), array("q")
         for start, length in sorted(ranges):
             if length <= 0:
                 continue
             end = start + length
-            if merged and start <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], end)
+            if starts and start <= ends[-1]:
+                ends[-1] = max(ends[-1], end)
             else:
-                merged.append([start, end])
-        self._starts = [s for s, _ in merged]
-        self._ends = [e for _, e in merged]
+                starts.append(start)
+                ends.append(end)
+        self._starts = starts
+        self._ends = ends
 
     def __len__(self) -> int:
         return len(self._starts)

@@ -38,6 +38,7 @@ import fcntl
 import hashlib
 import os
 import struct
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -92,6 +93,19 @@ def snapshot_key(locator: Mapping[str, Any]) -> str | None:
     return f"snapshot:{snapshot}" if isinstance(snapshot, str) and snapshot else None
 
 
+_SECTION = threading.Lock()  # held by the thread inside a store's flock section
+_guarded: list[bool] = []
+
+
+def _guard_forks() -> None:
+    """From the first use on (never at import): a fork waits until no thread of this
+    process is inside a flock section, and the child starts with the section free."""
+    if not _guarded:
+        _guarded.append(True)
+        os.register_at_fork(before=_SECTION.acquire, after_in_parent=_SECTION.release,
+                            after_in_child=_SECTION.release)
+
+
 def cost(size: int) -> int:
     """What an entry of ``size`` bytes is counted for: at least :data:`MIN_ENTRY` (so the
     number of entries is bounded by the budget too)."""
@@ -129,12 +143,20 @@ class BlockStore:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # releases the lock
+        """The store's lock (``flock`` on ``.lock``), held by one thread of one process.
+
+        A flock belongs to the open file, which a fork shares: a child forked while another
+        thread held it (a hash worker forked by the walk while the keeper thread writes)
+        would hold it for as long as it lives. So no fork happens while a thread of this
+        process is inside (:func:`_guard_forks`)."""
+        _guard_forks()
+        with _SECTION:
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # releases the lock
 
     def _usage(self) -> int:
         try:

@@ -23,7 +23,8 @@ A slow store is a :class:`BlockFetcher`: it returns one fixed-size block by inde
   snapshot before (a redelivered scan), and, once told the parent snapshot and the ranges
   that changed since it (:meth:`CachedSource.follow_parent`), every parent block outside
   those ranges, served instead of fetched; blocks read by a walk or a selective read (not
-  streamed file contents) are kept for the next scan;
+  streamed file contents) are kept for the next scan, written by a keeper thread so the
+  store's writes stay off the reader's path (at most :data:`KEEPING` blocks wait);
 * the reader's intent (:func:`~scanner.sources.base.read_intent`) decides read-ahead: runs
   are followed for the walk of a full scan and for file contents, never for the metadata walk
   of an incremental scan (:data:`~scanner.sources.base.SELECTIVE`), which would fetch data
@@ -58,6 +59,7 @@ BLOCK_SIZE = 512 << 10
 CACHE_BYTES = 64 << 20
 SPILL_BYTES = 8 << 30
 WARM_BLOCKS = 65536  # changed blocks fetched ahead of an incremental walk, at most
+KEEPING = 64  # blocks waiting for the keeper thread, at most (32 MiB of 512 KiB blocks)
 
 Verify = Callable[[int, bytes], None]
 T = TypeVar("T")
@@ -138,6 +140,7 @@ class CacheStats:
     kept_hits: int = 0     # blocks served from this snapshot's kept blocks (an earlier scan)
     parent_hits: int = 0   # blocks served from the parent snapshot's, outside the changes
     kept: int = 0          # blocks this process kept for the next scan
+    waited: float = 0.0    # seconds readers waited for blocks not cached (fetched, in flight)
 
 
 FETCHED, SPILLED, KEPT, PARENT = "fetched", "spilled", "kept", "parent"
@@ -174,8 +177,10 @@ class CachedSource:
         self._spill, self._owns_spill = self._open_spill()
         self._keep_content = False
         self._keep = self._open_kept()
-        self._kept: set[int] = set()  # blocks known kept for this snapshot
+        self._kept: set[int] = set()  # blocks known kept for this snapshot (or being kept)
         self._keep_full = False
+        self._keeper: ThreadPoolExecutor | None = None
+        self._keeping = threading.BoundedSemaphore(KEEPING)
         self._parent: blockstore.SnapshotBlocks | None = None
         self._changed: ChangedRanges | None = None
         inherited = blockstore.inherited_parent(fetcher.locator)
@@ -359,8 +364,11 @@ class CachedSource:
                 return
             self._closed = True
             pool, self._pool = self._pool, None
+            keeper, self._keeper = self._keeper, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        if keeper is not None:  # the blocks waiting to be kept are kept first
+            keeper.shutdown(wait=True)
         with self._lock:
             left = list(self._inflight.values())
             self._inflight.clear()
@@ -403,13 +411,19 @@ class CachedSource:
                 future = self._inflight[index] = Future()
             else:
                 self._stats.waits += 1
-        if owner:
-            self._run(index, future)
-            return future.result()
+        started = time.monotonic()
         try:
-            return future.result()
-        except SourceError as exc:  # each waiter raises its own error, caused by the fetch's
-            raise SourceReadError(str(exc)) from exc
+            if owner:
+                self._run(index, future)
+                return future.result()
+            try:
+                return future.result()
+            except SourceError as exc:  # each waiter raises its own error, caused by the fetch's
+                raise SourceReadError(str(exc)) from exc
+        finally:
+            waited = time.monotonic() - started
+            with self._lock:
+                self._stats.waited += waited
 
     def _run(self, index: int, future: Future[bytes], ahead: bool = False) -> None:
         """Get a block for its future (from the spill file, or fetched): cache it, or hand
@@ -481,18 +495,43 @@ class CachedSource:
         return self._fetch(index), FETCHED
 
     def _remember(self, index: int, data: bytes) -> None:
-        """Keep a block this process read (walk or selective intent) for the next scan;
-        once the store refuses one (its budget is full), no more (so ``_kept`` stays
-        bounded by what the budget holds)."""
-        keep = self._keep
-        if keep is None or index in self._kept or self._keep_full:
+        """Keep a block this process read (walk or selective intent) for the next scan, in
+        the background (the store's writes and bookkeeping stay off the reader's path; at
+        most :data:`KEEPING` blocks wait, then the reader waits); once the store refuses one
+        (its budget is full), no more (so ``_kept`` stays bounded by what the budget
+        holds). :meth:`close` waits for the blocks still waiting."""
+        if self._keep is None or index in self._kept or self._keep_full:
             return
-        if keep.put(index, data):
-            self._kept.add(index)
-            with self._lock:
-                self._stats.kept += 1
-        else:
-            self._keep_full = True
+        with self._lock:
+            if self._closed or index in self._kept:
+                return
+            self._kept.add(index)  # claimed: kept, or being kept
+            if self._keeper is None:
+                self._keeper = ThreadPoolExecutor(1, thread_name_prefix="snapfim-keep")
+            keeper = self._keeper
+        self._keeping.acquire()
+        try:
+            keeper.submit(self._keep_one, index, data)
+        except RuntimeError:  # closed meanwhile
+            self._keeping.release()
+
+    def _keep_one(self, index: int, data: bytes) -> None:
+        """The keeper thread: put one block in the store."""
+        try:
+            keep = self._keep
+            if keep is None or self._keep_full:
+                with self._lock:
+                    self._kept.discard(index)
+                return
+            if keep.put(index, data):
+                with self._lock:
+                    self._stats.kept += 1
+            else:
+                self._keep_full = True
+                with self._lock:
+                    self._kept.discard(index)
+        finally:
+            self._keeping.release()
 
     def _store(self, index: int, data: bytes) -> None:
         """Cache a block, first evicting the least recently used ones (under the lock)."""

@@ -131,6 +131,9 @@ class EbsStore:
         self.describe_lag = 0.0
         self.made_at: dict[str, float] = {}
         self.lock = threading.Lock()
+        self.inflight = 0
+        self.inflight_seconds = 0.0
+        self.inflight_stamp = time.monotonic()
 
     # -- test side ---------------------------------------------------------------------------
     def seed_volume(self, volume_id: str, image: str | os.PathLike[str], size_gib: int = 1,
@@ -146,6 +149,43 @@ class EbsStore:
             volume = self.volumes.get(volume_id, Volume(size_gib))
             self.snapshots[snapshot_id] = Snap(volume_id, volume.size_gib, dict(volume.blocks))
             self.made_at[snapshot_id] = time.monotonic()
+
+    def written(self, snapshot_id: str) -> int:
+        """How many blocks the snapshot has written."""
+        with self.lock:
+            return len(self.snapshots[snapshot_id].blocks)
+
+    def changed_written(self, first: str, second: str) -> int:
+        """How many blocks ListChangedBlocks names with a SecondBlockToken (changed, and
+        written in ``second``): what an incremental read of ``second`` must fetch."""
+        with self.lock:
+            one, two = self.snapshots[first].blocks, self.snapshots[second].blocks
+            return sum(1 for i, ref in two.items()
+                       if (old := one.get(i)) is None or old.digest != ref.digest)
+
+    def gauge(self, step: int) -> None:
+        """One GetSnapshotBlock starts (+1) or ends (-1): integrates the calls in flight."""
+        with self.lock:
+            now = time.monotonic()
+            self.inflight_seconds += self.inflight * (now - self.inflight_stamp)
+            self.inflight_stamp = now
+            self.inflight += step
+
+    def in_flight(self) -> float:
+        """Seconds x GetSnapshotBlock calls in flight, integrated so far (the average
+        number in flight over an interval is its growth divided by the interval)."""
+        self.gauge(0)
+        with self.lock:
+            return self.inflight_seconds
+
+    def counts(self) -> dict[str, int]:
+        """GetSnapshotBlock calls served, per snapshot."""
+        with self.lock:
+            return dict(self.block_gets)
+
+    def set_latency(self, seconds: float) -> None:
+        """Seconds added to every GetSnapshotBlock from now on."""
+        self.block_latency = seconds
 
     def lagging(self, snapshot_id: str) -> bool:
         """Whether DescribeSnapshots does not list this snapshot yet."""
@@ -348,15 +388,45 @@ class _Handler(BaseHTTPRequestHandler):
         with store.lock:
             store.block_gets[snapshot_id] = store.block_gets.get(snapshot_id, 0) + 1
             store.block_log.append((snapshot_id, index))
-        if store.block_latency:
-            time.sleep(store.block_latency)
+        store.gauge(+1)
+        try:
+            if store.block_latency:
+                time.sleep(store.block_latency)
+            self._send_block(ref, fault)
+        finally:
+            store.gauge(-1)
+
+    def _send_block(self, ref: BlockRef, fault: Fault | None) -> None:
+        headers = {"x-amz-Checksum": base64.b64encode(ref.digest).decode(),
+                   "x-amz-Checksum-Algorithm": "SHA256", "x-amz-Data-Length": str(BLOCK),
+                   "Content-Type": "application/octet-stream"}
+        if fault is None and ref.data is None and self._send_file(ref, headers):
+            return
         data = ref.read()
-        checksum = base64.b64encode(ref.digest).decode()
         if fault is not None and fault.corrupt:
             data = bytes([data[0] ^ 0xFF]) + data[1:]
-        self._send(200, data, {"x-amz-Checksum": checksum, "x-amz-Checksum-Algorithm": "SHA256",
-                               "x-amz-Data-Length": str(len(data)),
-                               "Content-Type": "application/octet-stream"})
+        self._send(200, data, headers)
+
+    def _send_file(self, ref: BlockRef, headers: dict[str, str]) -> bool:
+        """Send a file-backed block straight from the page cache (``os.sendfile``: no copy
+        through Python, so a benchmark's server costs little CPU); False when the block is
+        not a whole 512 KiB of the file (the caller pads it)."""
+        assert ref.path is not None
+        fd = self.server.file(ref.path)
+        if os.fstat(fd).st_size < ref.offset + BLOCK:
+            return False
+        self.send_response(200)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(BLOCK))
+        self.end_headers()
+        sent, socket_fd = 0, self.connection.fileno()
+        while sent < BLOCK:
+            done = os.sendfile(socket_fd, fd, ref.offset + sent, BLOCK - sent)
+            if done <= 0:
+                raise ConnectionError("sendfile sent nothing")
+            sent += done
+        return True
 
     # -- everything else: moto ----------------------------------------------------------------
     def _proxy(self, method: str, body: bytes) -> None:
@@ -425,6 +495,23 @@ class _FrontServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.store = store
         self.moto_port = moto_port
+        self._files: dict[str, int] = {}
+        self._files_lock = threading.Lock()
+
+    def file(self, path: str) -> int:
+        """A descriptor of an image file blocks are served from (opened once)."""
+        with self._files_lock:
+            fd = self._files.get(path)
+            if fd is None:
+                fd = self._files[path] = os.open(path, os.O_RDONLY)
+            return fd
+
+    def server_close(self) -> None:
+        super().server_close()
+        with self._files_lock:
+            for fd in self._files.values():
+                os.close(fd)
+            self._files.clear()
 
 
 class FakeAws:

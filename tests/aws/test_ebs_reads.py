@@ -219,7 +219,7 @@ def test_changed_blocks_page_and_respect_lineage(ebs_store: EbsStore, snapshot: 
     client = ec2()
     second = str(client.create_snapshot(VolumeId=volume)["SnapshotId"])
     ebs_store.page_size = 2
-    assert changed_blocks(AwsAccount(), REGION, snapshot, second) == [1, 3, 30]
+    assert list(changed_blocks(AwsAccount(), REGION, snapshot, second)) == [1, 3, 30]
     provider = AwsProvider({"regions": [REGION]})
     old = provider.locator(snapshot, REGION, volume)
     new = provider.locator(second, REGION, volume)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -150,3 +152,32 @@ def test_processes_writing_at_once_keep_the_budget_and_whole_entries(tmp_path: P
             n = int(entry.stem)
             assert entry.read_bytes()[HEADER.size:] == data(n)
     assert store.reserve(0)
+
+
+def test_a_fork_never_inherits_the_stores_lock(tmp_path: Path) -> None:
+    """A hash worker forked while another thread (the keeper) held the store's flock would
+    hold it for as long as it lives: the fork waits until the holder leaves."""
+    store = BlockStore(tmp_path / "kept", 1 << 30)
+    (tmp_path / "kept").mkdir()
+    entered, leave = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store._locked():
+            entered.set()
+            leave.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert entered.wait(5)
+    threading.Timer(0.3, leave.set).start()
+    pid = os.fork()  # waits for the holder to leave its section
+    if pid == 0:  # a worker that lives on, holding nothing
+        time.sleep(3)
+        os._exit(0)
+    try:
+        holder.join(5)
+        done = threading.Event()
+        threading.Thread(target=lambda: (store.reserve(10), done.set()), daemon=True).start()
+        assert done.wait(2), "the store's lock is held by the forked child"
+    finally:
+        os.waitpid(pid, 0)

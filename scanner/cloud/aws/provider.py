@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from scanner.cloud.aws import discovery, snapshots
-from scanner.cloud.aws.ebs import changed_blocks, open_ebs, ranges_of
+from scanner.cloud.aws.ebs import BLOCK_SIZE, changed_blocks, open_ebs
 from scanner.cloud.aws.session import AwsAccount
 from scanner.cloud.provider import ACCOUNT_TAG, MachineInfo, SnapshotInfo
 from scanner.errors import ConfigError, LineageError
@@ -89,7 +89,7 @@ class AwsProvider:
                                      str(previous["snapshot"]), str(current["snapshot"]))
         except LineageError:
             return None
-        return ranges_of(indices)
+        return indices.ranges(BLOCK_SIZE)
 
     def delete_snapshot(self, snapshot: SnapshotInfo) -> None:
         """Delete one of our snapshots (gone already is fine)."""
