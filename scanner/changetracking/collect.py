@@ -13,14 +13,12 @@ from collections.abc import Sequence
 from scanner.changetracking.daemons import collect_daemons
 from scanner.changetracking.linux import collect_software
 from scanner.changetracking.model import Inventory
-from scanner.changetracking.windows import collect_windows
 from scanner.coverage import Coverage
 from scanner.disk.walker import Walker
 from scanner.limits import Limits
 from scanner.policy import EntityKind, PolicyEntity, active
 from scanner.systems.base import System
 from scanner.systems.linux import LinuxSystem
-from scanner.systems.windows import WindowsSystem
 
 
 def collect_inventory(systems: Sequence[System], coverage: Coverage, limits: Limits,
@@ -42,9 +40,13 @@ def collect_inventory(systems: Sequence[System], coverage: Coverage, limits: Lim
             collect_software(walker, inventory, roots)
             collect_daemons(walker, inventory)
             coverage.unreadable.update(walker.result.unreadable)
-        elif isinstance(system, WindowsSystem):
-            inventory = inventory or Inventory()
-            collect_windows(system, inventory, limits)
+        else:  # Windows' modules only when the machine has a Windows system
+            from scanner.changetracking.windows import collect_windows
+            from scanner.systems.windows import WindowsSystem
+
+            if isinstance(system, WindowsSystem):
+                inventory = inventory or Inventory()
+                collect_windows(system, inventory, limits)
     if inventory is not None:
         coverage.notes.extend(inventory.notes)
         for path, why in inventory.unreadable_paths.items():  # the walk's reason first
