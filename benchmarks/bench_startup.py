@@ -11,16 +11,19 @@ median of N runs, wall milliseconds, so inflated by the load).
 Children run with bytecode caching on (``PYTHONDONTWRITEBYTECODE`` removed, one warm-up run
 first), as an installed snapfim does; compiling the sources on every start would add ~0.4 s.
 ``--code DIR`` (repeatable) runs the scanner found in DIR (``PYTHONPATH``), alternating
-between the trees run by run, to compare two versions in the same run.
+between the trees run by run, to compare two versions in the same run. ``--callgrind`` adds
+the instructions each case's main process executes under valgrind's callgrind (one run each:
+they repeat to within a fraction of a percent whatever the load).
 
     python3 -m benchmarks.bench_startup [--runs 7] [--code /work/main --code .]
-                                        [--workdir /tmp/x] [--top 14]
+                                        [--workdir /tmp/x] [--top 14] [--callgrind]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -89,6 +92,30 @@ def one_round(code: str | None, image: Path, workdir: Path, index: int
     }
 
 
+def instructions(argv: Sequence[str], env: dict[str, str]) -> int:
+    """Instructions the main process of ``argv`` executes (valgrind's callgrind)."""
+    proc = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                           *argv], env=env, capture_output=True, text=True, check=False)
+    pids = re.findall(r"^==(\d+)== ", proc.stderr, re.MULTILINE)
+    main_pid = pids[0] if pids else ""
+    found = re.search(rf"^=={main_pid}== Collected : (\d+)", proc.stderr, re.MULTILINE)
+    if proc.returncode != 0 or found is None:
+        raise SystemExit(f"callgrind of {' '.join(argv)} failed: {proc.stderr[-500:]}")
+    return int(found.group(1))
+
+
+def instruction_round(code: str | None, image: Path, workdir: Path) -> dict[str, int]:
+    """Each case once under callgrind (the rescan after a first scan run without it)."""
+    data = Path(tempfile.mkdtemp(prefix="callgrind-", dir=workdir))
+    env = child_env(code, data)
+    return {
+        CASES[0]: instructions([sys.executable, "-c", "pass"], env),
+        CASES[1]: instructions([sys.executable, "-m", "scanner", "--help"], env),
+        CASES[2]: instructions(scan_argv(image, "tiny"), env),
+        CASES[3]: instructions(scan_argv(image, "tiny"), env),
+    }
+
+
 def import_self_times(text: str) -> dict[str, float]:
     """``-X importtime`` output as milliseconds of self time per group: the top package
     (``sqlalchemy``), or for scanner its subpackage (``scanner.storage``)."""
@@ -129,8 +156,8 @@ def print_imports(title: str, medians: dict[str, float], top: int) -> None:
         print(f"  {group:<34} {ms:7.1f}")
     heavy = ("sqlalchemy", "alembic", "celery", "boto3", "botocore", "azure", "fastapi",
              "jinja2", "pydantic")
-    print("  loaded: " + (", ".join(h for h in heavy if h in medians) or "none of ")
-          + " (of " + ", ".join(heavy) + ")")
+    loaded = [h for h in heavy if h in medians]
+    print(f"  of {', '.join(heavy)}: {', '.join(loaded) or 'none'} loaded")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -141,6 +168,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="a source tree to measure (PYTHONPATH); repeat to compare")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--top", type=int, default=14, help="packages listed per breakdown")
+    parser.add_argument("--callgrind", action="store_true",
+                        help="also count instructions (valgrind's callgrind, one run per case)")
     args = parser.parse_args(argv)
     codes: list[str | None] = list(args.code) if args.code else [None]
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="snapfim-startup-"))
@@ -165,6 +194,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             cpus = [c for _, c in results[code][case]]
             print(f"  {case:<20} {statistics.median(walls):7.3f} / {min(walls):5.3f}"
                   f" {statistics.median(cpus):7.3f} / {min(cpus):5.3f}")
+    if args.callgrind:
+        counts = {code: instruction_round(code, image, workdir) for code in codes}
+        print("\ninstructions of the main process (callgrind, G)")
+        print(f"  {'':<20} " + " ".join(f"{str(c or 'installed')[-22:]:>22}" for c in codes))
+        for case in CASES:
+            print(f"  {case:<20} " + " ".join(f"{counts[c][case] / 1e9:22.3f}" for c in codes))
     for code in codes:
         name = code or "installed scanner"
         print_imports(f"{name}, snapfim --help",
