@@ -51,7 +51,8 @@ def build_tiny_image(workdir: Path) -> Path:
 
 
 def child_env(code: str | None, data_dir: Path) -> dict[str, str]:
-    """The environment of a measured process: its own SQLite store, bytecode cached."""
+    """The environment of a measured process: its own SQLite store, bytecode cached. It runs
+    in that store's directory: ``python -m`` puts the working directory first on the path."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     if code is not None:
         env["PYTHONPATH"] = str(Path(code).resolve())
@@ -64,7 +65,8 @@ def run_timed(argv: Sequence[str], env: dict[str, str]) -> tuple[float, float]:
     """Run one process to its end: (wall seconds, CPU seconds of it and its children)."""
     before = os.times()
     start = time.perf_counter()
-    proc = subprocess.run(list(argv), env=env, capture_output=True, text=True, check=False)
+    proc = subprocess.run(list(argv), env=env, capture_output=True, text=True, check=False,
+                          cwd=env["SNAPFIM_DATA_DIR"])
     wall = time.perf_counter() - start
     after = os.times()
     if proc.returncode != 0:
@@ -95,7 +97,8 @@ def one_round(code: str | None, image: Path, workdir: Path, index: int
 def instructions(argv: Sequence[str], env: dict[str, str]) -> int:
     """Instructions the main process of ``argv`` executes (valgrind's callgrind)."""
     proc = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-                           *argv], env=env, capture_output=True, text=True, check=False)
+                           *argv], env=env, capture_output=True, text=True, check=False,
+                          cwd=env["SNAPFIM_DATA_DIR"])
     pids = re.findall(r"^==(\d+)== ", proc.stderr, re.MULTILINE)
     main_pid = pids[0] if pids else ""
     found = re.search(rf"^=={main_pid}== Collected : (\d+)", proc.stderr, re.MULTILINE)
@@ -142,7 +145,7 @@ def import_breakdown(code: str | None, image: Path, workdir: Path, runs: int,
     for _ in range(runs):
         proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "scanner",
                                *argv_tail], env=env, capture_output=True, text=True,
-                              check=False)
+                              check=False, cwd=data)
         for group, ms in import_self_times(proc.stderr).items():
             samples[group].append(ms)
     return {g: statistics.median(v + [0.0] * (runs - len(v))) for g, v in samples.items()}
@@ -178,6 +181,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} (1/5 min), "
           f"{os.cpu_count()} CPUs; {args.runs} runs per case; image {image.stat().st_size >> 20}"
           " MiB ext4, SQLite store")
+    for code in codes:
+        data = Path(tempfile.mkdtemp(prefix="which-", dir=workdir))
+        where = subprocess.run([sys.executable, "-c", "import scanner; print(scanner.__file__)"],
+                               env=child_env(code, data), cwd=data, capture_output=True,
+                               text=True, check=True).stdout.strip()
+        print(f"{code or 'installed scanner'}: runs {where}")
     for code in codes:  # warm-up: bytecode written, page cache filled
         one_round(code, image, workdir, -1)
     results: dict[str | None, dict[str, list[tuple[float, float]]]] = {
