@@ -10,10 +10,11 @@ median of N runs, wall milliseconds, so inflated by the load).
 
 Children run with bytecode caching on (``PYTHONDONTWRITEBYTECODE`` removed, one warm-up run
 first), as an installed snapfim does; compiling the sources on every start would add ~0.4 s.
-``--code DIR`` (repeatable) runs the scanner found in DIR (``PYTHONPATH``), alternating
-between the trees run by run, to compare two versions in the same run. ``--callgrind`` adds
-the instructions each case's main process executes under valgrind's callgrind (one run each:
-they repeat to within a fraction of a percent whatever the load).
+``--code DIR`` (repeatable; default: this checkout) runs the scanner found in DIR
+(``PYTHONPATH``), alternating between the trees run by run, to compare two versions in the
+same run. ``--callgrind`` adds the instructions each case's main process executes under
+valgrind's callgrind (one run each: they repeat to within a fraction of a percent whatever
+the load).
 
     python3 -m benchmarks.bench_startup [--runs 7] [--code /work/main --code .]
                                         [--workdir /tmp/x] [--top 14] [--callgrind]
@@ -35,6 +36,7 @@ from pathlib import Path
 
 from tests.imaging.ext4 import build_ext4
 
+ROOT = Path(__file__).resolve().parents[1]  # the tree measured when no --code is given
 CASES = ("python -c pass", "snapfim --help", "tiny scan, first", "tiny scan, rescan")
 
 
@@ -174,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--callgrind", action="store_true",
                         help="also count instructions (valgrind's callgrind, one run per case)")
     args = parser.parse_args(argv)
-    codes: list[str | None] = list(args.code) if args.code else [None]
+    codes: list[str | None] = list(args.code) if args.code else [str(ROOT)]
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="snapfim-startup-"))
     workdir.mkdir(parents=True, exist_ok=True)
     image = build_tiny_image(workdir)
