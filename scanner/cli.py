@@ -21,12 +21,12 @@ from scanner.cli_output import (
     EXIT_ERROR,
     EXIT_USAGE,
     coverage_lines,
-    err,
     iso,
     print_events,
     say,
     scan_exit_code,
     stamp,
+    stderr_console,
     table,
     warn,
 )
@@ -39,7 +39,6 @@ from scanner.cli_support import (
 )
 from scanner.emitters.records import event_record
 from scanner.errors import ConfigError, SnapfimError
-from scanner.settings import Settings
 from scanner.terminal import for_terminal, write_json
 
 __all__ = ["app", "main", "open_repository", "parse_since"]
@@ -85,7 +84,7 @@ class _BarProgress:
 
         self._progress = Progress(TextColumn("{task.description:>8}"), BarColumn(),
                                   TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
-                                  console=err, transient=True)
+                                  console=stderr_console(), transient=True)
         self._task: Any = None
         self._bytes = False
 
@@ -136,6 +135,7 @@ def scan(
     from scanner.emitters.settings import DeliveryConfig
     from scanner.pipeline import ScanOptions
     from scanner.runner import run_machine_scan
+    from scanner.settings import Settings
 
     settings = Settings.from_env()
     repo = open_repository(settings)
@@ -366,6 +366,7 @@ def demo(
 ) -> None:
     """Build two small real Linux disk images (before/after), scan both, print the changes."""
     from scanner.demo import build_demo_images, closing_note
+    from scanner.settings import Settings
     from scanner.storage.policies import load_policy
 
     settings = Settings.from_env()
@@ -398,6 +399,8 @@ db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or upgrade the database schema (done automatically by every command)."""
+    from scanner.settings import Settings
+
     settings = Settings.from_env()
     open_repository(settings)
     say(f"schema up to date: {settings.database_url}")

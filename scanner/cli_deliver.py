@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 
 from scanner.cli_output import iso, say, stamp
-from scanner.settings import Settings
 
 
 def _when(value: datetime | None) -> str:
@@ -29,6 +28,7 @@ def deliver(
     from scanner.cli import open_repository
     from scanner.emitters.delivery import deliver as run_delivery
     from scanner.emitters.settings import DeliveryConfig
+    from scanner.settings import Settings
     from scanner.storage import outbox
 
     settings = Settings.from_env()

@@ -13,7 +13,6 @@ import typer
 from scanner.cli_output import EXIT_ERROR, iso, say, scan_exit_code, stamp, table, warn
 from scanner.cli_support import JsonFlag, open_repository, parse_since
 from scanner.errors import ConfigError
-from scanner.settings import Settings
 from scanner.terminal import write_json
 
 account_app = typer.Typer(no_args_is_help=True, help="Onboard and manage cloud accounts.")
@@ -253,6 +252,7 @@ def run_cycle(
 ) -> None:
     """Run one planning round and its whole cycle inline, without Celery (local fleets, cron)."""
     from scanner import cycle
+    from scanner.settings import Settings
 
     settings = Settings.from_env()
     repo = open_repository(settings)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
-from scanner.coverage import human_size
 from scanner.emitters.records import change_lines
 from scanner.terminal import console, for_terminal
 
@@ -41,20 +41,31 @@ def scan_exit_code(statuses: list[str], changes: int, exit_code: int) -> int:
     return EXIT_OK
 
 
-out = console(soft_wrap=False)
-err = console(stderr=True, soft_wrap=True)
 NONE = "-"
+
+
+@cache
+def stdout_console() -> Any:
+    """The console of what a command prints on stdout (made on first use: a ``--json``
+    command never loads rich)."""
+    return console(soft_wrap=False)
+
+
+@cache
+def stderr_console() -> Any:
+    """The console of warnings and the progress bar, on stderr (made on first use)."""
+    return console(stderr=True, soft_wrap=True)
 
 
 def say(text: str) -> None:
     """Print one line on stdout, escaped for the terminal: a newline inside ``text`` (a file
     name can hold one) is shown as ``\\x0a``, never a line of its own."""
-    out.print(for_terminal(text), soft_wrap=True)
+    stdout_console().print(for_terminal(text), soft_wrap=True)
 
 
 def warn(text: str) -> None:
     """Print one line on stderr, escaped for the terminal."""
-    err.print(for_terminal(text))
+    stderr_console().print(for_terminal(text))
 
 
 def stamp(value: datetime | None, seconds: bool = False) -> str:
@@ -101,6 +112,7 @@ def table(columns: Sequence[str | tuple[str, str]], rows: Iterable[Sequence[Cell
             grid.add_column(header, overflow="fold")
     for row in rows:
         grid.add_row(*(_cell(cell) for cell in row))
+    out = stdout_console()
     with out.capture() as captured:
         out.print(grid)
     for line in captured.get().splitlines():  # no trailing padding in pipes and files
@@ -132,6 +144,8 @@ def print_events(rows: Iterable[dict[str, Any]], diff: bool = False) -> None:
 # -- coverage reports -------------------------------------------------------------------------
 def size(n: int | None) -> str:
     """Bytes for people (``24.0 MiB``)."""
+    from scanner.coverage import human_size
+
     return NONE if n is None else human_size(n)
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from scanner.cli_output import say, table
 from scanner.cli_support import JsonFlag, open_repository
-from scanner.policy import ContentMode, PolicyEntity
+from scanner.content_mode import ContentMode
 from scanner.terminal import write_json
+
+if TYPE_CHECKING:  # the policy's model is loaded when a command reads it
+    from scanner.policy import PolicyEntity
 
 policy_app = typer.Typer(no_args_is_help=True, help="Show and edit the monitored entities.")
 

@@ -8,7 +8,6 @@ import typer
 
 from scanner.cli_output import say
 from scanner.cli_support import open_repository
-from scanner.settings import Settings
 
 
 def serve(
@@ -21,6 +20,7 @@ def serve(
     """Serve the dashboard (Overview, Changes, Machines, Policy) and the JSON API /api/v1/."""
     import uvicorn
 
+    from scanner.settings import Settings
     from scanner.web.app import create_app
     from scanner.web.settings import WebSettings
 

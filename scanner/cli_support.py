@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from scanner.errors import ConfigError
-from scanner.settings import Settings
+
+if TYPE_CHECKING:  # the settings are read when a command runs, not to show help
+    from scanner.settings import Settings
 
 
 def open_repository(settings: Settings | None = None) -> Any:
     """The repository on the configured database, its schema brought up to date."""
+    from scanner.settings import Settings
     from scanner.storage.db import make_engine, upgrade
     from scanner.storage.repository import Repository
 

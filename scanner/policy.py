@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from scanner.content_mode import ContentMode
 from scanner.errors import PolicyError
 
 
@@ -32,14 +33,6 @@ class EntityKind(StrEnum):
     LINUX_FILE = "linux_file"
     WINDOWS_FILE = "windows_file"
     WINDOWS_REGISTRY = "windows_registry"
-
-
-class ContentMode(StrEnum):
-    """Whether an entity keeps the content of its small text files (for diffs)."""
-
-    DEFAULT = "default"  # the built-in list decides (/etc/ and the like)
-    KEEP = "keep"
-    NEVER = "never"
 
 
 class EntitySource(StrEnum):

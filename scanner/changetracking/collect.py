@@ -15,14 +15,12 @@ from scanner.changetracking.keeping import content_rules
 from scanner.changetracking.linux import collect_software
 from scanner.changetracking.model import Inventory
 from scanner.changetracking.parses import Parses, loads
-from scanner.changetracking.windows import collect_windows
 from scanner.coverage import Coverage
 from scanner.disk.walker import Walker
 from scanner.limits import Limits
 from scanner.policy import EntityKind, PolicyEntity, active
 from scanner.systems.base import System
 from scanner.systems.linux import LinuxSystem
-from scanner.systems.windows import WindowsSystem
 
 # the package database parses stored at the machine's previous scan (None: none)
 PreviousParses = Callable[[], bytes | None]
@@ -55,9 +53,13 @@ def collect_inventory(systems: Sequence[System], coverage: Coverage, limits: Lim
             collect_software(walker, inventory, roots, parses)
             collect_daemons(walker, inventory)
             coverage.unreadable.update(walker.result.unreadable)
-        elif isinstance(system, WindowsSystem):
-            inventory = inventory or Inventory()
-            collect_windows(system, inventory, limits)
+        else:  # Windows' modules only when the machine has a Windows system
+            from scanner.changetracking.windows import collect_windows
+            from scanner.systems.windows import WindowsSystem
+
+            if isinstance(system, WindowsSystem):
+                inventory = inventory or Inventory()
+                collect_windows(system, inventory, limits)
     if inventory is not None:
         if policy is not None:
             inventory.content_rules = content_rules(policy)

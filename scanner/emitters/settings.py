@@ -128,18 +128,20 @@ class DeliveryConfig:
                                      ("webhook", self.alerts.webhook_url)) if on)
 
     def sinks(self) -> list[Sink]:
-        """The configured sinks, ready to send."""
-        from scanner.emitters.sinks import JsonlSink
-        from scanner.emitters.syslog import SyslogSink
-        from scanner.emitters.webhook import WebhookSink
-
+        """The configured sinks, ready to send (each sink's module loaded when it is)."""
         a = self.alerts
         out: list[Sink] = []
         if self.jsonl_path:
+            from scanner.emitters.sinks import JsonlSink
+
             out.append(JsonlSink(self.jsonl_path))
         if a.syslog is not None:
+            from scanner.emitters.syslog import SyslogSink
+
             out.append(SyslogSink(a.syslog, a.syslog_facility, a.timeout))
         if a.webhook_url:
+            from scanner.emitters.webhook import WebhookSink
+
             out.append(WebhookSink(a.webhook_url, timeout=a.timeout, ca_bundle=a.webhook_ca_bundle,
                                    bearer=a.webhook_bearer, hmac_key=a.webhook_hmac_key))
         return out

@@ -8,7 +8,6 @@ from scanner.disk.discovery import OpenedVolume
 from scanner.disk.partition_ids import MachineIds
 from scanner.systems.base import System, has_dir, unsure_system_volume
 from scanner.systems.linux import mount_linux
-from scanner.systems.windows import find_windows, mount_windows
 
 
 def detect_systems(opened: list[OpenedVolume], coverage: Coverage,
@@ -17,7 +16,11 @@ def detect_systems(opened: list[OpenedVolume], coverage: Coverage,
     installation; Linux when none does, or when a volume has an ``/etc`` besides (both are
     then scanned). Linux comes first. ``ids``: the partition ids of the machine's volumes
     (Windows drive letters name partitions by them)."""
-    windows = find_windows(opened, coverage)
+    windows = None
+    if any(o.fs.fs_type == "ntfs" for o in opened):  # Windows' modules for NTFS disks only
+        from scanner.systems.windows import find_windows
+
+        windows = find_windows(opened, coverage)
     linux = windows is None or any(has_dir(o.fs, "etc") for o in opened)
     if windows is not None and (why := unsure_system_volume(coverage, windows[0].label)):
         # not C:, and nothing else is: every path keeps its state
@@ -29,5 +32,7 @@ def detect_systems(opened: list[OpenedVolume], coverage: Coverage,
     if linux:
         systems.append(mount_linux(opened, coverage))
     if windows is not None:
+        from scanner.systems.windows import mount_windows
+
         systems.append(mount_windows(windows, opened, coverage, alone=not linux, ids=ids))
     return systems
