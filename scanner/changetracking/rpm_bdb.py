@@ -140,7 +140,8 @@ class _Walk:
             raise InventoryError(f"Packages: {buckets} buckets declared, the file holds "
                                  f"{self.pages} pages")
         self.buckets = buckets
-        self.visited: set[int] = {0}
+        self.visited = bytearray(self.pages)  # one byte a page: bounded by the file
+        self.visited[0] = 1
         self.max_records = max_records
         self.out: list[tuple[int, bytes]] = []
         self.damaged = 0
@@ -150,9 +151,9 @@ class _Walk:
         once."""
         if not 0 < pgno < self.pages:
             raise InventoryError(f"{what} page {pgno} outside the file's {self.pages} pages")
-        if pgno in self.visited:
+        if self.visited[pgno]:
             raise InventoryError(f"{what} page {pgno} reached twice: a page loop")
-        self.visited.add(pgno)
+        self.visited[pgno] = 1
         raw = self.data[pgno * self.size:(pgno + 1) * self.size]
         return raw, _PAGE_FIELDS.unpack_from(raw)
 
@@ -164,9 +165,6 @@ class _Walk:
                     pgno = self._bucket_page(pgno)
             except InventoryError as exc:
                 raise InventoryError(f"Packages: bucket {bucket}: {exc}") from exc
-            if len(self.out) > self.max_records:
-                raise InventoryError(f"Packages: more than {self.max_records - 1} packages: "
-                                     "the bound")
         return self.out, self.damaged
 
     def _bucket_page(self, pgno: int) -> int:
@@ -186,6 +184,9 @@ class _Walk:
                 self.damaged += 1
                 continue
             self.out.append((int.from_bytes(key, "little"), value))
+            if len(self.out) > self.max_records:  # checked at each record: one long chain
+                raise InventoryError(f"Packages: more than {self.max_records - 1} packages: "
+                                     "the bound")
         return int(next_pgno)
 
     def _item(self, raw: memoryview, lookup: tuple[int, ...], index: int) -> bytes | None:

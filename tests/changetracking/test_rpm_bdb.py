@@ -205,6 +205,50 @@ def test_the_record_bound(tmp_path: Path, blobs: dict[int, bytes],
         rpm_bdb.read_bdb_rpmdb(data)
 
 
+
+def _one_chain(pages: int, pairs: int = 48, size: int = 512) -> bytes:
+    """A hash database of one bucket whose bucket page chains through every page of the
+    file, each page holding ``pairs`` valid records (4-byte key, empty value): legal page by
+    page, a memory bomb if the record bound were checked only between buckets."""
+    from dissect.database.bsd.c_db import c_db
+
+    meta = bytearray(size)
+    struct.pack_into("<I", meta, 12, c_db.DB_HASHMAGIC)
+    struct.pack_into("<I", meta, 16, 9)                 # version
+    struct.pack_into("<I", meta, 20, size)
+    meta[25] = c_db.P_HASHMETA
+    struct.pack_into("<I", meta, 32, pages - 1)         # last page
+    struct.pack_into("<I", meta, 72, 0)                 # max bucket: one bucket
+    struct.pack_into("<I", meta, 96, 1)                 # spares[0]: bucket 0 is page 1
+    out = [bytes(meta)]
+    for number in range(1, pages):
+        page = bytearray(size)
+        struct.pack_into("<I", page, 16, number + 1 if number + 1 < pages else 0)
+        struct.pack_into("<H", page, 20, 2 * pairs)
+        page[25] = c_db.P_HASH
+        end, lookup = size, []
+        for record in range(pairs):
+            end -= 5
+            page[end] = c_db.H_KEYDATA
+            struct.pack_into("<I", page, end + 1, record + 1)
+            lookup.append(end)
+            end -= 1
+            page[end] = c_db.H_KEYDATA
+            lookup.append(end)
+        struct.pack_into(f"<{len(lookup)}H", page, 26, *lookup)
+        out.append(bytes(page))
+    return b"".join(out)
+
+
+def test_the_record_bound_holds_within_one_bucket_chain() -> None:
+    data = _one_chain(200)  # 199 pages of 48 records: 9,552 records in one bucket
+    assert len(rpm_bdb.hash_records(data, max_records=10_000)[0]) == 199 * 48
+    walk = rpm_bdb._Walk(data, 100)
+    with pytest.raises(InventoryError, match="more than 99 packages: the bound"):
+        walk.records()
+    assert len(walk.out) == 101  # stopped at the bound, not at the chain's end
+
+
 @pytest.fixture(scope="module")
 def real_db(blobs: dict[int, bytes], tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """The four packages' BDB ``Packages`` file."""
