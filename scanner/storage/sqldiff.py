@@ -26,17 +26,22 @@ takes no escaping or clamping call.
 from __future__ import annotations
 
 import functools
+import marshal
 import operator
-from collections.abc import Callable, Collection, Iterable, Mapping
+import tempfile
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from hashlib import blake2b as _blake2b
+from typing import IO, Any
 
 from sqlalchemy import (
     BigInteger,
     Column,
     Connection,
     Integer,
+    LargeBinary,
     MetaData,
+    RowMapping,
     Table,
     Text,
     and_,
@@ -69,7 +74,18 @@ _CHUNK = 1000
 # PostgreSQL's memory for the diff's hash join (per scan transaction; the default 4 MB spills
 # a 100k-row state to disk in 16 batches)
 _JOIN_MEMORY = "64MB"
-_stage_meta = {False: MetaData(), True: MetaData()}  # by: is it PostgreSQL
+# temporary tables by (kind, is it PostgreSQL): the stage of a rescan (digests) and of a
+# first scan (whole rows) share a name
+# the digest of a row's values (see _Digester): its width, and the version of its encoding
+_DIGEST_BYTES = 32
+_DIGEST_PERSON = b"snapfim-row-v1"
+_SPILL_BUFFER = 1 << 20
+_stage_meta = {(kind, postgres): MetaData() for kind in ("full", "digest", "changed")
+               for postgres in (False, True)}
+
+
+def _identity(value: Any) -> Any:
+    return value
 
 
 @dataclass(frozen=True)
@@ -82,30 +98,59 @@ class StateSpec:
     row: Callable[[Any], tuple[Any, ...]]
     entity: Callable[[Any, str], Entity]               # row mapping, column prefix -> entity
     keep_unread_hash: bool = False                     # files: unreadable content keeps its hash
+    # entity -> its values in column order, plain (str, int, None, dict, tuple): what its
+    # digest covers and its row is built from (:attr:`row_of`); the id is the first value.
+    # None: the row itself
+    values: Callable[[Any], tuple[Any, ...]] | None = None
+    row_of: Callable[[tuple[Any, ...]], tuple[Any, ...]] = _identity
+    stored_id: Callable[[str], str] = _identity        # the id of a row's values, as stored
 
     @property
     def stage(self) -> Table:
         """The temporary staging table of this kind (dropped at the end of each diff): no
-        key and no index, so that loading it is a plain append."""
+        key and no index, so that loading it is a plain append. A rescan stages the
+        (path, digest) of every entity here (:meth:`digests`); a first scan of a machine
+        that still holds state rows stages whole rows (:meth:`staging`)."""
         return self.staging(postgres=False)
 
     def staging(self, *, postgres: bool) -> Table:
-        """:attr:`stage` for one kind of database: PostgreSQL's also drops it at commit (an
-        option named only there, so that SQLite never loads PostgreSQL's dialect)."""
-        meta = _stage_meta[postgres]
-        name = f"snapfim_stage_{self.table.name}"
+        """:attr:`stage` with whole rows, for one kind of database: PostgreSQL's also drops
+        it at commit (an option named only there, so that SQLite never loads PostgreSQL's
+        dialect)."""
+        return self._temporary("full", postgres, f"snapfim_stage_{self.table.name}",
+                               self._row_columns)
+
+    def digests(self, *, postgres: bool) -> Table:
+        """:attr:`stage` as a rescan loads it: each entity's stored id, the digest of its
+        values (NULL: always compared in full) and where its values lie in the scan's
+        spill file."""
+        return self._temporary("digest", postgres, f"snapfim_stage_{self.table.name}",
+                               lambda: [Column("path", Text, nullable=False),
+                                        Column("row_digest", LargeBinary),
+                                        Column("pos", BigInteger, nullable=False)])
+
+    def differing(self, *, postgres: bool) -> Table:
+        """The whole rows of the entities whose digest differs from the state's (a rescan
+        compares these in full)."""
+        return self._temporary("full", postgres, f"snapfim_rows_{self.table.name}",
+                               self._row_columns)
+
+    def _row_columns(self) -> list[Column[Any]]:
+        return [*(Column(c, self.table.c[c].type, nullable=c != "path") for c in self.columns),
+                Column("row_digest", LargeBinary)]
+
+    def _temporary(self, kind: str, postgres: bool, name: str,
+                   columns: Callable[[], list[Column[Any]]]) -> Table:
+        meta = _stage_meta[kind, postgres]
         if name not in meta.tables:
             options: dict[str, Any] = {"postgresql_on_commit": "DROP"} if postgres else {}
-            Table(name, meta,
-                  *(Column(c, self.table.c[c].type, nullable=c != "path")
-                    for c in self.columns),
-                  prefixes=["TEMPORARY"], **options)
+            Table(name, meta, *columns(), prefixes=["TEMPORARY"], **options)
         return meta.tables[name]
 
     @property
     def changed(self) -> Table:
         """The temporary table naming the state rows a diff rewrites or deletes (SQLite)."""
-        meta = _stage_meta[False]
+        meta = _stage_meta["changed", False]
         name = f"snapfim_changed_{self.table.name}"
         if name not in meta.tables:
             Table(name, meta, Column("path", Text, nullable=False), prefixes=["TEMPORARY"])
@@ -116,7 +161,9 @@ def _opt(text: str | None) -> str | None:
     return None if text is None else storable(text)
 
 
-_file_values = operator.attrgetter(*FILE_RECORDED_FIELDS)
+# a file's values, in the order of its row (FILE_STATE.columns): what its row and its digest
+# are made from
+_file_input = operator.attrgetter("path", *FILE_RECORDED_FIELDS, "policies")
 # the recorded fields that hold text (str, or a dict of str): made storable in every row
 _FILE_TEXT = tuple(i for i, f in enumerate(FILE_RECORDED_FIELDS)
                    if "str" in str(FileEntity.__annotations__[f]))
@@ -141,19 +188,24 @@ def _xattrs_text(xattrs: dict[str, str] | None) -> str | None:
 
 
 def _file_row(e: FileEntity) -> tuple[Any, ...]:
-    """The staged row of a file: every string made storable (:mod:`scanner.textsafe`), so
-    state, staging and the events built from them share one representation; integers a disk
-    made too large for their column clamped (:func:`_clamped`)."""
-    (type_, size, mode, uid, gid, link_target, sha256, acl, capability, xattrs, attributes,
-     mtime, ctime, crtime, inode, nlink, atime) = _file_values(e)
-    path = e.path
+    """The staged row of a file (:func:`_file_row_of`)."""
+    return _file_row_of(_file_input(e))
+
+
+def _file_row_of(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The staged row of a file from its values (:data:`_file_input`: path, recorded fields,
+    policies): every string made storable (:mod:`scanner.textsafe`), so state, staging and
+    the events built from them share one representation; integers a disk made too large for
+    their column clamped (:func:`_clamped`)."""
+    (path, type_, size, mode, uid, gid, link_target, sha256, acl, capability, xattrs,
+     attributes, mtime, ctime, crtime, inode, nlink, atime, policies) = values
     probe = f"{path}{type_}{link_target or ''}{sha256 or ''}{acl or ''}{capability or ''}" \
             f"{attributes or ''}"
     if not (_plain(probe) and len(path) <= _PLAIN_ID):
-        return _file_row_slow(e)
+        return _file_row_slow(values)
     row = (path, type_, size, mode, uid, gid, link_target, sha256, acl, capability,
            _xattrs_text(xattrs), attributes, mtime, ctime, crtime, inode, nlink, atime,
-           _policies(e.policies))
+           _policies(policies))
     wide = (size, uid, gid, inode, mtime or 0, ctime or 0, crtime or 0, atime or 0)
     if _LO32 <= mode <= _HI32 and _LO32 <= nlink <= _HI32 and min(wide) >= _LO64 \
             and max(wide) <= _HI64:
@@ -161,16 +213,16 @@ def _file_row(e: FileEntity) -> tuple[Any, ...]:
     return _clamped(row, _FILE_BOUNDS)
 
 
-def _file_row_slow(e: FileEntity) -> tuple[Any, ...]:
-    """:func:`_file_row` of a file with some text to escape or a long path."""
-    values = list(_file_values(e))
+def _file_row_slow(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """:func:`_file_row_of` of a file with some text to escape or a long path."""
+    path, *fields, policies = values
     for i in _FILE_TEXT:
-        value = values[i]
+        value = fields[i]
         if i == _XATTRS:
-            values[i] = _xattrs_text(value)
+            fields[i] = _xattrs_text(value)
         elif value:
-            values[i] = storable(value)
-    return _clamped((storable_id(e.path), *values, _policies(e.policies)), _FILE_BOUNDS)
+            fields[i] = storable(value)
+    return _clamped((storable_id(path), *fields, _policies(policies)), _FILE_BOUNDS)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -227,7 +279,8 @@ def _registry_entity(data: Mapping[str, Any], prefix: str) -> Entity:
 
 
 FILE_STATE = StateSpec(file_state, ("path", *FILE_RECORDED_FIELDS, "policies"), _file_row,
-                       _file_entity, keep_unread_hash=True)
+                       _file_entity, keep_unread_hash=True, values=_file_input,
+                       row_of=_file_row_of, stored_id=storable_id)
 REGISTRY_STATE = StateSpec(
     registry_state,
     ("path", "kind", "key_path", "value_name", "last_write", "acl", "subkey_count",
@@ -277,110 +330,291 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
     """
     out = out if out is not None else FileDiff()
     postgres = conn.dialect.name == "postgresql"
-    stage, table, columns = spec.staging(postgres=postgres), spec.table, spec.columns
-    total = 0
-    unknown_xattrs = False
-    build = spec.row
-    xattrs_at = columns.index("xattrs") if "xattrs" in columns else None
-
-    def rows() -> Iterable[tuple[Any, ...]]:
-        nonlocal total, unknown_xattrs
-        for e in (entities if skip is None else skip.filter(entities)):
-            total += 1
-            row = build(e)
-            if xattrs_at is not None and row[xattrs_at] is None:
-                unknown_xattrs = True
-            yield row
-
-    if previous_policies is None and not _has_state(conn, table, machine_id):
-        _load_baseline(conn, table, (machine_id, scan_id), columns, rows(), xattrs_at)
-        out.baseline = True
-        return out, total + (0 if skip is None else skip.skipped)
-    stage.drop(conn, checkfirst=True)
-    stage.create(conn)
-    bulk_insert(conn, stage, columns, rows(), encoded=True)
-    total += 0 if skip is None else skip.skipped
-    if not postgres and previous_policies is not None:
-        # SQLite joins by index lookups: the staged ids get theirs, built once
-        conn.exec_driver_sql(f"CREATE INDEX ix_{stage.name} ON {stage.name} (path)")
-    state = table.alias("s")
-    mine = and_(state.c.machine_id == machine_id, state.c.path == stage.c.path)
-    copy_all = select(literal(machine_id), literal(scan_id), *(stage.c[c] for c in columns))
-    target = ["machine_id", "scan_id", *columns]
-    if unknown_xattrs:  # unreadable extended attributes (xattrs NULL) keep their values
-        unknown = stage.c.xattrs.is_(None)
-        conn.execute(update(stage).where(unknown, exists().where(mine)).values(
-            acl=select(state.c.acl).where(mine).scalar_subquery(),
-            capability=select(state.c.capability).where(mine).scalar_subquery(),
-            xattrs=select(state.c.xattrs).where(mine).scalar_subquery()))
-        conn.execute(update(stage).where(unknown).values(xattrs={}))
+    counted = _Counted(entities if skip is None else skip.filter(entities))
+    digester = _Digester(spec, unreadable)
     if previous_policies is None:
-        conn.execute(delete(table).where(table.c.machine_id == machine_id))
-        conn.execute(insert(table).from_select(target, copy_all))
-        stage.drop(conn)
+        if _has_state(conn, spec.table, machine_id):
+            _replace_state(conn, spec, (machine_id, scan_id), digester.rows(counted), postgres)
+        else:
+            _load_baseline(conn, spec, (machine_id, scan_id), digester.rows(counted))
         out.baseline = True
-        return out, total
+        return out, counted.count + (0 if skip is None else skip.skipped)
 
-    if unreadable and spec.keep_unread_hash:  # unreadable content keeps its previous hash
-        listed = sorted(set(unreadable))
-        for start in range(0, len(listed), _CHUNK):  # bounded statements (SQLite's variables)
-            conn.execute(update(stage).where(
-                stage.c.sha256.is_(None), stage.c.path.in_(listed[start:start + _CHUNK]),
-                exists().where(mine, state.c.type == stage.c.type)
-            ).values(sha256=select(state.c.sha256).where(mine).scalar_subquery(),
-                     attributes=func.coalesce(stage.c.attributes, select(state.c.attributes).where(
-                         mine, state.c.attributes == SPARSE).scalar_subquery())))
     rules = DiffRules(out, previous_policies, current_policies, unreadable)
-    # PostgreSQL: one pass, the machine's state fully joined with the staged rows (hashed;
-    # enough memory for it saves spilling it in batches). A row with no state side is new,
-    # one with no staged side is gone, one whose columns differ is compared. SQLite, whose
-    # joins are index lookups, takes the staged rows joined with the state, then the state
-    # rows no staged row names.
     kept = [] if skip is None else skip.kept_prefixes()
+    table = spec.table
     mine_now = and_(table.c.machine_id == machine_id, *(
         ~or_(table.c.path == mount, table.c.path.startswith(prefix, autoescape=True))
         for mount, prefix in kept))
+    with tempfile.TemporaryFile(buffering=_SPILL_BUFFER) as spill:
+        # 1. every entity's (id, digest) staged, its values spilled to a local file
+        digests = spec.digests(postgres=postgres)
+        digests.drop(conn, checkfirst=True)
+        digests.create(conn)
+        bulk_insert(conn, digests, ("path", "row_digest", "pos"),
+                    digester.staged(counted, spill, postgres), copy_text=postgres)
+        # 2. the entities whose digest differs from the state's (new ones included), and the
+        # state rows no entity names
+        differ, gone = _differing(conn, spec, digests, machine_id, mine_now, postgres)
+        deleted: list[str] = []  # the stored ids of the gone rows deleted
+        for data in gone:
+            before = len(out.deletes)
+            rules.gone_path(spec.entity(data, ""))
+            if len(out.deletes) > before:
+                deleted.append(data["path"])
+        del gone
+        digests.drop(conn)
+        # 3. their whole rows, read back from the spill file, compared in full
+        rows = spec.differing(postgres=postgres)
+        rows.drop(conn, checkfirst=True)
+        rows.create(conn)
+        ids, unknown = digester.load_differing(conn, rows, spill, differ)
+    del differ
+    _compare_and_apply(conn, spec, rows, rules, (machine_id, scan_id), unreadable, unknown,
+                       ids, deleted, postgres)
+    rows.drop(conn)
+    total = counted.count + (0 if skip is None else skip.skipped)
+    return rules.finish(), total
+
+
+class _Counted:
+    """An iterator of entities that counts what it yields."""
+
+    def __init__(self, entities: Iterable[Any]) -> None:
+        self.count = 0
+        self._it = iter(entities)
+
+    def __iter__(self) -> Iterator[Any]:
+        for e in self._it:
+            self.count += 1
+            yield e
+
+
+class _Digester:
+    """The rows of a scan's entities with their digests, and their spill file.
+
+    A row's digest is a BLAKE2b-256 of its entity's plain values (``StateSpec.values``,
+    marshalled): equal digests stand for equal rows, so the state row of an entity whose
+    digest is unchanged is not compared nor rewritten. 256 bits, since the values come from
+    a hostile disk: a collision would hide a change, and one found by a birthday search
+    over content an attacker controls costs 2**128 hashes at this width (2**64, within
+    reach, at 128 bits). The personalisation string versions the encoding: rows digested
+    under another version simply differ once and are compared in full. A row whose stored
+    values the store itself completes from the state (extended attributes that could not
+    be read, an unreadable file's hash) has no digest: it is always compared in full."""
+
+    def __init__(self, spec: StateSpec, unreadable: Collection[str]) -> None:
+        self.spec = spec
+        self.values = spec.values or spec.row
+        columns = spec.columns
+        self.xattrs_at = columns.index("xattrs") if "xattrs" in columns else None
+        self.sha_at = columns.index("sha256") if spec.keep_unread_hash else None
+        self.unreadable = frozenset(unreadable) if spec.keep_unread_hash else frozenset()
+
+    def _digest(self, values: tuple[Any, ...], data: bytes, ident: str) -> bytes | None:
+        if (self.xattrs_at is not None and values[self.xattrs_at] is None) or (
+                self.sha_at is not None and values[self.sha_at] is None
+                and ident in self.unreadable):
+            return None
+        return _blake2b(data, digest_size=_DIGEST_BYTES, person=_DIGEST_PERSON).digest()
+
+    def rows(self, entities: Iterable[Any]) -> Iterator[tuple[Any, ...]]:
+        """Whole rows with their digest last (a first scan's)."""
+        values_of, row_of, stored_id = self.values, self.spec.row_of, self.spec.stored_id
+        for e in entities:
+            values, data = _marshalled(values_of(e))
+            row = row_of(values)
+            yield (*row, self._digest(values, data, stored_id(values[0])))
+
+    def staged(self, entities: Iterable[Any], spill: IO[bytes], copy_text: bool
+               ) -> Iterator[Any]:
+        """The (id, digest, position) of each entity, as COPY text lines (``copy_text``)
+        or tuples; its marshalled values are written to ``spill`` at that position."""
+        values_of, stored_id, digest = self.values, self.spec.stored_id, self._digest
+        write, pos = spill.write, 0
+        for e in entities:
+            values, data = _marshalled(values_of(e))
+            ident = stored_id(values[0])
+            write(data)
+            if copy_text:
+                if "\\" in ident or not ident.isprintable():
+                    ident = _copy_escaped(ident)
+                found = digest(values, data, ident)
+                yield f"{ident}\t\\N\t{pos}\n" if found is None else \
+                    f"{ident}\t\\\\x{found.hex()}\t{pos}\n"
+            else:
+                yield ident, digest(values, data, ident), pos
+            pos += len(data)
+
+    def load_differing(self, conn: Connection, table: Table, spill: IO[bytes],
+                       differ: list[tuple[int, bytes | None]]) -> tuple[list[str], bool]:
+        """Load the whole rows of the spilled entities at ``differ``'s positions (with the
+        digest staged for each) into ``table``; returns their ids, and True when one has
+        unread extended attributes (xattrs NULL: kept from the state)."""
+        differ.sort()
+        spill.flush()
+        unknown = False
+        ids: list[str] = []
+        row_of, xattrs_at = self.spec.row_of, self.xattrs_at
+
+        def rows() -> Iterator[tuple[Any, ...]]:
+            nonlocal unknown
+            for pos, digest in differ:
+                spill.seek(pos)
+                row = row_of(marshal.load(spill))
+                if xattrs_at is not None and row[xattrs_at] is None:
+                    unknown = True
+                ids.append(row[0])
+                yield (*row, digest)
+
+        bulk_insert(conn, table, (*self.spec.columns, "row_digest"), rows(), encoded=True)
+        return ids, unknown
+
+
+def _marshalled(values: tuple[Any, ...]) -> tuple[tuple[Any, ...], bytes]:
+    """``values`` and their marshal encoding (version 2: no references, so equal values are
+    equal bytes). Values of a subclass of a plain type (an enum, say) are made plain."""
+    try:
+        return values, marshal.dumps(values, 2)
+    except ValueError:
+        values = tuple(map(_plain_value, values))
+        return values, marshal.dumps(values, 2)
+
+
+def _plain_value(value: Any) -> Any:
+    if value is None or type(value) in (str, int, bool):
+        return value
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    return tuple(map(str, value))
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_escaped(text: str) -> str:
+    """``text`` as a field of PostgreSQL's COPY text format."""
+    return text.translate(_COPY_ESCAPES)
+
+
+def _differing(conn: Connection, spec: StateSpec, digests: Table, machine_id: int,
+               mine_now: Any, postgres: bool
+               ) -> tuple[list[tuple[int, bytes | None]], list[RowMapping]]:
+    """The (spill position, staged digest) of each staged entity that is new or whose
+    digest differs from its state row's (or is NULL), and the whole state rows (of the
+    machine, ``mine_now``) that no staged entity names."""
+    table = spec.table
+    differ: list[tuple[int, bytes | None]] = []
     if postgres:
+        # one pass: the staged digests fully joined with the state's (hashed; enough memory
+        # for it saves spilling it in batches)
+        from sqlalchemy.dialects.postgresql import ARRAY  # not imported for SQLite
+
         conn.exec_driver_sql(f"SET LOCAL work_mem = '{_JOIN_MEMORY}'")
-        known = select(table).where(mine_now).subquery("s")
-        prefixed = [known.c[c].label("prev_" + c) for c in columns]
-        queries = [select(*prefixed, *stage.c).select_from(
-            stage.join(known, known.c.path == stage.c.path, full=True)).where(or_(
-                known.c.path.is_(None), stage.c.path.is_(None),
-                *(known.c[c].is_distinct_from(stage.c[c]) for c in columns[1:])))]
+        known = select(table.c.path, table.c.row_digest).where(mine_now).subquery("s")
+        gone_ids: list[str] = []
+        for path, pos, digest in conn.execute(
+                select(known.c.path, digests.c.pos, digests.c.row_digest).select_from(
+                    digests.join(known, known.c.path == digests.c.path, full=True)).where(or_(
+                        known.c.path.is_(None), digests.c.path.is_(None),
+                        digests.c.row_digest.is_(None),
+                        known.c.row_digest.is_distinct_from(digests.c.row_digest)))):
+            if pos is None:
+                gone_ids.append(path)
+            else:
+                differ.append((pos, digest))
+        gone = [] if not gone_ids else [r._mapping for r in conn.execute(
+            select(table).where(table.c.machine_id == machine_id,
+                                table.c.path == any_(literal(gone_ids, ARRAY(Text)))))]
+        return differ, gone
+    # SQLite joins by index lookups: the staged ids get theirs, built once
+    conn.exec_driver_sql(f"CREATE INDEX ix_{digests.name} ON {digests.name} (path)")
+    state = table.alias("s")
+    differ.extend((pos, digest) for pos, digest in conn.execute(
+        select(digests.c.pos, digests.c.row_digest).select_from(digests.outerjoin(state, and_(
+            state.c.machine_id == machine_id, state.c.path == digests.c.path))).where(or_(
+                state.c.path.is_(None), digests.c.row_digest.is_(None),
+                state.c.row_digest.is_distinct_from(digests.c.row_digest)))))
+    gone = [r._mapping for r in conn.execute(select(table).where(
+        mine_now, ~exists().where(digests.c.path == table.c.path)))]
+    return differ, gone
+
+
+def _keep_unknown(conn: Connection, stage: Table, table: Table, machine_id: int) -> None:
+    """Staged rows whose extended attributes could not be read (xattrs NULL) keep the
+    state's ACL, capability and attributes; with no state row, they store none."""
+    state = table.alias("s")
+    mine = and_(state.c.machine_id == machine_id, state.c.path == stage.c.path)
+    unknown = stage.c.xattrs.is_(None)
+    conn.execute(update(stage).where(unknown, exists().where(mine)).values(
+        acl=select(state.c.acl).where(mine).scalar_subquery(),
+        capability=select(state.c.capability).where(mine).scalar_subquery(),
+        xattrs=select(state.c.xattrs).where(mine).scalar_subquery()))
+    conn.execute(update(stage).where(unknown).values(xattrs={}))
+
+
+def _compare_and_apply(conn: Connection, spec: StateSpec, rows: Table, rules: DiffRules,
+                       key: tuple[int, int], unreadable: Collection[str],
+                       unknown_xattrs: bool, ids: list[str], deleted: list[str],
+                       postgres: bool) -> None:
+    """Compare the whole ``rows`` (entities whose digest differs; ``ids``: their ids) with
+    their state rows, decide each by ``rules``, rewrite the state rows that differ in any
+    column (the digest included) and delete the ``deleted`` ones (``key``: machine and scan
+    ids)."""
+    (machine_id, scan_id), table, columns = key, spec.table, spec.columns
+    state = table.alias("s")
+    mine = and_(state.c.machine_id == machine_id, state.c.path == rows.c.path)
+    stored = (*columns, "row_digest")
+    copy_all = select(literal(machine_id), literal(scan_id), *(rows.c[c] for c in stored))
+    target = ["machine_id", "scan_id", *stored]
+    if unknown_xattrs:  # unreadable extended attributes (xattrs NULL) keep their values
+        _keep_unknown(conn, rows, table, machine_id)
+    if unreadable and spec.keep_unread_hash:  # unreadable content keeps its previous hash
+        listed = sorted(set(unreadable))
+        for start in range(0, len(listed), _CHUNK):  # bounded statements (SQLite's variables)
+            conn.execute(update(rows).where(
+                rows.c.sha256.is_(None), rows.c.path.in_(listed[start:start + _CHUNK]),
+                exists().where(mine, state.c.type == rows.c.type)
+            ).values(sha256=select(state.c.sha256).where(mine).scalar_subquery(),
+                     attributes=func.coalesce(rows.c.attributes, select(state.c.attributes).where(
+                         mine, state.c.attributes == SPARSE).scalar_subquery())))
+    # The rows are few: each is looked up in the state by its key (PostgreSQL: the ids as
+    # one array, so that the plan does not hinge on the state's statistics). A row with no
+    # state is new; one whose columns differ is compared (one whose digest alone differs, a
+    # row written before digests or under another encoding, is rewritten without an event).
+    if postgres:
+        from sqlalchemy.dialects.postgresql import ARRAY  # not imported for SQLite
+
+        known: Any = select(table).where(table.c.machine_id == machine_id, table.c.path == any_(
+            literal(ids, ARRAY(Text)))).subquery("s")
+        mine = known.c.path == rows.c.path
     else:
-        prefixed = [state.c[c].label("prev_" + c) for c in columns]
-        queries = [
-            select(*prefixed, *stage.c).select_from(stage.outerjoin(state, mine)).where(or_(
-                state.c.path.is_(None),
-                *(state.c[c].is_distinct_from(stage.c[c]) for c in columns[1:]))),
-            select(*(table.c[c].label("prev_" + c) for c in columns),
-                   *(literal(None).label(c) for c in columns)).where(
-                mine_now, ~exists().where(stage.c.path == table.c.path))]
-    # Rows are decided as they come. The stored id of each is kept for the apply step (a
-    # value entity's path is rebuilt from its key path, which differs from the stored id
-    # when that was shortened).
+        known = state
+    prefixed = [known.c[c].label("prev_" + c) for c in columns]
+    query = select(*prefixed, *rows.c).select_from(rows.outerjoin(known, mine)).where(or_(
+        known.c.path.is_(None),
+        *(known.c[c].is_distinct_from(rows.c[c]) for c in stored[1:])))
+    # The stored id of each is kept for the apply step (a value entity's path is rebuilt
+    # from its key path, which differs from the stored id when that was shortened).
     rewrite: list[str] = []
-    deleted: list[str] = []
-    for row in (r for query in queries for r in conn.execute(query)):
+    for row in conn.execute(query):
         data = row._mapping
         if data["prev_path"] is None:
             rules.new_path(spec.entity(data, ""))
-            rewrite.append(data["path"])
-        elif data["path"] is None:
-            before = len(out.deletes)
-            rules.gone_path(spec.entity(data, "prev_"))
-            if len(out.deletes) > before:
-                deleted.append(data["prev_path"])
         else:
             rules.both(spec.entity(data, "prev_"), spec.entity(data, ""))
-            rewrite.append(data["path"])
-    diff = rules.finish()
+        rewrite.append(data["path"])
 
     # Apply: the rows that differ are rewritten, the new ones added, what is gone deleted
     # (what is kept as unreadable stays). PostgreSQL takes the ids as one array (index
-    # lookups in the state, one pass over the staging table); elsewhere they are named in a
-    # small table, joined once.
+    # lookups in the state, one pass over the rows); elsewhere they are named in a small
+    # table, joined once.
     if postgres:
         from sqlalchemy.dialects.postgresql import ARRAY  # not imported for SQLite
 
@@ -390,7 +624,7 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
                 table.c.path == any_(literal([*rewrite, *deleted], ARRAY(Text)))))
         if rewrite:
             conn.execute(insert(table).from_select(target, copy_all.where(
-                stage.c.path == any_(literal(rewrite, ARRAY(Text))))))
+                rows.c.path == any_(literal(rewrite, ARRAY(Text))))))
     elif rewrite or deleted:
         changed = spec.changed
         changed.drop(conn, checkfirst=True)
@@ -400,10 +634,8 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
                                          table.c.path.in_(select(changed.c.path))))
         if rewrite:
             conn.execute(insert(table).from_select(target, copy_all.select_from(
-                stage.join(changed, changed.c.path == stage.c.path))))
+                rows.join(changed, changed.c.path == rows.c.path))))
         changed.drop(conn)
-    stage.drop(conn)
-    return diff, total
 
 
 def _has_state(conn: Connection, table: Table, machine_id: int) -> bool:
@@ -412,20 +644,52 @@ def _has_state(conn: Connection, table: Table, machine_id: int) -> bool:
                         .limit(1)).first() is not None
 
 
-def _load_baseline(conn: Connection, table: Table, key: tuple[int, int],
-                   columns: tuple[str, ...], rows: Iterable[tuple[Any, ...]],
-                   xattrs_at: int | None) -> None:
-    """A first scan of a machine with no state: its rows go straight into the state table
-    (``key``: machine and scan ids), with no staging table to load and copy. Extended
-    attributes that could not be read (NULL) are stored empty, as the staged path stores
-    them when there is no state to keep them from."""
+def _load_baseline(conn: Connection, spec: StateSpec, key: tuple[int, int],
+                   rows: Iterable[tuple[Any, ...]]) -> None:
+    """A first scan of a machine with no state: its rows (digest last) go straight into the
+    state table (``key``: machine and scan ids), with no staging table to load and copy.
+    Extended attributes that could not be read (NULL) are stored empty, as the staged path
+    stores them when there is no state to keep them from (such a row has no digest)."""
+    xattrs_at = spec.columns.index("xattrs") if "xattrs" in spec.columns else None
+
     def keyed() -> Iterable[tuple[Any, ...]]:
         for row in rows:
             if xattrs_at is not None and row[xattrs_at] is None:
                 row = (*row[:xattrs_at], "{}", *row[xattrs_at + 1:])
             yield key + row
 
-    bulk_insert(conn, table, ("machine_id", "scan_id", *columns), keyed(), encoded=True)
+    bulk_insert(conn, spec.table, ("machine_id", "scan_id", *spec.columns, "row_digest"), keyed(),
+                encoded=True)
+
+
+def _replace_state(conn: Connection, spec: StateSpec, key: tuple[int, int],
+                   rows: Iterable[tuple[Any, ...]], postgres: bool) -> None:
+    """A first scan of a machine that still holds state rows (none of its scans completed):
+    its whole rows (digest last) are staged, those whose extended attributes could not be
+    read keep the state's, and they replace the machine's state."""
+    machine_id, scan_id = key
+    stage, table = spec.staging(postgres=postgres), spec.table
+    stored = (*spec.columns, "row_digest")
+    stage.drop(conn, checkfirst=True)
+    stage.create(conn)
+    unknown = False
+    xattrs_at = spec.columns.index("xattrs") if "xattrs" in spec.columns else None
+
+    def watched() -> Iterable[tuple[Any, ...]]:
+        nonlocal unknown
+        for row in rows:
+            if xattrs_at is not None and row[xattrs_at] is None:
+                unknown = True
+            yield row
+
+    bulk_insert(conn, stage, stored, watched(), encoded=True)
+    if unknown:
+        _keep_unknown(conn, stage, table, machine_id)
+    conn.execute(delete(table).where(table.c.machine_id == machine_id))
+    conn.execute(insert(table).from_select(
+        ["machine_id", "scan_id", *stored],
+        select(literal(machine_id), literal(scan_id), *(stage.c[c] for c in stored))))
+    stage.drop(conn)
 
 
 def count_state(conn: Connection, machine_id: int, spec: StateSpec = FILE_STATE) -> int:
