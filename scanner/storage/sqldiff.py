@@ -46,13 +46,17 @@ from sqlalchemy import (
     Text,
     and_,
     any_,
+    bindparam,
+    cast,
     delete,
     exists,
     func,
     insert,
     literal,
+    literal_column,
     or_,
     select,
+    text,
     update,
 )
 
@@ -80,6 +84,9 @@ _JOIN_MEMORY = "64MB"
 _DIGEST_BYTES = 32
 _DIGEST_PERSON = b"snapfim-row-v1"
 _SPILL_BUFFER = 1 << 20
+_new_digest = _blake2b(digest_size=_DIGEST_BYTES, person=_DIGEST_PERSON).copy
+# a field of PostgreSQL's COPY text format: these characters escaped
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _stage_meta = {(kind, postgres): MetaData() for kind in ("full", "digest", "changed")
                for postgres in (False, True)}
 
@@ -330,15 +337,15 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
     """
     out = out if out is not None else FileDiff()
     postgres = conn.dialect.name == "postgresql"
-    counted = _Counted(entities if skip is None else skip.filter(entities))
+    items = entities if skip is None else skip.filter(entities)
     digester = _Digester(spec, unreadable)
     if previous_policies is None:
         if _has_state(conn, spec.table, machine_id):
-            _replace_state(conn, spec, (machine_id, scan_id), digester.rows(counted), postgres)
+            _replace_state(conn, spec, (machine_id, scan_id), digester.rows(items), postgres)
         else:
-            _load_baseline(conn, spec, (machine_id, scan_id), digester.rows(counted))
+            _load_baseline(conn, spec, (machine_id, scan_id), digester.rows(items))
         out.baseline = True
-        return out, counted.count + (0 if skip is None else skip.skipped)
+        return out, digester.count + (0 if skip is None else skip.skipped)
 
     rules = DiffRules(out, previous_policies, current_policies, unreadable)
     kept = [] if skip is None else skip.kept_prefixes()
@@ -352,42 +359,30 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
         digests.drop(conn, checkfirst=True)
         digests.create(conn)
         bulk_insert(conn, digests, ("path", "row_digest", "pos"),
-                    digester.staged(counted, spill, postgres), copy_text=postgres)
+                    digester.staged(items, spill, postgres), copy_text=postgres)
         # 2. the entities whose digest differs from the state's (new ones included), and the
         # state rows no entity names
         differ, gone = _differing(conn, spec, digests, machine_id, mine_now, postgres)
-        deleted: list[str] = []  # the stored ids of the gone rows deleted
+        deleted: list[str] = []  # the gone rows deleted: stored ids (PostgreSQL: addresses)
         for data in gone:
             before = len(out.deletes)
             rules.gone_path(spec.entity(data, ""))
             if len(out.deletes) > before:
-                deleted.append(data["path"])
+                deleted.append(data["tid"] if postgres else data["path"])
         del gone
         digests.drop(conn)
         # 3. their whole rows, read back from the spill file, compared in full
         rows = spec.differing(postgres=postgres)
         rows.drop(conn, checkfirst=True)
         rows.create(conn)
-        ids, unknown = digester.load_differing(conn, rows, spill, differ)
+        tids = [tid for _, _, tid in differ if tid is not None]
+        unknown = digester.load_differing(conn, rows, spill, differ)
     del differ
     _compare_and_apply(conn, spec, rows, rules, (machine_id, scan_id), unreadable, unknown,
-                       ids, deleted, postgres)
+                       tids, deleted, postgres)
     rows.drop(conn)
-    total = counted.count + (0 if skip is None else skip.skipped)
+    total = digester.count + (0 if skip is None else skip.skipped)
     return rules.finish(), total
-
-
-class _Counted:
-    """An iterator of entities that counts what it yields."""
-
-    def __init__(self, entities: Iterable[Any]) -> None:
-        self.count = 0
-        self._it = iter(entities)
-
-    def __iter__(self) -> Iterator[Any]:
-        for e in self._it:
-            self.count += 1
-            yield e
 
 
 class _Digester:
@@ -406,69 +401,89 @@ class _Digester:
     def __init__(self, spec: StateSpec, unreadable: Collection[str]) -> None:
         self.spec = spec
         self.values = spec.values or spec.row
+        self.count = 0  # entities staged
         columns = spec.columns
-        self.xattrs_at = columns.index("xattrs") if "xattrs" in columns else None
-        self.sha_at = columns.index("sha256") if spec.keep_unread_hash else None
+        # the values that, when None, leave the row to be completed from the state (the id,
+        # never None, where there is none of that kind)
+        self.unknown_at = columns.index("xattrs") if "xattrs" in columns else 0
+        self.hash_at = columns.index("sha256") if spec.keep_unread_hash else 0
         self.unreadable = frozenset(unreadable) if spec.keep_unread_hash else frozenset()
-
-    def _digest(self, values: tuple[Any, ...], data: bytes, ident: str) -> bytes | None:
-        if (self.xattrs_at is not None and values[self.xattrs_at] is None) or (
-                self.sha_at is not None and values[self.sha_at] is None
-                and ident in self.unreadable):
-            return None
-        return _blake2b(data, digest_size=_DIGEST_BYTES, person=_DIGEST_PERSON).digest()
 
     def rows(self, entities: Iterable[Any]) -> Iterator[tuple[Any, ...]]:
         """Whole rows with their digest last (a first scan's)."""
         values_of, row_of, stored_id = self.values, self.spec.row_of, self.spec.stored_id
+        unknown_at, hash_at, unreadable = self.unknown_at, self.hash_at, self.unreadable
         for e in entities:
+            self.count += 1
             values, data = _marshalled(values_of(e))
             row = row_of(values)
-            yield (*row, self._digest(values, data, stored_id(values[0])))
+            if values[unknown_at] is None or (
+                    values[hash_at] is None and stored_id(values[0]) in unreadable):
+                yield (*row, None)
+            else:
+                digest = _new_digest()
+                digest.update(data)
+                yield (*row, digest.digest())
 
     def staged(self, entities: Iterable[Any], spill: IO[bytes], copy_text: bool
                ) -> Iterator[Any]:
         """The (id, digest, position) of each entity, as COPY text lines (``copy_text``)
-        or tuples; its marshalled values are written to ``spill`` at that position."""
-        values_of, stored_id, digest = self.values, self.spec.stored_id, self._digest
-        write, pos = spill.write, 0
-        for e in entities:
-            values, data = _marshalled(values_of(e))
-            ident = stored_id(values[0])
-            write(data)
-            if copy_text:
-                if "\\" in ident or not ident.isprintable():
-                    ident = _copy_escaped(ident)
-                found = digest(values, data, ident)
-                yield f"{ident}\t\\N\t{pos}\n" if found is None else \
-                    f"{ident}\t\\\\x{found.hex()}\t{pos}\n"
-            else:
-                yield ident, digest(values, data, ident), pos
-            pos += len(data)
+        or tuples; its marshalled values are written to ``spill`` at that position. The
+        loop is the hot path of a rescan: one call per value of work, no more."""
+        values_of, stored_id = self.values, self.spec.stored_id
+        unknown_at, hash_at, unreadable = self.unknown_at, self.hash_at, self.unreadable
+        dumps, new_digest, write = marshal.dumps, _new_digest, spill.write
+        pos = count = 0
+        try:
+            for e in entities:
+                count += 1
+                values = values_of(e)
+                try:
+                    data = dumps(values, 2)
+                except ValueError:
+                    values, data = _marshalled(values)
+                ident = values[0]
+                if not (len(ident) <= _PLAIN_ID and ident.isascii() and ident.isprintable()):
+                    ident = stored_id(ident)  # NUL, a lone surrogate, too long: as stored
+                write(data)
+                if values[unknown_at] is None or (values[hash_at] is None
+                                                  and ident in unreadable):
+                    digest = None
+                else:
+                    digest = new_digest()
+                    digest.update(data)
+                if copy_text:
+                    if "\\" in ident or not ident.isprintable():
+                        ident = ident.translate(_COPY_ESCAPES)
+                    yield f"{ident}\t\\N\t{pos}\n" if digest is None else \
+                        f"{ident}\t\\\\x{digest.hexdigest()}\t{pos}\n"
+                else:
+                    yield ident, None if digest is None else digest.digest(), pos
+                pos += len(data)
+        finally:
+            self.count = count
 
     def load_differing(self, conn: Connection, table: Table, spill: IO[bytes],
-                       differ: list[tuple[int, bytes | None]]) -> tuple[list[str], bool]:
+                       differ: list[tuple[int, bytes | None, str | None]]) -> bool:
         """Load the whole rows of the spilled entities at ``differ``'s positions (with the
-        digest staged for each) into ``table``; returns their ids, and True when one has
-        unread extended attributes (xattrs NULL: kept from the state)."""
+        digest staged for each) into ``table``; True when one has unread extended
+        attributes (xattrs NULL: kept from the state)."""
         differ.sort()
         spill.flush()
         unknown = False
-        ids: list[str] = []
-        row_of, xattrs_at = self.spec.row_of, self.xattrs_at
+        row_of, unknown_at = self.spec.row_of, self.unknown_at
 
         def rows() -> Iterator[tuple[Any, ...]]:
             nonlocal unknown
-            for pos, digest in differ:
+            for pos, digest, _ in differ:
                 spill.seek(pos)
                 row = row_of(marshal.load(spill))
-                if xattrs_at is not None and row[xattrs_at] is None:
+                if row[unknown_at] is None:
                     unknown = True
-                ids.append(row[0])
                 yield (*row, digest)
 
         bulk_insert(conn, table, (*self.spec.columns, "row_digest"), rows(), encoded=True)
-        return ids, unknown
+        return unknown
 
 
 def _marshalled(values: tuple[Any, ...]) -> tuple[tuple[Any, ...], bytes]:
@@ -495,48 +510,41 @@ def _plain_value(value: Any) -> Any:
     return tuple(map(str, value))
 
 
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _copy_escaped(text: str) -> str:
-    """``text`` as a field of PostgreSQL's COPY text format."""
-    return text.translate(_COPY_ESCAPES)
-
-
 def _differing(conn: Connection, spec: StateSpec, digests: Table, machine_id: int,
                mine_now: Any, postgres: bool
-               ) -> tuple[list[tuple[int, bytes | None]], list[RowMapping]]:
-    """The (spill position, staged digest) of each staged entity that is new or whose
-    digest differs from its state row's (or is NULL), and the whole state rows (of the
-    machine, ``mine_now``) that no staged entity names."""
+               ) -> tuple[list[tuple[int, bytes | None, str | None]], list[RowMapping]]:
+    """The (spill position, staged digest, PostgreSQL: address of its state row) of each
+    staged entity that is new or whose digest differs from its state row's (or is NULL),
+    and the whole state rows (of the machine, ``mine_now``) that no staged entity names
+    (PostgreSQL: with their address, ``tid``)."""
     table = spec.table
-    differ: list[tuple[int, bytes | None]] = []
+    differ: list[tuple[int, bytes | None, str | None]] = []
     if postgres:
         # one pass: the staged digests fully joined with the state's (hashed; enough memory
-        # for it saves spilling it in batches)
-        from sqlalchemy.dialects.postgresql import ARRAY  # not imported for SQLite
-
+        # for it saves spilling it in batches). State rows are named by their physical
+        # address from here on (a TID scan: no plan that hinges on statistics, which a
+        # machine's first scan has just made stale)
         conn.exec_driver_sql(f"SET LOCAL work_mem = '{_JOIN_MEMORY}'")
-        known = select(table.c.path, table.c.row_digest).where(mine_now).subquery("s")
-        gone_ids: list[str] = []
-        for path, pos, digest in conn.execute(
-                select(known.c.path, digests.c.pos, digests.c.row_digest).select_from(
-                    digests.join(known, known.c.path == digests.c.path, full=True)).where(or_(
-                        known.c.path.is_(None), digests.c.path.is_(None),
-                        digests.c.row_digest.is_(None),
-                        known.c.row_digest.is_distinct_from(digests.c.row_digest)))):
+        known = select(literal_column("ctid").label("tid"), table.c.path, table.c.row_digest
+                       ).where(mine_now).subquery("s")
+        gone_tids: list[str] = []
+        for tid, pos, digest in conn.execute(
+                select(cast(known.c.tid, Text), digests.c.pos, digests.c.row_digest)
+                .select_from(digests.join(known, known.c.path == digests.c.path, full=True))
+                .where(or_(known.c.path.is_(None), digests.c.path.is_(None),
+                           digests.c.row_digest.is_(None),
+                           known.c.row_digest.is_distinct_from(digests.c.row_digest)))):
             if pos is None:
-                gone_ids.append(path)
+                gone_tids.append(tid)
             else:
-                differ.append((pos, digest))
-        gone = [] if not gone_ids else [r._mapping for r in conn.execute(
-            select(table).where(table.c.machine_id == machine_id,
-                                table.c.path == any_(literal(gone_ids, ARRAY(Text)))))]
+                differ.append((pos, digest, tid))
+        gone = [] if not gone_tids else [r._mapping for r in conn.execute(
+            select(table, _TID).where(_at(gone_tids)))]
         return differ, gone
     # SQLite joins by index lookups: the staged ids get theirs, built once
     conn.exec_driver_sql(f"CREATE INDEX ix_{digests.name} ON {digests.name} (path)")
     state = table.alias("s")
-    differ.extend((pos, digest) for pos, digest in conn.execute(
+    differ.extend((pos, digest, None) for pos, digest in conn.execute(
         select(digests.c.pos, digests.c.row_digest).select_from(digests.outerjoin(state, and_(
             state.c.machine_id == machine_id, state.c.path == digests.c.path))).where(or_(
                 state.c.path.is_(None), digests.c.row_digest.is_(None),
@@ -544,6 +552,18 @@ def _differing(conn: Connection, spec: StateSpec, digests: Table, machine_id: in
     gone = [r._mapping for r in conn.execute(select(table).where(
         mine_now, ~exists().where(digests.c.path == table.c.path)))]
     return differ, gone
+
+
+# PostgreSQL: a state row's physical address (ctid), as text
+_TID = cast(literal_column("ctid"), Text).label("tid")
+
+
+def _at(tids: list[str]) -> Any:
+    """PostgreSQL: the condition naming the rows at these addresses (a TID scan)."""
+    from sqlalchemy.dialects.postgresql import ARRAY  # not imported for SQLite
+
+    return text("ctid = ANY(CAST(:tids AS tid[]))").bindparams(
+        bindparam("tids", tids, type_=ARRAY(Text)))
 
 
 def _keep_unknown(conn: Connection, stage: Table, table: Table, machine_id: int) -> None:
@@ -561,12 +581,12 @@ def _keep_unknown(conn: Connection, stage: Table, table: Table, machine_id: int)
 
 def _compare_and_apply(conn: Connection, spec: StateSpec, rows: Table, rules: DiffRules,
                        key: tuple[int, int], unreadable: Collection[str],
-                       unknown_xattrs: bool, ids: list[str], deleted: list[str],
+                       unknown_xattrs: bool, tids: list[str], deleted: list[str],
                        postgres: bool) -> None:
-    """Compare the whole ``rows`` (entities whose digest differs; ``ids``: their ids) with
-    their state rows, decide each by ``rules``, rewrite the state rows that differ in any
-    column (the digest included) and delete the ``deleted`` ones (``key``: machine and scan
-    ids)."""
+    """Compare the whole ``rows`` (entities whose digest differs; PostgreSQL: ``tids``,
+    the addresses of their state rows) with their state rows, decide each by ``rules``,
+    rewrite the state rows that differ in any column (the digest included) and delete the
+    ``deleted`` ones (stored ids; PostgreSQL: addresses). ``key``: machine and scan ids."""
     (machine_id, scan_id), table, columns = key, spec.table, spec.columns
     state = table.alias("s")
     mine = and_(state.c.machine_id == machine_id, state.c.path == rows.c.path)
@@ -584,31 +604,32 @@ def _compare_and_apply(conn: Connection, spec: StateSpec, rows: Table, rules: Di
             ).values(sha256=select(state.c.sha256).where(mine).scalar_subquery(),
                      attributes=func.coalesce(rows.c.attributes, select(state.c.attributes).where(
                          mine, state.c.attributes == SPARSE).scalar_subquery())))
-    # The rows are few: each is looked up in the state by its key (PostgreSQL: the ids as
-    # one array, so that the plan does not hinge on the state's statistics). A row with no
-    # state is new; one whose columns differ is compared (one whose digest alone differs, a
-    # row written before digests or under another encoding, is rewritten without an event).
+    # The rows are few: each is looked up in the state by its key (PostgreSQL: read by
+    # address). A row with no state is new; one whose columns differ is compared (one whose
+    # digest alone differs, a row written before digests or under another encoding, is
+    # rewritten without an event).
     if postgres:
-        from sqlalchemy.dialects.postgresql import ARRAY  # not imported for SQLite
-
-        known: Any = select(table).where(table.c.machine_id == machine_id, table.c.path == any_(
-            literal(ids, ARRAY(Text)))).subquery("s")
+        known: Any = select(table, _TID).where(_at(tids)).subquery("s")
         mine = known.c.path == rows.c.path
+        prefixed = [known.c.tid.label("prev_tid")]
     else:
-        known = state
-    prefixed = [known.c[c].label("prev_" + c) for c in columns]
+        known, prefixed = state, []
+    prefixed += [known.c[c].label("prev_" + c) for c in columns]
     query = select(*prefixed, *rows.c).select_from(rows.outerjoin(known, mine)).where(or_(
         known.c.path.is_(None),
         *(known.c[c].is_distinct_from(rows.c[c]) for c in stored[1:])))
     # The stored id of each is kept for the apply step (a value entity's path is rebuilt
     # from its key path, which differs from the stored id when that was shortened).
     rewrite: list[str] = []
+    replaced: list[str] = []  # PostgreSQL: the addresses of the state rows rewritten
     for row in conn.execute(query):
         data = row._mapping
         if data["prev_path"] is None:
             rules.new_path(spec.entity(data, ""))
         else:
             rules.both(spec.entity(data, "prev_"), spec.entity(data, ""))
+            if postgres:
+                replaced.append(data["prev_tid"])
         rewrite.append(data["path"])
 
     # Apply: the rows that differ are rewritten, the new ones added, what is gone deleted
@@ -618,10 +639,8 @@ def _compare_and_apply(conn: Connection, spec: StateSpec, rows: Table, rules: Di
     if postgres:
         from sqlalchemy.dialects.postgresql import ARRAY  # not imported for SQLite
 
-        if rewrite or deleted:
-            conn.execute(delete(table).where(
-                table.c.machine_id == machine_id,
-                table.c.path == any_(literal([*rewrite, *deleted], ARRAY(Text)))))
+        if replaced or deleted:
+            conn.execute(delete(table).where(_at([*replaced, *deleted])))
         if rewrite:
             conn.execute(insert(table).from_select(target, copy_all.where(
                 rows.c.path == any_(literal(rewrite, ARRAY(Text))))))
