@@ -69,6 +69,7 @@ from scanner.entities import (
     RegistryKeyEntity,
     RegistryValueEntity,
 )
+from scanner.errors import StorageError
 from scanner.storage.bulk import bulk_insert, json_text
 from scanner.storage.hives import HiveSkip
 from scanner.storage.tables import file_state, registry_state
@@ -348,12 +349,12 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
         return out, digester.count + (0 if skip is None else skip.skipped)
 
     rules = DiffRules(out, previous_policies, current_policies, unreadable)
-    kept = [] if skip is None else skip.kept_prefixes()
     table = spec.table
-    mine_now = and_(table.c.machine_id == machine_id, *(
-        ~or_(table.c.path == mount, table.c.path.startswith(prefix, autoescape=True))
-        for mount, prefix in kept))
-    with tempfile.TemporaryFile(buffering=_SPILL_BUFFER) as spill:
+    try:
+        spill = tempfile.TemporaryFile(buffering=_SPILL_BUFFER)  # noqa: SIM115 (closed below)
+    except OSError as exc:
+        raise StorageError(f"cannot create the diff's spill file: {exc}") from exc
+    with spill:
         # 1. every entity's (id, digest) staged, its values spilled to a local file
         digests = spec.digests(postgres=postgres)
         digests.drop(conn, checkfirst=True)
@@ -361,7 +362,12 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
         bulk_insert(conn, digests, ("path", "row_digest", "pos"),
                     digester.staged(items, spill, postgres), copy_text=postgres)
         # 2. the entities whose digest differs from the state's (new ones included), and the
-        # state rows no entity names
+        # state rows no entity names, but for those of the hives kept as they are (known
+        # once the entities are staged)
+        kept = [] if skip is None else skip.kept_prefixes()
+        mine_now = and_(table.c.machine_id == machine_id, *(
+            ~or_(table.c.path == mount, table.c.path.startswith(prefix, autoescape=True))
+            for mount, prefix in kept))
         differ, gone = _differing(conn, spec, digests, machine_id, mine_now, postgres)
         deleted: list[str] = []  # the gone rows deleted: stored ids (PostgreSQL: addresses)
         for data in gone:
@@ -413,17 +419,24 @@ class _Digester:
         """Whole rows with their digest last (a first scan's)."""
         values_of, row_of, stored_id = self.values, self.spec.row_of, self.spec.stored_id
         unknown_at, hash_at, unreadable = self.unknown_at, self.hash_at, self.unreadable
-        for e in entities:
-            self.count += 1
-            values, data = _marshalled(values_of(e))
-            row = row_of(values)
-            if values[unknown_at] is None or (
-                    values[hash_at] is None and stored_id(values[0]) in unreadable):
-                yield (*row, None)
-            else:
-                digest = _new_digest()
-                digest.update(data)
-                yield (*row, digest.digest())
+        dumps, new_digest, count = marshal.dumps, _new_digest, 0
+        try:
+            for e in entities:
+                count += 1
+                values = values_of(e)
+                try:
+                    data = dumps(values, 2)
+                except ValueError:
+                    values, data = _marshalled(values)
+                if values[unknown_at] is None or (
+                        values[hash_at] is None and stored_id(values[0]) in unreadable):
+                    yield row_of(values) + (None,)
+                else:
+                    digest = new_digest()
+                    digest.update(data)
+                    yield row_of(values) + (digest.digest(),)
+        finally:
+            self.count = count
 
     def staged(self, entities: Iterable[Any], spill: IO[bytes], copy_text: bool
                ) -> Iterator[Any]:
@@ -437,15 +450,18 @@ class _Digester:
         try:
             for e in entities:
                 count += 1
-                values = values_of(e)
-                try:
-                    data = dumps(values, 2)
-                except ValueError:
-                    values, data = _marshalled(values)
+                try:  # (no cost unless raised)
+                    values = values_of(e)
+                    try:
+                        data = dumps(values, 2)
+                    except ValueError:
+                        values, data = _marshalled(values)
+                    write(data)
+                except OSError as exc:
+                    raise StorageError(f"cannot write the diff's spill file: {exc}") from exc
                 ident = values[0]
                 if not (len(ident) <= _PLAIN_ID and ident.isascii() and ident.isprintable()):
                     ident = stored_id(ident)  # NUL, a lone surrogate, too long: as stored
-                write(data)
                 if values[unknown_at] is None or (values[hash_at] is None
                                                   and ident in unreadable):
                     digest = None
@@ -469,15 +485,23 @@ class _Digester:
         digest staged for each) into ``table``; True when one has unread extended
         attributes (xattrs NULL: kept from the state)."""
         differ.sort()
-        spill.flush()
         unknown = False
         row_of, unknown_at = self.spec.row_of, self.unknown_at
+
+        try:
+            spill.flush()
+        except OSError as exc:
+            raise StorageError(f"cannot write the diff's spill file: {exc}") from exc
 
         def rows() -> Iterator[tuple[Any, ...]]:
             nonlocal unknown
             for pos, digest, _ in differ:
-                spill.seek(pos)
-                row = row_of(marshal.load(spill))
+                try:
+                    spill.seek(pos)
+                    values = marshal.load(spill)
+                except (OSError, EOFError, ValueError) as exc:
+                    raise StorageError(f"cannot read the diff's spill file: {exc}") from exc
+                row = row_of(values)
                 if row[unknown_at] is None:
                     unknown = True
                 yield (*row, digest)

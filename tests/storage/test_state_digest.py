@@ -9,6 +9,8 @@ the new scan's id, so an unchanged rescan must leave every row with its first sc
 
 from __future__ import annotations
 
+import errno
+import io
 import itertools
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -20,6 +22,7 @@ from sqlalchemy import select, update
 
 from scanner.diff import FileDiff
 from scanner.entities import FileEntity, RegistryKeyEntity, RegistryValueEntity
+from scanner.errors import StorageError
 from scanner.storage import sqldiff
 from scanner.storage.bulk import bulk_insert
 from scanner.storage.db import make_engine, upgrade
@@ -341,3 +344,33 @@ def test_rows_of_a_database_upgraded_from_0010_are_compared_in_full(db_url: str)
             e.path: e for e in [BASE, changed, *OTHERS]}
     finally:
         engine.dispose()
+
+
+class _FullDisk(io.BytesIO):
+    """A spill file on a disk that fills up after ``room`` bytes."""
+
+    def __init__(self, room: int) -> None:
+        super().__init__()
+        self.room = room
+
+    def write(self, data: Any) -> int:
+        if self.tell() + len(data) > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return super().write(data)
+
+
+def test_a_full_spill_disk_fails_the_scan_cleanly(repository: Repository,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The spill file is the diff's local storage: running out of it is a storage error
+    (one line, no traceback at the boundary) and the scan's transaction leaves the state as
+    it was."""
+    machine = _machine(repository)
+    entities = [BASE, LINK, *OTHERS]
+    _diff(repository, FILE_STATE, machine, 1, entities, baseline=True)
+    state = _state(repository, FILE_STATE, machine)
+    monkeypatch.setattr(sqldiff.tempfile, "TemporaryFile", lambda **_: _FullDisk(1000))
+    with pytest.raises(StorageError, match="cannot write the diff's spill file: .*No space"):
+        _diff(repository, FILE_STATE, machine, 2, [replace(e, size=e.size + 1)
+                                                   for e in entities])
+    assert _state(repository, FILE_STATE, machine) == state
+    assert set(_scan_ids(repository, FILE_STATE, machine).values()) == {1}
