@@ -12,15 +12,20 @@ staging and events share one representation: text by :mod:`scanner.textsafe` (NU
 unpaired surrogates escaped, ids of more than 2,000 bytes shortened), integers a disk made too
 large for their column clamped to its range.
 
-A machine's first scan (no state yet) skips all of this: its rows go straight into the
-state table. Otherwise the staging table has no index while it is loaded (a plain append;
-SQLite, which joins by index lookups, then indexes it once). On PostgreSQL the comparison is
-one pass: a full outer join of the staged rows with the machine's state returns the new, the
-gone and the differing rows together. The apply step then touches those rows only: their ids go
-to PostgreSQL as one array (index lookups in the state), elsewhere into a small temporary
-table joined once. Rows are built for the COPY with as little Python per row as possible:
-JSON columns are encoded once where the row is built, and the common all-ASCII, in-range row
-takes no escaping or clamping call.
+A machine's first scan (no state yet) skips all of this: its rows go straight into the state
+table, each with its row digest. A rescan stages only each entity's stored id and **row
+digest** (:class:`_Digester`: BLAKE2b-256 of its marshalled values) into an unindexed
+temporary table, its values going to a local spill file; one join with the state's digests
+(PostgreSQL: a full outer join, hashed; SQLite: index lookups, then the state rows no staged
+id names) finds the new, the gone and the entities whose digest differs. Only those have
+their whole rows read back from the spill file, loaded into a small table and compared column
+by column with their state rows (PostgreSQL reads those by physical address); the apply step
+then rewrites the rows that differ in any column and deletes what is gone. So an unchanged
+rescan moves three narrow columns per entity and rewrites nothing; memory stays flat (the
+values wait on disk, ~230 bytes per file entity, for the length of the diff). Rows are built
+for the database with as little Python per row as possible: JSON columns are encoded once
+where the row is built, and the common all-ASCII, in-range row takes no escaping or clamping
+call.
 """
 
 from __future__ import annotations
@@ -523,8 +528,6 @@ def _marshalled(values: tuple[Any, ...]) -> tuple[tuple[Any, ...], bytes]:
 def _plain_value(value: Any) -> Any:
     if value is None or type(value) in (str, int, bool):
         return value
-    if isinstance(value, bool):
-        return bool(value)
     if isinstance(value, int):
         return int(value)
     if isinstance(value, str):
@@ -547,7 +550,9 @@ def _differing(conn: Connection, spec: StateSpec, digests: Table, machine_id: in
         # one pass: the staged digests fully joined with the state's (hashed; enough memory
         # for it saves spilling it in batches). State rows are named by their physical
         # address from here on (a TID scan: no plan that hinges on statistics, which a
-        # machine's first scan has just made stale)
+        # machine's first scan has just made stale); the scan holds the machine's lock
+        # (Repository.lock_machine) and writes its state rows only at the end, so the
+        # addresses hold until then
         conn.exec_driver_sql(f"SET LOCAL work_mem = '{_JOIN_MEMORY}'")
         known = select(literal_column("ctid").label("tid"), table.c.path, table.c.row_digest
                        ).where(mine_now).subquery("s")

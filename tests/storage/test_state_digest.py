@@ -374,3 +374,19 @@ def test_a_full_spill_disk_fails_the_scan_cleanly(repository: Repository,
                                                    for e in entities])
     assert _state(repository, FILE_STATE, machine) == state
     assert set(_scan_ids(repository, FILE_STATE, machine).values()) == {1}
+
+
+class _Uid(int):
+    """An int of a subclass (as an enum would be): marshal refuses it."""
+
+
+def test_values_of_a_subclass_of_a_plain_type_digest_as_the_plain_ones(
+        repository: Repository, loaded: Counter[str]) -> None:
+    machine = _machine(repository)
+    odd = replace(BASE, uid=_Uid(1000))
+    _diff(repository, FILE_STATE, machine, 1, [odd, LINK], baseline=True)
+    loaded.clear()
+    diff = _diff(repository, FILE_STATE, machine, 2, [replace(BASE, uid=1000), LINK])
+    assert (diff.events, loaded[_differing(FILE_STATE)]) == ([], 0)
+    diff = _diff(repository, FILE_STATE, machine, 3, [replace(odd, uid=_Uid(0)), LINK])
+    assert [(e.path, e.fields_changed) for e in diff.events] == [(BASE.path, ("uid",))]
