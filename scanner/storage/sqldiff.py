@@ -433,8 +433,8 @@ class _Digester:
                     data = dumps(values, 2)
                 except ValueError:
                     values, data = _marshalled(values)
-                if values[unknown_at] is None or (
-                        values[hash_at] is None and stored_id(values[0]) in unreadable):
+                if values[unknown_at] is None or (unreadable and values[hash_at] is None
+                                                  and stored_id(values[0]) in unreadable):
                     yield row_of(values) + (None,)
                 else:
                     digest = new_digest()
