@@ -15,6 +15,7 @@ from sqlalchemy import JSON, Connection, Table
 from scanner.errors import StorageError, TransientStorageError
 
 _BATCH = 10_000
+_LINES = 2_000  # COPY text lines sent per block
 
 
 def json_text(value: Any) -> str:
@@ -29,9 +30,11 @@ def _is_json(table: Table, column: str) -> bool:
 
 
 def bulk_insert(conn: Connection, table: Table, columns: Sequence[str],
-                rows: Iterable[Sequence[Any]], *, encoded: bool = False) -> None:
+                rows: Iterable[Any], *, encoded: bool = False, copy_text: bool = False) -> None:
     """Insert rows (tuples in ``columns`` order) in the caller's transaction; ``encoded``:
-    the rows hold their JSON columns as text already (:func:`json_text`)."""
+    the rows hold their JSON columns as text already (:func:`json_text`); ``copy_text``
+    (PostgreSQL only): each row is a line of COPY's text format already, newline included
+    (sent in large blocks, no per-row call into the driver)."""
     json_cols = [] if encoded else [i for i, c in enumerate(columns) if _is_json(table, c)]
     memo: dict[Any, str] = {}  # most JSON values repeat ({} and a few policy tuples)
 
@@ -67,8 +70,13 @@ def bulk_insert(conn: Connection, table: Table, columns: Sequence[str],
             with raw.cursor() as cursor, \
                     cursor.copy(f"COPY {table.name} ({names}) FROM STDIN",
                                 writer=QueuedLibpqWriter(cursor)) as copy:
-                for row in encoded_rows():
-                    copy.write_row(row)
+                if copy_text:
+                    lines = iter(rows)
+                    while block := "".join(itertools.islice(lines, _LINES)):
+                        copy.write(block)
+                else:
+                    for row in encoded_rows():
+                        copy.write_row(row)
         except driver_error as exc:  # the driver's own: SQLAlchemy is bypassed
             if raw.closed:
                 raise TransientStorageError(f"database unavailable: {exc}") from exc

@@ -12,42 +12,56 @@ staging and events share one representation: text by :mod:`scanner.textsafe` (NU
 unpaired surrogates escaped, ids of more than 2,000 bytes shortened), integers a disk made too
 large for their column clamped to its range.
 
-A machine's first scan (no state yet) skips all of this: its rows go straight into the
-state table. Otherwise the staging table has no index while it is loaded (a plain append;
-SQLite, which joins by index lookups, then indexes it once). On PostgreSQL the comparison is
-one pass: a full outer join of the staged rows with the machine's state returns the new, the
-gone and the differing rows together. The apply step then touches those rows only: their ids go
-to PostgreSQL as one array (index lookups in the state), elsewhere into a small temporary
-table joined once. Rows are built for the COPY with as little Python per row as possible:
-JSON columns are encoded once where the row is built, and the common all-ASCII, in-range row
-takes no escaping or clamping call.
+A machine's first scan (no state yet) skips all of this: its rows go straight into the state
+table, each with its row digest. A rescan stages only each entity's stored id and **row
+digest** (:class:`_Digester`: BLAKE2b-256 of its marshalled values) into an unindexed
+temporary table, its values going to a local spill file; one join with the state's digests
+(PostgreSQL: a full outer join, hashed; SQLite: index lookups, then the state rows no staged
+id names) finds the new, the gone and the entities whose digest differs. Only those have
+their whole rows read back from the spill file, loaded into a small table and compared column
+by column with their state rows (PostgreSQL reads those by physical address); the apply step
+then rewrites the rows that differ in any column and deletes what is gone. So an unchanged
+rescan moves three narrow columns per entity and rewrites nothing; memory stays flat (the
+values wait on disk, ~230 bytes per file entity, for the length of the diff). Rows are built
+for the database with as little Python per row as possible: JSON columns are encoded once
+where the row is built, and the common all-ASCII, in-range row takes no escaping or clamping
+call.
 """
 
 from __future__ import annotations
 
 import functools
+import marshal
 import operator
-from collections.abc import Callable, Collection, Iterable, Mapping
+import tempfile
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from hashlib import blake2b as _blake2b
+from typing import IO, Any
 
 from sqlalchemy import (
     BigInteger,
     Column,
     Connection,
     Integer,
+    LargeBinary,
     MetaData,
+    RowMapping,
     Table,
     Text,
     and_,
     any_,
+    bindparam,
+    cast,
     delete,
     exists,
     func,
     insert,
     literal,
+    literal_column,
     or_,
     select,
+    text,
     update,
 )
 
@@ -60,6 +74,7 @@ from scanner.entities import (
     RegistryKeyEntity,
     RegistryValueEntity,
 )
+from scanner.errors import StorageError
 from scanner.storage.bulk import bulk_insert, json_text
 from scanner.storage.hives import HiveSkip
 from scanner.storage.tables import file_state, registry_state
@@ -69,7 +84,21 @@ _CHUNK = 1000
 # PostgreSQL's memory for the diff's hash join (per scan transaction; the default 4 MB spills
 # a 100k-row state to disk in 16 batches)
 _JOIN_MEMORY = "64MB"
-_stage_meta = {False: MetaData(), True: MetaData()}  # by: is it PostgreSQL
+# temporary tables by (kind, is it PostgreSQL): the stage of a rescan (digests) and of a
+# first scan (whole rows) share a name
+# the digest of a row's values (see _Digester): its width, and the version of its encoding
+_DIGEST_BYTES = 32
+_DIGEST_PERSON = b"snapfim-row-v1"
+_SPILL_BUFFER = 1 << 20
+_new_digest = _blake2b(digest_size=_DIGEST_BYTES, person=_DIGEST_PERSON).copy
+# a field of PostgreSQL's COPY text format: these characters escaped
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_stage_meta = {(kind, postgres): MetaData() for kind in ("full", "digest", "changed")
+               for postgres in (False, True)}
+
+
+def _identity(value: Any) -> Any:
+    return value
 
 
 @dataclass(frozen=True)
@@ -82,30 +111,59 @@ class StateSpec:
     row: Callable[[Any], tuple[Any, ...]]
     entity: Callable[[Any, str], Entity]               # row mapping, column prefix -> entity
     keep_unread_hash: bool = False                     # files: unreadable content keeps its hash
+    # entity -> its values in column order, plain (str, int, None, dict, tuple): what its
+    # digest covers and its row is built from (:attr:`row_of`); the id is the first value.
+    # None: the row itself
+    values: Callable[[Any], tuple[Any, ...]] | None = None
+    row_of: Callable[[tuple[Any, ...]], tuple[Any, ...]] = _identity
+    stored_id: Callable[[str], str] = _identity        # the id of a row's values, as stored
 
     @property
     def stage(self) -> Table:
         """The temporary staging table of this kind (dropped at the end of each diff): no
-        key and no index, so that loading it is a plain append."""
+        key and no index, so that loading it is a plain append. A rescan stages the
+        (path, digest) of every entity here (:meth:`digests`); a first scan of a machine
+        that still holds state rows stages whole rows (:meth:`staging`)."""
         return self.staging(postgres=False)
 
     def staging(self, *, postgres: bool) -> Table:
-        """:attr:`stage` for one kind of database: PostgreSQL's also drops it at commit (an
-        option named only there, so that SQLite never loads PostgreSQL's dialect)."""
-        meta = _stage_meta[postgres]
-        name = f"snapfim_stage_{self.table.name}"
+        """:attr:`stage` with whole rows, for one kind of database: PostgreSQL's also drops
+        it at commit (an option named only there, so that SQLite never loads PostgreSQL's
+        dialect)."""
+        return self._temporary("full", postgres, f"snapfim_stage_{self.table.name}",
+                               self._row_columns)
+
+    def digests(self, *, postgres: bool) -> Table:
+        """:attr:`stage` as a rescan loads it: each entity's stored id, the digest of its
+        values (NULL: always compared in full) and where its values lie in the scan's
+        spill file."""
+        return self._temporary("digest", postgres, f"snapfim_stage_{self.table.name}",
+                               lambda: [Column("path", Text, nullable=False),
+                                        Column("row_digest", LargeBinary),
+                                        Column("pos", BigInteger, nullable=False)])
+
+    def differing(self, *, postgres: bool) -> Table:
+        """The whole rows of the entities whose digest differs from the state's (a rescan
+        compares these in full)."""
+        return self._temporary("full", postgres, f"snapfim_rows_{self.table.name}",
+                               self._row_columns)
+
+    def _row_columns(self) -> list[Column[Any]]:
+        return [*(Column(c, self.table.c[c].type, nullable=c != "path") for c in self.columns),
+                Column("row_digest", LargeBinary)]
+
+    def _temporary(self, kind: str, postgres: bool, name: str,
+                   columns: Callable[[], list[Column[Any]]]) -> Table:
+        meta = _stage_meta[kind, postgres]
         if name not in meta.tables:
             options: dict[str, Any] = {"postgresql_on_commit": "DROP"} if postgres else {}
-            Table(name, meta,
-                  *(Column(c, self.table.c[c].type, nullable=c != "path")
-                    for c in self.columns),
-                  prefixes=["TEMPORARY"], **options)
+            Table(name, meta, *columns(), prefixes=["TEMPORARY"], **options)
         return meta.tables[name]
 
     @property
     def changed(self) -> Table:
         """The temporary table naming the state rows a diff rewrites or deletes (SQLite)."""
-        meta = _stage_meta[False]
+        meta = _stage_meta["changed", False]
         name = f"snapfim_changed_{self.table.name}"
         if name not in meta.tables:
             Table(name, meta, Column("path", Text, nullable=False), prefixes=["TEMPORARY"])
@@ -116,7 +174,9 @@ def _opt(text: str | None) -> str | None:
     return None if text is None else storable(text)
 
 
-_file_values = operator.attrgetter(*FILE_RECORDED_FIELDS)
+# a file's values, in the order of its row (FILE_STATE.columns): what its row and its digest
+# are made from
+_file_input = operator.attrgetter("path", *FILE_RECORDED_FIELDS, "policies")
 # the recorded fields that hold text (str, or a dict of str): made storable in every row
 _FILE_TEXT = tuple(i for i, f in enumerate(FILE_RECORDED_FIELDS)
                    if "str" in str(FileEntity.__annotations__[f]))
@@ -141,19 +201,24 @@ def _xattrs_text(xattrs: dict[str, str] | None) -> str | None:
 
 
 def _file_row(e: FileEntity) -> tuple[Any, ...]:
-    """The staged row of a file: every string made storable (:mod:`scanner.textsafe`), so
-    state, staging and the events built from them share one representation; integers a disk
-    made too large for their column clamped (:func:`_clamped`)."""
-    (type_, size, mode, uid, gid, link_target, sha256, acl, capability, xattrs, attributes,
-     mtime, ctime, crtime, inode, nlink, atime) = _file_values(e)
-    path = e.path
+    """The staged row of a file (:func:`_file_row_of`)."""
+    return _file_row_of(_file_input(e))
+
+
+def _file_row_of(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The staged row of a file from its values (:data:`_file_input`: path, recorded fields,
+    policies): every string made storable (:mod:`scanner.textsafe`), so state, staging and
+    the events built from them share one representation; integers a disk made too large for
+    their column clamped (:func:`_clamped`)."""
+    (path, type_, size, mode, uid, gid, link_target, sha256, acl, capability, xattrs,
+     attributes, mtime, ctime, crtime, inode, nlink, atime, policies) = values
     probe = f"{path}{type_}{link_target or ''}{sha256 or ''}{acl or ''}{capability or ''}" \
             f"{attributes or ''}"
     if not (_plain(probe) and len(path) <= _PLAIN_ID):
-        return _file_row_slow(e)
+        return _file_row_slow(values)
     row = (path, type_, size, mode, uid, gid, link_target, sha256, acl, capability,
            _xattrs_text(xattrs), attributes, mtime, ctime, crtime, inode, nlink, atime,
-           _policies(e.policies))
+           _policies(policies))
     wide = (size, uid, gid, inode, mtime or 0, ctime or 0, crtime or 0, atime or 0)
     if _LO32 <= mode <= _HI32 and _LO32 <= nlink <= _HI32 and min(wide) >= _LO64 \
             and max(wide) <= _HI64:
@@ -161,16 +226,16 @@ def _file_row(e: FileEntity) -> tuple[Any, ...]:
     return _clamped(row, _FILE_BOUNDS)
 
 
-def _file_row_slow(e: FileEntity) -> tuple[Any, ...]:
-    """:func:`_file_row` of a file with some text to escape or a long path."""
-    values = list(_file_values(e))
+def _file_row_slow(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """:func:`_file_row_of` of a file with some text to escape or a long path."""
+    path, *fields, policies = values
     for i in _FILE_TEXT:
-        value = values[i]
+        value = fields[i]
         if i == _XATTRS:
-            values[i] = _xattrs_text(value)
+            fields[i] = _xattrs_text(value)
         elif value:
-            values[i] = storable(value)
-    return _clamped((storable_id(e.path), *values, _policies(e.policies)), _FILE_BOUNDS)
+            fields[i] = storable(value)
+    return _clamped((storable_id(path), *fields, _policies(policies)), _FILE_BOUNDS)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -227,7 +292,8 @@ def _registry_entity(data: Mapping[str, Any], prefix: str) -> Entity:
 
 
 FILE_STATE = StateSpec(file_state, ("path", *FILE_RECORDED_FIELDS, "policies"), _file_row,
-                       _file_entity, keep_unread_hash=True)
+                       _file_entity, keep_unread_hash=True, values=_file_input,
+                       row_of=_file_row_of, stored_id=storable_id)
 REGISTRY_STATE = StateSpec(
     registry_state,
     ("path", "kind", "key_path", "value_name", "last_write", "acl", "subkey_count",
@@ -277,120 +343,336 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
     """
     out = out if out is not None else FileDiff()
     postgres = conn.dialect.name == "postgresql"
-    stage, table, columns = spec.staging(postgres=postgres), spec.table, spec.columns
-    total = 0
-    unknown_xattrs = False
-    build = spec.row
-    xattrs_at = columns.index("xattrs") if "xattrs" in columns else None
-
-    def rows() -> Iterable[tuple[Any, ...]]:
-        nonlocal total, unknown_xattrs
-        for e in (entities if skip is None else skip.filter(entities)):
-            total += 1
-            row = build(e)
-            if xattrs_at is not None and row[xattrs_at] is None:
-                unknown_xattrs = True
-            yield row
-
-    if previous_policies is None and not _has_state(conn, table, machine_id):
-        _load_baseline(conn, table, (machine_id, scan_id), columns, rows(), xattrs_at)
+    items = entities if skip is None else skip.filter(entities)
+    digester = _Digester(spec, unreadable)
+    if previous_policies is None:
+        if _has_state(conn, spec.table, machine_id):
+            _replace_state(conn, spec, (machine_id, scan_id), digester.rows(items), postgres)
+        else:
+            _load_baseline(conn, spec, (machine_id, scan_id), digester.rows(items))
         out.baseline = True
-        return out, total + (0 if skip is None else skip.skipped)
-    stage.drop(conn, checkfirst=True)
-    stage.create(conn)
-    bulk_insert(conn, stage, columns, rows(), encoded=True)
-    total += 0 if skip is None else skip.skipped
-    if not postgres and previous_policies is not None:
-        # SQLite joins by index lookups: the staged ids get theirs, built once
-        conn.exec_driver_sql(f"CREATE INDEX ix_{stage.name} ON {stage.name} (path)")
+        return out, digester.count + (0 if skip is None else skip.skipped)
+
+    rules = DiffRules(out, previous_policies, current_policies, unreadable)
+    table = spec.table
+    try:
+        spill = tempfile.TemporaryFile(buffering=_SPILL_BUFFER)  # noqa: SIM115 (closed below)
+    except OSError as exc:
+        raise StorageError(f"cannot create the diff's spill file: {exc}") from exc
+    with spill:
+        # 1. every entity's (id, digest) staged, its values spilled to a local file
+        digests = spec.digests(postgres=postgres)
+        digests.drop(conn, checkfirst=True)
+        digests.create(conn)
+        bulk_insert(conn, digests, ("path", "row_digest", "pos"),
+                    digester.staged(items, spill, postgres), copy_text=postgres)
+        # 2. the entities whose digest differs from the state's (new ones included), and the
+        # state rows no entity names, but for those of the hives kept as they are (known
+        # once the entities are staged)
+        kept = [] if skip is None else skip.kept_prefixes()
+        mine_now = and_(table.c.machine_id == machine_id, *(
+            ~or_(table.c.path == mount, table.c.path.startswith(prefix, autoescape=True))
+            for mount, prefix in kept))
+        differ, gone = _differing(conn, spec, digests, machine_id, mine_now, postgres)
+        deleted: list[str] = []  # the gone rows deleted: stored ids (PostgreSQL: addresses)
+        for data in gone:
+            before = len(out.deletes)
+            rules.gone_path(spec.entity(data, ""))
+            if len(out.deletes) > before:
+                deleted.append(data["tid"] if postgres else data["path"])
+        del gone
+        digests.drop(conn)
+        # 3. their whole rows, read back from the spill file, compared in full
+        rows = spec.differing(postgres=postgres)
+        rows.drop(conn, checkfirst=True)
+        rows.create(conn)
+        tids = [tid for _, _, tid in differ if tid is not None]
+        unknown = digester.load_differing(conn, rows, spill, differ)
+    del differ
+    _compare_and_apply(conn, spec, rows, rules, (machine_id, scan_id), unreadable, unknown,
+                       tids, deleted, postgres)
+    rows.drop(conn)
+    total = digester.count + (0 if skip is None else skip.skipped)
+    return rules.finish(), total
+
+
+class _Digester:
+    """The rows of a scan's entities with their digests, and their spill file.
+
+    A row's digest is a BLAKE2b-256 of its entity's plain values (``StateSpec.values``,
+    marshalled): equal digests stand for equal rows, so the state row of an entity whose
+    digest is unchanged is not compared nor rewritten. 256 bits, since the values come from
+    a hostile disk: a collision would hide a change, and one found by a birthday search
+    over content an attacker controls costs 2**128 hashes at this width (2**64, within
+    reach, at 128 bits). The personalisation string versions the encoding: rows digested
+    under another version simply differ once and are compared in full. A row whose stored
+    values the store itself completes from the state (extended attributes that could not
+    be read, an unreadable file's hash) has no digest: it is always compared in full."""
+
+    def __init__(self, spec: StateSpec, unreadable: Collection[str]) -> None:
+        self.spec = spec
+        self.values = spec.values or spec.row
+        self.count = 0  # entities staged
+        columns = spec.columns
+        # the values that, when None, leave the row to be completed from the state (the id,
+        # never None, where there is none of that kind)
+        self.unknown_at = columns.index("xattrs") if "xattrs" in columns else 0
+        self.hash_at = columns.index("sha256") if spec.keep_unread_hash else 0
+        self.unreadable = frozenset(unreadable) if spec.keep_unread_hash else frozenset()
+
+    def rows(self, entities: Iterable[Any]) -> Iterator[tuple[Any, ...]]:
+        """Whole rows with their digest last (a first scan's)."""
+        values_of, row_of, stored_id = self.values, self.spec.row_of, self.spec.stored_id
+        unknown_at, hash_at, unreadable = self.unknown_at, self.hash_at, self.unreadable
+        dumps, new_digest, count = marshal.dumps, _new_digest, 0
+        try:
+            for e in entities:
+                count += 1
+                values = values_of(e)
+                try:
+                    data = dumps(values, 2)
+                except ValueError:
+                    values, data = _marshalled(values)
+                if values[unknown_at] is None or (unreadable and values[hash_at] is None
+                                                  and stored_id(values[0]) in unreadable):
+                    yield row_of(values) + (None,)
+                else:
+                    digest = new_digest()
+                    digest.update(data)
+                    yield row_of(values) + (digest.digest(),)
+        finally:
+            self.count = count
+
+    def staged(self, entities: Iterable[Any], spill: IO[bytes], copy_text: bool
+               ) -> Iterator[Any]:
+        """The (id, digest, position) of each entity, as COPY text lines (``copy_text``)
+        or tuples; its marshalled values are written to ``spill`` at that position. The
+        loop is the hot path of a rescan: one call per value of work, no more."""
+        values_of, stored_id = self.values, self.spec.stored_id
+        unknown_at, hash_at, unreadable = self.unknown_at, self.hash_at, self.unreadable
+        dumps, new_digest, write = marshal.dumps, _new_digest, spill.write
+        pos = count = 0
+        try:
+            for e in entities:
+                count += 1
+                try:  # (no cost unless raised)
+                    values = values_of(e)
+                    try:
+                        data = dumps(values, 2)
+                    except ValueError:
+                        values, data = _marshalled(values)
+                    write(data)
+                except OSError as exc:
+                    raise StorageError(f"cannot write the diff's spill file: {exc}") from exc
+                ident = values[0]
+                if not (len(ident) <= _PLAIN_ID and ident.isascii() and ident.isprintable()):
+                    ident = stored_id(ident)  # NUL, a lone surrogate, too long: as stored
+                if values[unknown_at] is None or (values[hash_at] is None
+                                                  and ident in unreadable):
+                    digest = None
+                else:
+                    digest = new_digest()
+                    digest.update(data)
+                if copy_text:
+                    if "\\" in ident or not ident.isprintable():
+                        ident = ident.translate(_COPY_ESCAPES)
+                    yield f"{ident}\t\\N\t{pos}\n" if digest is None else \
+                        f"{ident}\t\\\\x{digest.hexdigest()}\t{pos}\n"
+                else:
+                    yield ident, None if digest is None else digest.digest(), pos
+                pos += len(data)
+        finally:
+            self.count = count
+
+    def load_differing(self, conn: Connection, table: Table, spill: IO[bytes],
+                       differ: list[tuple[int, bytes | None, str | None]]) -> bool:
+        """Load the whole rows of the spilled entities at ``differ``'s positions (with the
+        digest staged for each) into ``table``; True when one has unread extended
+        attributes (xattrs NULL: kept from the state)."""
+        differ.sort()
+        unknown = False
+        row_of, unknown_at = self.spec.row_of, self.unknown_at
+
+        try:
+            spill.flush()
+        except OSError as exc:
+            raise StorageError(f"cannot write the diff's spill file: {exc}") from exc
+
+        def rows() -> Iterator[tuple[Any, ...]]:
+            nonlocal unknown
+            for pos, digest, _ in differ:
+                try:
+                    spill.seek(pos)
+                    values = marshal.load(spill)
+                except (OSError, EOFError, ValueError) as exc:
+                    raise StorageError(f"cannot read the diff's spill file: {exc}") from exc
+                row = row_of(values)
+                if row[unknown_at] is None:
+                    unknown = True
+                yield (*row, digest)
+
+        bulk_insert(conn, table, (*self.spec.columns, "row_digest"), rows(), encoded=True)
+        return unknown
+
+
+def _marshalled(values: tuple[Any, ...]) -> tuple[tuple[Any, ...], bytes]:
+    """``values`` and their marshal encoding (version 2: no references, so equal values are
+    equal bytes). Values of a subclass of a plain type (an enum, say) are made plain."""
+    try:
+        return values, marshal.dumps(values, 2)
+    except ValueError:
+        values = tuple(map(_plain_value, values))
+        return values, marshal.dumps(values, 2)
+
+
+def _plain_value(value: Any) -> Any:
+    if value is None or type(value) in (str, int, bool):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    return tuple(map(str, value))
+
+
+def _differing(conn: Connection, spec: StateSpec, digests: Table, machine_id: int,
+               mine_now: Any, postgres: bool
+               ) -> tuple[list[tuple[int, bytes | None, str | None]], list[RowMapping]]:
+    """The (spill position, staged digest, PostgreSQL: address of its state row) of each
+    staged entity that is new or whose digest differs from its state row's (or is NULL),
+    and the whole state rows (of the machine, ``mine_now``) that no staged entity names
+    (PostgreSQL: with their address, ``tid``)."""
+    table = spec.table
+    differ: list[tuple[int, bytes | None, str | None]] = []
+    if postgres:
+        # one pass: the staged digests fully joined with the state's (hashed; enough memory
+        # for it saves spilling it in batches). State rows are named by their physical
+        # address from here on (a TID scan: no plan that hinges on statistics, which a
+        # machine's first scan has just made stale); the scan holds the machine's lock
+        # (Repository.lock_machine) and writes its state rows only at the end, so the
+        # addresses hold until then
+        conn.exec_driver_sql(f"SET LOCAL work_mem = '{_JOIN_MEMORY}'")
+        known = select(literal_column("ctid").label("tid"), table.c.path, table.c.row_digest
+                       ).where(mine_now).subquery("s")
+        gone_tids: list[str] = []
+        for tid, pos, digest in conn.execute(
+                select(cast(known.c.tid, Text), digests.c.pos, digests.c.row_digest)
+                .select_from(digests.join(known, known.c.path == digests.c.path, full=True))
+                .where(or_(known.c.path.is_(None), digests.c.path.is_(None),
+                           digests.c.row_digest.is_(None),
+                           known.c.row_digest.is_distinct_from(digests.c.row_digest)))):
+            if pos is None:
+                gone_tids.append(tid)
+            else:
+                differ.append((pos, digest, tid))
+        gone = [] if not gone_tids else [r._mapping for r in conn.execute(
+            select(table, _TID).where(_at(gone_tids)))]
+        return differ, gone
+    # SQLite joins by index lookups: the staged ids get theirs, built once
+    conn.exec_driver_sql(f"CREATE INDEX ix_{digests.name} ON {digests.name} (path)")
+    state = table.alias("s")
+    differ.extend((pos, digest, None) for pos, digest in conn.execute(
+        select(digests.c.pos, digests.c.row_digest).select_from(digests.outerjoin(state, and_(
+            state.c.machine_id == machine_id, state.c.path == digests.c.path))).where(or_(
+                state.c.path.is_(None), digests.c.row_digest.is_(None),
+                state.c.row_digest.is_distinct_from(digests.c.row_digest)))))
+    gone = [r._mapping for r in conn.execute(select(table).where(
+        mine_now, ~exists().where(digests.c.path == table.c.path)))]
+    return differ, gone
+
+
+# PostgreSQL: a state row's physical address (ctid), as text
+_TID = cast(literal_column("ctid"), Text).label("tid")
+
+
+def _at(tids: list[str]) -> Any:
+    """PostgreSQL: the condition naming the rows at these addresses (a TID scan)."""
+    from sqlalchemy.dialects.postgresql import ARRAY  # not imported for SQLite
+
+    return text("ctid = ANY(CAST(:tids AS tid[]))").bindparams(
+        bindparam("tids", tids, type_=ARRAY(Text)))
+
+
+def _keep_unknown(conn: Connection, stage: Table, table: Table, machine_id: int) -> None:
+    """Staged rows whose extended attributes could not be read (xattrs NULL) keep the
+    state's ACL, capability and attributes; with no state row, they store none."""
     state = table.alias("s")
     mine = and_(state.c.machine_id == machine_id, state.c.path == stage.c.path)
-    copy_all = select(literal(machine_id), literal(scan_id), *(stage.c[c] for c in columns))
-    target = ["machine_id", "scan_id", *columns]
-    if unknown_xattrs:  # unreadable extended attributes (xattrs NULL) keep their values
-        unknown = stage.c.xattrs.is_(None)
-        conn.execute(update(stage).where(unknown, exists().where(mine)).values(
-            acl=select(state.c.acl).where(mine).scalar_subquery(),
-            capability=select(state.c.capability).where(mine).scalar_subquery(),
-            xattrs=select(state.c.xattrs).where(mine).scalar_subquery()))
-        conn.execute(update(stage).where(unknown).values(xattrs={}))
-    if previous_policies is None:
-        conn.execute(delete(table).where(table.c.machine_id == machine_id))
-        conn.execute(insert(table).from_select(target, copy_all))
-        stage.drop(conn)
-        out.baseline = True
-        return out, total
+    unknown = stage.c.xattrs.is_(None)
+    conn.execute(update(stage).where(unknown, exists().where(mine)).values(
+        acl=select(state.c.acl).where(mine).scalar_subquery(),
+        capability=select(state.c.capability).where(mine).scalar_subquery(),
+        xattrs=select(state.c.xattrs).where(mine).scalar_subquery()))
+    conn.execute(update(stage).where(unknown).values(xattrs={}))
 
+
+def _compare_and_apply(conn: Connection, spec: StateSpec, rows: Table, rules: DiffRules,
+                       key: tuple[int, int], unreadable: Collection[str],
+                       unknown_xattrs: bool, tids: list[str], deleted: list[str],
+                       postgres: bool) -> None:
+    """Compare the whole ``rows`` (entities whose digest differs; PostgreSQL: ``tids``,
+    the addresses of their state rows) with their state rows, decide each by ``rules``,
+    rewrite the state rows that differ in any column (the digest included) and delete the
+    ``deleted`` ones (stored ids; PostgreSQL: addresses). ``key``: machine and scan ids."""
+    (machine_id, scan_id), table, columns = key, spec.table, spec.columns
+    state = table.alias("s")
+    mine = and_(state.c.machine_id == machine_id, state.c.path == rows.c.path)
+    stored = (*columns, "row_digest")
+    copy_all = select(literal(machine_id), literal(scan_id), *(rows.c[c] for c in stored))
+    target = ["machine_id", "scan_id", *stored]
+    if unknown_xattrs:  # unreadable extended attributes (xattrs NULL) keep their values
+        _keep_unknown(conn, rows, table, machine_id)
     if unreadable and spec.keep_unread_hash:  # unreadable content keeps its previous hash
         listed = sorted(set(unreadable))
         for start in range(0, len(listed), _CHUNK):  # bounded statements (SQLite's variables)
-            conn.execute(update(stage).where(
-                stage.c.sha256.is_(None), stage.c.path.in_(listed[start:start + _CHUNK]),
-                exists().where(mine, state.c.type == stage.c.type)
+            conn.execute(update(rows).where(
+                rows.c.sha256.is_(None), rows.c.path.in_(listed[start:start + _CHUNK]),
+                exists().where(mine, state.c.type == rows.c.type)
             ).values(sha256=select(state.c.sha256).where(mine).scalar_subquery(),
-                     attributes=func.coalesce(stage.c.attributes, select(state.c.attributes).where(
+                     attributes=func.coalesce(rows.c.attributes, select(state.c.attributes).where(
                          mine, state.c.attributes == SPARSE).scalar_subquery())))
-    rules = DiffRules(out, previous_policies, current_policies, unreadable)
-    # PostgreSQL: one pass, the machine's state fully joined with the staged rows (hashed;
-    # enough memory for it saves spilling it in batches). A row with no state side is new,
-    # one with no staged side is gone, one whose columns differ is compared. SQLite, whose
-    # joins are index lookups, takes the staged rows joined with the state, then the state
-    # rows no staged row names.
-    kept = [] if skip is None else skip.kept_prefixes()
-    mine_now = and_(table.c.machine_id == machine_id, *(
-        ~or_(table.c.path == mount, table.c.path.startswith(prefix, autoescape=True))
-        for mount, prefix in kept))
+    # The rows are few: each is looked up in the state by its key (PostgreSQL: read by
+    # address). A row with no state is new; one whose columns differ is compared (one whose
+    # digest alone differs, a row written before digests or under another encoding, is
+    # rewritten without an event).
     if postgres:
-        conn.exec_driver_sql(f"SET LOCAL work_mem = '{_JOIN_MEMORY}'")
-        known = select(table).where(mine_now).subquery("s")
-        prefixed = [known.c[c].label("prev_" + c) for c in columns]
-        queries = [select(*prefixed, *stage.c).select_from(
-            stage.join(known, known.c.path == stage.c.path, full=True)).where(or_(
-                known.c.path.is_(None), stage.c.path.is_(None),
-                *(known.c[c].is_distinct_from(stage.c[c]) for c in columns[1:])))]
+        known: Any = select(table, _TID).where(_at(tids)).subquery("s")
+        mine = known.c.path == rows.c.path
+        prefixed = [known.c.tid.label("prev_tid")]
     else:
-        prefixed = [state.c[c].label("prev_" + c) for c in columns]
-        queries = [
-            select(*prefixed, *stage.c).select_from(stage.outerjoin(state, mine)).where(or_(
-                state.c.path.is_(None),
-                *(state.c[c].is_distinct_from(stage.c[c]) for c in columns[1:]))),
-            select(*(table.c[c].label("prev_" + c) for c in columns),
-                   *(literal(None).label(c) for c in columns)).where(
-                mine_now, ~exists().where(stage.c.path == table.c.path))]
-    # Rows are decided as they come. The stored id of each is kept for the apply step (a
-    # value entity's path is rebuilt from its key path, which differs from the stored id
-    # when that was shortened).
+        known, prefixed = state, []
+    prefixed += [known.c[c].label("prev_" + c) for c in columns]
+    query = select(*prefixed, *rows.c).select_from(rows.outerjoin(known, mine)).where(or_(
+        known.c.path.is_(None),
+        *(known.c[c].is_distinct_from(rows.c[c]) for c in stored[1:])))
+    # The stored id of each is kept for the apply step (a value entity's path is rebuilt
+    # from its key path, which differs from the stored id when that was shortened).
     rewrite: list[str] = []
-    deleted: list[str] = []
-    for row in (r for query in queries for r in conn.execute(query)):
+    replaced: list[str] = []  # PostgreSQL: the addresses of the state rows rewritten
+    for row in conn.execute(query):
         data = row._mapping
         if data["prev_path"] is None:
             rules.new_path(spec.entity(data, ""))
-            rewrite.append(data["path"])
-        elif data["path"] is None:
-            before = len(out.deletes)
-            rules.gone_path(spec.entity(data, "prev_"))
-            if len(out.deletes) > before:
-                deleted.append(data["prev_path"])
         else:
             rules.both(spec.entity(data, "prev_"), spec.entity(data, ""))
-            rewrite.append(data["path"])
-    diff = rules.finish()
+            if postgres:
+                replaced.append(data["prev_tid"])
+        rewrite.append(data["path"])
 
     # Apply: the rows that differ are rewritten, the new ones added, what is gone deleted
     # (what is kept as unreadable stays). PostgreSQL takes the ids as one array (index
-    # lookups in the state, one pass over the staging table); elsewhere they are named in a
-    # small table, joined once.
+    # lookups in the state, one pass over the rows); elsewhere they are named in a small
+    # table, joined once.
     if postgres:
         from sqlalchemy.dialects.postgresql import ARRAY  # not imported for SQLite
 
-        if rewrite or deleted:
-            conn.execute(delete(table).where(
-                table.c.machine_id == machine_id,
-                table.c.path == any_(literal([*rewrite, *deleted], ARRAY(Text)))))
+        if replaced or deleted:
+            conn.execute(delete(table).where(_at([*replaced, *deleted])))
         if rewrite:
             conn.execute(insert(table).from_select(target, copy_all.where(
-                stage.c.path == any_(literal(rewrite, ARRAY(Text))))))
+                rows.c.path == any_(literal(rewrite, ARRAY(Text))))))
     elif rewrite or deleted:
         changed = spec.changed
         changed.drop(conn, checkfirst=True)
@@ -400,10 +682,8 @@ def diff_into_state(conn: Connection, machine_id: int, scan_id: int,
                                          table.c.path.in_(select(changed.c.path))))
         if rewrite:
             conn.execute(insert(table).from_select(target, copy_all.select_from(
-                stage.join(changed, changed.c.path == stage.c.path))))
+                rows.join(changed, changed.c.path == rows.c.path))))
         changed.drop(conn)
-    stage.drop(conn)
-    return diff, total
 
 
 def _has_state(conn: Connection, table: Table, machine_id: int) -> bool:
@@ -412,20 +692,52 @@ def _has_state(conn: Connection, table: Table, machine_id: int) -> bool:
                         .limit(1)).first() is not None
 
 
-def _load_baseline(conn: Connection, table: Table, key: tuple[int, int],
-                   columns: tuple[str, ...], rows: Iterable[tuple[Any, ...]],
-                   xattrs_at: int | None) -> None:
-    """A first scan of a machine with no state: its rows go straight into the state table
-    (``key``: machine and scan ids), with no staging table to load and copy. Extended
-    attributes that could not be read (NULL) are stored empty, as the staged path stores
-    them when there is no state to keep them from."""
+def _load_baseline(conn: Connection, spec: StateSpec, key: tuple[int, int],
+                   rows: Iterable[tuple[Any, ...]]) -> None:
+    """A first scan of a machine with no state: its rows (digest last) go straight into the
+    state table (``key``: machine and scan ids), with no staging table to load and copy.
+    Extended attributes that could not be read (NULL) are stored empty, as the staged path
+    stores them when there is no state to keep them from (such a row has no digest)."""
+    xattrs_at = spec.columns.index("xattrs") if "xattrs" in spec.columns else None
+
     def keyed() -> Iterable[tuple[Any, ...]]:
         for row in rows:
             if xattrs_at is not None and row[xattrs_at] is None:
                 row = (*row[:xattrs_at], "{}", *row[xattrs_at + 1:])
             yield key + row
 
-    bulk_insert(conn, table, ("machine_id", "scan_id", *columns), keyed(), encoded=True)
+    bulk_insert(conn, spec.table, ("machine_id", "scan_id", *spec.columns, "row_digest"), keyed(),
+                encoded=True)
+
+
+def _replace_state(conn: Connection, spec: StateSpec, key: tuple[int, int],
+                   rows: Iterable[tuple[Any, ...]], postgres: bool) -> None:
+    """A first scan of a machine that still holds state rows (none of its scans completed):
+    its whole rows (digest last) are staged, those whose extended attributes could not be
+    read keep the state's, and they replace the machine's state."""
+    machine_id, scan_id = key
+    stage, table = spec.staging(postgres=postgres), spec.table
+    stored = (*spec.columns, "row_digest")
+    stage.drop(conn, checkfirst=True)
+    stage.create(conn)
+    unknown = False
+    xattrs_at = spec.columns.index("xattrs") if "xattrs" in spec.columns else None
+
+    def watched() -> Iterable[tuple[Any, ...]]:
+        nonlocal unknown
+        for row in rows:
+            if xattrs_at is not None and row[xattrs_at] is None:
+                unknown = True
+            yield row
+
+    bulk_insert(conn, stage, stored, watched(), encoded=True)
+    if unknown:
+        _keep_unknown(conn, stage, table, machine_id)
+    conn.execute(delete(table).where(table.c.machine_id == machine_id))
+    conn.execute(insert(table).from_select(
+        ["machine_id", "scan_id", *stored],
+        select(literal(machine_id), literal(scan_id), *(stage.c[c] for c in stored))))
+    stage.drop(conn)
 
 
 def count_state(conn: Connection, machine_id: int, spec: StateSpec = FILE_STATE) -> int:

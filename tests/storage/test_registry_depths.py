@@ -112,6 +112,17 @@ def test_a_winlogon_gp_extension_dll_is_reported(
     assert _events(record)[2][4] == _value("REG_SZ", dll, "C:\\ProgramData\\gpext.dll")
 
 
+def _later_row_digest(engine: Any, *, create: bool) -> None:
+    """Add (or remove again) the state tables' row digest of migration 0011."""
+    from sqlalchemy import text
+
+    kind = "BYTEA" if engine.dialect.name == "postgresql" else "BLOB"
+    with engine.begin() as conn:
+        for table in ("file_state", "registry_state"):
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN row_digest {kind}" if create
+                              else f"ALTER TABLE {table} DROP COLUMN row_digest"))
+
+
 def _later_change_tracking(engine: Any, *, create: bool) -> None:
     """Add (or remove again) what migrations 0009 and 0012 bring, for today's code on an old
     schema."""
@@ -140,6 +151,7 @@ def test_migration_0006_deepens_seeded_keys_and_their_subkeys_are_new_coverage(
         # (0008, 0009, 0012)
         registry_hive.create(engine)
         _later_change_tracking(engine, create=True)
+        _later_row_digest(engine, create=True)
         repo = Repository(engine)
         with repo.transaction() as conn:  # seeded as before: every recommended key at depth 0
             conn.execute(policy_entity.insert(), [
@@ -155,6 +167,7 @@ def test_migration_0006_deepens_seeded_keys_and_their_subkeys_are_new_coverage(
         image = build_windows_image(tmp_path / "changed.img", changed)
         registry_hive.drop(engine)
         _later_change_tracking(engine, create=False)
+        _later_row_digest(engine, create=False)
         upgrade(engine)
         with repo.transaction() as conn:
             depths = {e.path: e.depth for e in load_policy(conn)}
