@@ -186,7 +186,7 @@ file_state = Table(
     Column("attributes", Text),                             # NTFS DOS attributes
     # digest of the row's values (scanner.storage.sqldiff): a rescan stages (path,
     # row_digest) and compares whole rows only where it differs; NULL: always compared
-    Column("row_digest", LargeBinary),                      # 0011
+    Column("row_digest", LargeBinary),                      # 0013
 )
 
 registry_state = Table(
@@ -206,7 +206,7 @@ registry_state = Table(
     Column("preview", Text),
     Column("policies", Json, nullable=False, default=list),
     Column("scan_id", BigInteger, nullable=False),
-    Column("row_digest", LargeBinary),                      # as file_state's (0011)
+    Column("row_digest", LargeBinary),                      # as file_state's (0013)
 )
 
 # The digest of each hive the machine's registry state was last read from (see
@@ -235,7 +235,7 @@ inventory_state = Table(
     Column("detail", Json, nullable=False, default=dict),
     Column("policies", Json, nullable=False, default=list),
     Column("scan_id", BigInteger, nullable=False),
-    Column("row_digest", LargeBinary),                      # as file_state's (0011)
+    Column("row_digest", LargeBinary),                      # as file_state's (0013)
 )
 
 # Small text files' content (zlib), de-duplicated by SHA-256 across machines: the two sides

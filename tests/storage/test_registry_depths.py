@@ -113,7 +113,7 @@ def test_a_winlogon_gp_extension_dll_is_reported(
 
 
 def _later_row_digest(engine: Any, *, create: bool) -> None:
-    """Add (or remove again) the state tables' row digest of migration 0011."""
+    """Add (or remove again) the state tables' row digest of migration 0013."""
     from sqlalchemy import text
 
     kind = "BYTEA" if engine.dialect.name == "postgresql" else "BLOB"
@@ -148,7 +148,7 @@ def test_migration_0006_deepens_seeded_keys_and_their_subkeys_are_new_coverage(
     try:
         upgrade(engine, "0006-1")  # the schema just before 0006
         # today's code on that schema: with the tables and columns it uses that came later
-        # (0008, 0009, 0012)
+        # (0008, 0009, 0012, 0013)
         registry_hive.create(engine)
         _later_change_tracking(engine, create=True)
         _later_row_digest(engine, create=True)

@@ -320,12 +320,12 @@ def test_hostile_ids_are_staged_and_found_unchanged(repository: Repository,
         assert set(_state(repository, FILE_STATE, machine)) == stored
 
 
-def test_rows_of_a_database_upgraded_from_0010_are_compared_in_full(db_url: str) -> None:
-    """Migration 0011 adds the digest column with no value: the first rescan after it
+def test_rows_of_a_database_upgraded_from_0012_are_compared_in_full(db_url: str) -> None:
+    """Migration 0013 adds the digest column with no value: the first rescan after it
     reports exactly what changed and records the digests."""
     engine = make_engine(db_url)
     try:
-        upgrade(engine, "0010")
+        upgrade(engine, "0012")
         repo = Repository(engine)
         columns = ("machine_id", "scan_id", *FILE_STATE.columns)
         with repo.transaction() as conn:
