@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from scanner.storage import sqldiff
 from scanner.storage.db import make_engine, upgrade
 from scanner.storage.repository import Repository
 
@@ -26,3 +29,21 @@ def repository(db_url: str) -> Iterator[Repository]:
     upgrade(engine)
     yield Repository(engine)
     engine.dispose()
+
+
+@pytest.fixture
+def staged(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Rows bulk-loaded per table by the set-based diff, counted as they are written."""
+    counts: Counter[str] = Counter()
+    real = sqldiff.bulk_insert
+
+    def counting(conn: Any, table: Any, columns: Sequence[str], rows: Iterable[Any],
+                 **kw: Any) -> None:
+        def counted() -> Iterable[Any]:
+            for row in rows:
+                counts[table.name] += 1
+                yield row
+        real(conn, table, columns, counted(), **kw)
+
+    monkeypatch.setattr(sqldiff, "bulk_insert", counting)
+    return counts

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from scanner.entities import HiveTag, RegistryKeyEntity, RegistryValueEntity
 from scanner.pipeline import ScanOptions
@@ -29,24 +26,6 @@ from tests.imaging.windows import RUN, SOFTWARE, base_layout, build_windows_imag
 
 HKLM_SW = "HKLM\\SOFTWARE"
 REGISTRY_STAGE = "snapfim_stage_registry_state"
-
-
-@pytest.fixture
-def staged(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
-    """Rows bulk-loaded per table, counted as they are written."""
-    counts: Counter[str] = Counter()
-    real = sqldiff.bulk_insert
-
-    def counting(conn: Any, table: Any, columns: Sequence[str], rows: Iterable[Any],
-                 **kw: Any) -> None:
-        def counted() -> Iterable[Any]:
-            for row in rows:
-                counts[table.name] += 1
-                yield row
-        real(conn, table, columns, counted(), **kw)
-
-    monkeypatch.setattr(sqldiff, "bulk_insert", counting)
-    return counts
 
 
 def _scan(repo: Repository, image: Path) -> ScanRecord:
