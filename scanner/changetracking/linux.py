@@ -10,6 +10,7 @@ in part (the scan is partial, what it no longer lists is kept: the damaged entry
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from scanner.changetracking import apk, dpkg, rpm, rpm_bdb
 from scanner.changetracking.model import (
@@ -129,32 +130,27 @@ def _dpkg(walker: Walker, inventory: Inventory, canonical: Canonical, parses: Pa
 
 def _status(data: bytes, parses: Parses) -> tuple[list[dpkg.DpkgPackage], int]:
     """The parse of a status file (the previous one when its bytes are the same)."""
-    key = parses.key("dpkg-status", hashlib.sha256(data).hexdigest(), ())
-    kept = parses.get(key)
-    if kept is not None:
-        try:
-            return ([dpkg.DpkgPackage(str(n), v, a, str(s), dict(c)) for n, v, a, s, c
-                     in kept["packages"]], int(kept["skipped"]))
-        except (TypeError, ValueError, KeyError):
-            parses.forget(key)
-    packages, skipped = dpkg.parse_status(data)
-    parses.put(key, {"packages": [[p.name, p.version, p.architecture, p.status, p.conffiles]
-                                  for p in packages], "skipped": skipped})
-    return packages, skipped
+    return parses.reuse(
+        parses.key("dpkg-status", hashlib.sha256(data).hexdigest(), ()),
+        lambda: dpkg.parse_status(data),
+        lambda parsed: {"packages": [[p.name, p.version, p.architecture, p.status, p.conffiles]
+                                     for p in parsed[0]], "skipped": parsed[1]},
+        lambda kept: ([dpkg.DpkgPackage(str(n), v, a, str(s), dict(c)) for n, v, a, s, c
+                       in kept["packages"]], int(kept["skipped"])))
 
 
 def _md5sums(raw: bytes, sha256: str, prefixes: tuple[str, ...], parses: Parses
              ) -> tuple[dict[str, str], int]:
     """The parse of one md5sums file (the previous one when its bytes are the same)."""
-    key = parses.key("dpkg-md5sums", sha256, prefixes)
-    kept = parses.get(key)
-    if kept is not None:
-        sums, bad = kept if isinstance(kept, list) and len(kept) == 2 else (None, None)
-        if isinstance(sums, dict) and isinstance(bad, int):
-            return sums, bad  # read only: the inventory copies what it keeps
-        parses.forget(key)
-    sums, bad = dpkg.parse_md5sums(raw, prefixes)
-    parses.put(key, [sums, bad])
+    return parses.reuse(parses.key("dpkg-md5sums", sha256, prefixes),
+                        lambda: dpkg.parse_md5sums(raw, prefixes), list, _sums)
+
+
+def _sums(kept: Any) -> tuple[dict[str, str], int]:
+    """A kept md5sums parse read back (read only: the inventory copies what it keeps)."""
+    sums, bad = kept if isinstance(kept, list) and len(kept) == 2 else (None, None)
+    if not isinstance(sums, dict) or not isinstance(bad, int):
+        raise ValueError("not an md5sums parse")
     return sums, bad
 
 
@@ -197,22 +193,16 @@ def _rpmdb(kind: str, data: bytes, wal: bytes | None, prefixes: tuple[str, ...],
     digest = hashlib.sha256(data).hexdigest()
     if wal:
         digest += "+" + hashlib.sha256(wal).hexdigest()
-    key = parses.key(kind, digest, prefixes)
-    kept = parses.get(key)
-    if kept is not None:
-        try:
-            return ([rpm.RpmPackage(str(n), v, a, o, str(g), {
-                p: (str(d), bool(c)) for p, (d, c) in f.items()} if f else {}, str(h))
-                for n, v, a, o, g, f, h in kept["packages"]], int(kept["skipped"]))
-        except (TypeError, ValueError, KeyError, AttributeError):
-            parses.forget(key)
-    if kind == "rpm-bdb":
-        packages, skipped = rpm_bdb.read_bdb_rpmdb(data, prefixes)
-    else:
-        packages, skipped = rpm.read_sqlite_rpmdb(data, wal, prefixes)
-    parses.put(key, {"packages": [[p.name, p.version, p.architecture, p.vendor, p.algorithm,
-                                   p.files, p.digest] for p in packages], "skipped": skipped})
-    return packages, skipped
+    return parses.reuse(
+        parses.key(kind, digest, prefixes),
+        lambda: (rpm_bdb.read_bdb_rpmdb(data, prefixes) if kind == "rpm-bdb"
+                 else rpm.read_sqlite_rpmdb(data, wal, prefixes)),
+        lambda parsed: {"packages": [[p.name, p.version, p.architecture, p.vendor,
+                                      p.algorithm, p.files, p.digest] for p in parsed[0]],
+                        "skipped": parsed[1]},
+        lambda kept: ([rpm.RpmPackage(str(n), v, a, o, str(g), {
+            p: (str(d), bool(c)) for p, (d, c) in f.items()} if f else {}, str(h))
+            for n, v, a, o, g, f, h in kept["packages"]], int(kept["skipped"])))
 
 
 def _apk(walker: Walker, inventory: Inventory, canonical: Canonical, parses: Parses) -> int:
@@ -244,25 +234,23 @@ def _installed(data: bytes, prefixes: tuple[str, ...], parses: Parses
     """The packages of an apk ``installed`` file with the digest of all their file records,
     their files cut to those under ``prefixes`` (the previous parse when its bytes are the
     same)."""
-    key = parses.key("apk-installed", hashlib.sha256(data).hexdigest(), prefixes)
-    kept = parses.get(key)
-    if kept is not None:
-        try:
-            return ([(apk.ApkPackage(str(n), v, a, o, dict(f)), str(d))
-                     for n, v, a, o, f, d in kept["packages"]], int(kept["skipped"]))
-        except (TypeError, ValueError, KeyError):
-            parses.forget(key)
-    parsed, skipped = apk.parse_installed(data)
-    packages = []
-    for package in parsed:
-        listed = "".join(f"\0{p} {d or ''}" for p, d in sorted(package.files.items()))
-        digest = hashlib.sha256(listed.encode("utf-8", "surrogateescape")).hexdigest()
-        package.files = {p: d for p, d in package.files.items()
-                         if d and p[1:].startswith(prefixes)}
-        packages.append((package, digest))
-    parses.put(key, {"packages": [[p.name, p.version, p.architecture, p.origin, p.files, d]
-                                  for p, d in packages], "skipped": skipped})
-    return packages, skipped
+    def parse() -> tuple[list[tuple[apk.ApkPackage, str]], int]:
+        parsed, skipped = apk.parse_installed(data)
+        packages = []
+        for package in parsed:
+            listed = "".join(f"\0{p} {d or ''}" for p, d in sorted(package.files.items()))
+            digest = hashlib.sha256(listed.encode("utf-8", "surrogateescape")).hexdigest()
+            package.files = {p: d for p, d in package.files.items()
+                             if d and p[1:].startswith(prefixes)}
+            packages.append((package, digest))
+        return packages, skipped
+
+    return parses.reuse(
+        parses.key("apk-installed", hashlib.sha256(data).hexdigest(), prefixes), parse,
+        lambda parsed: {"packages": [[p.name, p.version, p.architecture, p.origin, p.files, d]
+                                     for p, d in parsed[0]], "skipped": parsed[1]},
+        lambda kept: ([(apk.ApkPackage(str(n), v, a, o, dict(f)), str(d))
+                       for n, v, a, o, f, d in kept["packages"]], int(kept["skipped"])))
 
 
 def _note(inventory: Inventory, source: str, damaged: int) -> None:

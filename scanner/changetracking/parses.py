@@ -21,7 +21,10 @@ import functools
 import hashlib
 import json
 import zlib
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 FORMAT = 1
 MAX_PARSES_BYTES = 1 << 30  # decompressed: what 2,000,000 packaged files' records take
@@ -62,6 +65,21 @@ class Parses:
         expects): it is not kept."""
         self.used.pop(key, None)
         self.previous.pop(key, None)
+
+    def reuse(self, key: str, parse: Callable[[], T], encode: Callable[[T], Any],
+              decode: Callable[[Any], T]) -> T:
+        """The parse under ``key``: the previous one read back by ``decode`` when there is
+        one it can read (a TypeError, ValueError, KeyError or AttributeError of ``decode``
+        means it cannot: it is forgotten), else ``parse()``, kept as ``encode`` gives it."""
+        kept = self.get(key)
+        if kept is not None:
+            try:
+                return decode(kept)
+            except (TypeError, ValueError, KeyError, AttributeError):
+                self.forget(key)
+        result = parse()
+        self.put(key, encode(result))
+        return result
 
     @property
     def changed(self) -> bool:
