@@ -4,11 +4,12 @@ content settings), and go back."""
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import Engine, inspect
 
 from scanner.storage.db import alembic_config, make_engine, upgrade
 from scanner.storage.repository import Repository
@@ -17,13 +18,18 @@ from scanner.storage.tables import metadata
 TABLES = {"inventory_state", "inventory_source"}
 
 
+def _schema_diffs(engine: Engine) -> list[Any]:
+    """What differs between the migrated database and the tables the code declares."""
+    with warnings.catch_warnings(), engine.connect() as conn:
+        warnings.simplefilter("ignore")           # expression indexes SQLite can't reflect
+        return list(compare_metadata(MigrationContext.configure(
+            conn, opts={"compare_type": True}), metadata))
+
+
 def test_migration_0009_matches_the_tables_and_downgrades(repo: Repository) -> None:
     engine = make_engine(str(repo.engine.url.render_as_string(hide_password=False)))
     try:
-        with warnings.catch_warnings(), engine.connect() as conn:
-            warnings.simplefilter("ignore")           # expression indexes SQLite can't reflect
-            diffs = compare_metadata(MigrationContext.configure(
-                conn, opts={"compare_type": True}), metadata)
+        diffs = _schema_diffs(engine)
         assert [d for d in diffs if any(f"'{t}'" in repr(d) for t in
                                         (*TABLES, "package", "package_verdict"))] == []
         command.downgrade(alembic_config(engine), "0008")
@@ -39,10 +45,7 @@ def test_migration_0009_matches_the_tables_and_downgrades(repo: Repository) -> N
 def test_migration_0011_matches_package_parse_and_downgrades(repo: Repository) -> None:
     engine = make_engine(str(repo.engine.url.render_as_string(hide_password=False)))
     try:
-        with warnings.catch_warnings(), engine.connect() as conn:
-            warnings.simplefilter("ignore")           # expression indexes SQLite can't reflect
-            diffs = compare_metadata(MigrationContext.configure(
-                conn, opts={"compare_type": True}), metadata)
+        diffs = _schema_diffs(engine)
         assert [d for d in diffs if "'package_parse'" in repr(d)] == []
         assert "package_parse" in inspect(engine).get_table_names()
         command.downgrade(alembic_config(engine), "0010")
@@ -64,10 +67,7 @@ def test_migration_0012_adds_the_content_settings_keeps_the_policy_and_goes_back
 
     engine = make_engine(str(repo.engine.url.render_as_string(hide_password=False)))
     try:
-        with warnings.catch_warnings(), engine.connect() as conn:
-            warnings.simplefilter("ignore")
-            diffs = compare_metadata(MigrationContext.configure(
-                conn, opts={"compare_type": True}), metadata)
+        diffs = _schema_diffs(engine)
         assert [d for d in diffs if "content" in repr(d)] == []
         with engine.begin() as conn:
             add_entity(conn, make_entity("/srv/app", content=ContentMode.KEEP))
