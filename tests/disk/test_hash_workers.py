@@ -34,9 +34,12 @@ def scan(image: Path, workers: int, limits: Limits | None = None) -> ScanOutcome
 
 
 def broken_first_job(monkeypatch: pytest.MonkeyPatch, action: Any) -> None:
-    """In every forked worker, the first file it hashes runs ``action`` instead (the
-    workers start at the first file fed, so they hash the first run)."""
+    """In every forked worker, the first file it hashes runs ``action`` instead. The
+    workers start at the first file fed; on a loaded machine the scanning process could
+    finish its walk and claim every job before a worker is scheduled, so the scanning
+    process waits (bounded) until a worker has claimed its first run."""
     real = hashing._hash_in_worker  # noqa: SLF001 - the worker side under test
+    real_results = hashing.Hasher.results
     first = [True]
 
     def hash_in_worker(*args: Any, **kwargs: Any) -> hashing.HashResult:
@@ -45,8 +48,16 @@ def broken_first_job(monkeypatch: pytest.MonkeyPatch, action: Any) -> None:
             action()
         return real(*args, **kwargs)
 
+    def results(self: hashing.Hasher, *args: Any, **kwargs: Any) -> Any:
+        table = self._table  # noqa: SLF001 - the job table under test
+        deadline = time.monotonic() + 60
+        while table is not None and table._state[1] == 0 and time.monotonic() < deadline:  # noqa: SLF001
+            time.sleep(0.01)
+        return real_results(self, *args, **kwargs)
+
     monkeypatch.setattr(hashing, "PARALLEL_MIN_BYTES", 1)
     monkeypatch.setattr(hashing, "_hash_in_worker", hash_in_worker)
+    monkeypatch.setattr(hashing.Hasher, "results", results)
 
 
 def check_one_lost(outcome: ScanOutcome, direct: ScanOutcome, reason: str) -> None:
