@@ -61,8 +61,15 @@ class HiveSkip:
         stored, seen, kept = self._stored, self.seen, self.kept
         decided: dict[tuple[str, str], bool] = {}  # per hive (mount, digest): decided once
         skipped = 0
+        last, last_keep = None, False  # a hive's entities share one tag object, in a row
         for entity in entities:
             tag = entity.hive
+            if tag is last:
+                if last_keep:
+                    skipped += 1
+                    continue
+                yield entity
+                continue
             if tag is not None:
                 keep = decided.get((tag.mount, tag.digest))
                 if keep is None:
@@ -71,6 +78,7 @@ class HiveSkip:
                     keep = decided[tag.mount, tag.digest] = stored.get(mount) == tag.digest
                     if keep:
                         kept.add(tag.mount)
+                last, last_keep = tag, keep
                 if keep:
                     skipped += 1
                     continue
