@@ -128,6 +128,11 @@ def test_unchanged_hives_are_not_walked_and_keep_their_state_exactly(
     mounts = set(walked)
     assert HKLM_SW in mounts and set(_hives(repository)) == mounts  # all read whole
     state, hives = _registry(repository), _hives(repository)
+    assert previous_hives(repository, "nobody") is None
+    told = previous_hives(repository, MACHINE)
+    assert told is not None and {m: h.digest for m, h in told.items()} == hives
+    assert told[HKLM_SW].keys + told[HKLM_SW].values == sum(
+        1 for p in state if p.startswith(HKLM_SW + "\\"))
 
     walked.clear()
     staged.clear()
