@@ -41,13 +41,16 @@ must report nothing) as real processes under ``/usr/bin/time``, with the same po
 (``snapfim policy add HKLM\\SOFTWARE\\Classes``) on a fresh SQLite database, and on
 PostgreSQL with ``--database-url`` / ``SNAPFIM_BENCH_PG_URL`` or ``--postgres`` (a temporary
 database from ``bench_store.create_database``, dropped after): wall time, keys/s and values/s
-(counted over all hives), peak RSS. Before the big image is built, a probe image with a
+(counted over all hives), peak RSS, CPU seconds (user + system: the figure to compare on a
+busy machine) and the load average; then which hives the rescan walked (an unchanged hive
+is not: :mod:`scanner.registry.unchanged`). Before the big image is built, a probe image with a
 one-value hive is scanned in-process; when the pipeline returns no registry entity from it,
 phase 2 stops with one line saying that Windows registry scanning is not there yet.
 
     python3 -m benchmarks.bench_registry [--workdir DIR] [--scale 1.0] [--seed 1] [--runs 3]
                                         [--phase 1|2|all] [--whole] [--postgres]
                                         [--database-url URL] [--force]
+                                        [--code TREE ...] [--repeat N]
 """
 
 from __future__ import annotations
@@ -717,25 +720,30 @@ def ensure_image(workdir: Path, hive: Path, marker: dict[str, Any]) -> Path:
 
 
 def _snapfim(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "scanner", *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, check=False)
+    return subprocess.run([sys.executable, "-m", "scanner", *args], env=env,
+                          cwd=env.get("PYTHONPATH", ROOT), capture_output=True, text=True,
+                          check=False)
 
 
 def timed_scan(image: Path, env: dict[str, str], machine: str) -> dict[str, Any]:
-    """One ``snapfim scan`` process: wall seconds, peak RSS and its JSON result."""
+    """One ``snapfim scan`` process: wall and CPU (user + system) seconds, peak RSS, the load
+    average when it ended and its JSON result."""
     fd, name = tempfile.mkstemp(suffix=".time")
     os.close(fd)
     stats = Path(name)
-    argv = ["/usr/bin/time", "-f", "%e %M", "-o", str(stats), sys.executable, "-m", "scanner",
+    argv = ["/usr/bin/time", "-f", "%U %S %M", "-o", str(stats), sys.executable, "-m", "scanner",
             "scan", str(image), "--machine", machine, "--json"]
     start = time.perf_counter()
-    proc = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
+    proc = subprocess.run(argv, env=env, cwd=env.get("PYTHONPATH", ROOT), capture_output=True,
+                          text=True, check=False)
     wall = time.perf_counter() - start
-    rss_kib = int(stats.read_text().split()[-1]) if stats.stat().st_size else 0
+    measured = stats.read_text().split()[-3:] if stats.stat().st_size else ["0", "0", "0"]
     stats.unlink()
     if proc.returncode != 0:
         raise SystemExit(f"phase 2: scan failed: {proc.stderr.strip()}")
-    return {"wall_s": wall, "rss_mib": rss_kib / 1024, "result": json.loads(proc.stdout)}
+    return {"wall_s": wall, "cpu_s": float(measured[0]) + float(measured[1]),
+            "rss_mib": int(measured[2]) / 1024, "load": os.getloadavg()[0],
+            "result": json.loads(proc.stdout)}
 
 
 def run_scan_source(image: Path) -> dict[str, Any]:
@@ -758,9 +766,12 @@ def _hive_counts(result: dict[str, Any]) -> tuple[int, int]:
 
 
 def phase2(workdir: Path, hive: Path, marker: dict[str, Any], database_url: str | None,
-           postgres: bool) -> dict[str, Any]:
+           postgres: bool, codes: list[Path] | None = None, repeat: int = 1
+           ) -> dict[str, Any]:
     """Baseline and rescan of the NTFS image on SQLite, and on PostgreSQL (``database_url``,
-    or a temporary database with ``postgres``)."""
+    or a temporary database with ``postgres``), with the scanner of each of ``codes`` (source
+    trees; default this one) in turn, ``repeat`` rounds (old and new code alternate, so a
+    busy machine weighs on both alike)."""
     _probe()
     image = ensure_image(workdir, hive, marker)
     subprocess.run(["cat", str(image)], stdout=subprocess.DEVNULL, check=True)  # warm cache
@@ -779,26 +790,37 @@ def phase2(workdir: Path, hive: Path, marker: dict[str, Any], database_url: str 
         for label, url in (("SQLite", None), ("PostgreSQL", database_url)):
             if label == "PostgreSQL" and url is None:
                 continue
-            with tempfile.TemporaryDirectory(prefix="snapfim-bench-db-", dir=workdir) as tmp:
-                env = {**os.environ, "SNAPFIM_DATA_DIR": tmp, "SNAPFIM_HASH_WORKERS": "1"}
-                if url is not None:
-                    env["SNAPFIM_DATABASE_URL"] = url
-                added = _snapfim(env, "policy", "add", CUSTOM_KEY)
-                if added.returncode != 0:
-                    raise SystemExit(f"phase 2: policy add failed: {added.stderr.strip()}")
-                machine = f"bench-{int(time.time())}"
-                first = timed_scan(image, env, machine)
-                rescan = timed_scan(image, env, machine)
-            if rescan["result"].get("events"):
-                raise SystemExit(f"phase 2: a rescan of the same image reported "
-                                 f"{len(rescan['result']['events'])} events")
-            report["runs"].append((label, first, rescan))
+            for _round in range(repeat):
+                for code in codes or [ROOT]:
+                    first, rescan = _baseline_and_rescan(image, workdir, url, code)
+                    name = label if codes is None else f"{label}, code {code}"
+                    report["runs"].append((name, first, rescan))
     finally:
         if created:
             from benchmarks.bench_store import drop_database
 
             drop_database(created)
     return report
+
+
+def _baseline_and_rescan(image: Path, workdir: Path, url: str | None, code: Path
+                         ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A first scan and a rescan of ``image`` into a fresh store, by ``code``'s scanner."""
+    with tempfile.TemporaryDirectory(prefix="snapfim-bench-db-", dir=workdir) as tmp:
+        env = {**os.environ, "SNAPFIM_DATA_DIR": tmp, "SNAPFIM_HASH_WORKERS": "1",
+               "PYTHONPATH": str(code)}
+        if url is not None:
+            env["SNAPFIM_DATABASE_URL"] = url
+        added = _snapfim(env, "policy", "add", CUSTOM_KEY)
+        if added.returncode != 0 and "exists already" not in added.stderr:  # PostgreSQL: kept
+            raise SystemExit(f"phase 2: policy add failed: {added.stderr.strip()}")
+        machine = f"bench-{time.time_ns()}"  # a new machine: its first scan is a baseline
+        first = timed_scan(image, env, machine)
+        rescan = timed_scan(image, env, machine)
+    if rescan["result"].get("events"):
+        raise SystemExit(f"phase 2: a rescan of the same image reported "
+                         f"{len(rescan['result']['events'])} events")
+    return first, rescan
 
 
 def report_phase2(report: dict[str, Any]) -> None:
@@ -816,7 +838,11 @@ def report_phase2(report: dict[str, Any]) -> None:
         for name, run in (("full registry scan (baseline)", first),
                           ("rescan (no changes)", rescan)):
             print(f"    {name:38s} {run['wall_s']:6.2f} s  {keys / run['wall_s']:9,.0f} keys/s  "
-                  f"{values / run['wall_s']:9,.0f} values/s  peak RSS {run['rss_mib']:4.0f} MiB")
+                  f"{values / run['wall_s']:9,.0f} values/s  peak RSS {run['rss_mib']:4.0f} MiB  "
+                  f"CPU {run['cpu_s']:5.2f} s  load {run['load']:.1f}")
+        walked = [h["mount"] for h in rescan["result"].get("coverage", {}).get("hives", [])
+                  if "not walked" not in (h.get("reason") or "")]
+        print(f"    {'':38s} hives walked by the rescan: {', '.join(walked) or 'none'}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -833,6 +859,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="phase 2: also scan on a temporary PostgreSQL database "
                              "(benchmarks/bench_store.py's helper)")
     parser.add_argument("--force", action="store_true", help="regenerate the hive")
+    parser.add_argument("--code", type=Path, action="append",
+                        help="phase 2: scan with the scanner of this source tree (repeat to "
+                             "compare trees, e.g. a worktree of main and this one)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="phase 2: rounds of baseline + rescan per tree, alternating")
     parser.add_argument("--whole", action="store_true",
                         help="phase 1: also collect with HKLM\\SOFTWARE recursive (every key)")
     parser.add_argument("--child-phase1", type=Path, help=argparse.SUPPRESS)
@@ -854,7 +885,8 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(phase1(hive, args.runs, MOUNT, walk=False))
         report_phase1(runs, marker)
     if args.phase in ("2", "all"):
-        report_phase2(phase2(args.workdir, hive, marker, args.database_url, args.postgres))
+        report_phase2(phase2(args.workdir, hive, marker, args.database_url, args.postgres,
+                             args.code, args.repeat))
     return 0
 
 

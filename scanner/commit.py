@@ -25,6 +25,7 @@ from scanner.emitters.delivery import DeliveryReport, SinkReport, deliver
 from scanner.emitters.settings import DeliveryConfig
 from scanner.errors import SnapfimError
 from scanner.storage import outbox
+from scanner.storage.hives import confirm_unchanged
 from scanner.storage.repository import Repository
 
 if TYPE_CHECKING:
@@ -54,10 +55,14 @@ def commit_scan(repo: Repository, conn: Connection, machine_id: int, outcome: Sc
     finished = datetime.now(UTC)
     repo.lock_machine(conn, machine_id)
     previous = repo.previous_scan(conn, machine_id)
+    # hives the scan did not walk: still what the state was read from? (else unreadable)
+    confirm_unchanged(conn, machine_id, previous is not None, outcome.unchanged_hives,
+                      outcome.coverage.unreadable)
     outbox.register_sinks(conn, sinks, finished)
     written, diff = repo.commit_scan(
         conn, machine_id, entities=outcome.entities.values(),
-        registry=outcome.registry.values(), unreadable=list(outcome.unreadable),
+        registry=outcome.registry.values(), unchanged_hives=outcome.unchanged_hives,
+        unreadable=list(outcome.unreadable),
         previous=previous, started_at=started, finished_at=finished,
         status=outcome.coverage.status, source=dict(source),
         coverage=outcome.coverage.to_dict(), policies=outcome.coverage.policies,

@@ -47,6 +47,7 @@ from scanner.sources.machine import machine_locator
 from scanner.sources.unavailable import UnavailableSource
 from scanner.storage import fleet, outbox
 from scanner.storage.fleet import AccountRow, DiskRow, SnapshotRow
+from scanner.storage.hives import previous_hives
 from scanner.storage.policies import load_policy, previous_content_rules
 from scanner.storage.repository import Repository, utc
 
@@ -251,6 +252,8 @@ def scan_cycle(repo: Repository, scan_id: int, settings: FleetSettings, *,
                                           previous_parses=lambda: repo.package_parses(
                                               mach.name, mach.account_id),
                                           previous_content=lambda: previous_content_rules(
+                                              repo, mach.name, mach.account_id),
+                                          previous_hive_digests=lambda: previous_hives(
                                               repo, mach.name, mach.account_id)),
                               passthrough, lambda pairs: _reuse(repo, provider, mach.id, pairs))
     except passthrough:

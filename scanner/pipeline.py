@@ -14,8 +14,9 @@ disk can be read.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from scanner.changetracking.collect import PreviousParses, collect_inventory
 from scanner.changetracking.keeping import ContentRules
@@ -44,6 +45,9 @@ from scanner.sources.base import SELECTIVE, WALK, BlockSource, read_intent
 from scanner.systems import detect_systems
 from scanner.systems.base import ScanProgress, System, Walk
 
+if TYPE_CHECKING:  # a Linux scan loads no registry module
+    from scanner.registry.unchanged import StoredHive, UnchangedHives
+
 __all__ = ["ScanOptions", "ScanOutcome", "ScanProgress", "scan_source", "scan_sources"]
 
 
@@ -70,6 +74,9 @@ class ScanOptions:
     # the content settings of the machine's previous scan (a file newly kept is read even
     # when unchanged); None: unknown, taken as the current ones
     previous_content: Callable[[], ContentRules | None] | None = None
+    # the registry hives the machine's stored state was read from, by stored mount (a hive
+    # with the same digest is not walked: scanner.registry.unchanged); None: every hive is
+    previous_hive_digests: Callable[[], Mapping[str, StoredHive] | None] | None = None
 
 
 @dataclass(slots=True)
@@ -82,6 +89,8 @@ class ScanOutcome:
     os_family: str = "linux"
     registry: dict[str, RegistryEntity] = field(default_factory=dict)
     inventory: Inventory | None = None  # software, services, daemons (None: not read)
+    # hives not walked, their stored state standing (mount as read -> what the store holds)
+    unchanged_hives: dict[str, StoredHive] = field(default_factory=dict)
 
     @property
     def unreadable(self) -> dict[str, str]:
@@ -142,13 +151,27 @@ def _scan(sources: Sequence[BlockSource], names: list[str], policy: list[PolicyE
             coverage.notes.append("incremental: the volumes are not mounted as in the "
                                   "previous scan; every file is read")
             options = replace(options, reuse=None)
-        entities, registry, inventory = _collect(systems, opened, policy, coverage, options)
+        unchanged = _unchanged_hives(systems, options)
+        entities, registry, inventory = _collect(systems, opened, policy, coverage, options,
+                                                 unchanged)
     finally:
         for item in opened:
             item.fs.close()
-    coverage.entities = len(entities) + len(registry)
+    skipped = {} if unchanged is None else unchanged.skipped
+    coverage.entities = (len(entities) + len(registry)
+                         + sum(kept.keys + kept.values for kept in skipped.values()))
     os_family = systems[0].os_family if systems else "linux"
-    return ScanOutcome(entities, coverage, os_family, registry, inventory)
+    return ScanOutcome(entities, coverage, os_family, registry, inventory, skipped)
+
+
+def _unchanged_hives(systems: list[System], options: ScanOptions) -> UnchangedHives | None:
+    """What decides which registry hives are not walked (None: all are; a scan with no
+    Windows system loads no registry module)."""
+    if options.previous_hive_digests is None or all(s.os_family != "windows" for s in systems):
+        return None
+    from scanner.registry.unchanged import UnchangedHives
+
+    return UnchangedHives(options.previous_hive_digests)
 
 
 def _nothing_readable(coverage: Coverage) -> str:
@@ -171,7 +194,7 @@ def _note_flagged(coverage: Coverage, flagged: dict[str, str]) -> None:
 
 
 def _collect(systems: list[System], opened: list[OpenedVolume], policy: list[PolicyEntity],
-             coverage: Coverage, options: ScanOptions
+             coverage: Coverage, options: ScanOptions, unchanged: UnchangedHives | None
              ) -> tuple[dict[str, FileEntity], dict[str, RegistryEntity], Inventory | None]:
     """Walk each system's entities, read its registry and inventory, build and hash
     entities."""
@@ -200,7 +223,8 @@ def _collect(systems: list[System], opened: list[OpenedVolume], policy: list[Pol
     hasher.start()  # workers hash while this process reads the registry, metadata and ACLs
     registry: dict[str, RegistryEntity] = {}
     for system in systems:
-        registry.update(system.collect_registry(policy, coverage, options.limits, progress))
+        registry.update(system.collect_registry(policy, coverage, options.limits, progress,
+                                                unchanged))
     inventory = _inventory(systems, coverage, options.limits, policy, options.previous_parses)
     entities: dict[str, FileEntity] = {}
     pending: list[tuple[FileEntity, str, int]] = []  # regular files awaiting their hash

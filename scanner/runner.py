@@ -17,6 +17,7 @@ from scanner.pipeline import ScanOptions, ScanOutcome, scan_sources
 from scanner.redact import redact_url
 from scanner.sources.base import BlockSource, follow_parent
 from scanner.sources.machine import disk_locators, machine_locator
+from scanner.storage.hives import previous_hives
 from scanner.storage.policies import ensure_recommended, load_policy, previous_content_rules
 from scanner.storage.repository import Repository, ScanRecord
 
@@ -55,7 +56,9 @@ def run_machine_scan(repo: Repository, sources: Sequence[BlockSource], machine_n
                       previous_digests=lambda: repo.file_digests(machine_name, account_id),
                       previous_parses=lambda: repo.package_parses(machine_name, account_id),
                       previous_content=lambda: previous_content_rules(repo, machine_name,
-                                                                      account_id))
+                                                                      account_id),
+                      previous_hive_digests=lambda: previous_hives(repo, machine_name,
+                                                                   account_id))
     outcome = scan_sources(sources, policy, options, names)
     locator = machine_locator([source.locator for source in sources])
     record = commit_outcome(repo, outcome, machine_name, started, locator, account_id,

@@ -65,7 +65,7 @@ from scanner.registry.hive import (
 )
 from scanner.sddl import sddl_from_descriptor
 
-__all__ = ["collect", "reaches", "preview", "PREVIEW_CHARS", "RULES"]
+__all__ = ["collect", "reaches", "preview", "hive_tag", "PREVIEW_CHARS", "RULES"]
 
 # The version of what a hive yields (ids, fields, previews, ACL rendering): part of every hive
 # digest, so a change of these rules stages every hive again. Bump it with such a change.
@@ -331,8 +331,7 @@ def collect(hive: Hive, mount_prefix: str, entities: Iterable[PolicyEntity],
     if not prefix:
         raise ValueError("empty mount prefix")
     col = _Collector(hive, prefix)
-    walking = [e for e in entities
-               if e.enabled and e.kind is EntityKind.WINDOWS_REGISTRY]
+    walking = _walking(entities)
     paused = gc.isenabled()
     gc.disable()
     try:
@@ -343,18 +342,39 @@ def collect(hive: Hive, mount_prefix: str, entities: Iterable[PolicyEntity],
     finally:
         if paused:
             gc.enable()
-    if col.out and not col.unreadable and hive.status in _WHOLE:
-        tag = HiveTag("\\".join(prefix), hive_digest(hive, prefix, walking))
+    tag = hive_tag(hive, mount_prefix, walking) if col.out and not col.unreadable else None
+    if tag is not None:
         for found in col.out.values():
             found.hive = tag
     return col.out, col.unreadable
 
 
+def _walking(entities: Iterable[PolicyEntity]) -> list[PolicyEntity]:
+    return [e for e in entities if e.enabled and e.kind is EntityKind.WINDOWS_REGISTRY]
+
+
+def hive_tag(hive: Hive, mount_prefix: str, entities: Iterable[PolicyEntity]) -> HiveTag | None:
+    """The tag (mount and digest) :func:`collect` gives the entities of this hive when its
+    walk reads every key, computed without walking; None when the hive was not read whole
+    (dirty, replayed in part), so its entities carry none. A walk is a function of what the
+    digest covers: a stored digest equal to this one stands for exactly the entities the walk
+    would yield (:mod:`scanner.registry.unchanged`)."""
+    if hive.status not in _WHOLE:
+        return None
+    prefix = _segments(mount_prefix)
+    if not prefix:
+        raise ValueError("empty mount prefix")
+    return HiveTag("\\".join(prefix), hive_digest(hive, prefix, _walking(entities)))
+
+
 def hive_digest(hive: Hive, prefix: list[str], walking: Iterable[PolicyEntity]) -> str:
     """What the entities of a hive are made from, as one SHA-256: :data:`RULES`, the mount
-    prefix, the enabled registry entities (name, path, depth, values, excludes) and the
-    hive's bytes."""
+    prefix, the enabled registry entities (name, path, depth, values, excludes), the bounds
+    a walk reads within (a value past one is unreadable) and the hive's bytes."""
+    limits = hive.limits
+    bounds = (limits.value_bytes, limits.hive_cells_per_value, limits.subkey_list_entries,
+              limits.values_per_key)
     described = repr((RULES, prefix, sorted(
-        (e.name, e.path, e.depth, e.values, e.excludes) for e in walking)))
+        (e.name, e.path, e.depth, e.values, e.excludes) for e in walking), bounds))
     return hashlib.sha256(f"{described}\n{hive.content_sha256()}".encode(
         "utf-8", "surrogatepass")).hexdigest()

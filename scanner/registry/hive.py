@@ -229,13 +229,16 @@ class Hive:
         self._small = min(BIG_DATA_SEGMENT, limits.value_bytes)  # data read in the fast path
         self._owners: dict[int, int] = {}  # cell offset -> the vk or nk cell that uses it
         self._names: dict[bytes, str] = {}
+        self._sha256: str | None = None
         self.status = status
         self.status_reason = status_reason
         self.root = self._key(self.header.root_offset)
 
     def content_sha256(self) -> str:
-        """SHA-256 of the hive's bytes as read (after any replay of its logs)."""
-        return hashlib.sha256(self._data).hexdigest()
+        """SHA-256 of the hive's bytes as read (after any replay of its logs); computed once."""
+        if self._sha256 is None:
+            self._sha256 = hashlib.sha256(self._data).hexdigest()
+        return self._sha256
 
     # -- cells ----------------------------------------------------------------------------
 

@@ -8,11 +8,11 @@ together or not at all. SQLAlchemy and driver errors are translated into
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Connection,
@@ -59,6 +59,9 @@ from scanner.textsafe import storable, storable_id, storable_json
 # reserved: no cloud is called that, so `snapfim account remove local` never reaches it.
 LOCAL_ACCOUNT = "cli"
 _CHUNK = 500
+
+if TYPE_CHECKING:  # a Linux scan loads no registry module
+    from scanner.registry.unchanged import StoredHive
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -251,6 +254,7 @@ class Repository:
                     status: str, source: dict[str, Any], coverage: dict[str, Any],
                     policies: list[str], scan_id: int | None = None,
                     registry: Iterable[RegistryEntity] = (),
+                    unchanged_hives: Mapping[str, StoredHive] | None = None,
                     os_family: str | None = None,
                     inventory: Inventory | None = None) -> tuple[int, FileDiff]:
         """Diff the scan's file and registry entities against the state and write everything,
@@ -258,7 +262,9 @@ class Repository:
         state, the events, the machine's last scan (and ``os_family``, when given).
         ``unreadable`` holds paths and registry ids whose state is unknown. Every string is
         stored as :func:`scanner.textsafe.storable` makes it (NUL and unpaired surrogates
-        escaped), and the events carry the same spelling as the state.
+        escaped), and the events carry the same spelling as the state. ``unchanged_hives``:
+        the hives the scan did not walk, confirmed by
+        :func:`scanner.storage.hives.confirm_unchanged`: their state is kept as it is.
         """
         # one representation in the database (scanner.textsafe): the rows are made storable
         # where they are built (sqldiff), the paths they are compared with and the report here
@@ -269,7 +275,8 @@ class Repository:
             scan_id = _new_id(conn.execute(insert(scan).values(
                 machine_id=machine_id, status="running", started_at=started_at, source=source)))
         diff, total = FileDiff(), 0
-        hives = HiveSkip(stored_hives(conn, machine_id), enabled=previous is not None)
+        hives = HiveSkip(stored_hives(conn, machine_id), enabled=previous is not None,
+                         unchanged=unchanged_hives)
         for spec, items, skip in ((FILE_STATE, entities, None),
                                   (REGISTRY_STATE, registry, hives)):
             diff, staged = diff_into_state(

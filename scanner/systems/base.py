@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from scanner.coverage import Coverage
 from scanner.disk.nodes import FileKind, Filesystem
@@ -23,6 +23,9 @@ from scanner.policy import PolicyEntity
 
 Builder = Callable[[str, Found, tuple[str, ...]], tuple[list[FileEntity], dict[str, str]]]
 OnFound = Callable[[str, Found], None]
+
+if TYPE_CHECKING:  # no registry module for a Linux scan
+    from scanner.registry.unchanged import UnchangedHives
 
 
 class ScanProgress(Protocol):
@@ -56,8 +59,10 @@ class System(Protocol):
         ...
 
     def collect_registry(self, policy: list[PolicyEntity], coverage: Coverage, limits: Limits,
-                         progress: ScanProgress) -> dict[str, RegistryEntity]:
-        """Entities that are no files (registry keys and values), by id."""
+                         progress: ScanProgress, unchanged: UnchangedHives | None = None
+                         ) -> dict[str, RegistryEntity]:
+        """Entities that are no files (registry keys and values), by id; ``unchanged``
+        decides which hives need not be walked (:mod:`scanner.registry.unchanged`)."""
         ...
 
 

@@ -11,6 +11,7 @@ out, or one that could not be read) is unreadable too: the paths under it keep t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from scanner.collectors.files import linux_file_entities
 from scanner.coverage import Coverage
@@ -33,6 +34,9 @@ from scanner.systems.base import (
 )
 
 _OS_LOOK = ("os-release", "passwd", "fstab", "hostname")
+
+if TYPE_CHECKING:  # no registry module for a Linux scan
+    from scanner.registry.unchanged import UnchangedHives
 
 
 @dataclass(slots=True)
@@ -75,7 +79,8 @@ class LinuxSystem:
         return walks
 
     def collect_registry(self, policy: list[PolicyEntity], coverage: Coverage, limits: Limits,
-                         progress: ScanProgress) -> dict[str, RegistryEntity]:
+                         progress: ScanProgress, unchanged: UnchangedHives | None = None
+                         ) -> dict[str, RegistryEntity]:
         """Linux has no registry."""
         return {}
 

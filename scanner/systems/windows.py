@@ -23,6 +23,7 @@ from scanner.limits import Limits
 from scanner.policy import EntityKind, PolicyEntity, active
 from scanner.registry.hive import Hive
 from scanner.registry.mounted_devices import LetterPlan
+from scanner.registry.unchanged import UnchangedHives
 from scanner.systems.base import OnFound, ScanProgress, Walk
 from scanner.systems.windows_install import SYSTEM_DRIVE, WindowsInstall, find_install
 from scanner.systems.windows_letters import plan_letters
@@ -116,13 +117,14 @@ class WindowsSystem:
                 for letter, walker in sorted(walkers.items())]
 
     def collect_registry(self, policy: list[PolicyEntity], coverage: Coverage, limits: Limits,
-                         progress: ScanProgress) -> dict[str, RegistryEntity]:
+                         progress: ScanProgress, unchanged: UnchangedHives | None = None
+                         ) -> dict[str, RegistryEntity]:
         """Read the hives the registry entities reach (after :meth:`walk`)."""
         walker = self._walker or Walker([Mount("/", self.system_volume.fs,
                                                self.system_volume.label)], limits=limits)
         progress.phase("registry", None)
         registry, names = collect_registry(walker, self.install, policy, coverage, limits,
-                                           self._hives)
+                                           self._hives, unchanged)
         coverage.policies += names
         return registry
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from scanner.collectors.registry import collect, reaches
+from scanner.collectors.registry import collect, hive_tag, reaches
 from scanner.coverage import Coverage, HiveReport
 from scanner.disk.nodes import FileKind
 from scanner.disk.walker import Walker
@@ -26,12 +26,14 @@ from scanner.limits import Limits
 from scanner.policy import EntityKind, PolicyEntity, active
 from scanner.registry.hive import Hive
 from scanner.registry.replay import open_hive
+from scanner.registry.unchanged import UnchangedHives
 from scanner.systems.windows_install import WindowsInstall, windows_name
 
 MACHINE_HIVES = (("SYSTEM", "HKLM\\SYSTEM"), ("SOFTWARE", "HKLM\\SOFTWARE"),
                  ("SECURITY", "HKLM\\SECURITY"), ("SAM", "HKLM\\SAM"),
                  ("DEFAULT", "HKU\\.DEFAULT"))
 MAX_HIVE_BYTES = 2 << 30  # Windows caps a hive at 2 GiB
+UNCHANGED = "unchanged since the last scan: not walked, its stored state is kept"
 
 
 def _read_file(walker: Walker, path: str, max_bytes: int = MAX_HIVE_BYTES) -> bytes | None:
@@ -85,11 +87,14 @@ def _hive_files(walker: Walker, system: WindowsInstall, want_users: bool
 def collect_registry(walker: Walker, system: WindowsInstall, policy: list[PolicyEntity],
                      coverage: Coverage, limits: Limits | None = None,
                      opened: Mapping[str, Hive] | None = None,
+                     unchanged: UnchangedHives | None = None,
                      ) -> tuple[dict[str, RegistryEntity], list[str]]:
     """Read every hive an enabled registry entity reaches and collect its keys and values
     (within ``limits``: a value, subkey list or log beyond a bound is listed as unreadable).
     ``opened``: hives read already, by the posix path of their file (not read again); when
-    a dict, the machine hives read here are added to it.
+    a dict, the machine hives read here are added to it. ``unchanged``: the hives whose
+    stored state was read from the same digest are not walked (recorded there; their
+    reports carry the stored counts).
 
     Returns the entities by id and the names of the registry entities scanned. Hive reports
     go to ``coverage.hives``; unreadable hives and keys to ``coverage.unreadable``.
@@ -118,6 +123,11 @@ def collect_registry(walker: Walker, system: WindowsInstall, policy: list[Policy
                 if required:
                     report.reason = "hive file not found"
                     coverage.unreadable[mount] = f"hive {windows_name(path)} not found"
+                continue
+            kept = None if unchanged is None else unchanged.skip(hive_tag(hive, mount, entities))
+            if kept is not None:
+                report.status, report.keys, report.values = hive.status, kept.keys, kept.values
+                report.reason = "; ".join(filter(None, (hive.status_reason, UNCHANGED)))
                 continue
             found, unreadable = collect(hive, mount, entities)
         except (DiskError, SourceReadError, HiveError) as exc:
