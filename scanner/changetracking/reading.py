@@ -3,13 +3,15 @@ filesystem handles as the walk; no second pass over the disk), each read bounded
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from scanner.changetracking.model import Inventory
-from scanner.disk.nodes import FileKind, Filesystem, Node
+from scanner.disk.nodes import FileKind, Filesystem, Name, Node, entry_names
 from scanner.disk.walker import Walker
 from scanner.errors import DiskError, InventoryError, SourceReadError
 
+T = TypeVar("T")
 MAX_DIR_NAMES = 200_000
 MAX_SOURCE_BYTES = 1 << 30  # all the files one source reads (a database, unit files...)
 
@@ -61,27 +63,39 @@ def exists(walker: Walker, path: str) -> bool:
 def list_names(walker: Walker, path: str) -> list[str] | None:
     """The names in the directory at ``path`` (None when it is none), at most
     :data:`MAX_DIR_NAMES`. Raises :class:`InventoryError` past that bound."""
-    listed = list_nodes(walker, path)
-    return None if listed is None else [node.name for node in listed[0]]
+    listed = list_entries(walker, path)
+    return None if listed is None else [entry.name for entry in listed[0]]
 
 
 def list_nodes(walker: Walker, path: str) -> tuple[list[Node], Filesystem] | None:
     """The entries of the directory at ``path`` and the filesystem holding them (None when
     it is none), at most :data:`MAX_DIR_NAMES`. Raises :class:`InventoryError` past that
     bound."""
+    return _listed(walker, path, lambda fs, directory: fs.children(directory))
+
+
+def list_entries(walker: Walker, path: str) -> tuple[list[Name], Filesystem] | None:
+    """As :func:`list_nodes`, the entries as names, inode numbers and kinds only
+    (:func:`scanner.disk.nodes.entry_names`: cheaper where few of them are opened)."""
+    return _listed(walker, path, entry_names)
+
+
+def _listed(walker: Walker, path: str, listing: Callable[[Filesystem, Node], Iterable[T]]
+            ) -> tuple[list[T], Filesystem] | None:
+    """What ``listing`` gives of the directory at ``path``, bounded (:func:`list_nodes`)."""
     found = walker.resolve(path, follow_last=True)
     if found is None or found[1].kind is not FileKind.DIRECTORY:
         return None
-    nodes = []
+    entries: list[T] = []
     try:
-        for child in found[2].fs.children(found[1]):
-            nodes.append(child)
-            if len(nodes) > MAX_DIR_NAMES:
+        for child in listing(found[2].fs, found[1]):
+            entries.append(child)
+            if len(entries) > MAX_DIR_NAMES:
                 raise InventoryError(f"{path}: more than {MAX_DIR_NAMES} names, the bound",
                                      path)
     except (DiskError, SourceReadError) as exc:  # the directory is named in the coverage
         raise InventoryError(str(exc), found[0]) from exc
-    return nodes, found[2].fs
+    return entries, found[2].fs
 
 
 class Canonical:

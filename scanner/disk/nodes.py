@@ -6,7 +6,7 @@ import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from scanner.limits import Limits
 
@@ -64,6 +64,26 @@ class Node:
     link: str | None = None
     handle: Any = None
     unreadable: str | None = None
+
+
+class Name(NamedTuple):
+    """One entry of a directory without its metadata (:func:`entry_names`): its name (escaped
+    as :attr:`Node.name`), inode number and kind. Open it with ``node_by_inode``."""
+
+    name: str
+    inode: int
+    kind: FileKind
+
+
+def entry_names(fs: Filesystem, directory: Node) -> Iterator[Name]:
+    """The entries :meth:`Filesystem.children` lists, as names, inode numbers and kinds only:
+    through the backend's own ``names`` method when it has one (the same entries, the same
+    checks and errors as ``children``, without building each entry's metadata), else taken
+    from ``children``. For readers that need a few files of a large directory (``dpkg/info``)."""
+    names: Callable[[Node], Iterator[Name]] | None = getattr(fs, "names", None)
+    if names is not None:
+        return names(directory)
+    return (Name(n.name, n.inode, n.kind) for n in fs.children(directory))
 
 
 def read_in_chunks(read: Callable[[int, int], bytes], size: int, chunk_size: int, inode: int,
