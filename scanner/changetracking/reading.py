@@ -3,6 +3,7 @@ filesystem handles as the walk; no second pass over the disk), each read bounded
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
@@ -33,26 +34,55 @@ class ReadBudget:
                                  "bound")
 
 
-def read_bounded(walker: Walker, path: str, max_bytes: int,
-                 budget: ReadBudget | None = None) -> bytes | None:
-    """The content of the regular file at ``path`` (symlinks followed), None when there is
-    none. Raises :class:`InventoryError` past ``max_bytes`` (or past what ``budget`` has
-    left), DiskError / SourceReadError when it cannot be read."""
-    found = walker.resolve(path, follow_last=True)
-    if found is None or found[1].kind is not FileKind.FILE:
-        return None
-    return read_node(found[2].fs, found[1], max_bytes, budget, path)
-
-
 def read_node(fs: Filesystem, node: Node, max_bytes: int, budget: ReadBudget | None = None,
               path: str | None = None) -> bytes:
-    """The content of a regular file's node, bounded as :func:`read_bounded`."""
+    """The content of a regular file's node. Raises :class:`InventoryError` past
+    ``max_bytes`` (or past what ``budget`` has left), DiskError / SourceReadError when it
+    cannot be read."""
+    _bound(node, max_bytes, budget, path)
+    return b"".join(fs.iter_content(node))
+
+
+def _bound(node: Node, max_bytes: int, budget: ReadBudget | None, path: str | None) -> None:
+    """Raise :class:`InventoryError` when ``node`` is larger than ``max_bytes``, or than
+    what ``budget`` has left (which it then takes)."""
     if node.size > max_bytes:
         raise InventoryError(f"{path or node.name}: {node.size} bytes, larger than "
                              f"{max_bytes}, the bound")
     if budget is not None:
         budget.take(node.size)
-    return b"".join(fs.iter_content(node))
+
+
+class Digested:
+    """A file's content as it was read (chunks) with its SHA-256 (hex): the chunks are
+    joined only when :meth:`data` is asked for, which a reader whose parse is reused by the
+    digest never does (no second copy of an 8 MB rpmdb on a rescan)."""
+
+    __slots__ = ("_chunks", "sha256", "size")
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        digest = hashlib.sha256()
+        for chunk in chunks:
+            digest.update(chunk)
+        self._chunks = chunks
+        self.sha256 = digest.hexdigest()
+        self.size = sum(len(c) for c in chunks)
+
+    def data(self) -> bytes:
+        """The content."""
+        if len(self._chunks) != 1:
+            self._chunks = [b"".join(self._chunks)]
+        return self._chunks[0]
+
+
+def read_digested(walker: Walker, path: str, max_bytes: int) -> Digested | None:
+    """The content of the regular file at ``path`` (symlinks followed), None when there is
+    none, bounded as :func:`read_node` bounds it."""
+    found = walker.resolve(path, follow_last=True)
+    if found is None or found[1].kind is not FileKind.FILE:
+        return None
+    _bound(found[1], max_bytes, None, path)
+    return Digested(list(found[2].fs.iter_content(found[1])))
 
 
 def exists(walker: Walker, path: str) -> bool:
