@@ -137,6 +137,10 @@ class Filesystem(Protocol):
 
     Methods raise :class:`~scanner.errors.CorruptFilesystem` or
     :class:`~scanner.errors.SourceReadError` when structures cannot be read.
+
+    A backend may also have ``names(directory) -> Iterator[Name]``: what ``children`` lists,
+    without each entry's metadata (the ext backend has it); :func:`entry_names` falls back
+    to ``children`` for the others.
     """
 
     fs_type: str
