@@ -51,7 +51,7 @@ def collect_inventory(systems: Sequence[System], coverage: Coverage, limits: Lim
             roots = ("/",) if policy is None else tuple(
                 e.path for e in active(policy, EntityKind.LINUX_FILE))
             collect_software(walker, inventory, roots, parses)
-            collect_daemons(walker, inventory)
+            collect_daemons(walker, inventory, parses)
             coverage.unreadable.update(walker.result.unreadable)
         else:  # Windows' modules only when the machine has a Windows system
             from scanner.changetracking.windows import collect_windows

@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
 
 from scanner.changetracking.model import DAEMON, Inventory, InventoryEntity, clip, item_id
+from scanner.changetracking.parses import Parses
 from scanner.changetracking.reading import (
     ReadBudget,
     fail_if_unreadable,
@@ -100,6 +102,7 @@ def _parse_into(data: bytes, out: dict[str, list[str]]) -> None:
 
 
 _FIELDS = {"ExecStart": "exec_start", "User": "user", "Description": "description"}
+_SETTING_NAMES = frozenset(_FIELDS.values())
 
 
 def _link(fs: Filesystem, node: Node) -> str | None:
@@ -111,13 +114,16 @@ def _link(fs: Filesystem, node: Node) -> str | None:
         return None
 
 
-def collect_daemons(walker: Walker, inventory: Inventory) -> None:
+def collect_daemons(walker: Walker, inventory: Inventory, parses: Parses | None = None
+                    ) -> None:
     """The systemd units and SysV scripts of the root ``walker`` walks, into ``inventory``;
-    a unit directory that cannot be listed makes that source unreadable (kept)."""
+    a unit directory that cannot be listed makes that source unreadable (kept).
+    ``parses``: a unit whose file and drop-ins have the digest they had at the previous
+    scan takes the settings parsed then (:mod:`.parses`; default: every unit parsed)."""
     for source, reader in (("systemd", _systemd), ("sysv", _sysv)):
         seen = set(walker.result.unreadable)
         try:
-            reader(walker, inventory)
+            reader(walker, inventory, parses or Parses())
         except _READ_ERRORS as exc:
             inventory.fail(source, str(exc), getattr(exc, "path", None))
             continue
@@ -148,6 +154,7 @@ class _Tree:
         self.walker = walker
         self.budget = budget
         self.dirs: list[tuple[str, list[Node], Filesystem]] = []
+        self.claimed_twice: set[str] = set()  # paths two entries of a directory claim
         self._dropin_dirs: list[set[str]] = []
         self._listed: dict[str, list[tuple[Node, Filesystem]]] = {}
         self._read: dict[str, bytes | None] = {}
@@ -162,6 +169,10 @@ class _Tree:
             if listed is None:
                 continue
             self.dirs.append((directory, *listed))
+            fold = not listed[1].case_sensitive
+            keys = Counter(n.name.casefold() if fold else n.name for n in listed[0])
+            self.claimed_twice.update(f"{directory}/{n.name}" for n in listed[0]
+                                      if keys[n.name.casefold() if fold else n.name] > 1)
             self._dropin_dirs.append({n.name for n in listed[0] if n.name.endswith(".d")})
 
     def drop_ins(self, name: str) -> list[tuple[str, Node, Filesystem] | None] | str:
@@ -217,7 +228,7 @@ class _Tree:
         return data
 
 
-def _systemd(walker: Walker, inventory: Inventory) -> None:
+def _systemd(walker: Walker, inventory: Inventory, parses: Parses) -> None:
     budget = ReadBudget("systemd")
     tree = _Tree(walker, budget)
     units: dict[str, tuple[str, Node, Filesystem]] = {}
@@ -240,7 +251,7 @@ def _systemd(walker: Walker, inventory: Inventory) -> None:
         return
     inventory.sources.add("systemd")
     templates = {n.split("@", 1)[0] + "@" + n.rsplit(".", 1)[-1] for n in enabled if "@" in n}
-    for name, (path, _node, _fs) in sorted(units.items()):
+    for name, (path, node, fs) in sorted(units.items()):
         template = name.endswith(tuple(f"@.{s.lstrip('.')}" for s in UNIT_SUFFIXES)) and (
             name.split("@", 1)[0] + "@" + name.rsplit(".", 1)[-1] in templates)
         detail: dict[str, object] = {"enabled": name in enabled or bool(template),
@@ -254,10 +265,14 @@ def _systemd(walker: Walker, inventory: Inventory) -> None:
         if name in masked:
             detail["masked"] = True
         else:
-            data = _read_item(walker, inventory, path, MAX_UNIT_BYTES, budget, detail)
+            # a regular file its directory lists once is read as listed; a link, or a name
+            # claimed twice (a conflict: the walker names it unreadable), is resolved
+            listed = (node, fs) if node.kind is FileKind.FILE and \
+                path not in tree.claimed_twice else None
+            data = _read_item(walker, inventory, path, MAX_UNIT_BYTES, budget, detail, listed)
             if data is not None:
                 digest = _digest(data, drop_ins)
-                detail.update(parse_unit(data, *(d for _, d in drop_ins)))
+                detail.update(_settings(parses, digest, data, drop_ins))
         inventory.add(InventoryEntity(item_id("systemd", name), DAEMON, name, "systemd",
                                       digest=digest, detail=detail, policies=("systemd",)))
 
@@ -300,6 +315,22 @@ def _drop_ins(tree: _Tree, inventory: Inventory, name: str
     return out
 
 
+def _settings(parses: Parses, digest: str, data: bytes, drop_ins: list[tuple[str, bytes]]
+              ) -> dict[str, str]:
+    """:func:`parse_unit` of a unit file and its drop-ins, or the parse kept under their
+    ``digest`` (:func:`_digest`: it covers every byte parsed, and each drop-in's path)."""
+    return parses.reuse(parses.key("systemd-unit", digest, ()),
+                        lambda: parse_unit(data, *(d for _, d in drop_ins)), dict, _kept)
+
+
+def _kept(kept: object) -> dict[str, str]:
+    """A kept unit parse read back (a dict of the settings parse_unit gives, as strings)."""
+    if not isinstance(kept, dict) or not all(
+            k in _SETTING_NAMES and isinstance(v, str) for k, v in kept.items()):
+        raise ValueError("not a unit parse")
+    return dict(kept)
+
+
 def _digest(data: bytes, drop_ins: list[tuple[str, bytes]]) -> str:
     """SHA-256 of a unit file, then of each drop-in (path, length, content) in order."""
     digest = hashlib.sha256(data)
@@ -310,7 +341,7 @@ def _digest(data: bytes, drop_ins: list[tuple[str, bytes]]) -> str:
     return digest.hexdigest()
 
 
-def _sysv(walker: Walker, inventory: Inventory) -> None:
+def _sysv(walker: Walker, inventory: Inventory, _parses: Parses) -> None:
     listed = list_nodes(walker, "/etc/init.d")
     if listed is None:
         return
@@ -339,17 +370,22 @@ def _sysv(walker: Walker, inventory: Inventory) -> None:
 
 
 def _read_item(walker: Walker, inventory: Inventory, path: str, max_bytes: int,
-               budget: ReadBudget, detail: dict[str, object]) -> bytes | None:
+               budget: ReadBudget, detail: dict[str, object],
+               listed: tuple[Node, Filesystem] | None = None) -> bytes | None:
     """The content of one unit file or script; None when there is none or when it is larger
     than ``max_bytes``: then it is recorded without digest, ``detail["oversized"]`` its size,
     and its path is unreadable in the scan (partial). One hostile file is bounded by itself:
-    the other units are read and diffed."""
-    found = walker.resolve(path, follow_last=True)
-    if found is None or found[1].kind is not FileKind.FILE:
-        return None
-    if found[1].size > max_bytes:
-        detail["oversized"] = found[1].size
-        inventory.unread(path, f"{found[1].size} bytes, larger than {max_bytes}, the bound "
+    the other units are read and diffed. ``listed``: the regular file at ``path`` as its
+    directory's listing gave it (not resolved again)."""
+    if listed is None:
+        found = walker.resolve(path, follow_last=True)
+        if found is None or found[1].kind is not FileKind.FILE:
+            return None
+        listed = (found[1], found[2].fs)
+    node, fs = listed
+    if node.size > max_bytes:
+        detail["oversized"] = node.size
+        inventory.unread(path, f"{node.size} bytes, larger than {max_bytes}, the bound "
                          "for one unit file: its content is not read")
         return None
-    return read_node(found[2].fs, found[1], max_bytes, budget, path)
+    return read_node(fs, node, max_bytes, budget, path)

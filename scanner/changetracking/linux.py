@@ -24,12 +24,13 @@ from scanner.changetracking.model import (
 from scanner.changetracking.parses import Parses
 from scanner.changetracking.reading import (
     Canonical,
+    Digested,
     ReadBudget,
     exists,
     fail_if_unreadable,
-    list_nodes,
+    list_entries,
     monitored_prefixes,
-    read_bounded,
+    read_digested,
     read_node,
 )
 from scanner.disk.nodes import FileKind
@@ -84,35 +85,40 @@ def _check(inventory: Inventory) -> None:
 
 
 def _dpkg(walker: Walker, inventory: Inventory, canonical: Canonical, parses: Parses) -> int:
-    data = read_bounded(walker, DPKG_STATUS, dpkg.MAX_STATUS_BYTES)
-    if data is None:
+    status = read_digested(walker, DPKG_STATUS, dpkg.MAX_STATUS_BYTES)
+    if status is None:
         raise InventoryError("status is not a regular file")
-    packages, skipped = _status(data, parses)
-    listed = list_nodes(walker, f"{DPKG_DIR}/info")
-    info = {n.name: n for n in (listed[0] if listed else ()) if n.kind is FileKind.FILE}
+    packages, skipped = _status(status, parses)
+    listed = list_entries(walker, f"{DPKG_DIR}/info")  # ~4 files a package, 1 read
+    info = {n.name: n.inode for n in (listed[0] if listed else ()) if n.kind is FileKind.FILE}
     budget = ReadBudget("dpkg")
     damaged = 0
     for package in packages:
         item = InventoryEntity(item_id("dpkg", package.name, package.architecture), SOFTWARE,
                                package.name, "dpkg", package.version, package.architecture,
                                policies=("dpkg",))
-        name = next((n for n in (f"{package.name}:{package.architecture}.md5sums",
-                                 f"{package.name}.md5sums") if n in info), None)
+        name: str | None = f"{package.name}:{package.architecture}.md5sums"
+        if name not in info:
+            name = f"{package.name}.md5sums" if f"{package.name}.md5sums" in info else None
         digest = hashlib.sha256()
         sums: dict[str, str] = {}
+        known = None  # the digest so far, when it is known
         if name is not None and listed is not None:
-            if info[name].size > dpkg.MAX_MD5SUMS_BYTES:  # this package only: kept as it was
-                inventory.read_in_part("dpkg", f"{info[name].size} bytes, larger than "
-                                       f"{dpkg.MAX_MD5SUMS_BYTES}, the bound",
-                                       f"{DPKG_DIR}/info/{name}")
+            node, path = listed[1].node_by_inode(info[name]), f"{DPKG_DIR}/info/{name}"
+            if node.size > dpkg.MAX_MD5SUMS_BYTES:  # this package only: kept as it was
+                inventory.read_in_part("dpkg", f"{node.size} bytes, larger than "
+                                       f"{dpkg.MAX_MD5SUMS_BYTES}, the bound", path)
                 continue
-            raw = read_node(listed[1], info[name], dpkg.MAX_MD5SUMS_BYTES, budget)
+            raw = read_node(listed[1], node, dpkg.MAX_MD5SUMS_BYTES, budget, path)
             digest.update(raw)  # its SHA-256 so far is the md5sums file's: the parse's key
-            sums, bad = _md5sums(raw, digest.hexdigest(), canonical.prefixes, parses)
+            known = digest.hexdigest()
+            sums, bad = _md5sums(raw, known, canonical.prefixes, parses)
             damaged += bad
-        for path, md5 in sorted(package.conffiles.items()):
-            digest.update(f"\0{path} {md5}".encode("utf-8", "surrogateescape"))
-        item.digest = digest.hexdigest()
+        if package.conffiles:
+            for path, md5 in sorted(package.conffiles.items()):
+                digest.update(f"\0{path} {md5}".encode("utf-8", "surrogateescape"))
+            known = None
+        item.digest = known or digest.hexdigest()
         inventory.add(item)
         if not sums and not package.conffiles:  # the file table and its bound unchanged
             continue
@@ -128,11 +134,11 @@ def _dpkg(walker: Walker, inventory: Inventory, canonical: Canonical, parses: Pa
     return skipped
 
 
-def _status(data: bytes, parses: Parses) -> tuple[list[dpkg.DpkgPackage], int]:
+def _status(status: Digested, parses: Parses) -> tuple[list[dpkg.DpkgPackage], int]:
     """The parse of a status file (the previous one when its bytes are the same)."""
     return parses.reuse(
-        parses.key("dpkg-status", hashlib.sha256(data).hexdigest(), ()),
-        lambda: dpkg.parse_status(data),
+        parses.key("dpkg-status", status.sha256, ()),
+        lambda: dpkg.parse_status(status.data()),
         lambda parsed: {"packages": [[p.name, p.version, p.architecture, p.status, p.conffiles]
                                      for p in parsed[0]], "skipped": parsed[1]},
         lambda kept: ([dpkg.DpkgPackage(str(n), v, a, str(s), dict(c)) for n, v, a, s, c
@@ -156,15 +162,15 @@ def _sums(kept: Any) -> tuple[dict[str, str], int]:
 
 def _rpm(walker: Walker, inventory: Inventory, canonical: Canonical, parses: Parses) -> int:
     if not exists(walker, RPM_SQLITE):  # Berkeley DB (RPM_DATABASES: it is present)
-        data = read_bounded(walker, RPM_BDB, rpm.MAX_RPMDB_BYTES)
+        data = read_digested(walker, RPM_BDB, rpm.MAX_RPMDB_BYTES)
         if data is None:
             raise InventoryError("Packages is not a regular file")
         packages, skipped = _rpmdb("rpm-bdb", data, None, canonical.prefixes, parses)
     else:
-        data = read_bounded(walker, RPM_SQLITE, rpm.MAX_RPMDB_BYTES)
+        data = read_digested(walker, RPM_SQLITE, rpm.MAX_RPMDB_BYTES)
         if data is None:
             raise InventoryError("rpmdb.sqlite is not a regular file")
-        wal = read_bounded(walker, RPM_SQLITE + "-wal", rpm.MAX_RPMDB_BYTES)  # not checkpointed
+        wal = read_digested(walker, RPM_SQLITE + "-wal", rpm.MAX_RPMDB_BYTES)  # not checkpointed
         packages, skipped = _rpmdb("rpm-sqlite", data, wal, canonical.prefixes, parses)
     for package in packages:
         item = InventoryEntity(item_id("rpm", package.name, package.architecture), SOFTWARE,
@@ -186,17 +192,18 @@ def _rpm(walker: Walker, inventory: Inventory, canonical: Canonical, parses: Par
     return skipped
 
 
-def _rpmdb(kind: str, data: bytes, wal: bytes | None, prefixes: tuple[str, ...],
+def _rpmdb(kind: str, data: Digested, wal: Digested | None, prefixes: tuple[str, ...],
            parses: Parses) -> tuple[list[rpm.RpmPackage], int]:
     """The parse of an rpmdb of ``kind`` (``rpm-sqlite`` with its WAL, or ``rpm-bdb``): the
     previous one when their bytes are the same."""
-    digest = hashlib.sha256(data).hexdigest()
-    if wal:
-        digest += "+" + hashlib.sha256(wal).hexdigest()
+    digest = data.sha256
+    if wal is not None and wal.size:
+        digest += "+" + wal.sha256
     return parses.reuse(
         parses.key(kind, digest, prefixes),
-        lambda: (rpm_bdb.read_bdb_rpmdb(data, prefixes) if kind == "rpm-bdb"
-                 else rpm.read_sqlite_rpmdb(data, wal, prefixes)),
+        lambda: (rpm_bdb.read_bdb_rpmdb(data.data(), prefixes) if kind == "rpm-bdb"
+                 else rpm.read_sqlite_rpmdb(data.data(), None if wal is None else wal.data(),
+                                            prefixes)),
         lambda parsed: {"packages": [[p.name, p.version, p.architecture, p.vendor,
                                       p.algorithm, p.files, p.digest] for p in parsed[0]],
                         "skipped": parsed[1]},
@@ -206,7 +213,7 @@ def _rpmdb(kind: str, data: bytes, wal: bytes | None, prefixes: tuple[str, ...],
 
 
 def _apk(walker: Walker, inventory: Inventory, canonical: Canonical, parses: Parses) -> int:
-    data = read_bounded(walker, APK_INSTALLED, apk.MAX_INSTALLED_BYTES)
+    data = read_digested(walker, APK_INSTALLED, apk.MAX_INSTALLED_BYTES)
     if data is None:
         raise InventoryError("installed is not a regular file")
     packages, skipped = _installed(data, canonical.prefixes, parses)
@@ -229,13 +236,13 @@ def _apk(walker: Walker, inventory: Inventory, canonical: Canonical, parses: Par
     return skipped
 
 
-def _installed(data: bytes, prefixes: tuple[str, ...], parses: Parses
+def _installed(data: Digested, prefixes: tuple[str, ...], parses: Parses
                ) -> tuple[list[tuple[apk.ApkPackage, str]], int]:
     """The packages of an apk ``installed`` file with the digest of all their file records,
     their files cut to those under ``prefixes`` (the previous parse when its bytes are the
     same)."""
     def parse() -> tuple[list[tuple[apk.ApkPackage, str]], int]:
-        parsed, skipped = apk.parse_installed(data)
+        parsed, skipped = apk.parse_installed(data.data())
         packages = []
         for package in parsed:
             listed = "".join(f"\0{p} {d or ''}" for p, d in sorted(package.files.items()))
@@ -246,7 +253,7 @@ def _installed(data: bytes, prefixes: tuple[str, ...], parses: Parses
         return packages, skipped
 
     return parses.reuse(
-        parses.key("apk-installed", hashlib.sha256(data).hexdigest(), prefixes), parse,
+        parses.key("apk-installed", data.sha256, prefixes), parse,
         lambda parsed: {"packages": [[p.name, p.version, p.architecture, p.origin, p.files, d]
                                      for p, d in parsed[0]], "skipped": parsed[1]},
         lambda kept: ([(apk.ApkPackage(str(n), v, a, o, dict(f)), str(d))

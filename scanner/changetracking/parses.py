@@ -13,6 +13,10 @@ that cannot be parsed raises as before and is tried again at the next scan.
 The entries a scan used are stored per machine (table ``package_parse``, zlib-compressed
 JSON) at its commit, and only when they differ from the ones it was given. Nothing here does
 I/O: :mod:`scanner.changetracking.store` loads and saves the blob.
+
+systemd units use the same store (kind ``systemd-unit``): the settings parsed from a unit
+file and its drop-ins, keyed by the unit's recorded digest (it covers every byte parsed and
+each drop-in's path: :func:`scanner.changetracking.daemons._digest`).
 """
 
 from __future__ import annotations

@@ -3,13 +3,16 @@ filesystem handles as the walk; no second pass over the disk), each read bounded
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from scanner.changetracking.model import Inventory
-from scanner.disk.nodes import FileKind, Filesystem, Node
+from scanner.disk.nodes import FileKind, Filesystem, Name, Node, entry_names
 from scanner.disk.walker import Walker
 from scanner.errors import DiskError, InventoryError, SourceReadError
 
+T = TypeVar("T")
 MAX_DIR_NAMES = 200_000
 MAX_SOURCE_BYTES = 1 << 30  # all the files one source reads (a database, unit files...)
 
@@ -31,26 +34,55 @@ class ReadBudget:
                                  "bound")
 
 
-def read_bounded(walker: Walker, path: str, max_bytes: int,
-                 budget: ReadBudget | None = None) -> bytes | None:
-    """The content of the regular file at ``path`` (symlinks followed), None when there is
-    none. Raises :class:`InventoryError` past ``max_bytes`` (or past what ``budget`` has
-    left), DiskError / SourceReadError when it cannot be read."""
-    found = walker.resolve(path, follow_last=True)
-    if found is None or found[1].kind is not FileKind.FILE:
-        return None
-    return read_node(found[2].fs, found[1], max_bytes, budget, path)
-
-
 def read_node(fs: Filesystem, node: Node, max_bytes: int, budget: ReadBudget | None = None,
               path: str | None = None) -> bytes:
-    """The content of a regular file's node, bounded as :func:`read_bounded`."""
+    """The content of a regular file's node. Raises :class:`InventoryError` past
+    ``max_bytes`` (or past what ``budget`` has left), DiskError / SourceReadError when it
+    cannot be read."""
+    _bound(node, max_bytes, budget, path)
+    return b"".join(fs.iter_content(node))
+
+
+def _bound(node: Node, max_bytes: int, budget: ReadBudget | None, path: str | None) -> None:
+    """Raise :class:`InventoryError` when ``node`` is larger than ``max_bytes``, or than
+    what ``budget`` has left (which it then takes)."""
     if node.size > max_bytes:
         raise InventoryError(f"{path or node.name}: {node.size} bytes, larger than "
                              f"{max_bytes}, the bound")
     if budget is not None:
         budget.take(node.size)
-    return b"".join(fs.iter_content(node))
+
+
+class Digested:
+    """A file's content as it was read (chunks) with its SHA-256 (hex): the chunks are
+    joined only when :meth:`data` is asked for, which a reader whose parse is reused by the
+    digest never does (no second copy of an 8 MB rpmdb on a rescan)."""
+
+    __slots__ = ("_chunks", "sha256", "size")
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        digest = hashlib.sha256()
+        for chunk in chunks:
+            digest.update(chunk)
+        self._chunks = chunks
+        self.sha256 = digest.hexdigest()
+        self.size = sum(len(c) for c in chunks)
+
+    def data(self) -> bytes:
+        """The content."""
+        if len(self._chunks) != 1:
+            self._chunks = [b"".join(self._chunks)]
+        return self._chunks[0]
+
+
+def read_digested(walker: Walker, path: str, max_bytes: int) -> Digested | None:
+    """The content of the regular file at ``path`` (symlinks followed), None when there is
+    none, bounded as :func:`read_node` bounds it."""
+    found = walker.resolve(path, follow_last=True)
+    if found is None or found[1].kind is not FileKind.FILE:
+        return None
+    _bound(found[1], max_bytes, None, path)
+    return Digested(list(found[2].fs.iter_content(found[1])))
 
 
 def exists(walker: Walker, path: str) -> bool:
@@ -61,27 +93,39 @@ def exists(walker: Walker, path: str) -> bool:
 def list_names(walker: Walker, path: str) -> list[str] | None:
     """The names in the directory at ``path`` (None when it is none), at most
     :data:`MAX_DIR_NAMES`. Raises :class:`InventoryError` past that bound."""
-    listed = list_nodes(walker, path)
-    return None if listed is None else [node.name for node in listed[0]]
+    listed = list_entries(walker, path)
+    return None if listed is None else [entry.name for entry in listed[0]]
 
 
 def list_nodes(walker: Walker, path: str) -> tuple[list[Node], Filesystem] | None:
     """The entries of the directory at ``path`` and the filesystem holding them (None when
     it is none), at most :data:`MAX_DIR_NAMES`. Raises :class:`InventoryError` past that
     bound."""
+    return _listed(walker, path, lambda fs, directory: fs.children(directory))
+
+
+def list_entries(walker: Walker, path: str) -> tuple[list[Name], Filesystem] | None:
+    """As :func:`list_nodes`, the entries as names, inode numbers and kinds only
+    (:func:`scanner.disk.nodes.entry_names`: cheaper where few of them are opened)."""
+    return _listed(walker, path, entry_names)
+
+
+def _listed(walker: Walker, path: str, listing: Callable[[Filesystem, Node], Iterable[T]]
+            ) -> tuple[list[T], Filesystem] | None:
+    """What ``listing`` gives of the directory at ``path``, bounded (:func:`list_nodes`)."""
     found = walker.resolve(path, follow_last=True)
     if found is None or found[1].kind is not FileKind.DIRECTORY:
         return None
-    nodes = []
+    entries: list[T] = []
     try:
-        for child in found[2].fs.children(found[1]):
-            nodes.append(child)
-            if len(nodes) > MAX_DIR_NAMES:
+        for child in listing(found[2].fs, found[1]):
+            entries.append(child)
+            if len(entries) > MAX_DIR_NAMES:
                 raise InventoryError(f"{path}: more than {MAX_DIR_NAMES} names, the bound",
                                      path)
     except (DiskError, SourceReadError) as exc:  # the directory is named in the coverage
         raise InventoryError(str(exc), found[0]) from exc
-    return nodes, found[2].fs
+    return entries, found[2].fs
 
 
 class Canonical:

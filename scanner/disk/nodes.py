@@ -6,7 +6,7 @@ import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from scanner.limits import Limits
 
@@ -66,6 +66,26 @@ class Node:
     unreadable: str | None = None
 
 
+class Name(NamedTuple):
+    """One entry of a directory without its metadata (:func:`entry_names`): its name (escaped
+    as :attr:`Node.name`), inode number and kind. Open it with ``node_by_inode``."""
+
+    name: str
+    inode: int
+    kind: FileKind
+
+
+def entry_names(fs: Filesystem, directory: Node) -> Iterator[Name]:
+    """The entries :meth:`Filesystem.children` lists, as names, inode numbers and kinds only:
+    through the backend's own ``names`` method when it has one (the same entries, the same
+    checks and errors as ``children``, without building each entry's metadata), else taken
+    from ``children``. For readers that need a few files of a large directory (``dpkg/info``)."""
+    names: Callable[[Node], Iterator[Name]] | None = getattr(fs, "names", None)
+    if names is not None:
+        return names(directory)
+    return (Name(n.name, n.inode, n.kind) for n in fs.children(directory))
+
+
 def read_in_chunks(read: Callable[[int, int], bytes], size: int, chunk_size: int, inode: int,
                    describe: Callable[[BaseException], str], start: int = 0) -> Iterator[bytes]:
     """Yield bytes ``start`` to ``size`` of an inode as ``read(offset, length)`` returns them, in
@@ -117,6 +137,10 @@ class Filesystem(Protocol):
 
     Methods raise :class:`~scanner.errors.CorruptFilesystem` or
     :class:`~scanner.errors.SourceReadError` when structures cannot be read.
+
+    A backend may also have ``names(directory) -> Iterator[Name]``: what ``children`` lists,
+    without each entry's metadata (the ext backend has it); :func:`entry_names` falls back
+    to ``children`` for the others.
     """
 
     fs_type: str

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytsk3
@@ -24,7 +24,15 @@ from scanner.disk.ext_geometry import (
     inode_flags,
     inode_generation,
 )
-from scanner.disk.nodes import FileKind, FsIdentity, Node, Runs, normalize_runs, read_in_chunks
+from scanner.disk.nodes import (
+    FileKind,
+    FsIdentity,
+    Name,
+    Node,
+    Runs,
+    normalize_runs,
+    read_in_chunks,
+)
 from scanner.errors import CorruptFilesystem, DirectoryInconsistent, SourceReadError
 from scanner.limits import Limits
 from scanner.paths import decode_component, decode_name
@@ -134,6 +142,37 @@ class TskFilesystem:
         self._plan_directories(nodes)
         yield from nodes
 
+    def names(self, directory: Node) -> Iterator[Name]:
+        """The entries :meth:`children` lists, as (name, inode, kind) only. On ext2/3/4 the
+        directory is listed and checked as :meth:`children` does it (the same entries, the
+        same CorruptFilesystem) without building each entry's metadata; other filesystems
+        (and ext directories kept in their inode) take them from :meth:`children`."""
+        expected = self._ext_entries(directory) if self.is_ext else None
+        if expected is None:
+            yield from (Name(n.name, n.inode, n.kind) for n in self.children(directory))
+            return
+        try:
+            entries = self._fs.open_dir(inode=directory.inode)
+        except OSError as exc:
+            raise CorruptFilesystem(f"cannot list directory (inode {directory.inode}): "
+                                    f"{_tsk_message(exc)}") from exc
+        names: list[Name] = []
+        listed: list[tuple[bytes, int]] = []
+        for entry in entries:  # children()'s tests, in the order _node makes them (ext)
+            info = entry.info
+            name, meta = info.name, info.meta
+            if name is None or not int(name.flags) & _NAME_ALLOC:
+                continue
+            raw = name.name
+            if raw in (b".", b"..") or (meta is not None and meta.type in _VIRTUAL_TYPES):
+                continue
+            listed.append((bytes(raw), int(name.meta_addr)))
+            if raw and meta is not None and int(meta.flags) & _META_ALLOC and meta.addr:
+                names.append(Name(decode_component(raw), int(meta.addr),
+                                  _META_KIND.get(meta.type, FileKind.OTHER)))
+        self._check_ext_listing(directory, expected, listed, names)
+        yield from names
+
     def plan_content(self, node: Node) -> None:
         """A read plan of a file's data blocks, for a source that takes one."""
         if not plans_reads(self._img):
@@ -205,7 +244,8 @@ class TskFilesystem:
         return geo.directory_seed(inode, inode_generation(self._ext_inodes().inode(inode)))
 
     def _check_ext_listing(self, directory: Node, expected: list[tuple[bytes, int]],
-                           listed: list[tuple[bytes, int]], nodes: list[Node]) -> None:
+                           listed: list[tuple[bytes, int]],
+                           nodes: Sequence[Node | Name]) -> None:
         """pytsk3 listed exactly the records of the directory's blocks, each naming an
         allocated inode, and the link count is 2 + the subdirectories listed."""
         def fail(why: str) -> CorruptFilesystem:

@@ -346,3 +346,62 @@ def test_parse_unit_applies_drop_ins_in_order() -> None:
         "exec_start": "/bin/a; /bin/b", "description": "b"}
     assert parse_unit(unit, b"[Service]\nExecStart=\n", b"[Service]\nUser=nobody\n") == {
         "description": "a", "user": "nobody"}
+
+
+def test_a_unit_name_claimed_twice_is_a_conflict_not_a_read(
+        tmp_path: Path, scan: Callable[[Path], ScanRecord], repo: Repository) -> None:
+    """Two entries of the unit directory named ``cron.service`` (the second renamed in the
+    directory block, its checksum recomputed): the unit is not read from either (the walker
+    names the path a conflict), the systemd source keeps its previous state."""
+    from tests.disk.test_hostile_dirs import rename_in_block
+
+    root, _image = _machine(tmp_path)
+    (root / UNITS.lstrip("/") / "crox.service").write_bytes(CRON_EVIL)
+    image = build_ext4(root, tmp_path / "crox.img", size_mb=64)
+    paths = list(tree_paths(root))
+    pin_owners(image, paths)
+    pin_times(image, paths, BASE_TIME)
+    assert scan(image).events == []
+    after = copy_image(image, tmp_path / "after.img")
+    rename_in_block(after, UNITS, b"crox.service", b"cron.service")
+    record = scan(after)
+
+    assert (record.status, record.events) == ("partial", [])
+    unreadable = repo.scan_row(record.id)["coverage"]["unreadable"]
+    assert list(unreadable) == [f"{UNITS}/cron.service"]
+    assert unreadable[f"{UNITS}/cron.service"].startswith(
+        "conflict: 2 directory entries claim this name")
+
+
+def test_unchanged_units_are_not_parsed_again(
+        tmp_path: Path, scan: Callable[[Path], ScanRecord], repo: Repository,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A unit whose file and drop-ins have the digest they had takes the settings parsed
+    then; a drop-in added to one unit makes that one parsed again, with the drop-in."""
+    from scanner.changetracking import daemons
+
+    parsed: list[bytes] = []
+    real = daemons.parse_unit
+
+    def counting(data: bytes, *drop_ins: bytes) -> dict[str, str]:
+        parsed.append(data)
+        return real(data, *drop_ins)
+
+    monkeypatch.setattr(daemons, "parse_unit", counting)
+    _root, image = _machine(tmp_path)
+    scan(image)
+    assert sorted(parsed) == sorted([CRON, SSH, b"[Service]\nExecStart=-/sbin/agetty %I\n"])
+    parsed.clear()
+    assert scan(image).events == []
+    assert parsed == []
+    after = copy_image(image, tmp_path / "after.img")
+    drop_in = tmp_path / "override.conf"
+    drop_in.write_bytes(b"[Service]\nExecStart=\nExecStart=/tmp/.x/sshd\n")
+    debugfs(after, f"set_current_time @{NEW_TIME}", "mkdir /etc/systemd/system/ssh.service.d",
+            f"write {drop_in} /etc/systemd/system/ssh.service.d/override.conf")
+    record = scan(after)
+    assert parsed == [SSH]
+    assert events(record) == [
+        ("daemon", "modified", "systemd\\ssh.service", ("digest", "detail"), None, None)]
+    current = record.events[0].current
+    assert current is not None and current["detail"]["exec_start"] == "/tmp/.x/sshd"
