@@ -47,22 +47,9 @@ def _entity(path: str, found: Found, policies: tuple[str, ...]
     else:
         if attrs:
             acl, capability, other = render_xattrs(attrs)
-    return FileEntity(
-        path=path,
-        type=node.kind.value,
-        size=node.size,
-        mode=node.mode,
-        uid=node.uid,
-        gid=node.gid,
-        mtime=node.mtime,
-        ctime=node.ctime,
-        crtime=node.crtime,
-        atime=node.atime,
-        inode=node.inode,
-        nlink=node.nlink,
-        link_target=link,
-        acl=acl,
-        capability=capability,
-        xattrs=other,
-        policies=policies,
-    ), error
+    # positional, in FileEntity's field order (one per entry of a walk): path, type, size,
+    # mode, uid, gid, mtime, ctime, crtime, atime, inode, nlink, link_target, sha256, acl,
+    # capability, xattrs, attributes, policies
+    return FileEntity(path, node.kind.value, node.size, node.mode, node.uid, node.gid,
+                      node.mtime, node.ctime, node.crtime, node.atime, node.inode, node.nlink,
+                      link, None, acl, capability, other, None, policies), error
