@@ -160,6 +160,8 @@ class Walker:
         self._on_found = on_found
         self._blocked = dict(blocked or {})
         self._mounts = {m.mountpoint: m for m in mounts}
+        # directories holding a mount point (their entries may be another filesystem's root)
+        self._mount_parents = {posixpath.dirname(m) for m in self._mounts if m != "/"}
         self._limits = limits or Limits()
         self._listings: dict[tuple[int, int], dict[str, Node | _Conflict]] = {}
         self._visited: dict[str, int | None] = {}
@@ -387,9 +389,12 @@ class Walker:
         """A directory's entries with their paths (:func:`join`), each on its mount (the
         root of a filesystem mounted there takes the entry's place)."""
         prefix = "/" if dir_path == "/" else dir_path + "/"
+        listed = self._list(dir_node, mount, dir_path)
+        if dir_path not in self._mount_parents:  # the usual directory: no mount point in it
+            return [(prefix + child.name, child, mount) for child in listed]
         mounts = self._mounts
         out: list[tuple[str, Node | _Conflict, Mount]] = []
-        for child in self._list(dir_node, mount, dir_path):
+        for child in listed:
             child_path = prefix + child.name
             sub = mounts.get(child_path)
             if sub is not None and sub is not mount:
