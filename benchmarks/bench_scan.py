@@ -11,6 +11,10 @@ as many hash processes, each in a fresh process, with their ratio to the floor.
 
     python3 -m benchmarks.bench_scan [--workdir /tmp/snapfim-bench] [--database-url URL]
                                      [--hash-workers N] [--no-aide] [--no-floor]
+    python3 -m benchmarks.bench_scan --baseline /path/to/other/checkout [--rounds 3]
+
+``--baseline`` measures only ``scan_source`` of this checkout against another one (old code in
+a worktree), alternately, each round beside the floor.
 """
 
 from __future__ import annotations
@@ -48,12 +52,14 @@ def timed_scan(image: Path, env: dict[str, str], machine: str) -> dict[str, Any]
             "rss_mib": int(rss_kib) / 1024, "result": result}
 
 
-def _child(code: str) -> dict[str, Any]:
-    """Run ``code`` (which prints one JSON line) in a fresh interpreter; its CPU seconds
-    (user + system of it and its children) are added as ``cpu_s``."""
+def _child(code: str, checkout: Path | None = None) -> dict[str, Any]:
+    """Run ``code`` (which prints one JSON line) in a fresh interpreter (importing snapfim from
+    ``checkout`` when given); its CPU seconds (user + system of it and its children) are added
+    as ``cpu_s``."""
+    env = None if checkout is None else {**os.environ, "PYTHONPATH": str(checkout)}
     before = os.times()
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=False)
+                          check=False, env=env, cwd=checkout)  # (-c puts the cwd first)
     after = os.times()
     if proc.returncode != 0:
         raise SystemExit(f"benchmark step failed: {proc.stderr.strip()}")
@@ -69,8 +75,10 @@ def floor_run(image: Path, processes: int) -> dict[str, Any]:
                   f"print(json.dumps(floor({str(image)!r}, {processes})))")
 
 
-def scan_source_run(image: Path, hash_workers: int) -> dict[str, Any]:
-    """``scan_source`` of the image with policy ``/`` recursive, in a fresh process."""
+def scan_source_run(image: Path, hash_workers: int,
+                    checkout: Path | None = None) -> dict[str, Any]:
+    """``scan_source`` of the image with policy ``/`` recursive, in a fresh process (with the
+    snapfim of ``checkout`` when given)."""
     return _child(
         "import json, time\n"
         "from scanner.pipeline import ScanOptions, scan_source\n"
@@ -81,7 +89,7 @@ def scan_source_run(image: Path, hash_workers: int) -> dict[str, Any]:
         f"with open_local({str(image)!r}) as source:\n"
         f"    outcome = scan_source(source, policy, ScanOptions(hash_workers={hash_workers}))\n"
         "print(json.dumps({'wall_s': time.perf_counter() - start,"
-        " 'entries': len(outcome.entities)}))\n")
+        " 'entries': len(outcome.entities)}))\n", checkout)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,9 +102,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-aide", action="store_true")
     parser.add_argument("--no-floor", action="store_true",
                         help="skip the floor and scan_source measurements")
+    parser.add_argument("--baseline", type=Path, metavar="CHECKOUT",
+                        help="only compare scan_source of this checkout with the snapfim of "
+                             "CHECKOUT (e.g. a worktree of main), alternately, and the floor")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of --baseline")
     args = parser.parse_args(argv)
 
     image = build_bench_image(args.workdir, args.entries, args.bytes)
+    if args.baseline is not None:
+        compare(image, args.baseline, args.hash_workers, args.rounds)
+        return 0
     data_dir = Path(tempfile.mkdtemp(prefix="snapfim-bench-db-", dir=args.workdir))
     env = {**os.environ, "SNAPFIM_DATA_DIR": str(data_dir),
            "SNAPFIM_HASH_WORKERS": str(args.hash_workers)}
@@ -158,6 +173,39 @@ def report_floor(image: Path, hash_workers: int) -> None:
               f"{r['entries'] / r['wall_s']:9,.0f} entries/s  {'':9s}  "
               f"{r['wall_s'] / f['wall_s']:4.2f}x the floor's wall, "
               f"{r['cpu_s'] / f['cpu_s']:4.2f}x its CPU ({r['cpu_s']:.2f} s)")
+
+
+def compare(image: Path, baseline: Path, hash_workers: int, rounds: int) -> None:
+    """``scan_source`` with this checkout and with ``baseline``, one after the other (the
+    order flipped each round), with 1 and ``hash_workers`` hash processes, beside the floor
+    of each round: on a shared machine only figures measured side by side compare."""
+    this = Path(__file__).resolve().parent.parent
+    counts = sorted({1, hash_workers})
+    runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for number in range(rounds):
+        print(f"round {number + 1}: load average {os.getloadavg()[0]:.1f} on "
+              f"{os.cpu_count()} CPUs", flush=True)
+        for n in counts:
+            f = floor_run(image, n)
+            print(f"  {f'floor, {n} proc.':24s} {f['wall_s']:6.2f} s  CPU {f['cpu_s']:5.2f} s",
+                  flush=True)
+            order = (("baseline", baseline), ("this", this))
+            for name, checkout in order if number % 2 == 0 else order[::-1]:
+                r = scan_source_run(image, n, checkout)
+                runs.setdefault((name, n), []).append(r)
+                print(f"  {f'{name}, {n} hash proc.':24s} {r['wall_s']:6.2f} s  "
+                      f"CPU {r['cpu_s']:5.2f} s  ({r['wall_s'] / f['wall_s']:4.2f}x the "
+                      f"floor's wall, {r['cpu_s'] / f['cpu_s']:4.2f}x its CPU)", flush=True)
+    for n in counts:
+        base, new = runs[("baseline", n)], runs[("this", n)]
+        print(f"median, {n} hash proc.: CPU {_median(base, 'cpu_s'):.2f} s -> "
+              f"{_median(new, 'cpu_s'):.2f} s, wall {_median(base, 'wall_s'):.2f} s -> "
+              f"{_median(new, 'wall_s'):.2f} s")
+
+
+def _median(runs: list[dict[str, Any]], key: str) -> float:
+    values = sorted(r[key] for r in runs)
+    return float(values[len(values) // 2])
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from scanner.errors import (
     ScanMemoryError,
     SourceReadError,
 )
+from scanner.gcbatch import fewer_collections
 from scanner.incremental import FileMeta, Reuse, mount_layout
 from scanner.limits import Limits
 from scanner.membound import memory_bound
@@ -123,7 +124,8 @@ def scan_sources(sources: Sequence[BlockSource], policy: list[PolicyEntity],
     options = options or ScanOptions()
     bound = options.limits.scan_memory_mb
     try:
-        with memory_bound(bound):  # the whole machine: every disk's reading inside
+        with memory_bound(bound), fewer_collections():  # the whole machine: every disk's
+            # reading inside; the collector runs less often over the scan's many objects
             disk_names = [disk_name(s, names[i] if names else None)
                           for i, s in enumerate(sources)]
             # an incremental scan reads only the metadata and some files: sources that fetch
@@ -203,18 +205,22 @@ def _collect(systems: list[System], opened: list[OpenedVolume], policy: list[Pol
     hasher = Hasher(refs, options.hash_workers, options.limits)
     kept: dict[tuple[str, int], FileEntity] = {}  # incremental: digests not read again
 
+    reuse, feed = options.reuse, hasher.feed
+
     def on_found(path: str, found: Found) -> None:
-        if found.node.kind is not FileKind.FILE:
+        node = found.node
+        if node.kind is not FileKind.FILE:
             return
-        key = (found.mount.volume, found.node.inode)
-        if key in kept:  # another name of an inode whose digest is kept
-            return
-        if options.reuse is not None:
-            before = _kept_digest(options.reuse, found, refs)
+        volume = found.mount.volume
+        if reuse is not None:
+            key = (volume, node.inode)
+            if key in kept:  # another name of an inode whose digest is kept
+                return
+            before = _kept_digest(reuse, found, refs)
             if before is not None:
                 kept[key] = before
                 return
-        hasher.feed(HashJob(found.mount.volume, found.node.inode, found.node.size))
+        feed(HashJob(volume, node.inode, node.size))
 
     coverage.policies = []
     walks: list[Walk] = []
@@ -319,16 +325,20 @@ def _build(walk: Walk, coverage: Coverage, entities: dict[str, FileEntity],
     result, name_of = walk.result, walk.name_of
     coverage.unreadable.update({name_of(p): why for p, why in result.unreadable.items()})
     _note_flagged(coverage, {name_of(p): why for p, why in result.flagged.items()})
-    policies_of = result.policy_assigner()
-    for path, found in result.found.items():
+    policies_of, build, advance = result.policy_assigner(), walk.build, progress.advance
+    bad, regular = coverage.unreadable, FileKind.FILE
+    for path, found in result.found.items():  # the hot loop: one per entry
         name = name_of(path)
         try:
-            built, unreadable = walk.build(name, found, policies_of(path))
+            built, unreadable = build(name, found, policies_of(path))
         except (DiskError, SourceReadError) as exc:
-            coverage.unreadable[name] = str(exc)
+            bad[name] = str(exc)
             continue
-        coverage.unreadable.update(unreadable)
-        entities.update((e.path, e) for e in built)
-        if found.node.kind is FileKind.FILE:
-            pending.append((built[0], found.mount.volume, found.node.inode))
-        progress.advance(1)
+        if unreadable:
+            bad.update(unreadable)
+        for entity in built:
+            entities[entity.path] = entity
+        node = found.node
+        if node.kind is regular:
+            pending.append((built[0], found.mount.volume, node.inode))
+        advance(1)

@@ -26,17 +26,9 @@ def linux_file_entities(path: str, found: Found, policies: tuple[str, ...]
     previous values) and the path is listed as unreadable with the reason. Errors reading the
     metadata or the link target propagate (the whole path is then unreadable).
     """
-    entity, error = _entity(path, found, policies)
-    if error is not None:
-        return [entity], {path: f"extended attributes: {error}"}
-    return [entity], {}
-
-
-def _entity(path: str, found: Found, policies: tuple[str, ...]
-            ) -> tuple[FileEntity, DiskError | SourceReadError | None]:
     node, fs = found.node, found.mount.fs
     link = fs.read_link(node) if node.kind is FileKind.SYMLINK else None
-    error: DiskError | SourceReadError | None = None
+    error: DiskError | SourceReadError | None = None  # (one call per walked entry: inline)
     acl: str | None = None
     capability: str | None = None
     other: dict[str, str] | None = {}
@@ -47,22 +39,12 @@ def _entity(path: str, found: Found, policies: tuple[str, ...]
     else:
         if attrs:
             acl, capability, other = render_xattrs(attrs)
-    return FileEntity(
-        path=path,
-        type=node.kind.value,
-        size=node.size,
-        mode=node.mode,
-        uid=node.uid,
-        gid=node.gid,
-        mtime=node.mtime,
-        ctime=node.ctime,
-        crtime=node.crtime,
-        atime=node.atime,
-        inode=node.inode,
-        nlink=node.nlink,
-        link_target=link,
-        acl=acl,
-        capability=capability,
-        xattrs=other,
-        policies=policies,
-    ), error
+    # positional, in FileEntity's field order (one per entry of a walk): path, type, size,
+    # mode, uid, gid, mtime, ctime, crtime, atime, inode, nlink, link_target, sha256, acl,
+    # capability, xattrs, attributes, policies
+    entity = FileEntity(path, node.kind.value, node.size, node.mode, node.uid, node.gid,
+                        node.mtime, node.ctime, node.crtime, node.atime, node.inode, node.nlink,
+                        link, None, acl, capability, other, None, policies)
+    if error is not None:
+        return [entity], {path: f"extended attributes: {error}"}
+    return [entity], {}

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 from scanner.disk.nodes import FileKind, Filesystem, Node, Runs
 from scanner.errors import SnapfimError
 from scanner.limits import Limits
-from scanner.sources.base import SELECTIVE, STREAM, current_read_intent, read_intent
+from scanner.sources.base import SELECTIVE, STREAM, WALK, current_read_intent, read_intent
 
 PARALLEL_MIN_BYTES = 64 << 20
 CLAIM_BYTES = 16 << 20
@@ -97,19 +97,27 @@ def hash_node(fs: Filesystem, node: Node, limits: Limits | None = None,
     after every chunk hashed (a worker's sign of progress).
     """
     limits = limits or Limits()
-    with read_intent(_content_intent(fs, node)):
-        if node.size > limits.hole_bytes:
-            runs = fs.data_runs(node)
-            if runs is not None:
-                allocated = sum(length for _, length in runs)
-                if node.size - allocated > max(allocated, limits.hole_bytes):
-                    return HashResult(sparse_digest(fs, node, runs, tick), None, True)
-        digest = hashlib.sha256()
-        for chunk in fs.iter_content(node, CHUNK):
-            digest.update(chunk)
-            if tick is not None:
-                tick()
-        return HashResult(digest.hexdigest(), None)
+    intent = _content_intent(fs, node)
+    if intent == current_read_intent():  # (a loop over many files sets it once)
+        return _content_digest(fs, node, limits, tick)
+    with read_intent(intent):
+        return _content_digest(fs, node, limits, tick)
+
+
+def _content_digest(fs: Filesystem, node: Node, limits: Limits, tick: Tick | None) -> HashResult:
+    """:func:`hash_node`'s digest, read with the intent already set."""
+    if node.size > limits.hole_bytes:
+        runs = fs.data_runs(node)
+        if runs is not None:
+            allocated = sum(length for _, length in runs)
+            if node.size - allocated > max(allocated, limits.hole_bytes):
+                return HashResult(sparse_digest(fs, node, runs, tick), None, True)
+    digest = hashlib.sha256()
+    for chunk in fs.iter_content(node, CHUNK):
+        digest.update(chunk)
+        if tick is not None:
+            tick()
+    return HashResult(digest.hexdigest(), None)
 
 
 def _content_intent(fs: Filesystem, node: Node) -> str:
@@ -146,17 +154,26 @@ def hash_in_process(jobs: Iterable[HashJob], filesystems: dict[str, Filesystem],
                     limits: Limits | None = None) -> dict[tuple[str, int], HashResult]:
     """Hash every job with the already-open filesystems."""
     results: dict[tuple[str, int], HashResult] = {}
-    for job in jobs:
-        results[(job.volume, job.inode)] = _hash_one(filesystems[job.volume], job, limits)
-        if progress:
-            progress(job.size)
+    with read_intent(_loop_intent()):
+        for job in jobs:
+            results[(job.volume, job.inode)] = _hash_one(filesystems[job.volume], job, limits)
+            if progress:
+                progress(job.size)
     return results
+
+
+def _loop_intent() -> str:
+    """The read intent of a loop hashing many files: STREAM in a full scan (each file's own
+    then matches it: :func:`hash_node` sets nothing per file), as it is in a selective one
+    (each file sets its own)."""
+    current = current_read_intent()
+    return current if current == SELECTIVE else STREAM
 
 
 def _hash_one(fs: Filesystem, job: HashJob, limits: Limits | None = None,
               tick: Tick | None = None) -> HashResult:
-    node = Node(name="", inode=job.inode, kind=FileKind.FILE, size=job.size, mode=0, uid=0,
-                gid=0, nlink=1, mtime=None, ctime=None, crtime=None, atime=None)
+    # name, inode, kind, size, mode, uid, gid, nlink, mtime, ctime, crtime, atime
+    node = Node("", job.inode, FileKind.FILE, job.size, 0, 0, 0, 1, None, None, None, None)
     try:
         return hash_node(fs, node, limits, tick)
     except SnapfimError as exc:
@@ -243,14 +260,15 @@ class Hasher:
             return hash_in_process(self._jobs, filesystems, progress, self._limits)
         table.close()
         done = bytearray(len(self._jobs))
-        while (run := table.claim()) is not None:
-            for index in range(*run):
-                job = self._jobs[index]
-                results[(job.volume, job.inode)] = _hash_one(filesystems[job.volume], job,
-                                                             self._limits)
-                done[index] = 1
-                if progress:
-                    progress(job.size)
+        with read_intent(_loop_intent()):
+            while (run := table.claim()) is not None:
+                for index in range(*run):
+                    job = self._jobs[index]
+                    results[(job.volume, job.inode)] = _hash_one(filesystems[job.volume], job,
+                                                                 self._limits)
+                    done[index] = 1
+                    if progress:
+                        progress(job.size)
         for slot, (proc, receiver) in enumerate(self._procs):
             try:
                 for index, result in self._collect(slot, proc, receiver):
@@ -454,26 +472,33 @@ def _worker_main(refs: dict[str, VolumeRef], volumes: list[str], table: _JobTabl
     # the digests go out at the end: the parent reads them once its walk is done, and a
     # worker blocked on a full pipe meanwhile would not be hashing
     out: list[tuple[int, HashResult]] = []
-    while (run := table.claim(wait=True)) is not None:
-        for index in range(*run):
+    opening = current_read_intent()
+    with read_intent(_loop_intent()):
+        while (run := table.claim(wait=True)) is not None:
+            for index in range(*run):
+                if progress is not None:
+                    progress.start(slot, index)
+                volume, inode, size = table.record(index)
+                job = HashJob(volumes[volume], inode, size)
+                out.append((index, _hash_in_worker(refs, filesystems, job, limits, tick,
+                                                   opening)))
             if progress is not None:
-                progress.start(slot, index)
-            volume, inode, size = table.record(index)
-            job = HashJob(volumes[volume], inode, size)
-            out.append((index, _hash_in_worker(refs, filesystems, job, limits, tick)))
-        if progress is not None:
-            progress.start(slot, None)
+                progress.start(slot, None)
     sender.send(out)
     sender.send(None)
     sender.close()
 
 
 def _hash_in_worker(refs: dict[str, VolumeRef], filesystems: dict[str, Filesystem],
-                    job: HashJob, limits: Limits, tick: Tick | None = None) -> HashResult:
+                    job: HashJob, limits: Limits, tick: Tick | None = None,
+                    opening: str = WALK) -> HashResult:
+    """Hash one job, opening its volume's filesystem on first use (read with intent
+    ``opening``: the worker's own, not the hashing loop's)."""
     fs = filesystems.get(job.volume)
     if fs is None:
         try:
-            fs = open_volume_filesystem(refs[job.volume])
+            with read_intent(opening):
+                fs = open_volume_filesystem(refs[job.volume])
         except SnapfimError as exc:
             return HashResult(None, str(exc))
         fs.limits = limits

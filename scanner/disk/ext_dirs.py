@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from scanner.disk.ext_geometry import ExtGeometry, crc
 from scanner.errors import DirectoryInconsistent
@@ -42,12 +41,7 @@ _HEADER = struct.Struct("<IHBB")  # inode, rec_len, name_len, file_type
 _TAIL = struct.Struct("<IHBBI")  # inode 0, rec_len 12, name_len 0, file_type 0xDE, checksum
 
 
-@dataclass(frozen=True, slots=True)
-class ExtDirEntry:
-    """One live record of a directory (not ``.``/``..``)."""
-
-    name: bytes
-    inode: int
+ExtDirEntry = tuple[bytes, int]  # one live record of a directory (not . or ..): (name, inode)
 
 
 def parse_directory(blocks: Iterator[bytes], size: int, inode: int, geo: ExtGeometry,
@@ -84,10 +78,11 @@ def _check_tail(block: bytes, number: int, seed: int) -> None:
 def _parse_block(block: bytes, number: int, inode: int, geo: ExtGeometry,
                  out: list[ExtDirEntry]) -> None:
     bs, at, index = len(block), 0, 0
+    unpack, first_ino, last_ino = _HEADER.unpack_from, geo.first_ino, geo.inodes_count
     while at < bs:
         if at + 8 > bs:
             raise DirectoryInconsistent(f"block {number}: record at {at} runs past the block")
-        ino, rec_len, name_len, _ftype = _HEADER.unpack_from(block, at)
+        ino, rec_len, name_len, _ftype = unpack(block, at)
         if rec_len < 8 + name_len or rec_len % 4 or at + rec_len > bs:
             raise DirectoryInconsistent(f"block {number}: bad record length {rec_len} at "
                                         f"offset {at}")
@@ -101,16 +96,16 @@ def _parse_block(block: bytes, number: int, inode: int, geo: ExtGeometry,
             if not name or name in (b".", b".."):
                 raise DirectoryInconsistent(f"block {number}: a record named {name!r} at "
                                             f"offset {at}")
-            if not (ino == ROOT_INODE or geo.first_ino <= ino <= geo.inodes_count):
+            if not (ino == ROOT_INODE or first_ino <= ino <= last_ino):
                 raise DirectoryInconsistent(f"block {number}: entry {name!r} points at inode "
                                             f"{ino}, out of range")
-            out.append(ExtDirEntry(name, ino))
+            out.append((name, ino))
         elif index and not (rec_len == 12 and at + 12 == bs and not name_len):
             # a deletion merges a record into the one before it; only a block's first record
             # (or the checksum tail) is ever left with inode 0
             raise DirectoryInconsistent(f"block {number}: an unused record at offset {at}")
         if number == 0 and index == 1 and ino and not (
-                ino == ROOT_INODE or geo.first_ino <= ino <= geo.inodes_count):
+                ino == ROOT_INODE or first_ino <= ino <= last_ino):
             raise DirectoryInconsistent(f"'..' points at inode {ino}, out of range")
         at += rec_len
         index += 1

@@ -140,10 +140,13 @@ class ExtInodeReader:
     them instead of one each)."""
 
     def __init__(self, read_at: Callable[[int, int], bytes]) -> None:
-        self.geometry = ExtGeometry.parse(read_at(SB_OFFSET, SB_SIZE))
+        self.geometry = geo = ExtGeometry.parse(read_at(SB_OFFSET, SB_SIZE))
         self._read_at = read_at
         self._tables: dict[int, int] = {}
         self._chunks: dict[int, bytes] = {}
+        # the geometry :meth:`inode` needs, as plain attributes (read once per inode)
+        self._count, self._per_group, self._size = (geo.inodes_count, geo.inodes_per_group,
+                                                    geo.inode_size)
 
     @property
     def block_size(self) -> int:
@@ -182,11 +185,14 @@ class ExtInodeReader:
 
     def inode(self, number: int) -> bytes:
         """The on-disk inode (``inode_size`` bytes)."""
-        if not 1 <= number <= self.inodes_count:
+        if not 1 <= number <= self._count:
             raise CorruptFilesystem(f"inode {number} out of range")
-        group, index = divmod(number - 1, self.inodes_per_group)
-        size = self.inode_size
-        offset = self._inode_table(group) + index * size
+        group, index = divmod(number - 1, self._per_group)
+        size = self._size
+        table = self._tables.get(group)
+        if table is None:
+            table = self._inode_table(group)
+        offset = table + index * size
         start = offset - offset % _TABLE_CHUNK
         at = offset - start
         if at + size > _TABLE_CHUNK:  # an inode across a chunk's end: read it alone

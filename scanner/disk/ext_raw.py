@@ -25,6 +25,8 @@ from scanner.sources.base import BlockSource
 _EA_MAGIC = 0xEA020000
 _EA_ENTRY = struct.Struct("<BBHIII")  # name_len, name_index, value_offs, value_inum, size, hash
 _EA_BLOCK_HEADER = 32
+_U16, _U32 = struct.Struct("<H"), struct.Struct("<I")
+_FILE_ACL = struct.Struct("<I10xH")  # i_file_acl_lo at 104, l_i_file_acl_high at 118
 _I_BLOCK = slice(40, 100)  # i_block: 60 bytes (fast symlink target, inline data)
 EA_INODE_FL = 0x200000
 
@@ -58,15 +60,15 @@ class ExtInodes(ExtInodeReader):
         raw = self.inode(number)
         out: dict[bytes, bytes] = {}
         budget = [limit]
-        if self.inode_size > GOOD_OLD_INODE_SIZE:
-            (extra,) = struct.unpack_from("<H", raw, 128)
+        size = self._size
+        if size > GOOD_OLD_INODE_SIZE:
+            (extra,) = _U16.unpack_from(raw, 128)
             start = GOOD_OLD_INODE_SIZE + extra
-            if extra % 4 == 0 and start + 4 <= self.inode_size \
-                    and struct.unpack_from("<I", raw, start)[0] == _EA_MAGIC:
+            if extra % 4 == 0 and start + 4 <= size \
+                    and _U32.unpack_from(raw, start)[0] == _EA_MAGIC:
                 area = raw[start + 4:]
                 self._entries(area, 0, area, out, budget, read_inode_data, number)
-        (acl_low,) = struct.unpack_from("<I", raw, 104)
-        (acl_high,) = struct.unpack_from("<H", raw, 118)
+        acl_low, acl_high = _FILE_ACL.unpack_from(raw, 104)
         block = acl_high << 32 | acl_low
         if block:
             data = self.read(block * self.block_size, self.block_size)

@@ -37,7 +37,7 @@ from scanner.errors import CorruptFilesystem, DirectoryInconsistent, SourceReadE
 from scanner.limits import Limits
 from scanner.paths import decode_component, decode_name
 from scanner.sources.base import plans_reads, will_read
-from scanner.timestamps import storable_ns
+from scanner.timestamps import NS_MAX, NS_MIN, storable_ns
 
 if TYPE_CHECKING:
     from scanner.disk.ntfs_meta import NtfsMeta
@@ -86,6 +86,21 @@ def _ns(seconds: int, nano: int) -> int | None:
     return storable_ns(int(seconds) * 1_000_000_000 + int(nano))
 
 
+def _meta_times(meta: Any) -> tuple[int | None, int | None, int | None, int | None]:
+    """mtime, ctime, crtime and atime of TSK metadata as :func:`_ns` gives them, in one call
+    (a walk converts four times per entry)."""
+    m, c, b, a = meta.mtime, meta.ctime, meta.crtime, meta.atime  # ints in pytsk3
+    mn, cn, bn, an = meta.mtime_nano, meta.ctime_nano, meta.crtime_nano, meta.atime_nano
+    times = (m * 1_000_000_000 + mn if m or mn else None,
+             c * 1_000_000_000 + cn if c or cn else None,
+             b * 1_000_000_000 + bn if b or bn else None,
+             a * 1_000_000_000 + an if a or an else None)
+    for ns in times:
+        if ns is not None and not NS_MIN <= ns <= NS_MAX:  # clamped: storable_ns
+            return (_ns(m, mn), _ns(c, cn), _ns(b, bn), _ns(a, an))
+    return times
+
+
 class TskFilesystem:
     """A filesystem pytsk3 opened at a byte offset of an image."""
 
@@ -128,13 +143,17 @@ class TskFilesystem:
         at_root = directory.inode == self._root_inum
         nodes: list[Node] = []
         listed: list[tuple[bytes, int]] = []
-        for entry in entries:
-            name = entry.info.name
-            if expected is not None and name is not None and int(name.flags) & _NAME_ALLOC \
+        entry_node = self._entry_node
+        for entry in entries:  # each pytsk3 wrapper is fetched once (the hot path of a walk)
+            info = entry.info
+            name, meta = info.name, info.meta
+            if name is None:
+                continue
+            if expected is not None and int(name.flags) & _NAME_ALLOC \
                     and name.name not in (b".", b"..") \
-                    and (entry.info.meta is None or entry.info.meta.type not in _VIRTUAL_TYPES):
+                    and (meta is None or meta.type not in _VIRTUAL_TYPES):
                 listed.append((bytes(name.name), int(name.meta_addr)))
-            node = self._node(entry, at_root)
+            node = entry_node(name, meta, at_root)
             if node is not None:
                 nodes.append(node)
         if expected is not None:
@@ -235,7 +254,7 @@ class TskFilesystem:
         except (DirectoryInconsistent, SourceReadError, OSError) as exc:
             raise CorruptFilesystem(f"cannot list directory (inode {directory.inode}): "
                                     f"{exc}") from exc
-        return [(e.name, e.inode) for e in entries]
+        return entries
 
     def _ext_dir_seed(self, geo: ExtGeometry, inode: int) -> int | None:
         """The directory's checksum seed (needs its generation, read from the raw inode)."""
@@ -252,7 +271,7 @@ class TskFilesystem:
             return CorruptFilesystem(f"cannot list directory (inode {directory.inode}) "
                                      f"consistently: {why}")
 
-        if sorted(listed) != sorted(expected):
+        if listed != expected and sorted(listed) != sorted(expected):
             missing = sorted(set(expected) - set(listed))[:3]
             raise fail(f"{len(expected)} records in its blocks, {len(listed)} listed"
                        + (f" (not listed: {', '.join(repr(n) for n, _ in missing)})"
@@ -377,19 +396,18 @@ class TskFilesystem:
     # -- helpers --------------------------------------------------------------------------
     def _node(self, entry: Any, at_root: bool) -> Node | None:
         info = entry.info
-        name, meta = info.name, info.meta
-        if name is None:
+        if info.name is None:
             return None
+        return self._entry_node(info.name, info.meta, at_root)
+
+    def _entry_node(self, name: Any, meta: Any, at_root: bool) -> Node | None:
+        """The node of a directory entry's name and metadata (None: not an entry to list)."""
         raw = name.name
         if raw in (b".", b"..") or not raw:
             return None
         if not int(name.flags) & _NAME_ALLOC:
             return None  # a deleted name
-        if self.is_fat and raw.endswith(_FAT_LABEL_SUFFIX):
-            return None
-        if self.is_ntfs and at_root and raw.startswith(b"$"):
-            return None  # NTFS metadata files ($MFT, $Secure, ...)
-        if self.fs_type == "exfat" and at_root and raw in _EXFAT_METADATA:
+        if (self.is_fat or self.is_ntfs) and self._hidden_name(raw, at_root):
             return None
         if meta is None or not int(meta.flags) & _META_ALLOC:
             # a live name whose record is unreadable or unallocated: an inconsistency, not
@@ -400,6 +418,14 @@ class TskFilesystem:
         if meta.addr == 0 and not self.is_ntfs:
             return None
         return self._from_meta(decode_component(raw), meta)
+
+    def _hidden_name(self, raw: bytes, at_root: bool) -> bool:
+        """FAT's volume label entry, NTFS metadata files, exFAT's bitmap and up-case table."""
+        if self.is_fat and raw.endswith(_FAT_LABEL_SUFFIX):
+            return True
+        if self.is_ntfs and at_root and raw.startswith(b"$"):
+            return True  # NTFS metadata files ($MFT, $Secure, ...)
+        return self.fs_type == "exfat" and at_root and raw in _EXFAT_METADATA
 
     def _unreadable_entry(self, raw: bytes, addr: int) -> Node:
         """A name the directory lists as live whose metadata record cannot be used."""
@@ -416,21 +442,12 @@ class TskFilesystem:
         if kind is FileKind.SYMLINK and meta.link:
             raw_link = meta.link if isinstance(meta.link, bytes) else str(meta.link).encode()
             link = decode_name(raw_link)
-        return Node(
-            name=name,
-            inode=int(meta.addr),
-            kind=kind,
-            size=int(meta.size),
-            mode=int(meta.mode) & 0o7777,
-            uid=0 if self.is_ntfs else int(meta.uid),
-            gid=0 if self.is_ntfs else int(meta.gid),
-            nlink=int(meta.nlink),
-            mtime=_ns(meta.mtime, meta.mtime_nano),
-            ctime=_ns(meta.ctime, meta.ctime_nano),
-            crtime=_ns(meta.crtime, meta.crtime_nano),
-            atime=_ns(meta.atime, meta.atime_nano),
-            link=link,
-        )
+        ntfs = self.is_ntfs
+        # positional, in Node's field order: name, inode, kind, size, mode, uid, gid, nlink,
+        # mtime, ctime, crtime, atime, link (one Node per directory entry of a walk)
+        return Node(name, int(meta.addr), kind, int(meta.size), int(meta.mode) & 0o7777,
+                    0 if ntfs else int(meta.uid), 0 if ntfs else int(meta.gid),
+                    int(meta.nlink), *_meta_times(meta), link)
 
 
 def _tsk_message(exc: BaseException) -> str:

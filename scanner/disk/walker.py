@@ -22,7 +22,7 @@ Every byte of the disk is the attacker's, so the walk trusts no listing:
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from scanner.disk.nodes import FileKind, Filesystem, Node
@@ -117,7 +117,8 @@ class PolicyAssigner:
         return self._interned.setdefault(key, key)
 
     def __call__(self, path: str) -> tuple[str, ...]:
-        plain, filtered = self._below(path.rpartition("/")[0] or "/")
+        directory = path.rpartition("/")[0] or "/"
+        plain, filtered = self._children_of.get(directory) or self._below(directory)
         own = self._by_path.get(path)
         if not own and not filtered:
             return plain
@@ -159,6 +160,8 @@ class Walker:
         self._on_found = on_found
         self._blocked = dict(blocked or {})
         self._mounts = {m.mountpoint: m for m in mounts}
+        # directories holding a mount point (their entries may be another filesystem's root)
+        self._mount_parents = {posixpath.dirname(m) for m in self._mounts if m != "/"}
         self._limits = limits or Limits()
         self._listings: dict[tuple[int, int], dict[str, Node | _Conflict]] = {}
         self._visited: dict[str, int | None] = {}
@@ -214,22 +217,28 @@ class Walker:
         limit = self._limits.names_per_directory
         fold = not mount.fs.case_sensitive
         by_key: dict[str, Node | list[Node]] = {}
+        odd = False  # a name claimed twice, or a live entry whose record is unreadable
         for count, child in enumerate(mount.fs.children(directory), 1):
             if count > limit:
                 raise UnlistableDirectory(f"more than {limit} names in one directory "
                                   "(SNAPFIM_MAX_DIR_ENTRIES)")
-            key = child.name.casefold() if fold else child.name
+            name = child.name
+            key = name.casefold() if fold else name
             seen = by_key.get(key)
             if seen is None:
                 by_key[key] = child
+                odd = odd or child.unreadable is not None
             elif isinstance(seen, list):
                 seen.append(child)
             else:
                 by_key[key] = [seen, child]
-            if names_a_separator(child.name):
-                self.result.flagged[join(dir_path, child.name)] = (
+                odd = True
+            if "\\x" in name and names_a_separator(name):  # (the cheap test first)
+                self.result.flagged[join(dir_path, name)] = (
                     f"a directory entry whose name holds '/' or NUL (inode {child.inode}), "
                     "reported under its escaped name")
+        if not odd:  # the usual directory: every entry is a node of its own
+            return list(by_key.values())  # type: ignore[arg-type]
         return [_Conflict.claimed(v) if isinstance(v, list)
                 else _Conflict(v.name, v.unreadable) if v.unreadable is not None else v
                 for v in by_key.values()]
@@ -321,6 +330,8 @@ class Walker:
                    excludes: ExcludeMatcher) -> None:
         stack: list[tuple[str, Node, Mount, int | None]] = [(path, node, mount, depth)]
         max_depth = self._limits.path_depth
+        excluding, blocked = bool(excludes.patterns), self._blocked
+        found, on_found = self.result.found, self._on_found
         while stack:
             dir_path, dir_node, dir_mount, budget = stack.pop()
             if not self._claim(dir_path, budget):
@@ -338,20 +349,23 @@ class Walker:
                 continue
             child_budget = None if budget is None else budget - 1
             try:
-                children = list(self._children(dir_path, dir_node, dir_mount))
+                children = self._children(dir_path, dir_node, dir_mount)
             except (CorruptFilesystem, SourceReadError, UnlistableDirectory) as exc:
                 self.result.unreadable[dir_path] = str(exc)
                 continue
-            for child_path, child, child_mount in children:
-                if excludes.excluded(child_path):
+            for child_path, child, child_mount in children:  # the hot loop: one per entry
+                if excluding and excludes.excluded(child_path):
                     continue
-                if child_path in self._blocked:
-                    self.result.unreadable[child_path] = self._blocked[child_path]
+                if blocked and child_path in blocked:
+                    self.result.unreadable[child_path] = blocked[child_path]
                     continue
                 if isinstance(child, _Conflict):
                     self.result.unreadable[child_path] = child.reason
                     continue
-                self._record(child_path, child, child_mount)
+                if child_path not in found:  # as _record does
+                    here = found[child_path] = Found(child, child_mount)
+                    if on_found is not None:
+                        on_found(child_path, here)
                 if child.kind is FileKind.DIRECTORY and child_budget != 0:
                     stack.append((child_path, child, child_mount, child_budget))
 
@@ -371,16 +385,25 @@ class Walker:
         return True
 
     def _children(self, dir_path: str, dir_node: Node,
-                  mount: Mount) -> Iterator[tuple[str, Node | _Conflict, Mount]]:
-        for child in self._list(dir_node, mount, dir_path):
-            child_path = join(dir_path, child.name)
-            sub = self._mount_at(child_path)
+                  mount: Mount) -> list[tuple[str, Node | _Conflict, Mount]]:
+        """A directory's entries with their paths (:func:`join`), each on its mount (the
+        root of a filesystem mounted there takes the entry's place)."""
+        prefix = "/" if dir_path == "/" else dir_path + "/"
+        listed = self._list(dir_node, mount, dir_path)
+        if dir_path not in self._mount_parents:  # the usual directory: no mount point in it
+            return [(prefix + child.name, child, mount) for child in listed]
+        mounts = self._mounts
+        out: list[tuple[str, Node | _Conflict, Mount]] = []
+        for child in listed:
+            child_path = prefix + child.name
+            sub = mounts.get(child_path)
             if sub is not None and sub is not mount:
                 root = sub.fs.root()
                 root.name = child.name
-                yield child_path, root, sub
+                out.append((child_path, root, sub))
             else:
-                yield child_path, child, mount
+                out.append((child_path, child, mount))
+        return out
 
 
 def _depth_below(path: str, mountpoint: str) -> int:
