@@ -24,6 +24,7 @@ from scanner.diff import FileDiff
 from scanner.emitters.delivery import DeliveryReport, SinkReport, deliver
 from scanner.emitters.settings import DeliveryConfig
 from scanner.errors import SnapfimError
+from scanner.gcbatch import fewer_collections
 from scanner.storage import outbox
 from scanner.storage.hives import confirm_unchanged
 from scanner.storage.repository import Repository
@@ -59,14 +60,15 @@ def commit_scan(repo: Repository, conn: Connection, machine_id: int, outcome: Sc
     confirm_unchanged(conn, machine_id, previous is not None, outcome.unchanged_hives,
                       outcome.coverage.unreadable)
     outbox.register_sinks(conn, sinks, finished)
-    written, diff = repo.commit_scan(
-        conn, machine_id, entities=outcome.entities.values(),
-        registry=outcome.registry.values(), unchanged_hives=outcome.unchanged_hives,
-        unreadable=list(outcome.unreadable),
-        previous=previous, started_at=started, finished_at=finished,
-        status=outcome.coverage.status, source=dict(source),
-        coverage=outcome.coverage.to_dict(), policies=outcome.coverage.policies,
-        scan_id=scan_id, os_family=outcome.os_family, inventory=outcome.inventory)
+    with fewer_collections():  # the rows it builds hold no cycles; see scanner.gcbatch
+        written, diff = repo.commit_scan(
+            conn, machine_id, entities=outcome.entities.values(),
+            registry=outcome.registry.values(), unchanged_hives=outcome.unchanged_hives,
+            unreadable=list(outcome.unreadable),
+            previous=previous, started_at=started, finished_at=finished,
+            status=outcome.coverage.status, source=dict(source),
+            coverage=outcome.coverage.to_dict(), policies=outcome.coverage.policies,
+            scan_id=scan_id, os_family=outcome.os_family, inventory=outcome.inventory)
     outbox.enqueue_scan_events(conn, written, finished)
     return CommittedScan(written, diff, outcome.coverage.status, outcome.coverage.entities)
 
