@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import struct
@@ -53,6 +54,7 @@ DEFAULT_BUDGET = 4 << 30
 MIN_ENTRY = 4096  # bytes an entry is counted for at least (what a small file takes on disk)
 STALE_TEMP_SECONDS = 3600.0  # a temporary file this old was left by a writer that died
 _SUFFIX = ".blk"
+USAGE_WIDTH = 20  # digits of the byte count in the usage file
 
 
 def default_directory() -> str:
@@ -112,11 +114,17 @@ def cost(size: int) -> int:
     return max(size, MIN_ENTRY)
 
 
+@functools.lru_cache(maxsize=4)
+def _zeros(size: int) -> bytes:
+    return bytes(size)
+
+
 def encode(data: bytes) -> bytes:
     """A block as stored: header + data (a block of zeros: the header alone, with the
     digest of its zeros)."""
     header = HEADER.pack(MAGIC, len(data), hashlib.sha256(data).digest())
-    return header if data.count(0) == len(data) else header + data
+    zeros = not data or (data[0] == 0 and data == _zeros(len(data)))  # memcmp, not a count
+    return header if zeros else header + data
 
 
 def decode(raw: bytes, expected: int) -> bytes | None:
@@ -165,9 +173,18 @@ class BlockStore:
             return self._count()
 
     def _set_usage(self, value: int) -> None:
-        temp = self._usage_path.with_name(f".usage.{os.getpid()}")
-        temp.write_text(str(max(0, value)))
-        os.replace(temp, self._usage_path)
+        """Write the count in place (under the lock: no reader sees it half written; a fixed
+        width, so it never needs truncating). Not a new file renamed over the old one: on
+        ext4 that rename forces the new file's data to disk, ~0.6 ms of CPU per entry kept.
+        A damaged count is recounted by the next reader."""
+        fd = os.open(self._usage_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            text = f"{max(0, value):0{USAGE_WIDTH}d}".encode()
+            if os.pwrite(fd, text, 0) != len(text):
+                raise OSError(f"short write of {self._usage_path}")
+            os.ftruncate(fd, len(text))
+        finally:
+            os.close(fd)
 
     def _count(self) -> int:
         """Bytes of every entry, each file once however many links it has; temporary files
