@@ -119,10 +119,13 @@ def _zeros(size: int) -> bytes:
     return bytes(size)
 
 
-def encode(data: bytes) -> bytes:
+def encode(data: bytes, digest: bytes | None = None) -> bytes:
     """A block as stored: header + data (a block of zeros: the header alone, with the
-    digest of its zeros)."""
-    header = HEADER.pack(MAGIC, len(data), hashlib.sha256(data).digest())
+    digest of its zeros); ``digest``: the data's SHA-256 when the caller has it (computed
+    when it checked the block)."""
+    if digest is None or len(digest) != 32:
+        digest = hashlib.sha256(data).digest()
+    header = HEADER.pack(MAGIC, len(data), digest)
     zeros = not data or (data[0] == 0 and data == _zeros(len(data)))  # memcmp, not a count
     return header if zeros else header + data
 
@@ -313,15 +316,15 @@ class SnapshotBlocks:
             self._discard(entry, cost(written), links)
         return data
 
-    def put(self, index: int, data: bytes) -> bool:
-        """Keep block ``index`` (written whole or not at all); False when the budget or the
-        disk refuses."""
+    def put(self, index: int, data: bytes, digest: bytes | None = None) -> bool:
+        """Keep block ``index`` (written whole or not at all; ``digest``: its SHA-256 when
+        known); False when the budget or the disk refuses."""
         if self._fd is None:
             return False
         entry = self._entry(index)
         if entry.exists():
             return True
-        raw = encode(data)
+        raw = encode(data, digest)
         if not self.store.reserve(cost(len(raw))):
             return False
         temp = self.path / f".tmp-{os.getpid()}-{index}-{time.monotonic_ns()}"

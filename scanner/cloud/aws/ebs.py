@@ -21,6 +21,7 @@ Locator: ``{"kind": "ebs", "snapshot": "snap-...", "region": "eu-west-1", "accou
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -70,6 +71,7 @@ WINDOW_BLOCKS = 16384  # blocks listed at once (8 GiB of the volume)
 WINDOWS_KEPT = 8       # windows whose tokens are held (at most 131,072 tokens)
 
 _ZEROS = bytes(BLOCK_SIZE)
+_ZEROS_SHA256 = hashlib.sha256(_ZEROS).digest()
 # ~100 ms per block: throughput comes from requests in flight (48 x 512 KiB per 50 ms of
 # latency is ~500 MB/s), within the GetSnapshotBlock quota and a bounded cache
 EBS_CACHE = CacheSettings(cache_bytes=128 << 20, read_ahead=48, threads=48)
@@ -214,7 +216,7 @@ class EbsFetcher:
         # not use, a tag condition) fails here, at open, with the account's reason, instead
         # of as unreadable bytes deep inside a filesystem; the block is served once later
         # (not repeated in a hash worker forked from the process that opened it)
-        self._first: tuple[int, bytes] | None = None
+        self._first: tuple[int, tuple[bytes, bytes | None]] | None = None
         if probe:
             written = head.tokens or list_blocks(
                 self._ebs, self.snapshot_id, self._list_bucket, first_only=True).tokens
@@ -222,10 +224,10 @@ class EbsFetcher:
                 first = min(written)
                 self._first = (first, self._fetch_retrying(first))
 
-    def _fetch_retrying(self, index: int) -> bytes:
-        """One block, transient faults retried with backoff (the caching layer does this for
-        every later read)."""
-        return retrying(lambda: self.fetch(index))
+    def _fetch_retrying(self, index: int) -> tuple[bytes, bytes | None]:
+        """One block and its SHA-256, transient faults retried with backoff (the caching
+        layer does this for every later read)."""
+        return retrying(lambda: self.fetch_with_digest(index))
 
     def _list(self, window: int) -> BlockListing:
         """List one window's blocks and hold its tokens (the least recently used window
@@ -290,6 +292,11 @@ class EbsFetcher:
 
     def fetch(self, index: int) -> bytes:
         """Block ``index``: verified bytes, or zeros for a block the snapshot never wrote."""
+        return self.fetch_with_digest(index)[0]
+
+    def fetch_with_digest(self, index: int) -> tuple[bytes, bytes | None]:
+        """Block ``index`` (as :meth:`fetch`) and its SHA-256, computed once to verify it
+        (the caching layer hands it to the kept blocks, which need it too)."""
         if index < 0 or index * BLOCK_SIZE >= self.size:
             raise SourceReadError(f"{self.snapshot_id}: block {index} is past the volume's end")
         first = self._first
@@ -298,7 +305,7 @@ class EbsFetcher:
             return first[1]
         listing, token = self._token(index)
         if token is None:
-            return _ZEROS
+            return _ZEROS, _ZEROS_SHA256
         what = f"reading block {index} of {self.snapshot_id}"
         self._get_bucket.acquire()
         self.fetches += 1
@@ -316,8 +323,7 @@ class EbsFetcher:
             raise translate(exc, what) from exc
         except Exception as exc:
             raise translate(exc, what) from exc
-        verify_block(index, data, reply, what)
-        return data
+        return data, verify_block(index, data, reply, what)
 
     def close(self) -> None:
         """Nothing held but a client (its pool closes with it)."""
@@ -432,12 +438,14 @@ def _botocore_error(exc: HTTPError, url: str, proxy: str | None) -> Exception:
     return HTTPClientError(error=exc)
 
 
-def verify_block(index: int, data: bytes, reply: dict[str, Any], what: str) -> None:
-    """Raise :class:`TransientSourceError` unless the block is 512 KiB, its length is the one
-    announced and its SHA-256 the announced checksum."""
+def verify_block(index: int, data: bytes, reply: dict[str, Any], what: str) -> bytes | None:
+    """The block's SHA-256 (None when the reply's checksum is another algorithm); raise
+    :class:`TransientSourceError` unless the block is 512 KiB, its length is the one
+    announced and its digest the announced checksum."""
     check_length(data, BLOCK_SIZE, what, reply.get("DataLength"))
-    check_digest(data, str(reply.get("ChecksumAlgorithm") or "SHA256"), reply.get("Checksum"),
-                 what)
+    algorithm = str(reply.get("ChecksumAlgorithm") or "SHA256")
+    digest = check_digest(data, algorithm, reply.get("Checksum"), what)
+    return digest if algorithm.upper() == "SHA256" else None
 
 
 def open_ebs(locator: dict[str, Any]) -> CachedSource:
