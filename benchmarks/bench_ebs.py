@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -186,6 +188,25 @@ def report_changes(full: ScanOutcome, incr: ScanOutcome, chosen: list[tuple[str,
 
 
 CACHE: dict[str, Any] = {}
+THREADS: dict[str, dict[str, float]] = {}  # CPU seconds per thread role of each snapshot's scan
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) of this process's live threads so far, by role: the
+    thread's name without its number (MainThread: the walk; snapfim-fetch: the fetches;
+    snapfim-keep: the kept blocks' writer)."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        role = re.sub(r"[-_]?\d+$", "", names.get(int(tid), "other"))
+        out[role] = out.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
 
 
 def ebs_locator(snapshot: str) -> dict[str, Any]:
@@ -202,6 +223,7 @@ def scan_snapshot(snapshot: str, policy: list[Any], workers: int,
         locator["cache"] = {**EBS_CACHE.as_dict(), **CACHE}
         if read_ahead:
             locator["cache"]["read_ahead"] = read_ahead
+    before = thread_cpu()
     source = open_ebs(locator)
     try:
         if parent is not None:
@@ -212,6 +234,8 @@ def scan_snapshot(snapshot: str, policy: list[Any], workers: int,
         return scan_source(source, policy, ScanOptions(workers, reuse=reuse))
     finally:
         STATS[snapshot] = source.stats
+        THREADS[snapshot] = {role: cpu - before.get(role, 0.0)
+                             for role, cpu in thread_cpu().items()}
         source.close()
 
 
@@ -286,6 +310,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{full_cpu:.1f} s = "
               f"{full_cpu / (served / 1e9):.1f} s per GB fetched; local AWS process: "
               f"{SERVER_CPU['full scan of snapshot 1 through EBS']:.1f} s")
+        roles = THREADS[snap1]
+        named = {"MainThread": "walk (main thread)", "snapfim-fetch": "fetch threads",
+                 "snapfim-keep": "kept-block writer"}
+        split = ", ".join(f"{label} {roles.get(role, 0.0):.1f} s" for role, label in named.items())
+        print(f"  scanning process by thread: {split}, other threads and ended ones "
+              f"{own - sum(roles.get(role, 0.0) for role in named):.1f} s")
         if args.full_only:
             print(f"  the scanning process's cache: {STATS[snap1]}")
             return 0

@@ -608,7 +608,8 @@ class CachedSource:
         if current_read_intent() != SELECTIVE:
             with self._lock:
                 wanted.extend(self._runs.observe(first, last))
-        self._submit(wanted, first, last)
+        if wanted:  # most reads stay within a block the run already reached: nothing to do
+            self._submit(wanted, first, last)
 
     def _submit(self, wanted: list[int], first: int, last: int) -> None:
         """Fetch ``wanted`` blocks in the pool (those of the read ``first..last`` count as

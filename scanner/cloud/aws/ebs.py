@@ -22,8 +22,10 @@ Locator: ``{"kind": "ebs", "snapshot": "snap-...", "region": "eu-west-1", "accou
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from datetime import datetime
 from typing import Any
@@ -59,7 +61,7 @@ from scanner.errors import (
 from scanner.incremental import MAX_RUNS, BlockRuns
 from scanner.sources.cache import CachedSource, CacheSettings, open_cached, retrying
 from scanner.sources.integrity import check_digest, check_length
-from scanner.sources.spill import shared_by_parent
+from scanner.sources.spill import shared_by_parent, store_key
 
 BLOCK_SIZE = 512 * 1024
 GIB = 1 << 30
@@ -69,6 +71,10 @@ MAX_VOLUME_GIB = 64 * 1024  # the largest EBS volume (io2 Block Express)
 POOL = 64             # HTTP connections per fetcher (parallel read-ahead)
 WINDOW_BLOCKS = 16384  # blocks listed at once (8 GiB of the volume)
 WINDOWS_KEPT = 8       # windows whose tokens are held (at most 131,072 tokens)
+
+# the fetchers open in this process, by locator: a forked hash worker starts from its
+# parent's block listing (:class:`EbsFetcher`)
+_OPEN: weakref.WeakValueDictionary[str, EbsFetcher] = weakref.WeakValueDictionary()
 
 _ZEROS = bytes(BLOCK_SIZE)
 _ZEROS_SHA256 = hashlib.sha256(_ZEROS).digest()
@@ -210,8 +216,22 @@ class EbsFetcher:
         self.listings = 0
         self._windows: OrderedDict[int, BlockListing] = OrderedDict()
         self._listing_locks: dict[int, threading.Lock] = {}
-        head = self._list(0)  # the volume's size (and the first window's tokens)
-        self._size = head.volume_bytes
+        self._pid = os.getpid()
+        key = store_key(self.locator)
+        parent = _OPEN.get(key)
+        if parent is not None and parent._pid != self._pid and parent._windows:
+            # a hash worker forked from the process that opened the snapshot: its block
+            # tokens (valid in any process; listed again before they expire) and the
+            # volume's size, instead of a listing of its own. Copied without the parent's
+            # lock, which a parent thread may have held at the fork: the dict itself is
+            # whole (the GIL), and a window missing from it is listed here when needed.
+            self._windows.update(parent._windows)
+            self._size: int = parent._size
+            head = self._windows[next(iter(self._windows))]
+        else:
+            head = self._list(0)  # the volume's size (and the first window's tokens)
+            self._size = head.volume_bytes
+        _OPEN[key] = self
         # one block read now: a snapshot we may list but not read (a KMS key the role may
         # not use, a tag condition) fails here, at open, with the account's reason, instead
         # of as unreadable bytes deep inside a filesystem; the block is served once later
