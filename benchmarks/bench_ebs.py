@@ -6,6 +6,7 @@ EBS direct APIs of a local server that adds 50 ms to every GetSnapshotBlock.
     python3 -m benchmarks.bench_ebs [--workdir /tmp/snapfim-bench-aws]
         [--image EXISTING-bench-ext4.img] [--entries 100000 --bytes 2200000000]
         [--pattern spread|clustered] [--latency 0.05] [--hash-workers 2] [--verify]
+        [--full-only [--repeat N]]
 
 (``--entries 20000 --bytes 440000000`` builds a fifth of the image, for a quicker run.)
 
@@ -19,9 +20,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -186,6 +189,25 @@ def report_changes(full: ScanOutcome, incr: ScanOutcome, chosen: list[tuple[str,
 
 
 CACHE: dict[str, Any] = {}
+THREADS: dict[str, dict[str, float]] = {}  # CPU seconds per thread role of each snapshot's scan
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) of this process's live threads so far, by role: the
+    thread's name without its number (MainThread: the walk; snapfim-fetch: the fetches;
+    snapfim-keep: the kept blocks' writer)."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        role = re.sub(r"[-_]?\d+$", "", names.get(int(tid), "other"))
+        out[role] = out.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
 
 
 def ebs_locator(snapshot: str) -> dict[str, Any]:
@@ -202,6 +224,7 @@ def scan_snapshot(snapshot: str, policy: list[Any], workers: int,
         locator["cache"] = {**EBS_CACHE.as_dict(), **CACHE}
         if read_ahead:
             locator["cache"]["read_ahead"] = read_ahead
+    before = thread_cpu()
     source = open_ebs(locator)
     try:
         if parent is not None:
@@ -212,10 +235,34 @@ def scan_snapshot(snapshot: str, policy: list[Any], workers: int,
         return scan_source(source, policy, ScanOptions(workers, reuse=reuse))
     finally:
         STATS[snapshot] = source.stats
+        THREADS[snapshot] = {role: cpu - before.get(role, 0.0)
+                             for role, cpu in thread_cpu().items()}
         source.close()
 
 
 STATS: dict[str, CacheStats] = {}
+
+
+def report_full(full: ScanOutcome, wall: float, blocks: int, snapshot: str) -> None:
+    """Print the full scan's MB/s, its client CPU per GB fetched and that CPU's split."""
+    label = "full scan of snapshot 1 through EBS"
+    data = full.coverage.bytes_hashed
+    cpu = CPU[label]
+    served = blocks * BLOCK_BYTES
+    print(f"full scan:        {wall:6.1f} s  {data / 1e6 / wall:7.0f} MB/s of file "
+          f"data ({data / 1e9:.2f} GB, {full.coverage.entities} entities), "
+          f"{served / 1e6 / wall:.0f} MB/s of blocks fetched ({blocks}) "
+          f"(target >= 200 MB/s)")
+    own, kids = SPLIT[label]
+    print(f"  client CPU (scanning process {own:.1f} s + hash workers {kids:.1f} s): "
+          f"{cpu:.1f} s = {cpu / max(served / 1e9, 1e-9):.1f} s per GB fetched; local AWS "
+          f"process: {SERVER_CPU[label]:.1f} s")
+    roles = THREADS[snapshot]
+    named = {"MainThread": "walk (main thread)", "snapfim-fetch": "fetch threads",
+             "snapfim-keep": "kept-block writer"}
+    split = ", ".join(f"{name} {roles.get(role, 0.0):.1f} s" for role, name in named.items())
+    print(f"  scanning process by thread: {split}, other threads and ended ones "
+          f"{own - sum(roles.get(role, 0.0) for role in named):.1f} s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -232,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep streamed file contents too (SNAPFIM_BLOCK_CACHE_CONTENT=1)")
     parser.add_argument("--full-only", action="store_true",
                         help="only the full scan through EBS (for profiling)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="with --full-only: the full scan this many times, one after "
+                             "the other (nothing kept between them)")
     args = parser.parse_args(argv)
     keep_dir = args.workdir / "kept-blocks"
     shutil.rmtree(keep_dir, ignore_errors=True)
@@ -271,24 +321,19 @@ def main(argv: list[str] | None = None) -> int:
                 floor, floor_wall = timed("full scan of the local file (floor)",
                                           lambda: scan_source(local, policy,
                                                               ScanOptions(args.hash_workers)))
-        full, full_wall = timed("full scan of snapshot 1 through EBS",
-                                lambda: scan_snapshot(snap1, policy, args.hash_workers))
-        full_blocks = server.call("counts").get(snap1, 0)
-        data = full.coverage.bytes_hashed
-        full_cpu = CPU["full scan of snapshot 1 through EBS"]
-        served = full_blocks * BLOCK_BYTES
-        print(f"full scan:        {full_wall:6.1f} s  {data / 1e6 / full_wall:7.0f} MB/s of file "
-              f"data ({data / 1e9:.2f} GB, {full.coverage.entities} entities), "
-              f"{served / 1e6 / full_wall:.0f} MB/s of blocks fetched ({full_blocks}) "
-              f"(target >= 200 MB/s)")
-        own, kids = SPLIT["full scan of snapshot 1 through EBS"]
-        print(f"  client CPU (scanning process {own:.1f} s + hash workers {kids:.1f} s): "
-              f"{full_cpu:.1f} s = "
-              f"{full_cpu / (served / 1e9):.1f} s per GB fetched; local AWS process: "
-              f"{SERVER_CPU['full scan of snapshot 1 through EBS']:.1f} s")
+        for repeat in range(args.repeat if args.full_only else 1):
+            if repeat:  # the same scan again: nothing kept from the last one
+                shutil.rmtree(keep_dir, ignore_errors=True)
+            before = server.call("counts").get(snap1, 0)
+            full, full_wall = timed("full scan of snapshot 1 through EBS",
+                                    lambda: scan_snapshot(snap1, policy, args.hash_workers))
+            full_blocks = server.call("counts").get(snap1, 0) - before
+            report_full(full, full_wall, full_blocks, snap1)
         if args.full_only:
             print(f"  the scanning process's cache: {STATS[snap1]}")
             return 0
+        data = full.coverage.bytes_hashed
+        full_cpu = CPU["full scan of snapshot 1 through EBS"]
         print(f"local file floor: {floor_wall:6.1f} s  {data / 1e6 / floor_wall:7.0f} MB/s "
               f"({floor.coverage.entities} entities), "
               f"{CPU['full scan of the local file (floor)']:.1f} s CPU")

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import struct
@@ -53,6 +54,7 @@ DEFAULT_BUDGET = 4 << 30
 MIN_ENTRY = 4096  # bytes an entry is counted for at least (what a small file takes on disk)
 STALE_TEMP_SECONDS = 3600.0  # a temporary file this old was left by a writer that died
 _SUFFIX = ".blk"
+USAGE_WIDTH = 20  # digits of the byte count in the usage file
 
 
 def default_directory() -> str:
@@ -112,11 +114,20 @@ def cost(size: int) -> int:
     return max(size, MIN_ENTRY)
 
 
-def encode(data: bytes) -> bytes:
+@functools.lru_cache(maxsize=4)
+def _zeros(size: int) -> bytes:
+    return bytes(size)
+
+
+def encode(data: bytes, digest: bytes | None = None) -> bytes:
     """A block as stored: header + data (a block of zeros: the header alone, with the
-    digest of its zeros)."""
-    header = HEADER.pack(MAGIC, len(data), hashlib.sha256(data).digest())
-    return header if data.count(0) == len(data) else header + data
+    digest of its zeros); ``digest``: the data's SHA-256 when the caller has it (computed
+    when it checked the block)."""
+    if digest is None or len(digest) != 32:
+        digest = hashlib.sha256(data).digest()
+    header = HEADER.pack(MAGIC, len(data), digest)
+    zeros = not data or (data[0] == 0 and data == _zeros(len(data)))  # memcmp, not a count
+    return header if zeros else header + data
 
 
 def decode(raw: bytes, expected: int) -> bytes | None:
@@ -165,9 +176,18 @@ class BlockStore:
             return self._count()
 
     def _set_usage(self, value: int) -> None:
-        temp = self._usage_path.with_name(f".usage.{os.getpid()}")
-        temp.write_text(str(max(0, value)))
-        os.replace(temp, self._usage_path)
+        """Write the count in place (under the lock: no reader sees it half written; a fixed
+        width, so it never needs truncating). Not a new file renamed over the old one: on
+        ext4 that rename forces the new file's data to disk, ~0.6 ms of CPU per entry kept.
+        A damaged count is recounted by the next reader."""
+        fd = os.open(self._usage_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            text = f"{max(0, value):0{USAGE_WIDTH}d}".encode()
+            if os.pwrite(fd, text, 0) != len(text):
+                raise OSError(f"short write of {self._usage_path}")
+            os.ftruncate(fd, len(text))
+        finally:
+            os.close(fd)
 
     def _count(self) -> int:
         """Bytes of every entry, each file once however many links it has; temporary files
@@ -296,15 +316,15 @@ class SnapshotBlocks:
             self._discard(entry, cost(written), links)
         return data
 
-    def put(self, index: int, data: bytes) -> bool:
-        """Keep block ``index`` (written whole or not at all); False when the budget or the
-        disk refuses."""
+    def put(self, index: int, data: bytes, digest: bytes | None = None) -> bool:
+        """Keep block ``index`` (written whole or not at all; ``digest``: its SHA-256 when
+        known); False when the budget or the disk refuses."""
         if self._fd is None:
             return False
         entry = self._entry(index)
         if entry.exists():
             return True
-        raw = encode(data)
+        raw = encode(data, digest)
         if not self.store.reserve(cost(len(raw))):
             return False
         temp = self.path / f".tmp-{os.getpid()}-{index}-{time.monotonic_ns()}"

@@ -71,7 +71,9 @@ class BlockFetcher(Protocol):
     ``fetch(index)`` returns exactly ``block_size`` bytes (fewer only for the last block of
     ``size``), raises :class:`~scanner.errors.TransientError` for what a retry may fix and
     :class:`~scanner.errors.SourceReadError` for what it cannot. It is called from several
-    threads at once. A fetcher may also have ``close()`` and ``verify(index, data)``.
+    threads at once. A fetcher may also have ``close()``, ``verify(index, data)`` and
+    ``fetch_with_digest(index)``: the block and its SHA-256 (or None), when checking it
+    computed that anyway (a block kept between scans is stored with it, not hashed again).
     """
 
     @property
@@ -166,6 +168,9 @@ class CachedSource:
         self._depth = max(0, min(settings.read_ahead,
                                  settings.cache_bytes // self._block_size // 2))
         self._verify = verify if verify is not None else getattr(fetcher, "verify", None)
+        self._fetch_digest: Callable[[int], tuple[bytes, bytes | None]] | None = getattr(
+            fetcher, "fetch_with_digest", None)
+        self._digests: dict[int, bytes] = {}  # SHA-256 of cached fetched blocks, if known
         self._lock = threading.Lock()
         self._cache: OrderedDict[int, bytes] = OrderedDict()
         self._inflight: dict[int, Future[bytes]] = {}
@@ -373,6 +378,7 @@ class CachedSource:
             left = list(self._inflight.values())
             self._inflight.clear()
             self._cache.clear()
+            self._digests.clear()
             self._stats.cached_bytes = 0
         for future in left:  # read-ahead cancelled before it ran
             if not future.done():
@@ -509,21 +515,22 @@ class CachedSource:
             if self._keeper is None:
                 self._keeper = ThreadPoolExecutor(1, thread_name_prefix="snapfim-keep")
             keeper = self._keeper
+            digest = self._digests.get(index)
         self._keeping.acquire()
         try:
-            keeper.submit(self._keep_one, index, data)
+            keeper.submit(self._keep_one, index, data, digest)
         except RuntimeError:  # closed meanwhile
             self._keeping.release()
 
-    def _keep_one(self, index: int, data: bytes) -> None:
-        """The keeper thread: put one block in the store."""
+    def _keep_one(self, index: int, data: bytes, digest: bytes | None) -> None:
+        """The keeper thread: put one block (its SHA-256 when known) in the store."""
         try:
             keep = self._keep
             if keep is None or self._keep_full:
                 with self._lock:
                     self._kept.discard(index)
                 return
-            if keep.put(index, data):
+            if keep.put(index, data, digest):
                 with self._lock:
                     self._stats.kept += 1
             else:
@@ -537,8 +544,9 @@ class CachedSource:
         """Cache a block, first evicting the least recently used ones (under the lock)."""
         stats = self._stats
         while self._cache and stats.cached_bytes + len(data) > self._settings.cache_bytes:
-            _, old = self._cache.popitem(last=False)
+            gone, old = self._cache.popitem(last=False)
             stats.cached_bytes -= len(old)
+            self._digests.pop(gone, None)
         self._cache[index] = data
         stats.cached_bytes += len(data)
         stats.peak_bytes = max(stats.peak_bytes, stats.cached_bytes)
@@ -551,7 +559,11 @@ class CachedSource:
         faults = mismatches = 0
         while True:
             try:
-                data = bytes(self._fetcher.fetch(index))
+                if self._fetch_digest is not None:
+                    data, digest = self._fetch_digest(index)
+                else:
+                    data, digest = self._fetcher.fetch(index), None
+                data = bytes(data)
             except TransientError as exc:
                 faults += 1
                 if faults >= settings.attempts:
@@ -561,6 +573,9 @@ class CachedSource:
                 continue
             problem = self._check(index, data, expected)
             if problem is None:
+                if digest is not None and self._keep is not None:
+                    with self._lock:  # dropped with the block (_store) or at close
+                        self._digests[index] = digest
                 return data
             mismatches += 1
             if mismatches >= settings.mismatch_attempts:
@@ -593,7 +608,8 @@ class CachedSource:
         if current_read_intent() != SELECTIVE:
             with self._lock:
                 wanted.extend(self._runs.observe(first, last))
-        self._submit(wanted, first, last)
+        if wanted:  # most reads stay within a block the run already reached: nothing to do
+            self._submit(wanted, first, last)
 
     def _submit(self, wanted: list[int], first: int, last: int) -> None:
         """Fetch ``wanted`` blocks in the pool (those of the read ``first..last`` count as

@@ -23,16 +23,18 @@ def check_length(data: bytes, expected: int, what: str, announced: object = None
                                    f"{expected} expected")
 
 
-def check_digest(data: bytes, algorithm: str, announced: object, what: str) -> None:
-    """Raise :class:`TransientSourceError` unless the base64 ``algorithm`` digest (SHA256,
-    MD5) of ``data`` is the ``announced`` one (a missing announcement fails too);
+def check_digest(data: bytes, algorithm: str, announced: object, what: str) -> bytes:
+    """The ``algorithm`` digest (SHA256, MD5) of ``data``, raw; :class:`TransientSourceError`
+    unless its base64 is the ``announced`` one (a missing announcement fails too);
     :class:`SourceReadError` for an algorithm we do not know."""
     make = DIGESTS.get(algorithm.upper())
     if make is None:
         raise SourceReadError(f"{what}: unknown checksum algorithm {algorithm[:40]!r}")
     if not isinstance(announced, str) or not announced:
         raise TransientSourceError(f"{what}: the reply announced no {algorithm} checksum")
-    digest = base64.b64encode(make(data).digest()).decode()
+    raw = make(data).digest()
+    digest = base64.b64encode(raw).decode()
     if digest != announced:
         raise TransientSourceError(f"{what}: checksum mismatch ({algorithm} received {digest}, "
                                    f"announced {announced[:64]})")
+    return raw

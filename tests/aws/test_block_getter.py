@@ -6,11 +6,16 @@ server) are the file's bytes."""
 from __future__ import annotations
 
 import hashlib
+import socket
 from pathlib import Path
 
+import boto3
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
 from scanner.cloud.aws.ebs import BLOCK_SIZE, BlockGetter, EbsFetcher
+from scanner.cloud.aws.faults import translate
+from scanner.cloud.aws.session import client_config
 from scanner.errors import AccountAccessError, SourceReadError, TransientSourceError
 from tests.aws.fakeaws import EbsStore, Fault
 from tests.aws.helpers import REGION, ec2
@@ -59,3 +64,20 @@ def test_the_getter_raises_what_boto3_raises(ebs_store: EbsStore, snapshot: str)
     assert fetcher.fetch(3) == block(3)
     with pytest.raises(SourceReadError, match="past the volume's end"):
         fetcher.fetch(1 << 20)
+
+
+def test_a_connection_failure_is_the_error_boto3_raises() -> None:
+    """An endpoint nobody listens on: botocore's EndpointConnectionError (transient for the
+    fetcher), as from a boto3 call."""
+    with socket.socket() as probe:  # a port just freed: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = boto3.client("ebs", region_name=REGION, endpoint_url=f"http://127.0.0.1:{port}",
+                          aws_access_key_id="a", aws_secret_access_key="b",
+                          config=client_config(retries=1))
+    getter = BlockGetter.of(client)
+    assert getter is not None
+    with pytest.raises(EndpointConnectionError):
+        getter.get("snap-0123456789abcdef0", 0, "token")
+    assert isinstance(translate(EndpointConnectionError(endpoint_url="x"), "reading"),
+                      TransientSourceError)

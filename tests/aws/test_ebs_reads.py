@@ -243,6 +243,7 @@ def test_a_scan_through_ebs_with_parallel_hashing_equals_the_local_scan(
     monkeypatch.setattr(hashing, "PARALLEL_MIN_BYTES", 1)  # the forked worker reopens ebs
     policy = recommended_entities()
     source = open_ebs({"kind": "ebs", "snapshot": snap, "region": REGION})
+    listed = ebs_store.calls["ListSnapshotBlocks"]
     try:
         remote = scan_source(source, policy, ScanOptions(hash_workers=2))
     finally:
@@ -255,6 +256,8 @@ def test_a_scan_through_ebs_with_parallel_hashing_equals_the_local_scan(
     assert fetched and max(fetched.values()) == 1
     assert sum(fetched.values()) == ebs_store.block_gets[snap] <= len(
         ebs_store.snapshots[snap].blocks)
+    # and the block tokens listed once, at open: the workers start from that listing
+    assert ebs_store.calls["ListSnapshotBlocks"] == listed
     assert {p: e.values() for p, e in remote.entities.items()} == {
         p: e.values() for p, e in local.entities.items()}
 

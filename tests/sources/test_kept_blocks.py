@@ -191,3 +191,42 @@ def test_a_parent_with_nothing_kept_means_every_block_is_fetched(
     assert result.entities == direct[1].entities
     assert second.stats.parent_hits == 0
     assert not set(fetcher.log) <= changed_blocks(images)
+
+
+class DigestFetcher(LoggingFetcher):
+    """Hands each block's SHA-256 with it, as the EBS fetcher does after checking the reply's
+    checksum; ``wrong``: a block whose digest it gets wrong."""
+
+    def __init__(self, source: BlockSource, snapshot: str, wrong: int) -> None:
+        super().__init__(source, snapshot)
+        self.wrong = wrong
+
+    def fetch_with_digest(self, index: int) -> tuple[bytes, bytes]:
+        data = self.fetch(index)
+        return data, bytes(32) if index == self.wrong else hashlib.sha256(data).digest()
+
+
+def test_kept_blocks_carry_the_digest_the_fetcher_computed(images: tuple[Path, Path],
+                                                           tmp_path: Path) -> None:
+    """The digest handed with a block is the one stored (not computed again), and a wrong
+    one only costs a fetch when the block is next read: never wrong bytes."""
+    outcomes, logs = [], []
+    for _ in range(2):  # a scan of s1, then the same snapshot's scan again (redelivered)
+        fetcher = DigestFetcher(open_local(images[0]), "s1", wrong=0)
+        source = CachedSource(fetcher, CacheSettings(cache_bytes=1 << 20, read_ahead=4,
+                                                     threads=4, keep_dir=str(tmp_path)))
+        try:
+            outcomes.append(scan(source))
+        finally:
+            source.close()
+        logs.append(fetcher.log)
+    [snap_dir] = [p for p in tmp_path.iterdir() if p.is_dir()]
+    entries = {int(p.stem): p.read_bytes() for p in snap_dir.glob("*.blk")}
+    assert 0 in entries and len(entries) > 10
+    for index, raw in entries.items():
+        digest = HEADER.unpack_from(raw)[2]
+        assert digest == (bytes(32) if index == 0 else hashlib.sha256(
+            raw[HEADER.size:] or bytes(BLOCK)).digest())
+    assert outcomes[1].entities == outcomes[0].entities
+    assert logs[1][0] == 1  # the entry with the wrong digest: a miss, fetched again
+    assert not (set(logs[1]) & set(entries)) - {0}  # every other kept block served
