@@ -35,7 +35,8 @@ def fewer_collections(threshold: int = SCAN_GC_THRESHOLD) -> Iterator[None]:
         if _depth == 0:
             _saved = gc.get_threshold()
             first, *older = _saved
-            gc.set_threshold(max(first, threshold), *older)
+            if first:  # 0: the host turned automatic collection off; keep it off
+                gc.set_threshold(max(first, threshold), *older)
         _depth += 1
     try:
         yield

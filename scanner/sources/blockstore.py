@@ -170,10 +170,16 @@ class BlockStore:
                 os.close(fd)  # releases the lock
 
     def _usage(self) -> int:
+        """The bytes kept, from the count file; recounted when it is missing or damaged
+        (empty or not the fixed-width digits :meth:`_set_usage` writes: a crash right after
+        it was created)."""
         try:
-            return max(0, int(self._usage_path.read_text() or 0))
-        except (OSError, ValueError):
+            text = self._usage_path.read_bytes()
+        except OSError:
             return self._count()
+        if len(text) != USAGE_WIDTH or not text.isdigit():
+            return self._count()
+        return int(text)
 
     def _set_usage(self, value: int) -> None:
         """Write the count in place (under the lock: no reader sees it half written; a fixed

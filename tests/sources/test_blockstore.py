@@ -100,6 +100,21 @@ def test_the_budget_holds_evicting_the_least_recently_opened_unused_snapshot(
     current.close()
 
 
+@pytest.mark.parametrize("damage", [b"", b"12", "\u00b2".encode() * 10, b"x" * 20])
+def test_a_damaged_usage_count_is_recounted_so_the_budget_holds(tmp_path: Path,
+                                                                 damage: bytes) -> None:
+    """A crash right after the count file was created leaves it empty: read as 0, the
+    store would grow past its budget by what it already holds."""
+    store = BlockStore(tmp_path, 2 * ENTRY)
+    snap = store.open("snapshot:s1")
+    assert snap is not None
+    assert snap.put(0, data(0)) and snap.put(1, data(1))
+    (tmp_path / ".usage").write_bytes(damage)
+    assert not snap.put(2, data(2))  # recounted: 2 entries, the budget is full
+    assert on_disk(tmp_path) == 2 * ENTRY
+    snap.close()
+
+
 def test_a_block_recorded_for_the_next_snapshot_is_a_link_and_costs_nothing(
         tmp_path: Path) -> None:
     store = BlockStore(tmp_path, 2 * ENTRY)

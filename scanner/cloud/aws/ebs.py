@@ -398,7 +398,9 @@ class BlockGetter:
             shape = model.operation_model(cls.OPERATION).output_shape
             base, region = str(meta.endpoint_url), str(meta.region_name)
             signer = GetSigner(base, region, str(model.signing_name or "ebs"))
-            if credentials is None or not callable(getattr(http, "_setup_ssl_cert", None)):
+            needed = ("_setup_ssl_cert", "_get_request_target", "_get_connection_manager")
+            if (credentials is None or not hasattr(http, "_verify")
+                    or not all(callable(getattr(http, name, None)) for name in needed)):
                 return None
             return cls(base, signer, credentials, http, parser, shape)
         except Exception:  # noqa: BLE001 - any missing piece: plain boto3 calls

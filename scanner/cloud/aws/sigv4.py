@@ -17,8 +17,6 @@ import time
 from typing import NamedTuple
 from urllib.parse import quote
 
-from botocore.auth import _host_from_url
-
 ALGORITHM = "AWS4-HMAC-SHA256"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
@@ -39,6 +37,10 @@ class GetSigner:
     """SigV4 headers of GET requests to one endpoint, region and service (thread-safe)."""
 
     def __init__(self, endpoint: str, region: str, service: str) -> None:
+        # botocore's own (private) host rule, imported here: a botocore without it makes
+        # the constructor fail, and BlockGetter.of falls back to plain boto3 calls
+        from botocore.auth import _host_from_url  # noqa: PLC0415
+
         self._host = _host_from_url(endpoint)
         self._region = region
         self._service = service
