@@ -25,7 +25,8 @@ rescan moves three narrow columns per entity and rewrites nothing; memory stays 
 values wait on disk, ~230 bytes per file entity, for the length of the diff). Rows are built
 for the database with as little Python per row as possible: JSON columns are encoded once
 where the row is built, and the common all-ASCII, in-range row takes no escaping or clamping
-call.
+call; a rescan stages its entities by batches, each step of a batch one C call over all of it
+(:meth:`_Digester.staged`).
 """
 
 from __future__ import annotations
@@ -476,7 +477,7 @@ class _Digester:
             joined = "".join(ids)
             if not (joined.isascii() and joined.isprintable()  # no NUL, tab, newline
                     and max(map(len, ids)) <= _PLAIN_ID and None not in map(unknown_of, batch)
-                    and unreadable.isdisjoint(ids)):
+                    and (not unreadable or unreadable.isdisjoint(ids))):
                 rows = self._each(batch, data, starts, copy_text)
                 if copy_text:
                     yield "".join(rows)
