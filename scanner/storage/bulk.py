@@ -17,9 +17,13 @@ from scanner.errors import StorageError, TransientStorageError
 _BATCH = 10_000
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def json_text(value: Any) -> str:
-    """Canonical JSON text (sorted keys, no spaces), so equal values are equal strings."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    """Canonical JSON text (sorted keys, no spaces), so equal values are equal strings (one
+    encoder for all: what ``json.dumps`` with these options builds at every call)."""
+    return _CANONICAL.encode(value)
 
 
 def _is_json(table: Table, column: str) -> bool:
