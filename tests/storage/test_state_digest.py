@@ -402,7 +402,9 @@ def test_batched_staging_stages_what_one_entity_at_a_time_does(
     spill = io.BytesIO()
     staged = list(digester.staged(entities, spill, copy_text))
 
-    values = [sqldiff._marshalled(FILE_STATE.values(e))[0] for e in entities]
+    values_of = FILE_STATE.values
+    assert values_of is not None
+    values = [sqldiff._marshalled(values_of(e))[0] for e in entities]
     data = [marshal.dumps(v, 2) for v in values]
     starts = list(itertools.accumulate(map(len, data), initial=0))[:-1]
     expected = list(sqldiff._Digester(FILE_STATE, ["/etc/unread"])._each(
