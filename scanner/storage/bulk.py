@@ -15,12 +15,15 @@ from sqlalchemy import JSON, Connection, Table
 from scanner.errors import StorageError, TransientStorageError
 
 _BATCH = 10_000
-_LINES = 2_000  # COPY text lines sent per block
+
+
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
 def json_text(value: Any) -> str:
-    """Canonical JSON text (sorted keys, no spaces), so equal values are equal strings."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    """Canonical JSON text (sorted keys, no spaces), so equal values are equal strings (one
+    encoder for all: what ``json.dumps`` with these options builds at every call)."""
+    return _CANONICAL.encode(value)
 
 
 def _is_json(table: Table, column: str) -> bool:
@@ -33,8 +36,8 @@ def bulk_insert(conn: Connection, table: Table, columns: Sequence[str],
                 rows: Iterable[Any], *, encoded: bool = False, copy_text: bool = False) -> None:
     """Insert rows (tuples in ``columns`` order) in the caller's transaction; ``encoded``:
     the rows hold their JSON columns as text already (:func:`json_text`); ``copy_text``
-    (PostgreSQL only): each row is a line of COPY's text format already, newline included
-    (sent in large blocks, no per-row call into the driver)."""
+    (PostgreSQL only): each item of ``rows`` is a block of whole lines of COPY's text format
+    already, newlines included, sent as it is (no per-row call into the driver)."""
     json_cols = [] if encoded else [i for i, c in enumerate(columns) if _is_json(table, c)]
     memo: dict[Any, str] = {}  # most JSON values repeat ({} and a few policy tuples)
 
@@ -71,8 +74,7 @@ def bulk_insert(conn: Connection, table: Table, columns: Sequence[str],
                     cursor.copy(f"COPY {table.name} ({names}) FROM STDIN",
                                 writer=QueuedLibpqWriter(cursor)) as copy:
                 if copy_text:
-                    lines = iter(rows)
-                    while block := "".join(itertools.islice(lines, _LINES)):
+                    for block in rows:
                         copy.write(block)
                 else:
                     for row in encoded_rows():

@@ -292,7 +292,7 @@ class Repository:
             bulk_insert(conn, change_event, _EVENT_COLUMNS, (
                 (machine_id, scan_id, previous.id if previous else None, finished_at,
                  window_start, finished_at, e.entity_type, e.category, e.path, e.value_name,
-                 list(e.fields_changed), e.previous, e.current, list(e.policies),
+                 tuple(e.fields_changed), e.previous, e.current, tuple(e.policies),
                  None if e.package is None else storable(e.package), e.verdict,
                  None if e.content_diff is None else storable(e.content_diff))
                 for e in diff.events))

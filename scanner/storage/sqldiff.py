@@ -25,7 +25,8 @@ rescan moves three narrow columns per entity and rewrites nothing; memory stays 
 values wait on disk, ~230 bytes per file entity, for the length of the diff). Rows are built
 for the database with as little Python per row as possible: JSON columns are encoded once
 where the row is built, and the common all-ASCII, in-range row takes no escaping or clamping
-call.
+call; a rescan stages its entities by batches, each step of a batch one C call over all of it
+(:meth:`_Digester.staged`).
 """
 
 from __future__ import annotations
@@ -34,9 +35,12 @@ import functools
 import marshal
 import operator
 import tempfile
+from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from hashlib import blake2b as _blake2b
+from itertools import accumulate, islice, repeat
+from operator import itemgetter
 from typing import IO, Any
 
 from sqlalchemy import (
@@ -90,7 +94,10 @@ _JOIN_MEMORY = "64MB"
 _DIGEST_BYTES = 32
 _DIGEST_PERSON = b"snapfim-row-v1"
 _SPILL_BUFFER = 1 << 20
-_new_digest = _blake2b(digest_size=_DIGEST_BYTES, person=_DIGEST_PERSON).copy
+_DIGEST_START = _blake2b(digest_size=_DIGEST_BYTES, person=_DIGEST_PERSON)
+_new_digest = _DIGEST_START.copy
+_first = itemgetter(0)
+_STAGE_BATCH = 2000  # entities staged per batch (one spill write and one COPY block each)
 # a field of PostgreSQL's COPY text format: these characters escaped
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _stage_meta = {(kind, postgres): MetaData() for kind in ("full", "digest", "changed")
@@ -445,44 +452,66 @@ class _Digester:
 
     def staged(self, entities: Iterable[Any], spill: IO[bytes], copy_text: bool
                ) -> Iterator[Any]:
-        """The (id, digest, position) of each entity, as COPY text lines (``copy_text``)
-        or tuples; its marshalled values are written to ``spill`` at that position. The
-        loop is the hot path of a rescan: one call per value of work, no more."""
-        values_of, stored_id = self.values, self.spec.stored_id
-        unknown_at, hash_at, unreadable = self.unknown_at, self.hash_at, self.unreadable
-        dumps, new_digest, write = marshal.dumps, _new_digest, spill.write
-        pos = count = 0
-        try:
-            for e in entities:
-                count += 1
-                try:  # (no cost unless raised)
-                    values = values_of(e)
-                    try:
-                        data = dumps(values, 2)
-                    except ValueError:
-                        values, data = _marshalled(values)
-                    write(data)
-                except OSError as exc:
-                    raise StorageError(f"cannot write the diff's spill file: {exc}") from exc
-                ident = values[0]
-                if not (len(ident) <= _PLAIN_ID and ident.isascii() and ident.isprintable()):
-                    ident = stored_id(ident)  # NUL, a lone surrogate, too long: as stored
-                if values[unknown_at] is None or (values[hash_at] is None
-                                                  and ident in unreadable):
-                    digest = None
-                else:
-                    digest = new_digest()
-                    digest.update(data)
+        """The (id, digest, position) of each entity, as blocks of COPY text lines
+        (``copy_text``: one block per batch of entities) or tuples; its marshalled values are
+        written to ``spill`` at that position. The hot path of a rescan: a batch of entities
+        goes through each step at once (``map`` over C functions: values, marshal, one spill
+        write, digests, lines), so a common batch (plain ids, every row digested) runs no
+        Python per entity; any other batch takes :meth:`_each`."""
+        values_of, unknown_of, unreadable = self.values, itemgetter(self.unknown_at), \
+            self.unreadable
+        items, pos, self.count = iter(entities), 0, 0
+        while batch := list(map(values_of, islice(items, _STAGE_BATCH))):
+            self.count += len(batch)
+            try:
+                data = list(map(marshal.dumps, batch, repeat(2)))
+            except ValueError:  # a value of a subclass of a plain type: made plain
+                batch, data = map(list, zip(*map(_marshalled, batch), strict=True))
+            try:
+                spill.write(b"".join(data))
+            except OSError as exc:
+                raise StorageError(f"cannot write the diff's spill file: {exc}") from exc
+            starts = list(accumulate(map(len, data), initial=pos))
+            pos = starts.pop()
+            ids = list(map(_first, batch))
+            joined = "".join(ids)
+            if not (joined.isascii() and joined.isprintable()  # no NUL, tab, newline
+                    and max(map(len, ids)) <= _PLAIN_ID and None not in map(unknown_of, batch)
+                    and (not unreadable or unreadable.isdisjoint(ids))):
+                rows = self._each(batch, data, starts, copy_text)
                 if copy_text:
-                    if "\\" in ident or not ident.isprintable():
-                        ident = ident.translate(_COPY_ESCAPES)
-                    yield f"{ident}\t\\N\t{pos}\n" if digest is None else \
-                        f"{ident}\t\\\\x{digest.hexdigest()}\t{pos}\n"
+                    yield "".join(rows)
                 else:
-                    yield ident, None if digest is None else digest.digest(), pos
-                pos += len(data)
-        finally:
-            self.count = count
+                    yield from rows
+            elif copy_text:  # (an f-string in a comprehension: fewer steps than str.format)
+                if "\\" in joined:
+                    ids = [i.replace("\\", "\\\\") for i in ids]
+                yield "".join([f"{i}\t\\\\x{h}\t{p}\n" for i, h, p in zip(
+                    ids, map(_blake2b.hexdigest, _digests(data)), starts, strict=True)])
+            else:
+                yield from zip(ids, map(_blake2b.digest, _digests(data)), starts, strict=True)
+
+    def _each(self, batch: list[tuple[Any, ...]], data: list[bytes], starts: list[int],
+              copy_text: bool) -> Iterator[Any]:
+        """:meth:`staged` of a batch one entity at a time: ids made as stored (NUL, a lone
+        surrogate, too long) and escaped for COPY, rows completed from the state (no
+        digest)."""
+        stored_id, unknown_at, hash_at, unreadable = \
+            self.spec.stored_id, self.unknown_at, self.hash_at, self.unreadable
+        for values, blob, pos in zip(batch, data, starts, strict=True):
+            ident = values[0]
+            if not (len(ident) <= _PLAIN_ID and ident.isascii() and ident.isprintable()):
+                ident = stored_id(ident)  # NUL, a lone surrogate, too long: as stored
+            unknown = values[unknown_at] is None or (values[hash_at] is None
+                                                     and ident in unreadable)
+            digest = None if unknown else _digests([blob])[0]
+            if not copy_text:
+                yield ident, None if digest is None else digest.digest(), pos
+                continue
+            if "\\" in ident or not ident.isprintable():
+                ident = ident.translate(_COPY_ESCAPES)
+            yield f"{ident}\t\\N\t{pos}\n" if digest is None else \
+                f"{ident}\t\\\\x{digest.hexdigest()}\t{pos}\n"
 
     def load_differing(self, conn: Connection, table: Table, spill: IO[bytes],
                        differ: list[tuple[int, bytes | None, str | None]]) -> bool:
@@ -513,6 +542,14 @@ class _Digester:
 
         bulk_insert(conn, table, (*self.spec.columns, "row_digest"), rows(), encoded=True)
         return unknown
+
+
+def _digests(data: list[bytes]) -> list[Any]:
+    """The row digests (BLAKE2b objects, see :class:`_Digester`) of marshalled values, made
+    by C calls only (copies of one started digest, each updated)."""
+    digests = list(map(_blake2b.copy, repeat(_DIGEST_START, len(data))))
+    deque(map(_blake2b.update, digests, data), 0)
+    return digests
 
 
 def _marshalled(values: tuple[Any, ...]) -> tuple[tuple[Any, ...], bytes]:

@@ -33,7 +33,8 @@ def repository(db_url: str) -> Iterator[Repository]:
 
 @pytest.fixture
 def staged(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
-    """Rows bulk-loaded per table by the set-based diff, counted as they are written."""
+    """Rows bulk-loaded per table by the set-based diff, counted as they are written (a
+    block of COPY text lines counts its lines)."""
     counts: Counter[str] = Counter()
     real = sqldiff.bulk_insert
 
@@ -41,7 +42,7 @@ def staged(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
                  **kw: Any) -> None:
         def counted() -> Iterable[Any]:
             for row in rows:
-                counts[table.name] += 1
+                counts[table.name] += row.count("\n") if isinstance(row, str) else 1
                 yield row
         real(conn, table, columns, counted(), **kw)
 

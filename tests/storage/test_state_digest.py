@@ -12,9 +12,11 @@ from __future__ import annotations
 import errno
 import io
 import itertools
+import marshal
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
+from hashlib import blake2b
 from typing import Any
 
 import pytest
@@ -378,3 +380,44 @@ def test_values_of_a_subclass_of_a_plain_type_digest_as_the_plain_ones(
     assert (diff.events, loaded[_differing(FILE_STATE)]) == ([], 0)
     diff = _diff(repository, FILE_STATE, machine, 3, [replace(odd, uid=_Uid(0)), LINK])
     assert [(e.path, e.fields_changed) for e in diff.events] == [(BASE.path, ("uid",))]
+
+
+@pytest.mark.parametrize("copy_text", [True, False])
+def test_batched_staging_stages_what_one_entity_at_a_time_does(
+        monkeypatch: pytest.MonkeyPatch, copy_text: bool) -> None:
+    """A rescan stages a batch of entities at a time through C calls; a batch holding an id
+    to escape or make storable, or a row completed from the state, goes one entity at a
+    time. Every batch, of either kind, stages the lines and spills the bytes that the
+    per-entity path makes of the same entities, at the same positions."""
+    monkeypatch.setattr(sqldiff, "_STAGE_BATCH", 3)
+    hostile = [replace(OTHERS[i], path=p) for i, p in enumerate(HOSTILE_PATHS)]
+    unread = replace(OTHERS[4], path="/etc/unread", sha256=None)
+    entities = [*OTHERS[:6],                                            # plain batches
+                replace(OTHERS[6], path="C:\\Windows\\a"), *OTHERS[7:9],  # a backslash
+                unread, *OTHERS[9:11],                                  # an unreadable file
+                replace(BASE, xattrs=None), *OTHERS[11:13],             # unread xattrs
+                replace(BASE, uid=_Uid(7)), *OTHERS[13:15],             # a subclassed value
+                *hostile, LINK, *OTHERS[15:]]
+    digester = sqldiff._Digester(FILE_STATE, ["/etc/unread"])
+    spill = io.BytesIO()
+    staged = list(digester.staged(entities, spill, copy_text))
+
+    values_of = FILE_STATE.values
+    assert values_of is not None
+    values = [sqldiff._marshalled(values_of(e))[0] for e in entities]
+    data = [marshal.dumps(v, 2) for v in values]
+    starts = list(itertools.accumulate(map(len, data), initial=0))[:-1]
+    expected = list(sqldiff._Digester(FILE_STATE, ["/etc/unread"])._each(
+        values, data, starts, copy_text))
+    assert digester.count == len(entities)
+    assert spill.getvalue() == b"".join(data)
+    if copy_text:
+        assert len(staged) == -(-len(entities) // 3)  # one block per batch
+        assert "".join(staged) == "".join(expected)
+        first = blake2b(data[0], digest_size=32, person=b"snapfim-row-v1").hexdigest()
+        assert staged[0].startswith(f"{OTHERS[0].path}\t\\\\x{first}\t0\n")
+        assert "C:\\\\Windows\\\\a\t\\\\x" in staged[2]
+    else:
+        assert staged == expected
+    unknown = [row for row in expected if ("\t\\N\t" in row if copy_text else row[1] is None)]
+    assert len(unknown) == 2  # the unread xattrs and the unreadable file: no digest
