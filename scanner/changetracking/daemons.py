@@ -318,8 +318,14 @@ def _drop_ins(tree: _Tree, inventory: Inventory, name: str
 def _settings(parses: Parses, digest: str, data: bytes, drop_ins: list[tuple[str, bytes]]
               ) -> dict[str, str]:
     """:func:`parse_unit` of a unit file and its drop-ins, or the parse kept under their
-    ``digest`` (:func:`_digest`: it covers every byte parsed, and each drop-in's path)."""
-    return parses.reuse(parses.key("systemd-unit", digest, ()),
+    ``digest`` (:func:`_digest`: it covers every byte parsed, and each drop-in's path) and
+    their lengths. The lengths make the key unambiguous: the digest alone is one stream, so
+    a unit file ending with a drop-in's header and text hashes as the shorter unit plus
+    that drop-in, while systemd (and :func:`parse_unit`) read the two differently."""
+    lengths = ",".join(f"{len(path.encode('utf-8', 'surrogateescape'))}/{len(content)}"
+                       for path, content in drop_ins)
+    layout = hashlib.sha256(f"{digest}:{len(data)}:{lengths}".encode()).hexdigest()
+    return parses.reuse(parses.key("systemd-unit", layout, ()),
                         lambda: parse_unit(data, *(d for _, d in drop_ins)), dict, _kept)
 
 

@@ -16,7 +16,9 @@ I/O: :mod:`scanner.changetracking.store` loads and saves the blob.
 
 systemd units use the same store (kind ``systemd-unit``): the settings parsed from a unit
 file and its drop-ins, keyed by the unit's recorded digest (it covers every byte parsed and
-each drop-in's path: :func:`scanner.changetracking.daemons._digest`).
+each drop-in's path: :func:`scanner.changetracking.daemons._digest`) with the lengths of the
+parts (:func:`scanner.changetracking.daemons._settings`). A change to what a reader makes of
+the same bytes (``parse_unit``, the package parsers) must raise :data:`FORMAT`.
 """
 
 from __future__ import annotations

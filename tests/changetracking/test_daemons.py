@@ -405,3 +405,26 @@ def test_unchanged_units_are_not_parsed_again(
         ("daemon", "modified", "systemd\\ssh.service", ("digest", "detail"), None, None)]
     current = record.events[0].current
     assert current is not None and current["detail"]["exec_start"] == "/tmp/.x/sshd"
+
+
+def test_a_drop_in_moved_into_its_unit_file_is_parsed_again() -> None:
+    """The unit's digest is one stream (the file, then each drop-in's header and text), so
+    a unit file ending with a drop-in's header and text has the digest of the shorter unit
+    plus that drop-in; systemd reads the two differently (a drop-in's lines before any
+    section are ignored; in the unit file they belong to its last section), so the kept
+    parse of one must not stand for the other."""
+    from scanner.changetracking import daemons
+    from scanner.changetracking.parses import Parses
+
+    unit = b"[Unit]\nDescription=x\n[Service]\nExecStart=/usr/bin/good\n"
+    drop_ins = [("/etc/systemd/system/x.service.d/zz.conf", b"ExecStart=/tmp/evil\n")]
+    merged = unit + b"\n#drop-in " + drop_ins[0][0].encode() + b" 20\n" + drop_ins[0][1]
+    digest = daemons._digest(unit, drop_ins)  # noqa: SLF001 - the key under test
+    assert daemons._digest(merged, []) == digest  # noqa: SLF001 - the same stream
+    first = Parses()
+    assert daemons._settings(first, digest, unit, drop_ins)["exec_start"] == \
+        "/usr/bin/good"  # noqa: SLF001
+    second = Parses(first.used)
+    assert daemons._settings(second, digest, merged, [])["exec_start"] == \
+        "/usr/bin/good; /tmp/evil"  # noqa: SLF001
+    assert second.reused == 0
