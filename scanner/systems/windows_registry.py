@@ -69,9 +69,12 @@ def system_hive_path(install: WindowsInstall) -> str:
     return f"{install.windows_dir}/System32/config/SYSTEM"
 
 
-def _hive_files(walker: Walker, system: WindowsInstall, want_users: bool
-                ) -> list[tuple[str, str, str, bool]]:
-    """(report name, posix path, mount prefix, required) of each hive to read."""
+def _hive_files(walker: Walker, system: WindowsInstall, want_users: bool,
+                notes: list[str] | None = None) -> list[tuple[str, str, str, bool]]:
+    """(report name, posix path, mount prefix, required) of each hive to read. One hive
+    file per mount: a profile folder whose name would mount its NTUSER.DAT where another
+    hive is (``C:\\Users\\.DEFAULT`` over the DEFAULT hive, or a name differing only in
+    case) is not read, and named in ``notes``."""
     config = f"{system.windows_dir}/System32/config"
     hives = [(name, f"{config}/{name}", mount, True) for name, mount in MACHINE_HIVES]
     if want_users:
@@ -79,8 +82,16 @@ def _hive_files(walker: Walker, system: WindowsInstall, want_users: bool
         if users is not None and users[1].kind is FileKind.DIRECTORY:
             profiles = sorted(c.name for c in users[2].fs.children(users[1])
                               if c.kind is FileKind.DIRECTORY)
-            hives += [(f"NTUSER.DAT ({user})", f"{users[0]}/{user}/NTUSER.DAT",
-                       f"HKU\\{user}", False) for user in profiles]
+            mounts = {mount.casefold() for _, _, mount, _ in hives}
+            for user in profiles:
+                path, mount = f"{users[0]}/{user}/NTUSER.DAT", f"HKU\\{user}"
+                if mount.casefold() in mounts:
+                    if notes is not None:
+                        notes.append(f"{windows_name(path)} not read: {mount} is another "
+                                     "hive's mount")
+                    continue
+                mounts.add(mount.casefold())
+                hives.append((f"NTUSER.DAT ({user})", path, mount, False))
     return hives
 
 
@@ -105,7 +116,7 @@ def collect_registry(walker: Walker, system: WindowsInstall, policy: list[Policy
     want_users = any(reaches(e.path, "HKU") for e in entities)
     out: dict[str, RegistryEntity] = {}
     try:
-        hive_files = _hive_files(walker, system, want_users)
+        hive_files = _hive_files(walker, system, want_users, coverage.notes)
     except (DiskError, SourceReadError) as exc:
         coverage.unreadable["HKU"] = f"cannot list C:\\Users: {exc}"
         hive_files = _hive_files(walker, system, False)
