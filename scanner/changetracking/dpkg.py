@@ -95,11 +95,42 @@ _ALL = re.compile(rb"^([0-9a-f]{32})  /?([^\n]{1,%d})$" % MAX_LINE_CHARS, re.M)
 _HEX = frozenset(b"0123456789abcdef")
 
 
+_TRIE_DEPTH = 16  # branch levels factored out; deeper, the heads are listed as they are
+
+
+def _alternation(heads: list[bytes], depth: int = 0) -> bytes:
+    """A pattern matching any of ``heads`` (none empty, none a prefix of another: at most
+    one can match at a position, so how they are grouped changes no match), with their
+    common leading bytes factored out: ``re`` tries the alternatives of a group one after
+    the other, so ``usr/(?:bin|sbin)`` is tried once for a line of ``usr/share/...``
+    where ``usr/bin|usr/sbin`` is tried twice."""
+    if not heads:
+        return b""
+    low, high = min(heads), max(heads)  # what all share, the first and last share
+    common = low[:next((i for i, (a, b) in enumerate(zip(low, high, strict=False))
+                        if a != b), len(low))]
+    rest = [h[len(common):] for h in heads]
+    if len(heads) == 1 or depth >= _TRIE_DEPTH:
+        inner = b"|".join(re.escape(h) for h in rest)
+        return re.escape(common) + (inner if len(rest) == 1 else b"(?:" + inner + b")")
+    groups: dict[bytes, list[bytes]] = {}
+    for head in rest:
+        groups.setdefault(head[:1], []).append(head)
+    return re.escape(common) + b"(?:" + b"|".join(
+        _alternation(group, depth + 1) for _, group in sorted(groups.items())) + b")"
+
+
 @functools.lru_cache(maxsize=16)
 def _wanted(prefixes: tuple[str, ...]) -> re.Pattern[bytes]:
-    """Two spaces then a path under ``prefixes`` (a literal-led search: fast in ``re``)."""
-    heads = b"|".join(re.escape(p.encode("utf-8", "surrogateescape")) for p in prefixes)
-    return re.compile(rb"  /?(?:" + heads + rb")[^\n]{0,%d}" % MAX_LINE_CHARS)
+    """Two spaces then a path under ``prefixes`` (a literal-led search: fast in ``re``). A
+    prefix that another one listed before it starts is dropped (that one always matches
+    first: the same matches), the others are grouped by their leading bytes."""
+    heads: list[bytes] = []
+    for prefix in prefixes:
+        head = prefix.encode("utf-8", "surrogateescape")
+        if not any(head.startswith(h) for h in heads):
+            heads.append(head)
+    return re.compile(rb"  /?" + _alternation(heads) + rb"[^\n]{0,%d}" % MAX_LINE_CHARS)
 
 
 def parse_md5sums(data: bytes, prefixes: tuple[str, ...] = ("",)

@@ -13,6 +13,7 @@ data before reading it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sqlite3
@@ -20,7 +21,7 @@ import struct
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from scanner.changetracking.model import MAX_ITEMS_PER_SOURCE, MAX_PACKAGED_FILES, clip
 from scanner.errors import InventoryError
@@ -30,6 +31,7 @@ MAX_HEADER_TAGS = 0xFFFF          # rpm's own bounds (header.c: HEADER_TAGS_MAX,
 MAX_HEADER_DATA = 0x0FFFFFFF
 MAX_SQL_STEPS = 200_000_000       # SQLite virtual machine instructions for the whole read
 _MAGIC = b"\x8e\xad\xe8\x01\x00\x00\x00\x00"
+_INTRO = struct.Struct(">II")
 _ENTRY = struct.Struct(">iIiI")
 # tags
 NAME, VERSION, RELEASE, EPOCH, ARCH, VENDOR = 1000, 1001, 1002, 1003, 1022, 1011
@@ -57,30 +59,52 @@ class RpmPackage:
     digest: str = ""  # SHA-256 of every file's path and recorded digest
 
 
-def _strings(data: bytes, offset: int, count: int, end: int) -> list[str]:
-    parts = data[offset:end].split(b"\0", count)
-    if len(parts) <= count:  # the count-th string has no NUL before the end of the data
-        raise InventoryError("header string runs past the data")
-    return [p.decode("utf-8", "surrogateescape") for p in parts[:count]]
+class _Strings(NamedTuple):
+    """A header's array of ``number`` strings as stored: ``raw`` their bytes joined by NUL
+    (no trailing NUL). Decoded only when needed: the package digest is taken over the
+    bytes, and only the directories, and the files of a package that has some under the
+    monitored prefixes, are decoded."""
+
+    raw: bytes
+    number: int
+
+    def decoded(self) -> list[str]:
+        """The strings (a NUL never ends nor starts a UTF-8 sequence: decoding the joined
+        bytes then splitting them gives what decoding each string gives)."""
+        return self.raw.decode("utf-8", "surrogateescape").split("\0") if self.number else []
 
 
-def parse_header(blob: bytes) -> dict[int, Any]:
-    """The wanted tags of one header blob: strings, lists of strings or lists of ints.
+def _string_array(data: bytes, offset: int, count: int, end: int) -> _Strings:
+    """The ``count`` NUL-terminated strings at ``offset``, none past ``end``. Only a window
+    of the data is copied (grown until it holds them all), never the rest of it."""
+    if not count:
+        return _Strings(b"", 0)
+    size = 72 * count + 64
+    while True:
+        stop = min(end, offset + size)
+        parts = data[offset:stop].split(b"\0", count)
+        if len(parts) > count:
+            return _Strings(data[offset:stop - len(parts[count]) - 1], count)
+        if stop >= end:  # the count-th string has no NUL before the end of the data
+            raise InventoryError("header string runs past the data")
+        size *= 4
+
+
+def _fields(blob: bytes) -> dict[int, Any]:
+    """The wanted tags of one header blob: strings, :class:`_Strings` or lists of ints.
     Raises :class:`InventoryError` on any inconsistency (never reads past the blob)."""
-    if blob[:8] == _MAGIC:
-        blob = blob[8:]
-    if len(blob) < 8:
+    base = 8 if blob[:8] == _MAGIC else 0
+    if len(blob) - base < 8:
         raise InventoryError("header shorter than its intro")
-    il, dl = struct.unpack_from(">II", blob)
+    il, dl = _INTRO.unpack_from(blob, base)
     if il > MAX_HEADER_TAGS or dl > MAX_HEADER_DATA:
         raise InventoryError(f"header of {il} tags, {dl} data bytes: beyond rpm's bounds")
-    start = 8 + il * 16
+    start = base + 8 + il * 16
     end = start + dl
     if end > len(blob):
         raise InventoryError("header data runs past the blob")
     out: dict[int, Any] = {}
-    for i in range(il):
-        tag, kind, offset, count = _ENTRY.unpack_from(blob, 8 + i * 16)
+    for tag, kind, offset, count in _ENTRY.iter_unpack(memoryview(blob)[base + 8:start]):
         if tag not in _WANTED:
             continue
         if offset < 0 or offset > dl or count > dl + 1:
@@ -91,16 +115,54 @@ def parse_header(blob: bytes) -> dict[int, Any]:
                 raise InventoryError(f"tag {tag}: integers run past the data")
             out[tag] = list(struct.unpack_from(f">{count}i", blob, at))
         elif kind in (_STRING, _I18NSTRING):
-            out[tag] = _strings(blob, at, 1, end)[0]
+            stop = blob.find(b"\0", at, end)
+            if stop < 0:
+                raise InventoryError("header string runs past the data")
+            out[tag] = blob[at:stop].decode("utf-8", "surrogateescape")
         elif kind == _STRING_ARRAY:
-            out[tag] = _strings(blob, at, count, end)
+            out[tag] = _string_array(blob, at, count, end)
     return out
+
+
+def parse_header(blob: bytes) -> dict[int, Any]:
+    """The wanted tags of one header blob: strings, lists of strings or lists of ints.
+    Raises :class:`InventoryError` on any inconsistency (never reads past the blob)."""
+    return {tag: value.decoded() if isinstance(value, _Strings) else value
+            for tag, value in _fields(blob).items()}
+
+
+def _texts(value: Any, name: str) -> _Strings:
+    """A list-of-strings tag (as parsed, or a list of ``str``) as stored."""
+    if isinstance(value, _Strings):
+        return value
+    if isinstance(value, list) and set(map(type, value)) <= {str}:
+        return _Strings("\0".join(value).encode("utf-8", "surrogateescape"), len(value))
+    raise InventoryError(f"{name}: a file list that is not a list of strings")
+
+
+def _numbers(value: Any, name: str) -> list[int]:
+    """A list-of-integers tag, checked (a header's tag may be of any type)."""
+    if isinstance(value, _Strings) and not value.number:
+        return []
+    if isinstance(value, list) and set(map(type, value)) <= {int}:
+        return value
+    raise InventoryError(f"{name}: a file list that is not a list of integers")
+
+
+def _count(value: Any) -> int:
+    return value.number if isinstance(value, _Strings) else len(value)
+
+
+@functools.lru_cache(maxsize=16)
+def _above(prefixes: tuple[str, ...]) -> frozenset[str]:
+    """Every leading part of ``prefixes`` (``p.startswith(d)`` is ``d in _above(...)``)."""
+    return frozenset(p[:i] for p in prefixes for i in range(len(p) + 1))
 
 
 def package_of(tags: dict[int, Any], prefixes: tuple[str, ...] = ("",)) -> RpmPackage:
     """The package a parsed header describes, with its files under ``prefixes`` (paths
     without leading ``/``; its digest covers them all). Raises :class:`InventoryError`
-    when its file lists do not fit together."""
+    when its file lists do not fit together or are not of their types."""
     name = tags.get(NAME)
     if not isinstance(name, str) or not name:
         raise InventoryError("header without a name")
@@ -121,23 +183,37 @@ def package_of(tags: dict[int, Any], prefixes: tuple[str, ...] = ("",)) -> RpmPa
     basenames, dirnames, indexes = tags.get(BASENAMES), tags.get(DIRNAMES), tags.get(DIRINDEXES)
     if basenames is None:
         return package
-    if not (isinstance(basenames, list) and isinstance(dirnames, list)
-            and isinstance(indexes, list) and len(indexes) == len(basenames)):
+    if not (isinstance(basenames, (list, _Strings)) and isinstance(dirnames, (list, _Strings))
+            and isinstance(indexes, list) and len(indexes) == _count(basenames)):
         raise InventoryError(f"{name}: file lists of different lengths")
-    digests = tags.get(FILEDIGESTS) or [""] * len(basenames)
-    flags = tags.get(FILEFLAGS) or [0] * len(basenames)
-    if len(digests) != len(basenames) or len(flags) != len(basenames):
+    files = _count(basenames)
+    digests = tags.get(FILEDIGESTS)
+    digests = digests if digests is not None and _count(digests) else [""] * files
+    flags = tags.get(FILEFLAGS) or [0] * files
+    if _count(digests) != files or _count(flags) != files:
         raise InventoryError(f"{name}: file digests do not match its file list")
-    if indexes and not 0 <= min(indexes) <= max(indexes) < len(dirnames):
-        raise InventoryError(f"{name}: a file names a directory out of {len(dirnames)}")
-    package.digest = hashlib.sha256("\0".join(
-        (package.algorithm, *dirnames, "", *basenames, "", *map(str, indexes), "", *digests)
-    ).encode("utf-8", "surrogateescape")).hexdigest()
-    keep = {i for i, d in enumerate(dirnames)  # directories under or above a prefix
-            if any(d[1:].startswith(p) or p.startswith(d[1:]) for p in prefixes)}
+    bases, dirs, sums = _texts(basenames, name), _texts(dirnames, name), _texts(digests, name)
+    indexes, flags = _numbers(indexes, name), _numbers(flags, name)
+    if indexes and not 0 <= min(indexes) <= max(indexes) < dirs.number:
+        raise InventoryError(f"{name}: a file names a directory out of {dirs.number}")
+    # the SHA-256 of "\0".join((algorithm, *dirnames, "", *basenames, "", *indexes, "",
+    # *digests)), taken over the bytes as stored (an empty list adds no string)
+    chunks = [package.algorithm.encode()]
+    listed = _Strings("\0".join(map(str, indexes)).encode(), len(indexes))
+    for raw, count in (dirs, bases, listed, sums):
+        if count:
+            chunks.append(raw)
+        chunks.append(b"")
+    chunks.pop()  # no empty string after the digests
+    package.digest = hashlib.sha256(b"\0".join(chunks)).hexdigest()
+    directories = dirs.decoded()
+    above = _above(prefixes)
+    keep = {i for i, d in enumerate(directories)  # directories under or above a prefix
+            if d[1:].startswith(prefixes) or d[1:] in above}
     if keep:
-        for base, index, digest, flag in zip(basenames, indexes, digests, flags, strict=True):
-            path = dirnames[index] + base
+        for base, index, digest, flag in zip(bases.decoded(), indexes, sums.decoded(), flags,
+                                             strict=True):
+            path = directories[index] + base
             if index in keep and path[1:].startswith(prefixes):
                 package.files[path] = (digest.lower(), bool(flag & RPMFILE_CONFIG))
     return package
@@ -202,7 +278,7 @@ def packages_of_blobs(rows: Iterable[tuple[int, Any]], prefixes: tuple[str, ...]
             skipped += 1
             continue
         try:
-            package = package_of(parse_header(blob), prefixes)
+            package = package_of(_fields(blob), prefixes)
         except InventoryError:
             skipped += 1
             continue

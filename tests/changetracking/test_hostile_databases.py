@@ -6,6 +6,7 @@ unbounded memory."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import sqlite3
 import struct
 from pathlib import Path
@@ -145,3 +146,60 @@ def test_rpmdb_that_is_no_database_or_has_damaged_headers(tmp_path: Path) -> Non
     packages, skipped = rpm.read_sqlite_rpmdb(path.read_bytes())
     assert [(p.name, p.version) for p in packages] == [("foo", "1.0")]
     assert skipped == 2
+
+
+def _file_header(*extra: tuple[int, int, int, int]) -> bytes:
+    """A header of package ``x`` owning ``/usr/bin/a`` (its data: the name, the basename,
+    the directory, then the directory index 0 and the integer 7 at offsets 16 and 20)."""
+    data = b"x\0a\0/usr/bin/\0\0\0" + struct.pack(">ii", 0, 7)
+    return _header([(1000, 6, 0, 1), (1117, 8, 2, 1), (1118, 8, 4, 1), (1116, 4, 16, 1),
+                    *extra], data)
+
+
+def test_rpm_file_lists_of_another_type_are_damaged_headers() -> None:
+    assert rpm.package_of(rpm.parse_header(_file_header())).files == {"/usr/bin/a": ("", False)}
+    for extra, message in [((1035, 4, 20, 1), "not a list of strings"),   # digests: integers
+                           ((1037, 8, 0, 1), "not a list of integers"),   # flags: strings
+                           ((1116, 8, 0, 1), "not a list of integers")]:  # indexes: strings
+        blob = _file_header(extra)
+        with pytest.raises(InventoryError, match=message):  # was a TypeError
+            rpm.package_of(rpm.parse_header(blob))
+        assert rpm.packages_of_blobs([(1, blob)]) == ([], 1)
+
+
+@pytest.mark.parametrize("digests", [None, [], ["AB" * 16, ""]])
+def test_rpm_package_digest_is_taken_over_the_strings_as_decoded(
+        digests: list[str] | None) -> None:
+    """The digest is taken over the stored bytes: it must stay what the strings' join gave
+    (the digests recorded by earlier scans), undecodable bytes included."""
+    names = [b"a\xff", b"b\xe2\x82", b""]
+    strings = b"x\0" + b"".join(n + b"\0" for n in names) + b"/usr/bin/\0/\xc3\0"
+    entries = [(1000, 6, 0, 1), (1117, 8, 2, 3), (1118, 8, 2 + sum(len(n) + 1 for n in names), 2)]
+    data = strings + b"\0" * (-len(strings) % 4) + struct.pack(">iii", 0, 1, 1)
+    entries.append((1116, 4, len(data) - 12, 3))
+    if digests is not None:
+        entries.append((1035, 8, len(data), len(digests)))
+        data += b"".join(d.encode() + b"\0" for d in digests)
+    blob = _header(entries, data)
+    tags = rpm.parse_header(blob)
+    listed = tags.get(1035) or [""] * 3
+    expected = hashlib.sha256("\0".join(
+        ("md5", *tags[1118], "", *tags[1117], "", *map(str, tags[1116]), "", *listed)
+    ).encode("utf-8", "surrogateescape")).hexdigest()
+    if digests == ["AB" * 16, ""]:  # two digests for three files
+        assert rpm.packages_of_blobs([(1, blob)]) == ([], 1)
+        return
+    (package,), skipped = rpm.packages_of_blobs([(1, blob)])
+    assert skipped == 0 and package.digest == expected == rpm.package_of(tags).digest
+    assert package.files == {"/usr/bin/a\udcff": ("", False), "/\udcc3b\udce2\udc82": ("", False),
+                             "/\udcc3": ("", False)}
+
+
+def test_md5sums_prefixes_that_overlap() -> None:
+    data = b"".join(b"%s  %s\n" % (b"0123456789abcdef" * 2, p) for p in (
+        b"bin/login", b"bin/ls", b"binary", b"usr/bin/x", b"usr/local/bin/y", b"usr/lib/z",
+        b"/usr/sbin/w", b"etc/a"))
+    sums, damaged = dpkg.parse_md5sums(data, ("bin", "bin/login", "usr/bin", "usr/local/bin",
+                                              "usr/sbin"))
+    assert sorted(sums) == ["/bin/login", "/bin/ls", "/binary", "/usr/bin/x",
+                            "/usr/local/bin/y", "/usr/sbin/w"] and damaged == 0
