@@ -268,3 +268,33 @@ def test_hive_tag_is_the_tag_collect_gives(tmp_path: Path) -> None:
 
 def _policy_entities() -> list[Any]:
     return list(recommended_entities())
+
+
+def test_the_hive_tag_changes_with_the_policy_and_the_bounds() -> None:
+    """A policy change or another reading bound makes the same bytes a different walk: the
+    tag (what a skip is decided on) differs, so the hive is walked again."""
+    from dataclasses import replace
+
+    from scanner.limits import Limits
+    from scanner.policy import make_entity
+
+    data = hive_data(base_layout(), SOFTWARE)
+    entities = _policy_entities()
+    tag = hive_tag(open_hive(data), HKLM_SW, entities)
+    assert tag is not None and tag == hive_tag(open_hive(data), HKLM_SW, _policy_entities())
+    run = next(e for e in entities if e.path.upper().endswith("\\RUN")
+               and e.path.upper().startswith(HKLM_SW.upper()))
+    others = [e for e in entities if e is not run]
+    changed_policies = {
+        "an entity added": [*entities, make_entity(HKLM_SW + "\\Classes", depth=1)],
+        "an entity removed": others,
+        "a depth": [*others, replace(run, depth=(run.depth or 0) + 1)],
+        "values named": [*others, replace(run, values=("OneDrive",))],
+        "an exclude": [*others, replace(run, excludes=("Foo",))],
+    }
+    for what, policy in changed_policies.items():
+        assert hive_tag(open_hive(data), HKLM_SW, policy) != tag, what
+    for bound in ("value_bytes", "hive_cells_per_value", "subkey_list_entries",
+                  "values_per_key"):
+        limits = replace(Limits(), **{bound: getattr(Limits(), bound) - 1})
+        assert hive_tag(open_hive(data, limits=limits), HKLM_SW, entities) != tag, bound
