@@ -120,6 +120,9 @@ def _fields(blob: bytes) -> dict[int, Any]:
                 raise InventoryError("header string runs past the data")
             out[tag] = blob[at:stop].decode("utf-8", "surrogateescape")
         elif kind == _STRING_ARRAY:
+            if count > MAX_PACKAGED_FILES:  # before a list of that many strings is made
+                raise InventoryError(f"tag {tag}: {count} strings, more than the "
+                                     f"{MAX_PACKAGED_FILES} files bound")
             out[tag] = _string_array(blob, at, count, end)
     return out
 
@@ -150,7 +153,15 @@ def _numbers(value: Any, name: str) -> list[int]:
 
 
 def _count(value: Any) -> int:
+    """The number of items of a list tag, as parsed or as stored."""
     return value.number if isinstance(value, _Strings) else len(value)
+
+
+def _listed(value: Any) -> Any:
+    """A tag as :func:`parse_header` gives it (a string array decoded), for the tags read
+    as one item of a list (epoch, digest algorithm): whichever parse a header came from, the
+    package is the same."""
+    return value.decoded() if isinstance(value, _Strings) else value
 
 
 @functools.lru_cache(maxsize=16)
@@ -167,14 +178,14 @@ def package_of(tags: dict[int, Any], prefixes: tuple[str, ...] = ("",)) -> RpmPa
     if not isinstance(name, str) or not name:
         raise InventoryError("header without a name")
     version, release = tags.get(VERSION), tags.get(RELEASE)
-    epoch = tags.get(EPOCH)
+    epoch = _listed(tags.get(EPOCH))
     evr = None
     if isinstance(version, str):
         evr = version + (f"-{release}" if isinstance(release, str) else "")
         if isinstance(epoch, list) and epoch and epoch[0]:
             evr = f"{epoch[0]}:{evr}"
     arch = tags.get(ARCH)
-    algo = tags.get(FILEDIGESTALGO)
+    algo = _listed(tags.get(FILEDIGESTALGO))
     package = RpmPackage(clip(name), clip(evr) if evr else None,
                          clip(arch) if isinstance(arch, str) else None,
                          clip(tags[VENDOR]) if isinstance(tags.get(VENDOR), str) else None,
@@ -189,7 +200,8 @@ def package_of(tags: dict[int, Any], prefixes: tuple[str, ...] = ("",)) -> RpmPa
     files = _count(basenames)
     digests = tags.get(FILEDIGESTS)
     digests = digests if digests is not None and _count(digests) else [""] * files
-    flags = tags.get(FILEFLAGS) or [0] * files
+    flags = tags.get(FILEFLAGS)
+    flags = flags if flags is not None and _count(flags) else [0] * files
     if _count(digests) != files or _count(flags) != files:
         raise InventoryError(f"{name}: file digests do not match its file list")
     bases, dirs, sums = _texts(basenames, name), _texts(dirnames, name), _texts(digests, name)

@@ -72,9 +72,11 @@ def system_hive_path(install: WindowsInstall) -> str:
 def _hive_files(walker: Walker, system: WindowsInstall, want_users: bool,
                 notes: list[str] | None = None) -> list[tuple[str, str, str, bool]]:
     """(report name, posix path, mount prefix, required) of each hive to read. One hive
-    file per mount: a profile folder whose name would mount its NTUSER.DAT where another
-    hive is (``C:\\Users\\.DEFAULT`` over the DEFAULT hive, or a name differing only in
-    case) is not read, and named in ``notes``."""
+    file per mount (the state and the hive skip keep one digest per mount): a profile
+    folder whose name would mount its NTUSER.DAT where a machine hive is
+    (``C:\\Users\\.DEFAULT`` over the DEFAULT hive, which Windows mounts there) is not
+    read, and named in ``notes``. Names differing in case are different mounts, each read
+    (no folder can make another profile's hive go unread)."""
     config = f"{system.windows_dir}/System32/config"
     hives = [(name, f"{config}/{name}", mount, True) for name, mount in MACHINE_HIVES]
     if want_users:
@@ -82,15 +84,15 @@ def _hive_files(walker: Walker, system: WindowsInstall, want_users: bool,
         if users is not None and users[1].kind is FileKind.DIRECTORY:
             profiles = sorted(c.name for c in users[2].fs.children(users[1])
                               if c.kind is FileKind.DIRECTORY)
-            mounts = {mount.casefold() for _, _, mount, _ in hives}
+            mounts = {mount for _, _, mount, _ in hives}
             for user in profiles:
                 path, mount = f"{users[0]}/{user}/NTUSER.DAT", f"HKU\\{user}"
-                if mount.casefold() in mounts:
+                if mount in mounts:
                     if notes is not None:
                         notes.append(f"{windows_name(path)} not read: {mount} is another "
                                      "hive's mount")
                     continue
-                mounts.add(mount.casefold())
+                mounts.add(mount)
                 hives.append((f"NTUSER.DAT ({user})", path, mount, False))
     return hives
 

@@ -5,7 +5,6 @@ unbounded memory."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import sqlite3
 import struct
@@ -120,10 +119,44 @@ def test_rpm_file_lists_that_do_not_fit_are_refused() -> None:
         rpm.package_of({1000: "x", 1117: ["a"], 1118: ["/"], 1116: []})
 
 
+def _both_parses(blob: bytes) -> tuple[object, object]:
+    """The package of ``blob`` as the tests parse it (:func:`rpm.parse_header`: strings
+    decoded) and as a scan does (:func:`rpm.packages_of_blobs`: string arrays kept as
+    stored); an InventoryError's type for a refused header."""
+    def parsed() -> object:
+        try:
+            return rpm.package_of(rpm.parse_header(blob))
+        except InventoryError:
+            return InventoryError
+
+    packages, skipped = rpm.packages_of_blobs([(1, blob)])
+    return parsed(), packages[0] if packages else (InventoryError if skipped else None)
+
+
 @given(st.binary(max_size=600))
 def test_any_header_bytes_parse_or_raise_our_error(blob: bytes) -> None:
-    with contextlib.suppress(InventoryError):
-        rpm.package_of(rpm.parse_header(blob))
+    decoded, stored = _both_parses(blob)
+    assert decoded == stored
+
+
+def test_a_scan_parses_a_header_as_the_decoded_tags_give_it() -> None:
+    """String arrays a scan keeps as stored stand for what decoding gives, also where a
+    header stores a tag read as one item (epoch, digest algorithm) or an empty flag list
+    as a string array (found in review: the stored form counted as a non-empty list)."""
+    cases = [_file_header(),
+             _file_header((1037, 8, 0, 0)),   # flags: an empty string array
+             _file_header((1001, 6, 0, 1), (1003, 8, 0, 1)),  # version "x", epoch ["x"]
+             _file_header((5011, 8, 0, 1))]   # digest algorithm: a string array
+    for blob in cases:
+        decoded, stored = _both_parses(blob)
+        assert decoded == stored and decoded is not InventoryError
+
+
+def test_a_string_array_past_the_file_bound_is_refused_before_it_is_split() -> None:
+    count = rpm.MAX_PACKAGED_FILES + 1
+    blob = _header([(1000, 6, 0, 1), (1117, 8, 2, count)], b"x\0" + b"\0" * count)
+    with pytest.raises(InventoryError, match="files bound"):
+        rpm.parse_header(blob)
 
 
 def test_rpmdb_that_is_no_database_or_has_damaged_headers(tmp_path: Path) -> None:
