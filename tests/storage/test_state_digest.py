@@ -399,8 +399,21 @@ def test_batched_staging_stages_what_one_entity_at_a_time_does(
                 replace(BASE, uid=_Uid(7)), *OTHERS[13:15],             # a subclassed value
                 *hostile, LINK, *OTHERS[15:]]
     digester = sqldiff._Digester(FILE_STATE, ["/etc/unread"])
+    one_at_a_time: list[str] = []  # the first id of each batch that took the per-entity path
+    real_each = sqldiff._Digester._each
+
+    def each(self: Any, batch: list[tuple[Any, ...]], *args: Any) -> Any:
+        one_at_a_time.append(batch[0][0])
+        return real_each(self, batch, *args)
+
+    monkeypatch.setattr(sqldiff._Digester, "_each", each)
     spill = io.BytesIO()
     staged = list(digester.staged(entities, spill, copy_text))
+    monkeypatch.setattr(sqldiff._Digester, "_each", real_each)
+    # plain batches, a backslash and a subclassed value take the batched path; the rows
+    # completed from the state and the hostile ids go one entity at a time
+    assert one_at_a_time[:2] == ["/etc/unread", BASE.path]
+    assert not {OTHERS[0].path, OTHERS[3].path, "C:\\Windows\\a"} & set(one_at_a_time)
 
     values_of = FILE_STATE.values
     assert values_of is not None
