@@ -83,17 +83,19 @@ def scan_argv(image: Path, machine: str, *extra: str) -> list[str]:
     return [sys.executable, *extra, "-m", "scanner", "scan", str(image), "--machine", machine]
 
 
+def case_argvs(image: Path) -> list[list[str]]:
+    """The argv of each of :data:`CASES`, in order: bare Python, --help, a first scan into a
+    new database, a rescan (the same command again)."""
+    return [[sys.executable, "-c", "pass"], [sys.executable, "-m", "scanner", "--help"],
+            scan_argv(image, "tiny"), scan_argv(image, "tiny")]
+
+
 def one_round(code: str | None, image: Path, workdir: Path, index: int
               ) -> dict[str, tuple[float, float]]:
-    """Each case once: bare Python, --help, a first scan into a new database, a rescan."""
-    data = Path(tempfile.mkdtemp(prefix=f"round{index}-", dir=workdir))
-    env = child_env(code, data)
-    return {
-        CASES[0]: run_timed([sys.executable, "-c", "pass"], env),
-        CASES[1]: run_timed([sys.executable, "-m", "scanner", "--help"], env),
-        CASES[2]: run_timed(scan_argv(image, "tiny"), env),
-        CASES[3]: run_timed(scan_argv(image, "tiny"), env),
-    }
+    """Each case once, timed, in a fresh data directory."""
+    env = child_env(code, Path(tempfile.mkdtemp(prefix=f"round{index}-", dir=workdir)))
+    return {case: run_timed(argv, env) for case, argv in zip(CASES, case_argvs(image),
+                                                              strict=True)}
 
 
 def instructions(argv: Sequence[str], env: dict[str, str]) -> int:
@@ -110,15 +112,10 @@ def instructions(argv: Sequence[str], env: dict[str, str]) -> int:
 
 
 def instruction_round(code: str | None, image: Path, workdir: Path) -> dict[str, int]:
-    """Each case once under callgrind (the rescan after a first scan run without it)."""
-    data = Path(tempfile.mkdtemp(prefix="callgrind-", dir=workdir))
-    env = child_env(code, data)
-    return {
-        CASES[0]: instructions([sys.executable, "-c", "pass"], env),
-        CASES[1]: instructions([sys.executable, "-m", "scanner", "--help"], env),
-        CASES[2]: instructions(scan_argv(image, "tiny"), env),
-        CASES[3]: instructions(scan_argv(image, "tiny"), env),
-    }
+    """Each case once under callgrind, in a fresh data directory."""
+    env = child_env(code, Path(tempfile.mkdtemp(prefix="callgrind-", dir=workdir)))
+    return {case: instructions(argv, env) for case, argv in zip(CASES, case_argvs(image),
+                                                                 strict=True)}
 
 
 def import_self_times(text: str) -> dict[str, float]:
