@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from scanner.changetracking import apk, dpkg, rpm, rpm_bdb
+from scanner.changetracking import apk, dpkg, rpm
 from scanner.changetracking.model import (
     MAX_PACKAGED_FILES,
     SOFTWARE,
@@ -199,11 +199,18 @@ def _rpmdb(kind: str, data: Digested, wal: Digested | None, prefixes: tuple[str,
     digest = data.sha256
     if wal is not None and wal.size:
         digest += "+" + wal.sha256
+
+    def parse() -> tuple[list[rpm.RpmPackage], int]:
+        if kind == "rpm-bdb":  # imported here: dissect costs ~65 ms, only BDB rpmdbs need it
+            from scanner.changetracking.rpm_bdb import read_bdb_rpmdb
+
+            return read_bdb_rpmdb(data.data(), prefixes)
+        return rpm.read_sqlite_rpmdb(data.data(), None if wal is None else wal.data(),
+                                     prefixes)
+
     return parses.reuse(
         parses.key(kind, digest, prefixes),
-        lambda: (rpm_bdb.read_bdb_rpmdb(data.data(), prefixes) if kind == "rpm-bdb"
-                 else rpm.read_sqlite_rpmdb(data.data(), None if wal is None else wal.data(),
-                                            prefixes)),
+        parse,
         lambda parsed: {"packages": [[p.name, p.version, p.architecture, p.vendor,
                                       p.algorithm, p.files, p.digest] for p in parsed[0]],
                         "skipped": parsed[1]},

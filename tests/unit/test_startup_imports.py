@@ -34,7 +34,8 @@ COMMAND_TIME = ("scanner.settings", "scanner.pipeline", "scanner.storage", "scan
 NOT_FOR_A_LINUX_SCAN = (*CLOUD_AND_FLEET, "scanner.registry", "scanner.systems.windows",
                         "scanner.changetracking.windows", "scanner.cloud", "scanner.web",
                         "scanner.cycle", "workers", "scanner.emitters.webhook",
-                        "scanner.emitters.syslog")  # no sink is configured
+                        "scanner.emitters.syslog",  # no sink is configured
+                        "dissect", "scanner.changetracking.rpm_bdb")  # no BDB rpmdb on it
 
 # Runs ``python -m scanner ARGS`` as ``snapfim`` does, then writes its exit status and the
 # names of the modules it loaded to the file named first.
